@@ -1,0 +1,78 @@
+#include "mqtt/topic.h"
+
+namespace petrel::mqtt {
+
+namespace {
+
+size_t levelCount(std::string_view s) {
+  size_t n = 1;
+  for (char c : s) n += c == '/';
+  return n;
+}
+
+}  // namespace
+
+bool validTopicName(std::string_view topic, size_t max_levels) {
+  if (topic.empty() || topic.size() > 65535) return false;
+  if (topic.find_first_of("+#") != std::string_view::npos) return false;
+  return max_levels == 0 || levelCount(topic) <= max_levels;
+}
+
+bool validTopicFilter(std::string_view f, size_t max_levels) {
+  if (f.empty() || f.size() > 65535) return false;
+  for (size_t i = 0; i < f.size(); ++i) {
+    const char c = f[i];
+    if (c != '+' && c != '#') continue;
+    const bool starts_level = i == 0 || f[i - 1] == '/';
+    const bool ends_level = i + 1 == f.size() || f[i + 1] == '/';
+    if (!starts_level || !ends_level) return false;
+    if (c == '#' && i + 1 != f.size()) return false;
+  }
+  return max_levels == 0 || levelCount(f) <= max_levels;
+}
+
+bool topicMatches(std::string_view filter, std::string_view topic) {
+  if (!topic.empty() && topic[0] == '$' && !filter.empty() &&
+      (filter[0] == '+' || filter[0] == '#'))
+    return false;
+  size_t fi = 0, ti = 0;
+  while (true) {
+    const size_t fe = filter.find('/', fi);
+    const std::string_view flevel =
+        filter.substr(fi, fe == std::string_view::npos ? std::string_view::npos : fe - fi);
+    if (flevel == "#") return true;  // also matches the parent level [MQTT-4.7.1-2]
+    if (ti > topic.size()) {
+      return false;
+    }
+    const size_t te = topic.find('/', ti);
+    const std::string_view tlevel =
+        topic.substr(ti, te == std::string_view::npos ? std::string_view::npos : te - ti);
+    if (flevel != "+" && flevel != tlevel) return false;
+    const bool fend = fe == std::string_view::npos;
+    const bool tend = te == std::string_view::npos;
+    if (fend && tend) return true;
+    if (tend) {
+      // Topic exhausted: only a trailing "/#" can still match.
+      return filter.substr(fe + 1) == "#";
+    }
+    if (fend) return false;
+    fi = fe + 1;
+    ti = te + 1;
+  }
+}
+
+bool parseSharedFilter(std::string_view f, SharedFilter& out) {
+  constexpr std::string_view kPrefix = "$share/";
+  out = {};
+  if (f.substr(0, kPrefix.size()) != kPrefix) return true;
+  out.shared = true;
+  std::string_view rest = f.substr(kPrefix.size());
+  const size_t slash = rest.find('/');
+  if (slash == std::string_view::npos || slash == 0) return false;
+  out.group = rest.substr(0, slash);
+  out.filter = rest.substr(slash + 1);
+  if (out.group.find_first_of("+#") != std::string_view::npos) return false;
+  return validTopicFilter(out.filter);
+}
+
+}  // namespace petrel::mqtt

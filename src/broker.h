@@ -1,0 +1,123 @@
+// src/broker.h — the broker on one libuv loop: listeners, connections,
+// sessions, the subscription index and retained messages, and the packet
+// handlers that tie them together. The handlers live in files named for
+// what they handle (handle_connect.cpp, handle_publish.cpp,
+// handle_subscribe.cpp); routing and delivery in router.cpp; wills and
+// session ends in will.cpp.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "mqtt/decoder.h"
+#include "mqtt/packets.h"
+#include "src/config.h"
+#include "src/connection.h"
+#include "src/message.h"
+#include "src/retained_store.h"
+#include "src/session.h"
+#include "src/topic_tree.h"
+
+namespace petrel {
+
+struct BrokerStats {
+  uint64_t messages_received = 0;
+  uint64_t messages_delivered = 0;
+  uint64_t messages_dropped = 0;   // queue limit, packet size, expiry
+  uint64_t connections_total = 0;
+};
+
+class Broker {
+ public:
+  // Output buffered for one client above which QoS 1/2 messages wait in the
+  // session queue instead of being encoded ...
+  static constexpr size_t kOutputHighWater = 1 << 20;
+  // ... and above which QoS 0 messages for that client are dropped.
+  static constexpr size_t kOutputLimit = 16 << 20;
+
+  Broker(uv_loop_t* loop, Config cfg);
+  ~Broker();
+
+  // Binds the listeners and starts the timers. On failure, `err` says why.
+  bool start(std::string& err);
+  // Stops accepting, tells MQTT 5 clients the server is shutting down,
+  // closes every connection; the loop then runs out.
+  void shutdown();
+
+  const Config& config() const { return cfg_; }
+  uv_loop_t* loop() const { return loop_; }
+  int64_t nowMs() const;  // wall clock, for expiry deadlines
+  const BrokerStats& stats() const { return stats_; }
+
+  // Called by Connection.
+  void onFrame(Connection& c, const mqtt::Frame& f);
+  void onFramingError(Connection& c, bool too_large);
+  void onConnectionLost(Connection& c);    // stop using c; it is closing
+  void onConnectionClosed(Connection* c);  // handle closed: free it
+  void onWritable(Connection& c);          // a large write has drained
+  void scheduleFlush(Connection* c) { dirty_.push_back(c); }
+  uint8_t* sharedReadBuffer(size_t& n) {
+    n = read_buf_.size();
+    return read_buf_.data();
+  }
+  uint32_t maxPacketSizeFor(const Connection& c) const { return cfg_.max_packet_size; }
+
+  // Routes a message to every matching subscription; returns the number of
+  // sessions it was delivered or queued to.
+  size_t route(const MessagePtr& msg);
+
+ private:
+  // handle_connect.cpp
+  void handleConnect(Connection& c, const mqtt::Frame& f);
+  void sendConnackError(Connection& c, mqtt::Version v, mqtt::Reason r);
+  void resumeSession(Session& s, Connection& c);
+  // handle_publish.cpp
+  void handlePublish(Connection& c, const mqtt::Frame& f);
+  void handleAck(Connection& c, const mqtt::Frame& f);
+  // handle_subscribe.cpp
+  void handleSubscribe(Connection& c, const mqtt::Frame& f);
+  void handleUnsubscribe(Connection& c, const mqtt::Frame& f);
+  void sendRetained(Session& s, const std::string& filter, const SubscriptionOptions& o);
+  // will.cpp
+  void handleDisconnect(Connection& c, const mqtt::Frame& f);
+  void publishWill(Session& s);
+  void endSession(Session* s);
+  // router.cpp
+  void deliver(Session& s, Delivery&& d);
+  bool sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup);
+  void pump(Session& s);
+  // broker.cpp
+  void protocolError(Connection& c, mqtt::Reason r, const char* what);
+  void sweep();
+  void flushAll();
+  static void onSweep(uv_timer_t* t);
+  static void onCheck(uv_check_t* h);
+  static void onPrepare(uv_prepare_t* h);
+  static void onConnection(uv_stream_t* server, int status);
+
+  uv_loop_t* loop_;
+  Config cfg_;
+  std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
+  uv_timer_t sweep_timer_;
+  uv_check_t check_;
+  uv_prepare_t prepare_;
+  std::vector<uint8_t> read_buf_;
+
+  std::vector<Connection*> connections_;  // owned; freed in onConnectionClosed
+  std::vector<Connection*> dirty_;        // have output to flush this turn
+  std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;
+  TopicTree tree_;
+  RetainedStore retained_;
+  BrokerStats stats_;
+  uint64_t match_gen_ = 0;
+  bool shutting_down_ = false;
+
+  friend class Connection;
+};
+
+}  // namespace petrel

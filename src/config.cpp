@@ -1,0 +1,143 @@
+#include "src/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <functional>
+#include <limits>
+#include <map>
+#include <stdexcept>
+
+namespace petrel {
+
+namespace {
+
+// A user-caused configuration error; carries the line of the offending node.
+struct ConfigError : std::runtime_error {
+  int line;
+  ConfigError(int l, const std::string& msg) : std::runtime_error(msg), line(l) {}
+};
+
+int lineOf(const YAML::Node& n) { return n.Mark().line + 1; }
+
+template <typename T>
+T readInt(const YAML::Node& n, const std::string& key, long long lo, long long hi) {
+  if (!n.IsScalar()) throw ConfigError(lineOf(n), key + ": expected an integer");
+  long long v;
+  try {
+    v = n.as<long long>();
+  } catch (const YAML::Exception&) {
+    throw ConfigError(lineOf(n), key + ": expected an integer, got '" + n.Scalar() + "'");
+  }
+  if (v < lo || v > hi)
+    throw ConfigError(lineOf(n), key + ": " + n.Scalar() + " is out of range " +
+                                     std::to_string(lo) + ".." + std::to_string(hi));
+  return static_cast<T>(v);
+}
+
+bool readBool(const YAML::Node& n, const std::string& key) {
+  if (!n.IsScalar()) throw ConfigError(lineOf(n), key + ": expected true or false");
+  try {
+    return n.as<bool>();
+  } catch (const YAML::Exception&) {
+    throw ConfigError(lineOf(n), key + ": expected true or false, got '" + n.Scalar() + "'");
+  }
+}
+
+std::string readString(const YAML::Node& n, const std::string& key) {
+  if (!n.IsScalar()) throw ConfigError(lineOf(n), key + ": expected a string");
+  return n.Scalar();
+}
+
+using Handler = std::function<void(const YAML::Node&, const std::string&)>;
+
+// Walks a mapping, dispatching each key to its handler; unknown keys are
+// errors so that a typo never silently leaves a default in force.
+void readMap(const YAML::Node& map, const std::string& prefix,
+             const std::map<std::string, Handler>& handlers) {
+  if (map.IsNull()) return;
+  if (!map.IsMap())
+    throw ConfigError(lineOf(map), (prefix.empty() ? std::string("top level") : prefix) +
+                                       ": expected a mapping of keys");
+  for (const auto& kv : map) {
+    const std::string key = kv.first.Scalar();
+    const std::string full = prefix.empty() ? key : prefix + "." + key;
+    auto it = handlers.find(key);
+    if (it == handlers.end()) throw ConfigError(lineOf(kv.first), full + ": unknown key");
+    it->second(kv.second, full);
+  }
+}
+
+void parseRoot(const YAML::Node& root, Config& c) {
+  const long long u16max = 65535, u32max = 0xFFFFFFFFll;
+  readMap(root, "", {
+    {"log_level", [&](const YAML::Node& n, const std::string& k) {
+       if (!parseLogLevel(readString(n, k), c.log_level))
+         throw ConfigError(lineOf(n), k + ": '" + n.Scalar() +
+                                          "' is not one of debug, info, notice, warning, error");
+     }},
+    {"listeners", [&](const YAML::Node& n, const std::string& k) {
+       if (!n.IsSequence()) throw ConfigError(lineOf(n), k + ": expected a list of listeners");
+       c.listeners.clear();
+       for (size_t i = 0; i < n.size(); ++i) {
+         ListenerConfig l;
+         const std::string p = k + "[" + std::to_string(i) + "]";
+         readMap(n[i], p, {
+           {"address", [&](const YAML::Node& v, const std::string& kk) { l.address = readString(v, kk); }},
+           {"port", [&](const YAML::Node& v, const std::string& kk) { l.port = readInt<uint16_t>(v, kk, 0, 65535); }},
+         });
+         c.listeners.push_back(l);
+       }
+       if (c.listeners.empty()) throw ConfigError(lineOf(n), k + ": at least one listener is needed");
+     }},
+    {"limits", [&](const YAML::Node& n, const std::string& k) {
+       readMap(n, k, {
+         {"max_packet_size", [&](const YAML::Node& v, const std::string& kk) { c.max_packet_size = readInt<uint32_t>(v, kk, 16, 268435460); }},
+         {"max_inflight", [&](const YAML::Node& v, const std::string& kk) { c.max_inflight = readInt<uint16_t>(v, kk, 1, u16max); }},
+         {"max_queued_messages", [&](const YAML::Node& v, const std::string& kk) { c.max_queued_messages = readInt<uint32_t>(v, kk, 0, u32max); }},
+         {"max_connections", [&](const YAML::Node& v, const std::string& kk) { c.max_connections = readInt<uint32_t>(v, kk, 0, u32max); }},
+         {"max_topic_levels", [&](const YAML::Node& v, const std::string& kk) { c.max_topic_levels = readInt<uint32_t>(v, kk, 1, 65535); }},
+         {"max_keepalive", [&](const YAML::Node& v, const std::string& kk) { c.max_keepalive = readInt<uint16_t>(v, kk, 0, u16max); }},
+         {"max_session_expiry", [&](const YAML::Node& v, const std::string& kk) { c.max_session_expiry = readInt<uint32_t>(v, kk, 0, u32max); }},
+       });
+     }},
+    {"mqtt", [&](const YAML::Node& n, const std::string& k) {
+       readMap(n, k, {
+         {"max_qos", [&](const YAML::Node& v, const std::string& kk) { c.max_qos = readInt<uint8_t>(v, kk, 0, 2); }},
+         {"retain_available", [&](const YAML::Node& v, const std::string& kk) { c.retain_available = readBool(v, kk); }},
+         {"topic_alias_maximum", [&](const YAML::Node& v, const std::string& kk) { c.topic_alias_maximum = readInt<uint16_t>(v, kk, 0, u16max); }},
+         {"outbound_topic_aliases", [&](const YAML::Node& v, const std::string& kk) { c.outbound_topic_aliases = readInt<uint16_t>(v, kk, 0, u16max); }},
+         {"allow_zero_length_clientid", [&](const YAML::Node& v, const std::string& kk) { c.allow_zero_length_clientid = readBool(v, kk); }},
+       });
+     }},
+  });
+}
+
+}  // namespace
+
+bool loadConfig(const std::string& path, Config& out, std::string& error) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    error = path + ": cannot open the configuration file";
+    return false;
+  } catch (const YAML::ParserException& e) {
+    error = path + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg;
+    return false;
+  }
+  Config c;
+  try {
+    parseRoot(root, c);
+  } catch (const ConfigError& e) {
+    error = path + ":" + std::to_string(e.line) + ": " + e.what() + " (line " +
+            std::to_string(e.line) + ")";
+    return false;
+  } catch (const YAML::Exception& e) {
+    error = path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg;
+    return false;
+  }
+  out = std::move(c);
+  return true;
+}
+
+}  // namespace petrel

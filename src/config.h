@@ -1,0 +1,44 @@
+// src/config.h — the broker configuration, read from YAML (config.yaml at the
+// repository root documents every key). Loading is strict: an unknown key or a
+// value of the wrong type or range is an error naming the key and its line.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "src/log.h"
+
+namespace petrel {
+
+struct ListenerConfig {
+  std::string address = "127.0.0.1";
+  uint16_t port = 1883;
+};
+
+struct Config {
+  LogLevel log_level = LogLevel::Info;
+  std::vector<ListenerConfig> listeners{ListenerConfig{}};
+
+  // limits:
+  uint32_t max_packet_size = 1048576;
+  uint16_t max_inflight = 100;
+  uint32_t max_queued_messages = 10000;
+  uint32_t max_connections = 0;
+  uint32_t max_topic_levels = 128;
+  uint16_t max_keepalive = 65535;
+  uint32_t max_session_expiry = 0xFFFFFFFF;
+
+  // mqtt:
+  uint8_t max_qos = 2;
+  bool retain_available = true;
+  uint16_t topic_alias_maximum = 10;
+  uint16_t outbound_topic_aliases = 0;
+  bool allow_zero_length_clientid = true;
+};
+
+// Reads `path` into `out`. On failure returns false and sets `error` to a
+// message such as "config.yaml:12: limits.max_pakcet_size: unknown key".
+bool loadConfig(const std::string& path, Config& out, std::string& error);
+
+}  // namespace petrel

@@ -1,0 +1,215 @@
+#include "src/connection.h"
+
+#include <cstring>
+
+#include "mqtt/encoder.h"
+#include "src/broker.h"
+#include "src/log.h"
+
+namespace petrel {
+
+Connection::Connection(Broker& broker, uint32_t max_packet_size)
+    : broker_(broker), decoder_(max_packet_size) {
+  tcp_.data = this;
+  write_req_.data = this;
+}
+
+Connection::~Connection() = default;
+
+bool Connection::start(uv_stream_t* server) {
+  uv_tcp_init(server->loop, &tcp_);
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_)) != 0) {
+    beginClose();
+    return false;
+  }
+  uv_tcp_nodelay(&tcp_, 1);
+  sockaddr_storage ss;
+  int len = sizeof ss;
+  char host[64] = "?";
+  int port = 0;
+  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    if (ss.ss_family == AF_INET6) {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+      uv_ip6_name(a, host, sizeof host);
+      port = ntohs(a->sin6_port);
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+      uv_ip4_name(a, host, sizeof host);
+      port = ntohs(a->sin_port);
+    }
+  }
+  peer_ = std::string(host) + ":" + std::to_string(port);
+  last_rx_ms = uv_now(server->loop);
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &Connection::onAlloc, &Connection::onRead);
+  return true;
+}
+
+void Connection::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* c = static_cast<Connection*>(h->data);
+  // A partial packet is completed in the connection's own buffer; otherwise
+  // read into the loop's shared buffer and decode in place, so idle
+  // connections hold no receive buffer at all.
+  if (c->decoder_.buffered() > 0) {
+    size_t avail;
+    uint8_t* p = c->decoder_.writeSpace(16 * 1024, avail);
+    buf->base = reinterpret_cast<char*>(p);
+    buf->len = avail;
+    c->reading_into_decoder_ = true;
+  } else {
+    size_t n;
+    buf->base = reinterpret_cast<char*>(c->broker_.sharedReadBuffer(n));
+    buf->len = n;
+    c->reading_into_decoder_ = false;
+  }
+}
+
+void Connection::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  auto* c = static_cast<Connection*>(s->data);
+  if (nread == 0) return;
+  if (nread < 0) {
+    if (nread != UV_EOF) LOG_DEBUG("read error from %s: %s", c->peer_.c_str(), uv_strerror(nread));
+    c->beginClose();
+    return;
+  }
+  if (c->closing_) return;
+  c->last_rx_ms = uv_now(s->loop);
+  if (c->reading_into_decoder_) {
+    c->decoder_.commit(static_cast<size_t>(nread));
+    c->processBuffered();
+  } else {
+    c->processShared(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
+  }
+}
+
+void Connection::processShared(const uint8_t* data, size_t len) {
+  size_t pos = 0;
+  while (pos < len && !closing_) {
+    mqtt::Frame f;
+    auto st = mqtt::peekFrame(data + pos, len - pos, broker_.maxPacketSizeFor(*this), f);
+    if (st == mqtt::FrameStatus::Ok) {
+      pos += f.total_len;
+      if (!handleFrame(f)) return;
+      continue;
+    }
+    if (st == mqtt::FrameStatus::Incomplete) {
+      // Keep the tail for the next read.
+      size_t avail;
+      uint8_t* p = decoder_.writeSpace(len - pos, avail);
+      std::memcpy(p, data + pos, len - pos);
+      decoder_.commit(len - pos);
+      return;
+    }
+    broker_.onFramingError(*this, st == mqtt::FrameStatus::TooLarge);
+    return;
+  }
+}
+
+void Connection::processBuffered() {
+  while (!closing_) {
+    mqtt::Frame f;
+    auto st = decoder_.next(f);
+    if (st == mqtt::FrameStatus::Ok) {
+      if (!handleFrame(f)) return;
+      continue;
+    }
+    if (st == mqtt::FrameStatus::Incomplete) break;
+    broker_.onFramingError(*this, st == mqtt::FrameStatus::TooLarge);
+    return;
+  }
+  decoder_.compact();
+}
+
+bool Connection::handleFrame(const mqtt::Frame& f) {
+  broker_.onFrame(*this, f);
+  return !closing_;
+}
+
+void Connection::markDirty() {
+  if (!dirty_ && !handle_closed_) {
+    dirty_ = true;
+    broker_.scheduleFlush(this);
+  }
+}
+
+void Connection::flush() {
+  dirty_ = false;
+  if (writing_ || out_.empty() || handle_closed_) {
+    if (closing_ && !writing_ && !handle_closed_) beginClose();
+    return;
+  }
+  uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
+  int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1);
+  if (n == static_cast<int>(out_.size())) {
+    out_.clear();
+    if (out_.capacity() > 64 * 1024) std::string().swap(out_);
+    if (closing_) beginClose();
+    return;
+  }
+  if (n < 0 && n != UV_EAGAIN) {
+    LOG_DEBUG("write error to %s: %s", peer_.c_str(), uv_strerror(n));
+    out_.clear();
+    beginClose();
+    return;
+  }
+  if (n > 0) out_.erase(0, static_cast<size_t>(n));
+  wbuf_.swap(out_);
+  out_.clear();
+  b = uv_buf_init(wbuf_.data(), static_cast<unsigned>(wbuf_.size()));
+  writing_ = true;
+  uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1, &Connection::onWrite);
+}
+
+void Connection::onWrite(uv_write_t* req, int status) {
+  auto* c = static_cast<Connection*>(req->data);
+  c->writing_ = false;
+  c->wbuf_.clear();
+  if (c->wbuf_.capacity() > 64 * 1024) std::string().swap(c->wbuf_);
+  if (status < 0) {
+    c->out_.clear();
+    c->beginClose();
+    return;
+  }
+  if (!c->out_.empty()) {
+    c->flush();
+  } else if (c->closing_) {
+    c->beginClose();
+  } else {
+    c->broker_.onWritable(*c);
+  }
+}
+
+void Connection::closeAfterFlush() {
+  if (closing_) return;
+  closing_ = true;
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+  broker_.onConnectionLost(*this);
+  markDirty();
+}
+
+void Connection::disconnect(mqtt::Reason reason) {
+  if (closing_) return;
+  if (connected && version == mqtt::Version::V5) {
+    mqtt::Disconnect d;
+    d.reason = reason;
+    mqtt::encode(d, version, out());
+  }
+  closeAfterFlush();
+}
+
+void Connection::beginClose() {
+  if (handle_closed_) return;
+  if (!closing_) {
+    closing_ = true;
+    broker_.onConnectionLost(*this);
+  }
+  if (writing_) return;  // onWrite finishes the close
+  handle_closed_ = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &Connection::onClose);
+}
+
+void Connection::onClose(uv_handle_t* h) {
+  auto* c = static_cast<Connection*>(h->data);
+  c->broker_.onConnectionClosed(c);
+}
+
+}  // namespace petrel

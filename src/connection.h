@@ -1,0 +1,93 @@
+// src/connection.h — one client's network connection on a libuv loop: reads
+// into a shared per-loop buffer and decodes packets in place, batches every
+// packet owed to the client during a loop turn into one write, and closes
+// itself after a protocol error once the final packet is out.
+//
+// Memory: an idle connection holds no read buffer (partial packets are the
+// only bytes kept between reads) and an empty output buffer.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mqtt/decoder.h"
+#include "mqtt/protocol.h"
+
+namespace petrel {
+
+class Broker;
+class Session;
+
+class Connection {
+ public:
+  Connection(Broker& broker, uint32_t max_packet_size);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Starts reading after accept().
+  bool start(uv_stream_t* server);
+
+  // Output: bytes appended here go out at the end of the loop turn.
+  std::string& out() {
+    markDirty();
+    return out_;
+  }
+  size_t pendingOutput() const { return out_.size() + wbuf_.size(); }
+  void flush();
+
+  // Closes the connection once everything queued is written.
+  void closeAfterFlush();
+  // Sends DISCONNECT (MQTT 5, after CONNECT) with `reason`, then closes.
+  void disconnect(mqtt::Reason reason);
+  bool closing() const { return closing_; }
+
+  const std::string& peer() const { return peer_; }
+  uv_tcp_t* handle() { return &tcp_; }
+
+  // Protocol state, maintained by the broker.
+  bool connected = false;       // CONNECT accepted
+  mqtt::Version version = mqtt::Version::V311;
+  Session* session = nullptr;
+  uint16_t keepalive = 0;       // effective, seconds
+  uint64_t last_rx_ms = 0;
+  bool graceful = false;        // DISCONNECT received (no will)
+  std::vector<std::string> topic_aliases;      // inbound, index = alias
+  std::vector<std::string> out_topic_aliases;  // outbound, index = alias
+  size_t index = 0;             // position in the broker's connection list
+
+  void setMaxPacketSize(uint32_t n) { decoder_.setMaxPacketSize(n); }
+
+ private:
+  static void onAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void onWrite(uv_write_t* req, int status);
+  static void onClose(uv_handle_t* h);
+
+  void processShared(const uint8_t* data, size_t len);
+  void processBuffered();
+  // Returns false when the connection must stop processing input.
+  bool handleFrame(const mqtt::Frame& f);
+  void markDirty();
+  void beginClose();
+
+  Broker& broker_;
+  uv_tcp_t tcp_;
+  uv_write_t write_req_;
+  mqtt::StreamDecoder decoder_;
+  std::string out_;
+  std::string wbuf_;  // bytes handed to uv_write, alive until its callback
+  std::string peer_;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool handle_closed_ = false;
+  bool dirty_ = false;
+  bool reading_into_decoder_ = false;
+
+  friend class Broker;
+};
+
+}  // namespace petrel

@@ -1,0 +1,123 @@
+// petrel — an MQTT 3.1, 3.1.1 and 5.0 broker.
+#include <uv.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "src/broker.h"
+#include "src/config.h"
+#include "src/log.h"
+
+namespace {
+
+void usage(FILE* f) {
+  std::fprintf(f,
+      "Usage: petrel [--config FILE] [--port N] [--check-config]\n"
+      "       petrel --help | --version\n"
+      "\n"
+      "  -c, --config FILE   configuration file (default: config.yaml if present)\n"
+      "  -p, --port N        override the port of the first listener\n"
+      "      --check-config  validate the configuration and exit (0 = valid)\n"
+      "  -h, --help          this help\n"
+      "  -v, --version       print the version\n");
+}
+
+struct Signals {
+  uv_signal_t term, intr;
+  petrel::Broker* broker;
+};
+
+void onSignal(uv_signal_t* h, int signum) {
+  auto* s = static_cast<Signals*>(h->data);
+  LOG_NOTICE("received %s", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  uv_signal_stop(&s->term);
+  uv_signal_stop(&s->intr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->term), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->intr), nullptr);
+  s->broker->shutdown();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  bool check_only = false;
+  int port_override = -1;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const char* name) -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "petrel: %s needs a value\n", name);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "-h" || a == "--help") {
+      usage(stdout);
+      return 0;
+    } else if (a == "-v" || a == "--version") {
+      std::printf("petrel %s\n", PETREL_VERSION);
+      return 0;
+    } else if (a == "-c" || a == "--config") {
+      config_path = value("--config");
+    } else if (a == "-p" || a == "--port") {
+      const char* v = value("--port");
+      char* end;
+      long p = std::strtol(v, &end, 10);
+      if (*end || p < 0 || p > 65535) {
+        std::fprintf(stderr, "petrel: --port: '%s' is not a port number\n", v);
+        return 2;
+      }
+      port_override = static_cast<int>(p);
+    } else if (a == "--check-config") {
+      check_only = true;
+    } else {
+      std::fprintf(stderr, "petrel: unknown argument '%s'\n", a.c_str());
+      usage(stderr);
+      return 2;
+    }
+  }
+
+  petrel::Config cfg;
+  if (config_path.empty()) {
+    if (FILE* f = std::fopen("config.yaml", "r")) {
+      std::fclose(f);
+      config_path = "config.yaml";
+    }
+  }
+  if (!config_path.empty()) {
+    std::string err;
+    if (!petrel::loadConfig(config_path, cfg, err)) {
+      std::fprintf(stderr, "petrel: configuration error: %s\n", err.c_str());
+      return 1;
+    }
+  }
+  if (port_override >= 0) cfg.listeners.at(0).port = static_cast<uint16_t>(port_override);
+  if (check_only) {
+    std::printf("%s: configuration is valid\n", config_path.empty() ? "(defaults)" : config_path.c_str());
+    return 0;
+  }
+  petrel::setLogLevel(cfg.log_level);
+  signal(SIGPIPE, SIG_IGN);
+
+  uv_loop_t* loop = uv_default_loop();
+  petrel::Broker broker(loop, cfg);
+  std::string err;
+  if (!broker.start(err)) {
+    LOG_ERROR("cannot start: %s", err.c_str());
+    return 1;
+  }
+  Signals sig;
+  sig.broker = &broker;
+  uv_signal_init(loop, &sig.term);
+  uv_signal_init(loop, &sig.intr);
+  sig.term.data = sig.intr.data = &sig;
+  uv_signal_start(&sig.term, onSignal, SIGTERM);
+  uv_signal_start(&sig.intr, onSignal, SIGINT);
+  LOG_NOTICE("petrel %s started", PETREL_VERSION);
+  uv_run(loop, UV_RUN_DEFAULT);
+  LOG_NOTICE("petrel stopped");
+  uv_loop_close(loop);
+  return 0;
+}
