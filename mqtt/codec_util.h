@@ -68,8 +68,8 @@ class Reader {
     pos_ += 4;
     return true;
   }
-  // §1.5.5: at most 4 bytes; [MQTT-1.5.5-1] the minimal encoding is not
-  // required of senders, so a non-minimal one is accepted.
+  // §1.5.5: at most 4 bytes. [MQTT-1.5.5-1] requires senders to use the
+  // minimal encoding; a non-minimal one is still accepted on receipt.
   bool varint(uint32_t& v) {
     v = 0;
     for (int i = 0; i < 4; ++i) {

@@ -25,6 +25,7 @@ bool isV5(Version v) { return v == Version::V5; }
 
 FrameStatus peekFrame(const uint8_t* data, size_t len, uint32_t max_packet_size,
                       Frame& f) {
+  f.total_len = 0;
   if (len < 2) return FrameStatus::Incomplete;
   uint32_t rl = 0;
   size_t i = 1;
@@ -63,7 +64,7 @@ FrameStatus StreamDecoder::next(Frame& f) {
     start_ += f.total_len;
     want_ = 0;
     if (start_ == end_) start_ = end_ = 0;
-  } else if (st == FrameStatus::Incomplete && f.total_len > 0 && end_ - start_ >= 2) {
+  } else if (st == FrameStatus::Incomplete && f.total_len > 0) {
     want_ = f.total_len;
   }
   return st;
@@ -161,7 +162,16 @@ Reason parse(const Frame& f, Version v, Connack& c) {
   if (!r.u8(ack) || !r.u8(code)) return Reason::MalformedPacket;
   if (ack & 0xFE) return Reason::MalformedPacket;
   c.session_present = ack & 1;
-  c.reason = static_cast<Reason>(code);
+  if (isV5(v)) {
+    c.reason = static_cast<Reason>(code);
+  } else {
+    // §3.2.2.3 of 3.1.1: return codes 0..5, mapped to the v5 reasons.
+    static constexpr Reason kV3[] = {Reason::Success, Reason::UnsupportedProtocolVersion,
+                                     Reason::ClientIdentifierNotValid, Reason::ServerUnavailable,
+                                     Reason::BadUserNameOrPassword, Reason::NotAuthorized};
+    if (code > 5) return Reason::MalformedPacket;
+    c.reason = kV3[code];
+  }
   if (isV5(v)) {
     size_t pos = r.pos();
     Reason rc = decodeProperties(f.body, f.body_len, pos, PropertyContext::Connack, c.props);
@@ -238,7 +248,8 @@ Reason parse(const Frame& f, Version v, Subscribe& s) {
     uint8_t opts;
     if (!p.utf8(t.filter) || !p.u8(opts)) return Reason::MalformedPacket;
     t.qos = opts & 0x03;
-    if (t.qos == 3) return Reason::MalformedPacket;  // [MQTT-3.8.3-4]
+    // QoS 3: Malformed in 3.1.1 [MQTT-3.8.3-4], a Protocol Error in 5.0.
+    if (t.qos == 3) return isV5(v) ? Reason::ProtocolError : Reason::MalformedPacket;
     if (isV5(v)) {
       if (opts & 0xC0) return Reason::MalformedPacket;  // [MQTT-3.8.3-5]
       t.no_local = opts & 0x04;

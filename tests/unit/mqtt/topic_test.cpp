@@ -1,0 +1,292 @@
+// Unit tests for mqtt/topic: topic name and topic filter validation, matching
+// with the examples of §4.7, and shared subscription filters (§4.8.2).
+#include "mqtt/topic.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace petrel::mqtt {
+namespace {
+
+// ---------------------------------------------------------------------------
+// Topic names
+
+TEST(TopicName, Valid) {
+  for (std::string_view t : {"a", "sport/tennis/player1", "/", "//", "/finance", "finance/",
+                             "a//b", "$SYS/broker/load", "with space", "caf\xC3\xA9",
+                             "$share/g/t", "ACCOUNTS", "a/b/c/d/e/f/g/h"}) {
+    EXPECT_TRUE(validTopicName(t)) << t;
+  }
+}
+
+TEST(TopicName, Invalid) {
+  for (std::string_view t : {"", "+", "#", "a/+", "a/#", "sport/tennis/+/x", "a+b", "a#",
+                             "+/a", "#/a"}) {
+    EXPECT_FALSE(validTopicName(t)) << t;
+  }
+}
+
+TEST(TopicName, LengthLimit) {
+  EXPECT_TRUE(validTopicName(std::string(65535, 'a')));
+  EXPECT_FALSE(validTopicName(std::string(65536, 'a')));
+}
+
+TEST(TopicName, LevelLimit) {
+  EXPECT_TRUE(validTopicName("a", 1));
+  EXPECT_FALSE(validTopicName("a/b", 1));
+  EXPECT_TRUE(validTopicName("a/b/c", 3));
+  EXPECT_FALSE(validTopicName("a/b/c/d", 3));
+  // Empty levels count: "/" has two levels, "a//b" three.
+  EXPECT_FALSE(validTopicName("/", 1));
+  EXPECT_TRUE(validTopicName("/", 2));
+  EXPECT_FALSE(validTopicName("a//b", 2));
+  EXPECT_TRUE(validTopicName("a//b", 3));
+  // 0 means no limit.
+  std::string deep = "x";
+  for (int i = 0; i < 999; ++i) deep += "/x";
+  EXPECT_TRUE(validTopicName(deep, 0));
+  EXPECT_TRUE(validTopicName(deep, 1000));
+  EXPECT_FALSE(validTopicName(deep, 999));
+}
+
+// ---------------------------------------------------------------------------
+// Topic filters
+
+TEST(TopicFilter, Valid) {
+  for (std::string_view f :
+       {"#", "+", "+/+", "/+", "+/", "sport/#", "sport/tennis/#", "sport/tennis/+",
+        "sport/+/player1", "+/tennis/#", "sport/tennis/player1", "/", "a//b", "a/+/+/#",
+        "$SYS/#", "$SYS/monitor/+", "+/monitor/Clients", "/#", "//#", "+/+/+"}) {
+    EXPECT_TRUE(validTopicFilter(f)) << f;
+  }
+}
+
+TEST(TopicFilter, Invalid) {
+  for (std::string_view f :
+       {"", "sport/tennis#", "sport/tennis/#/ranking", "sport+", "+sport", "sport/+tennis",
+        "sport/ten+nis", "##", "#/", "#/a", "a/#/", "a/#/#", "++", "+#", "#+", "a/b#", "a/#b",
+        "a/+b/c", "a/b+/c"}) {
+    EXPECT_FALSE(validTopicFilter(f)) << f;
+  }
+}
+
+TEST(TopicFilter, LengthLimit) {
+  EXPECT_TRUE(validTopicFilter(std::string(65535, 'a')));
+  EXPECT_FALSE(validTopicFilter(std::string(65536, 'a')));
+}
+
+TEST(TopicFilter, LevelLimit) {
+  EXPECT_TRUE(validTopicFilter("#", 1));
+  EXPECT_TRUE(validTopicFilter("a/+/#", 3));
+  EXPECT_FALSE(validTopicFilter("a/+/#", 2));
+  EXPECT_TRUE(validTopicFilter("+/+", 2));
+  EXPECT_FALSE(validTopicFilter("+/+/+", 2));
+  EXPECT_FALSE(validTopicFilter("a//b", 2));
+  EXPECT_TRUE(validTopicFilter("a//b/c/d", 0));
+}
+
+// ---------------------------------------------------------------------------
+// Matching (§4.7)
+
+struct MatchCase {
+  const char* filter;
+  const char* topic;
+  bool matches;
+};
+
+void checkAll(const std::vector<MatchCase>& cases) {
+  for (const auto& c : cases) {
+    EXPECT_EQ(topicMatches(c.filter, c.topic), c.matches)
+        << "filter '" << c.filter << "' topic '" << c.topic << "'";
+  }
+}
+
+TEST(TopicMatch, MultiLevelWildcardSpecExamples) {
+  checkAll({
+      {"sport/tennis/player1/#", "sport/tennis/player1", true},
+      {"sport/tennis/player1/#", "sport/tennis/player1/ranking", true},
+      {"sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon", true},
+      {"sport/tennis/player1/#", "sport/tennis/player2", false},
+      {"sport/tennis/player1/#", "sport/tennis", false},
+      {"sport/tennis/player1/#", "sport/tennis/player10", false},
+      {"sport/#", "sport", true},
+      {"sport/#", "sport/", true},
+      {"sport/#", "sport/tennis/player1", true},
+      {"sport/#", "sports", false},
+      {"sport/#", "other/sport", false},
+  });
+}
+
+TEST(TopicMatch, HashAloneMatchesEverythingExceptDollarTopics) {
+  checkAll({
+      {"#", "a", true},
+      {"#", "/", true},
+      {"#", "/finance", true},
+      {"#", "a/b/c/d", true},
+      {"#", "a//b", true},
+      {"#", "sport/tennis/player1", true},
+      {"#", "$SYS", false},
+      {"#", "$SYS/broker", false},
+      {"#", "$share/g/t", false},
+      {"#", "$", false},
+      {"#", "a/$SYS", true},  // only a leading '$' is special
+  });
+}
+
+TEST(TopicMatch, SingleLevelWildcardSpecExamples) {
+  checkAll({
+      {"sport/tennis/+", "sport/tennis/player1", true},
+      {"sport/tennis/+", "sport/tennis/player2", true},
+      {"sport/tennis/+", "sport/tennis/player1/ranking", false},
+      {"sport/tennis/+", "sport/tennis", false},
+      {"sport/tennis/+", "sport/tennis/", true},
+      {"sport/+", "sport", false},
+      {"sport/+", "sport/", true},
+      {"sport/+/player1", "sport/tennis/player1", true},
+      {"sport/+/player1", "sport/tennis/player2", false},
+      {"+", "finance", true},
+      {"+", "/finance", false},
+      {"+/+", "/finance", true},
+      {"/+", "/finance", true},
+      {"/+", "finance", false},
+      {"+/+", "a", false},
+      {"+/+", "a/b/c", false},
+      {"+/tennis/#", "sport/tennis/player1/ranking", true},
+      {"+/tennis/#", "sport/tennis", true},
+      {"+/tennis/#", "sport/golf", false},
+      {"a/+/#", "a/b", true},
+      {"a/+/#", "a", false},
+  });
+}
+
+TEST(TopicMatch, DollarTopics) {
+  checkAll({
+      {"$SYS/#", "$SYS/x", true},
+      {"$SYS/#", "$SYS", true},
+      {"$SYS/+", "$SYS/x", true},
+      {"$SYS/monitor/+", "$SYS/monitor/Clients", true},
+      {"$SYS/monitor/Clients", "$SYS/monitor/Clients", true},
+      {"#", "$SYS/monitor/Clients", false},
+      {"+/monitor/Clients", "$SYS/monitor/Clients", false},
+      {"+", "$SYS", false},
+      {"+/#", "$SYS/x", false},
+      {"+/monitor/Clients", "a/monitor/Clients", true},
+      {"$SYS/#", "SYS/x", false},
+  });
+}
+
+TEST(TopicMatch, ExactNamesAndCase) {
+  checkAll({
+      {"a/b", "a/b", true},
+      {"a/b", "a/b/c", false},
+      {"a/b/c", "a/b", false},
+      {"a/b", "a/bc", false},
+      {"a/bc", "a/b", false},
+      {"ACCOUNTS", "Accounts", false},
+      {"Accounts", "Accounts", true},
+      {"/finance", "/finance", true},
+      {"/finance", "finance", false},
+      {"finance", "/finance", false},
+      {"finance/", "finance", false},
+      {"caf\xC3\xA9", "caf\xC3\xA9", true},
+      {"a b", "a b", true},
+  });
+}
+
+TEST(TopicMatch, EmptyLevels) {
+  checkAll({
+      {"a//b", "a//b", true},
+      {"a//b", "a/b", false},
+      {"a/b", "a//b", false},
+      {"a/+/b", "a//b", true},
+      {"a/+/b", "a/x/b", true},
+      {"a/#", "a//b", true},
+      {"+/+/+", "a//b", true},
+      {"+/+", "a//b", false},
+      {"//", "//", true},
+      {"+/+", "/", true},
+      {"/+", "/", true},
+      {"+", "/", false},
+      {"/#", "/", true},
+      {"a/+", "a/", true},
+      {"a/#", "a/", true},
+      {"a/", "a/", true},
+      {"a/", "a", false},
+      {"a//#", "a/", true},  // "#" also matches its parent level, here the empty one
+      {"a//#", "a", false},
+      {"a//#", "a//", true},
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Shared subscriptions (§4.8.2)
+
+TEST(SharedFilter, PlainFilterIsNotShared) {
+  SharedFilter s;
+  s.shared = true;
+  s.group = "stale";
+  s.filter = "stale";
+  ASSERT_TRUE(parseSharedFilter("sport/tennis/+", s));
+  EXPECT_FALSE(s.shared);
+  EXPECT_TRUE(s.group.empty());
+  for (std::string_view f : {"$SYS/#", "#", "$share", "$SHARE/g/t", "$sharex/g/t", "share/g/t",
+                             "/$share/g/t"}) {
+    SharedFilter t;
+    EXPECT_TRUE(parseSharedFilter(f, t)) << f;
+    EXPECT_FALSE(t.shared) << f;
+  }
+}
+
+TEST(SharedFilter, SplitsGroupAndFilter) {
+  struct Case {
+    const char* in;
+    const char* group;
+    const char* filter;
+  };
+  for (const Case& c : {Case{"$share/g/t", "g", "t"},
+                        Case{"$share/consumer1/sport/tennis/+", "consumer1", "sport/tennis/+"},
+                        Case{"$share/group/#", "group", "#"},
+                        Case{"$share/g/+/x/#", "g", "+/x/#"},
+                        Case{"$share/g//", "g", "/"},
+                        Case{"$share/g/$SYS/#", "g", "$SYS/#"},
+                        Case{"$share/caf\xC3\xA9/t", "caf\xC3\xA9", "t"}}) {
+    SharedFilter s;
+    ASSERT_TRUE(parseSharedFilter(c.in, s)) << c.in;
+    EXPECT_TRUE(s.shared) << c.in;
+    EXPECT_EQ(s.group, c.group) << c.in;
+    EXPECT_EQ(s.filter, c.filter) << c.in;
+  }
+}
+
+TEST(SharedFilter, ViewsPointIntoTheInput) {
+  const std::string in = "$share/grp/a/b";
+  SharedFilter s;
+  ASSERT_TRUE(parseSharedFilter(in, s));
+  EXPECT_EQ(s.group.data(), in.data() + 7);
+  EXPECT_EQ(s.filter.data(), in.data() + 11);
+}
+
+TEST(SharedFilter, Malformed) {
+  for (std::string_view f : {
+           "$share/",          // nothing after the prefix
+           "$share//t",        // empty share name
+           "$share/g",         // no filter
+           "$share/g/",        // empty filter
+           "$share/+/t",       // wildcard share name
+           "$share/#/t",
+           "$share/g+/t",
+           "$share/g#/t",
+           "$share/g/a#",      // invalid filter
+           "$share/g/a/#/b",
+           "$share/g/+a",
+       }) {
+    SharedFilter s;
+    EXPECT_FALSE(parseSharedFilter(f, s)) << f;
+  }
+}
+
+}  // namespace
+}  // namespace petrel::mqtt
