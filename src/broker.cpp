@@ -76,6 +76,7 @@ void Broker::shutdown() {
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
   uv_prepare_stop(&prepare_);
   uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
+  if (store_) uv_close(reinterpret_cast<uv_handle_t*>(&commit_async_), nullptr);
 }
 
 void Broker::onConnection(uv_stream_t* server, int status) {
@@ -112,8 +113,12 @@ void Broker::onConnectionLost(Connection& c) {
   }
   if (s->expiry_interval == 0) {
     endSession(s);
-  } else if (s->expiry_interval != 0xFFFFFFFF) {
-    s->expires_at_ms = nowMs() + int64_t(s->expiry_interval) * 1000;
+    return;
+  }
+  if (s->expiry_interval != 0xFFFFFFFF) s->expires_at_ms = nowMs() + int64_t(s->expiry_interval) * 1000;
+  if (durable(*s)) {
+    saveSession(*s);
+    scheduleEvict(*s);
   }
 }
 
@@ -127,6 +132,15 @@ void Broker::onConnectionClosed(Connection* c) {
   }
   for (auto& d : dirty_)
     if (d == c) d = nullptr;
+  if (c->in_held_list) {
+    for (size_t j = 0; j < held_conns_.size(); ++j) {
+      if (held_conns_[j] == c) {
+        held_conns_[j] = held_conns_.back();
+        held_conns_.pop_back();
+        break;
+      }
+    }
+  }
   delete c;
 }
 
@@ -135,6 +149,9 @@ void Broker::onWritable(Connection& c) {
 }
 
 void Broker::flushAll() {
+  // Group commit: everything this loop turn wrote to the store goes to the
+  // writer thread as one batch.
+  if (store_) store_->submit();
   // A flush can make more connections dirty (a write error closes and a
   // will is published), so loop until stable.
   while (!dirty_.empty()) {
@@ -175,7 +192,10 @@ void Broker::sweep() {
   std::vector<Session*> expired;
   for (auto& [id, s] : sessions_) {
     if (s->conn) continue;
-    if (s->will && s->will_at_ms && wall >= s->will_at_ms) publishWill(*s);
+    if (s->will && s->will_at_ms && wall >= s->will_at_ms) {
+      publishWill(*s);
+      if (s->stored) saveSession(*s);
+    }
     if (s->expires_at_ms && wall >= s->expires_at_ms) expired.push_back(s.get());
   }
   for (Session* s : expired) {
@@ -206,6 +226,17 @@ void Broker::onFramingError(Connection& c, bool too_large) {
 }
 
 void Broker::onFrame(Connection& c, const mqtt::Frame& f) {
+  if (!store_) return dispatch(c, f);
+  // "Acknowledged means stored": whatever this packet made the broker
+  // write to the store, the answer to it (PUBACK, PUBREC, SUBACK ...) waits
+  // until that batch has committed.
+  const size_t mark = c.outMark();
+  const size_t ops = store_->batch().count();
+  dispatch(c, f);
+  if (store_->batch().count() != ops && !c.closing()) holdOutput(c, mark);
+}
+
+void Broker::dispatch(Connection& c, const mqtt::Frame& f) {
   using mqtt::PacketType;
   if (!c.connected) {
     // [MQTT-3.1.0-1] the first packet must be CONNECT.

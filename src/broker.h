@@ -8,6 +8,7 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -16,6 +17,7 @@
 
 #include "mqtt/decoder.h"
 #include "mqtt/packets.h"
+#include "persistence/store.h"
 #include "src/config.h"
 #include "src/connection.h"
 #include "src/message.h"
@@ -39,12 +41,19 @@ class Broker {
   static constexpr size_t kOutputHighWater = 1 << 20;
   // ... and above which QoS 0 messages for that client are dropped.
   static constexpr size_t kOutputLimit = 16 << 20;
+  // Queue entries of a durable session kept in RAM; the rest wait on disk.
+  static constexpr size_t kRamWindow = 1000;
 
   Broker(uv_loop_t* loop, Config cfg);
   ~Broker();
 
+  // Takes the persistent store and loads durable sessions, subscriptions,
+  // queues and retained messages from it. Call before start().
+  bool attachStore(std::unique_ptr<persistence::Store> store, std::string& err);
   // Binds the listeners and starts the timers. On failure, `err` says why.
   bool start(std::string& err);
+  // After the loop has ended: waits until everything is committed.
+  void finish();
   // Stops accepting, tells MQTT 5 clients the server is shutting down,
   // closes every connection; the loop then runs out.
   void shutdown();
@@ -68,8 +77,12 @@ class Broker {
   uint32_t maxPacketSizeFor(const Connection& c) const { return cfg_.max_packet_size; }
 
   // Routes a message to every matching subscription; returns the number of
-  // sessions it was delivered or queued to.
-  size_t route(const MessagePtr& msg);
+  // sessions it was delivered or queued to. `extra_refs` counts holders
+  // besides session queues (the retained slot) for the store's record.
+  size_t route(const MessagePtr& msg, uint32_t extra_refs = 0);
+  // Stores `msg` as the retained message of its topic (empty payload
+  // clears); returns the store references it takes (0 or 1).
+  uint32_t retain(const MessagePtr& msg);
 
  private:
   // handle_connect.cpp
@@ -88,10 +101,32 @@ class Broker {
   void publishWill(Session& s);
   void endSession(Session* s);
   // router.cpp
-  void deliver(Session& s, Delivery&& d);
+  // Returns true if the delivery was written to the store for `s`.
+  bool deliver(Session& s, Delivery&& d);
   bool sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup);
+  // Sends a new QoS 1/2 delivery with a fresh packet id and records it in
+  // flight (and in the store); false if it could not be sent.
+  bool sendNew(Session& s, Connection& c, Delivery&& d);
   void pump(Session& s);
+  // A delivery leaves the session (acknowledged, expired, undeliverable).
+  void forget(Session& s, const Delivery& d);
+  // durable.cpp
+  bool loadStore(std::string& err);
+  bool durable(const Session& s) const { return store_ && s.expiry_interval > 0; }
+  void saveSession(Session& s);
+  void saveSubscription(Session& s, const std::string& key, const StoredSubscription& sub);
+  void saveQueueEntry(Session& s, const Delivery& d, uint16_t pid, bool released);
+  void refill(Session& s, bool resend);
+  void evict(Session& s);
+  void scheduleEvict(Session& s);
+  bool storeFull();
+  MessagePtr loadMessage(uint64_t id);
+  void holdOutput(Connection& c, size_t mark);
+  void onCommit();
+  static void onCommitAsync(uv_async_t* h);
+  void forgetSession(Session* s);
   // broker.cpp
+  void dispatch(Connection& c, const mqtt::Frame& f);
   void protocolError(Connection& c, mqtt::Reason r, const char* what);
   void sweep();
   void flushAll();
@@ -116,6 +151,17 @@ class Broker {
   BrokerStats stats_;
   uint64_t match_gen_ = 0;
   bool shutting_down_ = false;
+
+  // Persistence (durable.cpp).
+  std::unique_ptr<persistence::Store> store_;
+  uv_async_t commit_async_;
+  std::atomic<uint64_t> failed_upto_{0};
+  std::vector<Connection*> held_conns_;  // have output waiting for a commit
+  std::vector<Session*> evict_pending_;
+  std::vector<Session*> refill_pending_;
+  std::unordered_map<uint64_t, std::weak_ptr<const Message>> msg_cache_;
+  uint64_t next_msg_id_ = 1;
+  bool store_full_logged_ = false;
 
   friend class Connection;
 };

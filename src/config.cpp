@@ -98,6 +98,30 @@ void parseRoot(const YAML::Node& root, Config& c) {
          {"max_topic_levels", [&](const YAML::Node& v, const std::string& kk) { c.max_topic_levels = readInt<uint32_t>(v, kk, 1, 65535); }},
          {"max_keepalive", [&](const YAML::Node& v, const std::string& kk) { c.max_keepalive = readInt<uint16_t>(v, kk, 0, u16max); }},
          {"max_session_expiry", [&](const YAML::Node& v, const std::string& kk) { c.max_session_expiry = readInt<uint32_t>(v, kk, 0, u32max); }},
+         {"max_queued_bytes", [&](const YAML::Node& v, const std::string& kk) { c.max_queued_bytes = readInt<uint64_t>(v, kk, 0, 1ll << 50); }},
+       });
+     }},
+    {"persistence", [&](const YAML::Node& n, const std::string& k) {
+       readMap(n, k, {
+         {"enabled", [&](const YAML::Node& v, const std::string& kk) { c.persistence = readBool(v, kk); }},
+         {"dir", [&](const YAML::Node& v, const std::string& kk) {
+            c.data_dir = readString(v, kk);
+            if (c.data_dir.empty()) throw ConfigError(lineOf(v), kk + ": must not be empty");
+          }},
+         {"sync", [&](const YAML::Node& v, const std::string& kk) {
+            const std::string m = readString(v, kk);
+            if (m != "fsync" && m != "periodic")
+              throw ConfigError(lineOf(v), kk + ": '" + m + "' is not one of fsync, periodic");
+            c.sync_fsync = m == "fsync";
+          }},
+         {"sync_interval_ms", [&](const YAML::Node& v, const std::string& kk) { c.sync_interval_ms = readInt<uint32_t>(v, kk, 1, 60000); }},
+         {"max_size_mb", [&](const YAML::Node& v, const std::string& kk) { c.max_store_mb = readInt<uint64_t>(v, kk, 1, 1ll << 30); }},
+         {"on_corrupt", [&](const YAML::Node& v, const std::string& kk) {
+            const std::string m = readString(v, kk);
+            if (m != "fail" && m != "move_aside")
+              throw ConfigError(lineOf(v), kk + ": '" + m + "' is not one of fail, move_aside");
+            c.on_corrupt_move_aside = m == "move_aside";
+          }},
        });
      }},
     {"mqtt", [&](const YAML::Node& n, const std::string& k) {

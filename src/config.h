@@ -29,6 +29,16 @@ struct Config {
   uint16_t max_keepalive = 65535;
   uint32_t max_session_expiry = 0xFFFFFFFF;
 
+  uint64_t max_queued_bytes = 0;  // per session, payload bytes; 0 = no limit
+
+  // persistence:
+  bool persistence = true;
+  std::string data_dir = "./data";
+  bool sync_fsync = true;          // sync: fsync | periodic
+  uint32_t sync_interval_ms = 200;
+  uint64_t max_store_mb = 4096;
+  bool on_corrupt_move_aside = false;  // on_corrupt: fail | move_aside
+
   // mqtt:
   uint8_t max_qos = 2;
   bool retain_available = true;

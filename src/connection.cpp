@@ -178,6 +178,40 @@ void Connection::onWrite(uv_write_t* req, int status) {
   }
 }
 
+void Connection::holdSince(size_t mark, uint64_t ticket) {
+  if (held_.empty()) {
+    if (mark > out_.size()) mark = out_.size();
+    held_.push_back({ticket, out_.substr(mark)});
+    out_.resize(mark);
+    held_bytes_ += held_.back().bytes.size();
+    return;
+  }
+  // Already holding: what this handler wrote went into the last segment,
+  // which now waits for the newer ticket. Bytes it wrote before the hold
+  // began (mark within out_) join the front of the hold, keeping order.
+  if (mark < out_.size()) {
+    held_.front().bytes.insert(0, out_, mark, std::string::npos);
+    held_bytes_ += out_.size() - mark;
+    out_.resize(mark);
+  }
+  Held& last = held_.back();
+  if (last.ticket < ticket) last.ticket = ticket;
+}
+
+bool Connection::release(uint64_t committed) {
+  size_t n = 0;
+  while (n < held_.size() && held_[n].ticket <= committed) {
+    out_.append(held_[n].bytes);
+    held_bytes_ -= held_[n].bytes.size();
+    ++n;
+  }
+  if (n) {
+    held_.erase(held_.begin(), held_.begin() + n);
+    markDirty();
+  }
+  return !held_.empty();
+}
+
 void Connection::closeAfterFlush() {
   if (closing_) return;
   closing_ = true;
@@ -191,7 +225,8 @@ void Connection::disconnect(mqtt::Reason reason) {
   if (connected && version == mqtt::Version::V5) {
     mqtt::Disconnect d;
     d.reason = reason;
-    mqtt::encode(d, version, out());
+    mqtt::encode(d, version, out_);  // not behind held output: it is the last word
+    markDirty();
   }
   closeAfterFlush();
 }

@@ -31,13 +31,27 @@ class Connection {
   // Starts reading after accept().
   bool start(uv_stream_t* server);
 
-  // Output: bytes appended here go out at the end of the loop turn.
+  // Output: bytes appended here go out at the end of the loop turn -- or,
+  // while output is held, after the held output.
   std::string& out() {
+    if (!held_.empty()) return held_.back().bytes;
     markDirty();
     return out_;
   }
-  size_t pendingOutput() const { return out_.size() + wbuf_.size(); }
+  size_t pendingOutput() const { return out_.size() + wbuf_.size() + held_bytes_; }
   void flush();
+
+  // Held output: acknowledgements of messages that must be stored first
+  // ("acknowledged means stored") wait until the store has committed the
+  // batch `ticket`; everything written after them waits too, which keeps
+  // the packet order the client sees. outMark() is taken before a handler
+  // writes, holdSince() then holds what it wrote.
+  size_t outMark() const { return held_.empty() ? out_.size() : std::string::npos; }
+  void holdSince(size_t mark, uint64_t ticket);
+  // Releases held output up to the committed ticket; true while some stays.
+  bool release(uint64_t committed);
+  bool holding() const { return !held_.empty(); }
+  bool in_held_list = false;
 
   // Closes the connection once everything queued is written.
   void closeAfterFlush();
@@ -81,6 +95,12 @@ class Connection {
   std::string out_;
   std::string wbuf_;  // bytes handed to uv_write, alive until its callback
   std::string peer_;
+  struct Held {
+    uint64_t ticket;
+    std::string bytes;
+  };
+  std::vector<Held> held_;
+  size_t held_bytes_ = 0;
   bool writing_ = false;
   bool closing_ = false;
   bool handle_closed_ = false;

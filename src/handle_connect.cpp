@@ -162,6 +162,16 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
   c.topic_aliases.clear();
   c.out_topic_aliases.clear();
 
+  if (durable(*s)) {
+    // Newly durable sessions write their subscriptions too; what they had
+    // queued before becoming durable stays in RAM only.
+    const bool was_stored = s->stored;
+    saveSession(*s);
+    if (!was_stored) {
+      for (auto& [key, sub] : s->subscriptions) saveSubscription(*s, key, sub);
+    }
+  }
+
   mqtt::Connack ack;
   ack.session_present = present;
   if (v5) {
@@ -187,6 +197,9 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
 }
 
 void Broker::resumeSession(Session& s, Connection& c) {
+  // A session whose state is on disk reads its first window back.
+  if (s.inflight.empty() && s.queue.empty() && s.disk_count > 0) refill(s, false);
+  s.evicted = false;
   // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (DUP=1) and PUBREL, in
   // their original order, then whatever queued while offline.
   for (auto& f : s.inflight) {

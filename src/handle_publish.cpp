@@ -70,11 +70,12 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f) {
     msg->has_props = !msg->props.empty();
   }
   msg->origin = s.clientId();
+  if (store_) msg->id = next_msg_id_++;
   MessagePtr m = std::move(msg);
 
   // [MQTT-3.3.1-5..7] retained: store (or clear with an empty payload).
-  if (m->retain) retained_.set(m);
-  const size_t n = route(m);
+  const uint32_t retained_refs = m->retain ? retain(m) : 0;
+  const size_t n = route(m, retained_refs);
 
   if (p.qos == 1) {
     mqtt::Ack ack;
@@ -84,6 +85,7 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f) {
     mqtt::encode(ack, c.version, c.out());
   } else if (p.qos == 2) {
     s.inbound_qos2.insert(p.packet_id);
+    if (store_ && s.stored) store_->batch().putInboundQos2(s.clientId(), p.packet_id);
     mqtt::Ack rec;
     rec.type = mqtt::PacketType::Pubrec;
     rec.packet_id = p.packet_id;
@@ -107,7 +109,11 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
       mqtt::Ack comp;
       comp.type = PacketType::Pubcomp;
       comp.packet_id = a.packet_id;
-      if (!s.inbound_qos2.erase(a.packet_id) && v5) comp.reason = Reason::PacketIdentifierNotFound;
+      if (s.inbound_qos2.erase(a.packet_id)) {
+        if (store_ && s.stored) store_->batch().deleteInboundQos2(s.clientId(), a.packet_id);
+      } else if (v5) {
+        comp.reason = Reason::PacketIdentifierNotFound;
+      }
       mqtt::encode(comp, c.version, c.out());
       return;
     }
@@ -117,6 +123,7 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
         LOG_DEBUG("client %s: PUBACK for unknown packet id %u", s.clientId().c_str(), a.packet_id);
         return;
       }
+      forget(s, inf->d);
       s.eraseInflight(a.packet_id);
       pump(s);
       return;
@@ -133,12 +140,13 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
       }
       if (v5 && static_cast<uint8_t>(a.reason) >= 0x80) {
         // §4.3.3: a failure PUBREC ends the exchange; the id is free again.
+        forget(s, inf->d);
         s.eraseInflight(a.packet_id);
         pump(s);
         return;
       }
       inf->released = true;
-      inf->d.msg.reset();  // the message itself is no longer needed
+      if (inf->d.seq) saveQueueEntry(s, inf->d, a.packet_id, true);
       mqtt::encode(rel, c.version, c.out());
       return;
     }
@@ -148,6 +156,7 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
         LOG_DEBUG("client %s: PUBCOMP for unknown packet id %u", s.clientId().c_str(), a.packet_id);
         return;
       }
+      forget(s, inf->d);
       s.eraseInflight(a.packet_id);
       pump(s);
       return;

@@ -48,6 +48,7 @@ void Broker::handleSubscribe(Connection& c, const mqtt::Frame& f) {
     const std::string filter(sf.shared ? sf.filter : std::string_view(t.filter));
     const bool existed = tree_.subscribe(filter, group, &s, o);
     s.subscriptions[t.filter] = StoredSubscription{group, filter, o};
+    if (store_ && s.stored) saveSubscription(s, t.filter, s.subscriptions[t.filter]);
     ack.reasons.push_back(o.qos);
     // [MQTT-3.3.1-9..11] retained messages: 0 always, 1 only for a new
     // subscription, 2 never; never for shared subscriptions [MQTT-3.8.4-?].
@@ -87,6 +88,7 @@ void Broker::handleUnsubscribe(Connection& c, const mqtt::Frame& f) {
       continue;
     }
     tree_.unsubscribe(it->second.filter, it->second.group, &s);
+    if (store_ && s.stored) store_->batch().deleteSubscription(s.clientId(), filter);
     s.subscriptions.erase(it);
     ack.reasons.push_back(static_cast<uint8_t>(Reason::Success));
   }

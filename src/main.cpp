@@ -104,6 +104,27 @@ int main(int argc, char** argv) {
   uv_loop_t* loop = uv_default_loop();
   petrel::Broker broker(loop, cfg);
   std::string err;
+  if (cfg.persistence) {
+    petrel::persistence::StoreOptions so;
+    so.dir = cfg.data_dir;
+    so.map_size = cfg.max_store_mb << 20;
+    so.sync = cfg.sync_fsync ? petrel::persistence::SyncMode::Fsync : petrel::persistence::SyncMode::Periodic;
+    so.sync_interval_ms = cfg.sync_interval_ms;
+    so.on_corrupt = cfg.on_corrupt_move_aside ? petrel::persistence::OnCorrupt::MoveAside
+                                              : petrel::persistence::OnCorrupt::Fail;
+    std::string notice;
+    auto store = petrel::persistence::Store::open(so, err, &notice);
+    if (!store) {
+      LOG_ERROR("cannot open the persistent store: %s", err.c_str());
+      LOG_ERROR("fix or remove it, or set persistence.on_corrupt: move_aside to start with an empty store");
+      return 1;
+    }
+    if (!notice.empty()) LOG_ERROR("persistence: %s", notice.c_str());
+    if (!broker.attachStore(std::move(store), err)) {
+      LOG_ERROR("cannot load the persistent store: %s", err.c_str());
+      return 1;
+    }
+  }
   if (!broker.start(err)) {
     LOG_ERROR("cannot start: %s", err.c_str());
     return 1;
@@ -117,6 +138,7 @@ int main(int argc, char** argv) {
   uv_signal_start(&sig.intr, onSignal, SIGINT);
   LOG_NOTICE("petrel %s started", PETREL_VERSION);
   uv_run(loop, UV_RUN_DEFAULT);
+  broker.finish();
   LOG_NOTICE("petrel stopped");
   uv_loop_close(loop);
   return 0;

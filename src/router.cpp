@@ -38,7 +38,7 @@ Subscriber* pickMember(SharedGroup& g) {
 
 }  // namespace
 
-size_t Broker::route(const MessagePtr& m) {
+size_t Broker::route(const MessagePtr& m, uint32_t extra_refs) {
   const uint64_t gen = ++match_gen_;
   std::vector<Target> targets;
   tree_.match(
@@ -68,61 +68,134 @@ size_t Broker::route(const MessagePtr& m) {
         if (sub->opts.subscription_id) t.ids.push_back(sub->opts.subscription_id);
         targets.push_back(std::move(t));
       });
+  uint32_t stored = 0;
   for (Target& t : targets) {
     Delivery d;
     d.msg = m;
     d.qos = std::min(m->qos, t.qos);  // [MQTT-3.8.4-8] downgrade to granted
     d.retain = t.retain_as_published && m->retain;  // [MQTT-3.3.1-12/13]
     d.subscription_ids = std::move(t.ids);
-    deliver(*t.session, std::move(d));
+    if (deliver(*t.session, std::move(d))) ++stored;
+  }
+  // One record for the message, referenced by every durable queue entry
+  // (and the retained slot) that holds it: stored once, not per receiver.
+  if (store_ && stored + extra_refs > 0) {
+    persistence::MessageRecord r;
+    r.topic = m->topic;
+    r.payload = m->payload;
+    r.origin = m->origin;
+    r.qos = m->qos;
+    r.retain = m->retain;
+    r.expires_at_ms = m->expires_at_ms;
+    if (m->has_props) mqtt::encodeProperties(m->props, r.props);
+    store_->batch().putMessage(m->id, r, stored + extra_refs);
   }
   return targets.size();
 }
 
-void Broker::deliver(Session& s, Delivery&& d) {
+uint32_t Broker::retain(const MessagePtr& m) {
+  retained_.set(m);
+  if (!store_) return 0;
+  // [MQTT-3.3.1-6/7] an empty payload clears the slot.
+  store_->batch().setRetained(m->topic, m->payload.empty() ? 0 : m->id);
+  return m->payload.empty() ? 0 : 1;
+}
+
+bool Broker::deliver(Session& s, Delivery&& d) {
   Connection* c = s.conn;
-  const bool online = c && !c->closing();
+  const bool online = c && !c->closing() && c->connected;
   if (d.qos == 0) {
     // QoS 0 is sent now or never: not queued for offline sessions, and
     // dropped for a client whose socket cannot keep up.
-    if (!online) return;
+    if (!online) return false;
     if (c->pendingOutput() >= kOutputLimit) {
       ++stats_.messages_dropped;
-      return;
+      return false;
     }
     sendPublish(s, *c, d, 0, false);
-    return;
+    return false;
   }
-  if (online && s.queue.empty() && s.inflight.size() < s.client_receive_max &&
-      c->pendingOutput() < kOutputHighWater) {
-    const uint16_t pid = s.nextPacketId();
-    if (sendPublish(s, *c, d, pid, false)) s.inflight.push_back({pid, std::move(d), false});
-    return;
-  }
-  if (cfg_.max_queued_messages && s.queue.size() >= cfg_.max_queued_messages) {
+  const bool persist = durable(s) && s.stored;
+  const size_t bytes = d.msg->payload.size();
+  const char* limit = nullptr;
+  if (cfg_.max_queued_messages && s.queuedCount() >= cfg_.max_queued_messages)
+    limit = "limits.max_queued_messages";
+  else if (cfg_.max_queued_bytes && s.queued_bytes + bytes > cfg_.max_queued_bytes)
+    limit = "limits.max_queued_bytes";
+  else if (persist && storeFull())
+    limit = "persistence.max_size_mb";
+  const bool window_free = online && s.queue.empty() && s.disk_count == 0 &&
+                           s.inflight.size() < s.client_receive_max &&
+                           c->pendingOutput() < kOutputHighWater;
+  if (limit && !window_free) {
     ++s.dropped;
     ++stats_.messages_dropped;
     if (!s.drop_logged) {
       s.drop_logged = true;
-      LOG_WARN("client %s: queue full (limits.max_queued_messages = %u), dropping messages",
-               s.clientId().c_str(), cfg_.max_queued_messages);
+      LOG_WARN("client %s: queue limit reached (%s), dropping messages; %llu dropped so far",
+               s.clientId().c_str(), limit, static_cast<unsigned long long>(s.dropped));
     }
-    return;
+    return false;
+  }
+  if (persist) d.seq = s.next_seq++;
+  s.queued_bytes += bytes;
+  if (window_free) {
+    // Fast path: the window has room, send now; the store entry carries the
+    // packet id already.
+    return sendNew(s, *c, std::move(d)) && persist;
+  }
+  if (persist) {
+    saveQueueEntry(s, d, 0, false);
+    // Beyond the RAM window (or for an offline session whose state is on
+    // disk) the entry lives only in the store until the window drains.
+    if (s.disk_count > 0 || s.queue.size() >= kRamWindow || s.evicted) {
+      if (s.disk_count++ == 0) s.next_read_seq = d.seq;
+      return true;
+    }
   }
   s.queue.push_back(std::move(d));
+  return persist;
+}
+
+bool Broker::sendNew(Session& s, Connection& c, Delivery&& d) {
+  const uint16_t pid = s.nextPacketId();
+  const size_t mark = c.outMark();
+  if (!sendPublish(s, c, d, pid, false)) {
+    forget(s, d);  // expired or too large for this client
+    return false;
+  }
+  if (d.seq) {
+    saveQueueEntry(s, d, pid, false);
+    // Exactly once across a crash: the packet id of a QoS 2 PUBLISH must be
+    // stored before the client can see it, or a restart would send the
+    // message again under a new id.
+    if (d.qos == 2) holdOutput(c, mark);
+  }
+  s.inflight.push_back({pid, std::move(d), false});
+  return true;
+}
+
+void Broker::forget(Session& s, const Delivery& d) {
+  const size_t bytes = d.msg ? d.msg->payload.size() : 0;
+  s.queued_bytes = s.queued_bytes > bytes ? s.queued_bytes - bytes : 0;
+  if (d.seq && store_) store_->batch().deleteQueue(s.clientId(), d.seq, d.msg ? d.msg->id : 0);
 }
 
 void Broker::pump(Session& s) {
   Connection* c = s.conn;
   if (!c || c->closing() || !c->connected) return;
-  while (!s.queue.empty() && s.inflight.size() < s.client_receive_max) {
+  while (s.inflight.size() < s.client_receive_max) {
+    if (s.queue.empty()) {
+      if (s.disk_count == 0) break;
+      refill(s, true);
+      if (s.queue.empty()) break;
+    }
     if (c->pendingOutput() >= kOutputHighWater) break;  // resumed by onWritable
     Delivery d = std::move(s.queue.front());
     s.queue.pop_front();
-    const uint16_t pid = s.nextPacketId();
-    if (sendPublish(s, *c, d, pid, false)) s.inflight.push_back({pid, std::move(d), false});
+    sendNew(s, *c, std::move(d));
   }
-  if (s.queue.empty()) s.drop_logged = false;
+  if (s.queue.empty() && s.disk_count == 0) s.drop_logged = false;
 }
 
 bool Broker::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup) {

@@ -31,6 +31,7 @@ struct Delivery {
   uint8_t qos = 0;
   bool retain = false;
   std::vector<uint32_t> subscription_ids;
+  uint64_t seq = 0;      // queue position of a durable session, 0 = not stored
 };
 
 struct InflightOut {
@@ -81,6 +82,22 @@ class Session {
 
   uint64_t dropped = 0;       // messages the queue limit discarded
   bool drop_logged = false;   // the first drop is logged, the rest counted
+  uint64_t queued_bytes = 0;  // payload bytes in queue + on disk
+
+  // Durable state (persistence/). A durable session writes every QoS 1/2
+  // message it is owed to the store (seq order). Only a window of the queue
+  // is in RAM: entries from `next_read_seq` on (`disk_count` of them) are
+  // read back as the window drains. Offline sessions keep nothing in RAM
+  // once their last writes have committed (`evict_ticket`).
+  bool stored = false;          // the store has a record of this session
+  uint64_t next_seq = 1;
+  uint64_t next_read_seq = 0;
+  uint64_t disk_count = 0;
+  uint64_t evict_ticket = 0;    // evict RAM state once this ticket commits
+  bool evicted = false;         // offline with nothing in RAM
+  bool refill_waiting = false;  // disk entries not committed yet
+
+  size_t queuedCount() const { return queue.size() + disk_count; }
 
   // Scratch for the router: merges overlapping subscriptions of one publish.
   uint64_t match_gen = 0;

@@ -44,9 +44,10 @@ void Broker::publishWill(Session& s) {
   msg->has_props = !msg->props.empty();
   msg->origin = s.clientId();
   LOG_INFO("client %s: publishing will on '%s'", s.clientId().c_str(), msg->topic.c_str());
+  if (store_) msg->id = next_msg_id_++;
   MessagePtr m = std::move(msg);
-  if (m->retain && cfg_.retain_available) retained_.set(m);
-  route(m);
+  const uint32_t refs = m->retain && cfg_.retain_available ? retain(m) : 0;
+  route(m, refs);
 }
 
 void Broker::endSession(Session* s) {
@@ -57,6 +58,8 @@ void Broker::endSession(Session* s) {
     s->conn->session = nullptr;
     s->conn = nullptr;
   }
+  if (s->stored && store_) store_->batch().deleteSession(s->clientId());
+  if (store_) forgetSession(s);
   if (s->dropped) LOG_NOTICE("session %s ended; %llu messages were dropped for it",
                              s->clientId().c_str(), static_cast<unsigned long long>(s->dropped));
   const std::string id = s->clientId();  // the key dies with the session

@@ -1,0 +1,250 @@
+#include "persistence/records.h"
+
+#include <cstring>
+
+#include "persistence/codec.h"
+
+namespace petrel::persistence {
+
+namespace {
+
+constexpr uint8_t kRecordVersion = 1;
+
+}  // namespace
+
+std::string encodeMessage(const MessageRecord& m) {
+  std::string s;
+  s.reserve(32 + m.topic.size() + m.payload.size() + m.props.size() + m.origin.size());
+  Out o{s};
+  o.u8(kRecordVersion);
+  o.u8(m.qos);
+  o.u8(m.retain ? 1 : 0);
+  o.i64(m.expires_at_ms);
+  o.str(m.topic);
+  o.str(m.origin);
+  o.str(m.props);
+  o.str(m.payload);
+  return s;
+}
+
+bool decodeMessage(std::string_view data, MessageRecord& m) {
+  In in{data};
+  if (in.u8() != kRecordVersion) return false;
+  m.qos = in.u8();
+  m.retain = in.u8() != 0;
+  m.expires_at_ms = in.fixed<int64_t>();
+  m.topic = in.str();
+  m.origin = in.str();
+  m.props = in.str();
+  m.payload = in.str();
+  return in.done() && m.qos <= 2;
+}
+
+std::string encodeSession(const SessionRecord& r) {
+  std::string s;
+  Out o{s};
+  o.u8(kRecordVersion);
+  o.u8(r.version);
+  o.u32(r.expiry_interval);
+  o.i64(r.expires_at_ms);
+  o.i64(r.will_at_ms);
+  o.str(r.username);
+  o.u8(r.will ? 1 : 0);
+  if (r.will) {
+    o.u8(r.will->qos);
+    o.u8(r.will->retain ? 1 : 0);
+    o.str(r.will->topic);
+    o.str(r.will->props);
+    o.str(r.will->payload);
+  }
+  return s;
+}
+
+bool decodeSession(std::string_view data, SessionRecord& r) {
+  In in{data};
+  if (in.u8() != kRecordVersion) return false;
+  r.version = in.u8();
+  r.expiry_interval = in.fixed<uint32_t>();
+  r.expires_at_ms = in.fixed<int64_t>();
+  r.will_at_ms = in.fixed<int64_t>();
+  r.username = in.str();
+  if (in.u8()) {
+    WillRecord w;
+    w.qos = in.u8();
+    w.retain = in.u8() != 0;
+    w.topic = in.str();
+    w.props = in.str();
+    w.payload = in.str();
+    r.will = std::move(w);
+  }
+  return in.done() && r.version >= 3 && r.version <= 5;
+}
+
+std::string encodeSubscription(const SubscriptionRecord& r) {
+  std::string s;
+  Out o{s};
+  o.u8(kRecordVersion);
+  o.u8(r.qos);
+  o.u8((r.no_local ? 1 : 0) | (r.retain_as_published ? 2 : 0));
+  o.u8(r.retain_handling);
+  o.u32(r.subscription_id);
+  o.str(r.group);
+  o.str(r.filter);
+  return s;
+}
+
+bool decodeSubscription(std::string_view key, std::string_view data, SubscriptionRecord& r) {
+  In in{data};
+  if (in.u8() != kRecordVersion) return false;
+  r.key = std::string(key);
+  r.qos = in.u8();
+  uint8_t f = in.u8();
+  r.no_local = f & 1;
+  r.retain_as_published = f & 2;
+  r.retain_handling = in.u8();
+  r.subscription_id = in.fixed<uint32_t>();
+  r.group = in.str();
+  r.filter = in.str();
+  return in.done() && r.qos <= 2 && r.retain_handling <= 2;
+}
+
+std::string encodeQueue(const QueueRecord& q) {
+  std::string s;
+  Out o{s};
+  o.u64(q.msg_id);
+  o.u8(q.qos);
+  o.u8((q.retain ? 1 : 0) | (q.released ? 2 : 0));
+  o.u16(q.packet_id);
+  o.u32(q.bytes);
+  o.u8(static_cast<uint8_t>(q.subscription_ids.size()));
+  for (uint32_t id : q.subscription_ids) o.u32(id);
+  return s;
+}
+
+bool decodeQueue(uint64_t seq, std::string_view data, QueueRecord& q) {
+  In in{data};
+  q.seq = seq;
+  q.msg_id = in.fixed<uint64_t>();
+  q.qos = in.u8();
+  uint8_t f = in.u8();
+  q.retain = f & 1;
+  q.released = f & 2;
+  q.packet_id = in.fixed<uint16_t>();
+  q.bytes = in.fixed<uint32_t>();
+  uint8_t n = in.u8();
+  q.subscription_ids.clear();
+  for (uint8_t i = 0; i < n && in.ok; ++i) q.subscription_ids.push_back(in.fixed<uint32_t>());
+  return in.done() && q.qos >= 1 && q.qos <= 2;
+}
+
+// --- Batch: an op log, one byte of op code then its operands. ---
+
+void Batch::putMessage(uint64_t id, const MessageRecord& m, uint32_t refs) {
+  op(Op::PutMessage);
+  Out o{ops_};
+  o.u64(id);
+  o.u32(refs);
+  o.str(encodeMessage(m));
+}
+
+void Batch::addRefs(uint64_t id, int32_t delta) {
+  op(Op::AddRefs);
+  Out o{ops_};
+  o.u64(id);
+  o.u32(static_cast<uint32_t>(delta));
+}
+
+void Batch::putSession(std::string_view cid, const SessionRecord& s) {
+  op(Op::PutSession);
+  Out o{ops_};
+  o.str(cid);
+  o.str(encodeSession(s));
+}
+
+void Batch::deleteSession(std::string_view cid) {
+  op(Op::DeleteSession);
+  Out{ops_}.str(cid);
+}
+
+void Batch::putSubscription(std::string_view cid, const SubscriptionRecord& s) {
+  op(Op::PutSubscription);
+  Out o{ops_};
+  o.str(cid);
+  o.str(s.key);
+  o.str(encodeSubscription(s));
+}
+
+void Batch::deleteSubscription(std::string_view cid, std::string_view key) {
+  op(Op::DeleteSubscription);
+  Out o{ops_};
+  o.str(cid);
+  o.str(key);
+}
+
+void Batch::putQueue(std::string_view cid, const QueueRecord& q) {
+  op(Op::PutQueue);
+  Out o{ops_};
+  o.str(cid);
+  o.u64(q.seq);
+  o.str(encodeQueue(q));
+}
+
+void Batch::deleteQueue(std::string_view cid, uint64_t seq, uint64_t msg_id) {
+  op(Op::DeleteQueue);
+  Out o{ops_};
+  o.str(cid);
+  o.u64(seq);
+  o.u64(msg_id);
+}
+
+void Batch::putInboundQos2(std::string_view cid, uint16_t pid) {
+  op(Op::PutInboundQos2);
+  Out o{ops_};
+  o.str(cid);
+  o.u16(pid);
+}
+
+void Batch::deleteInboundQos2(std::string_view cid, uint16_t pid) {
+  op(Op::DeleteInboundQos2);
+  Out o{ops_};
+  o.str(cid);
+  o.u16(pid);
+}
+
+void Batch::setRetained(std::string_view topic, uint64_t msg_id) {
+  op(Op::SetRetained);
+  Out o{ops_};
+  o.str(topic);
+  o.u64(msg_id);
+}
+
+// --- keys ---
+
+std::string u64Key(uint64_t v) {
+  // Big endian so that LMDB's byte order is numeric order.
+  std::string k(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    k[i] = static_cast<char>(v & 0xFF);
+    v >>= 8;
+  }
+  return k;
+}
+
+uint64_t readU64Key(std::string_view k) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < 8 && i < k.size(); ++i) v = (v << 8) | static_cast<uint8_t>(k[i]);
+  return v;
+}
+
+std::string clientKey(std::string_view cid, std::string_view suffix) {
+  std::string k;
+  k.reserve(cid.size() + 1 + suffix.size());
+  k.append(cid);
+  k.push_back('\0');
+  k.append(suffix);
+  return k;
+}
+
+std::string seqKey(std::string_view cid, uint64_t seq) { return clientKey(cid, u64Key(seq)); }
+
+}  // namespace petrel::persistence

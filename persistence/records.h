@@ -1,0 +1,129 @@
+// persistence/records.h — what Petrel keeps in LMDB, as plain structs, and
+// the operations a batch (one group commit) carries. No LMDB types here: the
+// broker sees only these.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace petrel::persistence {
+
+// An application message, stored once and referenced by id from every
+// session queue entry and retained slot that holds it.
+struct MessageRecord {
+  std::string topic;
+  std::string payload;
+  std::string props;   // MQTT 5 property block as on the wire (length prefix included); may be empty
+  std::string origin;  // publisher's client id (No Local)
+  uint8_t qos = 0;
+  bool retain = false;
+  int64_t expires_at_ms = 0;  // wall clock, 0 = never
+};
+
+struct WillRecord {
+  std::string topic;
+  std::string payload;
+  std::string props;  // MQTT 5 will property block, may be empty
+  uint8_t qos = 0;
+  bool retain = false;
+};
+
+struct SessionRecord {
+  uint8_t version = 4;
+  uint32_t expiry_interval = 0;
+  int64_t expires_at_ms = 0;  // 0 while connected
+  int64_t will_at_ms = 0;     // delayed will deadline, 0 = none pending
+  std::optional<WillRecord> will;
+  std::string username;
+};
+
+struct SubscriptionRecord {
+  std::string key;     // the filter as subscribed, "$share/g/f" included
+  std::string group;   // share name or empty
+  std::string filter;  // the filter without the share prefix
+  uint8_t qos = 0;
+  bool no_local = false;
+  bool retain_as_published = false;
+  uint8_t retain_handling = 0;
+  uint32_t subscription_id = 0;
+};
+
+// One message owed to a session, in its queue order (seq). packet_id != 0
+// once it has been sent; released = QoS 2 PUBREC received, PUBREL sent.
+struct QueueRecord {
+  uint64_t seq = 0;
+  uint64_t msg_id = 0;
+  uint8_t qos = 1;
+  bool retain = false;
+  bool released = false;
+  uint16_t packet_id = 0;
+  uint32_t bytes = 0;  // payload size, for the per-session byte limit
+  std::vector<uint32_t> subscription_ids;
+};
+
+// Serialisation helpers (also used by tests and `petrel inspect`).
+std::string encodeMessage(const MessageRecord& m);
+bool decodeMessage(std::string_view data, MessageRecord& m);
+std::string encodeSession(const SessionRecord& s);
+bool decodeSession(std::string_view data, SessionRecord& s);
+std::string encodeSubscription(const SubscriptionRecord& s);
+bool decodeSubscription(std::string_view key, std::string_view data, SubscriptionRecord& s);
+std::string encodeQueue(const QueueRecord& q);
+bool decodeQueue(uint64_t seq, std::string_view data, QueueRecord& q);
+
+// A batch of writes that commit together. The loop thread fills one batch
+// per loop turn; the writer thread applies it in one transaction.
+class Batch {
+ public:
+  void putMessage(uint64_t id, const MessageRecord& m, uint32_t refs);
+  // Adds `delta` references to message `id`; at zero the message is deleted.
+  void addRefs(uint64_t id, int32_t delta);
+  void putSession(std::string_view client_id, const SessionRecord& s);
+  // Deletes the session with its subscriptions, queue (dropping message
+  // references) and inbound QoS 2 state.
+  void deleteSession(std::string_view client_id);
+  void putSubscription(std::string_view client_id, const SubscriptionRecord& s);
+  void deleteSubscription(std::string_view client_id, std::string_view key);
+  void putQueue(std::string_view client_id, const QueueRecord& q);
+  // Removes a queue entry and drops its reference to msg_id.
+  void deleteQueue(std::string_view client_id, uint64_t seq, uint64_t msg_id);
+  void putInboundQos2(std::string_view client_id, uint16_t packet_id);
+  void deleteInboundQos2(std::string_view client_id, uint16_t packet_id);
+  // Sets the retained message of `topic` (msg_id 0 clears it). The store
+  // drops the reference the previous retained message held.
+  void setRetained(std::string_view topic, uint64_t msg_id);
+
+  bool empty() const { return ops_.empty(); }
+  size_t size() const { return ops_.size(); }
+  size_t count() const { return count_; }
+  const std::string& ops() const { return ops_; }
+  void clear() {
+    ops_.clear();
+    count_ = 0;
+  }
+
+  enum class Op : uint8_t {
+    PutMessage = 1, AddRefs, PutSession, DeleteSession, PutSubscription,
+    DeleteSubscription, PutQueue, DeleteQueue, PutInboundQos2, DeleteInboundQos2,
+    SetRetained,
+  };
+
+ private:
+  void op(Op o) {
+    ops_.push_back(static_cast<char>(o));
+    ++count_;
+  }
+  std::string ops_;
+  size_t count_ = 0;
+};
+
+// Key helpers: "<client id>\0<suffix>" keeps a session's records together.
+std::string clientKey(std::string_view client_id, std::string_view suffix);
+std::string seqKey(std::string_view client_id, uint64_t seq);
+std::string u64Key(uint64_t v);
+uint64_t readU64Key(std::string_view k);
+
+}  // namespace petrel::persistence

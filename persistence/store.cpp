@@ -1,0 +1,732 @@
+#include "persistence/store.h"
+
+#include <lmdb.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "persistence/codec.h"
+
+namespace petrel::persistence {
+
+namespace {
+
+MDB_val val(std::string_view s) {
+  return MDB_val{s.size(), const_cast<char*>(s.data())};
+}
+std::string_view view(const MDB_val& v) {
+  return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
+}
+
+// RAII read transaction.
+class ReadTxn {
+ public:
+  explicit ReadTxn(MDB_env* env) { rc_ = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn_); }
+  ~ReadTxn() {
+    if (txn_) mdb_txn_abort(txn_);
+  }
+  ReadTxn(const ReadTxn&) = delete;
+  ReadTxn& operator=(const ReadTxn&) = delete;
+  MDB_txn* get() const { return txn_; }
+  int rc() const { return rc_; }
+
+ private:
+  MDB_txn* txn_ = nullptr;
+  int rc_;
+};
+
+// RAII cursor.
+class Cursor {
+ public:
+  Cursor(MDB_txn* txn, MDB_dbi dbi) { rc_ = mdb_cursor_open(txn, dbi, &c_); }
+  ~Cursor() {
+    if (c_) mdb_cursor_close(c_);
+  }
+  Cursor(const Cursor&) = delete;
+  Cursor& operator=(const Cursor&) = delete;
+  MDB_cursor* get() const { return c_; }
+  int rc() const { return rc_; }
+
+ private:
+  MDB_cursor* c_ = nullptr;
+  int rc_;
+};
+
+bool hasPrefix(std::string_view k, std::string_view prefix) {
+  return k.size() >= prefix.size() && k.compare(0, prefix.size(), prefix) == 0;
+}
+
+// Splits "<client id>\0<rest>".
+bool splitClientKey(std::string_view k, std::string_view& cid, std::string_view& rest) {
+  const size_t z = k.find('\0');
+  if (z == std::string_view::npos) return false;
+  cid = k.substr(0, z);
+  rest = k.substr(z + 1);
+  return true;
+}
+
+std::string errText(int rc) { return mdb_strerror(rc); }
+
+}  // namespace
+
+struct Store::Impl {
+  MDB_env* env = nullptr;
+  MDB_dbi meta = 0, sessions = 0, subs = 0, queue = 0, inq2 = 0, messages = 0, refs = 0, retained = 0;
+
+  std::thread writer;
+  std::mutex mu;
+  std::condition_variable cv;        // writer waits for work
+  std::condition_variable drained;   // drain() waits for commits
+  std::deque<std::pair<uint64_t, std::unique_ptr<Batch>>> pending;
+  std::deque<std::unique_ptr<Batch>> spare;  // recycled batches
+  bool stop = false;
+  std::atomic<uint64_t> committed{0};
+  uint64_t submitted = 0;
+  std::atomic<uint64_t> used_bytes{0};
+  std::function<void(uint64_t, bool)> on_commit;
+
+  ~Impl() {
+    if (env) mdb_env_close(env);
+  }
+
+  // Applies one op log inside `txn`. Returns an LMDB error code or 0.
+  int apply(MDB_txn* txn, const std::string& ops);
+  int addRefs(MDB_txn* txn, uint64_t id, int32_t delta);
+  int deletePrefix(MDB_txn* txn, MDB_dbi dbi, std::string_view prefix, bool deref_queue);
+};
+
+int Store::Impl::addRefs(MDB_txn* txn, uint64_t id, int32_t delta) {
+  const std::string k = u64Key(id);
+  MDB_val key = val(k), v;
+  int64_t n = 0;
+  int rc = mdb_get(txn, refs, &key, &v);
+  if (rc == 0 && v.mv_size == 4) {
+    uint32_t cur;
+    std::memcpy(&cur, v.mv_data, 4);
+    n = cur;
+  } else if (rc != 0 && rc != MDB_NOTFOUND) {
+    return rc;
+  }
+  n += delta;
+  if (n <= 0) {
+    rc = mdb_del(txn, refs, &key, nullptr);
+    if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+    rc = mdb_del(txn, messages, &key, nullptr);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+  }
+  uint32_t out = static_cast<uint32_t>(n);
+  MDB_val nv{4, &out};
+  return mdb_put(txn, refs, &key, &nv, 0);
+}
+
+int Store::Impl::deletePrefix(MDB_txn* txn, MDB_dbi dbi, std::string_view prefix, bool deref_queue) {
+  Cursor c(txn, dbi);
+  if (c.rc()) return c.rc();
+  MDB_val k = val(prefix), v;
+  int rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
+  while (rc == 0 && hasPrefix(view(k), prefix)) {
+    if (deref_queue && v.mv_size >= 8) {
+      uint64_t msg_id;
+      std::memcpy(&msg_id, v.mv_data, 8);
+      int r = addRefs(txn, msg_id, -1);
+      if (r) return r;
+    }
+    rc = mdb_cursor_del(c.get(), 0);
+    if (rc) return rc;
+    rc = mdb_cursor_get(c.get(), &k, &v, MDB_GET_CURRENT);
+    if (rc == EINVAL) rc = MDB_NOTFOUND;  // deleted the last item
+  }
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int Store::Impl::apply(MDB_txn* txn, const std::string& ops) {
+  In in{ops};
+  while (!in.atEnd() && in.ok) {
+    const auto op = static_cast<Batch::Op>(in.u8());
+    int rc = 0;
+    switch (op) {
+      case Batch::Op::PutMessage: {
+        const uint64_t id = in.fixed<uint64_t>();
+        uint32_t n = in.fixed<uint32_t>();
+        std::string_view rec = in.view();
+        const std::string k = u64Key(id);
+        MDB_val key = val(k), v = val(rec), nv{4, &n};
+        rc = mdb_put(txn, messages, &key, &v, 0);
+        if (!rc) rc = mdb_put(txn, refs, &key, &nv, 0);
+        break;
+      }
+      case Batch::Op::AddRefs: {
+        const uint64_t id = in.fixed<uint64_t>();
+        const auto d = static_cast<int32_t>(in.fixed<uint32_t>());
+        rc = addRefs(txn, id, d);
+        break;
+      }
+      case Batch::Op::PutSession: {
+        std::string_view cid = in.view(), rec = in.view();
+        MDB_val key = val(cid), v = val(rec);
+        rc = mdb_put(txn, sessions, &key, &v, 0);
+        break;
+      }
+      case Batch::Op::DeleteSession: {
+        std::string_view cid = in.view();
+        MDB_val key = val(cid);
+        rc = mdb_del(txn, sessions, &key, nullptr);
+        if (rc == MDB_NOTFOUND) rc = 0;
+        const std::string prefix = clientKey(cid, "");
+        if (!rc) rc = deletePrefix(txn, subs, prefix, false);
+        if (!rc) rc = deletePrefix(txn, queue, prefix, true);
+        if (!rc) rc = deletePrefix(txn, inq2, prefix, false);
+        break;
+      }
+      case Batch::Op::PutSubscription: {
+        std::string_view cid = in.view(), key = in.view(), rec = in.view();
+        const std::string k = clientKey(cid, key);
+        MDB_val mk = val(k), v = val(rec);
+        rc = mdb_put(txn, subs, &mk, &v, 0);
+        break;
+      }
+      case Batch::Op::DeleteSubscription: {
+        std::string_view cid = in.view(), key = in.view();
+        const std::string k = clientKey(cid, key);
+        MDB_val mk = val(k);
+        rc = mdb_del(txn, subs, &mk, nullptr);
+        if (rc == MDB_NOTFOUND) rc = 0;
+        break;
+      }
+      case Batch::Op::PutQueue: {
+        std::string_view cid = in.view();
+        const uint64_t seq = in.fixed<uint64_t>();
+        std::string_view rec = in.view();
+        const std::string k = seqKey(cid, seq);
+        MDB_val mk = val(k), v = val(rec);
+        rc = mdb_put(txn, queue, &mk, &v, 0);
+        break;
+      }
+      case Batch::Op::DeleteQueue: {
+        std::string_view cid = in.view();
+        const uint64_t seq = in.fixed<uint64_t>();
+        const uint64_t msg_id = in.fixed<uint64_t>();
+        const std::string k = seqKey(cid, seq);
+        MDB_val mk = val(k);
+        rc = mdb_del(txn, queue, &mk, nullptr);
+        if (rc == 0) rc = addRefs(txn, msg_id, -1);
+        else if (rc == MDB_NOTFOUND) rc = 0;  // already gone with its session
+        break;
+      }
+      case Batch::Op::PutInboundQos2:
+      case Batch::Op::DeleteInboundQos2: {
+        std::string_view cid = in.view();
+        const uint16_t pid = in.fixed<uint16_t>();
+        const std::string k = clientKey(cid, std::string_view(reinterpret_cast<const char*>(&pid), 2));
+        MDB_val mk = val(k), v{0, nullptr};
+        if (op == Batch::Op::PutInboundQos2) {
+          rc = mdb_put(txn, inq2, &mk, &v, 0);
+        } else {
+          rc = mdb_del(txn, inq2, &mk, nullptr);
+          if (rc == MDB_NOTFOUND) rc = 0;
+        }
+        break;
+      }
+      case Batch::Op::SetRetained: {
+        std::string_view topic = in.view();
+        const uint64_t id = in.fixed<uint64_t>();
+        MDB_val mk = val(topic), v;
+        rc = mdb_get(txn, retained, &mk, &v);
+        if (rc == 0 && v.mv_size == 8) {
+          uint64_t old;
+          std::memcpy(&old, v.mv_data, 8);
+          if (old != id) rc = addRefs(txn, old, -1);
+        } else if (rc == MDB_NOTFOUND) {
+          rc = 0;
+        }
+        if (rc) break;
+        if (id) {
+          MDB_val nv{8, const_cast<uint64_t*>(&id)};
+          rc = mdb_put(txn, retained, &mk, &nv, 0);
+        } else {
+          rc = mdb_del(txn, retained, &mk, nullptr);
+          if (rc == MDB_NOTFOUND) rc = 0;
+        }
+        break;
+      }
+      default:
+        return MDB_CORRUPTED;  // an op log we did not write
+    }
+    if (rc) return rc;
+  }
+  return in.ok ? 0 : MDB_CORRUPTED;
+}
+
+Store::Store(const StoreOptions& o)
+    : options_(o), impl_(std::make_unique<Impl>()), current_(std::make_unique<Batch>()) {}
+
+Store::~Store() {
+  if (impl_->writer.joinable()) {
+    {
+      std::lock_guard<std::mutex> lk(impl_->mu);
+      impl_->stop = true;
+    }
+    impl_->cv.notify_all();
+    impl_->writer.join();
+  }
+  if (impl_->env && !options_.read_only) mdb_env_sync(impl_->env, 1);
+}
+
+namespace {
+
+std::string timestamp() {
+  char buf[32];
+  time_t t = time(nullptr);
+  tm tmv;
+  gmtime_r(&t, &tmv);
+  strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tmv);
+  return buf;
+}
+
+bool fileSize(const std::string& path, uint64_t& size) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return false;
+  size = static_cast<uint64_t>(st.st_size);
+  return true;
+}
+
+}  // namespace
+
+bool Store::openEnv(std::string& error) {
+  const std::string& dir = options_.dir;
+  const std::string data = dir + "/data.mdb";
+  if (!options_.read_only && mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    error = dir + ": cannot create the data directory: " + strerror(errno);
+    return false;
+  }
+  uint64_t size = 0;
+  const bool exists = fileSize(data, size);
+  if (options_.read_only && !exists) {
+    error = data + ": no Petrel data store here";
+    return false;
+  }
+  if (exists && size > 0 && size < 2 * 4096) {
+    error = data + ": truncated (" + std::to_string(size) + " bytes, too short for an LMDB file)";
+    return false;
+  }
+  MDB_env* env;
+  int rc = mdb_env_create(&env);
+  if (rc) {
+    error = "LMDB: " + errText(rc);
+    return false;
+  }
+  impl_->env = env;
+  mdb_env_set_maxdbs(env, 16);
+  uint64_t map = options_.map_size;
+  if (exists && size > map) map = size;  // never smaller than the file
+  mdb_env_set_mapsize(env, map);
+  unsigned flags = MDB_NOTLS;
+  if (options_.read_only) flags |= MDB_RDONLY;
+  if (options_.sync == SyncMode::Periodic) flags |= MDB_NOSYNC;
+  rc = mdb_env_open(env, dir.c_str(), flags, 0640);
+  if (rc) {
+    error = data + ": cannot open: " + errText(rc);
+    return false;
+  }
+  // A file cut short would fault when a page past its end is read: check
+  // that every page the meta page says is in use is really there.
+  MDB_envinfo info;
+  MDB_stat st;
+  mdb_env_info(env, &info);
+  mdb_env_stat(env, &st);
+  if (fileSize(data, size) && (info.me_last_pgno + 1) * uint64_t(st.ms_psize) > size) {
+    error = data + ": truncated: " + std::to_string(size) + " bytes but pages up to " +
+            std::to_string((info.me_last_pgno + 1) * uint64_t(st.ms_psize)) + " are in use";
+    return false;
+  }
+
+  MDB_txn* txn;
+  rc = mdb_txn_begin(env, nullptr, options_.read_only ? MDB_RDONLY : 0, &txn);
+  if (rc) {
+    error = data + ": cannot begin a transaction: " + errText(rc);
+    return false;
+  }
+  const unsigned create = options_.read_only ? 0 : MDB_CREATE;
+  struct Named {
+    const char* name;
+    MDB_dbi* dbi;
+  } dbs[] = {{"meta", &impl_->meta},       {"sessions", &impl_->sessions},
+             {"subscriptions", &impl_->subs}, {"queue", &impl_->queue},
+             {"inbound_qos2", &impl_->inq2}, {"messages", &impl_->messages},
+             {"refs", &impl_->refs},       {"retained", &impl_->retained}};
+  // A foreign LMDB file (not written by Petrel) has no "meta" database or no
+  // schema key in it.
+  MDB_dbi main_dbi;
+  bool fresh = false;
+  if (mdb_dbi_open(txn, nullptr, 0, &main_dbi) == 0) {
+    MDB_stat ms;
+    mdb_stat(txn, main_dbi, &ms);
+    fresh = ms.ms_entries == 0;
+  }
+  for (auto& d : dbs) {
+    rc = mdb_dbi_open(txn, d.name, create, d.dbi);
+    if (rc) {
+      mdb_txn_abort(txn);
+      error = data + (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE
+                          ? std::string(": not a Petrel data store (no '") + d.name + "' table)"
+                          : ": cannot open table '" + std::string(d.name) + "': " + errText(rc));
+      return false;
+    }
+  }
+  MDB_val k = val("schema"), v;
+  rc = mdb_get(txn, impl_->meta, &k, &v);
+  if (rc == MDB_NOTFOUND) {
+    if (!fresh) {
+      mdb_txn_abort(txn);
+      error = data + ": not a Petrel data store (no schema version)";
+      return false;
+    }
+    if (!options_.read_only) {
+      uint32_t ver = kSchemaVersion;
+      MDB_val nv{4, &ver};
+      rc = mdb_put(txn, impl_->meta, &k, &nv, 0);
+    }
+  } else if (rc == 0) {
+    uint32_t ver = 0;
+    if (v.mv_size == 4) std::memcpy(&ver, v.mv_data, 4);
+    if (v.mv_size != 4 || ver != kSchemaVersion) {
+      mdb_txn_abort(txn);
+      // Only one schema exists so far: nothing older can be migrated.
+      error = data + ": schema version " + std::to_string(ver) + ", but this Petrel reads version " +
+              std::to_string(kSchemaVersion) +
+              (ver > kSchemaVersion ? " (written by a newer Petrel; upgrade Petrel)"
+                                    : " (no migration from that version exists)");
+      return false;
+    }
+    rc = 0;
+  }
+  if (rc) {
+    mdb_txn_abort(txn);
+    error = data + ": " + errText(rc);
+    return false;
+  }
+  rc = options_.read_only ? (mdb_txn_abort(txn), 0) : mdb_txn_commit(txn);
+  if (rc) {
+    error = data + ": cannot initialise: " + errText(rc);
+    return false;
+  }
+  impl_->used_bytes = (info.me_last_pgno + 1) * uint64_t(st.ms_psize);
+  return true;
+}
+
+namespace {
+
+// Walks every record and decodes it, so damage is found at start-up with a
+// clear message rather than later as a crash or a silent loss.
+bool verifyAll(const Store& s, std::string& error) {
+  size_t n = 0;
+  if (!s.forEachSession([&](std::string_view, const SessionRecord&) { ++n; }, error)) return false;
+  if (!s.forEachSubscription([&](std::string_view, const SubscriptionRecord&) { ++n; }, error)) return false;
+  if (!s.forEachInboundQos2([&](std::string_view, uint16_t) { ++n; }, error)) return false;
+  if (!s.forEachRetained([&](std::string_view, uint64_t) { ++n; }, error)) return false;
+  return true;
+}
+
+}  // namespace
+
+std::unique_ptr<Store> Store::open(const StoreOptions& options, std::string& error,
+                                   std::string* notice) {
+  std::unique_ptr<Store> s(new Store(options));
+  bool ok = s->openEnv(error) && verifyAll(*s, error);
+  if (!ok) {
+    if (options.on_corrupt != OnCorrupt::MoveAside || options.read_only) return nullptr;
+    s.reset();
+    const std::string data = options.dir + "/data.mdb";
+    const std::string aside = data + ".corrupt-" + timestamp();
+    if (rename(data.c_str(), aside.c_str()) != 0) {
+      error += "; moving it aside failed: " + std::string(strerror(errno));
+      return nullptr;
+    }
+    unlink((options.dir + "/lock.mdb").c_str());
+    if (notice) *notice = error + "; moved it aside to " + aside + " and started with an empty store";
+    s.reset(new Store(options));
+    std::string err2;
+    if (!s->openEnv(err2)) {
+      error = err2;
+      return nullptr;
+    }
+  }
+  if (!options.read_only) s->impl_->writer = std::thread([p = s.get()] { p->writerMain(); });
+  return s;
+}
+
+void Store::setCommitCallback(std::function<void(uint64_t, bool)> cb) {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  impl_->on_commit = std::move(cb);
+}
+
+uint64_t Store::committed() const { return impl_->committed.load(std::memory_order_acquire); }
+
+void Store::submit() {
+  if (current_->empty()) return;
+  std::unique_ptr<Batch> next;
+  {
+    std::lock_guard<std::mutex> lk(impl_->mu);
+    impl_->pending.emplace_back(next_ticket_, std::move(current_));
+    impl_->submitted = next_ticket_;
+    if (!impl_->spare.empty()) {
+      next = std::move(impl_->spare.front());
+      impl_->spare.pop_front();
+    }
+  }
+  impl_->cv.notify_one();
+  current_ = next ? std::move(next) : std::make_unique<Batch>();
+  ++next_ticket_;
+}
+
+void Store::drain() {
+  submit();
+  std::unique_lock<std::mutex> lk(impl_->mu);
+  impl_->drained.wait(lk, [&] {
+    return impl_->committed.load() >= impl_->submitted || !impl_->writer.joinable();
+  });
+}
+
+void Store::writerMain() {
+  Impl& im = *impl_;
+  auto last_sync = std::chrono::steady_clock::now();
+  bool unsynced = false;
+  while (true) {
+    std::deque<std::pair<uint64_t, std::unique_ptr<Batch>>> work;
+    {
+      std::unique_lock<std::mutex> lk(im.mu);
+      const auto wait = std::chrono::milliseconds(options_.sync_interval_ms);
+      if (options_.sync == SyncMode::Periodic && unsynced) {
+        im.cv.wait_for(lk, wait, [&] { return im.stop || !im.pending.empty(); });
+      } else {
+        im.cv.wait(lk, [&] { return im.stop || !im.pending.empty(); });
+      }
+      if (im.pending.empty() && im.stop) break;
+      work.swap(im.pending);
+    }
+    if (!work.empty()) {
+      // Group commit: every batch that queued up while the last commit was
+      // being flushed goes into this one transaction.
+      uint64_t top = work.back().first;
+      MDB_txn* txn;
+      int rc = mdb_txn_begin(im.env, nullptr, 0, &txn);
+      if (!rc) {
+        for (auto& [t, b] : work) {
+          rc = im.apply(txn, b->ops());
+          if (rc) break;
+        }
+        if (rc) mdb_txn_abort(txn);
+        else rc = mdb_txn_commit(txn);
+      }
+      if (rc) {
+        fprintf(stderr, "petrel: persistence: commit of batches up to %llu failed: %s\n",
+                static_cast<unsigned long long>(top), mdb_strerror(rc));
+      } else {
+        MDB_envinfo info;
+        MDB_stat st;
+        mdb_env_info(im.env, &info);
+        mdb_env_stat(im.env, &st);
+        im.used_bytes = (info.me_last_pgno + 1) * uint64_t(st.ms_psize);
+        unsynced = true;
+      }
+      std::function<void(uint64_t, bool)> cb;
+      {
+        std::lock_guard<std::mutex> lk(im.mu);
+        im.committed.store(top, std::memory_order_release);
+        for (auto& [t, b] : work) {
+          b->clear();
+          if (im.spare.size() < 4) im.spare.push_back(std::move(b));
+        }
+        cb = im.on_commit;
+      }
+      im.drained.notify_all();
+      if (cb) cb(top, rc == 0);
+    }
+    if (options_.sync == SyncMode::Periodic && unsynced &&
+        std::chrono::steady_clock::now() - last_sync >= std::chrono::milliseconds(options_.sync_interval_ms)) {
+      mdb_env_sync(im.env, 1);
+      last_sync = std::chrono::steady_clock::now();
+      unsynced = false;
+    }
+  }
+  if (unsynced) mdb_env_sync(im.env, 1);
+  im.drained.notify_all();
+}
+
+// --- reads ---
+
+bool Store::forEachSession(const std::function<void(std::string_view, const SessionRecord&)>& f,
+                           std::string& error) const {
+  ReadTxn txn(impl_->env);
+  if (txn.rc()) return error = errText(txn.rc()), false;
+  Cursor c(txn.get(), impl_->sessions);
+  MDB_val k, v;
+  int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+  for (; rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+    SessionRecord r;
+    if (!decodeSession(view(v), r)) {
+      error = options_.dir + "/data.mdb: corrupt session record for client '" + std::string(view(k)) + "'";
+      return false;
+    }
+    f(view(k), r);
+  }
+  if (rc != MDB_NOTFOUND) return error = options_.dir + "/data.mdb: sessions: " + errText(rc), false;
+  return true;
+}
+
+bool Store::forEachSubscription(
+    const std::function<void(std::string_view, const SubscriptionRecord&)>& f, std::string& error) const {
+  ReadTxn txn(impl_->env);
+  if (txn.rc()) return error = errText(txn.rc()), false;
+  Cursor c(txn.get(), impl_->subs);
+  MDB_val k, v;
+  int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+  for (; rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+    std::string_view cid, key;
+    SubscriptionRecord r;
+    if (!splitClientKey(view(k), cid, key) || !decodeSubscription(key, view(v), r)) {
+      error = options_.dir + "/data.mdb: corrupt subscription record";
+      return false;
+    }
+    f(cid, r);
+  }
+  if (rc != MDB_NOTFOUND) return error = options_.dir + "/data.mdb: subscriptions: " + errText(rc), false;
+  return true;
+}
+
+bool Store::forEachInboundQos2(const std::function<void(std::string_view, uint16_t)>& f,
+                               std::string& error) const {
+  ReadTxn txn(impl_->env);
+  if (txn.rc()) return error = errText(txn.rc()), false;
+  Cursor c(txn.get(), impl_->inq2);
+  MDB_val k, v;
+  int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+  for (; rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+    std::string_view cid, rest;
+    if (!splitClientKey(view(k), cid, rest) || rest.size() != 2) {
+      error = options_.dir + "/data.mdb: corrupt inbound QoS 2 record";
+      return false;
+    }
+    uint16_t pid;
+    std::memcpy(&pid, rest.data(), 2);
+    f(cid, pid);
+  }
+  if (rc != MDB_NOTFOUND) return error = options_.dir + "/data.mdb: inbound_qos2: " + errText(rc), false;
+  return true;
+}
+
+bool Store::forEachRetained(const std::function<void(std::string_view, uint64_t)>& f,
+                            std::string& error) const {
+  ReadTxn txn(impl_->env);
+  if (txn.rc()) return error = errText(txn.rc()), false;
+  Cursor c(txn.get(), impl_->retained);
+  MDB_val k, v;
+  int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+  for (; rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+    if (v.mv_size != 8) {
+      error = options_.dir + "/data.mdb: corrupt retained record for '" + std::string(view(k)) + "'";
+      return false;
+    }
+    uint64_t id;
+    std::memcpy(&id, v.mv_data, 8);
+    f(view(k), id);
+  }
+  if (rc != MDB_NOTFOUND) return error = options_.dir + "/data.mdb: retained: " + errText(rc), false;
+  return true;
+}
+
+size_t Store::readQueue(std::string_view cid, uint64_t from, size_t limit,
+                        const std::function<void(const QueueRecord&)>& f) const {
+  ReadTxn txn(impl_->env);
+  if (txn.rc()) return 0;
+  Cursor c(txn.get(), impl_->queue);
+  const std::string start = seqKey(cid, from);
+  const std::string prefix = clientKey(cid, "");
+  MDB_val k = val(start), v;
+  size_t n = 0;
+  int rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
+  for (; rc == 0 && n < limit; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+    std::string_view key = view(k);
+    if (!hasPrefix(key, prefix) || key.size() != prefix.size() + 8) break;
+    QueueRecord q;
+    if (!decodeQueue(readU64Key(key.substr(prefix.size())), view(v), q)) continue;
+    f(q);
+    ++n;
+  }
+  return n;
+}
+
+Store::QueueInfo Store::queueInfo(std::string_view cid) const {
+  QueueInfo qi;
+  ReadTxn txn(impl_->env);
+  if (txn.rc()) return qi;
+  Cursor c(txn.get(), impl_->queue);
+  const std::string prefix = clientKey(cid, "");
+  MDB_val k = val(prefix), v;
+  int rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
+  for (; rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+    std::string_view key = view(k);
+    if (!hasPrefix(key, prefix) || key.size() != prefix.size() + 8) break;
+    const uint64_t seq = readU64Key(key.substr(prefix.size()));
+    QueueRecord q;
+    if (!decodeQueue(seq, view(v), q)) continue;
+    if (qi.count++ == 0) qi.first_seq = seq;
+    qi.last_seq = seq;
+    qi.bytes += q.bytes;
+  }
+  return qi;
+}
+
+bool Store::readMessage(uint64_t id, MessageRecord& out) const {
+  ReadTxn txn(impl_->env);
+  if (txn.rc()) return false;
+  const std::string k = u64Key(id);
+  MDB_val key = val(k), v;
+  if (mdb_get(txn.get(), impl_->messages, &key, &v) != 0) return false;
+  return decodeMessage(view(v), out);
+}
+
+uint64_t Store::maxMessageId() const {
+  ReadTxn txn(impl_->env);
+  if (txn.rc()) return 0;
+  Cursor c(txn.get(), impl_->messages);
+  MDB_val k, v;
+  if (mdb_cursor_get(c.get(), &k, &v, MDB_LAST) != 0) return 0;
+  return readU64Key(view(k));
+}
+
+StoreStats Store::stats() const {
+  StoreStats s;
+  ReadTxn txn(impl_->env);
+  if (txn.rc()) return s;
+  auto entries = [&](MDB_dbi d) {
+    MDB_stat st;
+    return mdb_stat(txn.get(), d, &st) == 0 ? uint64_t(st.ms_entries) : 0;
+  };
+  s.sessions = entries(impl_->sessions);
+  s.subscriptions = entries(impl_->subs);
+  s.queued = entries(impl_->queue);
+  s.messages = entries(impl_->messages);
+  s.retained = entries(impl_->retained);
+  s.inbound_qos2 = entries(impl_->inq2);
+  MDB_envinfo info;
+  MDB_stat st;
+  mdb_env_info(impl_->env, &info);
+  mdb_env_stat(impl_->env, &st);
+  s.used_bytes = (info.me_last_pgno + 1) * uint64_t(st.ms_psize);
+  s.map_size = info.me_mapsize;
+  return s;
+}
+
+uint64_t Store::usedBytes() const { return impl_->used_bytes.load(std::memory_order_relaxed); }
+
+}  // namespace petrel::persistence
