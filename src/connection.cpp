@@ -83,6 +83,16 @@ void Connection::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
 
 void Connection::processShared(const uint8_t* data, size_t len) {
   size_t pos = 0;
+  // [MQTT-3.1.0-1] the first packet must be CONNECT: a stream that starts
+  // with anything else is closed at its first byte, without waiting for
+  // (and buffering) the body it announces.
+  if (!connected && len > 0 && (data[0] >> 4) != static_cast<uint8_t>(mqtt::PacketType::Connect) &&
+      decoder_.buffered() == 0) {
+    mqtt::Frame f;
+    f.type = static_cast<mqtt::PacketType>(data[0] >> 4);
+    broker_.onFrame(*this, f);
+    return;
+  }
   while (pos < len && !closing_) {
     mqtt::Frame f;
     auto st = mqtt::peekFrame(data + pos, len - pos, broker_.maxPacketSizeFor(*this), f);
@@ -183,7 +193,6 @@ void Connection::holdSince(size_t mark, uint64_t ticket) {
     if (mark > out_.size()) mark = out_.size();
     held_.push_back({ticket, out_.substr(mark)});
     out_.resize(mark);
-    held_bytes_ += held_.back().bytes.size();
     return;
   }
   // Already holding: what this handler wrote went into the last segment,
@@ -191,7 +200,6 @@ void Connection::holdSince(size_t mark, uint64_t ticket) {
   // began (mark within out_) join the front of the hold, keeping order.
   if (mark < out_.size()) {
     held_.front().bytes.insert(0, out_, mark, std::string::npos);
-    held_bytes_ += out_.size() - mark;
     out_.resize(mark);
   }
   Held& last = held_.back();
@@ -202,7 +210,6 @@ bool Connection::release(uint64_t committed) {
   size_t n = 0;
   while (n < held_.size() && held_[n].ticket <= committed) {
     out_.append(held_[n].bytes);
-    held_bytes_ -= held_[n].bytes.size();
     ++n;
   }
   if (n) {

@@ -38,7 +38,11 @@ class Connection {
     markDirty();
     return out_;
   }
-  size_t pendingOutput() const { return out_.size() + wbuf_.size() + held_bytes_; }
+  size_t pendingOutput() const {
+    size_t n = out_.size() + wbuf_.size();
+    for (const auto& h : held_) n += h.bytes.size();
+    return n;
+  }
   void flush();
 
   // Held output: acknowledgements of messages that must be stored first
@@ -100,7 +104,6 @@ class Connection {
     std::string bytes;
   };
   std::vector<Held> held_;
-  size_t held_bytes_ = 0;
   bool writing_ = false;
   bool closing_ = false;
   bool handle_closed_ = false;

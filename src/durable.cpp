@@ -320,7 +320,6 @@ void Broker::onCommit() {
       // not see their acknowledgements. Closing makes it send them again.
       LOG_ERROR("persistence: a commit failed; closing %s so that it resends", c->peer().c_str());
       c->held_.clear();
-      c->held_bytes_ = 0;
       c->closeAfterFlush();
     }
     if (!c->release(done)) {

@@ -83,6 +83,8 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
   if (p.will) {
     if (!mqtt::validTopicName(p.will->topic, cfg_.max_topic_levels))
       return refuse(v5 ? Reason::TopicNameInvalid : Reason::UnspecifiedError, "invalid will topic");
+    if (p.will->props.response_topic && !mqtt::validTopicName(*p.will->props.response_topic))
+      return refuse(Reason::ProtocolError, "will Response Topic is not a valid topic name");
     if (p.will->qos > cfg_.max_qos)
       return refuse(v5 ? Reason::QosNotSupported : Reason::UnspecifiedError, "will QoS above maximum");
     if (p.will->retain && !cfg_.retain_available)

@@ -38,6 +38,8 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f) {
   }
   if (!mqtt::validTopicName(p.topic, cfg_.max_topic_levels))  // [MQTT-3.3.2-2]
     return protocolError(c, Reason::TopicNameInvalid, "invalid topic name in PUBLISH");
+  if (v5 && p.props.response_topic && !mqtt::validTopicName(*p.props.response_topic))  // [MQTT-3.3.2-14]
+    return protocolError(c, Reason::ProtocolError, "Response Topic is not a valid topic name");
   if (v5 && !p.props.subscription_identifiers.empty())  // [MQTT-3.3.4-6]
     return protocolError(c, Reason::ProtocolError, "subscription identifier in PUBLISH from a client");
 
