@@ -414,7 +414,8 @@ bool Store::openEnv(std::string& error) {
     error = data + ": " + errText(rc);
     return false;
   }
-  rc = options_.read_only ? (mdb_txn_abort(txn), 0) : mdb_txn_commit(txn);
+  // Committing (a read-only transaction too) keeps the table handles valid.
+  rc = mdb_txn_commit(txn);
   if (rc) {
     error = data + ": cannot initialise: " + errText(rc);
     return false;

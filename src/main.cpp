@@ -7,6 +7,7 @@
 
 #include "src/broker.h"
 #include "src/config.h"
+#include "src/inspect.h"
 #include "src/log.h"
 
 namespace {
@@ -14,13 +15,18 @@ namespace {
 void usage(FILE* f) {
   std::fprintf(f,
       "Usage: petrel [--config FILE] [--port N] [--check-config]\n"
+      "       petrel inspect [--data DIR | --config FILE] [-v]\n"
       "       petrel --help | --version\n"
       "\n"
       "  -c, --config FILE   configuration file (default: config.yaml if present)\n"
       "  -p, --port N        override the port of the first listener\n"
       "      --check-config  validate the configuration and exit (0 = valid)\n"
       "  -h, --help          this help\n"
-      "  -v, --version       print the version\n");
+      "  -v, --version       print the version\n"
+      "\n"
+      "petrel inspect prints the sessions, subscriptions, queue depths, retained\n"
+      "count and size of a data store (the broker may be running); DIR defaults\n"
+      "to persistence.dir of the configuration.\n");
 }
 
 struct Signals {
@@ -40,7 +46,33 @@ void onSignal(uv_signal_t* h, int signum) {
 
 }  // namespace
 
+int runInspect(int argc, char** argv) {
+  std::string dir, config_path;
+  bool verbose = false;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if ((a == "--data" || a == "-d") && i + 1 < argc) dir = argv[++i];
+    else if ((a == "--config" || a == "-c") && i + 1 < argc) config_path = argv[++i];
+    else if (a == "-v" || a == "--verbose") verbose = true;
+    else {
+      std::fprintf(stderr, "petrel inspect: unknown argument '%s'\n", a.c_str());
+      return 2;
+    }
+  }
+  if (dir.empty()) {
+    petrel::Config cfg;
+    std::string err;
+    if (!config_path.empty() && !petrel::loadConfig(config_path, cfg, err)) {
+      std::fprintf(stderr, "petrel: configuration error: %s\n", err.c_str());
+      return 1;
+    }
+    dir = cfg.data_dir;
+  }
+  return petrel::inspectStore(dir, verbose);
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "inspect") return runInspect(argc, argv);
   std::string config_path;
   bool check_only = false;
   int port_override = -1;
