@@ -11,7 +11,6 @@ namespace petrel {
 Connection::Connection(Broker& broker, uint32_t max_packet_size)
     : broker_(broker), decoder_(max_packet_size) {
   tcp_.data = this;
-  write_req_.data = this;
 }
 
 Connection::~Connection() = default;
@@ -166,7 +165,11 @@ void Connection::flush() {
   out_.clear();
   b = uv_buf_init(wbuf_.data(), static_cast<unsigned>(wbuf_.size()));
   writing_ = true;
-  uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1, &Connection::onWrite);
+  if (!write_req_) {
+    write_req_ = std::make_unique<uv_write_t>();
+    write_req_->data = this;
+  }
+  uv_write(write_req_.get(), reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1, &Connection::onWrite);
 }
 
 void Connection::onWrite(uv_write_t* req, int status) {

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -94,7 +95,9 @@ class Connection {
 
   Broker& broker_;
   uv_tcp_t tcp_;
-  uv_write_t write_req_;
+  // Allocated only while a write is pending in the kernel's stead (most
+  // writes complete at once through uv_try_write).
+  std::unique_ptr<uv_write_t> write_req_;
   mqtt::StreamDecoder decoder_;
   std::string out_;
   std::string wbuf_;  // bytes handed to uv_write, alive until its callback

@@ -79,7 +79,7 @@ bool Broker::loadStore(std::string& err) {
           w.qos = r.will->qos;
           w.retain = r.will->retain;
           decodeProps(r.will->props, mqtt::PropertyContext::Will, w.props);
-          s->will = std::move(w);
+          s->will = std::make_unique<mqtt::Will>(std::move(w));
           // The connection of a will without a deadline ended when the
           // broker stopped: an abnormal end, so its will is due (after its
           // delay, counted from now).

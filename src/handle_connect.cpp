@@ -155,7 +155,7 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
   if (s->client_receive_max > cfg_.max_inflight && !v5) s->client_receive_max = cfg_.max_inflight;
   s->client_max_packet = v5 ? p.props.maximum_packet_size.value_or(0) : 0;
   s->client_topic_alias_max = v5 ? p.props.topic_alias_maximum.value_or(0) : 0;
-  if (p.will) s->will = std::move(p.will);
+  if (p.will) s->will = std::make_unique<mqtt::Will>(std::move(*p.will));
 
   s->conn = &c;
   c.session = s;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "mqtt/packets.h"
+#include "src/lazy_deque.h"
 #include "src/message.h"
 #include "src/topic_tree.h"
 
@@ -38,6 +39,35 @@ struct InflightOut {
   uint16_t packet_id;
   Delivery d;
   bool released = false;  // QoS 2: PUBREC received, PUBREL sent
+};
+
+// A small set of packet ids (at most the Receive Maximum we announce, and
+// usually empty): a vector costs nothing while empty, unlike a hash set.
+class PacketIdSet {
+ public:
+  size_t count(uint16_t id) const {
+    for (uint16_t v : ids_)
+      if (v == id) return 1;
+    return 0;
+  }
+  void insert(uint16_t id) {
+    if (!count(id)) ids_.push_back(id);
+  }
+  size_t erase(uint16_t id) {
+    for (size_t i = 0; i < ids_.size(); ++i) {
+      if (ids_[i] == id) {
+        ids_[i] = ids_.back();
+        ids_.pop_back();
+        if (ids_.empty()) ids_.shrink_to_fit();
+        return 1;
+      }
+    }
+    return 0;
+  }
+  size_t size() const { return ids_.size(); }
+
+ private:
+  std::vector<uint16_t> ids_;
 };
 
 struct StoredSubscription {
@@ -67,18 +97,18 @@ class Session {
 
   // The will of the current (or last) connection, and when it fires if it
   // is delayed (§3.1.3.2.2 Will Delay Interval).
-  std::optional<mqtt::Will> will;
+  std::unique_ptr<mqtt::Will> will;  // a pointer: most sessions have none
   int64_t will_at_ms = 0;
 
   // Subscriptions keyed by the full filter as subscribed ("$share/g/x" too).
   std::map<std::string, StoredSubscription> subscriptions;
 
   // Outbound QoS 1/2 messages sent and not yet completed, in send order.
-  std::deque<InflightOut> inflight;
+  LazyDeque<InflightOut> inflight;
   // Messages waiting for the window (or for the client to come back).
-  std::deque<Delivery> queue;
+  LazyDeque<Delivery> queue;
   // Inbound QoS 2 packet ids: PUBREC sent, PUBREL not yet received.
-  std::unordered_set<uint16_t> inbound_qos2;
+  PacketIdSet inbound_qos2;
 
   uint64_t dropped = 0;       // messages the queue limit discarded
   bool drop_logged = false;   // the first drop is logged, the rest counted

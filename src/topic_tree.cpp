@@ -28,17 +28,19 @@ bool TopicTree::subscribe(std::string_view filter, std::string_view group, Sessi
                           const SubscriptionOptions& opts) {
   Node* n = root_.get();
   forEachLevel(filter, [&](std::string_view level) {
-    auto it = n->children.find(level);
-    if (it == n->children.end())
-      it = n->children.emplace(std::string(level), std::make_unique<Node>()).first;
+    if (!n->children) n->children = std::make_unique<Node::Children>();
+    auto it = n->children->find(level);
+    if (it == n->children->end())
+      it = n->children->emplace(std::string(level), std::make_unique<Node>()).first;
     n = it->second.get();
   });
   std::vector<Subscriber>* list;
   if (group.empty()) {
     list = &n->subs;
   } else {
-    auto g = n->groups.find(group);
-    if (g == n->groups.end()) g = n->groups.emplace(std::string(group), SharedGroup{}).first;
+    if (!n->groups) n->groups = std::make_unique<Node::Groups>();
+    auto g = n->groups->find(group);
+    if (g == n->groups->end()) g = n->groups->emplace(std::string(group), SharedGroup{}).first;
     list = &g->second.members;
   }
   for (Subscriber& sub : *list) {
@@ -55,8 +57,9 @@ bool TopicTree::subscribe(std::string_view filter, std::string_view group, Sessi
 bool TopicTree::removeFrom(Node& n, std::string_view rest, std::string_view group, Session* s) {
   const size_t end = rest.find('/');
   const std::string_view level = rest.substr(0, end);
-  auto it = n.children.find(level);
-  if (it == n.children.end()) return false;
+  if (!n.children) return false;
+  auto it = n.children->find(level);
+  if (it == n.children->end()) return false;
   Node& child = *it->second;
   bool removed = false;
   if (end == std::string_view::npos) {
@@ -69,8 +72,8 @@ bool TopicTree::removeFrom(Node& n, std::string_view rest, std::string_view grou
         }
       }
     } else {
-      auto g = child.groups.find(group);
-      if (g != child.groups.end()) {
+      auto g = child.groups ? child.groups->find(group) : decltype(child.groups->begin()){};
+      if (child.groups && g != child.groups->end()) {
         auto& m = g->second.members;
         for (size_t i = 0; i < m.size(); ++i) {
           if (m[i].session == s) {
@@ -79,13 +82,13 @@ bool TopicTree::removeFrom(Node& n, std::string_view rest, std::string_view grou
             break;
           }
         }
-        if (m.empty()) child.groups.erase(g);
+        if (m.empty()) child.groups->erase(g);
       }
     }
   } else {
     removed = removeFrom(child, rest.substr(end + 1), group, s);
   }
-  if (child.empty()) n.children.erase(it);  // prune empty branches
+  if (child.empty()) n.children->erase(it);  // prune empty branches
   return removed;
 }
 

@@ -60,11 +60,23 @@ class TopicTree {
   size_t subscriptionCount() const { return count_; }
 
  private:
+  // Children and share groups are allocated on first use: most nodes are
+  // leaves with one subscriber (a device's own topic), and an empty
+  // std::map costs 48 bytes.
   struct Node {
-    std::map<std::string, std::unique_ptr<Node>, std::less<>> children;
+    using Children = std::map<std::string, std::unique_ptr<Node>, std::less<>>;
+    using Groups = std::map<std::string, SharedGroup, std::less<>>;
+    std::unique_ptr<Children> children;
     std::vector<Subscriber> subs;
-    std::map<std::string, SharedGroup, std::less<>> groups;
-    bool empty() const { return children.empty() && subs.empty() && groups.empty(); }
+    std::unique_ptr<Groups> groups;
+    bool empty() const {
+      return (!children || children->empty()) && subs.empty() && (!groups || groups->empty());
+    }
+    Node* child(std::string_view level) const {
+      if (!children) return nullptr;
+      auto it = children->find(level);
+      return it == children->end() ? nullptr : it->second.get();
+    }
   };
 
   template <typename F, typename G>
@@ -81,7 +93,8 @@ class TopicTree {
 template <typename F, typename G>
 void TopicTree::report(Node& n, F& onMatch, G& onGroup) {
   for (const Subscriber& s : n.subs) onMatch(s);
-  for (auto& [name, g] : n.groups) onGroup(g);
+  if (n.groups)
+    for (auto& [name, g] : *n.groups) onGroup(g);
 }
 
 template <typename F, typename G>
@@ -89,11 +102,11 @@ void TopicTree::matchNode(Node& n, std::string_view topic, size_t pos, bool root
                           F& onMatch, G& onGroup) {
   // [MQTT-4.7.2-1] wildcards in the first level never match a `$` topic.
   const bool dollar = root && !topic.empty() && topic[0] == '$';
+  if (!n.children) return;
   if (!dollar) {
     // `#` matches this level and everything below, including the parent
     // level itself ("sport/#" matches "sport").
-    auto h = n.children.find(std::string_view("#"));
-    if (h != n.children.end()) report(*h->second, onMatch, onGroup);
+    if (Node* h = n.child("#")) report(*h, onMatch, onGroup);
   }
   const size_t end = topic.find('/', pos);
   const std::string_view level =
@@ -101,17 +114,14 @@ void TopicTree::matchNode(Node& n, std::string_view topic, size_t pos, bool root
   auto visit = [&](Node& child) {
     if (end == std::string_view::npos) {
       report(child, onMatch, onGroup);
-      auto h = child.children.find(std::string_view("#"));
-      if (h != child.children.end()) report(*h->second, onMatch, onGroup);
+      if (Node* h = child.child("#")) report(*h, onMatch, onGroup);
     } else {
       matchNode(child, topic, end + 1, false, onMatch, onGroup);
     }
   };
-  auto exact = n.children.find(level);
-  if (exact != n.children.end()) visit(*exact->second);
+  if (Node* exact = n.child(level)) visit(*exact);
   if (!dollar) {
-    auto plus = n.children.find(std::string_view("+"));
-    if (plus != n.children.end()) visit(*plus->second);
+    if (Node* plus = n.child("+")) visit(*plus);
   }
 }
 
