@@ -16,10 +16,13 @@
 
 #include "mqtt/decoder.h"
 #include "mqtt/packets.h"
+#include "src/acl.h"
 #include "src/config.h"
 #include "src/connection.h"
 #include "src/message.h"
+#include "src/password_file.h"
 #include "src/retained_store.h"
+#include "src/security.h"
 #include "src/session.h"
 #include "src/topic_tree.h"
 
@@ -71,6 +74,10 @@ class Broker {
   // sessions it was delivered or queued to.
   size_t route(const MessagePtr& msg);
 
+  // Reads the TLS certificates, the password file and the ACL file again
+  // (SIGHUP). Whatever fails to load is logged and the old one kept.
+  void reloadSecurity(const char* why);
+
  private:
   // handle_connect.cpp
   void handleConnect(Connection& c, const mqtt::Frame& f);
@@ -91,6 +98,25 @@ class Broker {
   void deliver(Session& s, Delivery&& d);
   bool sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup);
   void pump(Session& s);
+  // security.cpp
+  bool setupSecurity(std::string& err);
+  void stopSecurity();
+  void attachListener(Connection& c, uv_stream_t* server);
+  bool handshakeTimedOut(Connection& c, uint64_t now);
+  mqtt::Reason authenticate(Connection& c, const mqtt::Connect& p,
+                            std::optional<std::string>& username, std::string& why);
+  void refusePublish(Connection& c, Session& s, const mqtt::Publish& p);
+  static void onTlsWatch(uv_timer_t* t);
+  // ACL checks; everything is allowed when no acl_file is configured.
+  bool mayPublish(const Session& s, std::string_view topic) const {
+    return !acl_ || acl_->allows(s.username, s.clientId(), topic, Acl::kWrite);
+  }
+  bool mayReceive(const Session& s, std::string_view topic) const {
+    return !acl_ || acl_->allows(s.username, s.clientId(), topic, Acl::kRead);
+  }
+  bool maySubscribe(const Session& s, std::string_view filter) const {
+    return !acl_ || acl_->allowsSubscribe(s.username, s.clientId(), filter);
+  }
   // broker.cpp
   void protocolError(Connection& c, mqtt::Reason r, const char* what);
   void sweep();
@@ -116,6 +142,13 @@ class Broker {
   BrokerStats stats_;
   uint64_t match_gen_ = 0;
   bool shutting_down_ = false;
+
+  // security.cpp: one entry per listener, in cfg_.listeners order.
+  std::vector<std::unique_ptr<ListenerSecurity>> listener_security_;
+  std::unique_ptr<PasswordFile> passwords_;  // null: no password_file
+  std::unique_ptr<Acl> acl_;                 // null: no acl_file
+  uv_timer_t tls_watch_timer_;
+  bool tls_watch_started_ = false;
 
   friend class Connection;
 };

@@ -39,7 +39,7 @@ bool Connection::start(uv_stream_t* server) {
     }
   }
   peer_ = std::string(host) + ":" + std::to_string(port);
-  last_rx_ms = uv_now(server->loop);
+  last_rx_ms = accepted_ms = uv_now(server->loop);
   uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &Connection::onAlloc, &Connection::onRead);
   return true;
 }
@@ -49,7 +49,7 @@ void Connection::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   // A partial packet is completed in the connection's own buffer; otherwise
   // read into the loop's shared buffer and decode in place, so idle
   // connections hold no receive buffer at all.
-  if (c->decoder_.buffered() > 0) {
+  if (c->decoder_.buffered() > 0 && !c->tls_) {
     size_t avail;
     uint8_t* p = c->decoder_.writeSpace(16 * 1024, avail);
     buf->base = reinterpret_cast<char*>(p);
@@ -73,7 +73,9 @@ void Connection::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   }
   if (c->closing_) return;
   c->last_rx_ms = uv_now(s->loop);
-  if (c->reading_into_decoder_) {
+  if (c->tls_) {
+    c->onTlsRead(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
+  } else if (c->reading_into_decoder_) {
     c->decoder_.commit(static_cast<size_t>(nread));
     c->processBuffered();
   } else {
@@ -132,6 +134,7 @@ void Connection::markDirty() {
 }
 
 void Connection::flush() {
+  if (tls_) return flushTls();
   dirty_ = false;
   if (writing_ || out_.empty() || handle_closed_) {
     if (closing_ && !writing_ && !handle_closed_) beginClose();
@@ -169,7 +172,7 @@ void Connection::onWrite(uv_write_t* req, int status) {
     c->beginClose();
     return;
   }
-  if (!c->out_.empty()) {
+  if (!c->out_.empty() || !c->tls_out_.empty()) {
     c->flush();
   } else if (c->closing_) {
     c->beginClose();

@@ -10,16 +10,19 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "mqtt/decoder.h"
 #include "mqtt/protocol.h"
+#include "tls/tls_session.h"
 
 namespace petrel {
 
 class Broker;
 class Session;
+struct ListenerSecurity;
 
 class Connection {
  public:
@@ -36,7 +39,7 @@ class Connection {
     markDirty();
     return out_;
   }
-  size_t pendingOutput() const { return out_.size() + wbuf_.size(); }
+  size_t pendingOutput() const { return out_.size() + wbuf_.size() + tls_out_.size(); }
   void flush();
 
   // Closes the connection once everything queued is written.
@@ -61,6 +64,13 @@ class Connection {
 
   void setMaxPacketSize(uint32_t n) { decoder_.setMaxPacketSize(n); }
 
+  // The listener this connection came in on (anonymous access, TLS).
+  const ListenerSecurity* listener = nullptr;
+  uint64_t accepted_ms = 0;
+  // On a TLS listener: wraps the socket in a TLS session. Before start().
+  void enableTls(const tls::TlsContext& ctx);
+  tls::TlsSession* tlsSession() { return tls_.get(); }
+
  private:
   static void onAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
@@ -73,6 +83,11 @@ class Connection {
   bool handleFrame(const mqtt::Frame& f);
   void markDirty();
   void beginClose();
+  // connection_tls.cpp: ciphertext in, plaintext to the decoder; output
+  // encrypted into tls_out_ at flush time.
+  void onTlsRead(const uint8_t* data, size_t len);
+  bool feedPlain(const uint8_t* data, size_t len);
+  void flushTls();
 
   Broker& broker_;
   uv_tcp_t tcp_;
@@ -81,6 +96,8 @@ class Connection {
   std::string out_;
   std::string wbuf_;  // bytes handed to uv_write, alive until its callback
   std::string peer_;
+  std::unique_ptr<tls::TlsSession> tls_;  // null on a plain listener
+  std::string tls_out_;  // ciphertext not yet handed to uv_write
   bool writing_ = false;
   bool closing_ = false;
   bool handle_closed_ = false;
