@@ -46,8 +46,8 @@ void usage(FILE* f) {
 
 // Reads a line from the terminal with echo off.
 bool promptHidden(const char* prompt, std::string& out) {
-  std::fprintf(stderr, "%s", prompt);
-  std::fflush(stderr);
+  // Echo goes off before the prompt appears, so nothing typed after the
+  // prompt is echoed or discarded by the mode change.
   termios old{};
   const bool tty = tcgetattr(STDIN_FILENO, &old) == 0;
   if (tty) {
@@ -55,8 +55,10 @@ bool promptHidden(const char* prompt, std::string& out) {
     quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
     tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
   }
+  std::fprintf(stderr, "%s", prompt);
+  std::fflush(stderr);
   const bool ok = static_cast<bool>(std::getline(std::cin, out));
-  if (tty) tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+  if (tty) tcsetattr(STDIN_FILENO, TCSANOW, &old);
   std::fprintf(stderr, "\n");
   if (!out.empty() && out.back() == '\r') out.pop_back();
   return ok;

@@ -48,21 +48,37 @@ class Broker:
     JSON, which is YAML). stderr goes to a log file the test can read."""
 
     def __init__(self, workdir, config):
+        """`config` is a dict, or a function returning one: it is called
+        again (for fresh free ports) if a port was taken meanwhile."""
         self.workdir = workdir
-        self.config = config
+        self.make_config = config if callable(config) else (lambda: config)
+        self.config = None
         self.config_path = os.path.join(workdir, "petrel-%d.yaml" % id(self))
         self.log_path = os.path.join(workdir, "petrel-%d.log" % id(self))
         self.proc = None
 
-    def start(self):
-        with open(self.config_path, "w") as f:
-            json.dump(self.config, f, indent=1)
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([PETREL_BIN, "--config", self.config_path],
-                                     stdout=self._log, stderr=subprocess.STDOUT)
-        for l in self.config.get("listeners", []):
-            wait_port(l["port"], proc=self.proc)
-        return self
+    def start(self, attempts=3):
+        for attempt in range(attempts):
+            self.config = self.make_config()
+            with open(self.config_path, "w") as f:
+                json.dump(self.config, f, indent=1)
+            self._log = open(self.log_path, "w")
+            self.proc = subprocess.Popen([PETREL_BIN, "--config", self.config_path],
+                                         stdout=self._log, stderr=subprocess.STDOUT)
+            try:
+                for l in self.config.get("listeners", []):
+                    wait_port(l["port"], proc=self.proc)
+                return self
+            except RuntimeError:
+                self.proc.wait()
+                self._log.close()
+                self.proc = None
+                # Another process took one of the free ports: try again.
+                if "address already in use" not in self.log() or attempt + 1 == attempts:
+                    raise RuntimeError("broker did not start:\n" + self.log())
+
+    def port(self, i):
+        return self.config["listeners"][i]["port"]
 
     def hup(self):
         self.proc.send_signal(signal.SIGHUP)

@@ -42,21 +42,21 @@ def pki():
 
 @pytest.fixture(scope="module")
 def broker(pki):
-    plain, tls, mtls, slow = free_port(), free_port(), free_port(), free_port()
     cert, key = pki["server"]
     tls_cfg = {"cert_file": cert, "key_file": key, "ca_file": pki["ca"].cert}
-    cfg = {
+    cfg = lambda: {
         "log_level": "info",
         "listeners": [
-            {"address": "127.0.0.1", "port": plain},
-            {"address": "127.0.0.1", "port": tls, "tls": dict(tls_cfg)},
-            {"address": "127.0.0.1", "port": mtls,
+            {"address": "127.0.0.1", "port": free_port()},
+            {"address": "127.0.0.1", "port": free_port(), "tls": dict(tls_cfg)},
+            {"address": "127.0.0.1", "port": free_port(),
              "tls": dict(tls_cfg, require_certificate=True, crl_file=pki["crl"])},
-            {"address": "127.0.0.1", "port": slow, "tls": dict(tls_cfg, handshake_timeout_ms=500)},
+            {"address": "127.0.0.1", "port": free_port(),
+             "tls": dict(tls_cfg, handshake_timeout_ms=500)},
         ],
     }
     b = Broker(pki["dir"], cfg).start()
-    b.ports = {"plain": plain, "tls": tls, "mtls": mtls, "slow": slow}
+    b.ports = {"plain": b.port(0), "tls": b.port(1), "mtls": b.port(2), "slow": b.port(3)}
     yield b
     b.stop()
 
@@ -328,11 +328,11 @@ def test_certificate_reload_on_sighup_and_on_file_change(pki):
         return cert_serial(c)
 
     first = install("first")
-    port = free_port()
-    cfg = {"log_level": "info", "listeners": [
-        {"address": "127.0.0.1", "port": port,
+    cfg = lambda: {"log_level": "info", "listeners": [
+        {"address": "127.0.0.1", "port": free_port(),
          "tls": {"cert_file": cert, "key_file": key}}]}
     with Broker(d, cfg) as b:
+        port = b.port(0)
         assert server_serial(port, ca.cert) == first
         old = connected(port, client_context(ca.cert), "old-connection")
         assert old.subscribe("reload/#") == [1]
