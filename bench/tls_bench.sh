@@ -64,6 +64,24 @@ EOC
 
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
+# Broker CPU time (user + system) in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+
+# Runs the load tool and adds the broker's CPU time per operation: on a
+# shared 2-core machine the client side (TLS verification on one core) can
+# be the limit, so CPU per handshake / per message is the steadier number.
+measure() {
+  local name=$1 pid=$2 ops_field=$3
+  shift 3
+  local t0 out t1
+  t0=$(cpu_ticks "$pid")
+  out=$(taskset -c 1 "$TOOL" "$@")
+  t1=$(cpu_ticks "$pid")
+  echo "$out" | awk -v n="$name" -v f="$ops_field" -v ticks=$((t1 - t0)) -v hz="$HZ" \
+    '{ printf "%s: %s; broker CPU %.1f us per op\n", n, $0, ticks / hz * 1e6 / $f }'
+}
+
 run() {
   local name=$1 port=$2
   shift 2
@@ -71,10 +89,10 @@ run() {
   local pid=$!
   wait_port "$port"
   for i in $(seq "$RUNS"); do
-    echo "$name run $i: $(taskset -c 1 "$TOOL" handshake --port "$port" --cafile ca.pem \
-      --parallel "$HS_PARALLEL" --seconds "$HS_SECONDS")"
-    echo "$name run $i: $(taskset -c 1 "$TOOL" qos1 --port "$port" --cafile ca.pem \
-      --messages "$MESSAGES" --window 100 --payload 64)"
+    measure "$name run $i" "$pid" 2 handshake --port "$port" --cafile ca.pem \
+      --parallel "$HS_PARALLEL" --seconds "$HS_SECONDS"
+    measure "$name run $i" "$pid" 3 qos1 --port "$port" --cafile ca.pem \
+      --messages "$MESSAGES" --window 100 --payload 64
   done
   kill "$pid"
   wait "$pid" 2>/dev/null || true
