@@ -48,7 +48,8 @@ std::string encodeSession(const SessionRecord& r) {
   o.u32(r.expiry_interval);
   o.i64(r.expires_at_ms);
   o.i64(r.will_at_ms);
-  o.str(r.username);
+  o.u8(r.username ? 1 : 0);
+  o.str(r.username.value_or(""));
   o.u8(r.will ? 1 : 0);
   if (r.will) {
     o.u8(r.will->qos);
@@ -67,7 +68,9 @@ bool decodeSession(std::string_view data, SessionRecord& r) {
   r.expiry_interval = in.fixed<uint32_t>();
   r.expires_at_ms = in.fixed<int64_t>();
   r.will_at_ms = in.fixed<int64_t>();
-  r.username = in.str();
+  const bool has_user = in.u8() != 0;
+  std::string user = in.str();
+  if (has_user) r.username = std::move(user);
   if (in.u8()) {
     WillRecord w;
     w.qos = in.u8();

@@ -37,7 +37,7 @@ struct SessionRecord {
   int64_t expires_at_ms = 0;  // 0 while connected
   int64_t will_at_ms = 0;     // delayed will deadline, 0 = none pending
   std::optional<WillRecord> will;
-  std::string username;
+  std::optional<std::string> username;  // for authorization of deliveries
 };
 
 struct SubscriptionRecord {

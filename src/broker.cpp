@@ -24,6 +24,7 @@ int64_t Broker::nowMs() const {
 }
 
 bool Broker::start(std::string& err) {
+  if (!setupSecurity(err)) return false;
   for (const auto& l : cfg_.listeners) {
     sockaddr_storage addr{};
     if (uv_ip4_addr(l.address.c_str(), l.port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
@@ -67,6 +68,7 @@ void Broker::shutdown() {
     uv_close(reinterpret_cast<uv_handle_t*>(l.release()),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
   listeners_.clear();
+  stopSecurity();
   auto conns = connections_;
   for (Connection* c : conns) c->disconnect(mqtt::Reason::ServerShuttingDown);
   flushAll();
@@ -89,6 +91,7 @@ void Broker::onConnection(uv_stream_t* server, int status) {
   c->index = b->connections_.size();
   b->connections_.push_back(c);
   ++b->stats_.connections_total;
+  b->attachListener(*c, server);
   c->start(server);
 }
 
@@ -174,6 +177,7 @@ void Broker::sweep() {
     Connection* c = connections_[i];
     if (c->closing()) continue;
     if (!c->connected) {
+      if (handshakeTimedOut(*c, now)) continue;
       // A socket that never sends CONNECT is closed after a grace period.
       if (now - c->last_rx_ms > 10'000) {
         LOG_INFO("closing %s: no CONNECT within 10 s", c->peer().c_str());

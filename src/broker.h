@@ -18,10 +18,13 @@
 #include "mqtt/decoder.h"
 #include "mqtt/packets.h"
 #include "persistence/store.h"
+#include "src/acl.h"
 #include "src/config.h"
 #include "src/connection.h"
 #include "src/message.h"
+#include "src/password_file.h"
 #include "src/retained_store.h"
+#include "src/security.h"
 #include "src/session.h"
 #include "src/topic_tree.h"
 
@@ -84,6 +87,10 @@ class Broker {
   // clears); returns the store references it takes (0 or 1).
   uint32_t retain(const MessagePtr& msg);
 
+  // Reads the TLS certificates, the password file and the ACL file again
+  // (SIGHUP). Whatever fails to load is logged and the old one kept.
+  void reloadSecurity(const char* why);
+
  private:
   // handle_connect.cpp
   void handleConnect(Connection& c, const mqtt::Frame& f);
@@ -125,6 +132,25 @@ class Broker {
   void onCommit();
   static void onCommitAsync(uv_async_t* h);
   void forgetSession(Session* s);
+  // security.cpp
+  bool setupSecurity(std::string& err);
+  void stopSecurity();
+  void attachListener(Connection& c, uv_stream_t* server);
+  bool handshakeTimedOut(Connection& c, uint64_t now);
+  mqtt::Reason authenticate(Connection& c, const mqtt::Connect& p,
+                            std::optional<std::string>& username, std::string& why);
+  void refusePublish(Connection& c, Session& s, const mqtt::Publish& p);
+  static void onTlsWatch(uv_timer_t* t);
+  // ACL checks; everything is allowed when no acl_file is configured.
+  bool mayPublish(const Session& s, std::string_view topic) const {
+    return !acl_ || acl_->allows(s.username, s.clientId(), topic, Acl::kWrite);
+  }
+  bool mayReceive(const Session& s, std::string_view topic) const {
+    return !acl_ || acl_->allows(s.username, s.clientId(), topic, Acl::kRead);
+  }
+  bool maySubscribe(const Session& s, std::string_view filter) const {
+    return !acl_ || acl_->allowsSubscribe(s.username, s.clientId(), filter);
+  }
   // broker.cpp
   void dispatch(Connection& c, const mqtt::Frame& f);
   void protocolError(Connection& c, mqtt::Reason r, const char* what);
@@ -162,6 +188,12 @@ class Broker {
   std::unordered_map<uint64_t, std::weak_ptr<const Message>> msg_cache_;
   uint64_t next_msg_id_ = 1;
   bool store_full_logged_ = false;
+  // security.cpp: one entry per listener, in cfg_.listeners order.
+  std::vector<std::unique_ptr<ListenerSecurity>> listener_security_;
+  std::unique_ptr<PasswordFile> passwords_;  // null: no password_file
+  std::unique_ptr<Acl> acl_;                 // null: no acl_file
+  uv_timer_t tls_watch_timer_;
+  bool tls_watch_started_ = false;
 
   friend class Connection;
 };

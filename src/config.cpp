@@ -1,10 +1,14 @@
 #include "src/config.h"
 
+#include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
+
+#include <cstring>
 
 #include <functional>
 #include <limits>
 #include <map>
+#include <optional>
 #include <stdexcept>
 
 namespace petrel {
@@ -67,6 +71,40 @@ void readMap(const YAML::Node& map, const std::string& prefix,
   }
 }
 
+tls::TlsConfig readTls(const YAML::Node& n, const std::string& k) {
+  tls::TlsConfig t;
+  auto str = [](std::string& field) {
+    return [&field](const YAML::Node& v, const std::string& kk) { field = readString(v, kk); };
+  };
+  readMap(n, k, {
+    {"cert_file", str(t.cert_file)},
+    {"key_file", str(t.key_file)},
+    {"ca_file", str(t.ca_file)},
+    {"ca_dir", str(t.ca_dir)},
+    {"crl_file", str(t.crl_file)},
+    {"ciphers", str(t.ciphers)},
+    {"ciphersuites", str(t.ciphersuites)},
+    {"require_certificate", [&](const YAML::Node& v, const std::string& kk) { t.require_certificate = readBool(v, kk); }},
+    {"use_identity_as_username", [&](const YAML::Node& v, const std::string& kk) { t.use_identity_as_username = readBool(v, kk); }},
+    {"handshake_timeout_ms", [&](const YAML::Node& v, const std::string& kk) { t.handshake_timeout_ms = readInt<uint32_t>(v, kk, 100, 600000); }},
+    {"min_version", [&](const YAML::Node& v, const std::string& kk) {
+       t.min_version = readString(v, kk);
+       // RFC 8996 deprecates TLS 1.0 and 1.1.
+       if (t.min_version != "1.2" && t.min_version != "1.3")
+         throw ConfigError(lineOf(v), kk + ": '" + t.min_version +
+                                          "' is not supported; use \"1.2\" or \"1.3\" (TLS 1.0 and 1.1 are refused)");
+     }},
+  });
+  if (n.IsNull() || !n.IsMap()) throw ConfigError(lineOf(n), k + ": expected a mapping with cert_file and key_file");
+  if (t.cert_file.empty()) throw ConfigError(lineOf(n), k + ".cert_file: required for a TLS listener");
+  if (t.key_file.empty()) throw ConfigError(lineOf(n), k + ".key_file: required for a TLS listener");
+  if (t.require_certificate && t.ca_file.empty() && t.ca_dir.empty())
+    throw ConfigError(lineOf(n), k + ".require_certificate: needs ca_file or ca_dir");
+  if (t.use_identity_as_username && !t.require_certificate)
+    throw ConfigError(lineOf(n), k + ".use_identity_as_username: needs require_certificate: true");
+  return t;
+}
+
 void parseRoot(const YAML::Node& root, Config& c) {
   const long long u16max = 65535, u32max = 0xFFFFFFFFll;
   readMap(root, "", {
@@ -81,10 +119,16 @@ void parseRoot(const YAML::Node& root, Config& c) {
        for (size_t i = 0; i < n.size(); ++i) {
          ListenerConfig l;
          const std::string p = k + "[" + std::to_string(i) + "]";
+         std::optional<bool> anonymous;
          readMap(n[i], p, {
            {"address", [&](const YAML::Node& v, const std::string& kk) { l.address = readString(v, kk); }},
            {"port", [&](const YAML::Node& v, const std::string& kk) { l.port = readInt<uint16_t>(v, kk, 0, 65535); }},
+           {"tls", [&](const YAML::Node& v, const std::string& kk) { l.tls = readTls(v, kk); }},
+           {"allow_anonymous", [&](const YAML::Node& v, const std::string& kk) { anonymous = readBool(v, kk); }},
          });
+         // Secure by default: anonymous clients only on loopback unless the
+         // configuration says otherwise.
+         l.allow_anonymous = anonymous.value_or(isLoopbackAddress(l.address));
          c.listeners.push_back(l);
        }
        if (c.listeners.empty()) throw ConfigError(lineOf(n), k + ": at least one listener is needed");
@@ -124,6 +168,12 @@ void parseRoot(const YAML::Node& root, Config& c) {
           }},
        });
      }},
+    {"auth", [&](const YAML::Node& n, const std::string& k) {
+       readMap(n, k, {
+         {"password_file", [&](const YAML::Node& v, const std::string& kk) { c.password_file = readString(v, kk); }},
+         {"acl_file", [&](const YAML::Node& v, const std::string& kk) { c.acl_file = readString(v, kk); }},
+       });
+     }},
     {"mqtt", [&](const YAML::Node& n, const std::string& k) {
        readMap(n, k, {
          {"max_qos", [&](const YAML::Node& v, const std::string& kk) { c.max_qos = readInt<uint8_t>(v, kk, 0, 2); }},
@@ -137,6 +187,19 @@ void parseRoot(const YAML::Node& root, Config& c) {
 }
 
 }  // namespace
+
+bool isLoopbackAddress(const std::string& address) {
+  if (address == "::1" || address == "localhost") return true;
+  in_addr a4;
+  if (inet_pton(AF_INET, address.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+  in6_addr a6;
+  if (inet_pton(AF_INET6, address.c_str(), &a6) == 1) {
+    // ::ffff:127.x.y.z, an IPv4-mapped loopback address.
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return std::memcmp(a6.s6_addr, mapped, 12) == 0 && a6.s6_addr[12] == 127;
+  }
+  return false;
+}
 
 bool loadConfig(const std::string& path, Config& out, std::string& error) {
   YAML::Node root;

@@ -4,17 +4,27 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "src/log.h"
+#include "tls/tls_config.h"
 
 namespace petrel {
 
 struct ListenerConfig {
   std::string address = "127.0.0.1";
   uint16_t port = 1883;
+  // Present for a TLS listener (the `tls:` mapping).
+  std::optional<tls::TlsConfig> tls;
+  // Clients without a user name (or certificate identity) are accepted.
+  // When the key is absent: true on a loopback address, false elsewhere.
+  bool allow_anonymous = true;
 };
+
+// True for 127.0.0.0/8, ::1 and "localhost".
+bool isLoopbackAddress(const std::string& address);
 
 struct Config {
   LogLevel log_level = LogLevel::Info;
@@ -45,6 +55,10 @@ struct Config {
   uint16_t topic_alias_maximum = 10;
   uint16_t outbound_topic_aliases = 0;
   bool allow_zero_length_clientid = true;
+
+  // auth: (empty = not used)
+  std::string password_file;  // mosquitto_passwd format
+  std::string acl_file;       // mosquitto acl_file format
 };
 
 // Reads `path` into `out`. On failure returns false and sets `error` to a

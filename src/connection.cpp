@@ -38,7 +38,7 @@ bool Connection::start(uv_stream_t* server) {
     }
   }
   peer_ = std::string(host) + ":" + std::to_string(port);
-  last_rx_ms = uv_now(server->loop);
+  last_rx_ms = accepted_ms = uv_now(server->loop);
   uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &Connection::onAlloc, &Connection::onRead);
   return true;
 }
@@ -48,7 +48,7 @@ void Connection::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   // A partial packet is completed in the connection's own buffer; otherwise
   // read into the loop's shared buffer and decode in place, so idle
   // connections hold no receive buffer at all.
-  if (c->decoder_.buffered() > 0) {
+  if (c->decoder_.buffered() > 0 && !c->tls_) {
     size_t avail;
     uint8_t* p = c->decoder_.writeSpace(16 * 1024, avail);
     buf->base = reinterpret_cast<char*>(p);
@@ -72,7 +72,9 @@ void Connection::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   }
   if (c->closing_) return;
   c->last_rx_ms = uv_now(s->loop);
-  if (c->reading_into_decoder_) {
+  if (c->tls_) {
+    c->onTlsRead(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
+  } else if (c->reading_into_decoder_) {
     c->decoder_.commit(static_cast<size_t>(nread));
     c->processBuffered();
   } else {
@@ -141,6 +143,7 @@ void Connection::markDirty() {
 }
 
 void Connection::flush() {
+  if (tls_) return flushTls();
   dirty_ = false;
   if (writing_ || out_.empty() || handle_closed_) {
     if (closing_ && !writing_ && !handle_closed_) beginClose();
@@ -163,7 +166,11 @@ void Connection::flush() {
   if (n > 0) out_.erase(0, static_cast<size_t>(n));
   wbuf_.swap(out_);
   out_.clear();
-  b = uv_buf_init(wbuf_.data(), static_cast<unsigned>(wbuf_.size()));
+  startWrite();
+}
+
+void Connection::startWrite() {
+  uv_buf_t b = uv_buf_init(wbuf_.data(), static_cast<unsigned>(wbuf_.size()));
   writing_ = true;
   if (!write_req_) {
     write_req_ = std::make_unique<uv_write_t>();
@@ -182,7 +189,7 @@ void Connection::onWrite(uv_write_t* req, int status) {
     c->beginClose();
     return;
   }
-  if (!c->out_.empty()) {
+  if (!c->out_.empty() || !c->tls_out_.empty()) {
     c->flush();
   } else if (c->closing_) {
     c->beginClose();

@@ -16,11 +16,13 @@
 
 #include "mqtt/decoder.h"
 #include "mqtt/protocol.h"
+#include "tls/tls_session.h"
 
 namespace petrel {
 
 class Broker;
 class Session;
+struct ListenerSecurity;
 
 class Connection {
  public:
@@ -42,7 +44,7 @@ class Connection {
   size_t pendingOutput() const {
     size_t n = out_.size() + wbuf_.size();
     for (const auto& h : held_) n += h.bytes.size();
-    return n;
+    return n + tls_out_.size();
   }
   void flush();
 
@@ -80,6 +82,13 @@ class Connection {
 
   void setMaxPacketSize(uint32_t n) { decoder_.setMaxPacketSize(n); }
 
+  // The listener this connection came in on (anonymous access, TLS).
+  const ListenerSecurity* listener = nullptr;
+  uint64_t accepted_ms = 0;
+  // On a TLS listener: wraps the socket in a TLS session. Before start().
+  void enableTls(const tls::TlsContext& ctx);
+  tls::TlsSession* tlsSession() { return tls_.get(); }
+
  private:
   static void onAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
@@ -91,7 +100,13 @@ class Connection {
   // Returns false when the connection must stop processing input.
   bool handleFrame(const mqtt::Frame& f);
   void markDirty();
+  void startWrite();  // uv_write of wbuf_
   void beginClose();
+  // connection_tls.cpp: ciphertext in, plaintext to the decoder; output
+  // encrypted into tls_out_ at flush time.
+  void onTlsRead(const uint8_t* data, size_t len);
+  bool feedPlain(const uint8_t* data, size_t len);
+  void flushTls();
 
   Broker& broker_;
   uv_tcp_t tcp_;
@@ -107,6 +122,8 @@ class Connection {
     std::string bytes;
   };
   std::vector<Held> held_;
+  std::unique_ptr<tls::TlsSession> tls_;  // null on a plain listener
+  std::string tls_out_;  // ciphertext not yet handed to uv_write
   bool writing_ = false;
   bool closing_ = false;
   bool handle_closed_ = false;

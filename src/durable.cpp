@@ -67,6 +67,7 @@ bool Broker::loadStore(std::string& err) {
         s->expiry_interval = r.expiry_interval;
         s->stored = true;
         s->evicted = true;
+        s->username = r.username;
         // A session that was connected when the broker stopped starts its
         // expiry now; one that was offline keeps its wall-clock deadline.
         s->expires_at_ms = r.expires_at_ms;
@@ -159,6 +160,7 @@ void Broker::saveSession(Session& s) {
   r.expires_at_ms = s.conn ? 0 : s.expires_at_ms;
   r.will_at_ms = s.will_at_ms;
   if (s.will) r.will = willRecord(*s.will, s.version);
+  r.username = s.username;
   store_->batch().putSession(s.clientId(), r);
   s.stored = true;
 }

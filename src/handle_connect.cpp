@@ -67,6 +67,11 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
     return refuse(v5 ? Reason::QuotaExceeded : Reason::ServerUnavailable, "too many connections");
   if (p.props.authentication_method)
     return refuse(Reason::BadAuthenticationMethod, "enhanced authentication is not supported");
+  // Authentication (security.cpp): refused with 0x86/0x87 (v5) or 4/5.
+  std::optional<std::string> username;
+  std::string auth_error;
+  if (Reason ar = authenticate(c, p, username, auth_error); ar != Reason::Success)
+    return refuse(ar, auth_error.c_str());
 
   // Client identifier (§3.1.3.1).
   bool assigned = false;
@@ -150,6 +155,7 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
   s->will_at_ms = 0;
   s->expires_at_ms = 0;
   s->version = v;
+  s->username = std::move(username);
   s->expiry_interval = expiry;
   s->client_receive_max = v5 ? p.props.receive_maximum.value_or(65535) : cfg_.max_inflight;
   if (s->client_receive_max > cfg_.max_inflight && !v5) s->client_receive_max = cfg_.max_inflight;

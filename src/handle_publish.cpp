@@ -57,6 +57,8 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f) {
       return protocolError(c, Reason::ReceiveMaximumExceeded, "too many QoS 2 messages in flight");
   }
 
+  if (!mayPublish(s, p.topic)) return refusePublish(c, s, p);  // ACL
+
   ++stats_.messages_received;
   auto msg = std::make_shared<Message>();
   msg->topic = std::move(p.topic);

@@ -36,6 +36,12 @@ void Broker::handleSubscribe(Connection& c, const mqtt::Frame& f) {
       ack.reasons.push_back(v5 ? static_cast<uint8_t>(Reason::TopicFilterInvalid) : 0x80);
       continue;
     }
+    if (!maySubscribe(s, sf.shared ? sf.filter : std::string_view(t.filter))) {
+      // ACL: this filter fails alone, 0x80 (v3.1.1) / 0x87 Not authorized (v5).
+      LOG_INFO("client %s: subscription to '%s' denied by the ACL", s.clientId().c_str(), t.filter.c_str());
+      ack.reasons.push_back(v5 ? static_cast<uint8_t>(Reason::NotAuthorized) : 0x80);
+      continue;
+    }
     if (sf.shared && t.no_local)  // [MQTT-3.8.3-4]
       return protocolError(c, Reason::ProtocolError, "No Local on a shared subscription");
     SubscriptionOptions o;
@@ -64,6 +70,7 @@ void Broker::sendRetained(Session& s, const std::string& filter, const Subscript
   const int64_t now = nowMs();
   retained_.forEachMatch(filter, [&](const MessagePtr& m) {
     if (m->expires_at_ms && m->expires_at_ms <= now) return;
+    if (!mayReceive(s, m->topic)) return;  // ACL read access, per message
     Delivery d;
     d.msg = m;
     d.qos = std::min(m->qos, o.qos);

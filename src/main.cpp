@@ -9,6 +9,7 @@
 #include "src/config.h"
 #include "src/inspect.h"
 #include "src/log.h"
+#include "src/passwd_command.h"
 
 namespace {
 
@@ -16,6 +17,7 @@ void usage(FILE* f) {
   std::fprintf(f,
       "Usage: petrel [--config FILE] [--port N] [--check-config]\n"
       "       petrel inspect [--data DIR | --config FILE] [-v]\n"
+      "       petrel passwd [-c | -D] [-b] FILE USER [PASSWORD]\n"
       "       petrel --help | --version\n"
       "\n"
       "  -c, --config FILE   configuration file (default: config.yaml if present)\n"
@@ -30,7 +32,7 @@ void usage(FILE* f) {
 }
 
 struct Signals {
-  uv_signal_t term, intr;
+  uv_signal_t term, intr, hup;
   petrel::Broker* broker;
 };
 
@@ -39,9 +41,16 @@ void onSignal(uv_signal_t* h, int signum) {
   LOG_NOTICE("received %s", signum == SIGINT ? "SIGINT" : "SIGTERM");
   uv_signal_stop(&s->term);
   uv_signal_stop(&s->intr);
+  uv_signal_stop(&s->hup);
   uv_close(reinterpret_cast<uv_handle_t*>(&s->term), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&s->intr), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->hup), nullptr);
   s->broker->shutdown();
+}
+
+// SIGHUP: certificates, password file and ACL file are read again.
+void onHangup(uv_signal_t* h, int) {
+  static_cast<Signals*>(h->data)->broker->reloadSecurity("SIGHUP");
 }
 
 }  // namespace
@@ -73,6 +82,7 @@ int runInspect(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "inspect") return runInspect(argc, argv);
+  if (argc >= 2 && std::strcmp(argv[1], "passwd") == 0) return petrel::passwdCommand(argc - 1, argv + 1);
   std::string config_path;
   bool check_only = false;
   int port_override = -1;
@@ -165,9 +175,11 @@ int main(int argc, char** argv) {
   sig.broker = &broker;
   uv_signal_init(loop, &sig.term);
   uv_signal_init(loop, &sig.intr);
-  sig.term.data = sig.intr.data = &sig;
+  uv_signal_init(loop, &sig.hup);
+  sig.term.data = sig.intr.data = sig.hup.data = &sig;
   uv_signal_start(&sig.term, onSignal, SIGTERM);
   uv_signal_start(&sig.intr, onSignal, SIGINT);
+  uv_signal_start(&sig.hup, onHangup, SIGHUP);
   LOG_NOTICE("petrel %s started", PETREL_VERSION);
   uv_run(loop, UV_RUN_DEFAULT);
   broker.finish();

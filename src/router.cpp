@@ -70,6 +70,8 @@ size_t Broker::route(const MessagePtr& m, uint32_t extra_refs) {
       });
   uint32_t stored = 0;
   for (Target& t : targets) {
+    // ACL: read access of the receiving client, checked at delivery time.
+    if (!mayReceive(*t.session, m->topic)) continue;
     Delivery d;
     d.msg = m;
     d.qos = std::min(m->qos, t.qos);  // [MQTT-3.8.4-8] downgrade to granted

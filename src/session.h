@@ -84,6 +84,9 @@ class Session {
 
   Connection* conn = nullptr;
   mqtt::Version version = mqtt::Version::V311;
+  // Who the client authenticated as (CONNECT user name or certificate CN);
+  // empty for an anonymous client. The ACL is checked against it.
+  std::optional<std::string> username;
 
   // Seconds the session outlives its connection; 0xFFFFFFFF = never expires
   // (§3.1.2.11.2). v3.1.1 clean_session=0 maps to "never".

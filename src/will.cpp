@@ -30,6 +30,10 @@ void Broker::publishWill(Session& s) {
   mqtt::Will w = std::move(*s.will);
   s.will.reset();
   s.will_at_ms = 0;
+  if (!mayPublish(s, w.topic)) {  // ACL: the will is a publish by its client
+    LOG_INFO("client %s: will on '%s' denied by the ACL", s.clientId().c_str(), w.topic.c_str());
+    return;
+  }
   auto msg = std::make_shared<Message>();
   msg->topic = std::move(w.topic);
   msg->payload = std::move(w.payload);

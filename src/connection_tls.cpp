@@ -1,0 +1,98 @@
+// The TLS side of Connection: ciphertext read from the socket goes through
+// the connection's TlsSession and the plaintext into the same decode path
+// as a plain connection (processShared / processBuffered); everything
+// queued in out() during a loop turn is encrypted once, at flush time, and
+// written with the records OpenSSL produced on its own (handshake, alerts).
+// The plain path never reaches this file.
+#include <cstring>
+
+#include "src/broker.h"
+#include "src/connection.h"
+#include "src/log.h"
+#include "tls/tls_context.h"
+
+namespace petrel {
+
+void Connection::enableTls(const tls::TlsContext& ctx) { tls_ = std::make_unique<tls::TlsSession>(ctx); }
+
+void Connection::onTlsRead(const uint8_t* data, size_t len) {
+  const bool was_done = tls_->handshakeDone();
+  const auto r = tls_->feed(data, len, [this](const uint8_t* p, size_t n) { return feedPlain(p, n); });
+  if (!was_done && tls_->handshakeDone())
+    LOG_DEBUG("TLS handshake with %s: %s%s%s", peer_.c_str(), tls_->describe().c_str(),
+              tls_->hasPeerCommonName() ? ", client certificate CN=" : "",
+              tls_->hasPeerCommonName() ? tls_->peerCommonName().c_str() : "");
+  switch (r) {
+    case tls::TlsSession::Result::Ok:
+      if (tls_->hasOutput()) markDirty();
+      return;
+    case tls::TlsSession::Result::Closed:
+      // close_notify from the client: the same as end of stream.
+      beginClose();
+      return;
+    case tls::TlsSession::Result::Error:
+      LOG_NOTICE("closing %s: TLS %s", peer_.c_str(), tls_->error().c_str());
+      // The alert OpenSSL queued goes out before the socket closes.
+      closeAfterFlush();
+      return;
+  }
+}
+
+bool Connection::feedPlain(const uint8_t* data, size_t len) {
+  if (closing_) return false;
+  if (decoder_.buffered() > 0) {
+    // A packet is already partly buffered: complete it there.
+    size_t avail;
+    uint8_t* dst = decoder_.writeSpace(len, avail);
+    std::memcpy(dst, data, len);
+    decoder_.commit(len);
+    processBuffered();
+  } else {
+    processShared(data, len);
+  }
+  return !closing_;
+}
+
+void Connection::flushTls() {
+  dirty_ = false;
+  if (handle_closed_) return;
+  if (!out_.empty()) {
+    // Nothing is queued for a client before its handshake completes except
+    // on the way to closing, and that output cannot be sent anyway.
+    if (tls_->handshakeDone() && !tls_->write(out_.data(), out_.size(), tls_out_)) {
+      LOG_DEBUG("TLS write to %s failed: %s", peer_.c_str(), tls_->error().c_str());
+      out_.clear();
+      tls_out_.clear();
+      beginClose();
+      return;
+    }
+    out_.clear();
+    if (out_.capacity() > 64 * 1024) std::string().swap(out_);
+  }
+  if (closing_) tls_->shutdown();
+  tls_->drainOutput(tls_out_);
+  if (writing_ || tls_out_.empty()) {
+    if (closing_ && !writing_) beginClose();
+    return;
+  }
+  uv_buf_t b = uv_buf_init(tls_out_.data(), static_cast<unsigned>(tls_out_.size()));
+  int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1);
+  if (n == static_cast<int>(tls_out_.size())) {
+    tls_out_.clear();
+    if (tls_out_.capacity() > 64 * 1024) std::string().swap(tls_out_);
+    if (closing_) beginClose();
+    return;
+  }
+  if (n < 0 && n != UV_EAGAIN) {
+    LOG_DEBUG("write error to %s: %s", peer_.c_str(), uv_strerror(n));
+    tls_out_.clear();
+    beginClose();
+    return;
+  }
+  if (n > 0) tls_out_.erase(0, static_cast<size_t>(n));
+  wbuf_.swap(tls_out_);
+  tls_out_.clear();
+  startWrite();
+}
+
+}  // namespace petrel

@@ -1,0 +1,66 @@
+// tls/tls_context.h — the server-side TLS context of one listener: the
+// certificate chain, private key, trusted CAs, CRL, protocol floor and cipher
+// choices, built from a TlsConfig.
+//
+// Reloading builds a complete new OpenSSL context from the files and swaps it
+// in only if every step succeeded; a bad file leaves the old context in use.
+// Sessions hold a reference to the context they were created from (OpenSSL
+// counts SSL -> SSL_CTX references), so connections that are already open keep
+// working on the old certificate while new ones get the new one.
+//
+// This header is OpenSSL-free: src/ includes it without seeing OpenSSL types.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tls/tls_config.h"
+
+struct ssl_ctx_st;
+
+namespace petrel::tls {
+
+class TlsContext {
+ public:
+  // Builds the context; on failure returns nullptr and says why in `error`.
+  static std::unique_ptr<TlsContext> create(const TlsConfig& cfg, std::string& error);
+  ~TlsContext();
+  TlsContext(const TlsContext&) = delete;
+  TlsContext& operator=(const TlsContext&) = delete;
+
+  // Reads the files again. On success new sessions use the new context; on
+  // failure the old one stays and `error` says why.
+  bool reload(std::string& error);
+
+  // A cheap periodic check (stat of each file): true once a file changed
+  // since the last (re)load attempt and has then stayed the same for one
+  // more check, so a certificate and key being rewritten one after the other
+  // (a Let's Encrypt renewal) are picked up together, not half-way.
+  bool filesChanged();
+
+  const TlsConfig& config() const { return cfg_; }
+  // The current OpenSSL context, for TlsSession.
+  ssl_ctx_st* native() const { return ctx_.get(); }
+  // Serial number of the current server certificate, as hex (for logs).
+  const std::string& certSerial() const { return serial_; }
+
+ private:
+  explicit TlsContext(const TlsConfig& cfg) : cfg_(cfg) {}
+  std::string stamp() const;
+
+  struct CtxFree {
+    void operator()(ssl_ctx_st* c) const;
+  };
+  TlsConfig cfg_;
+  std::unique_ptr<ssl_ctx_st, CtxFree> ctx_;
+  std::string serial_;
+  std::string loaded_stamp_;  // file stamps when the last load was attempted
+  std::string seen_stamp_;    // file stamps at the previous filesChanged()
+};
+
+// Every error OpenSSL has queued on this thread, joined by "; " (and the
+// queue cleared).
+std::string drainOpenSslErrors();
+
+}  // namespace petrel::tls
