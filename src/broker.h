@@ -121,7 +121,10 @@ class Broker {
   bool loadStore(std::string& err);
   bool durable(const Session& s) const { return store_ && s.expiry_interval > 0; }
   void saveSession(Session& s);
-  void saveSubscription(Session& s, const std::string& key, const StoredSubscription& sub);
+  void saveSubscription(Session& s, std::string_view key, const SubscriptionOptions& o);
+  // Removes the subscription `key` ("$share/g/f" or a plain filter) from
+  // the topic tree.
+  void unsubscribeKey(Session& s, std::string_view key);
   void saveQueueEntry(Session& s, const Delivery& d, uint16_t pid, bool released);
   void refill(Session& s, bool resend);
   void evict(Session& s);
@@ -171,7 +174,8 @@ class Broker {
 
   std::vector<Connection*> connections_;  // owned; freed in onConnectionClosed
   std::vector<Connection*> dirty_;        // have output to flush this turn
-  std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;
+  // Keyed by a view of the session's own client id (no second copy).
+  std::unordered_map<std::string_view, std::unique_ptr<Session>> sessions_;
   TopicTree tree_;
   RetainedStore retained_;
   BrokerStats stats_;

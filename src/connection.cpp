@@ -9,19 +9,13 @@
 namespace petrel {
 
 Connection::Connection(Broker& broker, uint32_t max_packet_size)
-    : broker_(broker), decoder_(max_packet_size) {
+    : broker_(broker) {
   tcp_.data = this;
 }
 
 Connection::~Connection() = default;
 
-bool Connection::start(uv_stream_t* server) {
-  uv_tcp_init(server->loop, &tcp_);
-  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_)) != 0) {
-    beginClose();
-    return false;
-  }
-  uv_tcp_nodelay(&tcp_, 1);
+std::string Connection::peer() const {
   sockaddr_storage ss;
   int len = sizeof ss;
   char host[64] = "?";
@@ -37,7 +31,21 @@ bool Connection::start(uv_stream_t* server) {
       port = ntohs(a->sin_port);
     }
   }
-  peer_ = std::string(host) + ":" + std::to_string(port);
+  return std::string(host) + ":" + std::to_string(port);
+}
+
+mqtt::StreamDecoder& Connection::decoder() {
+  if (!decoder_) decoder_ = std::make_unique<mqtt::StreamDecoder>(broker_.maxPacketSizeFor(*this));
+  return *decoder_;
+}
+
+bool Connection::start(uv_stream_t* server) {
+  uv_tcp_init(server->loop, &tcp_);
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_)) != 0) {
+    beginClose();
+    return false;
+  }
+  uv_tcp_nodelay(&tcp_, 1);
   last_rx_ms = accepted_ms = uv_now(server->loop);
   uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &Connection::onAlloc, &Connection::onRead);
   return true;
@@ -48,9 +56,9 @@ void Connection::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   // A partial packet is completed in the connection's own buffer; otherwise
   // read into the loop's shared buffer and decode in place, so idle
   // connections hold no receive buffer at all.
-  if (c->decoder_.buffered() > 0 && !c->tls_) {
+  if (c->buffered() > 0 && !c->tls_) {
     size_t avail;
-    uint8_t* p = c->decoder_.writeSpace(16 * 1024, avail);
+    uint8_t* p = c->decoder().writeSpace(16 * 1024, avail);
     buf->base = reinterpret_cast<char*>(p);
     buf->len = avail;
     c->reading_into_decoder_ = true;
@@ -66,7 +74,7 @@ void Connection::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   auto* c = static_cast<Connection*>(s->data);
   if (nread == 0) return;
   if (nread < 0) {
-    if (nread != UV_EOF) LOG_DEBUG("read error from %s: %s", c->peer_.c_str(), uv_strerror(nread));
+    if (nread != UV_EOF) LOG_DEBUG("read error from %s: %s", c->peer().c_str(), uv_strerror(nread));
     c->beginClose();
     return;
   }
@@ -75,7 +83,7 @@ void Connection::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   if (c->tls_) {
     c->onTlsRead(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
   } else if (c->reading_into_decoder_) {
-    c->decoder_.commit(static_cast<size_t>(nread));
+    c->decoder().commit(static_cast<size_t>(nread));
     c->processBuffered();
   } else {
     c->processShared(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
@@ -88,7 +96,7 @@ void Connection::processShared(const uint8_t* data, size_t len) {
   // with anything else is closed at its first byte, without waiting for
   // (and buffering) the body it announces.
   if (!connected && len > 0 && (data[0] >> 4) != static_cast<uint8_t>(mqtt::PacketType::Connect) &&
-      decoder_.buffered() == 0) {
+      buffered() == 0) {
     mqtt::Frame f;
     f.type = static_cast<mqtt::PacketType>(data[0] >> 4);
     broker_.onFrame(*this, f);
@@ -105,9 +113,9 @@ void Connection::processShared(const uint8_t* data, size_t len) {
     if (st == mqtt::FrameStatus::Incomplete) {
       // Keep the tail for the next read.
       size_t avail;
-      uint8_t* p = decoder_.writeSpace(len - pos, avail);
+      uint8_t* p = decoder().writeSpace(len - pos, avail);
       std::memcpy(p, data + pos, len - pos);
-      decoder_.commit(len - pos);
+      decoder().commit(len - pos);
       return;
     }
     broker_.onFramingError(*this, st == mqtt::FrameStatus::TooLarge);
@@ -118,7 +126,7 @@ void Connection::processShared(const uint8_t* data, size_t len) {
 void Connection::processBuffered() {
   while (!closing_) {
     mqtt::Frame f;
-    auto st = decoder_.next(f);
+    auto st = decoder().next(f);
     if (st == mqtt::FrameStatus::Ok) {
       if (!handleFrame(f)) return;
       continue;
@@ -127,7 +135,9 @@ void Connection::processBuffered() {
     broker_.onFramingError(*this, st == mqtt::FrameStatus::TooLarge);
     return;
   }
-  decoder_.compact();
+  // Nothing partial left: give the buffer back.
+  if (decoder_->buffered() == 0) decoder_.reset();
+  else decoder_->compact();
 }
 
 bool Connection::handleFrame(const mqtt::Frame& f) {
@@ -158,19 +168,19 @@ void Connection::flush() {
     return;
   }
   if (n < 0 && n != UV_EAGAIN) {
-    LOG_DEBUG("write error to %s: %s", peer_.c_str(), uv_strerror(n));
+    LOG_DEBUG("write error to %s: %s", peer().c_str(), uv_strerror(n));
     out_.clear();
     beginClose();
     return;
   }
   if (n > 0) out_.erase(0, static_cast<size_t>(n));
-  wbuf_.swap(out_);
+  ob().wbuf.swap(out_);
   out_.clear();
   startWrite();
 }
 
 void Connection::startWrite() {
-  uv_buf_t b = uv_buf_init(wbuf_.data(), static_cast<unsigned>(wbuf_.size()));
+  uv_buf_t b = uv_buf_init(ob().wbuf.data(), static_cast<unsigned>(ob().wbuf.size()));
   writing_ = true;
   if (!write_req_) {
     write_req_ = std::make_unique<uv_write_t>();
@@ -182,14 +192,14 @@ void Connection::startWrite() {
 void Connection::onWrite(uv_write_t* req, int status) {
   auto* c = static_cast<Connection*>(req->data);
   c->writing_ = false;
-  c->wbuf_.clear();
-  if (c->wbuf_.capacity() > 64 * 1024) std::string().swap(c->wbuf_);
+  c->ob().wbuf.clear();
+  c->trimOutbox();
   if (status < 0) {
     c->out_.clear();
     c->beginClose();
     return;
   }
-  if (!c->out_.empty() || !c->tls_out_.empty()) {
+  if (!c->out_.empty() || (c->ob_ && !c->ob_->tls_out.empty())) {
     c->flush();
   } else if (c->closing_) {
     c->beginClose();
@@ -199,9 +209,9 @@ void Connection::onWrite(uv_write_t* req, int status) {
 }
 
 void Connection::holdSince(size_t mark, uint64_t ticket) {
-  if (held_.empty()) {
+  if (ob().held.empty()) {
     if (mark > out_.size()) mark = out_.size();
-    held_.push_back({ticket, out_.substr(mark)});
+    ob().held.push_back({ticket, out_.substr(mark)});
     out_.resize(mark);
     return;
   }
@@ -209,24 +219,26 @@ void Connection::holdSince(size_t mark, uint64_t ticket) {
   // which now waits for the newer ticket. Bytes it wrote before the hold
   // began (mark within out_) join the front of the hold, keeping order.
   if (mark < out_.size()) {
-    held_.front().bytes.insert(0, out_, mark, std::string::npos);
+    ob().held.front().bytes.insert(0, out_, mark, std::string::npos);
     out_.resize(mark);
   }
-  Held& last = held_.back();
+  Held& last = ob().held.back();
   if (last.ticket < ticket) last.ticket = ticket;
 }
 
 bool Connection::release(uint64_t committed) {
   size_t n = 0;
-  while (n < held_.size() && held_[n].ticket <= committed) {
-    out_.append(held_[n].bytes);
+  while (n < ob().held.size() && ob().held[n].ticket <= committed) {
+    out_.append(ob().held[n].bytes);
     ++n;
   }
   if (n) {
-    held_.erase(held_.begin(), held_.begin() + n);
+    ob().held.erase(ob().held.begin(), ob().held.begin() + n);
     markDirty();
   }
-  return !held_.empty();
+  const bool more = !ob().held.empty();
+  trimOutbox();
+  return more;
 }
 
 void Connection::closeAfterFlush() {

@@ -37,14 +37,17 @@ class Connection {
   // Output: bytes appended here go out at the end of the loop turn -- or,
   // while output is held, after the held output.
   std::string& out() {
-    if (!held_.empty()) return held_.back().bytes;
+    if (holding()) return ob_->held.back().bytes;
     markDirty();
     return out_;
   }
   size_t pendingOutput() const {
-    size_t n = out_.size() + wbuf_.size();
-    for (const auto& h : held_) n += h.bytes.size();
-    return n + tls_out_.size();
+    size_t n = out_.size();
+    if (ob_) {
+      n += ob_->wbuf.size() + ob_->tls_out.size();
+      for (const auto& h : ob_->held) n += h.bytes.size();
+    }
+    return n;
   }
   void flush();
 
@@ -53,11 +56,11 @@ class Connection {
   // batch `ticket`; everything written after them waits too, which keeps
   // the packet order the client sees. outMark() is taken before a handler
   // writes, holdSince() then holds what it wrote.
-  size_t outMark() const { return held_.empty() ? out_.size() : std::string::npos; }
+  size_t outMark() const { return holding() ? std::string::npos : out_.size(); }
   void holdSince(size_t mark, uint64_t ticket);
   // Releases held output up to the committed ticket; true while some stays.
   bool release(uint64_t committed);
-  bool holding() const { return !held_.empty(); }
+  bool holding() const { return ob_ && !ob_->held.empty(); }
   bool in_held_list = false;
 
   // Closes the connection once everything queued is written.
@@ -66,7 +69,9 @@ class Connection {
   void disconnect(mqtt::Reason reason);
   bool closing() const { return closing_; }
 
-  const std::string& peer() const { return peer_; }
+  // "address:port" of the client, for logs (looked up when needed rather
+  // than kept: every byte of an idle connection counts).
+  std::string peer() const;
   uv_tcp_t* handle() { return &tcp_; }
 
   // Protocol state, maintained by the broker.
@@ -76,11 +81,19 @@ class Connection {
   uint16_t keepalive = 0;       // effective, seconds
   uint64_t last_rx_ms = 0;
   bool graceful = false;        // DISCONNECT received (no will)
-  std::vector<std::string> topic_aliases;      // inbound, index = alias
-  std::vector<std::string> out_topic_aliases;  // outbound, index = alias
+  // Topic aliases (MQTT 5), allocated when a client first uses them.
+  struct AliasTables {
+    std::vector<std::string> in;   // inbound, index = alias
+    std::vector<std::string> out;  // outbound, index = alias - 1
+  };
+  std::unique_ptr<AliasTables> aliases;
+  AliasTables& aliasTables() {
+    if (!aliases) aliases = std::make_unique<AliasTables>();
+    return *aliases;
+  }
   size_t index = 0;             // position in the broker's connection list
 
-  void setMaxPacketSize(uint32_t n) { decoder_.setMaxPacketSize(n); }
+
 
   // The listener this connection came in on (anonymous access, TLS).
   const ListenerSecurity* listener = nullptr;
@@ -113,17 +126,31 @@ class Connection {
   // Allocated only while a write is pending in the kernel's stead (most
   // writes complete at once through uv_try_write).
   std::unique_ptr<uv_write_t> write_req_;
-  mqtt::StreamDecoder decoder_;
+  // Holds the bytes of a packet that arrived in parts; allocated only then.
+  std::unique_ptr<mqtt::StreamDecoder> decoder_;
+  mqtt::StreamDecoder& decoder();
+  size_t buffered() const { return decoder_ ? decoder_->buffered() : 0; }
   std::string out_;
-  std::string wbuf_;  // bytes handed to uv_write, alive until its callback
-  std::string peer_;
   struct Held {
     uint64_t ticket;
     std::string bytes;
   };
-  std::vector<Held> held_;
+  // Output state beyond the plain buffer, allocated while in use: a write
+  // the kernel did not take at once, TLS records, held output.
+  struct Outbox {
+    std::string wbuf;     // bytes handed to uv_write, alive until its callback
+    std::string tls_out;  // ciphertext not yet handed to uv_write
+    std::vector<Held> held;
+  };
+  std::unique_ptr<Outbox> ob_;
+  Outbox& ob() {
+    if (!ob_) ob_ = std::make_unique<Outbox>();
+    return *ob_;
+  }
+  void trimOutbox() {
+    if (ob_ && ob_->wbuf.empty() && ob_->tls_out.empty() && ob_->held.empty()) ob_.reset();
+  }
   std::unique_ptr<tls::TlsSession> tls_;  // null on a plain listener
-  std::string tls_out_;  // ciphertext not yet handed to uv_write
   bool writing_ = false;
   bool closing_ = false;
   bool handle_closed_ = false;

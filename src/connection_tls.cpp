@@ -19,7 +19,7 @@ void Connection::onTlsRead(const uint8_t* data, size_t len) {
   const bool was_done = tls_->handshakeDone();
   const auto r = tls_->feed(data, len, [this](const uint8_t* p, size_t n) { return feedPlain(p, n); });
   if (!was_done && tls_->handshakeDone())
-    LOG_DEBUG("TLS handshake with %s: %s%s%s", peer_.c_str(), tls_->describe().c_str(),
+    LOG_DEBUG("TLS handshake with %s: %s%s%s", peer().c_str(), tls_->describe().c_str(),
               tls_->hasPeerCommonName() ? ", client certificate CN=" : "",
               tls_->hasPeerCommonName() ? tls_->peerCommonName().c_str() : "");
   switch (r) {
@@ -31,7 +31,7 @@ void Connection::onTlsRead(const uint8_t* data, size_t len) {
       beginClose();
       return;
     case tls::TlsSession::Result::Error:
-      LOG_NOTICE("closing %s: TLS %s", peer_.c_str(), tls_->error().c_str());
+      LOG_NOTICE("closing %s: TLS %s", peer().c_str(), tls_->error().c_str());
       // The alert OpenSSL queued goes out before the socket closes.
       closeAfterFlush();
       return;
@@ -40,12 +40,12 @@ void Connection::onTlsRead(const uint8_t* data, size_t len) {
 
 bool Connection::feedPlain(const uint8_t* data, size_t len) {
   if (closing_) return false;
-  if (decoder_.buffered() > 0) {
+  if (buffered() > 0) {
     // A packet is already partly buffered: complete it there.
     size_t avail;
-    uint8_t* dst = decoder_.writeSpace(len, avail);
+    uint8_t* dst = decoder().writeSpace(len, avail);
     std::memcpy(dst, data, len);
-    decoder_.commit(len);
+    decoder().commit(len);
     processBuffered();
   } else {
     processShared(data, len);
@@ -59,10 +59,10 @@ void Connection::flushTls() {
   if (!out_.empty()) {
     // Nothing is queued for a client before its handshake completes except
     // on the way to closing, and that output cannot be sent anyway.
-    if (tls_->handshakeDone() && !tls_->write(out_.data(), out_.size(), tls_out_)) {
-      LOG_DEBUG("TLS write to %s failed: %s", peer_.c_str(), tls_->error().c_str());
+    if (tls_->handshakeDone() && !tls_->write(out_.data(), out_.size(), ob().tls_out)) {
+      LOG_DEBUG("TLS write to %s failed: %s", peer().c_str(), tls_->error().c_str());
       out_.clear();
-      tls_out_.clear();
+      ob().tls_out.clear();
       beginClose();
       return;
     }
@@ -70,28 +70,28 @@ void Connection::flushTls() {
     if (out_.capacity() > 64 * 1024) std::string().swap(out_);
   }
   if (closing_) tls_->shutdown();
-  tls_->drainOutput(tls_out_);
-  if (writing_ || tls_out_.empty()) {
+  tls_->drainOutput(ob().tls_out);
+  if (writing_ || ob().tls_out.empty()) {
     if (closing_ && !writing_) beginClose();
     return;
   }
-  uv_buf_t b = uv_buf_init(tls_out_.data(), static_cast<unsigned>(tls_out_.size()));
+  uv_buf_t b = uv_buf_init(ob().tls_out.data(), static_cast<unsigned>(ob().tls_out.size()));
   int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1);
-  if (n == static_cast<int>(tls_out_.size())) {
-    tls_out_.clear();
-    if (tls_out_.capacity() > 64 * 1024) std::string().swap(tls_out_);
+  if (n == static_cast<int>(ob().tls_out.size())) {
+    ob().tls_out.clear();
+    trimOutbox();
     if (closing_) beginClose();
     return;
   }
   if (n < 0 && n != UV_EAGAIN) {
-    LOG_DEBUG("write error to %s: %s", peer_.c_str(), uv_strerror(n));
-    tls_out_.clear();
+    LOG_DEBUG("write error to %s: %s", peer().c_str(), uv_strerror(n));
+    ob().tls_out.clear();
     beginClose();
     return;
   }
-  if (n > 0) tls_out_.erase(0, static_cast<size_t>(n));
-  wbuf_.swap(tls_out_);
-  tls_out_.clear();
+  if (n > 0) ob().tls_out.erase(0, static_cast<size_t>(n));
+  ob().wbuf.swap(ob().tls_out);
+  ob().tls_out.clear();
   startWrite();
 }
 

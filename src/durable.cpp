@@ -8,6 +8,7 @@
 // when a PUBACK goes out every write that the PUBLISH caused (queue entries,
 // the message record, the retained slot) is on disk.
 #include "mqtt/encoder.h"
+#include "mqtt/topic.h"
 #include "src/broker.h"
 #include "src/log.h"
 
@@ -111,7 +112,7 @@ bool Broker::loadStore(std::string& err) {
         o.retain_handling = r.retain_handling;
         o.subscription_id = r.subscription_id;
         tree_.subscribe(r.filter, r.group, &s, o);
-        s.subscriptions[r.key] = StoredSubscription{r.group, r.filter, o};
+        s.subscriptions.set(r.key, o);
         ++n_subs;
       },
       err);
@@ -165,16 +166,18 @@ void Broker::saveSession(Session& s) {
   s.stored = true;
 }
 
-void Broker::saveSubscription(Session& s, const std::string& key, const StoredSubscription& sub) {
+void Broker::saveSubscription(Session& s, std::string_view key, const SubscriptionOptions& o) {
   persistence::SubscriptionRecord r;
-  r.key = key;
-  r.group = sub.group;
-  r.filter = sub.filter;
-  r.qos = sub.opts.qos;
-  r.no_local = sub.opts.no_local;
-  r.retain_as_published = sub.opts.retain_as_published;
-  r.retain_handling = sub.opts.retain_handling;
-  r.subscription_id = sub.opts.subscription_id;
+  mqtt::SharedFilter sf;
+  mqtt::parseSharedFilter(key, sf);
+  r.key = std::string(key);
+  r.group = std::string(sf.group);
+  r.filter = std::string(sf.shared ? sf.filter : key);
+  r.qos = o.qos;
+  r.no_local = o.no_local;
+  r.retain_as_published = o.retain_as_published;
+  r.retain_handling = o.retain_handling;
+  r.subscription_id = o.subscription_id;
   store_->batch().putSubscription(s.clientId(), r);
 }
 
@@ -321,7 +324,7 @@ void Broker::onCommit() {
       // The batch holding these messages was not stored: the client must
       // not see their acknowledgements. Closing makes it send them again.
       LOG_ERROR("persistence: a commit failed; closing %s so that it resends", c->peer().c_str());
-      c->held_.clear();
+      c->ob().held.clear();
       c->closeAfterFlush();
     }
     if (!c->release(done)) {

@@ -149,7 +149,7 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
   } else {
     auto owned = std::make_unique<Session>(p.client_id);
     s = owned.get();
-    sessions_.emplace(p.client_id, std::move(owned));
+    sessions_.emplace(s->clientId(), std::move(owned));
   }
   s->will.reset();
   s->will_at_ms = 0;
@@ -167,8 +167,7 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
   c.session = s;
   c.connected = true;
   c.keepalive = keepalive;
-  c.topic_aliases.clear();
-  c.out_topic_aliases.clear();
+  c.aliases.reset();
 
   if (durable(*s)) {
     // Newly durable sessions write their subscriptions too; what they had
@@ -176,7 +175,7 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
     const bool was_stored = s->stored;
     saveSession(*s);
     if (!was_stored) {
-      for (auto& [key, sub] : s->subscriptions) saveSubscription(*s, key, sub);
+      for (const auto& e : s->subscriptions) saveSubscription(*s, e.key, e.opts);
     }
   }
 

@@ -26,13 +26,14 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f) {
     const uint16_t alias = *p.props.topic_alias;
     if (alias == 0 || alias > cfg_.topic_alias_maximum)  // [MQTT-3.3.2-8/9]
       return protocolError(c, Reason::TopicAliasInvalid, "topic alias out of range");
-    if (c.topic_aliases.size() <= alias) c.topic_aliases.resize(size_t(alias) + 1);
+    auto& table = c.aliasTables().in;
+    if (table.size() <= alias) table.resize(size_t(alias) + 1);
     if (p.topic.empty()) {
-      if (c.topic_aliases[alias].empty())
+      if (table[alias].empty())
         return protocolError(c, Reason::ProtocolError, "unknown topic alias");
-      p.topic = c.topic_aliases[alias];
+      p.topic = table[alias];
     } else {
-      c.topic_aliases[alias] = p.topic;
+      table[alias] = p.topic;
     }
     p.props.topic_alias.reset();
   }

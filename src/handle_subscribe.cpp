@@ -53,8 +53,8 @@ void Broker::handleSubscribe(Connection& c, const mqtt::Frame& f) {
     const std::string group(sf.group);
     const std::string filter(sf.shared ? sf.filter : std::string_view(t.filter));
     const bool existed = tree_.subscribe(filter, group, &s, o);
-    s.subscriptions[t.filter] = StoredSubscription{group, filter, o};
-    if (store_ && s.stored) saveSubscription(s, t.filter, s.subscriptions[t.filter]);
+    s.subscriptions.set(t.filter, o);
+    if (store_ && s.stored) saveSubscription(s, t.filter, o);
     ack.reasons.push_back(o.qos);
     // [MQTT-3.3.1-9..11] retained messages: 0 always, 1 only for a new
     // subscription, 2 never; never for shared subscriptions [MQTT-3.8.4-?].
@@ -80,6 +80,12 @@ void Broker::sendRetained(Session& s, const std::string& filter, const Subscript
   });
 }
 
+void Broker::unsubscribeKey(Session& s, std::string_view key) {
+  mqtt::SharedFilter sf;
+  mqtt::parseSharedFilter(key, sf);
+  tree_.unsubscribe(sf.shared ? sf.filter : key, sf.group, &s);
+}
+
 void Broker::handleUnsubscribe(Connection& c, const mqtt::Frame& f) {
   using mqtt::Reason;
   Session& s = *c.session;
@@ -89,14 +95,13 @@ void Broker::handleUnsubscribe(Connection& c, const mqtt::Frame& f) {
   mqtt::Unsuback ack;
   ack.packet_id = p.packet_id;
   for (const auto& filter : p.filters) {
-    auto it = s.subscriptions.find(filter);
-    if (it == s.subscriptions.end()) {
+    if (!s.subscriptions.find(filter)) {
       ack.reasons.push_back(static_cast<uint8_t>(Reason::NoSubscriptionExisted));
       continue;
     }
-    tree_.unsubscribe(it->second.filter, it->second.group, &s);
+    unsubscribeKey(s, filter);
     if (store_ && s.stored) store_->batch().deleteSubscription(s.clientId(), filter);
-    s.subscriptions.erase(it);
+    s.subscriptions.erase(filter);
     ack.reasons.push_back(static_cast<uint8_t>(Reason::Success));
   }
   mqtt::encode(ack, c.version, c.out());

@@ -224,7 +224,7 @@ bool Broker::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t 
     if (cfg_.outbound_topic_aliases && s.client_topic_alias_max) {
       // Topic aliases toward the client: the first topics get an alias for
       // the life of the connection (§3.3.2.3.4).
-      auto& a = c.out_topic_aliases;
+      auto& a = c.aliasTables().out;
       auto it = std::find(a.begin(), a.end(), m.topic);
       if (it != a.end()) {
         alias = static_cast<uint16_t>(it - a.begin() + 1);
@@ -245,7 +245,7 @@ bool Broker::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t 
     if (alias_known) topic = {};
     if (s.client_max_packet &&
         mqtt::publishSize(c.version, topic, d.qos, props, m.payload.size()) > s.client_max_packet) {
-      if (alias_new) c.out_topic_aliases.pop_back();
+      if (alias_new) c.aliases->out.pop_back();
       alias = 0;
     }
   }

@@ -10,7 +10,8 @@
 
 #include <cstdint>
 #include <deque>
-#include <map>
+#include <algorithm>
+#include <string_view>
 #include <memory>
 #include <optional>
 #include <string>
@@ -70,11 +71,52 @@ class PacketIdSet {
   std::vector<uint16_t> ids_;
 };
 
-struct StoredSubscription {
-  std::string group;  // share name, empty for a plain subscription
-  std::string filter;
-  SubscriptionOptions opts;
+// A session's subscriptions: the filter as subscribed ("$share/g/f" too)
+// and its options. Sessions have few subscriptions, most have one: a sorted
+// vector costs ~50 bytes an entry where a std::map node costs ~150.
+class SubscriptionList {
+ public:
+  struct Entry {
+    std::string key;
+    SubscriptionOptions opts;
+  };
+  const SubscriptionOptions* find(std::string_view key) const {
+    auto it = lower(key);
+    return it != v_.end() && it->key == key ? &it->opts : nullptr;
+  }
+  // Adds or replaces; returns true if the key was new.
+  bool set(std::string_view key, const SubscriptionOptions& o) {
+    auto it = lower(key);
+    if (it != v_.end() && it->key == key) {
+      it->opts = o;
+      return false;
+    }
+    v_.insert(it, Entry{std::string(key), o});
+    return true;
+  }
+  bool erase(std::string_view key) {
+    auto it = lower(key);
+    if (it == v_.end() || it->key != key) return false;
+    v_.erase(it);
+    if (v_.empty()) v_.shrink_to_fit();
+    return true;
+  }
+  size_t size() const { return v_.size(); }
+  std::vector<Entry>::const_iterator begin() const { return v_.begin(); }
+  std::vector<Entry>::const_iterator end() const { return v_.end(); }
+
+ private:
+  std::vector<Entry>::iterator lower(std::string_view key) {
+    return std::lower_bound(v_.begin(), v_.end(), key,
+                            [](const Entry& e, std::string_view k) { return e.key < k; });
+  }
+  std::vector<Entry>::const_iterator lower(std::string_view key) const {
+    return std::lower_bound(v_.begin(), v_.end(), key,
+                            [](const Entry& e, std::string_view k) { return e.key < k; });
+  }
+  std::vector<Entry> v_;
 };
+
 
 class Session {
  public:
@@ -83,7 +125,6 @@ class Session {
   const std::string& clientId() const { return client_id_; }
 
   Connection* conn = nullptr;
-  mqtt::Version version = mqtt::Version::V311;
   // Who the client authenticated as (CONNECT user name or certificate CN);
   // empty for an anonymous client. The ACL is checked against it.
   std::optional<std::string> username;
@@ -91,20 +132,17 @@ class Session {
   // Seconds the session outlives its connection; 0xFFFFFFFF = never expires
   // (§3.1.2.11.2). v3.1.1 clean_session=0 maps to "never".
   uint32_t expiry_interval = 0;
-  int64_t expires_at_ms = 0;  // set while offline, 0 = not scheduled
-
-  // What the client told us in CONNECT (MQTT 5), §3.1.2.11.
-  uint16_t client_receive_max = 65535;
+  // What the client told us in CONNECT (MQTT 5), §3.1.2.11; see also
+  // client_receive_max and client_topic_alias_max below.
   uint32_t client_max_packet = 0;  // 0 = no limit
-  uint16_t client_topic_alias_max = 0;
+  int64_t expires_at_ms = 0;  // set while offline, 0 = not scheduled
 
   // The will of the current (or last) connection, and when it fires if it
   // is delayed (§3.1.3.2.2 Will Delay Interval).
   std::unique_ptr<mqtt::Will> will;  // a pointer: most sessions have none
   int64_t will_at_ms = 0;
 
-  // Subscriptions keyed by the full filter as subscribed ("$share/g/x" too).
-  std::map<std::string, StoredSubscription> subscriptions;
+  SubscriptionList subscriptions;
 
   // Outbound QoS 1/2 messages sent and not yet completed, in send order.
   LazyDeque<InflightOut> inflight;
@@ -114,7 +152,6 @@ class Session {
   PacketIdSet inbound_qos2;
 
   uint64_t dropped = 0;       // messages the queue limit discarded
-  bool drop_logged = false;   // the first drop is logged, the rest counted
   uint64_t queued_bytes = 0;  // payload bytes in queue + on disk
 
   // Durable state (persistence/). A durable session writes every QoS 1/2
@@ -122,19 +159,26 @@ class Session {
   // is in RAM: entries from `next_read_seq` on (`disk_count` of them) are
   // read back as the window drains. Offline sessions keep nothing in RAM
   // once their last writes have committed (`evict_ticket`).
-  bool stored = false;          // the store has a record of this session
   uint64_t next_seq = 1;
   uint64_t next_read_seq = 0;
   uint64_t disk_count = 0;
   uint64_t evict_ticket = 0;    // evict RAM state once this ticket commits
-  bool evicted = false;         // offline with nothing in RAM
-  bool refill_waiting = false;  // disk entries not committed yet
 
   size_t queuedCount() const { return queue.size() + disk_count; }
 
   // Scratch for the router: merges overlapping subscriptions of one publish.
   uint64_t match_gen = 0;
-  size_t match_index = 0;
+  uint32_t match_index = 0;
+
+  // Small fields together, so that the object has no padding holes (every
+  // idle client has a session: its size is the broker's memory per device).
+  mqtt::Version version = mqtt::Version::V311;
+  bool drop_logged = false;     // the first drop is logged, the rest counted
+  bool stored = false;          // the store has a record of this session
+  bool evicted = false;         // offline with nothing in RAM
+  bool refill_waiting = false;  // disk entries not committed yet
+  uint16_t client_receive_max = 65535;
+  uint16_t client_topic_alias_max = 0;
 
   uint16_t nextPacketId();
   bool packetIdInUse(uint16_t id) const;

@@ -57,7 +57,7 @@ void Broker::publishWill(Session& s) {
 void Broker::endSession(Session* s) {
   // A delayed will is published when its session ends (§3.1.3.2.2).
   if (s->will) publishWill(*s);
-  for (auto& [key, sub] : s->subscriptions) tree_.unsubscribe(sub.filter, sub.group, s);
+  for (const auto& e : s->subscriptions) unsubscribeKey(*s, e.key);
   if (s->conn) {
     s->conn->session = nullptr;
     s->conn = nullptr;
