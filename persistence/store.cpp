@@ -687,6 +687,27 @@ Store::QueueInfo Store::queueInfo(std::string_view cid) const {
   return qi;
 }
 
+void Store::forEachQueueOwner(std::string_view prefix,
+                              const std::function<void(std::string_view)>& f) const {
+  ReadTxn txn(impl_->env);
+  if (txn.rc()) return;
+  Cursor c(txn.get(), impl_->queue);
+  std::string last;
+  bool have = false;
+  MDB_val k = val(prefix), v;
+  int rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
+  for (; rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+    std::string_view key = view(k);
+    if (!hasPrefix(key, prefix)) break;
+    std::string_view cid, rest;
+    if (!splitClientKey(key, cid, rest)) continue;
+    if (have && cid == last) continue;
+    last.assign(cid);
+    have = true;
+    f(cid);
+  }
+}
+
 bool Store::readMessage(uint64_t id, MessageRecord& out) const {
   ReadTxn txn(impl_->env);
   if (txn.rc()) return false;

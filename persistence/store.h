@@ -96,6 +96,9 @@ class Store {
   // Entries of one session's queue, as stored.
   QueueInfo queueInfo(std::string_view client_id) const;
   bool readMessage(uint64_t id, MessageRecord& out) const;
+  // Every distinct queue owner (client id or group key) starting with
+  // `prefix`.
+  void forEachQueueOwner(std::string_view prefix, const std::function<void(std::string_view)>& f) const;
   uint64_t maxMessageId() const;
   StoreStats stats() const;
   // Bytes in use as of the last commit (cheap; for the size cap).

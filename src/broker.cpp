@@ -101,6 +101,7 @@ void Broker::onConnectionLost(Connection& c) {
   c.session = nullptr;
   if (s->conn != &c) return;  // taken over already
   s->conn = nullptr;
+  if (s->has_shared) returnToGroups(*s);
   LOG_INFO("client %s disconnected%s", s->clientId().c_str(), c.graceful ? "" : " unexpectedly");
   if (!c.graceful && s->will) {
     uint32_t delay = s->will->props.will_delay_interval.value_or(0);
@@ -148,7 +149,10 @@ void Broker::onConnectionClosed(Connection* c) {
 }
 
 void Broker::onWritable(Connection& c) {
-  if (c.session && c.connected) pump(*c.session);
+  if (c.session && c.connected) {
+    pump(*c.session);
+    dispatchMemberGroups(*c.session);
+  }
 }
 
 void Broker::flushAll() {

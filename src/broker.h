@@ -26,6 +26,7 @@
 #include "src/retained_store.h"
 #include "src/security.h"
 #include "src/session.h"
+#include "src/shared_group.h"
 #include "src/topic_tree.h"
 
 namespace petrel {
@@ -87,6 +88,9 @@ class Broker {
   // clears); returns the store references it takes (0 or 1).
   uint32_t retain(const MessagePtr& msg);
 
+  // One line per shared subscription group (SIGUSR1 writes it to the log).
+  std::string groupReport();
+
   // Reads the TLS certificates, the password file and the ACL file again
   // (SIGHUP). Whatever fails to load is logged and the old one kept.
   void reloadSecurity(const char* why);
@@ -117,6 +121,20 @@ class Broker {
   void pump(Session& s);
   // A delivery leaves the session (acknowledged, expired, undeliverable).
   void forget(Session& s, const Delivery& d);
+  // shared_group.cpp
+  bool memberReady(const Session& s) const;
+  Subscriber* pickMember(SharedGroup& g, const Message& m);
+  // Returns true if the message was written to the store for the group.
+  bool groupEnqueue(SharedGroup& g, const MessagePtr& m);
+  void dispatchGroup(SharedGroup& g);
+  void groupRelease(SharedGroup& g, const Delivery& d);
+  void dispatchMemberGroups(Session& s);
+  void returnToGroups(Session& s);
+  void maybeDropGroup(SharedGroup& g);
+  // A member's window has room again: its groups may hand it more.
+  void afterAck(Session& s) { dispatchMemberGroups(s); }
+  void configureGroup(SharedGroup& g);
+  void loadGroupQueues();
   // durable.cpp
   bool loadStore(std::string& err);
   bool durable(const Session& s) const { return store_ && s.expiry_interval > 0; }

@@ -145,6 +145,28 @@ void parseRoot(const YAML::Node& root, Config& c) {
          {"max_queued_bytes", [&](const YAML::Node& v, const std::string& kk) { c.max_queued_bytes = readInt<uint64_t>(v, kk, 0, 1ll << 50); }},
        });
      }},
+    {"shared", [&](const YAML::Node& n, const std::string& k) {
+       auto strategy = [](const YAML::Node& v, const std::string& kk) {
+         ShareStrategy st;
+         if (!parseShareStrategy(readString(v, kk), st))
+           throw ConfigError(lineOf(v), kk + ": '" + v.Scalar() +
+                                            "' is not one of round_robin, random, sticky, hash_clientid, "
+                                            "hash_topic, least_inflight");
+         return st;
+       };
+       readMap(n, k, {
+         {"strategy", [&](const YAML::Node& v, const std::string& kk) { c.shared_strategy = strategy(v, kk); }},
+         {"max_queued_messages", [&](const YAML::Node& v, const std::string& kk) { c.shared_max_queued = readInt<uint32_t>(v, kk, 0, u32max); }},
+         {"groups", [&](const YAML::Node& v, const std::string& kk) {
+            if (v.IsNull()) return;
+            if (!v.IsMap()) throw ConfigError(lineOf(v), kk + ": expected a mapping of share name to strategy");
+            for (const auto& g : v) {
+              const std::string name = g.first.Scalar();
+              c.shared_group_strategies[name] = strategy(g.second, kk + "." + name);
+            }
+          }},
+       });
+     }},
     {"persistence", [&](const YAML::Node& n, const std::string& k) {
        readMap(n, k, {
          {"enabled", [&](const YAML::Node& v, const std::string& kk) { c.persistence = readBool(v, kk); }},

@@ -5,10 +5,12 @@
 
 #include <cstdint>
 #include <optional>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "src/log.h"
+#include "src/shared_group.h"
 #include "tls/tls_config.h"
 
 namespace petrel {
@@ -48,6 +50,11 @@ struct Config {
   uint32_t sync_interval_ms = 200;
   uint64_t max_store_mb = 4096;
   bool on_corrupt_move_aside = false;  // on_corrupt: fail | move_aside
+
+  // shared:
+  ShareStrategy shared_strategy = ShareStrategy::RoundRobin;
+  std::map<std::string, ShareStrategy> shared_group_strategies;
+  uint32_t shared_max_queued = 100000;
 
   // mqtt:
   uint8_t max_qos = 2;

@@ -113,6 +113,7 @@ bool Broker::loadStore(std::string& err) {
         o.subscription_id = r.subscription_id;
         tree_.subscribe(r.filter, r.group, &s, o);
         s.subscriptions.set(r.key, o);
+        if (!r.group.empty()) s.has_shared = true;
         ++n_subs;
       },
       err);
@@ -137,6 +138,7 @@ bool Broker::loadStore(std::string& err) {
     retained_.set(m);
     ++n_retained;
   }
+  loadGroupQueues();
   LOG_NOTICE("persistence: loaded %zu sessions, %zu subscriptions, %zu queued messages, %zu retained",
              n_sessions, n_subs, n_queued, n_retained);
   // Sessions that expired while the broker was down end now (their wills

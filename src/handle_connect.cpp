@@ -131,6 +131,7 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
       // itself passes to the new connection, whatever its expiry.
       s->conn = nullptr;
       old->session = nullptr;
+      if (s->has_shared) returnToGroups(*s);
       if (s->will) {
         if (s->will->props.will_delay_interval.value_or(0) == 0) publishWill(*s);
         else s->will_at_ms = nowMs() + int64_t(*s->will->props.will_delay_interval) * 1000;
@@ -220,6 +221,7 @@ void Broker::resumeSession(Session& s, Connection& c) {
     }
   }
   pump(s);
+  dispatchMemberGroups(s);
 }
 
 }  // namespace petrel

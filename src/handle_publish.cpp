@@ -131,6 +131,7 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
       forget(s, inf->d);
       s.eraseInflight(a.packet_id);
       pump(s);
+      afterAck(s);
       return;
     }
     case PacketType::Pubrec: {
@@ -148,6 +149,7 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
         forget(s, inf->d);
         s.eraseInflight(a.packet_id);
         pump(s);
+        afterAck(s);
         return;
       }
       inf->released = true;
@@ -164,6 +166,7 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
       forget(s, inf->d);
       s.eraseInflight(a.packet_id);
       pump(s);
+      afterAck(s);
       return;
     }
     default:

@@ -25,6 +25,7 @@ void Broker::handleSubscribe(Connection& c, const mqtt::Frame& f) {
     SubscriptionOptions opts;
   };
   std::vector<RetainedToSend> retained;
+  std::vector<SharedGroup*> joined;  // may hand the new member queued messages
   for (auto& t : p.topics) {
     mqtt::SharedFilter sf;
     const bool ok = mqtt::parseSharedFilter(t.filter, sf) &&
@@ -53,6 +54,12 @@ void Broker::handleSubscribe(Connection& c, const mqtt::Frame& f) {
     const std::string group(sf.group);
     const std::string filter(sf.shared ? sf.filter : std::string_view(t.filter));
     const bool existed = tree_.subscribe(filter, group, &s, o);
+    if (sf.shared) {
+      s.has_shared = true;
+      SharedGroup* g = tree_.findGroup(filter, group, false);
+      configureGroup(*g);
+      joined.push_back(g);
+    }
     s.subscriptions.set(t.filter, o);
     if (store_ && s.stored) saveSubscription(s, t.filter, o);
     ack.reasons.push_back(o.qos);
@@ -64,6 +71,7 @@ void Broker::handleSubscribe(Connection& c, const mqtt::Frame& f) {
   }
   mqtt::encode(ack, c.version, c.out());
   for (auto& r : retained) sendRetained(s, r.filter, r.opts);
+  for (SharedGroup* g : joined) dispatchGroup(*g);
 }
 
 void Broker::sendRetained(Session& s, const std::string& filter, const SubscriptionOptions& o) {
@@ -84,6 +92,8 @@ void Broker::unsubscribeKey(Session& s, std::string_view key) {
   mqtt::SharedFilter sf;
   mqtt::parseSharedFilter(key, sf);
   tree_.unsubscribe(sf.shared ? sf.filter : key, sf.group, &s);
+  if (sf.shared)
+    if (SharedGroup* g = tree_.findGroup(sf.filter, sf.group, false)) maybeDropGroup(*g);
 }
 
 void Broker::handleUnsubscribe(Connection& c, const mqtt::Frame& f) {

@@ -26,6 +26,7 @@ class LazyDeque {
 
   void push_back(T&& v) { get().push_back(std::move(v)); }
   void push_back(const T& v) { get().push_back(v); }
+  void push_front(T&& v) { get().push_front(std::move(v)); }
   void pop_front() {
     d_->pop_front();
     if (d_->empty()) d_.reset();

@@ -32,7 +32,7 @@ void usage(FILE* f) {
 }
 
 struct Signals {
-  uv_signal_t term, intr, hup;
+  uv_signal_t term, intr, hup, usr1;
   petrel::Broker* broker;
 };
 
@@ -45,7 +45,17 @@ void onSignal(uv_signal_t* h, int signum) {
   uv_close(reinterpret_cast<uv_handle_t*>(&s->term), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&s->intr), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&s->hup), nullptr);
+  uv_signal_stop(&s->usr1);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->usr1), nullptr);
   s->broker->shutdown();
+}
+
+// SIGUSR1: a report of the share groups (members, queue depth, in flight,
+// redeliveries, drops) goes to the log.
+void onReport(uv_signal_t* h, int) {
+  auto* b = static_cast<Signals*>(h->data)->broker;
+  const std::string r = b->groupReport();
+  LOG_NOTICE("report: %s", r.empty() ? "no share groups" : ("\n" + r).c_str());
 }
 
 // SIGHUP: certificates, password file and ACL file are read again.
@@ -176,7 +186,9 @@ int main(int argc, char** argv) {
   uv_signal_init(loop, &sig.term);
   uv_signal_init(loop, &sig.intr);
   uv_signal_init(loop, &sig.hup);
-  sig.term.data = sig.intr.data = sig.hup.data = &sig;
+  uv_signal_init(loop, &sig.usr1);
+  sig.term.data = sig.intr.data = sig.hup.data = sig.usr1.data = &sig;
+  uv_signal_start(&sig.usr1, onReport, SIGUSR1);
   uv_signal_start(&sig.term, onSignal, SIGTERM);
   uv_signal_start(&sig.intr, onSignal, SIGINT);
   uv_signal_start(&sig.hup, onHangup, SIGHUP);

@@ -19,28 +19,12 @@ struct Target {
   std::vector<uint32_t> ids;
 };
 
-// Picks the member of a share group that gets the next message: round robin
-// over the members that are online; an offline member only when none is.
-Subscriber* pickMember(SharedGroup& g) {
-  const size_t n = g.members.size();
-  if (n == 0) return nullptr;
-  for (size_t i = 0; i < n; ++i) {
-    Subscriber& m = g.members[(g.next + i) % n];
-    if (m.session->conn) {
-      g.next = (g.next + i + 1) % n;
-      return &m;
-    }
-  }
-  Subscriber& m = g.members[g.next % n];
-  g.next = (g.next + 1) % n;
-  return &m;
-}
-
 }  // namespace
 
 size_t Broker::route(const MessagePtr& m, uint32_t extra_refs) {
   const uint64_t gen = ++match_gen_;
   std::vector<Target> targets;
+  std::vector<SharedGroup*> groups;
   tree_.match(
       m->topic,
       [&](const Subscriber& sub) {
@@ -61,14 +45,14 @@ size_t Broker::route(const MessagePtr& m, uint32_t extra_refs) {
       },
       [&](SharedGroup& g) {
         // A shared subscription is a delivery of its own, never merged with
-        // the session's other subscriptions.
-        Subscriber* sub = pickMember(g);
-        if (!sub) return;
-        Target t{sub->session, sub->opts.qos, sub->opts.retain_as_published, {}};
-        if (sub->opts.subscription_id) t.ids.push_back(sub->opts.subscription_id);
-        targets.push_back(std::move(t));
+        // the session's other subscriptions: the group queues it.
+        groups.push_back(&g);
       });
   uint32_t stored = 0;
+  for (SharedGroup* g : groups) {
+    if (groupEnqueue(*g, m)) ++stored;
+    dispatchGroup(*g);
+  }
   for (Target& t : targets) {
     // ACL: read access of the receiving client, checked at delivery time.
     if (!mayReceive(*t.session, m->topic)) continue;
@@ -92,7 +76,7 @@ size_t Broker::route(const MessagePtr& m, uint32_t extra_refs) {
     if (m->has_props) mqtt::encodeProperties(m->props, r.props);
     store_->batch().putMessage(m->id, r, stored + extra_refs);
   }
-  return targets.size();
+  return targets.size() + groups.size();
 }
 
 uint32_t Broker::retain(const MessagePtr& m) {
@@ -181,6 +165,7 @@ void Broker::forget(Session& s, const Delivery& d) {
   const size_t bytes = d.msg ? d.msg->payload.size() : 0;
   s.queued_bytes = s.queued_bytes > bytes ? s.queued_bytes - bytes : 0;
   if (d.seq && store_) store_->batch().deleteQueue(s.clientId(), d.seq, d.msg ? d.msg->id : 0);
+  if (d.group) groupRelease(*d.group, d);
 }
 
 void Broker::pump(Session& s) {

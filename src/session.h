@@ -26,6 +26,7 @@
 namespace petrel {
 
 class Connection;
+struct SharedGroup;
 
 // One message owed to this session, with its per-receiver attributes.
 struct Delivery {
@@ -34,6 +35,10 @@ struct Delivery {
   bool retain = false;
   std::vector<uint32_t> subscription_ids;
   uint64_t seq = 0;      // queue position of a durable session, 0 = not stored
+  // A message of a shared subscription group: the group's, not the
+  // session's; it goes back to the group if the member leaves.
+  SharedGroup* group = nullptr;
+  uint64_t group_seq = 0;
 };
 
 struct InflightOut {
@@ -177,6 +182,7 @@ class Session {
   bool stored = false;          // the store has a record of this session
   bool evicted = false;         // offline with nothing in RAM
   bool refill_waiting = false;  // disk entries not committed yet
+  bool has_shared = false;      // member of a shared subscription group
   uint16_t client_receive_max = 65535;
   uint16_t client_topic_alias_max = 0;
 

@@ -33,10 +33,7 @@ struct Subscriber {
   SubscriptionOptions opts;
 };
 
-struct SharedGroup {
-  std::vector<Subscriber> members;
-  size_t next = 0;  // round-robin cursor
-};
+struct SharedGroup;  // src/shared_group.h
 
 class TopicTree {
  public:
@@ -47,8 +44,16 @@ class TopicTree {
   // share group `group` when not empty). Returns true if it replaced one.
   bool subscribe(std::string_view filter, std::string_view group, Session* s,
                  const SubscriptionOptions& opts);
-  // Returns false if `s` had no such subscription.
+  // Returns false if `s` had no such subscription. A share group that is
+  // left without members stays (with its queue) until dropGroup().
   bool unsubscribe(std::string_view filter, std::string_view group, Session* s);
+  // The share group `group` on `filter`; created when `create`.
+  SharedGroup* findGroup(std::string_view filter, std::string_view group, bool create);
+  // Removes an unused group (no members, nothing queued or in flight).
+  void dropGroup(std::string_view filter, std::string_view group);
+  // Every share group, for reports.
+  template <typename F>
+  void forEachGroup(F&& f);
 
   // Calls `onMatch(const Subscriber&)` for every plain subscription that
   // matches `topic`, and `onGroup(SharedGroup&)` once for every share group
@@ -65,7 +70,7 @@ class TopicTree {
   // std::map costs 48 bytes.
   struct Node {
     using Children = std::map<std::string, std::unique_ptr<Node>, std::less<>>;
-    using Groups = std::map<std::string, SharedGroup, std::less<>>;
+    using Groups = std::map<std::string, std::unique_ptr<SharedGroup>, std::less<>>;
     std::unique_ptr<Children> children;
     std::vector<Subscriber> subs;
     std::unique_ptr<Groups> groups;
@@ -83,6 +88,8 @@ class TopicTree {
   void matchNode(Node& n, std::string_view topic, size_t pos, bool root, F& onMatch, G& onGroup);
   template <typename F, typename G>
   static void report(Node& n, F& onMatch, G& onGroup);
+  template <typename F>
+  static void walkGroups(Node& n, F& f);
 
   bool removeFrom(Node& n, std::string_view filter, std::string_view group, Session* s);
 
@@ -94,7 +101,7 @@ template <typename F, typename G>
 void TopicTree::report(Node& n, F& onMatch, G& onGroup) {
   for (const Subscriber& s : n.subs) onMatch(s);
   if (n.groups)
-    for (auto& [name, g] : *n.groups) onGroup(g);
+    for (auto& [name, g] : *n.groups) onGroup(*g);
 }
 
 template <typename F, typename G>
@@ -128,6 +135,19 @@ void TopicTree::matchNode(Node& n, std::string_view topic, size_t pos, bool root
 template <typename F, typename G>
 void TopicTree::match(std::string_view topic, F&& onMatch, G&& onGroup) {
   matchNode(*root_, topic, 0, true, onMatch, onGroup);
+}
+
+template <typename F>
+void TopicTree::walkGroups(Node& n, F& f) {
+  if (n.groups)
+    for (auto& [name, g] : *n.groups) f(*g);
+  if (n.children)
+    for (auto& [level, child] : *n.children) walkGroups(*child, f);
+}
+
+template <typename F>
+void TopicTree::forEachGroup(F&& f) {
+  walkGroups(*root_, f);
 }
 
 }  // namespace petrel

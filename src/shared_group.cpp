@@ -1,0 +1,273 @@
+// Shared subscriptions as work queues (see shared_group.h): enqueueing,
+// member selection per strategy, dispatch as windows free up, hand-back of
+// unacknowledged messages when a member goes away, and the persisted group
+// queue.
+#include "src/shared_group.h"
+
+#include <functional>
+#include <random>
+
+#include "mqtt/topic.h"
+#include "src/broker.h"
+#include "src/log.h"
+
+namespace petrel {
+
+bool parseShareStrategy(std::string_view n, ShareStrategy& out) {
+  if (n == "round_robin") out = ShareStrategy::RoundRobin;
+  else if (n == "random") out = ShareStrategy::Random;
+  else if (n == "sticky") out = ShareStrategy::Sticky;
+  else if (n == "hash_clientid") out = ShareStrategy::HashClientId;
+  else if (n == "hash_topic") out = ShareStrategy::HashTopic;
+  else if (n == "least_inflight") out = ShareStrategy::LeastInflight;
+  else return false;
+  return true;
+}
+
+const char* shareStrategyName(ShareStrategy s) {
+  switch (s) {
+    case ShareStrategy::RoundRobin: return "round_robin";
+    case ShareStrategy::Random: return "random";
+    case ShareStrategy::Sticky: return "sticky";
+    case ShareStrategy::HashClientId: return "hash_clientid";
+    case ShareStrategy::HashTopic: return "hash_topic";
+    case ShareStrategy::LeastInflight: return "least_inflight";
+  }
+  return "?";
+}
+
+bool Broker::memberReady(const Session& s) const {
+  const Connection* c = s.conn;
+  return c && c->connected && !c->closing() && s.inflight.size() < s.client_receive_max &&
+         c->pendingOutput() < kOutputHighWater;
+}
+
+Subscriber* Broker::pickMember(SharedGroup& g, const Message& m) {
+  const size_t n = g.members.size();
+  if (n == 0) return nullptr;
+  auto online = [](const Subscriber& x) {
+    const Connection* c = x.session->conn;
+    return c && c->connected && !c->closing();
+  };
+  auto roundRobin = [&](bool advance) -> Subscriber* {
+    for (size_t i = 0; i < n; ++i) {
+      const size_t idx = (g.cursor + i) % n;
+      if (memberReady(*g.members[idx].session)) {
+        g.cursor = advance ? idx + 1 : idx;
+        return &g.members[idx];
+      }
+    }
+    return nullptr;
+  };
+  switch (g.strategy) {
+    case ShareStrategy::RoundRobin:
+      return roundRobin(true);
+    case ShareStrategy::Sticky: {
+      Subscriber& cur = g.members[g.cursor % n];
+      if (memberReady(*cur.session)) return &cur;
+      // Stay with the current member while it is online and only busy.
+      if (online(cur)) return nullptr;
+      return roundRobin(false);
+    }
+    case ShareStrategy::Random: {
+      static std::mt19937 rng{std::random_device{}()};
+      size_t ready = 0;
+      for (auto& x : g.members) ready += memberReady(*x.session);
+      if (!ready) return nullptr;
+      size_t k = std::uniform_int_distribution<size_t>(0, ready - 1)(rng);
+      for (auto& x : g.members)
+        if (memberReady(*x.session) && k-- == 0) return &x;
+      return nullptr;
+    }
+    case ShareStrategy::HashClientId:
+    case ShareStrategy::HashTopic: {
+      const std::string& key = g.strategy == ShareStrategy::HashTopic ? m.topic : m.origin;
+      Subscriber& t = g.members[std::hash<std::string>{}(key) % n];
+      // Affinity: wait for the member of this key while it is online; only
+      // an offline member's keys move to another member.
+      if (online(t)) return memberReady(*t.session) ? &t : nullptr;
+      return roundRobin(true);
+    }
+    case ShareStrategy::LeastInflight: {
+      Subscriber* best = nullptr;
+      size_t best_free = 0;
+      for (auto& x : g.members) {
+        if (!memberReady(*x.session)) continue;
+        const size_t free = x.session->client_receive_max - x.session->inflight.size();
+        if (!best || free > best_free) {
+          best = &x;
+          best_free = free;
+        }
+      }
+      return best;
+    }
+  }
+  return nullptr;
+}
+
+bool Broker::groupEnqueue(SharedGroup& g, const MessagePtr& m) {
+  if (cfg_.shared_max_queued && g.queue.size() >= cfg_.shared_max_queued) {
+    ++g.dropped;
+    ++stats_.messages_dropped;
+    if (!g.drop_logged) {
+      g.drop_logged = true;
+      LOG_WARN("share group %s/%s: queue full (shared.max_queued_messages = %u), dropping messages",
+               g.name.c_str(), g.filter.c_str(), cfg_.shared_max_queued);
+    }
+    return false;
+  }
+  GroupEntry e;
+  e.msg = m;
+  bool stored = false;
+  if (store_ && m->qos > 0) {
+    if (!g.stored) {
+      for (const auto& x : g.members)
+        if (durable(*x.session)) g.stored = true;
+    }
+    if (g.stored && !storeFull()) {
+      e.seq = g.next_seq++;
+      persistence::QueueRecord q;
+      q.seq = e.seq;
+      q.msg_id = m->id;
+      q.qos = m->qos;
+      q.retain = m->retain;
+      q.bytes = static_cast<uint32_t>(m->payload.size());
+      store_->batch().putQueue(g.owner(), q);
+      stored = true;
+    }
+  }
+  g.queue.push_back(std::move(e));
+  return stored;
+}
+
+void Broker::dispatchGroup(SharedGroup& g) {
+  const int64_t now = nowMs();
+  while (!g.queue.empty()) {
+    GroupEntry& e = g.queue.front();
+    if (e.msg->expires_at_ms && e.msg->expires_at_ms <= now) {
+      if (e.seq && store_) store_->batch().deleteQueue(g.owner(), e.seq, e.msg->id);
+      ++stats_.messages_dropped;
+      g.queue.pop_front();
+      continue;
+    }
+    Subscriber* m = pickMember(g, *e.msg);
+    if (!m) break;
+    Session& s = *m->session;
+    Delivery d;
+    d.msg = e.msg;
+    d.qos = std::min(e.msg->qos, m->opts.qos);
+    d.retain = m->opts.retain_as_published && e.msg->retain;
+    if (m->opts.subscription_id) d.subscription_ids.push_back(m->opts.subscription_id);
+    d.group = &g;
+    d.group_seq = e.seq;
+    const bool again = e.redelivery;
+    g.queue.pop_front();
+    ++g.delivered;
+    if (again) ++g.redelivered;
+    if (d.qos == 0) {
+      sendPublish(s, *s.conn, d, 0, false);
+      ++g.inflight;  // released at once
+      groupRelease(g, d);
+      continue;
+    }
+    ++g.inflight;
+    sendNew(s, *s.conn, std::move(d));  // on failure forget() releases it
+  }
+}
+
+void Broker::groupRelease(SharedGroup& g, const Delivery& d) {
+  if (g.inflight) --g.inflight;
+  if (d.group_seq && store_) store_->batch().deleteQueue(g.owner(), d.group_seq, d.msg ? d.msg->id : 0);
+}
+
+void Broker::dispatchMemberGroups(Session& s) {
+  if (!s.has_shared) return;
+  for (const auto& e : s.subscriptions) {
+    mqtt::SharedFilter sf;
+    if (!mqtt::parseSharedFilter(e.key, sf) || !sf.shared) continue;
+    if (SharedGroup* g = tree_.findGroup(sf.filter, sf.group, false)) dispatchGroup(*g);
+  }
+}
+
+void Broker::returnToGroups(Session& s) {
+  // [issue: nothing stuck with a dead member] QoS 1/2 messages the member
+  // had not acknowledged go back to the front of their group's queue, in
+  // their original order. A QoS 2 message whose PUBREC came back stays: the
+  // member has it.
+  std::vector<SharedGroup*> touched;
+  for (auto it = s.inflight.end(); it != s.inflight.begin();) {
+    --it;
+    if (!it->d.group || it->released) continue;
+    SharedGroup& g = *it->d.group;
+    GroupEntry e;
+    e.msg = it->d.msg;
+    e.seq = it->d.group_seq;
+    e.redelivery = true;
+    if (g.inflight) --g.inflight;
+    g.queue.push_front(std::move(e));
+    touched.push_back(&g);
+    s.queued_bytes -= std::min<uint64_t>(s.queued_bytes, it->d.msg->payload.size());
+    it = s.inflight.erase(it);
+  }
+  if (!touched.empty())
+    LOG_INFO("client %s left with %zu unacknowledged shared-subscription messages: handed back to their groups",
+             s.clientId().c_str(), touched.size());
+  for (SharedGroup* g : touched) dispatchGroup(*g);
+}
+
+void Broker::maybeDropGroup(SharedGroup& g) {
+  if (!g.unused()) return;
+  const std::string filter = g.filter, name = g.name;  // g dies in dropGroup
+  tree_.dropGroup(filter, name);
+}
+
+void Broker::configureGroup(SharedGroup& g) {
+  auto it = cfg_.shared_group_strategies.find(g.name);
+  g.strategy = it != cfg_.shared_group_strategies.end() ? it->second : cfg_.shared_strategy;
+}
+
+void Broker::loadGroupQueues() {
+  // Groups exist once the durable members' subscriptions are loaded; their
+  // queues come back from the store. Queues of groups no member holds any
+  // more are removed.
+  std::vector<std::string> live;
+  tree_.forEachGroup([&](SharedGroup& g) {
+    configureGroup(g);
+    const std::string owner = g.owner();
+    live.push_back(owner);
+    store_->readQueue(owner, 0, SIZE_MAX, [&](const persistence::QueueRecord& q) {
+      MessagePtr m = loadMessage(q.msg_id);
+      if (!m) return;
+      GroupEntry e;
+      e.msg = m;
+      e.seq = q.seq;
+      g.queue.push_back(std::move(e));
+      g.next_seq = q.seq + 1;
+      g.stored = true;
+    });
+  });
+  store_->forEachQueueOwner("\x01share/", [&](std::string_view owner) {
+    for (const auto& l : live)
+      if (l == owner) return;
+    store_->batch().deleteSession(owner);
+  });
+}
+
+std::string Broker::groupReport() {
+  std::string out;
+  tree_.forEachGroup([&](SharedGroup& g) {
+    size_t online = 0;
+    for (auto& m : g.members) online += m.session->conn != nullptr;
+    char line[512];
+    snprintf(line, sizeof line,
+             "share group %s/%s: strategy %s, members %zu (%zu online), queued %zu, in flight %zu, "
+             "delivered %llu, redelivered %llu, dropped %llu\n",
+             g.name.c_str(), g.filter.c_str(), shareStrategyName(g.strategy), g.members.size(), online,
+             g.queue.size(), g.inflight, static_cast<unsigned long long>(g.delivered),
+             static_cast<unsigned long long>(g.redelivered), static_cast<unsigned long long>(g.dropped));
+    out += line;
+  });
+  return out;
+}
+
+}  // namespace petrel
