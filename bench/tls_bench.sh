@@ -5,7 +5,7 @@
 # set_tcp_nodelay true, as in tools/mqttbench (without it, mosquitto managed
 # only ~90 handshakes/s here: its small writes wait on Nagle's algorithm).
 #
-#   cmake -S . -B build -DPETREL_BENCH_TOOLS=ON && cmake --build build
+#   cmake -S . -B build && cmake --build build
 #   bench/tls_bench.sh [BUILD_DIR] [RUNS]
 #
 # Prints handshakes/s (MQTT CONNECT/CONNACK included, no session resumption)
@@ -14,7 +14,7 @@ set -euo pipefail
 BUILD=${1:-build}
 RUNS=${2:-3}
 PETREL=$(realpath "$BUILD/petrel")
-TOOL=$(realpath "$BUILD/tls_bench")
+TOOL=$(realpath "$BUILD/bench/tls_bench")
 MOSQUITTO=${MOSQUITTO:-/usr/sbin/mosquitto}
 HS_SECONDS=${HS_SECONDS:-10}
 HS_PARALLEL=${HS_PARALLEL:-4}
