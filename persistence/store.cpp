@@ -13,6 +13,8 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
+#include <vector>
 
 #include "persistence/codec.h"
 
@@ -99,7 +101,10 @@ struct Store::Impl {
   }
 
   // Applies one op log inside `txn`. Returns an LMDB error code or 0.
-  int apply(MDB_txn* txn, const std::string& ops);
+  int apply(MDB_txn* txn, std::string_view ops);
+  // Applies every batch of a group commit, leaving out the writes that
+  // cancel out within the group (see applyGroup in store.cpp).
+  int applyGroup(MDB_txn* txn, const std::deque<std::pair<uint64_t, std::unique_ptr<Batch>>>& work);
   int addRefs(MDB_txn* txn, uint64_t id, int32_t delta);
   int deletePrefix(MDB_txn* txn, MDB_dbi dbi, std::string_view prefix, bool deref_queue);
 };
@@ -148,7 +153,7 @@ int Store::Impl::deletePrefix(MDB_txn* txn, MDB_dbi dbi, std::string_view prefix
   return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-int Store::Impl::apply(MDB_txn* txn, const std::string& ops) {
+int Store::Impl::apply(MDB_txn* txn, std::string_view ops) {
   In in{ops};
   while (!in.atEnd() && in.ok) {
     const auto op = static_cast<Batch::Op>(in.u8());
@@ -264,6 +269,146 @@ int Store::Impl::apply(MDB_txn* txn, const std::string& ops) {
     if (rc) return rc;
   }
   return in.ok ? 0 : MDB_CORRUPTED;
+}
+
+namespace {
+
+// One op of a batch, located in its op log.
+struct ParsedOp {
+  Batch::Op op;
+  std::string_view bytes;  // the op code and its operands
+  std::string_view cid;    // queue ops and DeleteSession
+  uint64_t seq = 0;        // queue ops
+  uint64_t msg = 0;        // PutMessage, AddRefs, DeleteQueue
+  int64_t refs = 0;        // PutMessage: initial count; AddRefs: delta
+  bool dead = false;       // cancelled within the group
+  bool deref_only = false; // DeleteQueue whose entry never reached the disk
+};
+
+// Splits an op log into ops; false on a log we did not write.
+bool splitOps(std::string_view log, std::vector<ParsedOp>& out) {
+  In in{log};
+  while (!in.atEnd()) {
+    const size_t start = in.p;
+    ParsedOp o;
+    o.op = static_cast<Batch::Op>(in.u8());
+    switch (o.op) {
+      case Batch::Op::PutMessage:
+        o.msg = in.fixed<uint64_t>();
+        o.refs = in.fixed<uint32_t>();
+        in.view();
+        break;
+      case Batch::Op::AddRefs:
+        o.msg = in.fixed<uint64_t>();
+        o.refs = static_cast<int32_t>(in.fixed<uint32_t>());
+        break;
+      case Batch::Op::PutSession: in.view(); in.view(); break;
+      case Batch::Op::DeleteSession: o.cid = in.view(); break;
+      case Batch::Op::PutSubscription: in.view(); in.view(); in.view(); break;
+      case Batch::Op::DeleteSubscription: in.view(); in.view(); break;
+      case Batch::Op::PutQueue:
+        o.cid = in.view();
+        o.seq = in.fixed<uint64_t>();
+        in.view();
+        break;
+      case Batch::Op::DeleteQueue:
+        o.cid = in.view();
+        o.seq = in.fixed<uint64_t>();
+        o.msg = in.fixed<uint64_t>();
+        break;
+      case Batch::Op::PutInboundQos2:
+      case Batch::Op::DeleteInboundQos2: in.view(); in.fixed<uint16_t>(); break;
+      case Batch::Op::SetRetained: in.view(); in.fixed<uint64_t>(); break;
+      default: return false;
+    }
+    if (!in.ok) return false;
+    o.bytes = log.substr(start, in.p - start);
+    out.push_back(o);
+  }
+  return true;
+}
+
+}  // namespace
+
+// Group commit with cancellation: a message that is queued for an online
+// durable subscriber and acknowledged by it before the commit (the common
+// case: the commit takes a disk flush, the acknowledgement a round trip)
+// is put and deleted in the same transaction. Those pairs are left out:
+// the queue entry, its message record and reference count never touch
+// the B-trees. What the group commits is the same end state.
+int Store::Impl::applyGroup(MDB_txn* txn,
+                            const std::deque<std::pair<uint64_t, std::unique_ptr<Batch>>>& work) {
+  std::vector<ParsedOp> ops;
+  for (const auto& [t, b] : work)
+    if (!splitOps(b->ops(), ops)) return MDB_CORRUPTED;
+  struct MsgState {
+    size_t put = SIZE_MAX;  // index of its PutMessage in this group
+    int64_t refs = 0;
+    std::vector<size_t> touching;
+  };
+  std::unordered_map<std::string, size_t> last_put;  // queue key -> PutQueue index
+  std::unordered_map<uint64_t, MsgState> msgs;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    ParsedOp& o = ops[i];
+    switch (o.op) {
+      case Batch::Op::PutMessage: {
+        MsgState& m = msgs[o.msg];
+        m.put = i;
+        m.refs += o.refs;
+        break;
+      }
+      case Batch::Op::AddRefs: {
+        MsgState& m = msgs[o.msg];
+        m.refs += o.refs;
+        m.touching.push_back(i);
+        break;
+      }
+      case Batch::Op::PutQueue: {
+        std::string key = seqKey(o.cid, o.seq);
+        auto it = last_put.find(key);
+        if (it != last_put.end()) ops[it->second].dead = true;  // superseded
+        last_put[std::move(key)] = i;
+        break;
+      }
+      case Batch::Op::DeleteQueue: {
+        auto it = last_put.find(seqKey(o.cid, o.seq));
+        if (it != last_put.end()) {
+          ops[it->second].dead = true;
+          last_put.erase(it);
+          o.deref_only = true;
+        }
+        MsgState& m = msgs[o.msg];
+        m.refs -= 1;
+        m.touching.push_back(i);
+        break;
+      }
+      case Batch::Op::DeleteSession: {
+        // Puts before it are applied and then removed with the session.
+        const std::string prefix = clientKey(o.cid, "");
+        for (auto it = last_put.begin(); it != last_put.end();)
+          it = hasPrefix(it->first, prefix) ? last_put.erase(it) : std::next(it);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  // A message put in this group whose every reference was dropped in it.
+  for (auto& [id, m] : msgs) {
+    if (m.put == SIZE_MAX || m.refs != 0) continue;
+    bool all_cancelled = true;
+    for (size_t i : m.touching)
+      if (ops[i].op == Batch::Op::DeleteQueue && !ops[i].deref_only) all_cancelled = false;
+    if (!all_cancelled) continue;
+    ops[m.put].dead = true;
+    for (size_t i : m.touching) ops[i].dead = true;
+  }
+  for (const ParsedOp& o : ops) {
+    if (o.dead) continue;
+    const int rc = o.deref_only ? addRefs(txn, o.msg, -1) : apply(txn, o.bytes);
+    if (rc) return rc;
+  }
+  return 0;
 }
 
 Store::Store(const StoreOptions& o)
@@ -521,10 +666,7 @@ void Store::writerMain() {
       MDB_txn* txn;
       int rc = mdb_txn_begin(im.env, nullptr, 0, &txn);
       if (!rc) {
-        for (auto& [t, b] : work) {
-          rc = im.apply(txn, b->ops());
-          if (rc) break;
-        }
+        rc = im.applyGroup(txn, work);
         if (rc) mdb_txn_abort(txn);
         else rc = mdb_txn_commit(txn);
       }
