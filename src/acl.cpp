@@ -1,5 +1,6 @@
 // src/acl.cpp — parsing and evaluating mosquitto-style ACL files.
 #include "src/acl.h"
+#include "src/text.h"
 
 #include <fstream>
 #include <sstream>
@@ -10,13 +11,6 @@ namespace petrel {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
-    s.remove_suffix(1);
-  return s;
-}
-
 // Splits off the first space-separated word.
 std::string_view nextWord(std::string_view& s) {
   s = trim(s);
@@ -26,25 +20,13 @@ std::string_view nextWord(std::string_view& s) {
   return w;
 }
 
-std::vector<std::string_view> levels(std::string_view s) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  for (;;) {
-    size_t slash = s.find('/', start);
-    out.push_back(s.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start));
-    if (slash == std::string_view::npos) break;
-    start = slash + 1;
-  }
-  return out;
-}
-
 // A pattern with its %c / %u levels replaced. Returns false when it needs
 // a user name the client does not have.
 bool substitute(std::string_view pattern, const std::string* username, std::string_view client_id,
                 std::string& out) {
   out.clear();
   bool first = true;
-  for (std::string_view level : levels(pattern)) {
+  for (std::string_view level : split(pattern, '/')) {
     if (!first) out.push_back('/');
     first = false;
     if (level == "%c") {
@@ -65,8 +47,8 @@ bool aclCovers(std::string_view acl, std::string_view filter) {
   // [MQTT-4.7.2-1]: wildcards at the start never reach '$' topics.
   if (!filter.empty() && filter.front() == '$' && !acl.empty() && (acl.front() == '+' || acl.front() == '#'))
     return false;
-  const auto a = levels(acl);
-  const auto f = levels(filter);
+  const auto a = split(acl, '/');
+  const auto f = split(filter, '/');
   for (size_t i = 0;; ++i) {
     if (i == a.size()) return i == f.size();
     if (a[i] == "#") return true;

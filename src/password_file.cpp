@@ -1,6 +1,7 @@
 // src/password_file.cpp — reading mosquitto_passwd files and checking
 // passwords against their $6$ / $7$ hashes.
 #include "src/password_file.h"
+#include "src/text.h"
 
 #include <fstream>
 #include <sstream>
@@ -14,30 +15,10 @@ namespace {
 constexpr size_t kSaltBytes = 12;    // what mosquitto_passwd uses
 constexpr size_t kDigestBytes = 64;  // SHA-512
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
-    s.remove_suffix(1);
-  return s;
-}
-
-// Splits "a$b$c" into its '$'-separated fields.
-std::vector<std::string_view> fields(std::string_view s) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  for (;;) {
-    size_t d = s.find('$', start);
-    out.push_back(s.substr(start, d == std::string_view::npos ? std::string_view::npos : d - start));
-    if (d == std::string_view::npos) break;
-    start = d + 1;
-  }
-  return out;
-}
-
 }  // namespace
 
 bool PasswordFile::decode(std::string_view encoded, Hash& out) {
-  const auto f = fields(encoded);
+  const auto f = split(encoded, '$');
   // f[0] is the empty string before the leading '$'.
   if (f.size() < 4 || !f[0].empty()) return false;
   if (f[1] == "6" && f.size() == 4) {
