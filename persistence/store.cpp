@@ -93,6 +93,7 @@ struct Store::Impl {
   bool stop = false;
   std::atomic<uint64_t> committed{0};
   uint64_t submitted = 0;
+  uint64_t callback_done = 0;  // highest ticket whose callback has returned
   std::atomic<uint64_t> used_bytes{0};
   std::function<void(uint64_t, bool)> on_commit;
 
@@ -107,6 +108,20 @@ struct Store::Impl {
   int applyGroup(MDB_txn* txn, const std::deque<std::pair<uint64_t, std::unique_ptr<Batch>>>& work);
   int addRefs(MDB_txn* txn, uint64_t id, int32_t delta);
   int deletePrefix(MDB_txn* txn, MDB_dbi dbi, std::string_view prefix, bool deref_queue);
+  // Bytes in the pages our tables use now. Unlike the file's high-water
+  // mark this goes down again as entries are deleted (freed pages are
+  // reused), so it is what the size cap compares.
+  uint64_t usedBytes(MDB_txn* txn) const {
+    uint64_t pages = 0;
+    unsigned psize = 4096;
+    for (MDB_dbi d : {meta, sessions, subs, queue, inq2, messages, refs, retained}) {
+      MDB_stat st;
+      if (mdb_stat(txn, d, &st) != 0) continue;
+      pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+      psize = st.ms_psize;
+    }
+    return pages * psize;
+  }
 };
 
 int Store::Impl::addRefs(MDB_txn* txn, uint64_t id, int32_t delta) {
@@ -371,8 +386,13 @@ int Store::Impl::applyGroup(MDB_txn* txn,
         break;
       }
       case Batch::Op::DeleteQueue: {
+        // Only an entry created in this group can vanish with it: its
+        // message was created in the same batch (ids are never reused), so
+        // a PutMessage here proves nothing of it is on disk yet. A put that
+        // merely rewrote a committed entry (packet id, PUBREC) is applied.
         auto it = last_put.find(seqKey(o.cid, o.seq));
-        if (it != last_put.end()) {
+        auto created = msgs.find(o.msg);
+        if (it != last_put.end() && created != msgs.end() && created->second.put != SIZE_MAX) {
           ops[it->second].dead = true;
           last_put.erase(it);
           o.deref_only = true;
@@ -565,7 +585,10 @@ bool Store::openEnv(std::string& error) {
     error = data + ": cannot initialise: " + errText(rc);
     return false;
   }
-  impl_->used_bytes = (info.me_last_pgno + 1) * uint64_t(st.ms_psize);
+  {
+    ReadTxn rt(env);
+    if (!rt.rc()) impl_->used_bytes = impl_->usedBytes(rt.get());
+  }
   return true;
 }
 
@@ -638,7 +661,7 @@ void Store::drain() {
   submit();
   std::unique_lock<std::mutex> lk(impl_->mu);
   impl_->drained.wait(lk, [&] {
-    return impl_->committed.load() >= impl_->submitted || !impl_->writer.joinable();
+    return impl_->callback_done >= impl_->submitted || !impl_->writer.joinable();
   });
 }
 
@@ -667,18 +690,16 @@ void Store::writerMain() {
       int rc = mdb_txn_begin(im.env, nullptr, 0, &txn);
       if (!rc) {
         rc = im.applyGroup(txn, work);
+        uint64_t used = 0;
+        if (!rc) used = im.usedBytes(txn);
         if (rc) mdb_txn_abort(txn);
         else rc = mdb_txn_commit(txn);
+        if (!rc) im.used_bytes = used;
       }
       if (rc) {
         fprintf(stderr, "petrel: persistence: commit of batches up to %llu failed: %s\n",
                 static_cast<unsigned long long>(top), mdb_strerror(rc));
       } else {
-        MDB_envinfo info;
-        MDB_stat st;
-        mdb_env_info(im.env, &info);
-        mdb_env_stat(im.env, &st);
-        im.used_bytes = (info.me_last_pgno + 1) * uint64_t(st.ms_psize);
         unsynced = true;
       }
       std::function<void(uint64_t, bool)> cb;
@@ -691,8 +712,14 @@ void Store::writerMain() {
         }
         cb = im.on_commit;
       }
-      im.drained.notify_all();
+      // The callback runs before drain() can return, so that nobody tears
+      // down what it uses while it runs.
       if (cb) cb(top, rc == 0);
+      {
+        std::lock_guard<std::mutex> lk(im.mu);
+        im.callback_done = top;
+      }
+      im.drained.notify_all();
     }
     if (options_.sync == SyncMode::Periodic && unsynced &&
         std::chrono::steady_clock::now() - last_sync >= std::chrono::milliseconds(options_.sync_interval_ms)) {
@@ -883,10 +910,8 @@ StoreStats Store::stats() const {
   s.retained = entries(impl_->retained);
   s.inbound_qos2 = entries(impl_->inq2);
   MDB_envinfo info;
-  MDB_stat st;
   mdb_env_info(impl_->env, &info);
-  mdb_env_stat(impl_->env, &st);
-  s.used_bytes = (info.me_last_pgno + 1) * uint64_t(st.ms_psize);
+  s.used_bytes = impl_->usedBytes(txn.get());
   s.map_size = info.me_mapsize;
   return s;
 }

@@ -78,7 +78,9 @@ void Broker::shutdown() {
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
   uv_prepare_stop(&prepare_);
   uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
-  if (store_) uv_close(reinterpret_cast<uv_handle_t*>(&commit_async_), nullptr);
+  // The commit notifier stays open (unreferenced, so the loop can end)
+  // until finish(): the writer thread may still signal it.
+  if (store_) uv_unref(reinterpret_cast<uv_handle_t*>(&commit_async_));
 }
 
 void Broker::onConnection(uv_stream_t* server, int status) {

@@ -52,7 +52,13 @@ bool Broker::attachStore(std::unique_ptr<persistence::Store> store, std::string&
 }
 
 void Broker::finish() {
-  if (store_) store_->drain();
+  if (!store_) return;
+  // Everything submitted is committed and its callback has returned; no
+  // more signals can come, so the notifier can close.
+  store_->drain();
+  store_->setCommitCallback(nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&commit_async_), nullptr);
+  uv_run(loop_, UV_RUN_NOWAIT);
 }
 
 bool Broker::loadStore(std::string& err) {
