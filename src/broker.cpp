@@ -181,6 +181,7 @@ void Broker::sweep() {
   // Keep alive: [MQTT-3.1.2-24] one and a half times the interval.
   for (size_t i = 0; i < connections_.size(); ++i) {
     Connection* c = connections_[i];
+    if (c->lingering() && now - c->last_rx_ms > 1000) c->closeNow();
     if (c->closing()) continue;
     if (!c->connected) {
       if (handshakeTimedOut(*c, now)) continue;

@@ -156,7 +156,7 @@ void Connection::flush() {
   if (tls_) return flushTls();
   dirty_ = false;
   if (writing_ || out_.empty() || handle_closed_) {
-    if (closing_ && !writing_ && !handle_closed_) beginClose();
+    if (closing_ && !lingering_ && !writing_ && !handle_closed_) beginClose();
     return;
   }
   uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
@@ -164,7 +164,7 @@ void Connection::flush() {
   if (n == static_cast<int>(out_.size())) {
     out_.clear();
     if (out_.capacity() > 64 * 1024) std::string().swap(out_);
-    if (closing_) beginClose();
+    if (closing_ && !lingering_) beginClose();
     return;
   }
   if (n < 0 && n != UV_EAGAIN) {
@@ -201,9 +201,9 @@ void Connection::onWrite(uv_write_t* req, int status) {
   }
   if (!c->out_.empty() || (c->ob_ && !c->ob_->tls_out.empty())) {
     c->flush();
-  } else if (c->closing_) {
+  } else if (c->closing_ && !c->lingering_) {
     c->beginClose();
-  } else {
+  } else if (!c->closing_) {
     c->broker_.onWritable(*c);
   }
 }
@@ -249,6 +249,20 @@ void Connection::closeAfterFlush() {
   markDirty();
 }
 
+void Connection::closeWhenPeerDoes(uint64_t now_ms) {
+  if (closing_) return;
+  // The client said DISCONNECT and closes its end next: let it close first,
+  // so that the TIME_WAIT state stays on its side. A broker that closes
+  // first collects a TIME_WAIT socket per client reconnect, which on one
+  // host (or behind a NAT) exhausts the ports new connections need. The
+  // sweep closes it anyway if the client does not, after a second.
+  closing_ = true;
+  lingering_ = true;
+  last_rx_ms = now_ms;
+  broker_.onConnectionLost(*this);
+  markDirty();
+}
+
 void Connection::disconnect(mqtt::Reason reason) {
   if (closing_) return;
   if (connected && version == mqtt::Version::V5) {
@@ -262,6 +276,7 @@ void Connection::disconnect(mqtt::Reason reason) {
 
 void Connection::beginClose() {
   if (handle_closed_) return;
+  lingering_ = false;  // closing for real now
   if (!closing_) {
     closing_ = true;
     broker_.onConnectionLost(*this);

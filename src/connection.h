@@ -65,6 +65,11 @@ class Connection {
 
   // Closes the connection once everything queued is written.
   void closeAfterFlush();
+  // After the client's DISCONNECT: stop handling packets, close when the
+  // client closes (or after a grace period, see Broker::sweep).
+  void closeWhenPeerDoes(uint64_t now_ms);
+  bool lingering() const { return lingering_; }
+  void closeNow() { beginClose(); }
   // Sends DISCONNECT (MQTT 5, after CONNECT) with `reason`, then closes.
   void disconnect(mqtt::Reason reason);
   bool closing() const { return closing_; }
@@ -152,6 +157,7 @@ class Connection {
   }
   std::unique_ptr<tls::TlsSession> tls_;  // null on a plain listener
   bool writing_ = false;
+  bool lingering_ = false;  // closeWhenPeerDoes()
   bool closing_ = false;
   bool handle_closed_ = false;
   bool dirty_ = false;

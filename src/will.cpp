@@ -22,7 +22,7 @@ void Broker::handleDisconnect(Connection& c, const mqtt::Frame& f) {
   // [MQTT-3.14.4-3] a normal DISCONNECT discards the will; reason 0x04
   // asks for it to be published.
   c.graceful = d.reason != Reason::DisconnectWithWill;
-  c.closeAfterFlush();
+  c.closeWhenPeerDoes(uv_now(loop_));
 }
 
 void Broker::publishWill(Session& s) {
