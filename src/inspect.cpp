@@ -54,6 +54,19 @@ int inspectStore(const std::string& dir, bool verbose) {
     std::fprintf(stderr, "petrel inspect: %s\n", err.c_str());
     return 1;
   }
+  // Shared subscription group queues (src/shared_group.h names their owner
+  // "\x01share/<name>/<filter>").
+  bool header = false;
+  store->forEachQueueOwner("\x01share/", [&](std::string_view owner) {
+    if (!header) {
+      std::printf("\nshare group queues:\n  %-40s %-10s %s\n", "group/filter", "queued", "bytes");
+      header = true;
+    }
+    const auto qi = store->queueInfo(owner);
+    const std::string_view name = owner.substr(7);
+    std::printf("  %-40.*s %-10llu %llu\n", static_cast<int>(name.size()), name.data(),
+                static_cast<unsigned long long>(qi.count), static_cast<unsigned long long>(qi.bytes));
+  });
   return 0;
 }
 

@@ -142,16 +142,26 @@ bool Broker::groupEnqueue(SharedGroup& g, const MessagePtr& m) {
 
 void Broker::dispatchGroup(SharedGroup& g) {
   const int64_t now = nowMs();
-  while (!g.queue.empty()) {
-    GroupEntry& e = g.queue.front();
+  // With the hash strategies a message waits for its own member; messages
+  // for other, idle members behind it may go ahead (their keys' order is
+  // unaffected), looking at most this far into the queue.
+  const bool keyed = g.strategy == ShareStrategy::HashClientId || g.strategy == ShareStrategy::HashTopic;
+  constexpr size_t kLookAhead = 256;
+  size_t skipped = 0;
+  while (g.queue.size() > skipped) {
+    auto pos = g.queue.begin() + static_cast<std::ptrdiff_t>(skipped);
+    GroupEntry& e = *pos;
     if (e.msg->expires_at_ms && e.msg->expires_at_ms <= now) {
       if (e.seq && store_) store_->batch().deleteQueue(g.owner(), e.seq, e.msg->id);
       ++stats_.messages_dropped;
-      g.queue.pop_front();
+      g.queue.erase(pos);
       continue;
     }
     Subscriber* m = pickMember(g, *e.msg);
-    if (!m) break;
+    if (!m) {
+      if (!keyed || ++skipped >= kLookAhead) break;
+      continue;
+    }
     Session& s = *m->session;
     Delivery d;
     d.msg = e.msg;
@@ -161,7 +171,7 @@ void Broker::dispatchGroup(SharedGroup& g) {
     d.group = &g;
     d.group_seq = e.seq;
     const bool again = e.redelivery;
-    g.queue.pop_front();
+    g.queue.erase(pos);
     ++g.delivered;
     if (again) ++g.redelivered;
     if (d.qos == 0) {

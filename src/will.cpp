@@ -57,6 +57,14 @@ void Broker::publishWill(Session& s) {
 void Broker::endSession(Session* s) {
   // A delayed will is published when its session ends (§3.1.3.2.2).
   if (s->will) publishWill(*s);
+  if (s->has_shared) {
+    // Group messages still with this member: unacknowledged ones go back to
+    // their group; a QoS 2 message it already has (PUBREC received) is done.
+    returnToGroups(*s);
+    for (const auto& f : s->inflight)
+      if (f.d.group) groupRelease(*f.d.group, f.d);
+    s->inflight.clear();
+  }
   for (const auto& e : s->subscriptions) unsubscribeKey(*s, e.key);
   if (s->conn) {
     s->conn->session = nullptr;
