@@ -237,10 +237,19 @@ void Broker::onFramingError(Connection& c, bool too_large) {
 }
 
 void Broker::onFrame(Connection& c, const mqtt::Frame& f) {
-  if (!store_) return dispatch(c, f);
+  using mqtt::PacketType;
   // "Acknowledged means stored": whatever this packet made the broker
-  // write to the store, the answer to it (PUBACK, PUBREC, SUBACK ...) waits
-  // until that batch has committed.
+  // write to the store, the answer to it (PUBACK, PUBREC, PUBCOMP, SUBACK,
+  // CONNACK) waits until that batch has committed. PUBREC from the client
+  // holds our PUBREL: once the client has seen PUBREL it forgets the packet
+  // id, so a restart must not send that PUBLISH again [MQTT-4.3.3]. The
+  // client's PUBACK and PUBCOMP only delete what we kept for it: nothing we
+  // send next depends on those deletes having reached the disk, so they
+  // hold nothing back (a subscriber draining its queue is not paced by the
+  // disk).
+  if (!store_ || f.type == PacketType::Puback || f.type == PacketType::Pubcomp ||
+      f.type == PacketType::Pingreq)
+    return dispatch(c, f);
   const size_t mark = c.outMark();
   const size_t ops = store_->batch().count();
   dispatch(c, f);
