@@ -2,7 +2,7 @@
 # TLS benchmark: Petrel and mosquitto side by side, same certificates (an
 # EC P-256 server certificate), same limits, one after the other, each
 # broker pinned to CPU 0 and the load tool to CPU 1. mosquitto gets
-# set_tcp_nodelay true, as in tools/mqttbench (without it, mosquitto managed
+# set_tcp_nodelay true, as in the mqttbench comparison runs (without it, mosquitto managed
 # only ~90 handshakes/s here: its small writes wait on Nagle's algorithm).
 #
 #   cmake -S . -B build && cmake --build build
