@@ -45,6 +45,11 @@ bool Broker::memberReady(const Session& s) const {
 Subscriber* Broker::pickMember(SharedGroup& g, const Message& m) {
   const size_t n = g.members.size();
   if (n == 0) return nullptr;
+  // A member must be able to take it now and be allowed to read the topic
+  // (ACL, checked per message as for plain subscribers).
+  auto ready = [&](const Subscriber& x) {
+    return memberReady(*x.session) && mayReceive(*x.session, m.topic);
+  };
   auto online = [](const Subscriber& x) {
     const Connection* c = x.session->conn;
     return c && c->connected && !c->closing();
@@ -52,7 +57,7 @@ Subscriber* Broker::pickMember(SharedGroup& g, const Message& m) {
   auto roundRobin = [&](bool advance) -> Subscriber* {
     for (size_t i = 0; i < n; ++i) {
       const size_t idx = (g.cursor + i) % n;
-      if (memberReady(*g.members[idx].session)) {
+      if (ready(g.members[idx])) {
         g.cursor = advance ? idx + 1 : idx;
         return &g.members[idx];
       }
@@ -64,19 +69,19 @@ Subscriber* Broker::pickMember(SharedGroup& g, const Message& m) {
       return roundRobin(true);
     case ShareStrategy::Sticky: {
       Subscriber& cur = g.members[g.cursor % n];
-      if (memberReady(*cur.session)) return &cur;
+      if (ready(cur)) return &cur;
       // Stay with the current member while it is online and only busy.
       if (online(cur)) return nullptr;
       return roundRobin(false);
     }
     case ShareStrategy::Random: {
       static std::mt19937 rng{std::random_device{}()};
-      size_t ready = 0;
-      for (auto& x : g.members) ready += memberReady(*x.session);
-      if (!ready) return nullptr;
-      size_t k = std::uniform_int_distribution<size_t>(0, ready - 1)(rng);
+      size_t ready_count = 0;
+      for (auto& x : g.members) ready_count += ready(x);
+      if (!ready_count) return nullptr;
+      size_t k = std::uniform_int_distribution<size_t>(0, ready_count - 1)(rng);
       for (auto& x : g.members)
-        if (memberReady(*x.session) && k-- == 0) return &x;
+        if (ready(x) && k-- == 0) return &x;
       return nullptr;
     }
     case ShareStrategy::HashClientId:
@@ -85,14 +90,14 @@ Subscriber* Broker::pickMember(SharedGroup& g, const Message& m) {
       Subscriber& t = g.members[std::hash<std::string>{}(key) % n];
       // Affinity: wait for the member of this key while it is online; only
       // an offline member's keys move to another member.
-      if (online(t)) return memberReady(*t.session) ? &t : nullptr;
+      if (online(t) && mayReceive(*t.session, m.topic)) return ready(t) ? &t : nullptr;
       return roundRobin(true);
     }
     case ShareStrategy::LeastInflight: {
       Subscriber* best = nullptr;
       size_t best_free = 0;
       for (auto& x : g.members) {
-        if (!memberReady(*x.session)) continue;
+        if (!ready(x)) continue;
         const size_t free = x.session->client_receive_max - x.session->inflight.size();
         if (!best || free > best_free) {
           best = &x;
@@ -159,6 +164,16 @@ void Broker::dispatchGroup(SharedGroup& g) {
     }
     Subscriber* m = pickMember(g, *e.msg);
     if (!m) {
+      bool allowed = false;
+      for (const auto& x : g.members) allowed = allowed || mayReceive(*x.session, e.msg->topic);
+      if (!allowed && !g.members.empty()) {
+        // No member may read this topic (ACL): it would wait forever.
+        if (e.seq && store_) store_->batch().deleteQueue(g.owner(), e.seq, e.msg->id);
+        ++g.dropped;
+        ++stats_.messages_dropped;
+        g.queue.erase(pos);
+        continue;
+      }
       if (!keyed || ++skipped >= kLookAhead) break;
       continue;
     }

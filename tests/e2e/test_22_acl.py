@@ -234,3 +234,32 @@ def test_acl_reload_on_sighup(env):
         b.hup()
         time.sleep(0.3)
     anon.disconnect()
+
+
+def test_share_group_member_without_read_access_is_skipped(env):
+    # alice may read shared/# except shared/secret; carol may read all. In a
+    # share group, a message goes only to a member allowed to read it.
+    alice = client(env, "alice-grp", "alice")
+    carol = client(env, "carol-grp", "carol")
+    assert alice.subscribe("$share/acl/shared/#") == [1]
+    assert carol.subscribe("$share/acl/shared/#") == [1]
+    pub = client(env, "carol-grp-pub", "carol")
+    for i in range(4):
+        assert pub.publish("shared/secret", "s%d" % i, qos=1) in OK
+    got = [carol.recv_publish()[:2] for _ in range(4)]
+    assert got == [("shared/secret", b"s%d" % i) for i in range(4)]
+    alice.expect_nothing()
+    pub.disconnect()
+    alice.disconnect()
+    carol.disconnect()
+
+
+def test_share_group_message_nobody_may_read_does_not_block_the_queue(env):
+    alice = client(env, "alice-grp2", "alice")
+    assert alice.subscribe("$share/acl2/shared/#") == [1]
+    pub = client(env, "carol-grp2-pub", "carol")
+    assert pub.publish("shared/secret", "nobody", qos=1) in OK
+    assert pub.publish("shared/news", "after", qos=1) in OK
+    assert alice.recv_publish()[:2] == ("shared/news", b"after")
+    pub.disconnect()
+    alice.disconnect()
