@@ -249,7 +249,7 @@ Reason decodeProperties(const uint8_t* data, size_t len, size_t& pos,
       case PropertyId::ReasonString: read = strProp(p.reason_string); break;
       case PropertyId::ReceiveMaximum:
         read = u16Prop(p.receive_maximum);
-        if (read && b16 == 0) ok = false;  // [MQTT-3.1.2-?] 0 is a Protocol Error
+        if (read && b16 == 0) ok = false;  // §3.1.2.11.3: 0 is a Protocol Error
         break;
       case PropertyId::TopicAliasMaximum: read = u16Prop(p.topic_alias_maximum); break;
       case PropertyId::TopicAlias: read = u16Prop(p.topic_alias); break;

@@ -224,7 +224,7 @@ void Broker::protocolError(Connection& c, mqtt::Reason r, const char* what) {
 
 void Broker::onFramingError(Connection& c, bool too_large) {
   if (too_large) {
-    // §3.1.2.24 / [MQTT-3.2.2-?]: a packet above the Maximum Packet Size is
+    // §3.2.2.3.6 / §4.13: a packet above the Maximum Packet Size is
     // answered with reason 0x95. Before CONNECT the CONNACK carries it.
     if (!c.connected) {
       sendConnackError(c, mqtt::Version::V5, mqtt::Reason::PacketTooLarge);

@@ -32,7 +32,7 @@ void Broker::handleSubscribe(Connection& c, const mqtt::Frame& f) {
                     mqtt::validTopicFilter(sf.shared ? sf.filter : std::string_view(t.filter),
                                            cfg_.max_topic_levels);
     if (!ok) {
-      // [MQTT-3.8.4-?] a bad filter fails alone: 0x80 (v3.1.1) / 0x8F (v5).
+      // §3.9.3: a bad filter fails alone: 0x80 (v3.1.1) / 0x8F (v5).
       LOG_DEBUG("client %s: invalid topic filter '%s'", s.clientId().c_str(), t.filter.c_str());
       ack.reasons.push_back(v5 ? static_cast<uint8_t>(Reason::TopicFilterInvalid) : 0x80);
       continue;
@@ -46,7 +46,7 @@ void Broker::handleSubscribe(Connection& c, const mqtt::Frame& f) {
     if (sf.shared && t.no_local)  // [MQTT-3.8.3-4]
       return protocolError(c, Reason::ProtocolError, "No Local on a shared subscription");
     SubscriptionOptions o;
-    o.qos = t.qos > cfg_.max_qos ? cfg_.max_qos : t.qos;  // [MQTT-3.9.3-?] grant at most max QoS
+    o.qos = t.qos > cfg_.max_qos ? cfg_.max_qos : t.qos;  // §3.8.4: grant at most the maximum QoS
     o.no_local = t.no_local;
     o.retain_as_published = t.retain_as_published;
     o.retain_handling = t.retain_handling;
@@ -64,7 +64,7 @@ void Broker::handleSubscribe(Connection& c, const mqtt::Frame& f) {
     if (store_ && s.stored) saveSubscription(s, t.filter, o);
     ack.reasons.push_back(o.qos);
     // [MQTT-3.3.1-9..11] retained messages: 0 always, 1 only for a new
-    // subscription, 2 never; never for shared subscriptions [MQTT-3.8.4-?].
+    // subscription, 2 never; never for shared subscriptions (§4.8.2).
     if (!sf.shared && cfg_.retain_available &&
         (o.retain_handling == 0 || (o.retain_handling == 1 && !existed)))
       retained.push_back({filter, o});
