@@ -597,6 +597,7 @@ namespace {
 // Walks every record and decodes it, so damage is found at start-up with a
 // clear message rather than later as a crash or a silent loss.
 bool verifyAll(const Store& s, std::string& error) {
+  if (!s.verifyQueuesAndMessages(error)) return false;
   size_t n = 0;
   if (!s.forEachSession([&](std::string_view, const SessionRecord&) { ++n; }, error)) return false;
   if (!s.forEachSubscription([&](std::string_view, const SubscriptionRecord&) { ++n; }, error)) return false;
@@ -884,6 +885,39 @@ bool Store::readMessage(uint64_t id, MessageRecord& out) const {
   MDB_val key = val(k), v;
   if (mdb_get(txn.get(), impl_->messages, &key, &v) != 0) return false;
   return decodeMessage(view(v), out);
+}
+
+bool Store::verifyQueuesAndMessages(std::string& error) const {
+  ReadTxn txn(impl_->env);
+  if (txn.rc()) return error = errText(txn.rc()), false;
+  const std::string file = options_.dir + "/data.mdb";
+  {
+    Cursor c(txn.get(), impl_->queue);
+    MDB_val k, v;
+    int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+    for (; rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+      std::string_view cid, rest;
+      QueueRecord q;
+      if (!splitClientKey(view(k), cid, rest) || rest.size() != 8 ||
+          !decodeQueue(readU64Key(rest), view(v), q)) {
+        error = file + ": corrupt queue entry of client '" + std::string(cid) + "'";
+        return false;
+      }
+    }
+    if (rc != MDB_NOTFOUND) return error = file + ": queue: " + errText(rc), false;
+  }
+  Cursor c(txn.get(), impl_->messages);
+  MDB_val k, v;
+  int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+  for (; rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+    MessageRecord m;
+    if (k.mv_size != 8 || !decodeMessage(view(v), m)) {
+      error = file + ": corrupt message record " + std::to_string(readU64Key(view(k)));
+      return false;
+    }
+  }
+  if (rc != MDB_NOTFOUND) return error = file + ": messages: " + errText(rc), false;
+  return true;
 }
 
 uint64_t Store::maxMessageId() const {

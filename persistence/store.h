@@ -100,6 +100,9 @@ class Store {
   // `prefix`.
   void forEachQueueOwner(std::string_view prefix, const std::function<void(std::string_view)>& f) const;
   uint64_t maxMessageId() const;
+  // Decodes every queue entry and message record (start-up check): false
+  // with `error` naming the file and the record when one is damaged.
+  bool verifyQueuesAndMessages(std::string& error) const;
   StoreStats stats() const;
   // Bytes in use as of the last commit (cheap; for the size cap).
   uint64_t usedBytes() const;

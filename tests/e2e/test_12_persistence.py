@@ -669,7 +669,7 @@ def mdb_load(dbdir, database, records):
     environment in `dbdir` (None = the main database) with mdb_load."""
     exe = shutil.which("mdb_load")
     if exe is None:
-        pytest.skip("mdb_load (lmdb-utils) not installed")
+        pytest.fail("mdb_load missing: apt-get install lmdb-utils")
     lines = ["VERSION=3", "format=bytevalue", "type=btree", "HEADER=END"]
     for k, v in records.items():
         lines += [" " + k.hex(), " " + v.hex()]
@@ -712,11 +712,17 @@ def damage(kind, ddir):
     if kind == "bad_record":
         mdb_load(ddir, "sessions", {b"mangled": b"\x01\x05garbage"})
         return "corrupt session record for client 'mangled'"
+    if kind == "bad_queue_entry":
+        mdb_load(ddir, "queue", {b"mangled\x00" + (7).to_bytes(8, "big"): b"\x09short"})
+        return "corrupt queue entry of client 'mangled'"
+    if kind == "bad_message":
+        mdb_load(ddir, "messages", {(999999).to_bytes(8, "big"): b"\x07not a message"})
+        return "corrupt message record 999999"
     raise ValueError(kind)
 
 
 DAMAGE = ["truncated_half", "truncated_short", "garbage", "schema_newer", "schema_older",
-          "foreign", "bad_record"]
+          "foreign", "bad_record", "bad_queue_entry", "bad_message"]
 
 
 @pytest.mark.parametrize("kind", DAMAGE)
