@@ -46,6 +46,8 @@ bool Broker::start(std::string& err) {
     LOG_NOTICE("listening on %s port %u", l.address.c_str(), l.port);
     listeners_.push_back(std::move(server));
   }
+  started_ms_ = uv_now(loop_);
+  next_sys_ms_ = started_ms_;
   uv_timer_init(loop_, &sweep_timer_);
   sweep_timer_.data = this;
   uv_timer_start(&sweep_timer_, &Broker::onSweep, kSweepIntervalMs, kSweepIntervalMs);
@@ -178,6 +180,10 @@ void Broker::onSweep(uv_timer_t* t) { static_cast<Broker*>(t->data)->sweep(); }
 
 void Broker::sweep() {
   const uint64_t now = uv_now(loop_);
+  if (cfg_.sys_interval && now >= next_sys_ms_) {
+    next_sys_ms_ = now + uint64_t(cfg_.sys_interval) * 1000;
+    publishSys();
+  }
   // Keep alive: [MQTT-3.1.2-24] one and a half times the interval.
   for (size_t i = 0; i < connections_.size(); ++i) {
     Connection* c = connections_[i];

@@ -90,6 +90,8 @@ class Broker {
 
   // One line per shared subscription group (SIGUSR1 writes it to the log).
   std::string groupReport();
+  // Publishes the $SYS/broker/... metrics (sys_topics.cpp).
+  void publishSys();
 
   // Reads the TLS certificates, the password file and the ACL file again
   // (SIGHUP). Whatever fails to load is logged and the old one kept.
@@ -186,6 +188,8 @@ class Broker {
   Config cfg_;
   std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
   uv_timer_t sweep_timer_;
+  uint64_t started_ms_ = 0;
+  uint64_t next_sys_ms_ = 0;
   uv_check_t check_;
   uv_prepare_t prepare_;
   std::vector<uint8_t> read_buf_;

@@ -203,6 +203,7 @@ void parseRoot(const YAML::Node& root, Config& c) {
          {"topic_alias_maximum", [&](const YAML::Node& v, const std::string& kk) { c.topic_alias_maximum = readInt<uint16_t>(v, kk, 0, u16max); }},
          {"outbound_topic_aliases", [&](const YAML::Node& v, const std::string& kk) { c.outbound_topic_aliases = readInt<uint16_t>(v, kk, 0, u16max); }},
          {"allow_zero_length_clientid", [&](const YAML::Node& v, const std::string& kk) { c.allow_zero_length_clientid = readBool(v, kk); }},
+         {"sys_interval", [&](const YAML::Node& v, const std::string& kk) { c.sys_interval = readInt<uint32_t>(v, kk, 0, 86400); }},
        });
      }},
   });

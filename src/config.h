@@ -62,6 +62,7 @@ struct Config {
   uint16_t topic_alias_maximum = 10;
   uint16_t outbound_topic_aliases = 0;
   bool allow_zero_length_clientid = true;
+  uint32_t sys_interval = 10;  // seconds between $SYS updates, 0 = off
 
   // auth: (empty = not used)
   std::string password_file;  // mosquitto_passwd format
