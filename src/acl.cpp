@@ -60,14 +60,12 @@ bool aclCovers(std::string_view acl, std::string_view filter) {
 }
 
 bool Acl::load(const std::string& path, std::string& error) {
-  std::ifstream in(path);
-  if (!in) {
+  const auto text = readFile(path);
+  if (!text) {
     error = path + ": cannot open the ACL file";
     return false;
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse(ss.str(), path, error);
+  return parse(*text, path, error);
 }
 
 bool Acl::parse(std::string_view text, const std::string& name, std::string& error) {

@@ -105,6 +105,7 @@ class Broker {
   // handle_publish.cpp
   void handlePublish(Connection& c, const mqtt::Frame& f);
   void handleAck(Connection& c, const mqtt::Frame& f);
+  void completeDelivery(Session& s, uint16_t packet_id);
   // handle_subscribe.cpp
   void handleSubscribe(Connection& c, const mqtt::Frame& f);
   void handleUnsubscribe(Connection& c, const mqtt::Frame& f);

@@ -99,6 +99,15 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f) {
   }
 }
 
+void Broker::completeDelivery(Session& s, uint16_t packet_id) {
+  // The exchange of an outbound QoS 1/2 message is over: drop it, and let
+  // the freed window take the next ones (the session's queue, its groups).
+  if (InflightOut* inf = s.findInflight(packet_id)) forget(s, inf->d);
+  s.eraseInflight(packet_id);
+  pump(s);
+  afterAck(s);
+}
+
 void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
   using mqtt::PacketType;
   using mqtt::Reason;
@@ -128,10 +137,7 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
         LOG_DEBUG("client %s: PUBACK for unknown packet id %u", s.clientId().c_str(), a.packet_id);
         return;
       }
-      forget(s, inf->d);
-      s.eraseInflight(a.packet_id);
-      pump(s);
-      afterAck(s);
+      completeDelivery(s, a.packet_id);
       return;
     }
     case PacketType::Pubrec: {
@@ -146,10 +152,7 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
       }
       if (v5 && static_cast<uint8_t>(a.reason) >= 0x80) {
         // §4.3.3: a failure PUBREC ends the exchange; the id is free again.
-        forget(s, inf->d);
-        s.eraseInflight(a.packet_id);
-        pump(s);
-        afterAck(s);
+        completeDelivery(s, a.packet_id);
         return;
       }
       inf->released = true;
@@ -163,10 +166,7 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
         LOG_DEBUG("client %s: PUBCOMP for unknown packet id %u", s.clientId().c_str(), a.packet_id);
         return;
       }
-      forget(s, inf->d);
-      s.eraseInflight(a.packet_id);
-      pump(s);
-      afterAck(s);
+      completeDelivery(s, a.packet_id);
       return;
     }
     default:

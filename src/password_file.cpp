@@ -63,14 +63,12 @@ std::string PasswordFile::hashPassword(std::string_view password, uint32_t itera
 }
 
 bool PasswordFile::load(const std::string& path, std::string& error) {
-  std::ifstream in(path);
-  if (!in) {
+  const auto text = readFile(path);
+  if (!text) {
     error = path + ": cannot open the password file";
     return false;
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  parse(ss.str(), path);
+  parse(*text, path);
   return true;
 }
 

@@ -2,6 +2,10 @@
 // password file).
 #pragma once
 
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -26,6 +30,15 @@ inline std::vector<std::string_view> split(std::string_view s, char sep) {
     start = d + 1;
   }
   return out;
+}
+
+// The whole file, or nothing when it cannot be opened.
+inline std::optional<std::string> readFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 }  // namespace petrel
