@@ -162,7 +162,13 @@ void Broker::onWritable(Connection& c) {
 void Broker::flushAll() {
   // Group commit: everything this loop turn wrote to the store goes to the
   // writer thread as one batch.
-  if (store_) store_->submit();
+  if (store_) {
+    store_->submit();
+    if (gates_ready_) {
+      gates_ready_ = false;
+      releaseHeld();
+    }
+  }
   // A flush can make more connections dirty (a write error closes and a
   // will is published), so loop until stable.
   while (!dirty_.empty()) {
@@ -256,10 +262,13 @@ void Broker::onFrame(Connection& c, const mqtt::Frame& f) {
   if (!store_ || f.type == PacketType::Puback || f.type == PacketType::Pubcomp ||
       f.type == PacketType::Pingreq)
     return dispatch(c, f);
-  const size_t mark = c.outMark();
+  const Connection::OutMark mark = c.outMark();
   const size_t ops = store_->batch().count();
+  frame_gate_.reset();
   dispatch(c, f);
-  if (store_->batch().count() != ops && !c.closing()) holdOutput(c, mark);
+  std::shared_ptr<AckGate> gate = std::move(frame_gate_);
+  frame_gate_.reset();
+  if (store_->batch().count() != ops && !c.closing()) holdOutput(c, mark, gate);
 }
 
 void Broker::dispatch(Connection& c, const mqtt::Frame& f) {

@@ -84,6 +84,9 @@ class Broker {
   // sessions it was delivered or queued to. `extra_refs` counts holders
   // besides session queues (the retained slot) for the store's record.
   size_t route(const MessagePtr& msg, uint32_t extra_refs = 0);
+  // After route(): the gate under which the publisher's PUBACK may go
+  // before the commit, or null when it must wait for the commit.
+  std::shared_ptr<AckGate> route_gate_;
   // Stores `msg` as the retained message of its topic (empty payload
   // clears); returns the store references it takes (0 or 1).
   uint32_t retain(const MessagePtr& msg);
@@ -115,8 +118,10 @@ class Broker {
   void publishWill(Session& s);
   void endSession(Session* s);
   // router.cpp
-  // Returns true if the delivery was written to the store for `s`.
-  bool deliver(Session& s, Delivery&& d);
+  // Returns true if the delivery was written to the store for `s`. With a
+  // gate, a durable QoS 1 delivery sent at once counts in it; one that has
+  // to wait sets gate_blocked_.
+  bool deliver(Session& s, Delivery&& d, const std::shared_ptr<AckGate>& gate = nullptr);
   bool sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup);
   // Sends a new QoS 1/2 delivery with a fresh packet id and records it in
   // flight (and in the store); false if it could not be sent.
@@ -152,7 +157,10 @@ class Broker {
   void scheduleEvict(Session& s);
   bool storeFull();
   MessagePtr loadMessage(uint64_t id);
-  void holdOutput(Connection& c, size_t mark);
+  void holdOutput(Connection& c, Connection::OutMark mark,
+                  const std::shared_ptr<AckGate>& gate = nullptr);
+  // Releases held output that may go (commits, satisfied gates).
+  void releaseHeld();
   void onCommit();
   static void onCommitAsync(uv_async_t* h);
   void forgetSession(Session* s);
@@ -203,6 +211,7 @@ class Broker {
   RetainedStore retained_;
   BrokerStats stats_;
   uint64_t match_gen_ = 0;
+  bool gate_blocked_ = false;
   bool shutting_down_ = false;
 
   // Persistence (durable.cpp).
@@ -215,6 +224,9 @@ class Broker {
   std::unordered_map<uint64_t, std::weak_ptr<const Message>> msg_cache_;
   uint64_t next_msg_id_ = 1;
   bool store_full_logged_ = false;
+  // Set by handlePublish when the PUBACK may be released by an AckGate.
+  std::shared_ptr<AckGate> frame_gate_;
+  bool gates_ready_ = false;  // a gate opened: try releasing held output
   // security.cpp: one entry per listener, in cfg_.listeners order.
   std::vector<std::unique_ptr<ListenerSecurity>> listener_security_;
   std::unique_ptr<PasswordFile> passwords_;  // null: no password_file

@@ -1,10 +1,12 @@
 #include "src/connection.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "mqtt/encoder.h"
 #include "src/broker.h"
 #include "src/log.h"
+#include "src/session.h"
 
 namespace petrel {
 
@@ -208,27 +210,67 @@ void Connection::onWrite(uv_write_t* req, int status) {
   }
 }
 
-void Connection::holdSince(size_t mark, uint64_t ticket) {
-  if (ob().held.empty()) {
-    if (mark > out_.size()) mark = out_.size();
-    ob().held.push_back({ticket, out_.substr(mark)});
-    out_.resize(mark);
+void Connection::holdSince(OutMark mark, uint64_t ticket, const std::shared_ptr<AckGate>& gate) {
+  auto& held = ob().held;
+  auto wait = [&](Held& h) {
+    if (gate) h.gates.push_back(gate);
+    else h.needs_commit = true;
+    if (h.ticket < ticket) h.ticket = ticket;
+  };
+  if (mark.segments == 0) {
+    const size_t m = std::min(mark.size, out_.size());
+    if (held.empty()) {
+      held.push_back(Held{ticket, out_.substr(m), {}, false});
+      out_.resize(m);
+      wait(held.back());
+      return;
+    }
+    // A hold began during the handler: the bytes the handler wrote before
+    // it join the front of the hold, keeping their order.
+    if (m < out_.size()) {
+      held.front().bytes.insert(0, out_, m, std::string::npos);
+      out_.resize(m);
+    }
+    for (auto& h : held) wait(h);
     return;
   }
-  // Already holding: what this handler wrote went into the last segment,
-  // which now waits for the newer ticket. Bytes it wrote before the hold
-  // began (mark within out_) join the front of the hold, keeping order.
-  if (mark < out_.size()) {
-    ob().held.front().bytes.insert(0, out_, mark, std::string::npos);
-    out_.resize(mark);
+  if (held.size() == mark.segments) {
+    Held& last = held.back();
+    if (last.ticket == ticket || mark.size >= last.bytes.size()) {
+      if (mark.size >= last.bytes.size() && last.ticket != ticket) {
+        // Nothing written by this handler: an empty segment of its own keeps
+        // the older output from waiting for the newer batch.
+        held.push_back(Held{ticket, {}, {}, false});
+        wait(held.back());
+        return;
+      }
+      wait(last);  // same batch
+      return;
+    }
+    // What this handler wrote becomes a segment of its own, so the output
+    // before it is released with its own (older) batch.
+    Held n{ticket, last.bytes.substr(mark.size), {}, false};
+    last.bytes.resize(mark.size);
+    held.push_back(std::move(n));
+    wait(held.back());
+    return;
   }
-  Held& last = ob().held.back();
-  if (last.ticket < ticket) last.ticket = ticket;
+  // Segments were added while the handler ran: they and the tail of the
+  // segment it started in wait for this too.
+  for (size_t i = mark.segments - 1; i < held.size(); ++i) wait(held[i]);
+}
+
+bool Connection::Held::releasable(uint64_t committed) const {
+  if (ticket <= committed) return true;
+  if (needs_commit) return false;
+  for (const auto& g : gates)
+    if (g->pending) return false;
+  return true;
 }
 
 bool Connection::release(uint64_t committed) {
   size_t n = 0;
-  while (n < ob().held.size() && ob().held[n].ticket <= committed) {
+  while (n < ob().held.size() && ob().held[n].releasable(committed)) {
     out_.append(ob().held[n].bytes);
     ++n;
   }

@@ -22,6 +22,7 @@ namespace petrel {
 
 class Broker;
 class Session;
+struct AckGate;
 struct ListenerSecurity;
 
 class Connection {
@@ -56,8 +57,17 @@ class Connection {
   // batch `ticket`; everything written after them waits too, which keeps
   // the packet order the client sees. outMark() is taken before a handler
   // writes, holdSince() then holds what it wrote.
-  size_t outMark() const { return holding() ? std::string::npos : out_.size(); }
-  void holdSince(size_t mark, uint64_t ticket);
+  struct OutMark {
+    size_t segments;  // held segments when the mark was taken
+    size_t size;      // size of out_ (no segment) or of the last segment
+  };
+  OutMark outMark() const {
+    if (!holding()) return {0, out_.size()};
+    return {ob_->held.size(), ob_->held.back().bytes.size()};
+  }
+  // Holds what was written since `mark` until `ticket` commits -- or, with
+  // a gate, until the gate's receivers have all acknowledged (AckGate).
+  void holdSince(OutMark mark, uint64_t ticket, const std::shared_ptr<AckGate>& gate = nullptr);
   // Releases held output up to the committed ticket; true while some stays.
   bool release(uint64_t committed);
   bool holding() const { return ob_ && !ob_->held.empty(); }
@@ -139,6 +149,9 @@ class Connection {
   struct Held {
     uint64_t ticket;
     std::string bytes;
+    std::vector<std::shared_ptr<AckGate>> gates;
+    bool needs_commit = false;  // some of it waits for the commit in any case
+    bool releasable(uint64_t committed) const;
   };
   // Output state beyond the plain buffer, allocated while in use: a write
   // the kernel did not take at once, TLS records, held output.

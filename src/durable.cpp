@@ -313,28 +313,19 @@ void Broker::evict(Session& s) {
   s.evicted = true;
 }
 
-void Broker::holdOutput(Connection& c, size_t mark) {
-  c.holdSince(mark, store_->ticket());
+void Broker::holdOutput(Connection& c, Connection::OutMark mark,
+                        const std::shared_ptr<AckGate>& gate) {
+  c.holdSince(mark, store_->ticket(), gate);
   if (!c.in_held_list) {
     c.in_held_list = true;
     held_conns_.push_back(&c);
   }
 }
 
-void Broker::onCommitAsync(uv_async_t* h) { static_cast<Broker*>(h->data)->onCommit(); }
-
-void Broker::onCommit() {
+void Broker::releaseHeld() {
   const uint64_t done = store_->committed();
-  const uint64_t failed = failed_upto_.exchange(0);
   for (size_t i = 0; i < held_conns_.size();) {
     Connection* c = held_conns_[i];
-    if (failed && c->holding()) {
-      // The batch holding these messages was not stored: the client must
-      // not see their acknowledgements. Closing makes it send them again.
-      LOG_ERROR("persistence: a commit failed; closing %s so that it resends", c->peer().c_str());
-      c->ob().held.clear();
-      c->closeAfterFlush();
-    }
     if (!c->release(done)) {
       c->in_held_list = false;
       held_conns_[i] = held_conns_.back();
@@ -343,6 +334,24 @@ void Broker::onCommit() {
     }
     ++i;
   }
+}
+
+void Broker::onCommitAsync(uv_async_t* h) { static_cast<Broker*>(h->data)->onCommit(); }
+
+void Broker::onCommit() {
+  const uint64_t done = store_->committed();
+  const uint64_t failed = failed_upto_.exchange(0);
+  if (failed) {
+    for (Connection* c : held_conns_) {
+      if (!c->holding()) continue;
+      // The batch holding these messages was not stored: the client must
+      // not see their acknowledgements. Closing makes it send them again.
+      LOG_ERROR("persistence: a commit failed; closing %s so that it resends", c->peer().c_str());
+      c->ob().held.clear();
+      c->closeAfterFlush();
+    }
+  }
+  releaseHeld();
   for (size_t i = 0; i < evict_pending_.size();) {
     Session* s = evict_pending_[i];
     if (s->evict_ticket <= done) {

@@ -81,6 +81,10 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f) {
   // [MQTT-3.3.1-5..7] retained: store (or clear with an empty payload).
   const uint32_t retained_refs = m->retain ? retain(m) : 0;
   const size_t n = route(m, retained_refs);
+  // A retained copy, or a queued one, must be on disk before the PUBACK;
+  // copies only in flight to durable receivers need not (AckGate).
+  if (p.qos == 1 && retained_refs == 0) frame_gate_ = std::move(route_gate_);
+  route_gate_.reset();
 
   if (p.qos == 1) {
     mqtt::Ack ack;
@@ -102,7 +106,10 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f) {
 void Broker::completeDelivery(Session& s, uint16_t packet_id) {
   // The exchange of an outbound QoS 1/2 message is over: drop it, and let
   // the freed window take the next ones (the session's queue, its groups).
-  if (InflightOut* inf = s.findInflight(packet_id)) forget(s, inf->d);
+  if (InflightOut* inf = s.findInflight(packet_id)) {
+    if (inf->d.gate && inf->d.gate->pending && --inf->d.gate->pending == 0) gates_ready_ = true;
+    forget(s, inf->d);
+  }
   s.eraseInflight(packet_id);
   pump(s);
   afterAck(s);

@@ -49,8 +49,16 @@ size_t Broker::route(const MessagePtr& m, uint32_t extra_refs) {
         groups.push_back(&g);
       });
   uint32_t stored = 0;
+  // A QoS 1 message kept only for durable receivers that get it at once can
+  // be acknowledged to its publisher when they have all acknowledged it.
+  std::shared_ptr<AckGate> gate;
+  if (store_ && m->qos == 1 && extra_refs == 0) gate = std::make_shared<AckGate>();
+  gate_blocked_ = false;
   for (SharedGroup* g : groups) {
-    if (groupEnqueue(*g, m)) ++stored;
+    if (groupEnqueue(*g, m)) {
+      ++stored;
+      gate_blocked_ = true;  // the group queue holds it until a member acks
+    }
     dispatchGroup(*g);
   }
   for (Target& t : targets) {
@@ -61,8 +69,9 @@ size_t Broker::route(const MessagePtr& m, uint32_t extra_refs) {
     d.qos = std::min(m->qos, t.qos);  // [MQTT-3.8.4-8] downgrade to granted
     d.retain = t.retain_as_published && m->retain;  // [MQTT-3.3.1-12/13]
     d.subscription_ids = std::move(t.ids);
-    if (deliver(*t.session, std::move(d))) ++stored;
+    if (deliver(*t.session, std::move(d), gate)) ++stored;
   }
+  route_gate_ = gate && !gate_blocked_ && gate->pending > 0 ? std::move(gate) : nullptr;
   // One record for the message, referenced by every durable queue entry
   // (and the retained slot) that holds it: stored once, not per receiver.
   if (store_ && stored + extra_refs > 0) {
@@ -87,7 +96,7 @@ uint32_t Broker::retain(const MessagePtr& m) {
   return m->payload.empty() ? 0 : 1;
 }
 
-bool Broker::deliver(Session& s, Delivery&& d) {
+bool Broker::deliver(Session& s, Delivery&& d, const std::shared_ptr<AckGate>& gate) {
   Connection* c = s.conn;
   const bool online = c && !c->closing() && c->connected;
   if (d.qos == 0) {
@@ -128,8 +137,14 @@ bool Broker::deliver(Session& s, Delivery&& d) {
   if (window_free) {
     // Fast path: the window has room, send now; the store entry carries the
     // packet id already.
-    return sendNew(s, *c, std::move(d)) && persist;
+    const bool gated = persist && gate && d.qos == 1;
+    if (gated) d.gate = gate;
+    if (!sendNew(s, *c, std::move(d))) return false;
+    if (gated) ++gate->pending;
+    else if (persist) gate_blocked_ = true;
+    return persist;
   }
+  if (persist) gate_blocked_ = true;  // kept until the window drains
   if (persist) {
     saveQueueEntry(s, d, 0, false);
     // Beyond the RAM window (or for an offline session whose state is on
@@ -145,7 +160,7 @@ bool Broker::deliver(Session& s, Delivery&& d) {
 
 bool Broker::sendNew(Session& s, Connection& c, Delivery&& d) {
   const uint16_t pid = s.nextPacketId();
-  const size_t mark = c.outMark();
+  const Connection::OutMark mark = c.outMark();
   if (!sendPublish(s, c, d, pid, false)) {
     forget(s, d);  // expired or too large for this client
     return false;

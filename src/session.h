@@ -28,6 +28,15 @@ namespace petrel {
 class Connection;
 struct SharedGroup;
 
+// The publisher's PUBACK of a QoS 1 message normally waits for the commit
+// that stores it. When every durable receiver got the message at once, it
+// may go earlier: as soon as all of them have acknowledged it, nothing is
+// owed any more and the stored copy is moot. `pending` counts those
+// receivers still to acknowledge.
+struct AckGate {
+  uint32_t pending = 0;
+};
+
 // One message owed to this session, with its per-receiver attributes.
 struct Delivery {
   MessagePtr msg;
@@ -39,6 +48,7 @@ struct Delivery {
   // session's; it goes back to the group if the member leaves.
   SharedGroup* group = nullptr;
   uint64_t group_seq = 0;
+  std::shared_ptr<AckGate> gate;  // see AckGate
 };
 
 struct InflightOut {
