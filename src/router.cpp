@@ -217,10 +217,10 @@ bool Broker::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t 
   std::string_view topic = m.topic;
   const mqtt::Properties* props = nullptr;
   mqtt::Properties tmp;
+  bool alias_new = false;
   if (v5) {
     uint16_t alias = 0;
     bool alias_known = false;
-    bool alias_new = false;
     if (cfg_.outbound_topic_aliases && s.client_topic_alias_max) {
       // Topic aliases toward the client: the first topics get an alias for
       // the life of the connection (§3.3.2.3.4).
@@ -243,16 +243,13 @@ bool Broker::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t 
       props = &tmp;
     }
     if (alias_known) topic = {};
-    if (s.client_max_packet &&
-        mqtt::publishSize(c.version, topic, d.qos, props, m.payload.size()) > s.client_max_packet) {
-      if (alias_new) c.aliases->out.pop_back();
-      alias = 0;
-    }
   }
   if (s.client_max_packet &&
       mqtt::publishSize(c.version, topic, d.qos, props, m.payload.size()) > s.client_max_packet) {
     // [MQTT-3.1.2-25] never send a packet above the client's Maximum
-    // Packet Size: the message is discarded for this client.
+    // Packet Size: the message is discarded for this client (and a topic
+    // alias just assigned for it is taken back: the client never saw it).
+    if (alias_new) c.aliases->out.pop_back();
     ++stats_.messages_dropped;
     LOG_DEBUG("client %s: message on '%s' exceeds its maximum packet size, dropped",
               s.clientId().c_str(), m.topic.c_str());
