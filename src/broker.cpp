@@ -100,7 +100,11 @@ void Broker::onConnection(uv_stream_t* server, int status) {
 }
 
 void Broker::onConnectionLost(Connection& c) {
+  ++closing_connections_;
   Session* s = c.session;
+  if (c.dropped_qos0)
+    LOG_NOTICE("client %s: %llu QoS 0 messages were dropped for it while its output was over budget",
+               s ? s->clientId().c_str() : c.peer().c_str(), static_cast<unsigned long long>(c.dropped_qos0));
   if (!s) return;
   c.session = nullptr;
   if (s->conn != &c) return;  // taken over already
@@ -131,6 +135,7 @@ void Broker::onConnectionLost(Connection& c) {
 }
 
 void Broker::onConnectionClosed(Connection* c) {
+  if (closing_connections_) --closing_connections_;
   // Swap-remove from the connection list.
   const size_t i = c->index;
   if (i < connections_.size() && connections_[i] == c) {
@@ -140,6 +145,9 @@ void Broker::onConnectionClosed(Connection* c) {
   }
   for (auto& d : dirty_)
     if (d == c) d = nullptr;
+  output_total_ -= std::min<uint64_t>(output_total_, c->accounted_output);
+  if (c->accounted_output > kOutputHighWater && output_congested_) --output_congested_;
+
   if (c->in_held_list) {
     for (size_t j = 0; j < held_conns_.size(); ++j) {
       if (held_conns_[j] == c) {
@@ -174,8 +182,11 @@ void Broker::flushAll() {
   while (!dirty_.empty()) {
     std::vector<Connection*> batch;
     batch.swap(dirty_);
-    for (Connection* c : batch)
-      if (c) c->flush();
+    for (Connection* c : batch) {
+      if (!c) continue;
+      c->flush();
+      accountOutput(*c);
+    }
   }
 }
 
@@ -194,6 +205,7 @@ void Broker::sweep() {
   for (size_t i = 0; i < connections_.size(); ++i) {
     Connection* c = connections_[i];
     if (c->lingering() && now - c->last_rx_ms > 1000) c->closeNow();
+    if (c->halfClosed() && now - c->last_rx_ms > Connection::kHalfCloseLingerMs) c->closeNow();
     if (c->closing()) continue;
     if (!c->connected) {
       if (handshakeTimedOut(*c, now)) continue;

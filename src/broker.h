@@ -34,17 +34,18 @@ namespace petrel {
 struct BrokerStats {
   uint64_t messages_received = 0;
   uint64_t messages_delivered = 0;
-  uint64_t messages_dropped = 0;   // queue limit, packet size, expiry
+  uint64_t messages_dropped = 0;   // queue limit, packet size, expiry, output budget
+  uint64_t qos0_dropped_output = 0;  // QoS 0 to a client over its output budget
   uint64_t connections_total = 0;
 };
 
 class Broker {
  public:
   // Output buffered for one client above which QoS 1/2 messages wait in the
-  // session queue instead of being encoded ...
+  // session queue instead of being encoded (they are never dropped for
+  // lack of buffer space). QoS 0 keeps being buffered up to the client's
+  // output budget (limits.max_client_output, see qos0Allowed).
   static constexpr size_t kOutputHighWater = 1 << 20;
-  // ... and above which QoS 0 messages for that client are dropped.
-  static constexpr size_t kOutputLimit = 16 << 20;
   // Queue entries of a durable session kept in RAM; the rest wait on disk.
   static constexpr size_t kRamWindow = 1000;
 
@@ -63,6 +64,7 @@ class Broker {
   void shutdown();
 
   const Config& config() const { return cfg_; }
+  bool shuttingDown() const { return shutting_down_; }
   uv_loop_t* loop() const { return loop_; }
   int64_t nowMs() const;  // wall clock, for expiry deadlines
   const BrokerStats& stats() const { return stats_; }
@@ -72,7 +74,9 @@ class Broker {
   void onFramingError(Connection& c, bool too_large);
   void onConnectionLost(Connection& c);    // stop using c; it is closing
   void onConnectionClosed(Connection* c);  // handle closed: free it
-  void onWritable(Connection& c);          // a large write has drained
+  void onWritable(Connection& c);          // output drained below the high-water mark
+  // Brings the broker-wide total of buffered output up to date with `c`.
+  void accountOutput(Connection& c);
   void scheduleFlush(Connection* c) { dirty_.push_back(c); }
   uint8_t* sharedReadBuffer(size_t& n) {
     n = read_buf_.size();
@@ -123,6 +127,9 @@ class Broker {
   // to wait sets gate_blocked_.
   bool deliver(Session& s, Delivery&& d, const std::shared_ptr<AckGate>& gate = nullptr);
   bool sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup);
+  // Output budgets: false when a QoS 0 message for `c` must be dropped
+  // because its buffered output is over its budget (flow_control.cpp).
+  bool qos0Allowed(Session& s, Connection& c);
   // Sends a new QoS 1/2 delivery with a fresh packet id and records it in
   // flight (and in the store); false if it could not be sent.
   bool sendNew(Session& s, Connection& c, Delivery&& d);
@@ -205,6 +212,11 @@ class Broker {
 
   std::vector<Connection*> connections_;  // owned; freed in onConnectionClosed
   std::vector<Connection*> dirty_;        // have output to flush this turn
+  // Output buffered for all connections (flow_control.cpp), and how many
+  // connections hold more than kOutputHighWater of it.
+  size_t closing_connections_ = 0;  // closing, handle not yet closed
+  uint64_t output_total_ = 0;
+  size_t output_congested_ = 0;
   // Keyed by a view of the session's own client id (no second copy).
   std::unordered_map<std::string_view, std::unique_ptr<Session>> sessions_;
   TopicTree tree_;

@@ -42,6 +42,13 @@ struct Config {
   uint32_t max_session_expiry = 0xFFFFFFFF;
 
   uint64_t max_queued_bytes = 0;  // per session, payload bytes; 0 = no limit
+  // Output buffered for one client (bytes not yet taken by its socket)
+  // beyond which QoS 0 messages for that client are dropped and counted.
+  uint64_t max_client_output = 256ull << 20;
+  // Output buffered for all clients together; above it, the clients with
+  // the largest buffers are held to an equal share of it (their QoS 0 is
+  // dropped), so that memory stays bounded whoever stops reading.
+  uint64_t max_output_memory = 1ull << 30;
 
   // persistence:
   bool persistence = true;

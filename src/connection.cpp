@@ -158,7 +158,7 @@ void Connection::flush() {
   if (tls_) return flushTls();
   dirty_ = false;
   if (writing_ || out_.empty() || handle_closed_) {
-    if (closing_ && !lingering_ && !writing_ && !handle_closed_) beginClose();
+    if (closing_ && !lingering_ && !writing_ && !handle_closed_) endOutput();
     return;
   }
   uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
@@ -166,7 +166,8 @@ void Connection::flush() {
   if (n == static_cast<int>(out_.size())) {
     out_.clear();
     if (out_.capacity() > 64 * 1024) std::string().swap(out_);
-    if (closing_ && !lingering_) beginClose();
+    if (closing_ && !lingering_) endOutput();
+    else notifyWritable();
     return;
   }
   if (n < 0 && n != UV_EAGAIN) {
@@ -204,9 +205,20 @@ void Connection::onWrite(uv_write_t* req, int status) {
   if (!c->out_.empty() || (c->ob_ && !c->ob_->tls_out.empty())) {
     c->flush();
   } else if (c->closing_ && !c->lingering_) {
-    c->beginClose();
-  } else if (!c->closing_) {
-    c->broker_.onWritable(*c);
+    c->endOutput();
+  }
+  c->broker_.accountOutput(*c);
+  // Whether or not more output followed, the kernel took a large write:
+  // messages that waited for room may go now. (Under a steady QoS 0 stream
+  // the buffer is never empty when a write completes; waiting for "empty"
+  // stranded QoS 1/2 messages in the session queue.)
+  if (!c->closing_) c->notifyWritable();
+}
+
+void Connection::notifyWritable() {
+  if (want_writable && !closing_ && pendingOutput() < Broker::kOutputHighWater) {
+    want_writable = false;
+    broker_.onWritable(*this);
   }
 }
 
@@ -285,10 +297,32 @@ bool Connection::release(uint64_t committed) {
 
 void Connection::closeAfterFlush() {
   if (closing_) return;
+  // Reading goes on (and discards) until the close: see endOutput().
   closing_ = true;
-  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
   broker_.onConnectionLost(*this);
   markDirty();
+}
+
+void Connection::endOutput() {
+  if (handle_closed_ || half_closed_) return;
+  // The last packet (DISCONNECT, or a CONNACK refusing the client) is
+  // written. Closing now would make the kernel answer the client's
+  // in-flight bytes with a reset, and a client still sending sees a broken
+  // pipe instead of our reason code. So: half-close (FIN after the data),
+  // read and discard until the client closes, and close after
+  // kHalfCloseLingerMs at the latest (Broker::sweep).
+  if (broker_.shuttingDown()) return beginClose();  // no sweep runs any more
+  half_closed_ = true;
+  last_rx_ms = uv_now(tcp_.loop);
+  shutdown_req_ = std::make_unique<uv_shutdown_t>();
+  shutdown_req_->data = this;
+  if (uv_shutdown(shutdown_req_.get(), reinterpret_cast<uv_stream_t*>(&tcp_), &Connection::onShutdown) != 0)
+    beginClose();
+}
+
+void Connection::onShutdown(uv_shutdown_t*, int) {
+  // Nothing to do: the client's close (EOF) or the sweep's deadline ends
+  // the connection.
 }
 
 void Connection::closeWhenPeerDoes(uint64_t now_ms) {

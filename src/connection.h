@@ -79,6 +79,10 @@ class Connection {
   // client closes (or after a grace period, see Broker::sweep).
   void closeWhenPeerDoes(uint64_t now_ms);
   bool lingering() const { return lingering_; }
+  // After the last packet of a close: half-closed, discarding input until
+  // the client closes (or the sweep's deadline, kHalfCloseLingerMs).
+  bool halfClosed() const { return half_closed_; }
+  static constexpr uint64_t kHalfCloseLingerMs = 2000;
   void closeNow() { beginClose(); }
   // Sends DISCONNECT (MQTT 5, after CONNECT) with `reason`, then closes.
   void disconnect(mqtt::Reason reason);
@@ -108,8 +112,12 @@ class Connection {
   }
   size_t index = 0;             // position in the broker's connection list
 
-
-
+  // Output flow control (Broker::onWritable, Broker::accountOutput).
+  // Set when a message waits because this client's output is above the
+  // high-water mark: the broker is told once it has drained below it.
+  bool want_writable = false;
+  size_t accounted_output = 0;  // this connection's share of the broker's total
+  uint64_t dropped_qos0 = 0;    // QoS 0 dropped while over its output budget
   // The listener this connection came in on (anonymous access, TLS).
   const ListenerSecurity* listener = nullptr;
   uint64_t accepted_ms = 0;
@@ -122,12 +130,17 @@ class Connection {
   static void onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void onWrite(uv_write_t* req, int status);
   static void onClose(uv_handle_t* h);
+  static void onShutdown(uv_shutdown_t* req, int status);
+  void endOutput();  // all output of a closing connection is written
 
   void processShared(const uint8_t* data, size_t len);
   void processBuffered();
   // Returns false when the connection must stop processing input.
   bool handleFrame(const mqtt::Frame& f);
   void markDirty();
+  // Tells the broker when output that had been above the high-water mark
+  // has drained below it (want_writable).
+  void notifyWritable();
   void startWrite();  // uv_write of wbuf_
   void beginClose();
   // connection_tls.cpp: ciphertext in, plaintext to the decoder; output
@@ -141,6 +154,7 @@ class Connection {
   // Allocated only while a write is pending in the kernel's stead (most
   // writes complete at once through uv_try_write).
   std::unique_ptr<uv_write_t> write_req_;
+  std::unique_ptr<uv_shutdown_t> shutdown_req_;  // endOutput()
   // Holds the bytes of a packet that arrived in parts; allocated only then.
   std::unique_ptr<mqtt::StreamDecoder> decoder_;
   mqtt::StreamDecoder& decoder();
@@ -171,6 +185,7 @@ class Connection {
   std::unique_ptr<tls::TlsSession> tls_;  // null on a plain listener
   bool writing_ = false;
   bool lingering_ = false;  // closeWhenPeerDoes()
+  bool half_closed_ = false;  // endOutput()
   bool closing_ = false;
   bool handle_closed_ = false;
   bool dirty_ = false;

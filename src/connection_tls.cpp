@@ -72,7 +72,7 @@ void Connection::flushTls() {
   if (closing_) tls_->shutdown();
   tls_->drainOutput(ob().tls_out);
   if (writing_ || ob().tls_out.empty()) {
-    if (closing_ && !lingering_ && !writing_) beginClose();
+    if (closing_ && !lingering_ && !writing_) endOutput();
     return;
   }
   uv_buf_t b = uv_buf_init(ob().tls_out.data(), static_cast<unsigned>(ob().tls_out.size()));
@@ -80,7 +80,8 @@ void Connection::flushTls() {
   if (n == static_cast<int>(ob().tls_out.size())) {
     ob().tls_out.clear();
     trimOutbox();
-    if (closing_ && !lingering_) beginClose();
+    if (closing_ && !lingering_) endOutput();
+    else notifyWritable();
     return;
   }
   if (n < 0 && n != UV_EAGAIN) {

@@ -63,7 +63,8 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
     sendConnackError(c, v, r);
   };
 
-  if (cfg_.max_connections && connections_.size() > cfg_.max_connections)
+  // Connections on their way out (half-closed, lingering) no longer count.
+  if (cfg_.max_connections && connections_.size() - closing_connections_ > cfg_.max_connections)
     return refuse(v5 ? Reason::QuotaExceeded : Reason::ServerUnavailable, "too many connections");
   if (p.props.authentication_method)
     return refuse(Reason::BadAuthenticationMethod, "enhanced authentication is not supported");
@@ -158,8 +159,12 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
   s->version = v;
   s->username = std::move(username);
   s->expiry_interval = expiry;
+  // The broker's outbound window: the client's Receive Maximum (§3.1.2.11.3,
+  // 65,535 when absent), never wider than limits.max_inflight, so that what
+  // one session keeps in flight -- in memory and in the client -- is the
+  // operator's choice, as it is for MQTT 3.1.1.
   s->client_receive_max = v5 ? p.props.receive_maximum.value_or(65535) : cfg_.max_inflight;
-  if (s->client_receive_max > cfg_.max_inflight && !v5) s->client_receive_max = cfg_.max_inflight;
+  if (s->client_receive_max > cfg_.max_inflight) s->client_receive_max = cfg_.max_inflight;
   s->client_max_packet = v5 ? p.props.maximum_packet_size.value_or(0) : 0;
   s->client_topic_alias_max = v5 ? p.props.topic_alias_maximum.value_or(0) : 0;
   if (p.will) s->will = std::make_unique<mqtt::Will>(std::move(*p.will));

@@ -22,6 +22,7 @@ class LazyDeque {
   T& front() { return d_->front(); }
   const T& front() const { return d_->front(); }
   T& back() { return d_->back(); }
+  T& operator[](size_t i) { return (*d_)[i]; }
   const T& back() const { return d_->back(); }
 
   void push_back(T&& v) { get().push_back(std::move(v)); }

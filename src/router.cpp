@@ -103,10 +103,7 @@ bool Broker::deliver(Session& s, Delivery&& d, const std::shared_ptr<AckGate>& g
     // QoS 0 is sent now or never: not queued for offline sessions, and
     // dropped for a client whose socket cannot keep up.
     if (!online) return false;
-    if (c->pendingOutput() >= kOutputLimit) {
-      ++stats_.messages_dropped;
-      return false;
-    }
+    if (c->pendingOutput() >= kOutputHighWater && !qos0Allowed(s, *c)) return false;
     sendPublish(s, *c, d, 0, false);
     return false;
   }
@@ -119,9 +116,12 @@ bool Broker::deliver(Session& s, Delivery&& d, const std::shared_ptr<AckGate>& g
     limit = "limits.max_queued_bytes";
   else if (persist && storeFull())
     limit = "persistence.max_size_mb";
-  const bool window_free = online && s.queue.empty() && s.disk_count == 0 &&
-                           s.inflight.size() < s.client_receive_max &&
-                           c->pendingOutput() < kOutputHighWater;
+  bool window_free = online && s.queue.empty() && s.disk_count == 0 &&
+                     s.inflight.size() < s.client_receive_max;
+  if (window_free && c->pendingOutput() >= kOutputHighWater) {
+    window_free = false;
+    c->want_writable = true;  // pumped again once the output has drained
+  }
   if (limit && !window_free) {
     ++s.dropped;
     ++stats_.messages_dropped;
@@ -192,7 +192,10 @@ void Broker::pump(Session& s) {
       refill(s, true);
       if (s.queue.empty()) break;
     }
-    if (c->pendingOutput() >= kOutputHighWater) break;  // resumed by onWritable
+    if (c->pendingOutput() >= kOutputHighWater) {
+      c->want_writable = true;  // resumed by onWritable
+      break;
+    }
     Delivery d = std::move(s.queue.front());
     s.queue.pop_front();
     sendNew(s, *c, std::move(d));

@@ -12,32 +12,10 @@ uint16_t Session::nextPacketId() {
   return last_packet_id_;
 }
 
-bool Session::packetIdInUse(uint16_t id) const {
-  if (inflight.empty()) return false;
-  // Ids are assigned in increasing order (mod 2^16), so the window is a
-  // contiguous range unless acks came back out of order.
-  for (const auto& f : inflight)
-    if (f.packet_id == id) return true;
-  return false;
-}
+bool Session::packetIdInUse(uint16_t id) const { return inflight.contains(id); }
 
-InflightOut* Session::findInflight(uint16_t id) {
-  for (auto& f : inflight)
-    if (f.packet_id == id) return &f;
-  return nullptr;
-}
+InflightOut* Session::findInflight(uint16_t id) { return inflight.find(id); }
 
-void Session::eraseInflight(uint16_t id) {
-  if (!inflight.empty() && inflight.front().packet_id == id) {
-    inflight.pop_front();
-    return;
-  }
-  for (auto it = inflight.begin(); it != inflight.end(); ++it) {
-    if (it->packet_id == id) {
-      inflight.erase(it);
-      return;
-    }
-  }
-}
+void Session::eraseInflight(uint16_t id) { inflight.erase(id); }
 
 }  // namespace petrel

@@ -57,6 +57,100 @@ struct InflightOut {
   bool released = false;  // QoS 2: PUBREC received, PUBREL sent
 };
 
+// Outbound QoS 1/2 messages sent and not yet completed, in send order, with
+// constant-time packet id look-ups however wide the window is. A client may
+// allow up to 65,535 messages in flight; scanning the window for every new
+// packet id made a large drain quadratic (seconds of a frozen loop). Small
+// windows are scanned (they fit in a cache line or two); from kIndexFrom
+// entries on, a 65,536-bit map of the ids in use answers "is this id
+// taken", and acknowledgements, which come back mostly in order, are
+// looked for from the front.
+class InflightWindow {
+ public:
+  using iterator = LazyDeque<InflightOut>::iterator;
+  using const_iterator = LazyDeque<InflightOut>::const_iterator;
+
+  bool empty() const { return q_.empty(); }
+  size_t size() const { return q_.size(); }
+  InflightOut& front() { return q_.front(); }
+  const InflightOut& front() const { return q_.front(); }
+  InflightOut& back() { return q_.back(); }
+  iterator begin() { return q_.begin(); }
+  iterator end() { return q_.end(); }
+  const_iterator begin() const { return q_.begin(); }
+  const_iterator end() const { return q_.end(); }
+
+  void push_back(InflightOut&& f) {
+    const uint16_t id = f.packet_id;
+    q_.push_back(std::move(f));
+    if (ids_) set(id);
+    else if (q_.size() > kIndexFrom) buildIndex();
+  }
+  bool contains(uint16_t id) const {
+    if (ids_) return (ids_[id >> 6] >> (id & 63)) & 1;
+    for (const auto& f : q_)
+      if (f.packet_id == id) return true;
+    return false;
+  }
+  InflightOut* find(uint16_t id) {
+    const size_t i = position(id);
+    return i == kNone ? nullptr : &q_[i];
+  }
+  // Removes the entry with `id`; false if there is none.
+  bool erase(uint16_t id) {
+    const size_t i = position(id);
+    if (i == kNone) return false;
+    if (i == 0) pop_front();
+    else erase(q_.begin() + static_cast<std::ptrdiff_t>(i));
+    return true;
+  }
+  iterator erase(iterator it) {
+    if (ids_) clear(it->packet_id);
+    auto next = q_.erase(it);
+    if (q_.empty()) ids_.reset();
+    return next;
+  }
+  void pop_front() {
+    if (ids_) clear(q_.front().packet_id);
+    q_.pop_front();
+    if (q_.empty()) ids_.reset();
+  }
+  void clear() {
+    q_.clear();
+    ids_.reset();
+  }
+
+  static constexpr size_t kIndexFrom = 64;
+
+ private:
+  static constexpr size_t kNone = SIZE_MAX;
+  // Where `id` is in the window. Ids are handed out in increasing order
+  // (mod 2^16), so with no gaps the entry is at (id - front id); entries
+  // acknowledged out of order only move it towards the front. Looking from
+  // that guess backwards, then forwards, is constant time for acks in any
+  // order short of a client scrambling them on purpose.
+  size_t position(uint16_t id) {
+    if (q_.empty() || (ids_ && !contains(id))) return kNone;
+    const size_t n = q_.size();
+    size_t guess = static_cast<uint16_t>(id - q_.front().packet_id);
+    if (guess >= n) guess = n - 1;
+    for (size_t i = guess + 1; i-- > 0;)
+      if (q_[i].packet_id == id) return i;
+    for (size_t i = guess + 1; i < n; ++i)
+      if (q_[i].packet_id == id) return i;
+    return kNone;
+  }
+  void set(uint16_t id) { ids_[id >> 6] |= uint64_t(1) << (id & 63); }
+  void clear(uint16_t id) { ids_[id >> 6] &= ~(uint64_t(1) << (id & 63)); }
+  void buildIndex() {
+    ids_ = std::make_unique<uint64_t[]>(65536 / 64);  // zeroed
+    for (const auto& f : q_) set(f.packet_id);
+  }
+
+  LazyDeque<InflightOut> q_;
+  std::unique_ptr<uint64_t[]> ids_;  // null while the window is small
+};
+
 // A small set of packet ids (at most the Receive Maximum we announce, and
 // usually empty): a vector costs nothing while empty, unlike a hash set.
 class PacketIdSet {
@@ -160,7 +254,7 @@ class Session {
   SubscriptionList subscriptions;
 
   // Outbound QoS 1/2 messages sent and not yet completed, in send order.
-  LazyDeque<InflightOut> inflight;
+  InflightWindow inflight;
   // Messages waiting for the window (or for the client to come back).
   LazyDeque<Delivery> queue;
   // Inbound QoS 2 packet ids: PUBREC sent, PUBREL not yet received.

@@ -37,9 +37,13 @@ const char* shareStrategyName(ShareStrategy s) {
 }
 
 bool Broker::memberReady(const Session& s) const {
-  const Connection* c = s.conn;
-  return c && c->connected && !c->closing() && s.inflight.size() < s.client_receive_max &&
-         c->pendingOutput() < kOutputHighWater;
+  Connection* c = s.conn;
+  if (!c || !c->connected || c->closing() || s.inflight.size() >= s.client_receive_max) return false;
+  if (c->pendingOutput() >= kOutputHighWater) {
+    c->want_writable = true;  // its groups dispatch again from onWritable
+    return false;
+  }
+  return true;
 }
 
 Subscriber* Broker::pickMember(SharedGroup& g, const Message& m) {

@@ -31,22 +31,32 @@ void Broker::publishSys() {
   put("messages/received", num(stats_.messages_received));
   put("messages/sent", num(stats_.messages_delivered));
   put("messages/dropped", num(stats_.messages_dropped));
+  put("messages/dropped/output_budget", num(stats_.qos0_dropped_output));
+  put("clients/output_bytes", num(output_total_));
   put("subscriptions/count", num(tree_.subscriptionCount()));
   put("retained messages/count", num(retained_.size()));
   if (store_) put("store/bytes", num(store_->usedBytes()));
+  // A filter's wildcards may not appear in a topic name: '+', '#' and '%'
+  // are written %2B, %23 and %25 (and '/' in a client id, %2F).
+  auto escape = [](const std::string& in, bool slash) {
+    std::string out;
+    for (char ch : in) {
+      if (ch == '+') out += "%2B";
+      else if (ch == '#') out += "%23";
+      else if (ch == '%') out += "%25";
+      else if (slash && ch == '/') out += "%2F";
+      else out += ch;
+    }
+    return out;
+  };
+  // Per client, while connected: QoS 0 dropped over its output budget.
+  for (Connection* c : connections_)
+    if (c->dropped_qos0 && c->session)
+      put("clients/dropped_output/" + escape(c->session->clientId(), true), num(c->dropped_qos0));
   tree_.forEachGroup([&](SharedGroup& g) {
     size_t up = 0;
     for (auto& m : g.members) up += m.session->conn != nullptr;
-    // A filter's wildcards may not appear in a topic name: '+', '#' and '%'
-    // are written %2B, %23 and %25.
-    std::string filter;
-    for (char ch : g.filter) {
-      if (ch == '+') filter += "%2B";
-      else if (ch == '#') filter += "%23";
-      else if (ch == '%') filter += "%25";
-      else filter += ch;
-    }
-    const std::string base = "shared/" + g.name + "/" + filter + "/";
+    const std::string base = "shared/" + g.name + "/" + escape(g.filter, false) + "/";
     put(base + "members", num(g.members.size()));
     put(base + "online", num(up));
     put(base + "queued", num(g.queue.size()));

@@ -1,0 +1,303 @@
+"""Delivery never stalls, at the scale users run.
+
+Queues of 100,000 entries per subscriber (100x the RAM window of a durable
+queue), several subscribers draining at once, both protocol versions, QoS 1
+and 2, queues that span several broker lives (SIGKILL and SIGTERM), a
+publisher resending with DUP after a restart, a durable share group; and a
+QoS 0 flood with QoS 1 interleaved to readers and to a client that never
+reads. A bystander publishing to itself measures the broker's
+responsiveness meanwhile: the whole broker must stay live, not only the
+sessions under load.
+
+The bounds asserted here are loose enough for a loaded 2-core CI machine;
+bench/README.md has the measured numbers.
+"""
+
+import multiprocessing
+import os
+import re
+import signal
+import threading
+import time
+
+import pytest
+
+import fastclient as fc
+import mqttraw as m
+
+pytestmark = pytest.mark.petrel_only
+
+N = 100_000           # entries per queue: 100x the durable RAM window (1,000)
+FIRST_MESSAGE_S = 0.5  # first message after CONNACK, at most
+MAX_GAP_S = 1.0        # silence while draining, at most
+BYSTANDER_MAX_S = 0.5  # one round trip of the bystander, at most
+
+
+@pytest.fixture(autouse=True)
+def _long_test():
+    # These tests move millions of packets through Python clients: give
+    # them more than the suite's default per-test bound.
+    old = signal.alarm(0)
+    signal.alarm(150)
+    yield
+    signal.alarm(old)
+
+
+def durable_broker(make_broker, **extra):
+    cfg = {"persistence": {"enabled": True},
+           "limits": {"max_queued_messages": 0, "max_inflight": 100}}
+    cfg.update(extra)
+    return make_broker(**cfg)
+
+
+def durable_subs(b, topic, qos, names=("d311", "d5")):
+    """Durable subscribers, alternately MQTT 3.1.1 and 5.0; the 5.0 ones
+    send no Receive Maximum (65,535 allowed, as paho does)."""
+    subs = []
+    for i, name in enumerate(names):
+        v = 4 if i % 2 == 0 else 5
+        s = fc.Sub(b.host, b.port, name, version=v, clean=True,
+                   expiry=3600 if v == 5 else None)
+        if v == 4:
+            s.clean = False
+        s.connect(topic, qos)
+        s.close()
+        subs.append(s)
+    return subs
+
+
+def reconnect(b, old):
+    s = fc.Sub(b.host, b.port, old.cid, version=old.version, clean=False,
+               expiry=3600 if old.version == 5 else None)
+    s.first_seen = old.first_seen
+    s.last_seq = old.last_seq
+    return s
+
+
+def drain_all(b, subs, expected, timeout=90):
+    """Connects all subscribers at once and drains them side by side while
+    a bystander measures round trips; returns the bystander's summary."""
+    by = fc.Bystander(b.host, b.port)
+    by.start()
+    time.sleep(0.2)
+    live = [reconnect(b, s) for s in subs]
+    for s in live:
+        s.connect()
+        assert s.session_present, "%s: session not present" % s.cid
+    t0 = time.monotonic()
+    ok = fc.run(live, lambda: all(s.unique() >= expected for s in live), timeout)
+    elapsed = time.monotonic() - t0
+    rt = by.stop()
+    report = ["%s: %d/%d unique, first after CONNACK %.3fs, max gap %.3fs at #%d, dups %d"
+              % (s.cid, s.unique(), expected,
+                 (s.first_at - s.connack_at) if s.first_at else -1,
+                 s.max_gap, s.max_gap_at, s.dups) for s in live]
+    report.append("bystander: %d round trips, p50 %.1f ms, p99 %.1f ms, max %.1f ms; drain %.1fs"
+                  % (rt["n"], rt["p50"] * 1e3, rt["p99"] * 1e3, rt["max"] * 1e3, elapsed))
+    text = "\n".join(report)
+    print(text)
+    assert ok, "not everything arrived:\n" + text
+    assert by.error is None, by.error
+    for s in live:
+        assert s.first_at - s.connack_at < FIRST_MESSAGE_S, text
+        assert s.max_gap < MAX_GAP_S, text
+        assert s.order_errors == 0, text
+        assert s.dups_qos2 == 0, text
+        s.close()
+    assert rt["max"] < BYSTANDER_MAX_S, text
+    return live
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_two_large_durable_queues_drain_side_by_side(make_broker, qos):
+    b = durable_broker(make_broker)
+    subs = durable_subs(b, "big/q", qos)
+    pub = fc.Pub(b.host, b.port, "big-pub", version=5).connect()
+    pub.publish("big/q", N, qos=qos, window=1000, timeout=90)
+    pub.close()
+    drain_all(b, subs, N)
+
+
+def test_queues_spanning_broker_lives_with_dup_resends(make_broker):
+    """Durable queues filled across a SIGKILL (the publisher resends what
+    was not acknowledged, with DUP) and a SIGTERM, then drained at once by
+    four subscribers of both versions, QoS 1 and QoS 2 mixed."""
+    b = durable_broker(make_broker)
+    subs = durable_subs(b, "lives/#", 2, names=("l311a", "l5a", "l311b", "l5b"))
+    pub = fc.Pub(b.host, b.port, "lives-pub", version=5, clean=False, expiry=3600)
+    pub.connect()
+    qos_of = lambda i: 1 + i % 2  # noqa: E731
+    errors = []
+
+    def publish():
+        try:
+            pub.publish("lives/a", 60_000, window=500, qos_of=qos_of, timeout=60)
+        except (ConnectionError, OSError) as e:
+            errors.append(e)
+
+    t = threading.Thread(target=publish)
+    t.start()
+    time.sleep(0.7)
+    b.stop(signal.SIGKILL)
+    t.join(30)
+    assert errors, "the publisher finished before the kill: nothing was in flight"
+    in_flight = len(pub.unacked)
+    b.start()
+    pub.connect()  # resends the unacknowledged ones with DUP
+    pub.publish("lives/a", 60_000 - pub.next_seq, window=500, qos_of=qos_of, timeout=60)
+    assert b.stop() == 0
+    b.start()
+    pub.connect()
+    pub.publish("lives/b", 40_000, window=500, qos_of=qos_of, timeout=60)
+    pub.close()
+    print("in flight at the kill: %d" % in_flight)
+    drain_all(b, subs, 100_000, timeout=120)
+
+
+def test_durable_share_group_drains_with_several_members(make_broker):
+    b = durable_broker(make_broker, shared={"max_queued_messages": 0})
+    members = []
+    for i in range(3):
+        v = 5 if i % 2 else 4
+        s = fc.Sub(b.host, b.port, "sg%d" % i, version=v, clean=(v == 5),
+                   expiry=3600 if v == 5 else None)
+        if v == 4:
+            s.clean = False
+        s.connect("$share/work/jobs/#", 1)
+        s.close()
+        members.append(s)
+    pub = fc.Pub(b.host, b.port, "jobs-pub", version=5).connect()
+    pub.publish("jobs/x", N, qos=1, window=1000, timeout=90)
+    pub.close()
+    by = fc.Bystander(b.host, b.port)
+    by.start()
+    live = [reconnect(b, s) for s in members]
+    for s in live:
+        s.connect()
+    seen = lambda: len(set().union(*[set(s.first_seen) for s in live]))  # noqa: E731
+    ok = fc.run(live, lambda: sum(s.unique() for s in live) >= N and seen() >= N, 90)
+    rt = by.stop()
+    text = "; ".join("%s got %d, max gap %.3fs" % (s.cid, s.unique(), s.max_gap) for s in live)
+    text += "; bystander p99 %.1f ms max %.1f ms" % (rt["p99"] * 1e3, rt["max"] * 1e3)
+    print(text)
+    assert ok and seen() == N, text
+    for s in live:
+        assert s.unique() > N // 10, "one member did all the work: " + text
+        assert s.max_gap < MAX_GAP_S, text
+    assert rt["max"] < BYSTANDER_MAX_S, text
+
+
+# --- QoS 1 under a QoS 0 flood, burst flow control ---------------------------
+
+FLOOD_N = 210_000      # 200,000 QoS 0 of 1 KB and 10,000 QoS 1 interleaved
+FLOOD_QOS1_EVERY = 21
+READER_DELAY = 0.5
+
+
+def flood_qos(i):
+    return 1 if i % FLOOD_QOS1_EVERY == 0 else 0
+
+
+def _reader(port, i, q, started, done):
+    s = fc.Sub("127.0.0.1", port, "reader%d" % i, version=5 if i % 2 else 4).connect("flood/t", 1)
+    q.put("ready")
+    # Reads nothing for the first moments of the burst, so that the broker
+    # buffers for it (and holds its QoS 1 back), then reads at full speed
+    # while the flood goes on.
+    started.wait(20)
+    time.sleep(READER_DELAY)
+    fc.run([s], lambda: s.count >= FLOOD_N or (done.is_set() and time.monotonic() - (s.last_at or 0) > 3),
+           120)
+    q.put((s.cid, s.by_qos[0], s.by_qos[1], s.max_gap))
+
+
+def test_qos1_is_not_stranded_by_a_qos0_flood_and_readers_ride_out_the_burst(make_broker):
+    # Output budgets below the burst's 210 MB, so that the client that never
+    # reads goes over its own.
+    b = make_broker(limits={"max_client_output": 96 << 20, "max_output_memory": 512 << 20,
+                            "max_inflight": 100, "max_queued_messages": 0},
+                    mqtt={"sys_interval": 1})
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    done = ctx.Event()
+    started = ctx.Event()
+    readers = [ctx.Process(target=_reader, args=(b.port, i, q, started, done), daemon=True)
+               for i in range(5)]
+    for p in readers:
+        p.start()
+    for _ in readers:
+        q.get(timeout=20)
+    stuck = fc.Sub(b.host, b.port, "stuck-reader", version=5).connect("flood/t", 1)  # never reads
+    sys_sub = b.connected("sys-watch", 4)
+    sys_sub.subscribe([("$SYS/broker/messages/dropped/output_budget", 0)])
+    pub = fc.Pub(b.host, b.port, "flooder", version=5).connect()
+    started.set()
+    pub.publish("flood/t", FLOOD_N, window=100_000, payload_size=1024, qos_of=flood_qos, timeout=90)
+    done.set()
+    rss_kb = int(re.search(r"VmRSS:\s+(\d+)", open("/proc/%d/status" % b.proc.pid).read()).group(1))
+    results = [q.get(timeout=60) for _ in readers]
+    for p in readers:
+        p.join(10)
+    total_q1 = sum(1 for i in range(FLOOD_N) if flood_qos(i))
+    total_q0 = FLOOD_N - total_q1
+    text = "\n".join("%s: QoS 0 %.3f%%, QoS 1 %d/%d, max gap %.2fs" % (cid, 100.0 * q0 / total_q0, q1, total_q1, gap)
+                     for cid, q0, q1, gap in results)
+    text += "\nbroker RSS after the burst: %d MB" % (rss_kb >> 10)
+    print(text)
+    for cid, q0, q1, gap in results:
+        assert q1 == total_q1, text
+        assert q0 >= total_q0 * 0.999, text
+    # The stuck client is isolated: its QoS 0 is dropped (and said so, with
+    # its name), memory stays within the configured budget.
+    assert rss_kb < (512 + 128) * 1024, text
+    assert re.search(r"client stuck-reader: \d+ bytes of output not yet read .* dropping QoS 0", b.log()), b.log()[-2000:]
+    dropped = 0
+    deadline = time.monotonic() + 5
+    while dropped == 0 and time.monotonic() < deadline:
+        p = sys_sub.recv(timeout=2)
+        if p is not None and p.type == m.PUBLISH:
+            dropped = int(p.payload)
+    assert dropped > 0
+    stuck.close()
+    time.sleep(0.3)
+    assert re.search(r"client stuck-reader: \d+ QoS 0 messages were dropped", b.log()), b.log()[-2000:]
+
+
+# --- Lingering close ------------------------------------------------------------
+
+def test_client_over_receive_maximum_reads_the_reason_code(make_broker):
+    """An MQTT 5 client that sends more QoS 2 messages than the Receive
+    Maximum gets DISCONNECT 0x93 even while it keeps sending: the broker
+    half-closes and discards what comes after, instead of resetting."""
+    b = make_broker(limits={"max_inflight": 5})
+    for attempt in range(3):
+        c = b.client(5)
+        c.connect("rm-burst-%d" % attempt)
+        burst = b"".join(m.publish("rm/t", b"x" * 200, 2, mid=i + 1, v5=True) for i in range(50))
+        c.sock.sendall(burst)
+        # Keep sending for a while, as a client that has not yet read
+        # anything would; none of it may fail.
+        end = time.monotonic() + 0.3
+        k = 51
+        while time.monotonic() < end:
+            c.sock.sendall(m.publish("rm/t", b"y" * 200, 2, mid=k % 65535 + 1, v5=True))
+            k += 1
+        pkts = c.expect_closed(3)
+        disc = [p for p in pkts if p.type == m.DISCONNECT]
+        assert disc and disc[0].reason == 0x93, pkts
+        c.close()
+
+
+def test_refused_connect_with_pipelined_packets_reads_connack(make_broker):
+    b = make_broker(limits={"max_connections": 1})
+    time.sleep(0.3)  # the start-up probe's connection is gone
+    keep = b.connected("holder", 5)
+    c = b.client(5)
+    c.sock.sendall(m.connect("refused", 5) + b"".join(
+        m.publish("p/t", b"z" * 500, 1, mid=i + 1, v5=True) for i in range(200)))
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:  # still sending, not yet reading
+        c.sock.sendall(m.publish("p/t", b"z" * 500, 1, mid=1, v5=True))
+    pkts = c.expect_closed(3)
+    assert pkts and pkts[0].type == m.CONNACK and pkts[0].reason == 0x97, pkts
+    keep.ping()
