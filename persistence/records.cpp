@@ -121,6 +121,7 @@ std::string encodeQueue(const QueueRecord& q) {
   o.u32(q.bytes);
   o.u8(static_cast<uint8_t>(q.subscription_ids.size()));
   for (uint32_t id : q.subscription_ids) o.u32(id);
+  if (!q.group.empty()) o.str(q.group);
   return s;
 }
 
@@ -137,6 +138,8 @@ bool decodeQueue(uint64_t seq, std::string_view data, QueueRecord& q) {
   uint8_t n = in.u8();
   q.subscription_ids.clear();
   for (uint8_t i = 0; i < n && in.ok; ++i) q.subscription_ids.push_back(in.fixed<uint32_t>());
+  q.group.clear();
+  if (in.ok && !in.atEnd()) q.group = in.str();
   return in.done() && q.qos >= 1 && q.qos <= 2;
 }
 

@@ -62,6 +62,11 @@ struct QueueRecord {
   uint16_t packet_id = 0;
   uint32_t bytes = 0;  // payload size, for the per-session byte limit
   std::vector<uint32_t> subscription_ids;
+  // A shared subscription group's message in flight to this member: the
+  // group's queue owner key (see SharedGroup::owner), so that it goes back
+  // to the group if the member leaves. Empty otherwise. Written only when
+  // set, after the other fields (records without it read as before).
+  std::string group;
 };
 
 // Serialisation helpers (also used by tests and `petrel inspect`).

@@ -150,6 +150,11 @@ class Broker {
   void afterAck(Session& s) { dispatchMemberGroups(s); }
   void configureGroup(SharedGroup& g);
   void loadGroupQueues();
+  // After a restart: QoS 1 group messages that were in flight to members
+  // go back to their groups (shared_group.cpp).
+  void returnGroupMessagesAfterRestart();
+  // The group whose store owner key is `owner`, or null.
+  SharedGroup* groupByOwner(std::string_view owner);
   // durable.cpp
   bool loadStore(std::string& err);
   bool durable(const Session& s) const { return store_ && s.expiry_interval > 0; }

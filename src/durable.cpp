@@ -145,6 +145,7 @@ bool Broker::loadStore(std::string& err) {
     ++n_retained;
   }
   loadGroupQueues();
+  returnGroupMessagesAfterRestart();
   LOG_NOTICE("persistence: loaded %zu sessions, %zu subscriptions, %zu queued messages, %zu retained",
              n_sessions, n_subs, n_queued, n_retained);
   // Sessions that expired while the broker was down end now (their wills
@@ -157,7 +158,9 @@ bool Broker::loadStore(std::string& err) {
   }
   for (auto& [id, s] : sessions_)
     if (s->will && s->will_at_ms <= now) publishWill(*s);
-  store_->submit();
+  // What start-up rewrote (hand-backs, expiries) is committed before the
+  // first client can read its queue.
+  store_->drain();
   return true;
 }
 
@@ -199,6 +202,7 @@ void Broker::saveQueueEntry(Session& s, const Delivery& d, uint16_t pid, bool re
   q.packet_id = pid;
   q.bytes = static_cast<uint32_t>(d.msg->payload.size());
   q.subscription_ids = d.subscription_ids;
+  if (d.group) q.group = d.group->owner();
   store_->batch().putQueue(s.clientId(), q);
 }
 
@@ -266,6 +270,12 @@ void Broker::refill(Session& s, bool resend) {
       forget(s, d);
       continue;
     }
+    if (!q.group.empty()) {
+      // A group message this member took over (dispatchGroup): it belongs
+      // to the group again if the member leaves without completing it.
+      d.group = groupByOwner(q.group);
+      if (d.group) ++d.group->inflight;
+    }
     if (q.packet_id) {
       s.inflight.push_back({q.packet_id, std::move(d), q.released});
       if (resend && c) {
@@ -304,6 +314,8 @@ void Broker::evict(Session& s) {
   for (const auto& d : s.queue)
     if (!d.seq) return;
   const size_t n = s.inflight.size() + s.queue.size();
+  for (const auto& f : s.inflight)
+    if (f.d.group && f.d.group->inflight) --f.d.group->inflight;  // counted again by refill
   if (n) {
     s.next_read_seq = !s.inflight.empty() ? s.inflight.front().d.seq : s.queue.front().seq;
     s.disk_count += n;

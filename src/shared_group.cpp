@@ -200,8 +200,80 @@ void Broker::dispatchGroup(SharedGroup& g) {
       continue;
     }
     ++g.inflight;
-    sendNew(s, *s.conn, std::move(d));  // on failure forget() releases it
+    // A durable member takes the message over from the group queue: in one
+    // batch its own queue entry (with the packet id, later the PUBREC
+    // state) is written and the group's entry deleted. After a crash the
+    // member's session resends it under the same packet id, as MQTT
+    // requires [MQTT-4.4.0-1], and the group does not hand it to anyone
+    // else. A member without a durable session leaves it in the group's
+    // store: after a crash the group delivers it again (at least once).
+    const bool take_over = d.group_seq && durable(s) && s.stored;
+    if (take_over) d.seq = s.next_seq++;
+    const uint64_t msg_id = d.msg->id, group_seq = d.group_seq;
+    if (!sendNew(s, *s.conn, std::move(d))) continue;  // forget() released it
+    if (take_over) {
+      InflightOut& f = s.inflight.back();
+      f.d.group_seq = 0;
+      store_->batch().addRefs(msg_id, 1);  // before the delete drops the group's
+      store_->batch().deleteQueue(g.owner(), group_seq, msg_id);
+    }
   }
+}
+
+void Broker::returnGroupMessagesAfterRestart() {
+  // The broker stopped (or crashed) while members held group messages:
+  // their connections are gone, as if each member had left. A QoS 1
+  // message goes back to its group, like returnToGroups does. A QoS 2 one
+  // stays with the member's durable session: the member may have it
+  // already, and only its own session can complete it exactly once (the
+  // same packet id, DUP, or PUBREL) when it reconnects; should its session
+  // expire first, endSession hands it back.
+  for (auto& [cid, sp] : sessions_) {
+    Session& s = *sp;
+    if (!s.has_shared || s.disk_count == 0) continue;
+    std::vector<persistence::QueueRecord> back;
+    // Entries in flight to a member are few (its window), but they can be
+    // anywhere in its queue: the whole queue is read, as queueInfo did.
+    store_->readQueue(s.clientId(), 0, SIZE_MAX, [&](const persistence::QueueRecord& q) {
+      if (!q.group.empty() && q.qos == 1) back.push_back(q);
+    });
+    for (auto it = back.rbegin(); it != back.rend(); ++it) {
+      const persistence::QueueRecord& q = *it;
+      SharedGroup* g = groupByOwner(q.group);
+      MessagePtr m = g ? loadMessage(q.msg_id) : nullptr;
+      if (!m) continue;  // the member left the group: it keeps the message
+      GroupEntry e;
+      e.msg = m;
+      e.seq = g->next_seq++;
+      e.redelivery = true;
+      persistence::QueueRecord gq;
+      gq.seq = e.seq;
+      gq.msg_id = q.msg_id;
+      gq.qos = q.qos;
+      gq.retain = q.retain;
+      gq.bytes = q.bytes;
+      store_->batch().putQueue(g->owner(), gq);
+      store_->batch().addRefs(q.msg_id, 1);
+      store_->batch().deleteQueue(s.clientId(), q.seq, q.msg_id);
+      g->stored = true;
+      g->queue.push_front(std::move(e));
+      --s.disk_count;
+      s.queued_bytes -= std::min<uint64_t>(s.queued_bytes, q.bytes);
+    }
+    if (!back.empty())
+      LOG_INFO("client %s: %zu unacknowledged shared-subscription messages handed back to their groups after the restart",
+               s.clientId().c_str(), back.size());
+  }
+}
+
+SharedGroup* Broker::groupByOwner(std::string_view owner) {
+  // "\x01share/<name>/<filter>" (SharedGroup::owner); a share name has no '/'.
+  constexpr std::string_view prefix = "\x01share/";
+  if (owner.substr(0, prefix.size()) != prefix) return nullptr;
+  owner.remove_prefix(prefix.size());
+  const size_t slash = owner.find('/');
+  if (slash == std::string_view::npos) return nullptr;
+  return tree_.findGroup(owner.substr(slash + 1), owner.substr(0, slash), false);
 }
 
 void Broker::groupRelease(SharedGroup& g, const Delivery& d) {
@@ -232,6 +304,20 @@ void Broker::returnToGroups(Session& s) {
     e.msg = it->d.msg;
     e.seq = it->d.group_seq;
     e.redelivery = true;
+    if (it->d.seq && store_) {
+      // The member had taken it over (dispatchGroup): the group's store
+      // owns it again, under a new position.
+      e.seq = g.next_seq++;
+      persistence::QueueRecord q;
+      q.seq = e.seq;
+      q.msg_id = e.msg->id;
+      q.qos = e.msg->qos;
+      q.retain = e.msg->retain;
+      q.bytes = static_cast<uint32_t>(e.msg->payload.size());
+      store_->batch().putQueue(g.owner(), q);
+      store_->batch().addRefs(e.msg->id, 1);
+      store_->batch().deleteQueue(s.clientId(), it->d.seq, e.msg->id);
+    }
     if (g.inflight) --g.inflight;
     g.queue.push_front(std::move(e));
     touched.push_back(&g);
