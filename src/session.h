@@ -130,7 +130,9 @@ class InflightWindow {
   // that guess backwards, then forwards, is constant time for acks in any
   // order short of a client scrambling them on purpose.
   size_t position(uint16_t id) {
-    if (q_.empty() || (ids_ && !contains(id))) return kNone;
+    if (q_.empty()) return kNone;
+    if (q_.front().packet_id == id) return 0;  // the usual case: acks in order
+    if (ids_ && !contains(id)) return kNone;
     const size_t n = q_.size();
     size_t guess = static_cast<uint16_t>(id - q_.front().packet_id);
     if (guess >= n) guess = n - 1;
