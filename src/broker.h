@@ -144,7 +144,9 @@ class Broker {
   void dispatchGroup(SharedGroup& g);
   void groupRelease(SharedGroup& g, const Delivery& d);
   void dispatchMemberGroups(Session& s);
-  void returnToGroups(Session& s);
+  // A member's connection ended (or its session, with `session_ends`):
+  // group messages it has not completed go back to their groups.
+  void returnToGroups(Session& s, bool session_ends = false);
   void maybeDropGroup(SharedGroup& g);
   // A member's window has room again: its groups may hand it more.
   void afterAck(Session& s) { dispatchMemberGroups(s); }

@@ -290,15 +290,20 @@ void Broker::dispatchMemberGroups(Session& s) {
   }
 }
 
-void Broker::returnToGroups(Session& s) {
-  // [issue: nothing stuck with a dead member] QoS 1/2 messages the member
-  // had not acknowledged go back to the front of their group's queue, in
-  // their original order. A QoS 2 message whose PUBREC came back stays: the
+void Broker::returnToGroups(Session& s, bool session_ends) {
+  // Nothing stuck with a dead member: QoS 1/2 messages the member had not
+  // acknowledged go back to the front of their group's queue, in their
+  // original order. A QoS 2 message whose PUBREC came back stays: the
   // member has it.
   std::vector<SharedGroup*> touched;
   for (auto it = s.inflight.end(); it != s.inflight.begin();) {
     --it;
     if (!it->d.group || it->released) continue;
+    // A QoS 2 message stays with a durable member's session while it
+    // lasts: the member may have it (PUBREC on its way) and still holds its
+    // packet id, so only that session can complete it exactly once, and
+    // the id must not be reused for another message meanwhile.
+    if (it->d.qos == 2 && !session_ends && durable(s)) continue;
     SharedGroup& g = *it->d.group;
     GroupEntry e;
     e.msg = it->d.msg;

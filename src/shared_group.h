@@ -7,11 +7,16 @@
 // a member had not acknowledged when it disconnected go back to the front
 // of the queue for another member.
 //
-// Trade-off (documented in README): a message handed back after a member
-// died may already have been processed by that member, so group delivery
-// is at least once even for QoS 2; per-publisher order holds for each
-// member, but a handed-back message can arrive at its new member after
-// later messages did.
+// A message sent to a durable member moves into that member's session
+// (its queue entry in the store carries the packet id, the QoS 2 state and
+// the group), so a restart resumes the exchange with that member.
+//
+// Trade-off (documented in README): a QoS 1 message handed back after a
+// member died may already have been processed by that member, so QoS 1
+// group delivery is at least once. QoS 2 stays with a durable member until
+// it completes or its session ends (exactly once); per-publisher order
+// holds for each member, but a handed-back message can arrive at its new
+// member after later messages did.
 #pragma once
 
 #include <cstdint>

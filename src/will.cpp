@@ -60,7 +60,7 @@ void Broker::endSession(Session* s) {
   if (s->has_shared) {
     // Group messages still with this member: unacknowledged ones go back to
     // their group; a QoS 2 message it already has (PUBREC received) is done.
-    returnToGroups(*s);
+    returnToGroups(*s, true);
     for (const auto& f : s->inflight)
       if (f.d.group) groupRelease(*f.d.group, f.d);
     s->inflight.clear();
