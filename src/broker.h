@@ -141,6 +141,10 @@ class Broker {
   Subscriber* pickMember(SharedGroup& g, const Message& m);
   // Returns true if the message was written to the store for the group.
   bool groupEnqueue(SharedGroup& g, const MessagePtr& m);
+  // Reads the group's queue from the store into its RAM window; returns
+  // the entries loaded.
+  size_t groupRefill(SharedGroup& g);
+  size_t groupLoad(SharedGroup& g, const std::vector<persistence::QueueRecord>& recs);
   void dispatchGroup(SharedGroup& g);
   void groupRelease(SharedGroup& g, const Delivery& d);
   void dispatchMemberGroups(Session& s);
@@ -240,6 +244,7 @@ class Broker {
   std::vector<Connection*> held_conns_;  // have output waiting for a commit
   std::vector<Session*> evict_pending_;
   std::vector<Session*> refill_pending_;
+  std::vector<SharedGroup*> group_refill_pending_;  // null: group dropped
   std::unordered_map<uint64_t, std::weak_ptr<const Message>> msg_cache_;
   uint64_t next_msg_id_ = 1;
   bool store_full_logged_ = false;

@@ -382,6 +382,15 @@ void Broker::onCommit() {
       if (s->conn) pump(*s);
     }
   }
+  if (!group_refill_pending_.empty()) {
+    std::vector<SharedGroup*> waiting;
+    waiting.swap(group_refill_pending_);
+    for (SharedGroup* g : waiting) {
+      if (!g) continue;
+      g->refill_waiting = false;
+      dispatchGroup(*g);
+    }
+  }
   // Messages loaded from disk and no longer used by any session.
   if (msg_cache_.size() > 4 * kRamWindow) {
     for (auto it = msg_cache_.begin(); it != msg_cache_.end();)

@@ -159,10 +159,10 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
   s->version = v;
   s->username = std::move(username);
   s->expiry_interval = expiry;
-  // The broker's outbound window: the client's Receive Maximum (§3.1.2.11.3,
-  // 65,535 when absent), never wider than limits.max_inflight, so that what
-  // one session keeps in flight -- in memory and in the client -- is the
-  // operator's choice, as it is for MQTT 3.1.1.
+  // The broker's outbound window: limits.max_inflight, or the client's
+  // Receive Maximum if that is smaller (§3.1.2.11.3; 65,535 when absent, as
+  // paho sends it). What one session keeps in flight -- in memory, and in
+  // work per acknowledgement -- is the operator's choice for every client.
   s->client_receive_max = v5 ? p.props.receive_maximum.value_or(65535) : cfg_.max_inflight;
   if (s->client_receive_max > cfg_.max_inflight) s->client_receive_max = cfg_.max_inflight;
   s->client_max_packet = v5 ? p.props.maximum_packet_size.value_or(0) : 0;

@@ -57,14 +57,16 @@ struct InflightOut {
   bool released = false;  // QoS 2: PUBREC received, PUBREL sent
 };
 
-// Outbound QoS 1/2 messages sent and not yet completed, in send order, with
-// constant-time packet id look-ups however wide the window is. A client may
-// allow up to 65,535 messages in flight; scanning the window for every new
-// packet id made a large drain quadratic (seconds of a frozen loop). Small
-// windows are scanned (they fit in a cache line or two); from kIndexFrom
-// entries on, a 65,536-bit map of the ids in use answers "is this id
-// taken", and acknowledgements, which come back mostly in order, are
-// looked for from the front.
+// Outbound QoS 1/2 messages sent and not yet completed, in send order. A
+// client may allow up to 65,535 messages in flight, and scanning the window
+// for every new packet id made a large drain quadratic (seconds of a frozen
+// loop). Small windows are scanned (they fit in a cache line or two); from
+// kIndexFrom entries on, a 65,536-bit map of the ids in use answers "is
+// this id taken" in constant time. An acknowledgement is looked for where
+// its id says it should be (see position()): constant time when acks come
+// in order, proportional to the entries completed out of order before it
+// otherwise -- which is why the broker caps every window at
+// limits.max_inflight.
 class InflightWindow {
  public:
   using iterator = LazyDeque<InflightOut>::iterator;

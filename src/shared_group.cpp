@@ -115,7 +115,7 @@ Subscriber* Broker::pickMember(SharedGroup& g, const Message& m) {
 }
 
 bool Broker::groupEnqueue(SharedGroup& g, const MessagePtr& m) {
-  if (cfg_.shared_max_queued && g.queue.size() >= cfg_.shared_max_queued) {
+  if (cfg_.shared_max_queued && g.queued() >= cfg_.shared_max_queued) {
     ++g.dropped;
     ++stats_.messages_dropped;
     if (!g.drop_logged) {
@@ -143,10 +143,61 @@ bool Broker::groupEnqueue(SharedGroup& g, const MessagePtr& m) {
       q.bytes = static_cast<uint32_t>(m->payload.size());
       store_->batch().putQueue(g.owner(), q);
       stored = true;
+      // Beyond the RAM window the entry lives only in the store.
+      if (g.disk_count > 0 || g.queue.size() >= kRamWindow) {
+        if (g.disk_count++ == 0) g.next_read_seq = e.seq;
+        return true;
+      }
     }
   }
   g.queue.push_back(std::move(e));
   return stored;
+}
+
+size_t Broker::groupRefill(SharedGroup& g) {
+  if (!store_ || g.disk_count == 0 || g.queue.size() >= kRamWindow / 2) return 0;
+  const size_t want = kRamWindow - g.queue.size();
+  std::vector<persistence::QueueRecord> recs;
+  size_t loaded = 0;
+  // Entries handed back are skipped (they are in RAM): read on until
+  // something loads or the committed entries run out.
+  do {
+    recs.clear();
+    store_->readQueue(g.owner(), g.next_read_seq, want,
+                      [&](const persistence::QueueRecord& q) { recs.push_back(q); });
+    loaded += groupLoad(g, recs);
+  } while (loaded == 0 && !recs.empty() && g.disk_count > 0);
+  if (g.disk_count > 0 && recs.empty() && !g.refill_waiting) {
+    // What is left was written in batches not yet committed.
+    g.refill_waiting = true;
+    group_refill_pending_.push_back(&g);
+  }
+  return loaded;
+}
+
+size_t Broker::groupLoad(SharedGroup& g, const std::vector<persistence::QueueRecord>& recs) {
+  size_t loaded = 0;
+  for (const auto& q : recs) {
+    g.next_read_seq = q.seq + 1;
+    auto hb = std::find(g.handed_back.begin(), g.handed_back.end(), q.seq);
+    if (hb != g.handed_back.end()) {  // in RAM already
+      g.handed_back.erase(hb);
+      continue;
+    }
+    if (g.disk_count) --g.disk_count;
+    GroupEntry e;
+    e.msg = loadMessage(q.msg_id);
+    e.seq = q.seq;
+    if (!e.msg) {
+      LOG_ERROR("persistence: message %llu of share group %s/%s is missing from the store; entry dropped",
+                static_cast<unsigned long long>(q.msg_id), g.name.c_str(), g.filter.c_str());
+      store_->batch().deleteQueue(g.owner(), q.seq, q.msg_id);
+      continue;
+    }
+    g.queue.push_back(std::move(e));
+    ++loaded;
+  }
+  return loaded;
 }
 
 void Broker::dispatchGroup(SharedGroup& g) {
@@ -157,7 +208,8 @@ void Broker::dispatchGroup(SharedGroup& g) {
   const bool keyed = g.strategy == ShareStrategy::HashClientId || g.strategy == ShareStrategy::HashTopic;
   constexpr size_t kLookAhead = 256;
   size_t skipped = 0;
-  while (g.queue.size() > skipped) {
+  groupRefill(g);
+  while (g.queue.size() > skipped || (skipped == 0 && g.disk_count > 0 && groupRefill(g) > 0)) {
     auto pos = g.queue.begin() + static_cast<std::ptrdiff_t>(skipped);
     GroupEntry& e = *pos;
     if (e.msg->expires_at_ms && e.msg->expires_at_ms <= now) {
@@ -256,6 +308,7 @@ void Broker::returnGroupMessagesAfterRestart() {
       store_->batch().addRefs(q.msg_id, 1);
       store_->batch().deleteQueue(s.clientId(), q.seq, q.msg_id);
       g->stored = true;
+      if (g->disk_count > 0) g->handed_back.push_back(e.seq);
       g->queue.push_front(std::move(e));
       --s.disk_count;
       s.queued_bytes -= std::min<uint64_t>(s.queued_bytes, q.bytes);
@@ -322,6 +375,7 @@ void Broker::returnToGroups(Session& s, bool session_ends) {
       store_->batch().putQueue(g.owner(), q);
       store_->batch().addRefs(e.msg->id, 1);
       store_->batch().deleteQueue(s.clientId(), it->d.seq, e.msg->id);
+      if (g.disk_count > 0) g.handed_back.push_back(e.seq);
     }
     if (g.inflight) --g.inflight;
     g.queue.push_front(std::move(e));
@@ -337,6 +391,8 @@ void Broker::returnToGroups(Session& s, bool session_ends) {
 
 void Broker::maybeDropGroup(SharedGroup& g) {
   if (!g.unused()) return;
+  for (auto& p : group_refill_pending_)
+    if (p == &g) p = nullptr;
   const std::string filter = g.filter, name = g.name;  // g dies in dropGroup
   tree_.dropGroup(filter, name);
 }
@@ -355,16 +411,14 @@ void Broker::loadGroupQueues() {
     configureGroup(g);
     const std::string owner = g.owner();
     live.push_back(owner);
-    store_->readQueue(owner, 0, SIZE_MAX, [&](const persistence::QueueRecord& q) {
-      MessagePtr m = loadMessage(q.msg_id);
-      if (!m) return;
-      GroupEntry e;
-      e.msg = m;
-      e.seq = q.seq;
-      g.queue.push_back(std::move(e));
-      g.next_seq = q.seq + 1;
-      g.stored = true;
-    });
+    // The queue's first window comes into RAM; the rest waits on disk.
+    const auto qi = store_->queueInfo(owner);
+    if (qi.count == 0) return;
+    g.stored = true;
+    g.next_seq = qi.last_seq + 1;
+    g.next_read_seq = qi.first_seq;
+    g.disk_count = qi.count;
+    groupRefill(g);
   });
   store_->forEachQueueOwner("\x01share/", [&](std::string_view owner) {
     for (const auto& l : live)
@@ -383,7 +437,7 @@ std::string Broker::groupReport() {
              "share group %s/%s: strategy %s, members %zu (%zu online), queued %zu, in flight %zu, "
              "delivered %llu, redelivered %llu, dropped %llu\n",
              g.name.c_str(), g.filter.c_str(), shareStrategyName(g.strategy), g.members.size(), online,
-             g.queue.size(), g.inflight, static_cast<unsigned long long>(g.delivered),
+             g.queued(), g.inflight, static_cast<unsigned long long>(g.delivered),
              static_cast<unsigned long long>(g.redelivered), static_cast<unsigned long long>(g.dropped));
     out += line;
   });

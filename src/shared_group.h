@@ -56,12 +56,23 @@ struct SharedGroup {
   std::vector<Subscriber> members;
   ShareStrategy strategy = ShareStrategy::RoundRobin;
   size_t cursor = 0;           // round robin / sticky position
-  LazyDeque<GroupEntry> queue; // waiting for a member
+  LazyDeque<GroupEntry> queue; // waiting for a member (the RAM window)
   size_t inflight = 0;         // handed to members, not yet acknowledged
 
-  // Persistence: the queue's entries live in the store under owner().
+  // Persistence: the queue's entries live in the store under owner(). Like
+  // a durable session's queue, only a window of it is in RAM: the
+  // `disk_count` entries from `next_read_seq` on wait in the store until
+  // the window drains (Broker::groupRefill).
   bool stored = false;
+  bool refill_waiting = false;  // disk entries not committed yet
   uint64_t next_seq = 1;
+  uint64_t next_read_seq = 0;
+  uint64_t disk_count = 0;
+  // Entries handed back by a member while others waited on disk: they are
+  // in RAM already, under positions the refill has not reached yet.
+  std::vector<uint64_t> handed_back;
+
+  size_t queued() const { return queue.size() + disk_count; }
 
   // For operators.
   uint64_t delivered = 0;
@@ -73,7 +84,7 @@ struct SharedGroup {
   // with a client id (client ids never start with U+0001 in practice, and a
   // share name cannot contain '/').
   std::string owner() const { return "\x01share/" + name + "/" + filter; }
-  bool unused() const { return members.empty() && queue.empty() && inflight == 0; }
+  bool unused() const { return members.empty() && queue.empty() && disk_count == 0 && inflight == 0; }
 };
 
 }  // namespace petrel

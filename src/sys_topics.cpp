@@ -59,7 +59,7 @@ void Broker::publishSys() {
     const std::string base = "shared/" + g.name + "/" + escape(g.filter, false) + "/";
     put(base + "members", num(g.members.size()));
     put(base + "online", num(up));
-    put(base + "queued", num(g.queue.size()));
+    put(base + "queued", num(g.queued()));
     put(base + "inflight", num(g.inflight));
     put(base + "delivered", num(g.delivered));
     put(base + "redelivered", num(g.redelivered));

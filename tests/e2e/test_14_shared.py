@@ -634,15 +634,20 @@ def run_strategy(b, flt, members, publishers, timeout=10):
     return cons
 
 
+# The broker caps every client's window at limits.max_inflight (20 in these
+# tests); the spreading tests want windows that never fill.
+WIDE = {"max_inflight": 65535}
+
+
 def three(mixed=False):
-    """Three members. Equal ones (v5, no Receive Maximum, so a window never
-    fills and no member is skipped) unless `mixed`: then the second is an
-    MQTT 3.1.1 client with the window limits.max_inflight (20)."""
+    """Three members. Equal ones (v5, no Receive Maximum; with a WIDE broker
+    a window never fills and no member is skipped) unless `mixed`: then the
+    second is an MQTT 3.1.1 client with the window limits.max_inflight."""
     return [("s1", 5, None, "now"), ("s2", 4 if mixed else 5, None, "now"), ("s3", 5, None, "now")]
 
 
 def test_round_robin_default_spreads_evenly(make_broker):
-    b = make_broker()
+    b = make_broker(limits=WIDE)
     cons = run_strategy(b, "$share/rr/rr/#", three(), [("p", "rr/t", 300)])
     counts = [c.count() for c in cons]
     assert all(80 <= n <= 120 for n in counts), counts
@@ -651,7 +656,7 @@ def test_round_robin_default_spreads_evenly(make_broker):
 
 
 def test_random_every_member_gets_some(make_broker):
-    b = make_broker(shared={"strategy": "random"})
+    b = make_broker(shared={"strategy": "random"}, limits=WIDE)
     cons = run_strategy(b, "$share/rnd/rnd/#", three(), [("p", "rnd/t", 300)])
     counts = [c.count() for c in cons]
     assert all(n >= 40 for n in counts), counts
@@ -696,7 +701,7 @@ def test_hash_clientid_per_group(make_broker):
     """hash_clientid configured for one group only: all messages of one
     publisher go to one member; the group next to it (broker default,
     round_robin) spreads each publisher over its members."""
-    b = make_broker(shared={"groups": {"hc": "hash_clientid"}})
+    b = make_broker(shared={"groups": {"hc": "hash_clientid"}}, limits=WIDE)
     flt = "$share/hc/hc/#"
     cons = [Consumer(member(b, "h%d" % i, 5 if i % 2 else 4, flt=flt)) for i in range(3)]
     rr = [Consumer(member(b, "r%d" % i, 5, flt="$share/rrg/hc/#")) for i in range(2)]

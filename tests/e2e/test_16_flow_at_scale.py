@@ -43,6 +43,10 @@ def _long_test():
     signal.alarm(old)
 
 
+def rss_anon_kb(b):
+    return int(re.search(r"RssAnon:\s+(\d+)", open("/proc/%d/status" % b.proc.pid).read()).group(1))
+
+
 def durable_broker(make_broker, **extra):
     cfg = {"persistence": {"enabled": True},
            "limits": {"max_queued_messages": 0, "max_inflight": 100}}
@@ -169,6 +173,11 @@ def test_durable_share_group_drains_with_several_members(make_broker):
     pub = fc.Pub(b.host, b.port, "jobs-pub", version=5).connect()
     pub.publish("jobs/x", N, qos=1, window=1000, timeout=90)
     pub.close()
+    # The group's queue waits in the store, not in RAM: a window of it is
+    # loaded as members take messages.
+    anon_mb = rss_anon_kb(b) >> 10
+    print("broker anonymous memory with %d queued for the group: %d MB" % (N, anon_mb))
+    assert anon_mb < 40, anon_mb
     by = fc.Bystander(b.host, b.port)
     by.start()
     live = [reconnect(b, s) for s in members]
@@ -301,3 +310,40 @@ def test_refused_connect_with_pipelined_packets_reads_connack(make_broker):
     pkts = c.expect_closed(3)
     assert pkts and pkts[0].type == m.CONNACK and pkts[0].reason == 0x97, pkts
     keep.ping()
+
+
+def test_group_queue_beyond_its_ram_window_across_kill9_and_hand_back(make_broker):
+    """A group queue 30x its RAM window survives SIGKILL; a member that takes
+    a window of it and leaves without acknowledging hands it back while the
+    rest still waits on disk; two members then get every message."""
+    b = durable_broker(make_broker, shared={"max_queued_messages": 0})
+    flt = "$share/win/win/#"
+    for cid, v in (("w-a", 4), ("w-b", 5)):
+        s = fc.Sub(b.host, b.port, cid, version=v, clean=(v == 5), expiry=3600 if v == 5 else None)
+        s.connect(flt, 1)
+        s.close()
+    pub = fc.Pub(b.host, b.port, "win-pub", version=5).connect()
+    pub.publish("win/x", 30_000, qos=1, window=100, timeout=60)
+    pub.close()
+    b.stop(signal.SIGKILL)
+    b.start()
+    # A member that reads a window's worth and leaves without acknowledging.
+    taker = b.client(5)
+    taker.connect("w-taker", clean=True, props={"session_expiry_interval": 3600, "receive_maximum": 50})
+    taker.subscribe([(flt, 1)])
+    got = [taker.recv(5) for _ in range(50)]
+    assert all(p.type == m.PUBLISH for p in got)
+    taker.close()
+    time.sleep(0.3)
+    live = []
+    for cid, v in (("w-a", 4), ("w-b", 5)):
+        s = fc.Sub(b.host, b.port, cid, version=v, clean=False, expiry=3600 if v == 5 else None)
+        s.connect()
+        live.append(s)
+    seen = lambda: len(set().union(*[set(s.first_seen) for s in live]))  # noqa: E731
+    ok = fc.run(live, lambda: seen() >= 30_000, 60)
+    text = "; ".join("%s got %d (max gap %.3fs)" % (s.cid, s.unique(), s.max_gap) for s in live)
+    print(text)
+    assert ok and seen() == 30_000, "%d of 30000: %s" % (seen(), text)
+    for s in live:
+        assert s.max_gap < MAX_GAP_S, text
