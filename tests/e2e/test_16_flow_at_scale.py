@@ -27,10 +27,15 @@ import mqttraw as m
 
 pytestmark = pytest.mark.petrel_only
 
-N = 100_000           # entries per queue: 100x the durable RAM window (1,000)
-FIRST_MESSAGE_S = 0.5  # first message after CONNACK, at most
-MAX_GAP_S = 1.0        # silence while draining, at most
-BYSTANDER_MAX_S = 0.5  # one round trip of the bystander, at most
+# Under AddressSanitizer the broker is several times slower and its memory
+# is mostly shadow and quarantine: time bounds loosen, memory bounds go.
+SANITIZED = os.environ.get("PETREL_SANITIZED") == "1"
+SLOW = 4 if SANITIZED else 1
+
+N = 100_000                   # entries per queue: 100x the durable RAM window (1,000)
+FIRST_MESSAGE_S = 0.5 * SLOW  # first message after CONNACK, at most
+MAX_GAP_S = 1.0 * SLOW        # silence while draining, at most
+BYSTANDER_MAX_S = 0.5 * SLOW  # one round trip of the bystander, at most
 
 
 @pytest.fixture(autouse=True)
@@ -177,7 +182,8 @@ def test_durable_share_group_drains_with_several_members(make_broker):
     # loaded as members take messages.
     anon_mb = rss_anon_kb(b) >> 10
     print("broker anonymous memory with %d queued for the group: %d MB" % (N, anon_mb))
-    assert anon_mb < 40, anon_mb
+    if not SANITIZED:
+        assert anon_mb < 40, anon_mb
     by = fc.Bystander(b.host, b.port)
     by.start()
     live = [reconnect(b, s) for s in members]
@@ -258,7 +264,8 @@ def test_qos1_is_not_stranded_by_a_qos0_flood_and_readers_ride_out_the_burst(mak
         assert q0 >= total_q0 * 0.999, text
     # The stuck client is isolated: its QoS 0 is dropped (and said so, with
     # its name), memory stays within the configured budget.
-    assert rss_kb < (512 + 128) * 1024, text
+    if not SANITIZED:
+        assert rss_kb < (512 + 128) * 1024, text
     assert re.search(r"client stuck-reader: \d+ bytes of output not yet read .* dropping QoS 0", b.log()), b.log()[-2000:]
     dropped = 0
     deadline = time.monotonic() + 5
