@@ -2,6 +2,7 @@
 
 #include <lmdb.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -502,16 +503,27 @@ bool Store::openEnv(std::string& error) {
     error = data + ": cannot open: " + errText(rc);
     return false;
   }
-  // A file cut short would fault when a page past its end is read: check
-  // that every page the meta page says is in use is really there.
+  // A file cut short would fault when a page past its end is read. The
+  // meta page's last page number is not proof of that, though: LMDB does
+  // not write pages a transaction allocated and freed again, so after a
+  // crash the file may legitimately end a few pages early. Such a file is
+  // extended (with zero pages) before anything is read; if the start-up
+  // walk over every table then finds a page missing (zeros), the file was
+  // truncated, and Store::open puts it back as it was and refuses it.
   MDB_envinfo info;
   MDB_stat st;
   mdb_env_info(env, &info);
   mdb_env_stat(env, &st);
-  if (fileSize(data, size) && (info.me_last_pgno + 1) * uint64_t(st.ms_psize) > size) {
-    error = data + ": truncated: " + std::to_string(size) + " bytes but pages up to " +
-            std::to_string((info.me_last_pgno + 1) * uint64_t(st.ms_psize)) + " are in use";
-    return false;
+  const uint64_t need = (info.me_last_pgno + 1) * uint64_t(st.ms_psize);
+  if (fileSize(data, size) && need > size) {
+    const std::string what = data + ": truncated: " + std::to_string(size) + " bytes but pages up to " +
+                             std::to_string(need) + " are in use";
+    if (options_.read_only || truncate(data.c_str(), static_cast<off_t>(need)) != 0) {
+      error = what;
+      return false;
+    }
+    short_size_ = size;
+    short_what_ = what;
   }
 
   MDB_txn* txn;
@@ -612,6 +624,16 @@ std::unique_ptr<Store> Store::open(const StoreOptions& options, std::string& err
                                    std::string* notice) {
   std::unique_ptr<Store> s(new Store(options));
   bool ok = s->openEnv(error) && verifyAll(*s, error);
+  if (!ok && s->short_size_) {
+    // Extended above: the missing pages did hold data. Leave the file as
+    // it was found.
+    const uint64_t was = s->short_size_;
+    error = s->short_what_ + " (" + error + ")";
+    s.reset();
+    if (truncate((options.dir + "/data.mdb").c_str(), static_cast<off_t>(was)) != 0)
+      error += "; restoring its size failed: " + std::string(strerror(errno));
+    s.reset(new Store(options));
+  }
   if (!ok) {
     if (options.on_corrupt != OnCorrupt::MoveAside || options.read_only) return nullptr;
     s.reset();
@@ -630,6 +652,9 @@ std::unique_ptr<Store> Store::open(const StoreOptions& options, std::string& err
       return nullptr;
     }
   }
+  if (ok && s->short_size_ && notice)
+    *notice = options.dir + "/data.mdb ended " + std::to_string(s->short_size_) +
+              " bytes in, before pages its last transaction allocated and freed; extended (no data was missing)";
   if (!options.read_only) s->impl_->writer = std::thread([p = s.get()] { p->writerMain(); });
   return s;
 }
@@ -891,6 +916,17 @@ bool Store::verifyQueuesAndMessages(std::string& error) const {
   ReadTxn txn(impl_->env);
   if (txn.rc()) return error = errText(txn.rc()), false;
   const std::string file = options_.dir + "/data.mdb";
+  // Every page of the tables not decoded below is read too (reference
+  // counts, meta, LMDB's free list): a page missing from the file shows
+  // here, not later on the writer thread.
+  for (MDB_dbi d : {impl_->refs, impl_->meta, MDB_dbi(0)}) {
+    Cursor c(txn.get(), d);
+    if (c.rc()) return error = file + ": " + errText(c.rc()), false;
+    MDB_val k, v;
+    int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+    while (rc == 0) rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
+    if (rc != MDB_NOTFOUND) return error = file + ": " + errText(rc), false;
+  }
   {
     Cursor c(txn.get(), impl_->queue);
     MDB_val k, v;

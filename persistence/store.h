@@ -118,6 +118,9 @@ class Store {
   std::unique_ptr<Impl> impl_;
   std::unique_ptr<Batch> current_;
   uint64_t next_ticket_ = 1;
+  // openEnv() extended a file shorter than its last page: the size it had.
+  uint64_t short_size_ = 0;
+  std::string short_what_;
 };
 
 }  // namespace petrel::persistence

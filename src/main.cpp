@@ -171,7 +171,10 @@ int main(int argc, char** argv) {
       LOG_ERROR("fix or remove it, or set persistence.on_corrupt: move_aside to start with an empty store");
       return 1;
     }
-    if (!notice.empty()) LOG_ERROR("persistence: %s", notice.c_str());
+    if (!notice.empty()) {
+      if (store && notice.find("moved it aside") == std::string::npos) LOG_NOTICE("persistence: %s", notice.c_str());
+      else LOG_ERROR("persistence: %s", notice.c_str());
+    }
     if (!broker.attachStore(std::move(store), err)) {
       LOG_ERROR("cannot load the persistent store: %s", err.c_str());
       return 1;
