@@ -73,7 +73,9 @@ def make_sub(port, i, clean):
                   expiry=3600 if v == 5 else None)
 
 
-def drainer(port, i, count, q, go):
+def drainer(port, i, count, q, go, nice):
+    if nice:
+        os.nice(nice)  # the subscribers yield the CPU to the broker and the bystander
     s = make_sub(port, i, False)
     go.wait(30)
     t0 = time.monotonic()
@@ -101,10 +103,10 @@ def fill(port, subs, count, qos):
     return time.monotonic() - t0
 
 
-def drain(port, subs, count):
+def drain(port, subs, count, nice=0):
     ctx = multiprocessing.get_context("fork")
     q, go = ctx.Queue(), ctx.Event()
-    procs = [ctx.Process(target=drainer, args=(port, i, count, q, go)) for i in range(subs)]
+    procs = [ctx.Process(target=drainer, args=(port, i, count, q, go, nice)) for i in range(subs)]
     for p in procs:
         p.start()
     by = fc.Bystander(HOST, port)
@@ -127,6 +129,9 @@ def main():
     ap.add_argument("--count", type=int, default=180000)
     ap.add_argument("--qos", type=int, default=1, choices=(1, 2))
     ap.add_argument("--alone", action="store_true", help="also drain one subscriber alone first")
+    ap.add_argument("--nice", type=int, default=0,
+                    help="niceness of the subscriber processes (on a small machine they compete "
+                         "with the broker and the bystander for the CPU)")
     a = ap.parse_args()
     out = {"subs": a.subs, "count": a.count, "qos": a.qos}
     for phase in (["alone"] if a.alone else []) + ["together"]:
@@ -136,7 +141,7 @@ def main():
         broker = start_broker(a.broker, workdir, port)
         try:
             fill_s = fill(port, n, a.count, a.qos)
-            results, rt, total = drain(port, n, a.count)
+            results, rt, total = drain(port, n, a.count, a.nice)
         finally:
             broker.terminate()
             broker.wait(30)
