@@ -244,7 +244,8 @@ def test_qos1_is_not_stranded_by_a_qos0_flood_and_readers_ride_out_the_burst(mak
         q.get(timeout=20)
     stuck = fc.Sub(b.host, b.port, "stuck-reader", version=5).connect("flood/t", 1)  # never reads
     sys_sub = b.connected("sys-watch", 4)
-    sys_sub.subscribe([("$SYS/broker/messages/dropped/output_budget", 0)])
+    sys_sub.subscribe([("$SYS/broker/messages/dropped/output_budget", 0),
+                       ("$SYS/broker/clients/dropped_output/#", 0)])
     pub = fc.Pub(b.host, b.port, "flooder", version=5).connect()
     started.set()
     pub.publish("flood/t", FLOOD_N, window=100_000, payload_size=1024, qos_of=flood_qos, timeout=90)
@@ -267,13 +268,15 @@ def test_qos1_is_not_stranded_by_a_qos0_flood_and_readers_ride_out_the_burst(mak
     if not SANITIZED:
         assert rss_kb < (512 + 128) * 1024, text
     assert re.search(r"client stuck-reader: \d+ bytes of output not yet read .* dropping QoS 0", b.log()), b.log()[-2000:]
-    dropped = 0
+    # Counted in $SYS, in all and for the client by name.
+    seen = {}
     deadline = time.monotonic() + 5
-    while dropped == 0 and time.monotonic() < deadline:
+    while len(seen) < 2 and time.monotonic() < deadline:
         p = sys_sub.recv(timeout=2)
-        if p is not None and p.type == m.PUBLISH:
-            dropped = int(p.payload)
-    assert dropped > 0
+        if p is not None and p.type == m.PUBLISH and int(p.payload) > 0:
+            seen[p.topic] = int(p.payload)
+    assert seen.get("$SYS/broker/messages/dropped/output_budget", 0) > 0, seen
+    assert seen.get("$SYS/broker/clients/dropped_output/stuck-reader", 0) > 0, seen
     stuck.close()
     time.sleep(0.3)
     assert re.search(r"client stuck-reader: \d+ QoS 0 messages were dropped", b.log()), b.log()[-2000:]
