@@ -145,6 +145,10 @@ class Broker {
   // the entries loaded.
   size_t groupRefill(SharedGroup& g);
   size_t groupLoad(SharedGroup& g, const std::vector<persistence::QueueRecord>& recs);
+  // Store writes of a group queue entry; moveToGroup also deletes the
+  // member's entry of the same message (a hand-back).
+  void putGroupEntry(SharedGroup& g, const Message& m, uint64_t seq);
+  void moveToGroup(SharedGroup& g, Session& s, uint64_t member_seq, const Message& m, uint64_t group_seq);
   void dispatchGroup(SharedGroup& g);
   void groupRelease(SharedGroup& g, const Delivery& d);
   void dispatchMemberGroups(Session& s);

@@ -135,13 +135,7 @@ bool Broker::groupEnqueue(SharedGroup& g, const MessagePtr& m) {
     }
     if (g.stored && !storeFull()) {
       e.seq = g.next_seq++;
-      persistence::QueueRecord q;
-      q.seq = e.seq;
-      q.msg_id = m->id;
-      q.qos = m->qos;
-      q.retain = m->retain;
-      q.bytes = static_cast<uint32_t>(m->payload.size());
-      store_->batch().putQueue(g.owner(), q);
+      putGroupEntry(g, *m, e.seq);
       stored = true;
       // Beyond the RAM window the entry lives only in the store.
       if (g.disk_count > 0 || g.queue.size() >= kRamWindow) {
@@ -152,6 +146,23 @@ bool Broker::groupEnqueue(SharedGroup& g, const MessagePtr& m) {
   }
   g.queue.push_back(std::move(e));
   return stored;
+}
+
+void Broker::putGroupEntry(SharedGroup& g, const Message& m, uint64_t seq) {
+  persistence::QueueRecord q;
+  q.seq = seq;
+  q.msg_id = m.id;
+  q.qos = m.qos;
+  q.retain = m.retain;
+  q.bytes = static_cast<uint32_t>(m.payload.size());
+  store_->batch().putQueue(g.owner(), q);
+}
+
+void Broker::moveToGroup(SharedGroup& g, Session& s, uint64_t member_seq, const Message& m,
+                         uint64_t group_seq) {
+  putGroupEntry(g, m, group_seq);
+  store_->batch().addRefs(m.id, 1);  // before the delete drops the member's
+  store_->batch().deleteQueue(s.clientId(), member_seq, m.id);
 }
 
 size_t Broker::groupRefill(SharedGroup& g) {
@@ -298,15 +309,7 @@ void Broker::returnGroupMessagesAfterRestart() {
       e.msg = m;
       e.seq = g->next_seq++;
       e.redelivery = true;
-      persistence::QueueRecord gq;
-      gq.seq = e.seq;
-      gq.msg_id = q.msg_id;
-      gq.qos = q.qos;
-      gq.retain = q.retain;
-      gq.bytes = q.bytes;
-      store_->batch().putQueue(g->owner(), gq);
-      store_->batch().addRefs(q.msg_id, 1);
-      store_->batch().deleteQueue(s.clientId(), q.seq, q.msg_id);
+      moveToGroup(*g, s, q.seq, *m, e.seq);
       g->stored = true;
       if (g->disk_count > 0) g->handed_back.push_back(e.seq);
       g->queue.push_front(std::move(e));
@@ -366,15 +369,7 @@ void Broker::returnToGroups(Session& s, bool session_ends) {
       // The member had taken it over (dispatchGroup): the group's store
       // owns it again, under a new position.
       e.seq = g.next_seq++;
-      persistence::QueueRecord q;
-      q.seq = e.seq;
-      q.msg_id = e.msg->id;
-      q.qos = e.msg->qos;
-      q.retain = e.msg->retain;
-      q.bytes = static_cast<uint32_t>(e.msg->payload.size());
-      store_->batch().putQueue(g.owner(), q);
-      store_->batch().addRefs(e.msg->id, 1);
-      store_->batch().deleteQueue(s.clientId(), it->d.seq, e.msg->id);
+      moveToGroup(g, s, it->d.seq, *e.msg, e.seq);
       if (g.disk_count > 0) g.handed_back.push_back(e.seq);
     }
     if (g.inflight) --g.inflight;
