@@ -45,7 +45,7 @@ class Broker {
   // session queue instead of being encoded (they are never dropped for
   // lack of buffer space). QoS 0 keeps being buffered up to the client's
   // output budget (limits.max_client_output, see qos0Allowed).
-  static constexpr size_t kOutputHighWater = 1 << 20;
+  static constexpr size_t kOutputHighWater = Connection::kOutputHighWater;
   // Queue entries of a durable session kept in RAM; the rest wait on disk.
   static constexpr size_t kRamWindow = 1000;
 

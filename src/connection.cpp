@@ -216,7 +216,7 @@ void Connection::onWrite(uv_write_t* req, int status) {
 }
 
 void Connection::notifyWritable() {
-  if (want_writable && !closing_ && pendingOutput() < Broker::kOutputHighWater) {
+  if (want_writable && !closing_ && pendingOutput() < kOutputHighWater) {
     want_writable = false;
     broker_.onWritable(*this);
   }

@@ -52,6 +52,18 @@ class Connection {
   }
   void flush();
 
+  // Buffered output above which messages that can wait (QoS 1/2) are held
+  // back rather than encoded.
+  static constexpr size_t kOutputHighWater = 1 << 20;
+  // True while output is below the high-water mark. When it is not, the
+  // broker is told (Broker::onWritable) once it has drained below it: the
+  // caller holding a message back needs to do nothing else.
+  bool roomForOutput() {
+    if (pendingOutput() < kOutputHighWater) return true;
+    want_writable = true;
+    return false;
+  }
+
   // Held output: acknowledgements of messages that must be stored first
   // ("acknowledged means stored") wait until the store has committed the
   // batch `ticket`; everything written after them waits too, which keeps

@@ -116,12 +116,8 @@ bool Broker::deliver(Session& s, Delivery&& d, const std::shared_ptr<AckGate>& g
     limit = "limits.max_queued_bytes";
   else if (persist && storeFull())
     limit = "persistence.max_size_mb";
-  bool window_free = online && s.queue.empty() && s.disk_count == 0 &&
-                     s.inflight.size() < s.client_receive_max;
-  if (window_free && c->pendingOutput() >= kOutputHighWater) {
-    window_free = false;
-    c->want_writable = true;  // pumped again once the output has drained
-  }
+  const bool window_free = online && s.queue.empty() && s.disk_count == 0 &&
+                           s.inflight.size() < s.client_receive_max && c->roomForOutput();
   if (limit && !window_free) {
     ++s.dropped;
     ++stats_.messages_dropped;
@@ -192,10 +188,7 @@ void Broker::pump(Session& s) {
       refill(s, true);
       if (s.queue.empty()) break;
     }
-    if (c->pendingOutput() >= kOutputHighWater) {
-      c->want_writable = true;  // resumed by onWritable
-      break;
-    }
+    if (!c->roomForOutput()) break;  // resumed by onWritable
     Delivery d = std::move(s.queue.front());
     s.queue.pop_front();
     sendNew(s, *c, std::move(d));

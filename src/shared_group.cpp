@@ -38,12 +38,9 @@ const char* shareStrategyName(ShareStrategy s) {
 
 bool Broker::memberReady(const Session& s) const {
   Connection* c = s.conn;
-  if (!c || !c->connected || c->closing() || s.inflight.size() >= s.client_receive_max) return false;
-  if (c->pendingOutput() >= kOutputHighWater) {
-    c->want_writable = true;  // its groups dispatch again from onWritable
-    return false;
-  }
-  return true;
+  // A member whose output is full is dispatched to again from onWritable.
+  return c && c->connected && !c->closing() && s.inflight.size() < s.client_receive_max &&
+         c->roomForOutput();
 }
 
 Subscriber* Broker::pickMember(SharedGroup& g, const Message& m) {
