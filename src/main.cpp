@@ -5,11 +5,11 @@
 #include <cstring>
 #include <string>
 
-#include "src/broker.h"
-#include "src/config.h"
-#include "src/inspect.h"
-#include "src/log.h"
-#include "src/passwd_command.h"
+#include "src/broker/broker.h"
+#include "src/config/config.h"
+#include "src/tools/inspect.h"
+#include "src/util/log.h"
+#include "src/tools/passwd_command.h"
 
 namespace {
 

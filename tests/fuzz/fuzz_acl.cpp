@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "mqtt/topic.h"
-#include "src/acl.h"
+#include "src/security/acl.h"
 
 using petrel::Acl;
 namespace mqtt = petrel::mqtt;

@@ -15,7 +15,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "src/config.h"
+#include "src/config/config.h"
 
 namespace {
 

@@ -20,7 +20,7 @@
 #include <string_view>
 #include <vector>
 
-#include "src/password_file.h"
+#include "src/security/password_file.h"
 
 using petrel::PasswordFile;
 

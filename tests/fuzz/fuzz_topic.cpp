@@ -1,5 +1,5 @@
 // fuzz_topic: topic names and filters (mqtt/topic.h), shared filters, and the
-// broker's subscription trie (src/topic_tree.h) against mqtt::topicMatches.
+// broker's subscription trie (src/routing/topic_tree.h) against mqtt::topicMatches.
 //
 // Input: lines. Lines before the first empty line are subscriptions (a
 // filter, possibly `$share/<group>/<filter>`), lines after it are published
@@ -25,9 +25,9 @@
 #include <vector>
 
 #include "mqtt/topic.h"
-#include "src/acl.h"
-#include "src/shared_group.h"
-#include "src/topic_tree.h"
+#include "src/security/acl.h"
+#include "src/queues/shared_group.h"
+#include "src/routing/topic_tree.h"
 
 using namespace petrel;
 

@@ -1,0 +1,255 @@
+#include "src/config/config.h"
+
+#include <arpa/inet.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstring>
+
+#include <functional>
+#include <limits>
+#include <map>
+#include <optional>
+#include <stdexcept>
+
+namespace petrel {
+
+namespace {
+
+// A user-caused configuration error; carries the line of the offending node.
+struct ConfigError : std::runtime_error {
+  int line;
+  ConfigError(int l, const std::string& msg) : std::runtime_error(msg), line(l) {}
+};
+
+int lineOf(const YAML::Node& n) { return n.Mark().line + 1; }
+
+template <typename T>
+T readInt(const YAML::Node& n, const std::string& key, long long lo, long long hi) {
+  if (!n.IsScalar()) throw ConfigError(lineOf(n), key + ": expected an integer");
+  long long v;
+  try {
+    v = n.as<long long>();
+  } catch (const YAML::Exception&) {
+    throw ConfigError(lineOf(n), key + ": expected an integer, got '" + n.Scalar() + "'");
+  }
+  if (v < lo || v > hi)
+    throw ConfigError(lineOf(n), key + ": " + n.Scalar() + " is out of range " +
+                                     std::to_string(lo) + ".." + std::to_string(hi));
+  return static_cast<T>(v);
+}
+
+bool readBool(const YAML::Node& n, const std::string& key) {
+  if (!n.IsScalar()) throw ConfigError(lineOf(n), key + ": expected true or false");
+  try {
+    return n.as<bool>();
+  } catch (const YAML::Exception&) {
+    throw ConfigError(lineOf(n), key + ": expected true or false, got '" + n.Scalar() + "'");
+  }
+}
+
+std::string readString(const YAML::Node& n, const std::string& key) {
+  if (!n.IsScalar()) throw ConfigError(lineOf(n), key + ": expected a string");
+  return n.Scalar();
+}
+
+using Handler = std::function<void(const YAML::Node&, const std::string&)>;
+
+// Walks a mapping, dispatching each key to its handler; unknown keys are
+// errors so that a typo never silently leaves a default in force.
+void readMap(const YAML::Node& map, const std::string& prefix,
+             const std::map<std::string, Handler>& handlers) {
+  if (map.IsNull()) return;
+  if (!map.IsMap())
+    throw ConfigError(lineOf(map), (prefix.empty() ? std::string("top level") : prefix) +
+                                       ": expected a mapping of keys");
+  for (const auto& kv : map) {
+    const std::string key = kv.first.Scalar();
+    const std::string full = prefix.empty() ? key : prefix + "." + key;
+    auto it = handlers.find(key);
+    if (it == handlers.end()) throw ConfigError(lineOf(kv.first), full + ": unknown key");
+    it->second(kv.second, full);
+  }
+}
+
+tls::TlsConfig readTls(const YAML::Node& n, const std::string& k) {
+  tls::TlsConfig t;
+  auto str = [](std::string& field) {
+    return [&field](const YAML::Node& v, const std::string& kk) { field = readString(v, kk); };
+  };
+  readMap(n, k, {
+    {"cert_file", str(t.cert_file)},
+    {"key_file", str(t.key_file)},
+    {"ca_file", str(t.ca_file)},
+    {"ca_dir", str(t.ca_dir)},
+    {"crl_file", str(t.crl_file)},
+    {"ciphers", str(t.ciphers)},
+    {"ciphersuites", str(t.ciphersuites)},
+    {"require_certificate", [&](const YAML::Node& v, const std::string& kk) { t.require_certificate = readBool(v, kk); }},
+    {"use_identity_as_username", [&](const YAML::Node& v, const std::string& kk) { t.use_identity_as_username = readBool(v, kk); }},
+    {"handshake_timeout_ms", [&](const YAML::Node& v, const std::string& kk) { t.handshake_timeout_ms = readInt<uint32_t>(v, kk, 100, 600000); }},
+    {"min_version", [&](const YAML::Node& v, const std::string& kk) {
+       t.min_version = readString(v, kk);
+       // RFC 8996 deprecates TLS 1.0 and 1.1.
+       if (t.min_version != "1.2" && t.min_version != "1.3")
+         throw ConfigError(lineOf(v), kk + ": '" + t.min_version +
+                                          "' is not supported; use \"1.2\" or \"1.3\" (TLS 1.0 and 1.1 are refused)");
+     }},
+  });
+  if (n.IsNull() || !n.IsMap()) throw ConfigError(lineOf(n), k + ": expected a mapping with cert_file and key_file");
+  if (t.cert_file.empty()) throw ConfigError(lineOf(n), k + ".cert_file: required for a TLS listener");
+  if (t.key_file.empty()) throw ConfigError(lineOf(n), k + ".key_file: required for a TLS listener");
+  if (t.require_certificate && t.ca_file.empty() && t.ca_dir.empty())
+    throw ConfigError(lineOf(n), k + ".require_certificate: needs ca_file or ca_dir");
+  if (t.use_identity_as_username && !t.require_certificate)
+    throw ConfigError(lineOf(n), k + ".use_identity_as_username: needs require_certificate: true");
+  return t;
+}
+
+void parseRoot(const YAML::Node& root, Config& c) {
+  const long long u16max = 65535, u32max = 0xFFFFFFFFll;
+  readMap(root, "", {
+    {"log_level", [&](const YAML::Node& n, const std::string& k) {
+       if (!parseLogLevel(readString(n, k), c.log_level))
+         throw ConfigError(lineOf(n), k + ": '" + n.Scalar() +
+                                          "' is not one of debug, info, notice, warning, error");
+     }},
+    {"listeners", [&](const YAML::Node& n, const std::string& k) {
+       if (!n.IsSequence()) throw ConfigError(lineOf(n), k + ": expected a list of listeners");
+       c.listeners.clear();
+       for (size_t i = 0; i < n.size(); ++i) {
+         ListenerConfig l;
+         const std::string p = k + "[" + std::to_string(i) + "]";
+         std::optional<bool> anonymous;
+         readMap(n[i], p, {
+           {"address", [&](const YAML::Node& v, const std::string& kk) { l.address = readString(v, kk); }},
+           {"port", [&](const YAML::Node& v, const std::string& kk) { l.port = readInt<uint16_t>(v, kk, 0, 65535); }},
+           {"tls", [&](const YAML::Node& v, const std::string& kk) { l.tls = readTls(v, kk); }},
+           {"allow_anonymous", [&](const YAML::Node& v, const std::string& kk) { anonymous = readBool(v, kk); }},
+         });
+         // Secure by default: anonymous clients only on loopback unless the
+         // configuration says otherwise.
+         l.allow_anonymous = anonymous.value_or(isLoopbackAddress(l.address));
+         c.listeners.push_back(l);
+       }
+       if (c.listeners.empty()) throw ConfigError(lineOf(n), k + ": at least one listener is needed");
+     }},
+    {"limits", [&](const YAML::Node& n, const std::string& k) {
+       readMap(n, k, {
+         {"max_packet_size", [&](const YAML::Node& v, const std::string& kk) { c.max_packet_size = readInt<uint32_t>(v, kk, 16, 268435460); }},
+         {"max_inflight", [&](const YAML::Node& v, const std::string& kk) { c.max_inflight = readInt<uint16_t>(v, kk, 1, u16max); }},
+         {"max_queued_messages", [&](const YAML::Node& v, const std::string& kk) { c.max_queued_messages = readInt<uint32_t>(v, kk, 0, u32max); }},
+         {"max_connections", [&](const YAML::Node& v, const std::string& kk) { c.max_connections = readInt<uint32_t>(v, kk, 0, u32max); }},
+         {"max_topic_levels", [&](const YAML::Node& v, const std::string& kk) { c.max_topic_levels = readInt<uint32_t>(v, kk, 1, 65535); }},
+         {"max_keepalive", [&](const YAML::Node& v, const std::string& kk) { c.max_keepalive = readInt<uint16_t>(v, kk, 0, u16max); }},
+         {"max_session_expiry", [&](const YAML::Node& v, const std::string& kk) { c.max_session_expiry = readInt<uint32_t>(v, kk, 0, u32max); }},
+         {"max_queued_bytes", [&](const YAML::Node& v, const std::string& kk) { c.max_queued_bytes = readInt<uint64_t>(v, kk, 0, 1ll << 50); }},
+         {"max_client_output", [&](const YAML::Node& v, const std::string& kk) { c.max_client_output = readInt<uint64_t>(v, kk, 1 << 20, 1ll << 40); }},
+         {"max_output_memory", [&](const YAML::Node& v, const std::string& kk) { c.max_output_memory = readInt<uint64_t>(v, kk, 1 << 20, 1ll << 44); }},
+       });
+     }},
+    {"shared", [&](const YAML::Node& n, const std::string& k) {
+       auto strategy = [](const YAML::Node& v, const std::string& kk) {
+         ShareStrategy st;
+         if (!parseShareStrategy(readString(v, kk), st))
+           throw ConfigError(lineOf(v), kk + ": '" + v.Scalar() +
+                                            "' is not one of round_robin, random, sticky, hash_clientid, "
+                                            "hash_topic, least_inflight");
+         return st;
+       };
+       readMap(n, k, {
+         {"strategy", [&](const YAML::Node& v, const std::string& kk) { c.shared_strategy = strategy(v, kk); }},
+         {"max_queued_messages", [&](const YAML::Node& v, const std::string& kk) { c.shared_max_queued = readInt<uint32_t>(v, kk, 0, u32max); }},
+         {"groups", [&](const YAML::Node& v, const std::string& kk) {
+            if (v.IsNull()) return;
+            if (!v.IsMap()) throw ConfigError(lineOf(v), kk + ": expected a mapping of share name to strategy");
+            for (const auto& g : v) {
+              const std::string name = g.first.Scalar();
+              c.shared_group_strategies[name] = strategy(g.second, kk + "." + name);
+            }
+          }},
+       });
+     }},
+    {"persistence", [&](const YAML::Node& n, const std::string& k) {
+       readMap(n, k, {
+         {"enabled", [&](const YAML::Node& v, const std::string& kk) { c.persistence = readBool(v, kk); }},
+         {"dir", [&](const YAML::Node& v, const std::string& kk) {
+            c.data_dir = readString(v, kk);
+            if (c.data_dir.empty()) throw ConfigError(lineOf(v), kk + ": must not be empty");
+          }},
+         {"sync", [&](const YAML::Node& v, const std::string& kk) {
+            const std::string m = readString(v, kk);
+            if (m != "fsync" && m != "periodic")
+              throw ConfigError(lineOf(v), kk + ": '" + m + "' is not one of fsync, periodic");
+            c.sync_fsync = m == "fsync";
+          }},
+         {"sync_interval_ms", [&](const YAML::Node& v, const std::string& kk) { c.sync_interval_ms = readInt<uint32_t>(v, kk, 1, 60000); }},
+         {"max_size_mb", [&](const YAML::Node& v, const std::string& kk) { c.max_store_mb = readInt<uint64_t>(v, kk, 1, 1ll << 30); }},
+         {"on_corrupt", [&](const YAML::Node& v, const std::string& kk) {
+            const std::string m = readString(v, kk);
+            if (m != "fail" && m != "move_aside")
+              throw ConfigError(lineOf(v), kk + ": '" + m + "' is not one of fail, move_aside");
+            c.on_corrupt_move_aside = m == "move_aside";
+          }},
+       });
+     }},
+    {"auth", [&](const YAML::Node& n, const std::string& k) {
+       readMap(n, k, {
+         {"password_file", [&](const YAML::Node& v, const std::string& kk) { c.password_file = readString(v, kk); }},
+         {"acl_file", [&](const YAML::Node& v, const std::string& kk) { c.acl_file = readString(v, kk); }},
+       });
+     }},
+    {"mqtt", [&](const YAML::Node& n, const std::string& k) {
+       readMap(n, k, {
+         {"max_qos", [&](const YAML::Node& v, const std::string& kk) { c.max_qos = readInt<uint8_t>(v, kk, 0, 2); }},
+         {"retain_available", [&](const YAML::Node& v, const std::string& kk) { c.retain_available = readBool(v, kk); }},
+         {"topic_alias_maximum", [&](const YAML::Node& v, const std::string& kk) { c.topic_alias_maximum = readInt<uint16_t>(v, kk, 0, u16max); }},
+         {"outbound_topic_aliases", [&](const YAML::Node& v, const std::string& kk) { c.outbound_topic_aliases = readInt<uint16_t>(v, kk, 0, u16max); }},
+         {"allow_zero_length_clientid", [&](const YAML::Node& v, const std::string& kk) { c.allow_zero_length_clientid = readBool(v, kk); }},
+         {"sys_interval", [&](const YAML::Node& v, const std::string& kk) { c.sys_interval = readInt<uint32_t>(v, kk, 0, 86400); }},
+       });
+     }},
+  });
+}
+
+}  // namespace
+
+bool isLoopbackAddress(const std::string& address) {
+  if (address == "::1" || address == "localhost") return true;
+  in_addr a4;
+  if (inet_pton(AF_INET, address.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+  in6_addr a6;
+  if (inet_pton(AF_INET6, address.c_str(), &a6) == 1) {
+    // ::ffff:127.x.y.z, an IPv4-mapped loopback address.
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return std::memcmp(a6.s6_addr, mapped, 12) == 0 && a6.s6_addr[12] == 127;
+  }
+  return false;
+}
+
+bool loadConfig(const std::string& path, Config& out, std::string& error) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    error = path + ": cannot open the configuration file";
+    return false;
+  } catch (const YAML::ParserException& e) {
+    error = path + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg;
+    return false;
+  }
+  Config c;
+  try {
+    parseRoot(root, c);
+  } catch (const ConfigError& e) {
+    error = path + ":" + std::to_string(e.line) + ": " + e.what() + " (line " +
+            std::to_string(e.line) + ")";
+    return false;
+  } catch (const YAML::Exception& e) {
+    error = path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg;
+    return false;
+  }
+  out = std::move(c);
+  return true;
+}
+
+}  // namespace petrel

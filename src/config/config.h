@@ -1,0 +1,83 @@
+// src/config/config.h — the broker configuration, read from YAML (config.yaml at the
+// repository root documents every key). Loading is strict: an unknown key or a
+// value of the wrong type or range is an error naming the key and its line.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "src/util/log.h"
+#include "src/queues/shared_group.h"
+#include "tls/tls_config.h"
+
+namespace petrel {
+
+struct ListenerConfig {
+  std::string address = "127.0.0.1";
+  uint16_t port = 1883;
+  // Present for a TLS listener (the `tls:` mapping).
+  std::optional<tls::TlsConfig> tls;
+  // Clients without a user name (or certificate identity) are accepted.
+  // When the key is absent: true on a loopback address, false elsewhere.
+  bool allow_anonymous = true;
+};
+
+// True for 127.0.0.0/8, ::1 and "localhost".
+bool isLoopbackAddress(const std::string& address);
+
+struct Config {
+  LogLevel log_level = LogLevel::Info;
+  std::vector<ListenerConfig> listeners{ListenerConfig{}};
+
+  // limits:
+  uint32_t max_packet_size = 1048576;
+  uint16_t max_inflight = 100;
+  uint32_t max_queued_messages = 10000;
+  uint32_t max_connections = 0;
+  uint32_t max_topic_levels = 128;
+  uint16_t max_keepalive = 65535;
+  uint32_t max_session_expiry = 0xFFFFFFFF;
+
+  uint64_t max_queued_bytes = 0;  // per session, payload bytes; 0 = no limit
+  // Output buffered for one client (bytes not yet taken by its socket)
+  // beyond which QoS 0 messages for that client are dropped and counted.
+  uint64_t max_client_output = 256ull << 20;
+  // Output buffered for all clients together; above it, the clients with
+  // the largest buffers are held to an equal share of it (their QoS 0 is
+  // dropped), so that memory stays bounded whoever stops reading.
+  uint64_t max_output_memory = 1ull << 30;
+
+  // persistence:
+  bool persistence = true;
+  std::string data_dir = "./data";
+  bool sync_fsync = true;          // sync: fsync | periodic
+  uint32_t sync_interval_ms = 200;
+  uint64_t max_store_mb = 4096;
+  bool on_corrupt_move_aside = false;  // on_corrupt: fail | move_aside
+
+  // shared:
+  ShareStrategy shared_strategy = ShareStrategy::RoundRobin;
+  std::map<std::string, ShareStrategy> shared_group_strategies;
+  uint32_t shared_max_queued = 100000;
+
+  // mqtt:
+  uint8_t max_qos = 2;
+  bool retain_available = true;
+  uint16_t topic_alias_maximum = 10;
+  uint16_t outbound_topic_aliases = 0;
+  bool allow_zero_length_clientid = true;
+  uint32_t sys_interval = 10;  // seconds between $SYS updates, 0 = off
+
+  // auth: (empty = not used)
+  std::string password_file;  // mosquitto_passwd format
+  std::string acl_file;       // mosquitto acl_file format
+};
+
+// Reads `path` into `out`. On failure returns false and sets `error` to a
+// message such as "config.yaml:12: limits.max_pakcet_size: unknown key".
+bool loadConfig(const std::string& path, Config& out, std::string& error);
+
+}  // namespace petrel

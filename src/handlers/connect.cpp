@@ -1,0 +1,232 @@
+// CONNECT (§3.1) and CONNACK (§3.2): protocol level, client identifier,
+// session lookup, takeover and resumption, keep alive, and the capabilities
+// the broker announces to MQTT 5 clients.
+#include <random>
+
+#include "mqtt/decoder.h"
+#include "mqtt/encoder.h"
+#include "mqtt/topic.h"
+#include "src/broker/broker.h"
+#include "src/util/log.h"
+
+namespace petrel {
+
+namespace {
+
+std::string assignClientId() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  static const char hex[] = "0123456789abcdef";
+  std::string id = "petrel-";
+  uint64_t v = rng();
+  for (int i = 0; i < 16; ++i) id.push_back(hex[(v >> (i * 4)) & 0xF]);
+  return id;
+}
+
+}  // namespace
+
+void Broker::sendConnackError(Connection& c, mqtt::Version v, mqtt::Reason r) {
+  mqtt::Connack ack;
+  ack.reason = r;
+  mqtt::encode(ack, v, c.out());
+  c.closeAfterFlush();
+}
+
+void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
+  using mqtt::Reason;
+  using mqtt::Version;
+  mqtt::Connect p;
+  Reason rc = mqtt::parseConnect(f, p);
+  if (rc == Reason::UnsupportedProtocolVersion) {
+    // [MQTT-3.1.2-2]: CONNACK 0x01 (MQTT 3.1.1 form, which every level
+    // understands well enough to see the refusal) and close.
+    LOG_NOTICE("refusing %s: unsupported protocol level %u", c.peer().c_str(),
+               static_cast<unsigned>(p.version));
+    sendConnackError(c, Version::V311, rc);
+    return;
+  }
+  if (rc != Reason::Success) {
+    LOG_NOTICE("refusing %s: malformed CONNECT (%s)", c.peer().c_str(),
+               std::string(mqtt::reasonName(rc)).c_str());
+    if (p.version == Version::V5) {
+      sendConnackError(c, Version::V5, rc);
+    } else {
+      c.closeAfterFlush();
+    }
+    return;
+  }
+  const Version v = p.version;
+  const bool v5 = v == Version::V5;
+  c.version = v;
+
+  auto refuse = [&](Reason r, const char* why) {
+    LOG_NOTICE("refusing client '%s' from %s: %s", p.client_id.c_str(), c.peer().c_str(), why);
+    sendConnackError(c, v, r);
+  };
+
+  // Connections on their way out (half-closed, lingering) no longer count.
+  if (cfg_.max_connections && connections_.size() - closing_connections_ > cfg_.max_connections)
+    return refuse(v5 ? Reason::QuotaExceeded : Reason::ServerUnavailable, "too many connections");
+  if (p.props.authentication_method)
+    return refuse(Reason::BadAuthenticationMethod, "enhanced authentication is not supported");
+  // Authentication (security.cpp): refused with 0x86/0x87 (v5) or 4/5.
+  std::optional<std::string> username;
+  std::string auth_error;
+  if (Reason ar = authenticate(c, p, username, auth_error); ar != Reason::Success)
+    return refuse(ar, auth_error.c_str());
+
+  // Client identifier (§3.1.3.1).
+  bool assigned = false;
+  if (p.client_id.empty()) {
+    // [MQTT-3.1.3-8]: v3.1.1 needs clean session for an empty id; MQTT 3.1
+    // requires 1..23 characters.
+    if (v == Version::V31 || !cfg_.allow_zero_length_clientid || (v == Version::V311 && !p.clean_start))
+      return refuse(Reason::ClientIdentifierNotValid, "empty client identifier");
+    p.client_id = assignClientId();
+    assigned = true;
+  }
+
+  // The will (§3.1.2.5): check it now, so a bad one refuses the connection.
+  if (p.will) {
+    if (!mqtt::validTopicName(p.will->topic, cfg_.max_topic_levels))
+      return refuse(v5 ? Reason::TopicNameInvalid : Reason::UnspecifiedError, "invalid will topic");
+    if (p.will->props.response_topic && !mqtt::validTopicName(*p.will->props.response_topic))
+      return refuse(Reason::ProtocolError, "will Response Topic is not a valid topic name");
+    if (p.will->qos > cfg_.max_qos)
+      return refuse(v5 ? Reason::QosNotSupported : Reason::UnspecifiedError, "will QoS above maximum");
+    if (p.will->retain && !cfg_.retain_available)
+      return refuse(v5 ? Reason::RetainNotSupported : Reason::UnspecifiedError, "will retain not available");
+  }
+
+  // Keep alive (§3.1.2.10, §3.2.2.3.14 Server Keep Alive).
+  uint16_t keepalive = p.keepalive;
+  bool server_keepalive = false;
+  if (cfg_.max_keepalive && (keepalive > cfg_.max_keepalive || (keepalive == 0 && cfg_.max_keepalive < 65535))) {
+    if (!v5) {
+      // MQTT 3.1.1 has no way to tell the client a smaller interval; like
+      // mosquitto, such a client is refused rather than cut off later.
+      return refuse(Reason::ClientIdentifierNotValid, "keep alive above limits.max_keepalive");
+    }
+    keepalive = cfg_.max_keepalive;
+    server_keepalive = true;
+  }
+
+  // Session expiry: v3.1.1 clean_session=0 keeps the session forever.
+  uint32_t expiry = 0;
+  if (v5) {
+    expiry = p.props.session_expiry_interval.value_or(0);
+    if (expiry > cfg_.max_session_expiry) expiry = cfg_.max_session_expiry;
+  } else {
+    expiry = p.clean_start ? 0 : 0xFFFFFFFF;
+  }
+
+  // Session lookup, takeover [MQTT-3.1.4-3] and clean start [MQTT-3.1.2-4].
+  Session* s = nullptr;
+  bool present = false;
+  auto it = sessions_.find(p.client_id);
+  if (it != sessions_.end()) {
+    s = it->second.get();
+    if (Connection* old = s->conn) {
+      LOG_INFO("client %s: session taken over by %s", s->clientId().c_str(), c.peer().c_str());
+      // The old connection ends abnormally: its will goes out (a delayed
+      // one is cancelled below when the session continues). The session
+      // itself passes to the new connection, whatever its expiry.
+      s->conn = nullptr;
+      old->session = nullptr;
+      if (s->has_shared) returnToGroups(*s);
+      if (s->will) {
+        if (s->will->props.will_delay_interval.value_or(0) == 0) publishWill(*s);
+        else s->will_at_ms = nowMs() + int64_t(*s->will->props.will_delay_interval) * 1000;
+      }
+      old->disconnect(Reason::SessionTakenOver);
+    }
+  }
+  if (s && p.clean_start) {
+    // A pending will fires when its session ends (§3.1.3.2.2).
+    endSession(s);
+    s = nullptr;
+  }
+  if (s) {
+    present = true;
+    if (s->will && s->will_at_ms) s->will.reset();  // reconnected within the delay
+  } else {
+    auto owned = std::make_unique<Session>(p.client_id);
+    s = owned.get();
+    sessions_.emplace(s->clientId(), std::move(owned));
+  }
+  s->will.reset();
+  s->will_at_ms = 0;
+  s->expires_at_ms = 0;
+  s->version = v;
+  s->username = std::move(username);
+  s->expiry_interval = expiry;
+  // The broker's outbound window: limits.max_inflight, or the client's
+  // Receive Maximum if that is smaller (§3.1.2.11.3; 65,535 when absent, as
+  // paho sends it). What one session keeps in flight -- in memory, and in
+  // work per acknowledgement -- is the operator's choice for every client.
+  s->client_receive_max = v5 ? p.props.receive_maximum.value_or(65535) : cfg_.max_inflight;
+  if (s->client_receive_max > cfg_.max_inflight) s->client_receive_max = cfg_.max_inflight;
+  s->client_max_packet = v5 ? p.props.maximum_packet_size.value_or(0) : 0;
+  s->client_topic_alias_max = v5 ? p.props.topic_alias_maximum.value_or(0) : 0;
+  if (p.will) s->will = std::make_unique<mqtt::Will>(std::move(*p.will));
+
+  s->conn = &c;
+  c.session = s;
+  c.connected = true;
+  c.keepalive = keepalive;
+  c.aliases.reset();
+
+  if (durable(*s)) {
+    // Newly durable sessions write their subscriptions too; what they had
+    // queued before becoming durable stays in RAM only.
+    const bool was_stored = s->stored;
+    saveSession(*s);
+    if (!was_stored) {
+      for (const auto& e : s->subscriptions) saveSubscription(*s, e.key, e.opts);
+    }
+  }
+
+  mqtt::Connack ack;
+  ack.session_present = present;
+  if (v5) {
+    auto& pr = ack.props;
+    pr.receive_maximum = cfg_.max_inflight;
+    if (cfg_.max_qos < 2) pr.maximum_qos = cfg_.max_qos;
+    if (!cfg_.retain_available) pr.retain_available = 0;
+    pr.maximum_packet_size = cfg_.max_packet_size;
+    if (cfg_.topic_alias_maximum) pr.topic_alias_maximum = cfg_.topic_alias_maximum;
+    if (assigned) pr.assigned_client_identifier = p.client_id;
+    if (server_keepalive) pr.server_keep_alive = keepalive;
+    if (p.props.session_expiry_interval && expiry != *p.props.session_expiry_interval)
+      pr.session_expiry_interval = expiry;
+    pr.wildcard_subscription_available = 1;
+    pr.subscription_identifier_available = 1;
+    pr.shared_subscription_available = 1;
+  }
+  mqtt::encode(ack, v, c.out());
+  LOG_INFO("client %s connected from %s (MQTT %s, %s, keep alive %u)", s->clientId().c_str(),
+           c.peer().c_str(), v == Version::V5 ? "5.0" : v == Version::V311 ? "3.1.1" : "3.1",
+           present ? "session resumed" : "new session", keepalive);
+  resumeSession(*s, c);
+}
+
+void Broker::resumeSession(Session& s, Connection& c) {
+  // A session whose state is on disk reads its first window back.
+  if (s.inflight.empty() && s.queue.empty() && s.disk_count > 0) refill(s, false);
+  s.evicted = false;
+  // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (DUP=1) and PUBREL, in
+  // their original order, then whatever queued while offline.
+  for (auto& f : s.inflight) {
+    if (f.released) {
+      mqtt::Ack rel;
+      rel.type = mqtt::PacketType::Pubrel;
+      rel.packet_id = f.packet_id;
+      mqtt::encode(rel, c.version, c.out());
+    } else {
+      sendPublish(s, c, f.d, f.packet_id, true);
+    }
+  }
+  pump(s);
+  dispatchMemberGroups(s);
+}
+
+}  // namespace petrel

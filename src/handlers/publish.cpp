@@ -1,0 +1,184 @@
+// PUBLISH from clients (§3.3) and the QoS acknowledgements in both
+// directions: PUBACK, PUBREC, PUBREL, PUBCOMP (§3.4–§3.7, §4.3).
+#include "mqtt/decoder.h"
+#include "mqtt/encoder.h"
+#include "mqtt/topic.h"
+#include "src/broker/broker.h"
+#include "src/util/log.h"
+
+namespace petrel {
+
+void Broker::handlePublish(Connection& c, const mqtt::Frame& f) {
+  using mqtt::Reason;
+  Session& s = *c.session;
+  const bool v5 = c.version == mqtt::Version::V5;
+  mqtt::Publish p;
+  Reason rc = mqtt::parse(f, c.version, p);
+  if (rc != Reason::Success) return protocolError(c, rc, "malformed PUBLISH");
+
+  if (p.qos > cfg_.max_qos)  // [MQTT-3.2.2-11]
+    return protocolError(c, Reason::QosNotSupported, "PUBLISH above the maximum QoS");
+  if (p.retain && !cfg_.retain_available)  // [MQTT-3.2.2-14]
+    return protocolError(c, Reason::RetainNotSupported, "retained PUBLISH while retain is unavailable");
+
+  // Topic alias (§3.3.2.3.4).
+  if (v5 && p.props.topic_alias) {
+    const uint16_t alias = *p.props.topic_alias;
+    if (alias == 0 || alias > cfg_.topic_alias_maximum)  // [MQTT-3.3.2-8/9]
+      return protocolError(c, Reason::TopicAliasInvalid, "topic alias out of range");
+    auto& table = c.aliasTables().in;
+    if (table.size() <= alias) table.resize(size_t(alias) + 1);
+    if (p.topic.empty()) {
+      if (table[alias].empty())
+        return protocolError(c, Reason::ProtocolError, "unknown topic alias");
+      p.topic = table[alias];
+    } else {
+      table[alias] = p.topic;
+    }
+    p.props.topic_alias.reset();
+  }
+  if (!mqtt::validTopicName(p.topic, cfg_.max_topic_levels))  // [MQTT-3.3.2-2]
+    return protocolError(c, Reason::TopicNameInvalid, "invalid topic name in PUBLISH");
+  if (v5 && p.props.response_topic && !mqtt::validTopicName(*p.props.response_topic))  // [MQTT-3.3.2-14]
+    return protocolError(c, Reason::ProtocolError, "Response Topic is not a valid topic name");
+  if (v5 && !p.props.subscription_identifiers.empty())  // [MQTT-3.3.4-6]
+    return protocolError(c, Reason::ProtocolError, "subscription identifier in PUBLISH from a client");
+
+  if (p.qos == 2) {
+    // Method B of §4.3.3: deliver on receipt, remember the packet id until
+    // PUBREL, so a duplicate PUBLISH is acknowledged but not delivered again.
+    if (s.inbound_qos2.count(p.packet_id)) {
+      mqtt::Ack rec;
+      rec.type = mqtt::PacketType::Pubrec;
+      rec.packet_id = p.packet_id;
+      mqtt::encode(rec, c.version, c.out());
+      return;
+    }
+    if (s.inbound_qos2.size() >= cfg_.max_inflight)  // [MQTT-3.3.4-7]
+      return protocolError(c, Reason::ReceiveMaximumExceeded, "too many QoS 2 messages in flight");
+  }
+
+  if (!mayPublish(s, p.topic)) return refusePublish(c, s, p);  // ACL
+
+  ++stats_.messages_received;
+  auto msg = std::make_shared<Message>();
+  msg->topic = std::move(p.topic);
+  msg->payload = std::move(p.payload);
+  msg->qos = p.qos;
+  msg->retain = p.retain;
+  if (v5) {
+    if (p.props.message_expiry_interval) {
+      msg->expires_at_ms = nowMs() + int64_t(*p.props.message_expiry_interval) * 1000;
+      p.props.message_expiry_interval.reset();
+    }
+    msg->props = std::move(p.props);
+    msg->has_props = !msg->props.empty();
+  }
+  msg->origin = s.clientId();
+  if (store_) msg->id = next_msg_id_++;
+  MessagePtr m = std::move(msg);
+
+  // [MQTT-3.3.1-5..7] retained: store (or clear with an empty payload).
+  const uint32_t retained_refs = m->retain ? retain(m) : 0;
+  const size_t n = route(m, retained_refs);
+  // A retained copy, or a queued one, must be on disk before the PUBACK;
+  // copies only in flight to durable receivers need not (AckGate).
+  if (p.qos == 1 && retained_refs == 0) frame_gate_ = std::move(route_gate_);
+  route_gate_.reset();
+
+  if (p.qos == 1) {
+    mqtt::Ack ack;
+    ack.type = mqtt::PacketType::Puback;
+    ack.packet_id = p.packet_id;
+    if (v5 && n == 0) ack.reason = Reason::NoMatchingSubscribers;
+    mqtt::encode(ack, c.version, c.out());
+  } else if (p.qos == 2) {
+    s.inbound_qos2.insert(p.packet_id);
+    if (store_ && s.stored) store_->batch().putInboundQos2(s.clientId(), p.packet_id);
+    mqtt::Ack rec;
+    rec.type = mqtt::PacketType::Pubrec;
+    rec.packet_id = p.packet_id;
+    if (v5 && n == 0) rec.reason = Reason::NoMatchingSubscribers;
+    mqtt::encode(rec, c.version, c.out());
+  }
+}
+
+void Broker::completeDelivery(Session& s, uint16_t packet_id) {
+  // The exchange of an outbound QoS 1/2 message is over: drop it, and let
+  // the freed window take the next ones (the session's queue, its groups).
+  if (InflightOut* inf = s.findInflight(packet_id)) {
+    if (inf->d.gate && inf->d.gate->pending && --inf->d.gate->pending == 0) gates_ready_ = true;
+    forget(s, inf->d);
+  }
+  s.eraseInflight(packet_id);
+  pump(s);
+  afterAck(s);
+}
+
+void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
+  using mqtt::PacketType;
+  using mqtt::Reason;
+  Session& s = *c.session;
+  mqtt::Ack a;
+  Reason rc = mqtt::parse(f, c.version, a);
+  if (rc != Reason::Success) return protocolError(c, rc, "malformed acknowledgement");
+  const bool v5 = c.version == mqtt::Version::V5;
+
+  switch (a.type) {
+    case PacketType::Pubrel: {
+      // Inbound QoS 2, step 2: release the packet id, answer PUBCOMP.
+      mqtt::Ack comp;
+      comp.type = PacketType::Pubcomp;
+      comp.packet_id = a.packet_id;
+      if (s.inbound_qos2.erase(a.packet_id)) {
+        if (store_ && s.stored) store_->batch().deleteInboundQos2(s.clientId(), a.packet_id);
+      } else if (v5) {
+        comp.reason = Reason::PacketIdentifierNotFound;
+      }
+      mqtt::encode(comp, c.version, c.out());
+      return;
+    }
+    case PacketType::Puback: {
+      InflightOut* inf = s.findInflight(a.packet_id);
+      if (!inf || inf->d.qos != 1) {
+        LOG_DEBUG("client %s: PUBACK for unknown packet id %u", s.clientId().c_str(), a.packet_id);
+        return;
+      }
+      completeDelivery(s, a.packet_id);
+      return;
+    }
+    case PacketType::Pubrec: {
+      InflightOut* inf = s.findInflight(a.packet_id);
+      mqtt::Ack rel;
+      rel.type = PacketType::Pubrel;
+      rel.packet_id = a.packet_id;
+      if (!inf || inf->d.qos != 2) {
+        if (v5) rel.reason = Reason::PacketIdentifierNotFound;
+        mqtt::encode(rel, c.version, c.out());
+        return;
+      }
+      if (v5 && static_cast<uint8_t>(a.reason) >= 0x80) {
+        // §4.3.3: a failure PUBREC ends the exchange; the id is free again.
+        completeDelivery(s, a.packet_id);
+        return;
+      }
+      inf->released = true;
+      if (inf->d.seq) saveQueueEntry(s, inf->d, a.packet_id, true);
+      mqtt::encode(rel, c.version, c.out());
+      return;
+    }
+    case PacketType::Pubcomp: {
+      InflightOut* inf = s.findInflight(a.packet_id);
+      if (!inf || !inf->released) {
+        LOG_DEBUG("client %s: PUBCOMP for unknown packet id %u", s.clientId().c_str(), a.packet_id);
+        return;
+      }
+      completeDelivery(s, a.packet_id);
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+}  // namespace petrel

@@ -1,0 +1,120 @@
+// SUBSCRIBE / SUBACK (§3.8, §3.9) and UNSUBSCRIBE / UNSUBACK (§3.10,
+// §3.11), including shared subscriptions (§4.8.2) and the retained messages
+// sent on subscribe per Retain Handling (§3.3.1.3).
+#include "mqtt/decoder.h"
+#include "mqtt/encoder.h"
+#include "mqtt/topic.h"
+#include "src/broker/broker.h"
+#include "src/util/log.h"
+
+namespace petrel {
+
+void Broker::handleSubscribe(Connection& c, const mqtt::Frame& f) {
+  using mqtt::Reason;
+  Session& s = *c.session;
+  const bool v5 = c.version == mqtt::Version::V5;
+  mqtt::Subscribe p;
+  Reason rc = mqtt::parse(f, c.version, p);
+  if (rc != Reason::Success) return protocolError(c, rc, "malformed SUBSCRIBE");
+  const uint32_t sub_id = p.props.subscription_identifiers.empty() ? 0 : p.props.subscription_identifiers[0];
+
+  mqtt::Suback ack;
+  ack.packet_id = p.packet_id;
+  struct RetainedToSend {
+    std::string filter;
+    SubscriptionOptions opts;
+  };
+  std::vector<RetainedToSend> retained;
+  std::vector<SharedGroup*> joined;  // may hand the new member queued messages
+  for (auto& t : p.topics) {
+    mqtt::SharedFilter sf;
+    const bool ok = mqtt::parseSharedFilter(t.filter, sf) &&
+                    mqtt::validTopicFilter(sf.shared ? sf.filter : std::string_view(t.filter),
+                                           cfg_.max_topic_levels);
+    if (!ok) {
+      // §3.9.3: a bad filter fails alone: 0x80 (v3.1.1) / 0x8F (v5).
+      LOG_DEBUG("client %s: invalid topic filter '%s'", s.clientId().c_str(), t.filter.c_str());
+      ack.reasons.push_back(v5 ? static_cast<uint8_t>(Reason::TopicFilterInvalid) : 0x80);
+      continue;
+    }
+    if (!maySubscribe(s, sf.shared ? sf.filter : std::string_view(t.filter))) {
+      // ACL: this filter fails alone, 0x80 (v3.1.1) / 0x87 Not authorized (v5).
+      LOG_INFO("client %s: subscription to '%s' denied by the ACL", s.clientId().c_str(), t.filter.c_str());
+      ack.reasons.push_back(v5 ? static_cast<uint8_t>(Reason::NotAuthorized) : 0x80);
+      continue;
+    }
+    if (sf.shared && t.no_local)  // [MQTT-3.8.3-4]
+      return protocolError(c, Reason::ProtocolError, "No Local on a shared subscription");
+    SubscriptionOptions o;
+    o.qos = t.qos > cfg_.max_qos ? cfg_.max_qos : t.qos;  // §3.8.4: grant at most the maximum QoS
+    o.no_local = t.no_local;
+    o.retain_as_published = t.retain_as_published;
+    o.retain_handling = t.retain_handling;
+    o.subscription_id = sub_id;
+    const std::string group(sf.group);
+    const std::string filter(sf.shared ? sf.filter : std::string_view(t.filter));
+    const bool existed = tree_.subscribe(filter, group, &s, o);
+    if (sf.shared) {
+      s.has_shared = true;
+      SharedGroup* g = tree_.findGroup(filter, group, false);
+      configureGroup(*g);
+      joined.push_back(g);
+    }
+    s.subscriptions.set(t.filter, o);
+    if (store_ && s.stored) saveSubscription(s, t.filter, o);
+    ack.reasons.push_back(o.qos);
+    // [MQTT-3.3.1-9..11] retained messages: 0 always, 1 only for a new
+    // subscription, 2 never; never for shared subscriptions (§4.8.2).
+    if (!sf.shared && cfg_.retain_available &&
+        (o.retain_handling == 0 || (o.retain_handling == 1 && !existed)))
+      retained.push_back({filter, o});
+  }
+  mqtt::encode(ack, c.version, c.out());
+  for (auto& r : retained) sendRetained(s, r.filter, r.opts);
+  for (SharedGroup* g : joined) dispatchGroup(*g);
+}
+
+void Broker::sendRetained(Session& s, const std::string& filter, const SubscriptionOptions& o) {
+  const int64_t now = nowMs();
+  retained_.forEachMatch(filter, [&](const MessagePtr& m) {
+    if (m->expires_at_ms && m->expires_at_ms <= now) return;
+    if (!mayReceive(s, m->topic)) return;  // ACL read access, per message
+    Delivery d;
+    d.msg = m;
+    d.qos = std::min(m->qos, o.qos);
+    d.retain = true;  // [MQTT-3.3.1-8] retained messages sent on subscribe
+    if (o.subscription_id) d.subscription_ids.push_back(o.subscription_id);
+    deliver(s, std::move(d));
+  });
+}
+
+void Broker::unsubscribeKey(Session& s, std::string_view key) {
+  mqtt::SharedFilter sf;
+  mqtt::parseSharedFilter(key, sf);
+  tree_.unsubscribe(sf.shared ? sf.filter : key, sf.group, &s);
+  if (sf.shared)
+    if (SharedGroup* g = tree_.findGroup(sf.filter, sf.group, false)) maybeDropGroup(*g);
+}
+
+void Broker::handleUnsubscribe(Connection& c, const mqtt::Frame& f) {
+  using mqtt::Reason;
+  Session& s = *c.session;
+  mqtt::Unsubscribe p;
+  Reason rc = mqtt::parse(f, c.version, p);
+  if (rc != Reason::Success) return protocolError(c, rc, "malformed UNSUBSCRIBE");
+  mqtt::Unsuback ack;
+  ack.packet_id = p.packet_id;
+  for (const auto& filter : p.filters) {
+    if (!s.subscriptions.find(filter)) {
+      ack.reasons.push_back(static_cast<uint8_t>(Reason::NoSubscriptionExisted));
+      continue;
+    }
+    unsubscribeKey(s, filter);
+    if (store_ && s.stored) store_->batch().deleteSubscription(s.clientId(), filter);
+    s.subscriptions.erase(filter);
+    ack.reasons.push_back(static_cast<uint8_t>(Reason::Success));
+  }
+  mqtt::encode(ack, c.version, c.out());
+}
+
+}  // namespace petrel

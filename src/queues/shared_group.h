@@ -1,0 +1,90 @@
+// src/queues/shared_group.h — a shared subscription group `$share/<name>/<filter>`
+// (MQTT 5 §4.8.2) run as a work queue: the group, not its members, holds
+// the messages. Each message goes to exactly one member; it waits in the
+// group queue until a member is online with room in its window (Receive
+// Maximum), so a slow member never gets more than it can take and an
+// offline member is never picked while another is online. QoS 1/2 messages
+// a member had not acknowledged when it disconnected go back to the front
+// of the queue for another member.
+//
+// A message sent to a durable member moves into that member's session
+// (its queue entry in the store carries the packet id, the QoS 2 state and
+// the group), so a restart resumes the exchange with that member.
+//
+// Trade-off (documented in README): a QoS 1 message handed back after a
+// member died may already have been processed by that member, so QoS 1
+// group delivery is at least once. QoS 2 stays with a durable member until
+// it completes or its session ends (exactly once); per-publisher order
+// holds for each member, but a handed-back message can arrive at its new
+// member after later messages did.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "src/util/lazy_deque.h"
+#include "src/routing/message.h"
+#include "src/routing/topic_tree.h"
+
+namespace petrel {
+
+class Session;
+
+enum class ShareStrategy : uint8_t {
+  RoundRobin,     // the next member in turn that has room
+  Random,         // a random member with room
+  Sticky,         // the last member while it has room
+  HashClientId,   // by publisher client id: one publisher, one member
+  HashTopic,      // by topic: one topic, one member
+  LeastInflight,  // the member with the most free window
+};
+
+bool parseShareStrategy(std::string_view name, ShareStrategy& out);
+const char* shareStrategyName(ShareStrategy s);
+
+// A message waiting in a group queue.
+struct GroupEntry {
+  MessagePtr msg;
+  uint64_t seq = 0;  // position in the persisted group queue, 0 = not stored
+  bool redelivery = false;
+};
+
+struct SharedGroup {
+  std::string name;    // the share name
+  std::string filter;  // the topic filter
+  std::vector<Subscriber> members;
+  ShareStrategy strategy = ShareStrategy::RoundRobin;
+  size_t cursor = 0;           // round robin / sticky position
+  LazyDeque<GroupEntry> queue; // waiting for a member (the RAM window)
+  size_t inflight = 0;         // handed to members, not yet acknowledged
+
+  // Persistence: the queue's entries live in the store under owner(). Like
+  // a durable session's queue, only a window of it is in RAM: the
+  // `disk_count` entries from `next_read_seq` on wait in the store until
+  // the window drains (Broker::groupRefill).
+  bool stored = false;
+  bool refill_waiting = false;  // disk entries not committed yet
+  uint64_t next_seq = 1;
+  uint64_t next_read_seq = 0;
+  uint64_t disk_count = 0;
+  // Entries handed back by a member while others waited on disk: they are
+  // in RAM already, under positions the refill has not reached yet.
+  std::vector<uint64_t> handed_back;
+
+  size_t queued() const { return queue.size() + disk_count; }
+
+  // For operators.
+  uint64_t delivered = 0;
+  uint64_t redelivered = 0;
+  uint64_t dropped = 0;
+  bool drop_logged = false;
+
+  // The store key that owns this group's queue entries; it cannot collide
+  // with a client id (client ids never start with U+0001 in practice, and a
+  // share name cannot contain '/').
+  std::string owner() const { return "\x01share/" + name + "/" + filter; }
+  bool unused() const { return members.empty() && queue.empty() && disk_count == 0 && inflight == 0; }
+};
+
+}  // namespace petrel

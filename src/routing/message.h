@@ -1,0 +1,36 @@
+// src/routing/message.h — an application message as the broker holds it: stored
+// once, immutable, shared by reference between every session queue, the
+// retained store and in-flight windows that hold it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "mqtt/properties.h"
+
+namespace petrel {
+
+struct Message {
+  std::string topic;
+  std::string payload;
+  uint8_t qos = 0;
+  bool retain = false;
+  // Properties forwarded to subscribers (§3.3.2.3): payload format, content
+  // type, response topic, correlation data, user properties. Topic Alias,
+  // Subscription Identifiers and the expiry interval are per delivery.
+  mqtt::Properties props;
+  bool has_props = false;
+  // Wall-clock deadline in milliseconds since the epoch, 0 = never expires
+  // (§3.3.2.3.3 Message Expiry Interval).
+  int64_t expires_at_ms = 0;
+  // Client id of the publisher, for No Local (§3.8.3.1).
+  std::string origin;
+  // Id in the persistent store (assigned to every message when persistence
+  // is on; the record is written only when a durable holder exists).
+  uint64_t id = 0;
+};
+
+using MessagePtr = std::shared_ptr<const Message>;
+
+}  // namespace petrel

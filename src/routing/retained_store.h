@@ -1,0 +1,48 @@
+// src/routing/retained_store.h — the last retained message of each topic (§3.3.1.3).
+// Lookups by filter scan the topics that share the filter's literal prefix.
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "src/routing/message.h"
+
+namespace petrel {
+
+class RetainedStore {
+ public:
+  // Stores `msg` for its topic; an empty payload clears it [MQTT-3.3.1-6].
+  void set(const MessagePtr& msg);
+  // Calls f(const MessagePtr&) for each retained message matching `filter`.
+  template <typename F>
+  void forEachMatch(std::string_view filter, F&& f) const;
+  size_t size() const { return by_topic_.size(); }
+
+ private:
+  std::map<std::string, MessagePtr, std::less<>> by_topic_;
+};
+
+}  // namespace petrel
+
+#include "mqtt/topic.h"
+
+namespace petrel {
+
+template <typename F>
+void RetainedStore::forEachMatch(std::string_view filter, F&& f) const {
+  // Every match starts with the filter's part before its first wildcard, so
+  // only that range of the ordered map is visited.
+  const size_t wild = filter.find_first_of("+#");
+  std::string_view prefix = filter.substr(0, wild);
+  // "a/#" also matches "a" itself [MQTT-4.7.1-2]: drop the trailing '/'.
+  if (!prefix.empty() && prefix.back() == '/' && wild != std::string_view::npos)
+    prefix.remove_suffix(1);
+  auto it = prefix.empty() ? by_topic_.begin() : by_topic_.lower_bound(prefix);
+  for (; it != by_topic_.end(); ++it) {
+    if (!prefix.empty() && it->first.compare(0, prefix.size(), prefix) != 0) break;
+    if (mqtt::topicMatches(filter, it->first)) f(it->second);
+  }
+}
+
+}  // namespace petrel

@@ -1,0 +1,156 @@
+#include "src/routing/topic_tree.h"
+
+#include "src/queues/shared_group.h"
+
+namespace petrel {
+
+TopicTree::TopicTree() : root_(std::make_unique<Node>()) {}
+TopicTree::~TopicTree() = default;
+
+namespace {
+
+// Splits on '/' keeping empty levels ("a//b" has three levels).
+template <typename F>
+void forEachLevel(std::string_view filter, F&& f) {
+  size_t pos = 0;
+  while (true) {
+    const size_t end = filter.find('/', pos);
+    if (end == std::string_view::npos) {
+      f(filter.substr(pos));
+      return;
+    }
+    f(filter.substr(pos, end - pos));
+    pos = end + 1;
+  }
+}
+
+}  // namespace
+
+SharedGroup* TopicTree::findGroup(std::string_view filter, std::string_view group, bool create) {
+  Node* n = root_.get();
+  bool missing = false;
+  forEachLevel(filter, [&](std::string_view level) {
+    if (missing) return;
+    Node* c = n->child(level);
+    if (!c) {
+      if (!create) {
+        missing = true;
+        return;
+      }
+      if (!n->children) n->children = std::make_unique<Node::Children>();
+      c = n->children->emplace(std::string(level), std::make_unique<Node>()).first->second.get();
+    }
+    n = c;
+  });
+  if (missing) return nullptr;
+  if (n->groups) {
+    auto g = n->groups->find(group);
+    if (g != n->groups->end()) return g->second.get();
+  }
+  if (!create) return nullptr;
+  if (!n->groups) n->groups = std::make_unique<Node::Groups>();
+  auto g = std::make_unique<SharedGroup>();
+  g->name = std::string(group);
+  g->filter = std::string(filter);
+  return n->groups->emplace(std::string(group), std::move(g)).first->second.get();
+}
+
+bool TopicTree::subscribe(std::string_view filter, std::string_view group, Session* s,
+                          const SubscriptionOptions& opts) {
+  std::vector<Subscriber>* list;
+  if (!group.empty()) {
+    list = &findGroup(filter, group, true)->members;
+  } else {
+    Node* n = root_.get();
+    forEachLevel(filter, [&](std::string_view level) {
+      if (!n->children) n->children = std::make_unique<Node::Children>();
+      auto it = n->children->find(level);
+      if (it == n->children->end())
+        it = n->children->emplace(std::string(level), std::make_unique<Node>()).first;
+      n = it->second.get();
+    });
+    list = &n->subs;
+  }
+  for (Subscriber& sub : *list) {
+    if (sub.session == s) {
+      sub.opts = opts;
+      return true;
+    }
+  }
+  list->push_back(Subscriber{s, opts});
+  ++count_;
+  return false;
+}
+
+bool TopicTree::removeFrom(Node& n, std::string_view rest, std::string_view group, Session* s) {
+  const size_t end = rest.find('/');
+  const std::string_view level = rest.substr(0, end);
+  if (!n.children) return false;
+  auto it = n.children->find(level);
+  if (it == n.children->end()) return false;
+  Node& child = *it->second;
+  bool removed = false;
+  if (end == std::string_view::npos) {
+    if (group.empty()) {
+      for (size_t i = 0; i < child.subs.size(); ++i) {
+        if (child.subs[i].session == s) {
+          child.subs.erase(child.subs.begin() + i);
+          removed = true;
+          break;
+        }
+      }
+    } else {
+      auto g = child.groups ? child.groups->find(group) : decltype(child.groups->begin()){};
+      if (child.groups && g != child.groups->end()) {
+        auto& m = g->second->members;
+        for (size_t i = 0; i < m.size(); ++i) {
+          if (m[i].session == s) {
+            m.erase(m.begin() + i);
+            removed = true;
+            break;
+          }
+        }
+        // An emptied group stays: its queue waits for members (dropGroup).
+      }
+    }
+  } else {
+    removed = removeFrom(child, rest.substr(end + 1), group, s);
+  }
+  if (child.empty()) n.children->erase(it);  // prune empty branches
+  return removed;
+}
+
+void TopicTree::dropGroup(std::string_view filter, std::string_view group) {
+  // Walk down remembering the path, then prune empty nodes bottom-up.
+  std::vector<std::pair<Node*, std::string_view>> path;
+  Node* n = root_.get();
+  bool missing = false;
+  forEachLevel(filter, [&](std::string_view level) {
+    if (missing) return;
+    Node* c = n->child(level);
+    if (!c) {
+      missing = true;
+      return;
+    }
+    path.emplace_back(n, level);
+    n = c;
+  });
+  if (missing || !n->groups) return;
+  auto g = n->groups->find(group);
+  if (g == n->groups->end() || !g->second->unused()) return;
+  n->groups->erase(g);
+  for (auto it = path.rbegin(); it != path.rend(); ++it) {
+    Node* parent = it->first;
+    Node* child = parent->child(it->second);
+    if (!child || !child->empty()) break;
+    parent->children->erase(parent->children->find(it->second));
+  }
+}
+
+bool TopicTree::unsubscribe(std::string_view filter, std::string_view group, Session* s) {
+  const bool removed = removeFrom(*root_, filter, group, s);
+  if (removed) --count_;
+  return removed;
+}
+
+}  // namespace petrel

@@ -1,0 +1,124 @@
+// src/security/password_file.cpp — reading mosquitto_passwd files and checking
+// passwords against their $6$ / $7$ hashes.
+#include "src/security/password_file.h"
+#include "src/util/text.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "tls/crypto.h"
+
+namespace petrel {
+
+namespace {
+
+constexpr size_t kSaltBytes = 12;    // what mosquitto_passwd uses
+constexpr size_t kDigestBytes = 64;  // SHA-512
+
+}  // namespace
+
+bool PasswordFile::decode(std::string_view encoded, Hash& out) {
+  const auto f = split(encoded, '$');
+  // f[0] is the empty string before the leading '$'.
+  if (f.size() < 4 || !f[0].empty()) return false;
+  if (f[1] == "6" && f.size() == 4) {
+    out.pbkdf2 = false;
+    out.iterations = 0;
+    if (!tls::base64Decode(f[2], out.salt) || !tls::base64Decode(f[3], out.digest)) return false;
+  } else if (f[1] == "7" && f.size() == 5) {
+    out.pbkdf2 = true;
+    uint64_t n = 0;
+    if (f[2].empty() || f[2].size() > 9) return false;
+    for (char c : f[2]) {
+      if (c < '0' || c > '9') return false;
+      n = n * 10 + uint64_t(c - '0');
+    }
+    if (n == 0) return false;
+    out.iterations = static_cast<uint32_t>(n);
+    if (!tls::base64Decode(f[3], out.salt) || !tls::base64Decode(f[4], out.digest)) return false;
+  } else {
+    return false;
+  }
+  return !out.salt.empty() && out.digest.size() == kDigestBytes;
+}
+
+bool PasswordFile::matches(const Hash& h, std::string_view password) {
+  const std::string computed = h.pbkdf2 ? tls::pbkdf2Sha512(password, h.salt, h.iterations, kDigestBytes)
+                                        : tls::sha512(password, h.salt);
+  return !computed.empty() && tls::constantTimeEqual(computed, h.digest);
+}
+
+bool PasswordFile::verify(std::string_view encoded, std::string_view password) {
+  Hash h;
+  return decode(encoded, h) && matches(h, password);
+}
+
+std::string PasswordFile::hashPassword(std::string_view password, uint32_t iterations) {
+  const std::string salt = tls::randomBytes(kSaltBytes);
+  if (salt.empty()) return {};
+  const std::string digest = tls::pbkdf2Sha512(password, salt, iterations, kDigestBytes);
+  if (digest.empty()) return {};
+  return "$7$" + std::to_string(iterations) + "$" + tls::base64Encode(salt) + "$" +
+         tls::base64Encode(digest);
+}
+
+bool PasswordFile::load(const std::string& path, std::string& error) {
+  const auto text = readFile(path);
+  if (!text) {
+    error = path + ": cannot open the password file";
+    return false;
+  }
+  parse(*text, path);
+  return true;
+}
+
+void PasswordFile::parse(std::string_view text, const std::string& name) {
+  std::unordered_map<std::string, Hash> users;
+  std::vector<std::string> warnings;
+  size_t line_no = 0;
+  while (!text.empty()) {
+    ++line_no;
+    const size_t nl = text.find('\n');
+    std::string_view line = trim(text.substr(0, nl));
+    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    if (line.empty() || line.front() == '#') continue;
+    const size_t colon = line.find(':');
+    const std::string where = name + ":" + std::to_string(line_no) + ": ";
+    if (colon == std::string_view::npos) {
+      warnings.push_back(where + "no ':' in the line, skipped");
+      continue;
+    }
+    const std::string user(trim(line.substr(0, colon)));
+    const std::string_view encoded = trim(line.substr(colon + 1));
+    if (user.empty()) {
+      warnings.push_back(where + "empty user name, skipped");
+      continue;
+    }
+    Hash h;
+    if (!decode(encoded, h)) {
+      warnings.push_back(where + "user '" + user + "': not a $6$ or $7$ hash, skipped");
+      continue;
+    }
+    if (!users.emplace(user, std::move(h)).second)
+      warnings.push_back(where + "user '" + user + "' appears again, skipped");
+  }
+  users_ = std::move(users);
+  warnings_ = std::move(warnings);
+}
+
+PasswordFile::Result PasswordFile::check(std::string_view user, std::string_view password) const {
+  auto it = users_.find(std::string(user));
+  if (it == users_.end()) {
+    // Spend about the same time as for a real user.
+    static const Hash dummy = [] {
+      Hash h;
+      decode(hashPassword("petrel-dummy", kDefaultIterations), h);
+      return h;
+    }();
+    (void)matches(dummy, password);
+    return Result::UnknownUser;
+  }
+  return matches(it->second, password) ? Result::Ok : Result::WrongPassword;
+}
+
+}  // namespace petrel

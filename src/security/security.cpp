@@ -1,0 +1,200 @@
+// Security: TLS contexts per listener, client authentication at CONNECT
+// (password file, certificate identity, anonymous access per listener), the
+// ACL answers for PUBLISH that is refused, and reloading all of it on
+// SIGHUP or, for certificates, when their files change on disk.
+//
+// Error policy: a bad file at start-up stops the broker with a message; a
+// bad file at reload is logged and the previous version stays in force, so
+// a typo never locks every client out or opens the broker up.
+#include "mqtt/encoder.h"
+#include "src/broker/broker.h"
+#include "src/util/log.h"
+
+namespace petrel {
+
+namespace {
+// How often certificate files are checked for changes; a change is picked
+// up after it has been stable for one interval (see TlsContext::filesChanged).
+constexpr uint64_t kTlsWatchIntervalMs = 1000;
+
+void reloadTls(ListenerSecurity& ls, const char* why) {
+  std::string err;
+  const std::string old_serial = ls.tls->certSerial();
+  if (ls.tls->reload(err)) {
+    LOG_NOTICE("listener %s: TLS files reloaded (%s), certificate serial %s -> %s", ls.name.c_str(), why,
+               old_serial.c_str(), ls.tls->certSerial().c_str());
+  } else {
+    LOG_ERROR("listener %s: TLS reload (%s) refused, the previous certificate stays in use: %s",
+              ls.name.c_str(), why, err.c_str());
+  }
+}
+
+void logWarnings(const PasswordFile& pw) {
+  for (const auto& w : pw.warnings()) LOG_WARN("password file: %s", w.c_str());
+}
+}  // namespace
+
+bool Broker::setupSecurity(std::string& err) {
+  if (!cfg_.password_file.empty()) {
+    auto pw = std::make_unique<PasswordFile>();
+    if (!pw->load(cfg_.password_file, err)) return false;
+    logWarnings(*pw);
+    LOG_NOTICE("password file %s: %zu users", cfg_.password_file.c_str(), pw->size());
+    passwords_ = std::move(pw);
+  }
+  if (!cfg_.acl_file.empty()) {
+    auto acl = std::make_unique<Acl>();
+    if (!acl->load(cfg_.acl_file, err)) return false;
+    LOG_NOTICE("ACL file %s: %zu rules", cfg_.acl_file.c_str(), acl->ruleCount());
+    acl_ = std::move(acl);
+  }
+  bool any_tls = false;
+  for (const auto& l : cfg_.listeners) {
+    auto ls = std::make_unique<ListenerSecurity>();
+    ls->name = l.address + ":" + std::to_string(l.port);
+    ls->allow_anonymous = l.allow_anonymous;
+    if (l.tls) {
+      std::string e;
+      ls->tls = tls::TlsContext::create(*l.tls, e);
+      if (!ls->tls) {
+        err = "listener " + ls->name + ": TLS: " + e;
+        return false;
+      }
+      ls->use_identity_as_username = l.tls->use_identity_as_username;
+      ls->handshake_timeout_ms = l.tls->handshake_timeout_ms;
+      any_tls = true;
+      LOG_NOTICE("listener %s: TLS (minimum %s), certificate serial %s%s", ls->name.c_str(),
+                 l.tls->min_version.c_str(), ls->tls->certSerial().c_str(),
+                 l.tls->require_certificate ? ", client certificates required" : "");
+    }
+    if (!ls->allow_anonymous && !passwords_ && !ls->use_identity_as_username)
+      LOG_WARN("listener %s refuses anonymous clients but no auth.password_file is set: "
+               "no client can connect there", ls->name.c_str());
+    listener_security_.push_back(std::move(ls));
+  }
+  if (any_tls) {
+    uv_timer_init(loop_, &tls_watch_timer_);
+    tls_watch_timer_.data = this;
+    uv_timer_start(&tls_watch_timer_, &Broker::onTlsWatch, kTlsWatchIntervalMs, kTlsWatchIntervalMs);
+    tls_watch_started_ = true;
+  }
+  return true;
+}
+
+void Broker::stopSecurity() {
+  if (!tls_watch_started_) return;
+  tls_watch_started_ = false;
+  uv_timer_stop(&tls_watch_timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tls_watch_timer_), nullptr);
+}
+
+void Broker::onTlsWatch(uv_timer_t* t) {
+  auto* b = static_cast<Broker*>(t->data);
+  for (auto& ls : b->listener_security_)
+    if (ls->tls && ls->tls->filesChanged()) reloadTls(*ls, "files changed");
+}
+
+void Broker::reloadSecurity(const char* why) {
+  LOG_NOTICE("reloading certificates, password file and ACL file (%s)", why);
+  for (auto& ls : listener_security_)
+    if (ls->tls) reloadTls(*ls, why);
+  std::string err;
+  if (!cfg_.password_file.empty()) {
+    auto pw = std::make_unique<PasswordFile>();
+    if (pw->load(cfg_.password_file, err)) {
+      logWarnings(*pw);
+      LOG_NOTICE("password file %s reloaded: %zu users", cfg_.password_file.c_str(), pw->size());
+      passwords_ = std::move(pw);
+    } else {
+      LOG_ERROR("password file not reloaded, the previous one stays in use: %s", err.c_str());
+    }
+  }
+  if (!cfg_.acl_file.empty()) {
+    auto acl = std::make_unique<Acl>();
+    if (acl->load(cfg_.acl_file, err)) {
+      LOG_NOTICE("ACL file %s reloaded: %zu rules", cfg_.acl_file.c_str(), acl->ruleCount());
+      acl_ = std::move(acl);
+    } else {
+      LOG_ERROR("ACL file not reloaded, the previous one stays in use: %s", err.c_str());
+    }
+  }
+}
+
+void Broker::attachListener(Connection& c, uv_stream_t* server) {
+  for (size_t i = 0; i < listeners_.size() && i < listener_security_.size(); ++i) {
+    if (reinterpret_cast<uv_stream_t*>(listeners_[i].get()) != server) continue;
+    ListenerSecurity& ls = *listener_security_[i];
+    c.listener = &ls;
+    if (ls.tls) c.enableTls(*ls.tls);
+    return;
+  }
+}
+
+bool Broker::handshakeTimedOut(Connection& c, uint64_t now) {
+  tls::TlsSession* t = c.tlsSession();
+  if (!t || t->handshakeDone() || !c.listener) return false;
+  if (now - c.accepted_ms <= c.listener->handshake_timeout_ms) return false;
+  LOG_NOTICE("closing %s: no TLS handshake within %u ms", c.peer().c_str(),
+             c.listener->handshake_timeout_ms);
+  c.closeAfterFlush();
+  return true;
+}
+
+mqtt::Reason Broker::authenticate(Connection& c, const mqtt::Connect& p,
+                                  std::optional<std::string>& username, std::string& why) {
+  using mqtt::Reason;
+  const ListenerSecurity* ls = c.listener;
+  if (ls && ls->use_identity_as_username) {
+    // The verified certificate is the credential; a user name or password
+    // in CONNECT is ignored, as mosquitto does.
+    tls::TlsSession* t = c.tlsSession();
+    if (!t || !t->hasPeerCommonName()) {
+      why = "no client certificate CN to use as the user name";
+      return Reason::NotAuthorized;
+    }
+    username = t->peerCommonName();
+    return Reason::Success;
+  }
+  if (p.username) {
+    if (passwords_) {
+      const auto r = passwords_->check(*p.username, p.password.value_or(""));
+      if (r != PasswordFile::Result::Ok) {
+        why = "user '" + *p.username + "': " +
+              (r == PasswordFile::Result::UnknownUser ? "unknown user" : "wrong password");
+        return Reason::BadUserNameOrPassword;
+      }
+    } else if (ls && !ls->allow_anonymous) {
+      // Without a password file a user name proves nothing, so it does not
+      // get past a listener that refuses anonymous clients.
+      why = "user '" + *p.username + "': no password file to check it against";
+      return Reason::NotAuthorized;
+    }
+    username = *p.username;
+    return Reason::Success;
+  }
+  if (ls && !ls->allow_anonymous) {
+    why = "anonymous clients are not allowed on listener " + ls->name;
+    return Reason::NotAuthorized;
+  }
+  return Reason::Success;
+}
+
+void Broker::refusePublish(Connection& c, Session& s, const mqtt::Publish& p) {
+  LOG_INFO("client %s%s%s: PUBLISH to '%s' denied by the ACL", s.clientId().c_str(),
+           s.username ? " user " : "", s.username ? s.username->c_str() : "", p.topic.c_str());
+  // [MQTT-3.3.5-2] MQTT 3.1.1 has no way to say no: the message is
+  // acknowledged as usual and dropped. MQTT 5 answers 0x87 Not authorized.
+  const bool v5 = c.version == mqtt::Version::V5;
+  if (p.qos == 0) return;
+  mqtt::Ack ack;
+  ack.type = p.qos == 1 ? mqtt::PacketType::Puback : mqtt::PacketType::Pubrec;
+  ack.packet_id = p.packet_id;
+  if (v5) {
+    ack.reason = mqtt::Reason::NotAuthorized;  // a failed PUBREC ends the exchange
+  } else if (p.qos == 2) {
+    s.inbound_qos2.insert(p.packet_id);  // PUBREL will follow
+  }
+  mqtt::encode(ack, c.version, c.out());
+}
+
+}  // namespace petrel

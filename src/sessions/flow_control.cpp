@@ -1,0 +1,55 @@
+// Output flow control: what the broker does when clients read slower than
+// messages arrive for them.
+//
+// Policy (README, "Flow control"):
+// * QoS 1/2 are never dropped for lack of buffer space. Above
+//   kOutputHighWater of buffered output a client's QoS 1/2 messages wait in
+//   its session queue (the RAM window, then the store for a durable
+//   session) and are sent as its socket drains; only the configured queue
+//   limits drop them.
+// * QoS 0 is buffered so that a reading client rides out a burst: up to
+//   limits.max_client_output per client, and while the sum over all clients
+//   stays within limits.max_output_memory. A client over its budget has its
+//   QoS 0 dropped -- that client only: the publishers and every other
+//   subscriber go on at full speed, so a client that stopped reading is
+//   isolated. When the broker-wide sum is exceeded, each congested client
+//   (over the high-water mark) is held to an equal share of the budget, so
+//   the largest buffers (the stuck readers) are cut first.
+// * Drops are counted per connection (logged with the client id when they
+//   start and when the connection ends) and in
+//   $SYS/broker/messages/dropped/output_budget.
+#include "src/broker/broker.h"
+#include "src/util/log.h"
+
+namespace petrel {
+
+void Broker::accountOutput(Connection& c) {
+  const size_t now = c.closing() && c.handle_closed_ ? 0 : c.pendingOutput();
+  const size_t before = c.accounted_output;
+  if (now == before) return;
+  output_total_ += now;
+  output_total_ -= std::min<uint64_t>(output_total_, before);
+  const bool was = before > kOutputHighWater, is = now > kOutputHighWater;
+  if (is && !was) ++output_congested_;
+  if (was && !is && output_congested_) --output_congested_;
+  c.accounted_output = now;
+}
+
+bool Broker::qos0Allowed(Session& s, Connection& c) {
+  const size_t pending = c.pendingOutput();
+  uint64_t budget = cfg_.max_client_output;
+  if (output_total_ > cfg_.max_output_memory) {
+    const uint64_t share = cfg_.max_output_memory / std::max<size_t>(1, output_congested_);
+    budget = std::min(budget, std::max<uint64_t>(share, kOutputHighWater));
+  }
+  if (pending < budget) return true;
+  if (c.dropped_qos0++ == 0)
+    LOG_WARN("client %s: %zu bytes of output not yet read by the client (budget %llu): "
+             "dropping QoS 0 messages for it",
+             s.clientId().c_str(), pending, static_cast<unsigned long long>(budget));
+  ++stats_.qos0_dropped_output;
+  ++stats_.messages_dropped;
+  return false;
+}
+
+}  // namespace petrel

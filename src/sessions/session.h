@@ -1,0 +1,307 @@
+// src/sessions/session.h — the state MQTT keeps for a client id between connections
+// (§4.1): subscriptions, the QoS 1/2 messages in flight in both directions,
+// the queue of messages not yet sent, the will, and the expiry.
+//
+// The session owns the per-receiver flow control: a message is sent when the
+// client's Receive Maximum has room, otherwise it waits in the queue; acks
+// free the window and pull the next ones. A full window means "wait", never
+// "drop"; only the configured queue limit drops (and counts) messages.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <algorithm>
+#include <string_view>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "mqtt/packets.h"
+#include "src/util/lazy_deque.h"
+#include "src/routing/message.h"
+#include "src/routing/topic_tree.h"
+
+namespace petrel {
+
+class Connection;
+struct SharedGroup;
+
+// The publisher's PUBACK of a QoS 1 message normally waits for the commit
+// that stores it. When every durable receiver got the message at once, it
+// may go earlier: as soon as all of them have acknowledged it, nothing is
+// owed any more and the stored copy is moot. `pending` counts those
+// receivers still to acknowledge.
+struct AckGate {
+  uint32_t pending = 0;
+};
+
+// One message owed to this session, with its per-receiver attributes.
+struct Delivery {
+  MessagePtr msg;
+  uint8_t qos = 0;
+  bool retain = false;
+  std::vector<uint32_t> subscription_ids;
+  uint64_t seq = 0;      // queue position of a durable session, 0 = not stored
+  // A message of a shared subscription group: the group's, not the
+  // session's; it goes back to the group if the member leaves.
+  SharedGroup* group = nullptr;
+  uint64_t group_seq = 0;
+  std::shared_ptr<AckGate> gate;  // see AckGate
+};
+
+struct InflightOut {
+  uint16_t packet_id;
+  Delivery d;
+  bool released = false;  // QoS 2: PUBREC received, PUBREL sent
+};
+
+// Outbound QoS 1/2 messages sent and not yet completed, in send order. A
+// client may allow up to 65,535 messages in flight, and scanning the window
+// for every new packet id made a large drain quadratic (seconds of a frozen
+// loop). Small windows are scanned (they fit in a cache line or two); from
+// kIndexFrom entries on, a 65,536-bit map of the ids in use answers "is
+// this id taken" in constant time. An acknowledgement is looked for where
+// its id says it should be (see position()): constant time when acks come
+// in order, proportional to the entries completed out of order before it
+// otherwise -- which is why the broker caps every window at
+// limits.max_inflight.
+class InflightWindow {
+ public:
+  using iterator = LazyDeque<InflightOut>::iterator;
+  using const_iterator = LazyDeque<InflightOut>::const_iterator;
+
+  bool empty() const { return q_.empty(); }
+  size_t size() const { return q_.size(); }
+  InflightOut& front() { return q_.front(); }
+  const InflightOut& front() const { return q_.front(); }
+  InflightOut& back() { return q_.back(); }
+  iterator begin() { return q_.begin(); }
+  iterator end() { return q_.end(); }
+  const_iterator begin() const { return q_.begin(); }
+  const_iterator end() const { return q_.end(); }
+
+  void push_back(InflightOut&& f) {
+    const uint16_t id = f.packet_id;
+    q_.push_back(std::move(f));
+    if (ids_) set(id);
+    else if (q_.size() > kIndexFrom) buildIndex();
+  }
+  bool contains(uint16_t id) const {
+    if (ids_) return (ids_[id >> 6] >> (id & 63)) & 1;
+    for (const auto& f : q_)
+      if (f.packet_id == id) return true;
+    return false;
+  }
+  InflightOut* find(uint16_t id) {
+    const size_t i = position(id);
+    return i == kNone ? nullptr : &q_[i];
+  }
+  // Removes the entry with `id`; false if there is none.
+  bool erase(uint16_t id) {
+    const size_t i = position(id);
+    if (i == kNone) return false;
+    if (i == 0) pop_front();
+    else erase(q_.begin() + static_cast<std::ptrdiff_t>(i));
+    return true;
+  }
+  iterator erase(iterator it) {
+    if (ids_) clear(it->packet_id);
+    auto next = q_.erase(it);
+    if (q_.empty()) ids_.reset();
+    return next;
+  }
+  void pop_front() {
+    if (ids_) clear(q_.front().packet_id);
+    q_.pop_front();
+    if (q_.empty()) ids_.reset();
+  }
+  void clear() {
+    q_.clear();
+    ids_.reset();
+  }
+
+  static constexpr size_t kIndexFrom = 64;
+
+ private:
+  static constexpr size_t kNone = SIZE_MAX;
+  // Where `id` is in the window. Ids are handed out in increasing order
+  // (mod 2^16), so with no gaps the entry is at (id - front id); entries
+  // acknowledged out of order only move it towards the front. Looking from
+  // that guess backwards, then forwards, is constant time for acks in any
+  // order short of a client scrambling them on purpose.
+  size_t position(uint16_t id) {
+    if (q_.empty()) return kNone;
+    if (q_.front().packet_id == id) return 0;  // the usual case: acks in order
+    if (ids_ && !contains(id)) return kNone;
+    const size_t n = q_.size();
+    size_t guess = static_cast<uint16_t>(id - q_.front().packet_id);
+    if (guess >= n) guess = n - 1;
+    for (size_t i = guess + 1; i-- > 0;)
+      if (q_[i].packet_id == id) return i;
+    for (size_t i = guess + 1; i < n; ++i)
+      if (q_[i].packet_id == id) return i;
+    return kNone;
+  }
+  void set(uint16_t id) { ids_[id >> 6] |= uint64_t(1) << (id & 63); }
+  void clear(uint16_t id) { ids_[id >> 6] &= ~(uint64_t(1) << (id & 63)); }
+  void buildIndex() {
+    ids_ = std::make_unique<uint64_t[]>(65536 / 64);  // zeroed
+    for (const auto& f : q_) set(f.packet_id);
+  }
+
+  LazyDeque<InflightOut> q_;
+  std::unique_ptr<uint64_t[]> ids_;  // null while the window is small
+};
+
+// A small set of packet ids (at most the Receive Maximum we announce, and
+// usually empty): a vector costs nothing while empty, unlike a hash set.
+class PacketIdSet {
+ public:
+  size_t count(uint16_t id) const {
+    for (uint16_t v : ids_)
+      if (v == id) return 1;
+    return 0;
+  }
+  void insert(uint16_t id) {
+    if (!count(id)) ids_.push_back(id);
+  }
+  size_t erase(uint16_t id) {
+    for (size_t i = 0; i < ids_.size(); ++i) {
+      if (ids_[i] == id) {
+        ids_[i] = ids_.back();
+        ids_.pop_back();
+        if (ids_.empty()) ids_.shrink_to_fit();
+        return 1;
+      }
+    }
+    return 0;
+  }
+  size_t size() const { return ids_.size(); }
+
+ private:
+  std::vector<uint16_t> ids_;
+};
+
+// A session's subscriptions: the filter as subscribed ("$share/g/f" too)
+// and its options. Sessions have few subscriptions, most have one: a sorted
+// vector costs ~50 bytes an entry where a std::map node costs ~150.
+class SubscriptionList {
+ public:
+  struct Entry {
+    std::string key;
+    SubscriptionOptions opts;
+  };
+  const SubscriptionOptions* find(std::string_view key) const {
+    auto it = lower(key);
+    return it != v_.end() && it->key == key ? &it->opts : nullptr;
+  }
+  // Adds or replaces; returns true if the key was new.
+  bool set(std::string_view key, const SubscriptionOptions& o) {
+    auto it = lower(key);
+    if (it != v_.end() && it->key == key) {
+      it->opts = o;
+      return false;
+    }
+    v_.insert(it, Entry{std::string(key), o});
+    return true;
+  }
+  bool erase(std::string_view key) {
+    auto it = lower(key);
+    if (it == v_.end() || it->key != key) return false;
+    v_.erase(it);
+    if (v_.empty()) v_.shrink_to_fit();
+    return true;
+  }
+  size_t size() const { return v_.size(); }
+  std::vector<Entry>::const_iterator begin() const { return v_.begin(); }
+  std::vector<Entry>::const_iterator end() const { return v_.end(); }
+
+ private:
+  std::vector<Entry>::iterator lower(std::string_view key) {
+    return std::lower_bound(v_.begin(), v_.end(), key,
+                            [](const Entry& e, std::string_view k) { return e.key < k; });
+  }
+  std::vector<Entry>::const_iterator lower(std::string_view key) const {
+    return std::lower_bound(v_.begin(), v_.end(), key,
+                            [](const Entry& e, std::string_view k) { return e.key < k; });
+  }
+  std::vector<Entry> v_;
+};
+
+
+class Session {
+ public:
+  explicit Session(std::string client_id) : client_id_(std::move(client_id)) {}
+
+  const std::string& clientId() const { return client_id_; }
+
+  Connection* conn = nullptr;
+  // Who the client authenticated as (CONNECT user name or certificate CN);
+  // empty for an anonymous client. The ACL is checked against it.
+  std::optional<std::string> username;
+
+  // Seconds the session outlives its connection; 0xFFFFFFFF = never expires
+  // (§3.1.2.11.2). v3.1.1 clean_session=0 maps to "never".
+  uint32_t expiry_interval = 0;
+  // What the client told us in CONNECT (MQTT 5), §3.1.2.11; see also
+  // client_receive_max and client_topic_alias_max below.
+  uint32_t client_max_packet = 0;  // 0 = no limit
+  int64_t expires_at_ms = 0;  // set while offline, 0 = not scheduled
+
+  // The will of the current (or last) connection, and when it fires if it
+  // is delayed (§3.1.3.2.2 Will Delay Interval).
+  std::unique_ptr<mqtt::Will> will;  // a pointer: most sessions have none
+  int64_t will_at_ms = 0;
+
+  SubscriptionList subscriptions;
+
+  // Outbound QoS 1/2 messages sent and not yet completed, in send order.
+  InflightWindow inflight;
+  // Messages waiting for the window (or for the client to come back).
+  LazyDeque<Delivery> queue;
+  // Inbound QoS 2 packet ids: PUBREC sent, PUBREL not yet received.
+  PacketIdSet inbound_qos2;
+
+  uint64_t dropped = 0;       // messages the queue limit discarded
+  uint64_t queued_bytes = 0;  // payload bytes in queue + on disk
+
+  // Durable state (persistence/). A durable session writes every QoS 1/2
+  // message it is owed to the store (seq order). Only a window of the queue
+  // is in RAM: entries from `next_read_seq` on (`disk_count` of them) are
+  // read back as the window drains. Offline sessions keep nothing in RAM
+  // once their last writes have committed (`evict_ticket`).
+  uint64_t next_seq = 1;
+  uint64_t next_read_seq = 0;
+  uint64_t disk_count = 0;
+  uint64_t evict_ticket = 0;    // evict RAM state once this ticket commits
+
+  size_t queuedCount() const { return queue.size() + disk_count; }
+
+  // Scratch for the router: merges overlapping subscriptions of one publish.
+  uint64_t match_gen = 0;
+  uint32_t match_index = 0;
+
+  // Small fields together, so that the object has no padding holes (every
+  // idle client has a session: its size is the broker's memory per device).
+  mqtt::Version version = mqtt::Version::V311;
+  bool drop_logged = false;     // the first drop is logged, the rest counted
+  bool stored = false;          // the store has a record of this session
+  bool evicted = false;         // offline with nothing in RAM
+  bool refill_waiting = false;  // disk entries not committed yet
+  bool has_shared = false;      // member of a shared subscription group
+  uint16_t client_receive_max = 65535;
+  uint16_t client_topic_alias_max = 0;
+
+  uint16_t nextPacketId();
+  bool packetIdInUse(uint16_t id) const;
+  InflightOut* findInflight(uint16_t id);
+  void eraseInflight(uint16_t id);
+
+ private:
+  std::string client_id_;
+  uint16_t last_packet_id_ = 0;
+};
+
+}  // namespace petrel

@@ -1,0 +1,60 @@
+// src/util/lazy_deque.h — a std::deque that allocates nothing until its first
+// element. libstdc++'s deque allocates a 512-byte node and its map on
+// construction; a broker with 100,000 idle sessions, each with an in-flight
+// window and a queue that are almost always empty, would pay ~100 MB for
+// nothing. The storage is released again when the deque empties.
+#pragma once
+
+#include <deque>
+#include <memory>
+
+namespace petrel {
+
+template <typename T>
+class LazyDeque {
+ public:
+  using Deque = std::deque<T>;
+  using iterator = typename Deque::iterator;
+  using const_iterator = typename Deque::const_iterator;
+
+  bool empty() const { return !d_ || d_->empty(); }
+  size_t size() const { return d_ ? d_->size() : 0; }
+  T& front() { return d_->front(); }
+  const T& front() const { return d_->front(); }
+  T& back() { return d_->back(); }
+  T& operator[](size_t i) { return (*d_)[i]; }
+  const T& back() const { return d_->back(); }
+
+  void push_back(T&& v) { get().push_back(std::move(v)); }
+  void push_back(const T& v) { get().push_back(v); }
+  void push_front(T&& v) { get().push_front(std::move(v)); }
+  void pop_front() {
+    d_->pop_front();
+    if (d_->empty()) d_.reset();
+  }
+  void clear() { d_.reset(); }
+  iterator erase(iterator it) {
+    auto next = d_->erase(it);
+    if (d_->empty()) {
+      d_.reset();
+      return end();
+    }
+    return next;
+  }
+
+  iterator begin() { return d_ ? d_->begin() : empty_.begin(); }
+  iterator end() { return d_ ? d_->end() : empty_.end(); }
+  const_iterator begin() const { return d_ ? d_->cbegin() : empty_.cbegin(); }
+  const_iterator end() const { return d_ ? d_->cend() : empty_.cend(); }
+
+ private:
+  Deque& get() {
+    if (!d_) d_ = std::make_unique<Deque>();
+    return *d_;
+  }
+  std::unique_ptr<Deque> d_;
+  // Shared by every empty instance, for begin()/end(); never modified.
+  static inline Deque empty_;
+};
+
+}  // namespace petrel
