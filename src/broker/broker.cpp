@@ -271,19 +271,17 @@ void Broker::onFrame(Connection& c, const mqtt::Frame& f) {
   // send next depends on those deletes having reached the disk, so they
   // hold nothing back (a subscriber draining its queue is not paced by the
   // disk).
+  FrameContext fc;
   if (!store_ || f.type == PacketType::Puback || f.type == PacketType::Pubcomp ||
       f.type == PacketType::Pingreq)
-    return dispatch(c, f);
+    return dispatch(c, f, fc);
   const Connection::OutMark mark = c.outMark();
   const size_t ops = store_->batch().count();
-  frame_gate_.reset();
-  dispatch(c, f);
-  std::shared_ptr<AckGate> gate = std::move(frame_gate_);
-  frame_gate_.reset();
-  if (store_->batch().count() != ops && !c.closing()) holdOutput(c, mark, gate);
+  dispatch(c, f, fc);
+  if (store_->batch().count() != ops && !c.closing()) holdOutput(c, mark, fc.early_ack);
 }
 
-void Broker::dispatch(Connection& c, const mqtt::Frame& f) {
+void Broker::dispatch(Connection& c, const mqtt::Frame& f, FrameContext& fc) {
   using mqtt::PacketType;
   if (!c.connected) {
     // [MQTT-3.1.0-1] the first packet must be CONNECT.
@@ -297,7 +295,7 @@ void Broker::dispatch(Connection& c, const mqtt::Frame& f) {
     return;
   }
   switch (f.type) {
-    case PacketType::Publish: handlePublish(c, f); break;
+    case PacketType::Publish: handlePublish(c, f, fc); break;
     case PacketType::Puback:
     case PacketType::Pubrec:
     case PacketType::Pubrel:

@@ -39,6 +39,28 @@ struct BrokerStats {
   uint64_t connections_total = 0;
 };
 
+// What route() did with a message.
+struct RouteResult {
+  size_t matched = 0;   // sessions and share groups it went to
+  uint32_t stored = 0;  // store references it took (queue entries)
+  // Non-null: the publisher's PUBACK may go once this gate opens, before the
+  // commit (every stored copy went at once to a durable receiver).
+  AckGatePtr early_ack;
+};
+
+// What deliver() did with one receiver's copy.
+enum class DeliverOutcome : uint8_t {
+  NotStored,     // sent (QoS 0, or a session that is not durable), dropped
+  StoredInGate,  // stored, sent at once, counted in the gate
+  Stored,        // stored and waiting: the PUBACK waits for the commit
+};
+
+// The packet being handled: output written for it is held (AckGate,
+// HeldOutput) when it made the broker write to the store.
+struct FrameContext {
+  AckGatePtr early_ack;  // set by handlePublish: the PUBACK may go on this gate
+};
+
 class Broker {
  public:
   // Output buffered for one client above which QoS 1/2 messages wait in the
@@ -84,13 +106,10 @@ class Broker {
   }
   uint32_t maxPacketSizeFor(const Connection& c) const { return cfg_.max_packet_size; }
 
-  // Routes a message to every matching subscription; returns the number of
-  // sessions it was delivered or queued to. `extra_refs` counts holders
-  // besides session queues (the retained slot) for the store's record.
-  size_t route(const MessagePtr& msg, uint32_t extra_refs = 0);
-  // After route(): the gate under which the publisher's PUBACK may go
-  // before the commit, or null when it must wait for the commit.
-  std::shared_ptr<AckGate> route_gate_;
+  // Routes a message to every matching subscription. `extra_refs` counts
+  // holders besides session queues (the retained slot) for the store's
+  // record.
+  RouteResult route(const MessagePtr& msg, uint32_t extra_refs = 0);
   // Stores `msg` as the retained message of its topic (empty payload
   // clears); returns the store references it takes (0 or 1).
   uint32_t retain(const MessagePtr& msg);
@@ -110,7 +129,7 @@ class Broker {
   void sendConnackError(Connection& c, mqtt::Version v, mqtt::Reason r);
   void resumeSession(Session& s, Connection& c);
   // handle_publish.cpp
-  void handlePublish(Connection& c, const mqtt::Frame& f);
+  void handlePublish(Connection& c, const mqtt::Frame& f, FrameContext& fc);
   void handleAck(Connection& c, const mqtt::Frame& f);
   void completeDelivery(Session& s, uint16_t packet_id);
   // handle_subscribe.cpp
@@ -122,10 +141,9 @@ class Broker {
   void publishWill(Session& s);
   void endSession(Session* s);
   // router.cpp
-  // Returns true if the delivery was written to the store for `s`. With a
-  // gate, a durable QoS 1 delivery sent at once counts in it; one that has
-  // to wait sets gate_blocked_.
-  bool deliver(Session& s, Delivery&& d, const std::shared_ptr<AckGate>& gate = nullptr);
+  // Sends or queues `d` for `s`. With a gate, a durable QoS 1 delivery
+  // sent at once counts in it (DeliverOutcome).
+  DeliverOutcome deliver(Session& s, Delivery&& d, const AckGatePtr& gate = nullptr);
   bool sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup);
   // Output budgets: false when a QoS 0 message for `c` must be dropped
   // because its buffered output is over its budget (flow_control.cpp).
@@ -179,8 +197,7 @@ class Broker {
   void scheduleEvict(Session& s);
   bool storeFull();
   MessagePtr loadMessage(uint64_t id);
-  void holdOutput(Connection& c, Connection::OutMark mark,
-                  const std::shared_ptr<AckGate>& gate = nullptr);
+  void holdOutput(Connection& c, Connection::OutMark mark, const AckGatePtr& gate = nullptr);
   // Releases held output that may go (commits, satisfied gates).
   void releaseHeld();
   void onCommit();
@@ -206,7 +223,7 @@ class Broker {
     return !acl_ || acl_->allowsSubscribe(s.username, s.clientId(), filter);
   }
   // broker.cpp
-  void dispatch(Connection& c, const mqtt::Frame& f);
+  void dispatch(Connection& c, const mqtt::Frame& f, FrameContext& fc);
   void protocolError(Connection& c, mqtt::Reason r, const char* what);
   void sweep();
   void flushAll();
@@ -238,7 +255,6 @@ class Broker {
   RetainedStore retained_;
   BrokerStats stats_;
   uint64_t match_gen_ = 0;
-  bool gate_blocked_ = false;
   bool shutting_down_ = false;
 
   // Persistence (durable.cpp).
@@ -252,8 +268,6 @@ class Broker {
   std::unordered_map<uint64_t, std::weak_ptr<const Message>> msg_cache_;
   uint64_t next_msg_id_ = 1;
   bool store_full_logged_ = false;
-  // Set by handlePublish when the PUBACK may be released by an AckGate.
-  std::shared_ptr<AckGate> frame_gate_;
   bool gates_ready_ = false;  // a gate opened: try releasing held output
   // security.cpp: one entry per listener, in cfg_.listeners order.
   std::vector<std::unique_ptr<ListenerSecurity>> listener_security_;

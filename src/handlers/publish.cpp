@@ -8,7 +8,7 @@
 
 namespace petrel {
 
-void Broker::handlePublish(Connection& c, const mqtt::Frame& f) {
+void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext& fc) {
   using mqtt::Reason;
   Session& s = *c.session;
   const bool v5 = c.version == mqtt::Version::V5;
@@ -80,11 +80,11 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f) {
 
   // [MQTT-3.3.1-5..7] retained: store (or clear with an empty payload).
   const uint32_t retained_refs = m->retain ? retain(m) : 0;
-  const size_t n = route(m, retained_refs);
+  RouteResult routed = route(m, retained_refs);
+  const size_t n = routed.matched;
   // A retained copy, or a queued one, must be on disk before the PUBACK;
   // copies only in flight to durable receivers need not (AckGate).
-  if (p.qos == 1 && retained_refs == 0) frame_gate_ = std::move(route_gate_);
-  route_gate_.reset();
+  if (p.qos == 1 && retained_refs == 0) fc.early_ack = std::move(routed.early_ack);
 
   if (p.qos == 1) {
     mqtt::Ack ack;
@@ -107,7 +107,7 @@ void Broker::completeDelivery(Session& s, uint16_t packet_id) {
   // The exchange of an outbound QoS 1/2 message is over: drop it, and let
   // the freed window take the next ones (the session's queue, its groups).
   if (InflightOut* inf = s.findInflight(packet_id)) {
-    if (inf->d.gate && inf->d.gate->pending && --inf->d.gate->pending == 0) gates_ready_ = true;
+    if (inf->d.gate && inf->d.gate->receiverDone()) gates_ready_ = true;
     forget(s, inf->d);
   }
   s.eraseInflight(packet_id);

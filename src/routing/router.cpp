@@ -21,7 +21,7 @@ struct Target {
 
 }  // namespace
 
-size_t Broker::route(const MessagePtr& m, uint32_t extra_refs) {
+RouteResult Broker::route(const MessagePtr& m, uint32_t extra_refs) {
   const uint64_t gen = ++match_gen_;
   std::vector<Target> targets;
   std::vector<SharedGroup*> groups;
@@ -51,13 +51,13 @@ size_t Broker::route(const MessagePtr& m, uint32_t extra_refs) {
   uint32_t stored = 0;
   // A QoS 1 message kept only for durable receivers that get it at once can
   // be acknowledged to its publisher when they have all acknowledged it.
-  std::shared_ptr<AckGate> gate;
+  AckGatePtr gate;
   if (store_ && m->qos == 1 && extra_refs == 0) gate = std::make_shared<AckGate>();
-  gate_blocked_ = false;
+  bool must_commit = false;  // a stored copy waits in a queue: the commit decides
   for (SharedGroup* g : groups) {
     if (groupEnqueue(*g, m)) {
       ++stored;
-      gate_blocked_ = true;  // the group queue holds it until a member acks
+      must_commit = true;  // the group queue holds it until a member acks
     }
     dispatchGroup(*g);
   }
@@ -69,9 +69,16 @@ size_t Broker::route(const MessagePtr& m, uint32_t extra_refs) {
     d.qos = std::min(m->qos, t.qos);  // [MQTT-3.8.4-8] downgrade to granted
     d.retain = t.retain_as_published && m->retain;  // [MQTT-3.3.1-12/13]
     d.subscription_ids = std::move(t.ids);
-    if (deliver(*t.session, std::move(d), gate)) ++stored;
+    switch (deliver(*t.session, std::move(d), gate)) {
+      case DeliverOutcome::NotStored: break;
+      case DeliverOutcome::StoredInGate: ++stored; break;
+      case DeliverOutcome::Stored: ++stored; must_commit = true; break;
+    }
   }
-  route_gate_ = gate && !gate_blocked_ && gate->pending > 0 ? std::move(gate) : nullptr;
+  RouteResult r;
+  r.matched = targets.size() + groups.size();
+  r.stored = stored;
+  if (gate && !must_commit && gate->pending() > 0) r.early_ack = std::move(gate);
   // One record for the message, referenced by every durable queue entry
   // (and the retained slot) that holds it: stored once, not per receiver.
   if (store_ && stored + extra_refs > 0) {
@@ -85,7 +92,7 @@ size_t Broker::route(const MessagePtr& m, uint32_t extra_refs) {
     if (m->has_props) mqtt::encodeProperties(m->props, r.props);
     store_->batch().putMessage(m->id, r, stored + extra_refs);
   }
-  return targets.size() + groups.size();
+  return r;
 }
 
 uint32_t Broker::retain(const MessagePtr& m) {
@@ -96,16 +103,16 @@ uint32_t Broker::retain(const MessagePtr& m) {
   return m->payload.empty() ? 0 : 1;
 }
 
-bool Broker::deliver(Session& s, Delivery&& d, const std::shared_ptr<AckGate>& gate) {
+DeliverOutcome Broker::deliver(Session& s, Delivery&& d, const AckGatePtr& gate) {
   Connection* c = s.conn;
   const bool online = c && !c->closing() && c->connected;
   if (d.qos == 0) {
     // QoS 0 is sent now or never: not queued for offline sessions, and
     // dropped for a client whose socket cannot keep up.
-    if (!online) return false;
-    if (c->pendingOutput() >= kOutputHighWater && !qos0Allowed(s, *c)) return false;
+    if (!online) return DeliverOutcome::NotStored;
+    if (c->pendingOutput() >= kOutputHighWater && !qos0Allowed(s, *c)) return DeliverOutcome::NotStored;
     sendPublish(s, *c, d, 0, false);
-    return false;
+    return DeliverOutcome::NotStored;
   }
   const bool persist = durable(s) && s.stored;
   const size_t bytes = d.msg->payload.size();
@@ -126,7 +133,7 @@ bool Broker::deliver(Session& s, Delivery&& d, const std::shared_ptr<AckGate>& g
       LOG_WARN("client %s: queue limit reached (%s), dropping messages; %llu dropped so far",
                s.clientId().c_str(), limit, static_cast<unsigned long long>(s.dropped));
     }
-    return false;
+    return DeliverOutcome::NotStored;
   }
   if (persist) d.seq = s.next_seq++;
   s.queued_bytes += bytes;
@@ -135,23 +142,23 @@ bool Broker::deliver(Session& s, Delivery&& d, const std::shared_ptr<AckGate>& g
     // packet id already.
     const bool gated = persist && gate && d.qos == 1;
     if (gated) d.gate = gate;
-    if (!sendNew(s, *c, std::move(d))) return false;
-    if (gated) ++gate->pending;
-    else if (persist) gate_blocked_ = true;
-    return persist;
+    if (!sendNew(s, *c, std::move(d))) return DeliverOutcome::NotStored;
+    if (gated) gate->addReceiver();
+    if (!persist) return DeliverOutcome::NotStored;
+    return gated ? DeliverOutcome::StoredInGate : DeliverOutcome::Stored;
   }
-  if (persist) gate_blocked_ = true;  // kept until the window drains
   if (persist) {
+    // Kept until the window drains: the commit decides the PUBACK.
     saveQueueEntry(s, d, 0, false);
     // Beyond the RAM window (or for an offline session whose state is on
     // disk) the entry lives only in the store until the window drains.
     if (s.disk_count > 0 || s.queue.size() >= kRamWindow || s.evicted) {
       if (s.disk_count++ == 0) s.next_read_seq = d.seq;
-      return true;
+      return DeliverOutcome::Stored;
     }
   }
   s.queue.push_back(std::move(d));
-  return persist;
+  return persist ? DeliverOutcome::Stored : DeliverOutcome::NotStored;
 }
 
 bool Broker::sendNew(Session& s, Connection& c, Delivery&& d) {

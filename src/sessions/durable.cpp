@@ -325,8 +325,7 @@ void Broker::evict(Session& s) {
   s.evicted = true;
 }
 
-void Broker::holdOutput(Connection& c, Connection::OutMark mark,
-                        const std::shared_ptr<AckGate>& gate) {
+void Broker::holdOutput(Connection& c, Connection::OutMark mark, const AckGatePtr& gate) {
   c.holdSince(mark, store_->ticket(), gate);
   if (!c.in_held_list) {
     c.in_held_list = true;
@@ -359,7 +358,7 @@ void Broker::onCommit() {
       // The batch holding these messages was not stored: the client must
       // not see their acknowledgements. Closing makes it send them again.
       LOG_ERROR("persistence: a commit failed; closing %s so that it resends", c->peer().c_str());
-      c->ob().held.clear();
+      c->dropHeld();
       c->closeAfterFlush();
     }
   }

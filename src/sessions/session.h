@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "mqtt/packets.h"
+#include "src/acks/ack_gate.h"
 #include "src/util/lazy_deque.h"
 #include "src/routing/message.h"
 #include "src/routing/topic_tree.h"
@@ -27,15 +28,6 @@ namespace petrel {
 
 class Connection;
 struct SharedGroup;
-
-// The publisher's PUBACK of a QoS 1 message normally waits for the commit
-// that stores it. When every durable receiver got the message at once, it
-// may go earlier: as soon as all of them have acknowledged it, nothing is
-// owed any more and the stored copy is moot. `pending` counts those
-// receivers still to acknowledge.
-struct AckGate {
-  uint32_t pending = 0;
-};
 
 // One message owed to this session, with its per-receiver attributes.
 struct Delivery {
@@ -48,7 +40,7 @@ struct Delivery {
   // session's; it goes back to the group if the member leaves.
   SharedGroup* group = nullptr;
   uint64_t group_seq = 0;
-  std::shared_ptr<AckGate> gate;  // see AckGate
+  AckGatePtr gate;  // counts in the publisher's early PUBACK (AckGate)
 };
 
 struct InflightOut {

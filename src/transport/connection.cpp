@@ -222,75 +222,14 @@ void Connection::notifyWritable() {
   }
 }
 
-void Connection::holdSince(OutMark mark, uint64_t ticket, const std::shared_ptr<AckGate>& gate) {
-  auto& held = ob().held;
-  auto wait = [&](Held& h) {
-    if (gate) h.gates.push_back(gate);
-    else h.needs_commit = true;
-    if (h.ticket < ticket) h.ticket = ticket;
-  };
-  if (mark.segments == 0) {
-    const size_t m = std::min(mark.size, out_.size());
-    if (held.empty()) {
-      held.push_back(Held{ticket, out_.substr(m), {}, false});
-      out_.resize(m);
-      wait(held.back());
-      return;
-    }
-    // A hold began during the handler: the bytes the handler wrote before
-    // it join the front of the hold, keeping their order.
-    if (m < out_.size()) {
-      held.front().bytes.insert(0, out_, m, std::string::npos);
-      out_.resize(m);
-    }
-    for (auto& h : held) wait(h);
-    return;
-  }
-  if (held.size() == mark.segments) {
-    Held& last = held.back();
-    if (last.ticket == ticket || mark.size >= last.bytes.size()) {
-      if (mark.size >= last.bytes.size() && last.ticket != ticket) {
-        // Nothing written by this handler: an empty segment of its own keeps
-        // the older output from waiting for the newer batch.
-        held.push_back(Held{ticket, {}, {}, false});
-        wait(held.back());
-        return;
-      }
-      wait(last);  // same batch
-      return;
-    }
-    // What this handler wrote becomes a segment of its own, so the output
-    // before it is released with its own (older) batch.
-    Held n{ticket, last.bytes.substr(mark.size), {}, false};
-    last.bytes.resize(mark.size);
-    held.push_back(std::move(n));
-    wait(held.back());
-    return;
-  }
-  // Segments were added while the handler ran: they and the tail of the
-  // segment it started in wait for this too.
-  for (size_t i = mark.segments - 1; i < held.size(); ++i) wait(held[i]);
-}
-
-bool Connection::Held::releasable(uint64_t committed) const {
-  if (ticket <= committed) return true;
-  if (needs_commit) return false;
-  for (const auto& g : gates)
-    if (g->pending) return false;
-  return true;
+void Connection::holdSince(OutMark mark, uint64_t ticket, const AckGatePtr& gate) {
+  ob().held.holdSince(mark, out_, ticket, gate);
 }
 
 bool Connection::release(uint64_t committed) {
-  size_t n = 0;
-  while (n < ob().held.size() && ob().held[n].releasable(committed)) {
-    out_.append(ob().held[n].bytes);
-    ++n;
-  }
-  if (n) {
-    ob().held.erase(ob().held.begin(), ob().held.begin() + n);
-    markDirty();
-  }
-  const bool more = !ob().held.empty();
+  if (!ob_) return false;
+  if (ob_->held.release(committed, out_)) markDirty();
+  const bool more = !ob_->held.empty();
   trimOutbox();
   return more;
 }

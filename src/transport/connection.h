@@ -16,13 +16,13 @@
 
 #include "mqtt/decoder.h"
 #include "mqtt/protocol.h"
+#include "src/acks/held_output.h"
 #include "tls/tls_session.h"
 
 namespace petrel {
 
 class Broker;
 class Session;
-struct AckGate;
 struct ListenerSecurity;
 
 class Connection {
@@ -38,16 +38,13 @@ class Connection {
   // Output: bytes appended here go out at the end of the loop turn -- or,
   // while output is held, after the held output.
   std::string& out() {
-    if (holding()) return ob_->held.back().bytes;
+    if (holding()) return ob_->held.tail();
     markDirty();
     return out_;
   }
   size_t pendingOutput() const {
     size_t n = out_.size();
-    if (ob_) {
-      n += ob_->wbuf.size() + ob_->tls_out.size();
-      for (const auto& h : ob_->held) n += h.bytes.size();
-    }
+    if (ob_) n += ob_->wbuf.size() + ob_->tls_out.size() + ob_->held.bytes();
     return n;
   }
   void flush();
@@ -64,25 +61,20 @@ class Connection {
     return false;
   }
 
-  // Held output: acknowledgements of messages that must be stored first
-  // ("acknowledged means stored") wait until the store has committed the
-  // batch `ticket`; everything written after them waits too, which keeps
-  // the packet order the client sees. outMark() is taken before a handler
-  // writes, holdSince() then holds what it wrote.
-  struct OutMark {
-    size_t segments;  // held segments when the mark was taken
-    size_t size;      // size of out_ (no segment) or of the last segment
-  };
-  OutMark outMark() const {
-    if (!holding()) return {0, out_.size()};
-    return {ob_->held.size(), ob_->held.back().bytes.size()};
-  }
-  // Holds what was written since `mark` until `ticket` commits -- or, with
-  // a gate, until the gate's receivers have all acknowledged (AckGate).
-  void holdSince(OutMark mark, uint64_t ticket, const std::shared_ptr<AckGate>& gate = nullptr);
+  // Held output (src/acks/held_output.h): acknowledgements of messages
+  // that must be stored first wait for their commit, and everything written
+  // after them waits too. outMark() is taken before a handler writes,
+  // holdSince() then holds what it wrote.
+  using OutMark = HeldOutput::Mark;
+  OutMark outMark() const { return ob_ ? ob_->held.mark(out_) : OutMark{0, out_.size()}; }
+  void holdSince(OutMark mark, uint64_t ticket, const AckGatePtr& gate = nullptr);
   // Releases held output up to the committed ticket; true while some stays.
   bool release(uint64_t committed);
   bool holding() const { return ob_ && !ob_->held.empty(); }
+  // A commit failed: the held acknowledgements must never be sent.
+  void dropHeld() {
+    if (ob_) ob_->held.clear();
+  }
   bool in_held_list = false;
 
   // Closes the connection once everything queued is written.
@@ -172,19 +164,12 @@ class Connection {
   mqtt::StreamDecoder& decoder();
   size_t buffered() const { return decoder_ ? decoder_->buffered() : 0; }
   std::string out_;
-  struct Held {
-    uint64_t ticket;
-    std::string bytes;
-    std::vector<std::shared_ptr<AckGate>> gates;
-    bool needs_commit = false;  // some of it waits for the commit in any case
-    bool releasable(uint64_t committed) const;
-  };
   // Output state beyond the plain buffer, allocated while in use: a write
   // the kernel did not take at once, TLS records, held output.
   struct Outbox {
     std::string wbuf;     // bytes handed to uv_write, alive until its callback
     std::string tls_out;  // ciphertext not yet handed to uv_write
-    std::vector<Held> held;
+    HeldOutput held;
   };
   std::unique_ptr<Outbox> ob_;
   Outbox& ob() {
