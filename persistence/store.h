@@ -1,8 +1,6 @@
-// persistence/store.h — the LMDB store: opening and validating the data
-// directory, a writer thread that applies batches with group commit, and
-// read access for start-up, queue refills and `petrel inspect`.
-//
-// This is the only code that includes lmdb.h (in store.cpp).
+// persistence/store.h — the store interface the broker persists through,
+// its options and statistics. The LMDB implementation is lmdb_store.h; it is
+// the only code that includes lmdb.h (in lmdb_store.cpp).
 //
 // Durability contract: the broker sends PUBACK/PUBREC for a message it must
 // keep only after the batch holding it has committed (the commit callback
@@ -45,6 +43,13 @@ struct StoreStats {
   uint64_t map_size = 0;
 };
 
+// The store the broker writes to and reads from. LMDB today
+// (lmdb_store.h); a clustered backend implements the same interface.
+//
+// Writing: the loop thread fills batch() during a loop turn; submit() hands
+// it over for commit under ticket(). Batches commit in ticket order, and the
+// commit callback reports the highest committed ticket (on the backend's
+// thread). Reading is allowed from any thread.
 class Store {
  public:
   // The schema this build writes. A store with another version is refused
@@ -57,7 +62,7 @@ class Store {
   // `notice`, and opens an empty store.
   static std::unique_ptr<Store> open(const StoreOptions& options, std::string& error,
                                      std::string* notice = nullptr);
-  ~Store();
+  virtual ~Store() = default;
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
@@ -65,28 +70,32 @@ class Store {
   // The batch being filled in this loop turn; it commits under ticket().
   Batch& batch() { return *current_; }
   uint64_t ticket() const { return next_ticket_; }
-  // Hands the current batch to the writer thread (no-op when empty).
-  void submit();
-  // Called on the writer thread after each commit with the highest
+  // Hands the current batch over for commit (no-op when empty).
+  void submit() {
+    if (current_->empty()) return;
+    current_ = enqueue(next_ticket_, std::move(current_));
+    ++next_ticket_;
+  }
+  // Called on the backend's thread after each commit with the highest
   // committed ticket; `ok` false if the commit failed (the store is full or
   // the disk failed): nothing of that batch was stored.
-  void setCommitCallback(std::function<void(uint64_t ticket, bool ok)> cb);
-  uint64_t committed() const;
+  virtual void setCommitCallback(std::function<void(uint64_t ticket, bool ok)> cb) = 0;
+  virtual uint64_t committed() const = 0;
   // Waits until everything submitted is committed (shutdown, tests).
-  void drain();
+  virtual void drain() = 0;
 
   // --- reading (any thread) ---
-  bool forEachSession(const std::function<void(std::string_view, const SessionRecord&)>& f,
-                      std::string& error) const;
-  bool forEachSubscription(const std::function<void(std::string_view, const SubscriptionRecord&)>& f,
-                           std::string& error) const;
-  bool forEachInboundQos2(const std::function<void(std::string_view, uint16_t)>& f,
-                          std::string& error) const;
-  bool forEachRetained(const std::function<void(std::string_view, uint64_t)>& f,
-                       std::string& error) const;
+  virtual bool forEachSession(const std::function<void(std::string_view, const SessionRecord&)>& f,
+                              std::string& error) const = 0;
+  virtual bool forEachSubscription(
+      const std::function<void(std::string_view, const SubscriptionRecord&)>& f, std::string& error) const = 0;
+  virtual bool forEachInboundQos2(const std::function<void(std::string_view, uint16_t)>& f,
+                                  std::string& error) const = 0;
+  virtual bool forEachRetained(const std::function<void(std::string_view, uint64_t)>& f,
+                               std::string& error) const = 0;
   // Queue entries of `client_id` with seq >= from, in order, at most `limit`.
-  size_t readQueue(std::string_view client_id, uint64_t from, size_t limit,
-                   const std::function<void(const QueueRecord&)>& f) const;
+  virtual size_t readQueue(std::string_view client_id, uint64_t from, size_t limit,
+                           const std::function<void(const QueueRecord&)>& f) const = 0;
   struct QueueInfo {
     uint64_t count = 0;
     uint64_t first_seq = 0;  // 0 if empty
@@ -94,33 +103,30 @@ class Store {
     uint64_t bytes = 0;
   };
   // Entries of one session's queue, as stored.
-  QueueInfo queueInfo(std::string_view client_id) const;
-  bool readMessage(uint64_t id, MessageRecord& out) const;
+  virtual QueueInfo queueInfo(std::string_view client_id) const = 0;
+  virtual bool readMessage(uint64_t id, MessageRecord& out) const = 0;
   // Every distinct queue owner (client id or group key) starting with
   // `prefix`.
-  void forEachQueueOwner(std::string_view prefix, const std::function<void(std::string_view)>& f) const;
-  uint64_t maxMessageId() const;
+  virtual void forEachQueueOwner(std::string_view prefix,
+                                 const std::function<void(std::string_view)>& f) const = 0;
+  virtual uint64_t maxMessageId() const = 0;
   // Decodes every queue entry and message record (start-up check): false
   // with `error` naming the file and the record when one is damaged.
-  bool verifyQueuesAndMessages(std::string& error) const;
-  StoreStats stats() const;
+  virtual bool verifyQueuesAndMessages(std::string& error) const = 0;
+  virtual StoreStats stats() const = 0;
   // Bytes in use as of the last commit (cheap; for the size cap).
-  uint64_t usedBytes() const;
-  uint64_t mapSize() const { return options_.map_size; }
+  virtual uint64_t usedBytes() const = 0;
+  virtual uint64_t mapSize() const = 0;
+
+ protected:
+  Store() : current_(std::make_unique<Batch>()) {}
+  // Takes a filled batch for commit under `ticket`; returns an empty one to
+  // fill next.
+  virtual std::unique_ptr<Batch> enqueue(uint64_t ticket, std::unique_ptr<Batch> batch) = 0;
 
  private:
-  struct Impl;
-  explicit Store(const StoreOptions& o);
-  bool openEnv(std::string& error);
-  void writerMain();
-
-  StoreOptions options_;
-  std::unique_ptr<Impl> impl_;
   std::unique_ptr<Batch> current_;
   uint64_t next_ticket_ = 1;
-  // openEnv() extended a file shorter than its last page: the size it had.
-  uint64_t short_size_ = 0;
-  std::string short_what_;
 };
 
 }  // namespace petrel::persistence

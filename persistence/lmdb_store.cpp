@@ -1,4 +1,4 @@
-#include "persistence/store.h"
+#include "persistence/lmdb_store.h"
 
 #include <lmdb.h>
 #include <sys/stat.h>
@@ -81,7 +81,7 @@ std::string errText(int rc) { return mdb_strerror(rc); }
 
 }  // namespace
 
-struct Store::Impl {
+struct LmdbStore::Impl {
   MDB_env* env = nullptr;
   MDB_dbi meta = 0, sessions = 0, subs = 0, queue = 0, inq2 = 0, messages = 0, refs = 0, retained = 0;
 
@@ -125,7 +125,7 @@ struct Store::Impl {
   }
 };
 
-int Store::Impl::addRefs(MDB_txn* txn, uint64_t id, int32_t delta) {
+int LmdbStore::Impl::addRefs(MDB_txn* txn, uint64_t id, int32_t delta) {
   const std::string k = u64Key(id);
   MDB_val key = val(k), v;
   int64_t n = 0;
@@ -149,7 +149,7 @@ int Store::Impl::addRefs(MDB_txn* txn, uint64_t id, int32_t delta) {
   return mdb_put(txn, refs, &key, &nv, 0);
 }
 
-int Store::Impl::deletePrefix(MDB_txn* txn, MDB_dbi dbi, std::string_view prefix, bool deref_queue) {
+int LmdbStore::Impl::deletePrefix(MDB_txn* txn, MDB_dbi dbi, std::string_view prefix, bool deref_queue) {
   Cursor c(txn, dbi);
   if (c.rc()) return c.rc();
   MDB_val k = val(prefix), v;
@@ -169,7 +169,7 @@ int Store::Impl::deletePrefix(MDB_txn* txn, MDB_dbi dbi, std::string_view prefix
   return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-int Store::Impl::apply(MDB_txn* txn, std::string_view ops) {
+int LmdbStore::Impl::apply(MDB_txn* txn, std::string_view ops) {
   In in{ops};
   while (!in.atEnd() && in.ok) {
     const auto op = static_cast<Batch::Op>(in.u8());
@@ -352,7 +352,7 @@ bool splitOps(std::string_view log, std::vector<ParsedOp>& out) {
 // is put and deleted in the same transaction. Those pairs are left out:
 // the queue entry, its message record and reference count never touch
 // the B-trees. What the group commits is the same end state.
-int Store::Impl::applyGroup(MDB_txn* txn,
+int LmdbStore::Impl::applyGroup(MDB_txn* txn,
                             const std::deque<std::pair<uint64_t, std::unique_ptr<Batch>>>& work) {
   std::vector<ParsedOp> ops;
   for (const auto& [t, b] : work)
@@ -432,10 +432,9 @@ int Store::Impl::applyGroup(MDB_txn* txn,
   return 0;
 }
 
-Store::Store(const StoreOptions& o)
-    : options_(o), impl_(std::make_unique<Impl>()), current_(std::make_unique<Batch>()) {}
+LmdbStore::LmdbStore(const StoreOptions& o) : options_(o), impl_(std::make_unique<Impl>()) {}
 
-Store::~Store() {
+LmdbStore::~LmdbStore() {
   if (impl_->writer.joinable()) {
     {
       std::lock_guard<std::mutex> lk(impl_->mu);
@@ -467,7 +466,7 @@ bool fileSize(const std::string& path, uint64_t& size) {
 
 }  // namespace
 
-bool Store::openEnv(std::string& error) {
+bool LmdbStore::openEnv(std::string& error) {
   const std::string& dir = options_.dir;
   const std::string data = dir + "/data.mdb";
   if (!options_.read_only && mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
@@ -509,7 +508,7 @@ bool Store::openEnv(std::string& error) {
   // crash the file may legitimately end a few pages early. Such a file is
   // extended (with zero pages) before anything is read; if the start-up
   // walk over every table then finds a page missing (zeros), the file was
-  // truncated, and Store::open puts it back as it was and refuses it.
+  // truncated, and LmdbStore::open puts it back as it was and refuses it.
   MDB_envinfo info;
   MDB_stat st;
   mdb_env_info(env, &info);
@@ -620,9 +619,13 @@ bool verifyAll(const Store& s, std::string& error) {
 
 }  // namespace
 
-std::unique_ptr<Store> Store::open(const StoreOptions& options, std::string& error,
-                                   std::string* notice) {
-  std::unique_ptr<Store> s(new Store(options));
+std::unique_ptr<Store> Store::open(const StoreOptions& options, std::string& error, std::string* notice) {
+  return LmdbStore::openLmdb(options, error, notice);
+}
+
+std::unique_ptr<LmdbStore> LmdbStore::openLmdb(const StoreOptions& options, std::string& error,
+                                               std::string* notice) {
+  std::unique_ptr<LmdbStore> s(new LmdbStore(options));
   bool ok = s->openEnv(error) && verifyAll(*s, error);
   if (!ok && s->short_size_) {
     // Extended above: the missing pages did hold data. Leave the file as
@@ -632,7 +635,7 @@ std::unique_ptr<Store> Store::open(const StoreOptions& options, std::string& err
     s.reset();
     if (truncate((options.dir + "/data.mdb").c_str(), static_cast<off_t>(was)) != 0)
       error += "; restoring its size failed: " + std::string(strerror(errno));
-    s.reset(new Store(options));
+    s.reset(new LmdbStore(options));
   }
   if (!ok) {
     if (options.on_corrupt != OnCorrupt::MoveAside || options.read_only) return nullptr;
@@ -645,7 +648,7 @@ std::unique_ptr<Store> Store::open(const StoreOptions& options, std::string& err
     }
     unlink((options.dir + "/lock.mdb").c_str());
     if (notice) *notice = error + "; moved it aside to " + aside + " and started with an empty store";
-    s.reset(new Store(options));
+    s.reset(new LmdbStore(options));
     std::string err2;
     if (!s->openEnv(err2)) {
       error = err2;
@@ -659,31 +662,29 @@ std::unique_ptr<Store> Store::open(const StoreOptions& options, std::string& err
   return s;
 }
 
-void Store::setCommitCallback(std::function<void(uint64_t, bool)> cb) {
+void LmdbStore::setCommitCallback(std::function<void(uint64_t, bool)> cb) {
   std::lock_guard<std::mutex> lk(impl_->mu);
   impl_->on_commit = std::move(cb);
 }
 
-uint64_t Store::committed() const { return impl_->committed.load(std::memory_order_acquire); }
+uint64_t LmdbStore::committed() const { return impl_->committed.load(std::memory_order_acquire); }
 
-void Store::submit() {
-  if (current_->empty()) return;
+std::unique_ptr<Batch> LmdbStore::enqueue(uint64_t ticket, std::unique_ptr<Batch> batch) {
   std::unique_ptr<Batch> next;
   {
     std::lock_guard<std::mutex> lk(impl_->mu);
-    impl_->pending.emplace_back(next_ticket_, std::move(current_));
-    impl_->submitted = next_ticket_;
+    impl_->pending.emplace_back(ticket, std::move(batch));
+    impl_->submitted = ticket;
     if (!impl_->spare.empty()) {
       next = std::move(impl_->spare.front());
       impl_->spare.pop_front();
     }
   }
   impl_->cv.notify_one();
-  current_ = next ? std::move(next) : std::make_unique<Batch>();
-  ++next_ticket_;
+  return next ? std::move(next) : std::make_unique<Batch>();
 }
 
-void Store::drain() {
+void LmdbStore::drain() {
   submit();
   std::unique_lock<std::mutex> lk(impl_->mu);
   impl_->drained.wait(lk, [&] {
@@ -691,7 +692,7 @@ void Store::drain() {
   });
 }
 
-void Store::writerMain() {
+void LmdbStore::writerMain() {
   Impl& im = *impl_;
   auto last_sync = std::chrono::steady_clock::now();
   bool unsynced = false;
@@ -760,7 +761,7 @@ void Store::writerMain() {
 
 // --- reads ---
 
-bool Store::forEachSession(const std::function<void(std::string_view, const SessionRecord&)>& f,
+bool LmdbStore::forEachSession(const std::function<void(std::string_view, const SessionRecord&)>& f,
                            std::string& error) const {
   ReadTxn txn(impl_->env);
   if (txn.rc()) return error = errText(txn.rc()), false;
@@ -779,7 +780,7 @@ bool Store::forEachSession(const std::function<void(std::string_view, const Sess
   return true;
 }
 
-bool Store::forEachSubscription(
+bool LmdbStore::forEachSubscription(
     const std::function<void(std::string_view, const SubscriptionRecord&)>& f, std::string& error) const {
   ReadTxn txn(impl_->env);
   if (txn.rc()) return error = errText(txn.rc()), false;
@@ -799,7 +800,7 @@ bool Store::forEachSubscription(
   return true;
 }
 
-bool Store::forEachInboundQos2(const std::function<void(std::string_view, uint16_t)>& f,
+bool LmdbStore::forEachInboundQos2(const std::function<void(std::string_view, uint16_t)>& f,
                                std::string& error) const {
   ReadTxn txn(impl_->env);
   if (txn.rc()) return error = errText(txn.rc()), false;
@@ -820,7 +821,7 @@ bool Store::forEachInboundQos2(const std::function<void(std::string_view, uint16
   return true;
 }
 
-bool Store::forEachRetained(const std::function<void(std::string_view, uint64_t)>& f,
+bool LmdbStore::forEachRetained(const std::function<void(std::string_view, uint64_t)>& f,
                             std::string& error) const {
   ReadTxn txn(impl_->env);
   if (txn.rc()) return error = errText(txn.rc()), false;
@@ -840,7 +841,7 @@ bool Store::forEachRetained(const std::function<void(std::string_view, uint64_t)
   return true;
 }
 
-size_t Store::readQueue(std::string_view cid, uint64_t from, size_t limit,
+size_t LmdbStore::readQueue(std::string_view cid, uint64_t from, size_t limit,
                         const std::function<void(const QueueRecord&)>& f) const {
   ReadTxn txn(impl_->env);
   if (txn.rc()) return 0;
@@ -861,7 +862,7 @@ size_t Store::readQueue(std::string_view cid, uint64_t from, size_t limit,
   return n;
 }
 
-Store::QueueInfo Store::queueInfo(std::string_view cid) const {
+Store::QueueInfo LmdbStore::queueInfo(std::string_view cid) const {
   QueueInfo qi;
   ReadTxn txn(impl_->env);
   if (txn.rc()) return qi;
@@ -882,7 +883,7 @@ Store::QueueInfo Store::queueInfo(std::string_view cid) const {
   return qi;
 }
 
-void Store::forEachQueueOwner(std::string_view prefix,
+void LmdbStore::forEachQueueOwner(std::string_view prefix,
                               const std::function<void(std::string_view)>& f) const {
   ReadTxn txn(impl_->env);
   if (txn.rc()) return;
@@ -903,7 +904,7 @@ void Store::forEachQueueOwner(std::string_view prefix,
   }
 }
 
-bool Store::readMessage(uint64_t id, MessageRecord& out) const {
+bool LmdbStore::readMessage(uint64_t id, MessageRecord& out) const {
   ReadTxn txn(impl_->env);
   if (txn.rc()) return false;
   const std::string k = u64Key(id);
@@ -912,7 +913,7 @@ bool Store::readMessage(uint64_t id, MessageRecord& out) const {
   return decodeMessage(view(v), out);
 }
 
-bool Store::verifyQueuesAndMessages(std::string& error) const {
+bool LmdbStore::verifyQueuesAndMessages(std::string& error) const {
   ReadTxn txn(impl_->env);
   if (txn.rc()) return error = errText(txn.rc()), false;
   const std::string file = options_.dir + "/data.mdb";
@@ -956,7 +957,7 @@ bool Store::verifyQueuesAndMessages(std::string& error) const {
   return true;
 }
 
-uint64_t Store::maxMessageId() const {
+uint64_t LmdbStore::maxMessageId() const {
   ReadTxn txn(impl_->env);
   if (txn.rc()) return 0;
   Cursor c(txn.get(), impl_->messages);
@@ -965,7 +966,7 @@ uint64_t Store::maxMessageId() const {
   return readU64Key(view(k));
 }
 
-StoreStats Store::stats() const {
+StoreStats LmdbStore::stats() const {
   StoreStats s;
   ReadTxn txn(impl_->env);
   if (txn.rc()) return s;
@@ -986,6 +987,6 @@ StoreStats Store::stats() const {
   return s;
 }
 
-uint64_t Store::usedBytes() const { return impl_->used_bytes.load(std::memory_order_relaxed); }
+uint64_t LmdbStore::usedBytes() const { return impl_->used_bytes.load(std::memory_order_relaxed); }
 
 }  // namespace petrel::persistence
