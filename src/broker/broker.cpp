@@ -1,7 +1,5 @@
 #include "src/broker/broker.h"
 
-#include <sys/time.h>
-
 #include "mqtt/encoder.h"
 #include "src/util/log.h"
 
@@ -9,22 +7,36 @@ namespace petrel {
 
 namespace {
 constexpr size_t kReadBufferSize = 256 * 1024;
-constexpr uint64_t kSweepIntervalMs = 250;
+// The first $SYS update after start-up; then every mqtt.sys_interval.
+constexpr uint64_t kFirstSysMs = 250;
 }  // namespace
 
 Broker::Broker(uv_loop_t* loop, Config cfg)
-    : loop_(loop), cfg_(std::move(cfg)), read_buf_(kReadBufferSize) {}
+    : loop_(loop),
+      cfg_(std::move(cfg)),
+      clock_(loop),
+      timers_(loop),
+      security_(loop, cfg_),
+      durable_(loop),
+      budget_(cfg_, stats_),
+      sessions_({cfg_, stats_, clock_, durable_, security_, budget_, holds_, router_, groups_, timers_}),
+      router_(cfg_, clock_, durable_, sessions_, groups_),
+      groups_({cfg_, stats_, clock_, durable_, router_.tree(), sessions_}),
+      sys_({cfg_, stats_, clock_, durable_, router_, sessions_, budget_, connections_}),
+      sys_timer_(&Broker::onSysTimer, this),
+      read_buf_(kReadBufferSize) {}
 
-Broker::~Broker() = default;
-
-int64_t Broker::nowMs() const {
-  timeval tv;
-  gettimeofday(&tv, nullptr);
-  return int64_t(tv.tv_sec) * 1000 + tv.tv_usec / 1000;
+Broker::~Broker() {
+  // The timers' uv handle must be closed before it goes (start-up failed,
+  // or the loop never ran).
+  if (!timers_.closed()) {
+    timers_.close();
+    uv_run(loop_, UV_RUN_NOWAIT);
+  }
 }
 
 bool Broker::start(std::string& err) {
-  if (!setupSecurity(err)) return false;
+  if (!security_.start(err)) return false;
   for (const auto& l : cfg_.listeners) {
     sockaddr_storage addr{};
     if (uv_ip4_addr(l.address.c_str(), l.port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
@@ -46,11 +58,8 @@ bool Broker::start(std::string& err) {
     LOG_NOTICE("listening on %s port %u", l.address.c_str(), l.port);
     listeners_.push_back(std::move(server));
   }
-  started_ms_ = uv_now(loop_);
-  next_sys_ms_ = started_ms_;
-  uv_timer_init(loop_, &sweep_timer_);
-  sweep_timer_.data = this;
-  uv_timer_start(&sweep_timer_, &Broker::onSweep, kSweepIntervalMs, kSweepIntervalMs);
+  sys_.start();
+  if (cfg_.sys_interval) timers_.armAfter(sys_timer_, kFirstSysMs);
   // Output is flushed once per loop turn: after I/O callbacks (check) and
   // after timers (prepare, before the loop blocks).
   uv_check_init(loop_, &check_);
@@ -70,19 +79,18 @@ void Broker::shutdown() {
     uv_close(reinterpret_cast<uv_handle_t*>(l.release()),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
   listeners_.clear();
-  stopSecurity();
+  security_.stop();
   auto conns = connections_;
   for (Connection* c : conns) c->disconnect(mqtt::Reason::ServerShuttingDown);
   flushAll();
-  uv_timer_stop(&sweep_timer_);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sweep_timer_), nullptr);
+  timers_.close();
   uv_check_stop(&check_);
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
   uv_prepare_stop(&prepare_);
   uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
   // The commit notifier stays open (unreferenced, so the loop can end)
   // until finish(): the writer thread may still signal it.
-  if (store_) uv_unref(reinterpret_cast<uv_handle_t*>(&commit_async_));
+  durable_.unref();
 }
 
 void Broker::onConnection(uv_stream_t* server, int status) {
@@ -96,11 +104,12 @@ void Broker::onConnection(uv_stream_t* server, int status) {
   b->connections_.push_back(c);
   ++b->stats_.connections_total;
   b->attachListener(*c, server);
-  c->start(server);
+  if (c->start(server)) b->armConnectionTimer(*c);
 }
 
 void Broker::onConnectionLost(Connection& c) {
   ++closing_connections_;
+  if (!shutting_down_) armConnectionTimer(c);
   Session* s = c.session;
   if (c.dropped_qos0)
     LOG_NOTICE("client %s: %llu QoS 0 messages were dropped for it while its output was over budget",
@@ -108,30 +117,7 @@ void Broker::onConnectionLost(Connection& c) {
   if (!s) return;
   c.session = nullptr;
   if (s->conn != &c) return;  // taken over already
-  s->conn = nullptr;
-  if (s->has_shared) returnToGroups(*s);
-  LOG_INFO("client %s disconnected%s", s->clientId().c_str(), c.graceful ? "" : " unexpectedly");
-  if (!c.graceful && s->will) {
-    uint32_t delay = s->will->props.will_delay_interval.value_or(0);
-    if (delay == 0 || s->expiry_interval == 0) {
-      publishWill(*s);
-    } else {
-      // §3.1.3.2.2: the will waits for the delay or the session's end,
-      // whichever comes first; a reconnect in between cancels it.
-      s->will_at_ms = nowMs() + int64_t(delay) * 1000;
-    }
-  } else if (c.graceful) {
-    s->will.reset();
-  }
-  if (s->expiry_interval == 0) {
-    endSession(s);
-    return;
-  }
-  if (s->expiry_interval != 0xFFFFFFFF) s->expires_at_ms = nowMs() + int64_t(s->expiry_interval) * 1000;
-  if (durable(*s)) {
-    saveSession(*s);
-    scheduleEvict(*s);
-  }
+  sessions_.connectionLost(*s, c.graceful);
 }
 
 void Broker::onConnectionClosed(Connection* c) {
@@ -145,37 +131,24 @@ void Broker::onConnectionClosed(Connection* c) {
   }
   for (auto& d : dirty_)
     if (d == c) d = nullptr;
-  output_total_ -= std::min<uint64_t>(output_total_, c->accounted_output);
-  if (c->accounted_output > kOutputHighWater && output_congested_) --output_congested_;
-
-  if (c->in_held_list) {
-    for (size_t j = 0; j < held_conns_.size(); ++j) {
-      if (held_conns_[j] == c) {
-        held_conns_[j] = held_conns_.back();
-        held_conns_.pop_back();
-        break;
-      }
-    }
-  }
+  budget_.remove(*c);
+  holds_.remove(*c);
   delete c;
 }
 
 void Broker::onWritable(Connection& c) {
   if (c.session && c.connected) {
-    pump(*c.session);
-    dispatchMemberGroups(*c.session);
+    sessions_.pump(*c.session);
+    groups_.dispatchMemberGroups(*c.session);
   }
 }
 
 void Broker::flushAll() {
   // Group commit: everything this loop turn wrote to the store goes to the
   // writer thread as one batch.
-  if (store_) {
-    store_->submit();
-    if (gates_ready_) {
-      gates_ready_ = false;
-      releaseHeld();
-    }
+  if (durable_.enabled()) {
+    durable_.submit();
+    holds_.releaseIfGatesOpened(durable_.committed());
   }
   // A flush can make more connections dirty (a write error closes and a
   // will is published), so loop until stable.
@@ -185,7 +158,7 @@ void Broker::flushAll() {
     for (Connection* c : batch) {
       if (!c) continue;
       c->flush();
-      accountOutput(*c);
+      budget_.account(*c);
     }
   }
 }
@@ -193,50 +166,10 @@ void Broker::flushAll() {
 void Broker::onCheck(uv_check_t* h) { static_cast<Broker*>(h->data)->flushAll(); }
 void Broker::onPrepare(uv_prepare_t* h) { static_cast<Broker*>(h->data)->flushAll(); }
 
-void Broker::onSweep(uv_timer_t* t) { static_cast<Broker*>(t->data)->sweep(); }
-
-void Broker::sweep() {
-  const uint64_t now = uv_now(loop_);
-  if (cfg_.sys_interval && now >= next_sys_ms_) {
-    next_sys_ms_ = now + uint64_t(cfg_.sys_interval) * 1000;
-    publishSys();
-  }
-  // Keep alive: [MQTT-3.1.2-24] one and a half times the interval.
-  for (size_t i = 0; i < connections_.size(); ++i) {
-    Connection* c = connections_[i];
-    if (c->lingering() && now - c->last_rx_ms > 1000) c->closeNow();
-    if (c->halfClosed() && now - c->last_rx_ms > Connection::kHalfCloseLingerMs) c->closeNow();
-    if (c->closing()) continue;
-    if (!c->connected) {
-      if (handshakeTimedOut(*c, now)) continue;
-      // A socket that never sends CONNECT is closed after a grace period.
-      if (now - c->last_rx_ms > 10'000) {
-        LOG_INFO("closing %s: no CONNECT within 10 s", c->peer().c_str());
-        c->closeAfterFlush();
-      }
-      continue;
-    }
-    if (c->keepalive && now - c->last_rx_ms > uint64_t(c->keepalive) * 1500) {
-      LOG_INFO("client %s: keep alive timeout (%us)",
-               c->session ? c->session->clientId().c_str() : "?", c->keepalive);
-      c->disconnect(mqtt::Reason::KeepAliveTimeout);
-    }
-  }
-  // Delayed wills and session expiry of offline sessions.
-  const int64_t wall = nowMs();
-  std::vector<Session*> expired;
-  for (auto& [id, s] : sessions_) {
-    if (s->conn) continue;
-    if (s->will && s->will_at_ms && wall >= s->will_at_ms) {
-      publishWill(*s);
-      if (s->stored) saveSession(*s);
-    }
-    if (s->expires_at_ms && wall >= s->expires_at_ms) expired.push_back(s.get());
-  }
-  for (Session* s : expired) {
-    LOG_INFO("session %s expired", s->clientId().c_str());
-    endSession(s);
-  }
+void Broker::onSysTimer(Timer& t) {
+  auto* b = t.owner<Broker>();
+  b->timers_.armAfter(t, uint64_t(b->cfg_.sys_interval) * 1000);
+  b->sys_.publish();
 }
 
 void Broker::protocolError(Connection& c, mqtt::Reason r, const char* what) {
@@ -272,13 +205,13 @@ void Broker::onFrame(Connection& c, const mqtt::Frame& f) {
   // hold nothing back (a subscriber draining its queue is not paced by the
   // disk).
   FrameContext fc;
-  if (!store_ || f.type == PacketType::Puback || f.type == PacketType::Pubcomp ||
+  if (!durable_.enabled() || f.type == PacketType::Puback || f.type == PacketType::Pubcomp ||
       f.type == PacketType::Pingreq)
     return dispatch(c, f, fc);
   const Connection::OutMark mark = c.outMark();
-  const size_t ops = store_->batch().count();
+  const size_t ops = durable_.batch().count();
   dispatch(c, f, fc);
-  if (store_->batch().count() != ops && !c.closing()) holdOutput(c, mark, fc.early_ack);
+  if (durable_.batch().count() != ops && !c.closing()) holds_.hold(c, mark, durable_.ticket(), fc.early_ack);
 }
 
 void Broker::dispatch(Connection& c, const mqtt::Frame& f, FrameContext& fc) {
@@ -322,6 +255,17 @@ void Broker::dispatch(Connection& c, const mqtt::Frame& f, FrameContext& fc) {
     default:
       protocolError(c, mqtt::Reason::ProtocolError, "packet type not sent by clients");
       break;
+  }
+}
+
+void Broker::attachListener(Connection& c, uv_stream_t* server) {
+  for (size_t i = 0; i < listeners_.size(); ++i) {
+    if (reinterpret_cast<uv_stream_t*>(listeners_[i].get()) != server) continue;
+    const ListenerSecurity* ls = security_.listener(i);
+    if (!ls) return;
+    c.listener = ls;
+    if (ls->tls) c.enableTls(*ls->tls);
+    return;
   }
 }
 

@@ -7,6 +7,7 @@
 #include "mqtt/encoder.h"
 #include "mqtt/topic.h"
 #include "src/broker/broker.h"
+#include "tls/tls_session.h"
 #include "src/util/log.h"
 
 namespace petrel {
@@ -68,10 +69,12 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
     return refuse(v5 ? Reason::QuotaExceeded : Reason::ServerUnavailable, "too many connections");
   if (p.props.authentication_method)
     return refuse(Reason::BadAuthenticationMethod, "enhanced authentication is not supported");
-  // Authentication (security.cpp): refused with 0x86/0x87 (v5) or 4/5.
+  // Authentication (Security): refused with 0x86/0x87 (v5) or 4/5.
   std::optional<std::string> username;
   std::string auth_error;
-  if (Reason ar = authenticate(c, p, username, auth_error); ar != Reason::Success)
+  std::optional<std::string> peer_cn;
+  if (tls::TlsSession* t = c.tlsSession(); t && t->hasPeerCommonName()) peer_cn = t->peerCommonName();
+  if (Reason ar = security_.authenticate(c.listener, peer_cn, p, username, auth_error); ar != Reason::Success)
     return refuse(ar, auth_error.c_str());
 
   // Client identifier (§3.1.3.1).
@@ -120,38 +123,19 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
   }
 
   // Session lookup, takeover [MQTT-3.1.4-3] and clean start [MQTT-3.1.2-4].
-  Session* s = nullptr;
+  Session* s = sessions_.find(p.client_id);
   bool present = false;
-  auto it = sessions_.find(p.client_id);
-  if (it != sessions_.end()) {
-    s = it->second.get();
-    if (Connection* old = s->conn) {
-      LOG_INFO("client %s: session taken over by %s", s->clientId().c_str(), c.peer().c_str());
-      // The old connection ends abnormally: its will goes out (a delayed
-      // one is cancelled below when the session continues). The session
-      // itself passes to the new connection, whatever its expiry.
-      s->conn = nullptr;
-      old->session = nullptr;
-      if (s->has_shared) returnToGroups(*s);
-      if (s->will) {
-        if (s->will->props.will_delay_interval.value_or(0) == 0) publishWill(*s);
-        else s->will_at_ms = nowMs() + int64_t(*s->will->props.will_delay_interval) * 1000;
-      }
-      old->disconnect(Reason::SessionTakenOver);
-    }
-  }
+  if (s && s->conn) sessions_.takeOver(*s, c.peer());
   if (s && p.clean_start) {
     // A pending will fires when its session ends (§3.1.3.2.2).
-    endSession(s);
+    sessions_.end(s);
     s = nullptr;
   }
   if (s) {
     present = true;
     if (s->will && s->will_at_ms) s->will.reset();  // reconnected within the delay
   } else {
-    auto owned = std::make_unique<Session>(p.client_id);
-    s = owned.get();
-    sessions_.emplace(s->clientId(), std::move(owned));
+    s = &sessions_.create(p.client_id);
   }
   s->will.reset();
   s->will_at_ms = 0;
@@ -174,14 +158,16 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
   c.connected = true;
   c.keepalive = keepalive;
   c.aliases.reset();
+  armConnectionTimer(c);        // from now on: keep alive
+  sessions_.scheduleExpiry(*s);  // online: no will delay or expiry runs
 
-  if (durable(*s)) {
+  if (sessions_.durable(*s)) {
     // Newly durable sessions write their subscriptions too; what they had
     // queued before becoming durable stays in RAM only.
     const bool was_stored = s->stored;
-    saveSession(*s);
+    sessions_.save(*s);
     if (!was_stored) {
-      for (const auto& e : s->subscriptions) saveSubscription(*s, e.key, e.opts);
+      for (const auto& e : s->subscriptions) sessions_.saveSubscription(*s, e.key, e.opts);
     }
   }
 
@@ -206,27 +192,7 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
   LOG_INFO("client %s connected from %s (MQTT %s, %s, keep alive %u)", s->clientId().c_str(),
            c.peer().c_str(), v == Version::V5 ? "5.0" : v == Version::V311 ? "3.1.1" : "3.1",
            present ? "session resumed" : "new session", keepalive);
-  resumeSession(*s, c);
-}
-
-void Broker::resumeSession(Session& s, Connection& c) {
-  // A session whose state is on disk reads its first window back.
-  if (s.inflight.empty() && s.queue.empty() && s.disk_count > 0) refill(s, false);
-  s.evicted = false;
-  // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (DUP=1) and PUBREL, in
-  // their original order, then whatever queued while offline.
-  for (auto& f : s.inflight) {
-    if (f.released) {
-      mqtt::Ack rel;
-      rel.type = mqtt::PacketType::Pubrel;
-      rel.packet_id = f.packet_id;
-      mqtt::encode(rel, c.version, c.out());
-    } else {
-      sendPublish(s, c, f.d, f.packet_id, true);
-    }
-  }
-  pump(s);
-  dispatchMemberGroups(s);
+  sessions_.resume(*s, c);
 }
 
 }  // namespace petrel

@@ -58,7 +58,7 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext& fc
       return protocolError(c, Reason::ReceiveMaximumExceeded, "too many QoS 2 messages in flight");
   }
 
-  if (!mayPublish(s, p.topic)) return refusePublish(c, s, p);  // ACL
+  if (!sessions_.mayPublish(s, p.topic)) return refusePublish(c, s, p);  // ACL
 
   ++stats_.messages_received;
   auto msg = std::make_shared<Message>();
@@ -68,19 +68,19 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext& fc
   msg->retain = p.retain;
   if (v5) {
     if (p.props.message_expiry_interval) {
-      msg->expires_at_ms = nowMs() + int64_t(*p.props.message_expiry_interval) * 1000;
+      msg->expires_at_ms = clock_.wallMs() + int64_t(*p.props.message_expiry_interval) * 1000;
       p.props.message_expiry_interval.reset();
     }
     msg->props = std::move(p.props);
     msg->has_props = !msg->props.empty();
   }
   msg->origin = s.clientId();
-  if (store_) msg->id = next_msg_id_++;
+  msg->id = durable_.newMessageId();
   MessagePtr m = std::move(msg);
 
   // [MQTT-3.3.1-5..7] retained: store (or clear with an empty payload).
-  const uint32_t retained_refs = m->retain ? retain(m) : 0;
-  RouteResult routed = route(m, retained_refs);
+  const uint32_t retained_refs = m->retain ? router_.retain(m) : 0;
+  RouteResult routed = router_.route(m, retained_refs);
   const size_t n = routed.matched;
   // A retained copy, or a queued one, must be on disk before the PUBACK;
   // copies only in flight to durable receivers need not (AckGate).
@@ -94,25 +94,13 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext& fc
     mqtt::encode(ack, c.version, c.out());
   } else if (p.qos == 2) {
     s.inbound_qos2.insert(p.packet_id);
-    if (store_ && s.stored) store_->batch().putInboundQos2(s.clientId(), p.packet_id);
+    if (durable_.enabled() && s.stored) durable_.batch().putInboundQos2(s.clientId(), p.packet_id);
     mqtt::Ack rec;
     rec.type = mqtt::PacketType::Pubrec;
     rec.packet_id = p.packet_id;
     if (v5 && n == 0) rec.reason = Reason::NoMatchingSubscribers;
     mqtt::encode(rec, c.version, c.out());
   }
-}
-
-void Broker::completeDelivery(Session& s, uint16_t packet_id) {
-  // The exchange of an outbound QoS 1/2 message is over: drop it, and let
-  // the freed window take the next ones (the session's queue, its groups).
-  if (InflightOut* inf = s.findInflight(packet_id)) {
-    if (inf->d.gate && inf->d.gate->receiverDone()) gates_ready_ = true;
-    forget(s, inf->d);
-  }
-  s.eraseInflight(packet_id);
-  pump(s);
-  afterAck(s);
 }
 
 void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
@@ -131,7 +119,7 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
       comp.type = PacketType::Pubcomp;
       comp.packet_id = a.packet_id;
       if (s.inbound_qos2.erase(a.packet_id)) {
-        if (store_ && s.stored) store_->batch().deleteInboundQos2(s.clientId(), a.packet_id);
+        if (durable_.enabled() && s.stored) durable_.batch().deleteInboundQos2(s.clientId(), a.packet_id);
       } else if (v5) {
         comp.reason = Reason::PacketIdentifierNotFound;
       }
@@ -144,7 +132,7 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
         LOG_DEBUG("client %s: PUBACK for unknown packet id %u", s.clientId().c_str(), a.packet_id);
         return;
       }
-      completeDelivery(s, a.packet_id);
+      sessions_.completeDelivery(s, a.packet_id);
       return;
     }
     case PacketType::Pubrec: {
@@ -159,11 +147,11 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
       }
       if (v5 && static_cast<uint8_t>(a.reason) >= 0x80) {
         // §4.3.3: a failure PUBREC ends the exchange; the id is free again.
-        completeDelivery(s, a.packet_id);
+        sessions_.completeDelivery(s, a.packet_id);
         return;
       }
       inf->released = true;
-      if (inf->d.seq) saveQueueEntry(s, inf->d, a.packet_id, true);
+      if (inf->d.seq) sessions_.saveQueueEntry(s, inf->d, a.packet_id, true);
       mqtt::encode(rel, c.version, c.out());
       return;
     }
@@ -173,12 +161,30 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
         LOG_DEBUG("client %s: PUBCOMP for unknown packet id %u", s.clientId().c_str(), a.packet_id);
         return;
       }
-      completeDelivery(s, a.packet_id);
+      sessions_.completeDelivery(s, a.packet_id);
       return;
     }
     default:
       return;
   }
+}
+
+void Broker::refusePublish(Connection& c, Session& s, const mqtt::Publish& p) {
+  LOG_INFO("client %s%s%s: PUBLISH to '%s' denied by the ACL", s.clientId().c_str(),
+           s.username ? " user " : "", s.username ? s.username->c_str() : "", p.topic.c_str());
+  // [MQTT-3.3.5-2] MQTT 3.1.1 has no way to say no: the message is
+  // acknowledged as usual and dropped. MQTT 5 answers 0x87 Not authorized.
+  const bool v5 = c.version == mqtt::Version::V5;
+  if (p.qos == 0) return;
+  mqtt::Ack ack;
+  ack.type = p.qos == 1 ? mqtt::PacketType::Puback : mqtt::PacketType::Pubrec;
+  ack.packet_id = p.packet_id;
+  if (v5) {
+    ack.reason = mqtt::Reason::NotAuthorized;  // a failed PUBREC ends the exchange
+  } else if (p.qos == 2) {
+    s.inbound_qos2.insert(p.packet_id);  // PUBREL will follow
+  }
+  mqtt::encode(ack, c.version, c.out());
 }
 
 }  // namespace petrel

@@ -37,7 +37,7 @@ void Broker::handleSubscribe(Connection& c, const mqtt::Frame& f) {
       ack.reasons.push_back(v5 ? static_cast<uint8_t>(Reason::TopicFilterInvalid) : 0x80);
       continue;
     }
-    if (!maySubscribe(s, sf.shared ? sf.filter : std::string_view(t.filter))) {
+    if (!sessions_.maySubscribe(s, sf.shared ? sf.filter : std::string_view(t.filter))) {
       // ACL: this filter fails alone, 0x80 (v3.1.1) / 0x87 Not authorized (v5).
       LOG_INFO("client %s: subscription to '%s' denied by the ACL", s.clientId().c_str(), t.filter.c_str());
       ack.reasons.push_back(v5 ? static_cast<uint8_t>(Reason::NotAuthorized) : 0x80);
@@ -53,15 +53,15 @@ void Broker::handleSubscribe(Connection& c, const mqtt::Frame& f) {
     o.subscription_id = sub_id;
     const std::string group(sf.group);
     const std::string filter(sf.shared ? sf.filter : std::string_view(t.filter));
-    const bool existed = tree_.subscribe(filter, group, &s, o);
+    const bool existed = router_.tree().subscribe(filter, group, &s, o);
     if (sf.shared) {
       s.has_shared = true;
-      SharedGroup* g = tree_.findGroup(filter, group, false);
-      configureGroup(*g);
+      SharedGroup* g = router_.tree().findGroup(filter, group, false);
+      groups_.configure(*g);
       joined.push_back(g);
     }
     s.subscriptions.set(t.filter, o);
-    if (store_ && s.stored) saveSubscription(s, t.filter, o);
+    if (durable_.enabled() && s.stored) sessions_.saveSubscription(s, t.filter, o);
     ack.reasons.push_back(o.qos);
     // [MQTT-3.3.1-9..11] retained messages: 0 always, 1 only for a new
     // subscription, 2 never; never for shared subscriptions (§4.8.2).
@@ -70,30 +70,8 @@ void Broker::handleSubscribe(Connection& c, const mqtt::Frame& f) {
       retained.push_back({filter, o});
   }
   mqtt::encode(ack, c.version, c.out());
-  for (auto& r : retained) sendRetained(s, r.filter, r.opts);
-  for (SharedGroup* g : joined) dispatchGroup(*g);
-}
-
-void Broker::sendRetained(Session& s, const std::string& filter, const SubscriptionOptions& o) {
-  const int64_t now = nowMs();
-  retained_.forEachMatch(filter, [&](const MessagePtr& m) {
-    if (m->expires_at_ms && m->expires_at_ms <= now) return;
-    if (!mayReceive(s, m->topic)) return;  // ACL read access, per message
-    Delivery d;
-    d.msg = m;
-    d.qos = std::min(m->qos, o.qos);
-    d.retain = true;  // [MQTT-3.3.1-8] retained messages sent on subscribe
-    if (o.subscription_id) d.subscription_ids.push_back(o.subscription_id);
-    deliver(s, std::move(d));
-  });
-}
-
-void Broker::unsubscribeKey(Session& s, std::string_view key) {
-  mqtt::SharedFilter sf;
-  mqtt::parseSharedFilter(key, sf);
-  tree_.unsubscribe(sf.shared ? sf.filter : key, sf.group, &s);
-  if (sf.shared)
-    if (SharedGroup* g = tree_.findGroup(sf.filter, sf.group, false)) maybeDropGroup(*g);
+  for (auto& r : retained) router_.sendRetained(s, r.filter, r.opts);
+  for (SharedGroup* g : joined) groups_.dispatch(*g);
 }
 
 void Broker::handleUnsubscribe(Connection& c, const mqtt::Frame& f) {
@@ -109,8 +87,8 @@ void Broker::handleUnsubscribe(Connection& c, const mqtt::Frame& f) {
       ack.reasons.push_back(static_cast<uint8_t>(Reason::NoSubscriptionExisted));
       continue;
     }
-    unsubscribeKey(s, filter);
-    if (store_ && s.stored) store_->batch().deleteSubscription(s.clientId(), filter);
+    router_.unsubscribe(s, filter);
+    if (durable_.enabled() && s.stored) durable_.batch().deleteSubscription(s.clientId(), filter);
     s.subscriptions.erase(filter);
     ack.reasons.push_back(static_cast<uint8_t>(Reason::Success));
   }

@@ -5,37 +5,46 @@
 // never written to the store: after a restart they start afresh.
 #include <cstdio>
 
-#include "src/broker/broker.h"
+#include "src/metrics/sys_topics.h"
+
+#include "src/durable/durable.h"
+#include "src/routing/router.h"
+#include "src/sessions/output_budget.h"
+#include "src/sessions/sessions.h"
+#include "src/timers/clock.h"
+#include "src/transport/connection.h"
 
 namespace petrel {
 
-void Broker::publishSys() {
+void SysTopics::start() { started_ms_ = p_.clock.monotonicMs(); }
+
+void SysTopics::publish() {
   size_t online = 0;
-  for (Connection* c : connections_) online += c->connected;
+  for (Connection* c : p_.connections) online += c->connected;
   auto put = [&](const std::string& topic, const std::string& value) {
     auto m = std::make_shared<Message>();
     m->topic = "$SYS/broker/" + topic;
     m->payload = value;
     m->retain = true;
-    if (store_) m->id = next_msg_id_++;
-    MessagePtr p = std::move(m);
-    retained_.set(p);  // memory only
-    route(p);
+    m->id = p_.durable.newMessageId();
+    MessagePtr msg = std::move(m);
+    p_.router.retainInMemory(msg);  // never stored
+    p_.router.route(msg);
   };
   auto num = [](uint64_t v) { return std::to_string(v); };
   put("version", std::string("petrel ") + PETREL_VERSION);
-  put("uptime", num((uv_now(loop_) - started_ms_) / 1000) + " seconds");
+  put("uptime", num((p_.clock.monotonicMs() - started_ms_) / 1000) + " seconds");
   put("clients/connected", num(online));
-  put("clients/total", num(sessions_.size()));
-  put("clients/connections_total", num(stats_.connections_total));
-  put("messages/received", num(stats_.messages_received));
-  put("messages/sent", num(stats_.messages_delivered));
-  put("messages/dropped", num(stats_.messages_dropped));
-  put("messages/dropped/output_budget", num(stats_.qos0_dropped_output));
-  put("clients/output_bytes", num(output_total_));
-  put("subscriptions/count", num(tree_.subscriptionCount()));
-  put("retained messages/count", num(retained_.size()));
-  if (store_) put("store/bytes", num(store_->usedBytes()));
+  put("clients/total", num(p_.sessions.size()));
+  put("clients/connections_total", num(p_.stats.connections_total));
+  put("messages/received", num(p_.stats.messages_received));
+  put("messages/sent", num(p_.stats.messages_delivered));
+  put("messages/dropped", num(p_.stats.messages_dropped));
+  put("messages/dropped/output_budget", num(p_.stats.qos0_dropped_output));
+  put("clients/output_bytes", num(p_.budget.total()));
+  put("subscriptions/count", num(p_.router.tree().subscriptionCount()));
+  put("retained messages/count", num(p_.router.retained().size()));
+  if (p_.durable.enabled()) put("store/bytes", num(p_.durable.store().usedBytes()));
   // A filter's wildcards may not appear in a topic name: '+', '#' and '%'
   // are written %2B, %23 and %25 (and '/' in a client id, %2F).
   auto escape = [](const std::string& in, bool slash) {
@@ -50,10 +59,10 @@ void Broker::publishSys() {
     return out;
   };
   // Per client, while connected: QoS 0 dropped over its output budget.
-  for (Connection* c : connections_)
+  for (Connection* c : p_.connections)
     if (c->dropped_qos0 && c->session)
       put("clients/dropped_output/" + escape(c->session->clientId(), true), num(c->dropped_qos0));
-  tree_.forEachGroup([&](SharedGroup& g) {
+  p_.router.tree().forEachGroup([&](SharedGroup& g) {
     size_t up = 0;
     for (auto& m : g.members) up += m.session->conn != nullptr;
     const std::string base = "shared/" + g.name + "/" + escape(g.filter, false) + "/";

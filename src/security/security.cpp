@@ -1,13 +1,7 @@
-// Security: TLS contexts per listener, client authentication at CONNECT
-// (password file, certificate identity, anonymous access per listener), the
-// ACL answers for PUBLISH that is refused, and reloading all of it on
-// SIGHUP or, for certificates, when their files change on disk.
-//
-// Error policy: a bad file at start-up stops the broker with a message; a
-// bad file at reload is logged and the previous version stays in force, so
-// a typo never locks every client out or opens the broker up.
-#include "mqtt/encoder.h"
-#include "src/broker/broker.h"
+// Security (see security.h): loading and reloading the TLS contexts, the
+// password file and the ACL file, and authentication at CONNECT.
+#include "src/security/security.h"
+
 #include "src/util/log.h"
 
 namespace petrel {
@@ -34,7 +28,9 @@ void logWarnings(const PasswordFile& pw) {
 }
 }  // namespace
 
-bool Broker::setupSecurity(std::string& err) {
+Security::~Security() { stop(); }
+
+bool Security::start(std::string& err) {
   if (!cfg_.password_file.empty()) {
     auto pw = std::make_unique<PasswordFile>();
     if (!pw->load(cfg_.password_file, err)) return false;
@@ -70,33 +66,33 @@ bool Broker::setupSecurity(std::string& err) {
     if (!ls->allow_anonymous && !passwords_ && !ls->use_identity_as_username)
       LOG_WARN("listener %s refuses anonymous clients but no auth.password_file is set: "
                "no client can connect there", ls->name.c_str());
-    listener_security_.push_back(std::move(ls));
+    listeners_.push_back(std::move(ls));
   }
   if (any_tls) {
     uv_timer_init(loop_, &tls_watch_timer_);
     tls_watch_timer_.data = this;
-    uv_timer_start(&tls_watch_timer_, &Broker::onTlsWatch, kTlsWatchIntervalMs, kTlsWatchIntervalMs);
+    uv_timer_start(&tls_watch_timer_, &Security::onTlsWatch, kTlsWatchIntervalMs, kTlsWatchIntervalMs);
     tls_watch_started_ = true;
   }
   return true;
 }
 
-void Broker::stopSecurity() {
+void Security::stop() {
   if (!tls_watch_started_) return;
   tls_watch_started_ = false;
   uv_timer_stop(&tls_watch_timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&tls_watch_timer_), nullptr);
 }
 
-void Broker::onTlsWatch(uv_timer_t* t) {
-  auto* b = static_cast<Broker*>(t->data);
-  for (auto& ls : b->listener_security_)
+void Security::onTlsWatch(uv_timer_t* t) {
+  auto* self = static_cast<Security*>(t->data);
+  for (auto& ls : self->listeners_)
     if (ls->tls && ls->tls->filesChanged()) reloadTls(*ls, "files changed");
 }
 
-void Broker::reloadSecurity(const char* why) {
+void Security::reload(const char* why) {
   LOG_NOTICE("reloading certificates, password file and ACL file (%s)", why);
-  for (auto& ls : listener_security_)
+  for (auto& ls : listeners_)
     if (ls->tls) reloadTls(*ls, why);
   std::string err;
   if (!cfg_.password_file.empty()) {
@@ -120,39 +116,18 @@ void Broker::reloadSecurity(const char* why) {
   }
 }
 
-void Broker::attachListener(Connection& c, uv_stream_t* server) {
-  for (size_t i = 0; i < listeners_.size() && i < listener_security_.size(); ++i) {
-    if (reinterpret_cast<uv_stream_t*>(listeners_[i].get()) != server) continue;
-    ListenerSecurity& ls = *listener_security_[i];
-    c.listener = &ls;
-    if (ls.tls) c.enableTls(*ls.tls);
-    return;
-  }
-}
-
-bool Broker::handshakeTimedOut(Connection& c, uint64_t now) {
-  tls::TlsSession* t = c.tlsSession();
-  if (!t || t->handshakeDone() || !c.listener) return false;
-  if (now - c.accepted_ms <= c.listener->handshake_timeout_ms) return false;
-  LOG_NOTICE("closing %s: no TLS handshake within %u ms", c.peer().c_str(),
-             c.listener->handshake_timeout_ms);
-  c.closeAfterFlush();
-  return true;
-}
-
-mqtt::Reason Broker::authenticate(Connection& c, const mqtt::Connect& p,
-                                  std::optional<std::string>& username, std::string& why) {
+mqtt::Reason Security::authenticate(const ListenerSecurity* ls, const std::optional<std::string>& peer_cn,
+                                    const mqtt::Connect& p, std::optional<std::string>& username,
+                                    std::string& why) const {
   using mqtt::Reason;
-  const ListenerSecurity* ls = c.listener;
   if (ls && ls->use_identity_as_username) {
     // The verified certificate is the credential; a user name or password
     // in CONNECT is ignored, as mosquitto does.
-    tls::TlsSession* t = c.tlsSession();
-    if (!t || !t->hasPeerCommonName()) {
+    if (!peer_cn) {
       why = "no client certificate CN to use as the user name";
       return Reason::NotAuthorized;
     }
-    username = t->peerCommonName();
+    username = *peer_cn;
     return Reason::Success;
   }
   if (p.username) {
@@ -177,24 +152,6 @@ mqtt::Reason Broker::authenticate(Connection& c, const mqtt::Connect& p,
     return Reason::NotAuthorized;
   }
   return Reason::Success;
-}
-
-void Broker::refusePublish(Connection& c, Session& s, const mqtt::Publish& p) {
-  LOG_INFO("client %s%s%s: PUBLISH to '%s' denied by the ACL", s.clientId().c_str(),
-           s.username ? " user " : "", s.username ? s.username->c_str() : "", p.topic.c_str());
-  // [MQTT-3.3.5-2] MQTT 3.1.1 has no way to say no: the message is
-  // acknowledged as usual and dropped. MQTT 5 answers 0x87 Not authorized.
-  const bool v5 = c.version == mqtt::Version::V5;
-  if (p.qos == 0) return;
-  mqtt::Ack ack;
-  ack.type = p.qos == 1 ? mqtt::PacketType::Puback : mqtt::PacketType::Pubrec;
-  ack.packet_id = p.packet_id;
-  if (v5) {
-    ack.reason = mqtt::Reason::NotAuthorized;  // a failed PUBREC ends the exchange
-  } else if (p.qos == 2) {
-    s.inbound_qos2.insert(p.packet_id);  // PUBREL will follow
-  }
-  mqtt::encode(ack, c.version, c.out());
 }
 
 }  // namespace petrel

@@ -1,14 +1,30 @@
-// src/security/security.h — the per-listener security settings the broker keeps
-// next to each listening socket: whether anonymous clients are accepted,
-// whether the certificate CN is the user name, and the TLS context.
-// Authentication, ACL checks and reloading are Broker methods in
-// security.cpp.
+// src/security/security.h — who may connect and what they may do: the TLS
+// context and anonymous-access rule of each listener, authentication at
+// CONNECT (password file, certificate identity), the ACL, and reloading all
+// of it on SIGHUP or when certificate files change.
+//
+// Error policy: a bad file at start-up stops the broker with a message; a
+// bad file at reload is logged and the previous version stays in force, so
+// a typo never locks every client out or opens the broker up.
+//
+// May call: tls/, the file parsers here, libuv (one timer). Knows nothing of
+// sessions or routing: the ACL is asked with a user name and client id.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include <uv.h>
+
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "mqtt/packets.h"
+#include "src/config/config.h"
+#include "src/security/acl.h"
+#include "src/security/password_file.h"
 #include "tls/tls_context.h"
 
 namespace petrel {
@@ -19,6 +35,57 @@ struct ListenerSecurity {
   bool use_identity_as_username = false;
   uint32_t handshake_timeout_ms = 0;
   std::unique_ptr<tls::TlsContext> tls;  // null on a plain listener
+};
+
+class Security {
+ public:
+  Security(uv_loop_t* loop, const Config& cfg) : loop_(loop), cfg_(cfg) {}
+  ~Security();
+  Security(const Security&) = delete;
+  Security& operator=(const Security&) = delete;
+
+  // Loads the password and ACL files and the listeners' TLS contexts, and
+  // starts watching certificate files. On failure `err` says why.
+  bool start(std::string& err);
+  void stop();
+  // Reads everything again (SIGHUP); what fails keeps its old version.
+  void reload(const char* why);
+
+  // The settings of listener `i` (cfg.listeners order), or null.
+  const ListenerSecurity* listener(size_t i) const {
+    return i < listeners_.size() ? listeners_[i].get() : nullptr;
+  }
+  // Authentication at CONNECT: the user name the client is known by, or the
+  // refusal reason with `why` for the log. `peer_cn` is the verified
+  // certificate CN of a TLS client, if any.
+  mqtt::Reason authenticate(const ListenerSecurity* ls, const std::optional<std::string>& peer_cn,
+                            const mqtt::Connect& p, std::optional<std::string>& username,
+                            std::string& why) const;
+
+  // ACL checks; everything is allowed when no acl_file is configured.
+  bool mayPublish(const std::optional<std::string>& user, const std::string& client_id,
+                  std::string_view topic) const {
+    return !acl_ || acl_->allows(user, client_id, topic, Acl::kWrite);
+  }
+  bool mayReceive(const std::optional<std::string>& user, const std::string& client_id,
+                  std::string_view topic) const {
+    return !acl_ || acl_->allows(user, client_id, topic, Acl::kRead);
+  }
+  bool maySubscribe(const std::optional<std::string>& user, const std::string& client_id,
+                    std::string_view filter) const {
+    return !acl_ || acl_->allowsSubscribe(user, client_id, filter);
+  }
+
+ private:
+  static void onTlsWatch(uv_timer_t* t);
+
+  uv_loop_t* loop_;
+  const Config& cfg_;
+  std::vector<std::unique_ptr<ListenerSecurity>> listeners_;  // cfg_.listeners order
+  std::unique_ptr<PasswordFile> passwords_;  // null: no password_file
+  std::unique_ptr<Acl> acl_;                 // null: no acl_file
+  uv_timer_t tls_watch_timer_;
+  bool tls_watch_started_ = false;
 };
 
 }  // namespace petrel

@@ -20,6 +20,7 @@
 
 #include "mqtt/packets.h"
 #include "src/acks/ack_gate.h"
+#include "src/timers/timer_queue.h"
 #include "src/util/lazy_deque.h"
 #include "src/routing/message.h"
 #include "src/routing/topic_tree.h"
@@ -223,6 +224,17 @@ class SubscriptionList {
 };
 
 
+class Session;
+class Sessions;
+
+// The timer of an offline session's delayed will and expiry.
+struct SessionTimer {
+  SessionTimer(Sessions& r, Session& s, Timer::Callback cb) : timer(cb, this), registry(&r), session(&s) {}
+  Timer timer;
+  Sessions* registry;
+  Session* session;
+};
+
 class Session {
  public:
   explicit Session(std::string client_id) : client_id_(std::move(client_id)) {}
@@ -246,6 +258,9 @@ class Session {
   // is delayed (§3.1.3.2.2 Will Delay Interval).
   std::unique_ptr<mqtt::Will> will;  // a pointer: most sessions have none
   int64_t will_at_ms = 0;
+  // Fires at the earlier of will_at_ms and expires_at_ms while offline
+  // (sessions/expiry.cpp); allocated only while one of them is set.
+  std::unique_ptr<SessionTimer> timer;
 
   SubscriptionList subscriptions;
 
@@ -270,6 +285,10 @@ class Session {
   uint64_t evict_ticket = 0;    // evict RAM state once this ticket commits
 
   size_t queuedCount() const { return queue.size() + disk_count; }
+  // Room in the outbound window (Receive Maximum).
+  size_t windowFree() const {
+    return inflight.size() < client_receive_max ? client_receive_max - inflight.size() : 0;
+  }
 
   // Scratch for the router: merges overlapping subscriptions of one publish.
   uint64_t match_gen = 0;

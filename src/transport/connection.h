@@ -17,6 +17,7 @@
 #include "mqtt/decoder.h"
 #include "mqtt/protocol.h"
 #include "src/acks/held_output.h"
+#include "src/timers/timer_queue.h"
 #include "tls/tls_session.h"
 
 namespace petrel {
@@ -91,6 +92,8 @@ class Connection {
   // Sends DISCONNECT (MQTT 5, after CONNECT) with `reason`, then closes.
   void disconnect(mqtt::Reason reason);
   bool closing() const { return closing_; }
+  // The socket is closed (or closing): nothing more can be written.
+  bool handleClosed() const { return handle_closed_; }
 
   // "address:port" of the client, for logs (looked up when needed rather
   // than kept: every byte of an idle connection counts).
@@ -115,6 +118,10 @@ class Connection {
     return *aliases;
   }
   size_t index = 0;             // position in the broker's connection list
+  // The connection's next deadline (keep alive, CONNECT and TLS handshake
+  // timeouts, lingering after a close), run by the broker
+  // (broker/connection_timeouts.cpp).
+  Timer timer;
 
   // Output flow control (Broker::onWritable, Broker::accountOutput).
   // Set when a message waits because this client's output is above the

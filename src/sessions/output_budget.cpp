@@ -18,29 +18,37 @@
 // * Drops are counted per connection (logged with the client id when they
 //   start and when the connection ends) and in
 //   $SYS/broker/messages/dropped/output_budget.
-#include "src/broker/broker.h"
+#include "src/sessions/output_budget.h"
+
+#include "src/sessions/session.h"
 #include "src/util/log.h"
 
 namespace petrel {
 
-void Broker::accountOutput(Connection& c) {
-  const size_t now = c.closing() && c.handle_closed_ ? 0 : c.pendingOutput();
+void OutputBudget::account(Connection& c) {
+  const size_t now = c.handleClosed() ? 0 : c.pendingOutput();
   const size_t before = c.accounted_output;
   if (now == before) return;
-  output_total_ += now;
-  output_total_ -= std::min<uint64_t>(output_total_, before);
-  const bool was = before > kOutputHighWater, is = now > kOutputHighWater;
-  if (is && !was) ++output_congested_;
-  if (was && !is && output_congested_) --output_congested_;
+  total_ += now;
+  total_ -= std::min<uint64_t>(total_, before);
+  const bool was = before > Connection::kOutputHighWater, is = now > Connection::kOutputHighWater;
+  if (is && !was) ++congested_;
+  if (was && !is && congested_) --congested_;
   c.accounted_output = now;
 }
 
-bool Broker::qos0Allowed(Session& s, Connection& c) {
+void OutputBudget::remove(Connection& c) {
+  total_ -= std::min<uint64_t>(total_, c.accounted_output);
+  if (c.accounted_output > Connection::kOutputHighWater && congested_) --congested_;
+  c.accounted_output = 0;
+}
+
+bool OutputBudget::qos0Allowed(const Session& s, Connection& c) {
   const size_t pending = c.pendingOutput();
   uint64_t budget = cfg_.max_client_output;
-  if (output_total_ > cfg_.max_output_memory) {
-    const uint64_t share = cfg_.max_output_memory / std::max<size_t>(1, output_congested_);
-    budget = std::min(budget, std::max<uint64_t>(share, kOutputHighWater));
+  if (total_ > cfg_.max_output_memory) {
+    const uint64_t share = cfg_.max_output_memory / std::max<size_t>(1, congested_);
+    budget = std::min(budget, std::max<uint64_t>(share, Connection::kOutputHighWater));
   }
   if (pending < budget) return true;
   if (c.dropped_qos0++ == 0)

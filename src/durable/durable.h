@@ -1,0 +1,80 @@
+// src/durable/durable.h — the broker's side of persistence: the store it
+// writes to (persistence::Store, an interface: LMDB today), the group commit
+// notifications coming back from the store's writer thread, message ids,
+// the cache of messages read back from disk, the size cap, and the
+// conversion between broker objects and store records (records.h).
+//
+// Owns: the store, the commit notifier (a uv_async_t), the message cache.
+// May call: persistence/, libuv. Knows nothing of connections or routing:
+// whoever waits for a commit registers a callback (onCommit).
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "persistence/store.h"
+#include "src/routing/message.h"
+
+namespace petrel {
+
+class Durable {
+ public:
+  explicit Durable(uv_loop_t* loop) : loop_(loop) {}
+  ~Durable() = default;
+  Durable(const Durable&) = delete;
+  Durable& operator=(const Durable&) = delete;
+
+  // Takes the store; `on_commit` runs on the loop after each commit, with
+  // `failed` true when a batch could not be stored.
+  void attach(std::unique_ptr<persistence::Store> store, std::function<void(bool failed)> on_commit);
+  // After the loop has ended: waits until everything is committed and
+  // closes the notifier.
+  void finish();
+  // Lets the loop end while the notifier is still open (shutdown).
+  void unref();
+
+  bool enabled() const { return store_ != nullptr; }
+  persistence::Store& store() { return *store_; }
+  persistence::Batch& batch() { return store_->batch(); }
+  uint64_t ticket() const { return store_->ticket(); }
+  uint64_t committed() const { return store_->committed(); }
+  // Hands this loop turn's writes to the writer thread as one batch.
+  void submit() {
+    if (store_) store_->submit();
+  }
+
+  // Every message gets a store id while persistence is on (the record is
+  // written only when a durable holder exists); 0 without persistence.
+  uint64_t newMessageId() { return store_ ? next_msg_id_++ : 0; }
+  void setNextMessageId(uint64_t id) { next_msg_id_ = id; }
+  // Writes the message record, referenced by `refs` queue entries / slots.
+  void putMessage(const Message& m, uint32_t refs);
+  // The message `id`, shared with every holder that loaded it already;
+  // null when the store has no such record.
+  MessagePtr loadMessage(uint64_t id);
+  // Drops cache entries no holder uses any more (when the cache grew).
+  void trimCache(size_t keep);
+  // True above 90% of persistence.max_size_mb (logged once per episode):
+  // new messages for durable queues are dropped, never half-stored.
+  bool full();
+
+ private:
+  static void onCommitAsync(uv_async_t* h);
+
+  uv_loop_t* loop_;
+  std::unique_ptr<persistence::Store> store_;
+  uv_async_t commit_async_;
+  std::atomic<uint64_t> failed_upto_{0};
+  std::function<void(bool failed)> on_commit_;
+  std::unordered_map<uint64_t, std::weak_ptr<const Message>> msg_cache_;
+  uint64_t next_msg_id_ = 1;
+  bool full_logged_ = false;
+};
+
+}  // namespace petrel

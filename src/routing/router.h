@@ -1,0 +1,73 @@
+// src/routing/router.h — where a published message goes: the topic tree
+// (subscriptions), the retained messages, and route(), which matches a
+// message once, merges a session's overlapping subscriptions into one
+// delivery (highest QoS, every subscription identifier; §3.3.4), hands
+// share-group copies to their groups and every other copy to its session,
+// and says when the publisher's acknowledgement may go (RouteResult).
+//
+// May call: Sessions::deliver (the one seam to sessions), SharedGroups
+// (enqueue, dispatch), Security (read access), Durable (the message record).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "src/acks/ack_gate.h"
+#include "src/config/config.h"
+#include "src/routing/message.h"
+#include "src/routing/retained_store.h"
+#include "src/routing/topic_tree.h"
+
+namespace petrel {
+
+class Durable;
+class Session;
+class Sessions;
+class SharedGroups;
+class Clock;
+
+// What route() did with a message.
+struct RouteResult {
+  size_t matched = 0;   // sessions and share groups it went to
+  uint32_t stored = 0;  // store references it took (queue entries)
+  // Non-null: the publisher's PUBACK may go once this gate opens, before the
+  // commit (every stored copy went at once to a durable receiver).
+  AckGatePtr early_ack;
+};
+
+class Router {
+ public:
+  Router(const Config& cfg, const Clock& clock, Durable& durable, Sessions& sessions, SharedGroups& groups)
+      : cfg_(cfg), clock_(clock), durable_(durable), sessions_(sessions), groups_(groups) {}
+  Router(const Router&) = delete;
+  Router& operator=(const Router&) = delete;
+
+  // Routes a message to every matching subscription. `extra_refs` counts
+  // holders besides queues (the retained slot) for the store's record.
+  RouteResult route(const MessagePtr& msg, uint32_t extra_refs = 0);
+  // Stores `msg` as the retained message of its topic (empty payload
+  // clears); returns the store references it takes (0 or 1).
+  uint32_t retain(const MessagePtr& msg);
+  // A retained message kept in memory only ($SYS).
+  void retainInMemory(const MessagePtr& msg) { retained_.set(msg); }
+  // The retained messages matching `filter`, to `s` (on subscribe).
+  void sendRetained(Session& s, const std::string& filter, const SubscriptionOptions& o);
+  // Removes the subscription `key` ("$share/g/f" or a plain filter) of `s`.
+  void unsubscribe(Session& s, std::string_view key);
+
+  TopicTree& tree() { return tree_; }
+  RetainedStore& retained() { return retained_; }
+
+ private:
+  const Config& cfg_;
+  const Clock& clock_;
+  Durable& durable_;
+  Sessions& sessions_;
+  SharedGroups& groups_;
+  TopicTree tree_;
+  RetainedStore retained_;
+  uint64_t match_gen_ = 0;
+};
+
+}  // namespace petrel

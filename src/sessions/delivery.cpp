@@ -1,0 +1,228 @@
+// Delivery to a session: a message is sent at once when the client is
+// online with room in its window (Receive Maximum) and its output below the
+// high-water mark; otherwise it waits in the session queue (QoS 1/2) or is
+// dropped (QoS 0, sent now or never). Acknowledgements free the window and
+// pull the next queued messages.
+#include <algorithm>
+
+#include "mqtt/encoder.h"
+#include "src/acks/ack_holds.h"
+#include "src/durable/durable.h"
+#include "src/queues/shared_groups.h"
+#include "src/sessions/output_budget.h"
+#include "src/sessions/sessions.h"
+#include "src/timers/clock.h"
+#include "src/util/log.h"
+
+namespace petrel {
+
+DeliverOutcome Sessions::deliver(Session& s, Delivery&& d, const AckGatePtr& gate) {
+  Connection* c = s.conn;
+  const bool online = c && !c->closing() && c->connected;
+  if (d.qos == 0) {
+    // QoS 0 is sent now or never: not queued for offline sessions, and
+    // dropped for a client whose socket cannot keep up.
+    if (!online) return DeliverOutcome::NotStored;
+    if (c->pendingOutput() >= Connection::kOutputHighWater && !budget_.qos0Allowed(s, *c))
+      return DeliverOutcome::NotStored;
+    sendPublish(s, *c, d, 0, false);
+    return DeliverOutcome::NotStored;
+  }
+  const bool persist = durable(s) && s.stored;
+  const size_t bytes = d.msg->payload.size();
+  const char* limit = nullptr;
+  if (cfg_.max_queued_messages && s.queuedCount() >= cfg_.max_queued_messages)
+    limit = "limits.max_queued_messages";
+  else if (cfg_.max_queued_bytes && s.queued_bytes + bytes > cfg_.max_queued_bytes)
+    limit = "limits.max_queued_bytes";
+  else if (persist && durable_.full())
+    limit = "persistence.max_size_mb";
+  const bool window_free = online && s.queue.empty() && s.disk_count == 0 &&
+                           s.inflight.size() < s.client_receive_max && c->roomForOutput();
+  if (limit && !window_free) {
+    ++s.dropped;
+    ++stats_.messages_dropped;
+    if (!s.drop_logged) {
+      s.drop_logged = true;
+      LOG_WARN("client %s: queue limit reached (%s), dropping messages; %llu dropped so far",
+               s.clientId().c_str(), limit, static_cast<unsigned long long>(s.dropped));
+    }
+    return DeliverOutcome::NotStored;
+  }
+  if (persist) d.seq = s.next_seq++;
+  s.queued_bytes += bytes;
+  if (window_free) {
+    // Fast path: the window has room, send now; the store entry carries the
+    // packet id already.
+    const bool gated = persist && gate && d.qos == 1;
+    if (gated) d.gate = gate;
+    if (!sendNew(s, *c, std::move(d))) return DeliverOutcome::NotStored;
+    if (gated) gate->addReceiver();
+    if (!persist) return DeliverOutcome::NotStored;
+    return gated ? DeliverOutcome::StoredInGate : DeliverOutcome::Stored;
+  }
+  if (persist) {
+    // Kept until the window drains: the commit decides the PUBACK.
+    saveQueueEntry(s, d, 0, false);
+    // Beyond the RAM window (or for an offline session whose state is on
+    // disk) the entry lives only in the store until the window drains.
+    if (s.disk_count > 0 || s.queue.size() >= kRamWindow || s.evicted) {
+      if (s.disk_count++ == 0) s.next_read_seq = d.seq;
+      return DeliverOutcome::Stored;
+    }
+  }
+  s.queue.push_back(std::move(d));
+  return persist ? DeliverOutcome::Stored : DeliverOutcome::NotStored;
+}
+
+bool Sessions::sendNew(Session& s, Connection& c, Delivery&& d) {
+  const uint16_t pid = s.nextPacketId();
+  const Connection::OutMark mark = c.outMark();
+  if (!sendPublish(s, c, d, pid, false)) {
+    forget(s, d);  // expired or too large for this client
+    return false;
+  }
+  if (d.seq) {
+    saveQueueEntry(s, d, pid, false);
+    // Exactly once across a crash: the packet id of a QoS 2 PUBLISH must be
+    // stored before the client can see it, or a restart would send the
+    // message again under a new id.
+    if (d.qos == 2) holds_.hold(c, mark, durable_.ticket());
+  }
+  s.inflight.push_back({pid, std::move(d), false});
+  return true;
+}
+
+void Sessions::forget(Session& s, const Delivery& d) {
+  const size_t bytes = d.msg ? d.msg->payload.size() : 0;
+  s.queued_bytes = s.queued_bytes > bytes ? s.queued_bytes - bytes : 0;
+  if (d.seq && durable_.enabled()) durable_.batch().deleteQueue(s.clientId(), d.seq, d.msg ? d.msg->id : 0);
+  if (d.group) groups_.release(*d.group, d);
+}
+
+void Sessions::pump(Session& s) {
+  Connection* c = s.conn;
+  if (!c || c->closing() || !c->connected) return;
+  while (s.inflight.size() < s.client_receive_max) {
+    if (s.queue.empty()) {
+      if (s.disk_count == 0) break;
+      refill(s, true);
+      if (s.queue.empty()) break;
+    }
+    if (!c->roomForOutput()) break;  // resumed by onWritable
+    Delivery d = std::move(s.queue.front());
+    s.queue.pop_front();
+    sendNew(s, *c, std::move(d));
+  }
+  if (s.queue.empty() && s.disk_count == 0) s.drop_logged = false;
+}
+
+bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup) {
+  const Message& m = *d.msg;
+  const bool v5 = c.version == mqtt::Version::V5;
+  uint32_t expiry_left = 0;
+  if (m.expires_at_ms) {
+    const int64_t now = clock_.wallMs();
+    // [MQTT-3.3.2-5] an expired message is not delivered.
+    if (m.expires_at_ms <= now) {
+      ++stats_.messages_dropped;
+      return false;
+    }
+    // [MQTT-3.3.2-6] the interval sent is what remains.
+    expiry_left = static_cast<uint32_t>((m.expires_at_ms - now + 999) / 1000);
+  }
+  std::string_view topic = m.topic;
+  const mqtt::Properties* props = nullptr;
+  mqtt::Properties tmp;
+  bool alias_new = false;
+  if (v5) {
+    uint16_t alias = 0;
+    bool alias_known = false;
+    if (cfg_.outbound_topic_aliases && s.client_topic_alias_max) {
+      // Topic aliases toward the client: the first topics get an alias for
+      // the life of the connection (§3.3.2.3.4).
+      auto& a = c.aliasTables().out;
+      auto it = std::find(a.begin(), a.end(), m.topic);
+      if (it != a.end()) {
+        alias = static_cast<uint16_t>(it - a.begin() + 1);
+        alias_known = true;
+      } else if (a.size() < std::min(cfg_.outbound_topic_aliases, s.client_topic_alias_max)) {
+        a.push_back(m.topic);
+        alias = static_cast<uint16_t>(a.size());
+        alias_new = true;
+      }
+    }
+    if (m.expires_at_ms || !d.subscription_ids.empty() || alias) {
+      // Per-receiver properties on top of the message's own.
+      tmp = m.props;
+      if (m.expires_at_ms) tmp.message_expiry_interval = expiry_left;
+      tmp.subscription_identifiers = d.subscription_ids;
+      if (alias) tmp.topic_alias = alias;
+      props = &tmp;
+    } else if (m.has_props) {
+      props = &m.props;
+    }
+    if (alias_known) topic = {};
+  }
+  // Encode once: nothing of this delivery differs from the other
+  // receivers' but the packet id.
+  const PublishCache::Encoded* shared = nullptr;
+  if (!dup && encoded_.active(m) && props != &tmp) shared = &encoded_.get(c.version, d.qos, d.retain, props);
+  if (s.client_max_packet &&
+      (shared ? shared->bytes.size() : mqtt::publishSize(c.version, topic, d.qos, props, m.payload.size())) >
+          s.client_max_packet) {
+    // [MQTT-3.1.2-25] never send a packet above the client's Maximum
+    // Packet Size: the message is discarded for this client (and a topic
+    // alias just assigned for it is taken back: the client never saw it).
+    if (alias_new) c.aliases->out.pop_back();
+    ++stats_.messages_dropped;
+    LOG_DEBUG("client %s: message on '%s' exceeds its maximum packet size, dropped",
+              s.clientId().c_str(), m.topic.c_str());
+    return false;
+  }
+  if (shared) PublishCache::append(c.out(), *shared, d.qos, pid);
+  else mqtt::encodePublish(c.out(), c.version, topic, m.payload, d.qos, d.retain, dup, pid, props);
+  ++stats_.messages_delivered;
+  return true;
+}
+
+void Sessions::completeDelivery(Session& s, uint16_t packet_id) {
+  // The exchange of an outbound QoS 1/2 message is over: drop it, and let
+  // the freed window take the next ones (the session's queue, its groups).
+  if (InflightOut* inf = s.findInflight(packet_id)) {
+    if (inf->d.gate && inf->d.gate->receiverDone()) holds_.gateOpened();
+    forget(s, inf->d);
+  }
+  s.eraseInflight(packet_id);
+  pump(s);
+  groups_.dispatchMemberGroups(s);
+}
+
+void Sessions::resume(Session& s, Connection& c) {
+  // A session whose state is on disk reads its first window back.
+  if (s.inflight.empty() && s.queue.empty() && s.disk_count > 0) refill(s, false);
+  s.evicted = false;
+  // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (DUP=1) and PUBREL, in
+  // their original order, then whatever queued while offline.
+  for (auto& f : s.inflight) {
+    if (f.released) {
+      mqtt::Ack rel;
+      rel.type = mqtt::PacketType::Pubrel;
+      rel.packet_id = f.packet_id;
+      mqtt::encode(rel, c.version, c.out());
+    } else {
+      sendPublish(s, c, f.d, f.packet_id, true);
+    }
+  }
+  pump(s);
+  groups_.dispatchMemberGroups(s);
+}
+
+bool Sessions::ready(const Session& s) const {
+  Connection* c = s.conn;
+  // A member whose output is full is dispatched to again from onWritable.
+  return c && c->connected && !c->closing() && s.inflight.size() < s.client_receive_max &&
+         c->roomForOutput();
+}
+
+}  // namespace petrel

@@ -1,0 +1,139 @@
+// The session registry (§4.1): lookup and creation, takeover by a new
+// connection, the end of a connection (will, expiry, eviction), the end of
+// a session, wills (§3.1.2.5, §3.1.3.2) and session expiry.
+#include "src/acks/ack_holds.h"
+#include "src/durable/durable.h"
+#include "src/queues/shared_groups.h"
+#include "src/routing/router.h"
+#include "src/security/security.h"
+#include "src/sessions/sessions.h"
+#include "src/timers/clock.h"
+#include "src/util/log.h"
+
+namespace petrel {
+
+Session& Sessions::create(const std::string& client_id) {
+  auto owned = std::make_unique<Session>(client_id);
+  Session& s = *owned;
+  map_.emplace(s.clientId(), std::move(owned));
+  return s;
+}
+
+Session& Sessions::adopt(std::unique_ptr<Session> s) {
+  Session& ref = *s;
+  map_.emplace(ref.clientId(), std::move(s));
+  return ref;
+}
+
+bool Sessions::mayPublish(const Session& s, std::string_view topic) const {
+  return security_.mayPublish(s.username, s.clientId(), topic);
+}
+bool Sessions::mayReceive(const Session& s, std::string_view topic) const {
+  return security_.mayReceive(s.username, s.clientId(), topic);
+}
+bool Sessions::maySubscribe(const Session& s, std::string_view filter) const {
+  return security_.maySubscribe(s.username, s.clientId(), filter);
+}
+
+void Sessions::takeOver(Session& s, const std::string& by) {
+  Connection* old = s.conn;
+  if (!old) return;
+  LOG_INFO("client %s: session taken over by %s", s.clientId().c_str(), by.c_str());
+  // The old connection ends abnormally: its will goes out (a delayed one is
+  // cancelled when the session continues). The session itself passes to
+  // the new connection, whatever its expiry.
+  s.conn = nullptr;
+  old->session = nullptr;
+  if (s.has_shared) groups_.returnToGroups(s);
+  if (s.will) {
+    if (s.will->props.will_delay_interval.value_or(0) == 0) publishWill(s);
+    else s.will_at_ms = clock_.wallMs() + int64_t(*s.will->props.will_delay_interval) * 1000;
+  }
+  old->disconnect(mqtt::Reason::SessionTakenOver);
+  // Online again at once: the timer of a delayed will waits for nothing
+  // (the will is cancelled when the session continues, or fires when it
+  // ends, see handlers/connect.cpp).
+}
+
+void Sessions::connectionLost(Session& s, bool graceful) {
+  s.conn = nullptr;
+  if (s.has_shared) groups_.returnToGroups(s);
+  LOG_INFO("client %s disconnected%s", s.clientId().c_str(), graceful ? "" : " unexpectedly");
+  if (!graceful && s.will) {
+    uint32_t delay = s.will->props.will_delay_interval.value_or(0);
+    if (delay == 0 || s.expiry_interval == 0) {
+      publishWill(s);
+    } else {
+      // §3.1.3.2.2: the will waits for the delay or the session's end,
+      // whichever comes first; a reconnect in between cancels it.
+      s.will_at_ms = clock_.wallMs() + int64_t(delay) * 1000;
+    }
+  } else if (graceful) {
+    s.will.reset();
+  }
+  if (s.expiry_interval == 0) {
+    end(&s);
+    return;
+  }
+  if (s.expiry_interval != 0xFFFFFFFF) s.expires_at_ms = clock_.wallMs() + int64_t(s.expiry_interval) * 1000;
+  scheduleExpiry(s);
+  if (durable(s)) {
+    save(s);
+    scheduleEvict(s);
+  }
+}
+
+void Sessions::publishWill(Session& s) {
+  if (!s.will) return;
+  mqtt::Will w = std::move(*s.will);
+  s.will.reset();
+  s.will_at_ms = 0;
+  if (!mayPublish(s, w.topic)) {  // ACL: the will is a publish by its client
+    LOG_INFO("client %s: will on '%s' denied by the ACL", s.clientId().c_str(), w.topic.c_str());
+    return;
+  }
+  auto msg = std::make_shared<Message>();
+  msg->topic = std::move(w.topic);
+  msg->payload = std::move(w.payload);
+  msg->qos = w.qos;
+  msg->retain = w.retain;
+  if (w.props.message_expiry_interval) {
+    msg->expires_at_ms = clock_.wallMs() + int64_t(*w.props.message_expiry_interval) * 1000;
+    w.props.message_expiry_interval.reset();
+  }
+  w.props.will_delay_interval.reset();
+  msg->props = std::move(w.props);
+  msg->has_props = !msg->props.empty();
+  msg->origin = s.clientId();
+  LOG_INFO("client %s: publishing will on '%s'", s.clientId().c_str(), msg->topic.c_str());
+  msg->id = durable_.newMessageId();
+  MessagePtr m = std::move(msg);
+  const uint32_t refs = m->retain && cfg_.retain_available ? router_.retain(m) : 0;
+  router_.route(m, refs);
+}
+
+void Sessions::end(Session* s) {
+  // A delayed will is published when its session ends (§3.1.3.2.2).
+  if (s->will) publishWill(*s);
+  if (s->has_shared) {
+    // Group messages still with this member: unacknowledged ones go back to
+    // their group; a QoS 2 message it already has (PUBREC received) is done.
+    groups_.returnToGroups(*s, true);
+    for (const auto& f : s->inflight)
+      if (f.d.group) groups_.release(*f.d.group, f.d);
+    s->inflight.clear();
+  }
+  for (const auto& e : s->subscriptions) router_.unsubscribe(*s, e.key);
+  if (s->conn) {
+    s->conn->session = nullptr;
+    s->conn = nullptr;
+  }
+  if (s->stored && durable_.enabled()) durable_.batch().deleteSession(s->clientId());
+  if (durable_.enabled()) forgetPending(s);
+  if (s->dropped) LOG_NOTICE("session %s ended; %llu messages were dropped for it",
+                             s->clientId().c_str(), static_cast<unsigned long long>(s->dropped));
+  const std::string id = s->clientId();  // the key dies with the session
+  map_.erase(id);
+}
+
+}  // namespace petrel

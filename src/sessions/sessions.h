@@ -1,0 +1,166 @@
+// src/sessions/sessions.h — every session of the broker (§4.1) and what
+// happens to the messages owed to one: the registry (lookup, takeover, the
+// end of a session, wills, expiry), delivery (send now or queue, the
+// in-flight window, packet ids, the client's output budget), and the RAM
+// window of a durable session's queue over the store.
+//
+// Files: registry.cpp (lookup, connect, disconnect, end, expiry, wills),
+// delivery.cpp (deliver, send, pump, acknowledgements), durable_queue.cpp
+// (store records of a session, refill and eviction of its queue).
+//
+// The seam for routing: deliver() is the one way a routed message reaches a
+// session; with several event loops it becomes the hand-over to the loop
+// that owns the session.
+//
+// May call: Durable (store writes), Security (ACL), OutputBudget, AckHolds,
+// the Router (wills are published; unsubscribing on session end) and
+// SharedGroups (group messages a member holds).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "src/acks/ack_gate.h"
+#include "src/config/config.h"
+#include "src/metrics/stats.h"
+#include "src/sessions/publish_cache.h"
+#include "src/sessions/session.h"
+#include "src/transport/connection.h"
+
+namespace petrel {
+
+class AckHolds;
+class Durable;
+class OutputBudget;
+class Router;
+class Security;
+class SharedGroups;
+class Clock;
+class LoopTimers;
+
+// What deliver() did with one receiver's copy.
+enum class DeliverOutcome : uint8_t {
+  NotStored,     // sent (QoS 0, or a session that is not durable), dropped
+  StoredInGate,  // stored, sent at once, counted in the gate
+  Stored,        // stored and waiting: the PUBACK waits for the commit
+};
+
+class Sessions {
+ public:
+  // Queue entries of a durable session kept in RAM; the rest wait on disk.
+  static constexpr size_t kRamWindow = 1000;
+
+  struct Parts {
+    const Config& cfg;
+    BrokerStats& stats;
+    const Clock& clock;
+    Durable& durable;
+    Security& security;
+    OutputBudget& budget;
+    AckHolds& holds;
+    Router& router;
+    SharedGroups& groups;
+    LoopTimers& timers;
+  };
+  explicit Sessions(const Parts& p)
+      : cfg_(p.cfg), stats_(p.stats), clock_(p.clock), durable_(p.durable), security_(p.security),
+        budget_(p.budget), holds_(p.holds), router_(p.router), groups_(p.groups), timers_(p.timers) {}
+  Sessions(const Sessions&) = delete;
+  Sessions& operator=(const Sessions&) = delete;
+
+  // --- registry (registry.cpp) ---
+  Session* find(std::string_view client_id) {
+    auto it = map_.find(client_id);
+    return it == map_.end() ? nullptr : it->second.get();
+  }
+  Session& create(const std::string& client_id);
+  // A session loaded from the store at start-up.
+  Session& adopt(std::unique_ptr<Session> s);
+  size_t size() const { return map_.size(); }
+  template <typename F>
+  void forEach(F&& f) {
+    for (auto& [id, s] : map_) f(*s);
+  }
+  // Another connection takes `s` over: the old one ends abnormally (its
+  // will goes out, or waits for its delay) and is disconnected.
+  void takeOver(Session& s, const std::string& by);
+  // Resends what was in flight and sends what queued while offline.
+  void resume(Session& s, Connection& c);
+  // The connection of `s` ended (`graceful`: DISCONNECT without will).
+  void connectionLost(Session& s, bool graceful);
+  // The session ends (clean start, expiry, clean session): its will goes
+  // out, its subscriptions and stored state go.
+  void end(Session* s);
+  // Publishes the will of `s` now (ACL checked).
+  void publishWill(Session& s);
+  // Arms (or cancels) the timer of `s` for its delayed will and its expiry
+  // while it is offline (expiry.cpp); call after changing either deadline.
+  void scheduleExpiry(Session& s);
+  // Read access to the ACL with the identity of `s`.
+  bool mayPublish(const Session& s, std::string_view topic) const;
+  bool mayReceive(const Session& s, std::string_view topic) const;
+  bool maySubscribe(const Session& s, std::string_view filter) const;
+
+  // --- delivery (delivery.cpp) ---
+  // Sends or queues `d` for `s`. With a gate, a durable QoS 1 delivery
+  // sent at once counts in it (DeliverOutcome).
+  DeliverOutcome deliver(Session& s, Delivery&& d, const AckGatePtr& gate = nullptr);
+  // Sends a new QoS 1/2 delivery with a fresh packet id and records it in
+  // flight (and in the store); false if it could not be sent.
+  bool sendNew(Session& s, Connection& c, Delivery&& d);
+  // Encodes one PUBLISH to `c`; false if it was dropped (expired, larger
+  // than the client's maximum packet size).
+  bool sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup);
+  // Fills the in-flight window from the queue (and the store).
+  void pump(Session& s);
+  // The exchange of an outbound QoS 1/2 message is over.
+  void completeDelivery(Session& s, uint16_t packet_id);
+  // A delivery leaves the session (acknowledged, expired, undeliverable).
+  void forget(Session& s, const Delivery& d);
+  // True while `s` can take a message now (online, window and output room).
+  bool ready(const Session& s) const;
+  // Encode once: the router opens it around a message with several
+  // receivers (publish_cache.h).
+  PublishCache& publishCache() { return encoded_; }
+
+  // --- durable state (durable_queue.cpp) ---
+  bool durable(const Session& s) const;
+  void save(Session& s);
+  void saveSubscription(Session& s, std::string_view key, const SubscriptionOptions& o);
+  void saveQueueEntry(Session& s, const Delivery& d, uint16_t pid, bool released);
+  // Reads the queue's next window from the store (`resend`: PUBLISH what
+  // was in flight again, to a connected client).
+  void refill(Session& s, bool resend);
+  // Offline: drop the RAM copy once its writes have committed.
+  void scheduleEvict(Session& s);
+  // Store commits up to `done`: evictions and refills that waited on them.
+  void afterCommit(uint64_t done);
+
+ private:
+  void evict(Session& s);
+  static void onExpiryTimer(Timer& t);
+  void expiryDue(Session& s);
+  void forgetPending(Session* s);
+
+  const Config& cfg_;
+  BrokerStats& stats_;
+  const Clock& clock_;
+  Durable& durable_;
+  Security& security_;
+  OutputBudget& budget_;
+  AckHolds& holds_;
+  Router& router_;
+  SharedGroups& groups_;
+  LoopTimers& timers_;
+  // Keyed by a view of the session's own client id (no second copy).
+  std::unordered_map<std::string_view, std::unique_ptr<Session>> map_;
+  std::vector<Session*> evict_pending_;
+  std::vector<Session*> refill_pending_;
+  PublishCache encoded_;
+};
+
+}  // namespace petrel
