@@ -1,0 +1,190 @@
+// The broker's parts wired as Broker wires them, driven in-process without
+// sockets: routing into sessions (merging overlapping subscriptions, No
+// Local, QoS downgrade, queue limits), share groups queueing while no
+// member is online, retained messages on subscribe, and session expiry on
+// the timer facility. Sessions here are offline (no connection), so every
+// QoS 1/2 copy shows up in the session's queue where the test can see it.
+#include <gtest/gtest.h>
+
+#include <uv.h>
+
+#include "src/acks/ack_holds.h"
+#include "src/durable/durable.h"
+#include "src/queues/shared_groups.h"
+#include "src/routing/router.h"
+#include "src/security/security.h"
+#include "src/sessions/output_budget.h"
+#include "src/sessions/sessions.h"
+#include "src/timers/loop_timers.h"
+
+namespace petrel {
+namespace {
+
+class Parts : public ::testing::Test {
+ protected:
+  Parts()
+      : clock_(&loop_),
+        timers_(init(&loop_)),
+        security_(&loop_, cfg_),
+        durable_(&loop_),
+        budget_(cfg_, stats_),
+        sessions_({cfg_, stats_, clock_, durable_, security_, budget_, holds_, router_, groups_, timers_}),
+        router_(cfg_, clock_, durable_, sessions_, groups_),
+        groups_({cfg_, stats_, clock_, durable_, router_.tree(), sessions_}) {}
+  ~Parts() override {
+    timers_.close();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+  }
+  static uv_loop_t* init(uv_loop_t* l) {
+    uv_loop_init(l);
+    return l;
+  }
+
+  Session& session(const std::string& id) {
+    Session& s = sessions_.create(id);
+    s.expiry_interval = 0xFFFFFFFF;  // kept while offline
+    return s;
+  }
+  void subscribe(Session& s, const std::string& filter, uint8_t qos, uint32_t id = 0, bool no_local = false,
+                 const std::string& group = "") {
+    SubscriptionOptions o;
+    o.qos = qos;
+    o.subscription_id = id;
+    o.no_local = no_local;
+    router_.tree().subscribe(filter, group, &s, o);
+    s.subscriptions.set(group.empty() ? filter : "$share/" + group + "/" + filter, o);
+    if (!group.empty()) {
+      s.has_shared = true;
+      groups_.configure(*router_.tree().findGroup(filter, group, false));
+    }
+  }
+  static MessagePtr message(const std::string& topic, uint8_t qos, const std::string& origin = "pub",
+                            bool retain = false, const std::string& payload = "x") {
+    auto m = std::make_shared<Message>();
+    m->topic = topic;
+    m->payload = payload;
+    m->qos = qos;
+    m->origin = origin;
+    m->retain = retain;
+    return m;
+  }
+
+  uv_loop_t loop_;
+  Config cfg_;
+  BrokerStats stats_;
+  LoopClock clock_;
+  LoopTimers timers_;
+  Security security_;
+  Durable durable_;
+  AckHolds holds_;
+  OutputBudget budget_;
+  Sessions sessions_;
+  Router router_;
+  SharedGroups groups_;
+};
+
+TEST_F(Parts, OverlappingSubscriptionsMakeOneDeliveryWithTheHighestQosAndEveryId) {
+  Session& s = session("sub");
+  subscribe(s, "a/+", 1, 11);
+  subscribe(s, "a/#", 2, 22);
+  subscribe(s, "a/b", 0, 0);
+  const RouteResult r = router_.route(message("a/b", 2));
+  EXPECT_EQ(r.matched, 1u);
+  ASSERT_EQ(s.queue.size(), 1u);
+  EXPECT_EQ(s.queue.front().qos, 2);
+  std::vector<uint32_t> ids = s.queue.front().subscription_ids;
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<uint32_t>{11, 22}));
+  EXPECT_EQ(r.early_ack, nullptr);  // no store: nothing to gate
+}
+
+TEST_F(Parts, QosIsDowngradedToTheGrantedOne) {
+  Session& s = session("sub");
+  subscribe(s, "t", 1);
+  router_.route(message("t", 2));
+  ASSERT_EQ(s.queue.size(), 1u);
+  EXPECT_EQ(s.queue.front().qos, 1);
+}
+
+TEST_F(Parts, NoLocalKeepsAMessageFromItsPublisher) {
+  Session& s = session("me");
+  subscribe(s, "t", 1, 0, /*no_local=*/true);
+  EXPECT_EQ(router_.route(message("t", 1, "me")).matched, 0u);
+  EXPECT_TRUE(s.queue.empty());
+  router_.route(message("t", 1, "someone-else"));
+  EXPECT_EQ(s.queue.size(), 1u);
+}
+
+TEST_F(Parts, QosZeroIsNotQueuedForAnOfflineSession) {
+  Session& s = session("sub");
+  subscribe(s, "t", 0);
+  EXPECT_EQ(router_.route(message("t", 0)).matched, 1u);
+  EXPECT_TRUE(s.queue.empty());
+}
+
+TEST_F(Parts, QueueLimitDropsAndCounts) {
+  cfg_.max_queued_messages = 3;
+  Session& s = session("sub");
+  subscribe(s, "t", 1);
+  for (int i = 0; i < 5; ++i) router_.route(message("t", 1));
+  EXPECT_EQ(s.queue.size(), 3u);
+  EXPECT_EQ(s.dropped, 2u);
+  EXPECT_EQ(stats_.messages_dropped, 2u);
+}
+
+TEST_F(Parts, ShareGroupQueuesWhileNoMemberIsOnlineAndGivesEachMessageOnce) {
+  Session& a = session("a");
+  Session& b = session("b");
+  subscribe(a, "jobs/#", 1, 0, false, "workers");
+  subscribe(b, "jobs/#", 1, 0, false, "workers");
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(router_.route(message("jobs/x", 1)).matched, 1u);
+  SharedGroup* g = router_.tree().findGroup("jobs/#", "workers", false);
+  ASSERT_NE(g, nullptr);
+  EXPECT_EQ(g->queued(), 4u);  // the group holds them, not the members
+  EXPECT_TRUE(a.queue.empty());
+  EXPECT_TRUE(b.queue.empty());
+}
+
+TEST_F(Parts, RetainedMessagesGoToANewSubscriberFlaggedRetained) {
+  router_.retain(message("cfg/a", 1, "pub", true, "1"));
+  router_.retain(message("cfg/b", 0, "pub", true, "2"));
+  router_.retain(message("other", 1, "pub", true, "3"));
+  Session& s = session("sub");
+  SubscriptionOptions o;
+  o.qos = 1;
+  router_.sendRetained(s, "cfg/+", o);
+  ASSERT_EQ(s.queue.size(), 1u);  // the QoS 0 one is not queued offline
+  EXPECT_EQ(s.queue.front().msg->topic, "cfg/a");
+  EXPECT_TRUE(s.queue.front().retain);
+  router_.retain(message("cfg/a", 1, "pub", true, ""));  // cleared
+  EXPECT_EQ(router_.retained().size(), 2u);
+}
+
+TEST_F(Parts, AnOfflineSessionExpiresOnItsTimerAndItsDelayedWillGoesOut) {
+  Session& watcher = session("watcher");
+  subscribe(watcher, "wills/#", 1);
+  Session& s = session("dev");
+  s.expiry_interval = 1;
+  s.will = std::make_unique<mqtt::Will>();
+  s.will->topic = "wills/dev";
+  s.will->payload = "gone";
+  s.will->qos = 1;
+  s.will_at_ms = clock_.wallMs() + 20;
+  s.expires_at_ms = clock_.wallMs() + 60;
+  sessions_.scheduleExpiry(s);
+  // A guard so that the test cannot hang.
+  uv_timer_t guard;
+  uv_timer_init(&loop_, &guard);
+  uv_timer_start(&guard, [](uv_timer_t* t) { uv_stop(t->loop); }, 2000, 0);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&guard));
+  while (sessions_.find("dev") && uv_run(&loop_, UV_RUN_ONCE)) {
+  }
+  EXPECT_EQ(sessions_.find("dev"), nullptr);
+  ASSERT_EQ(watcher.queue.size(), 1u);
+  EXPECT_EQ(watcher.queue.front().msg->topic, "wills/dev");
+  uv_close(reinterpret_cast<uv_handle_t*>(&guard), nullptr);
+}
+
+}  // namespace
+}  // namespace petrel
