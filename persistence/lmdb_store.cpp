@@ -30,17 +30,24 @@ std::string_view view(const MDB_val& v) {
   return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
 }
 
-// RAII read transaction.
-class ReadTxn {
+// RAII transaction: aborted when it goes out of scope uncommitted, so no
+// error path can leave one open (a write transaction left open would block
+// every later commit).
+class Txn {
  public:
-  explicit ReadTxn(MDB_env* env) { rc_ = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn_); }
-  ~ReadTxn() {
+  explicit Txn(MDB_env* env, unsigned flags = MDB_RDONLY) { rc_ = mdb_txn_begin(env, nullptr, flags, &txn_); }
+  ~Txn() {
     if (txn_) mdb_txn_abort(txn_);
   }
-  ReadTxn(const ReadTxn&) = delete;
-  ReadTxn& operator=(const ReadTxn&) = delete;
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
   MDB_txn* get() const { return txn_; }
   int rc() const { return rc_; }
+  int commit() {
+    const int rc = mdb_txn_commit(txn_);
+    txn_ = nullptr;  // freed by LMDB whatever the outcome
+    return rc;
+  }
 
  private:
   MDB_txn* txn_ = nullptr;
@@ -525,8 +532,9 @@ bool LmdbStore::openEnv(std::string& error) {
     short_what_ = what;
   }
 
-  MDB_txn* txn;
-  rc = mdb_txn_begin(env, nullptr, options_.read_only ? MDB_RDONLY : 0, &txn);
+  Txn init(env, options_.read_only ? MDB_RDONLY : 0);
+  MDB_txn* txn = init.get();
+  rc = init.rc();
   if (rc) {
     error = data + ": cannot begin a transaction: " + errText(rc);
     return false;
@@ -551,7 +559,6 @@ bool LmdbStore::openEnv(std::string& error) {
   for (auto& d : dbs) {
     rc = mdb_dbi_open(txn, d.name, create, d.dbi);
     if (rc) {
-      mdb_txn_abort(txn);
       error = data + (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE
                           ? std::string(": not a Petrel data store (no '") + d.name + "' table)"
                           : ": cannot open table '" + std::string(d.name) + "': " + errText(rc));
@@ -562,7 +569,6 @@ bool LmdbStore::openEnv(std::string& error) {
   rc = mdb_get(txn, impl_->meta, &k, &v);
   if (rc == MDB_NOTFOUND) {
     if (!fresh) {
-      mdb_txn_abort(txn);
       error = data + ": not a Petrel data store (no schema version)";
       return false;
     }
@@ -575,7 +581,6 @@ bool LmdbStore::openEnv(std::string& error) {
     uint32_t ver = 0;
     if (v.mv_size == 4) std::memcpy(&ver, v.mv_data, 4);
     if (v.mv_size != 4 || ver != kSchemaVersion) {
-      mdb_txn_abort(txn);
       // Only one schema exists so far: nothing older can be migrated.
       error = data + ": schema version " + std::to_string(ver) + ", but this Petrel reads version " +
               std::to_string(kSchemaVersion) +
@@ -586,18 +591,17 @@ bool LmdbStore::openEnv(std::string& error) {
     rc = 0;
   }
   if (rc) {
-    mdb_txn_abort(txn);
     error = data + ": " + errText(rc);
     return false;
   }
   // Committing (a read-only transaction too) keeps the table handles valid.
-  rc = mdb_txn_commit(txn);
+  rc = init.commit();
   if (rc) {
     error = data + ": cannot initialise: " + errText(rc);
     return false;
   }
   {
-    ReadTxn rt(env);
+    Txn rt(env);
     if (!rt.rc()) impl_->used_bytes = impl_->usedBytes(rt.get());
   }
   return true;
@@ -713,14 +717,13 @@ void LmdbStore::writerMain() {
       // Group commit: every batch that queued up while the last commit was
       // being flushed goes into this one transaction.
       uint64_t top = work.back().first;
-      MDB_txn* txn;
-      int rc = mdb_txn_begin(im.env, nullptr, 0, &txn);
+      Txn txn(im.env, 0);
+      int rc = txn.rc();
       if (!rc) {
-        rc = im.applyGroup(txn, work);
+        rc = im.applyGroup(txn.get(), work);
         uint64_t used = 0;
-        if (!rc) used = im.usedBytes(txn);
-        if (rc) mdb_txn_abort(txn);
-        else rc = mdb_txn_commit(txn);
+        if (!rc) used = im.usedBytes(txn.get());
+        if (!rc) rc = txn.commit();  // on an error the transaction is aborted
         if (!rc) im.used_bytes = used;
       }
       if (rc) {
@@ -763,7 +766,7 @@ void LmdbStore::writerMain() {
 
 bool LmdbStore::forEachSession(const std::function<void(std::string_view, const SessionRecord&)>& f,
                            std::string& error) const {
-  ReadTxn txn(impl_->env);
+  Txn txn(impl_->env);
   if (txn.rc()) return error = errText(txn.rc()), false;
   Cursor c(txn.get(), impl_->sessions);
   MDB_val k, v;
@@ -782,7 +785,7 @@ bool LmdbStore::forEachSession(const std::function<void(std::string_view, const 
 
 bool LmdbStore::forEachSubscription(
     const std::function<void(std::string_view, const SubscriptionRecord&)>& f, std::string& error) const {
-  ReadTxn txn(impl_->env);
+  Txn txn(impl_->env);
   if (txn.rc()) return error = errText(txn.rc()), false;
   Cursor c(txn.get(), impl_->subs);
   MDB_val k, v;
@@ -802,7 +805,7 @@ bool LmdbStore::forEachSubscription(
 
 bool LmdbStore::forEachInboundQos2(const std::function<void(std::string_view, uint16_t)>& f,
                                std::string& error) const {
-  ReadTxn txn(impl_->env);
+  Txn txn(impl_->env);
   if (txn.rc()) return error = errText(txn.rc()), false;
   Cursor c(txn.get(), impl_->inq2);
   MDB_val k, v;
@@ -823,7 +826,7 @@ bool LmdbStore::forEachInboundQos2(const std::function<void(std::string_view, ui
 
 bool LmdbStore::forEachRetained(const std::function<void(std::string_view, uint64_t)>& f,
                             std::string& error) const {
-  ReadTxn txn(impl_->env);
+  Txn txn(impl_->env);
   if (txn.rc()) return error = errText(txn.rc()), false;
   Cursor c(txn.get(), impl_->retained);
   MDB_val k, v;
@@ -843,7 +846,7 @@ bool LmdbStore::forEachRetained(const std::function<void(std::string_view, uint6
 
 size_t LmdbStore::readQueue(std::string_view cid, uint64_t from, size_t limit,
                         const std::function<void(const QueueRecord&)>& f) const {
-  ReadTxn txn(impl_->env);
+  Txn txn(impl_->env);
   if (txn.rc()) return 0;
   Cursor c(txn.get(), impl_->queue);
   const std::string start = seqKey(cid, from);
@@ -864,7 +867,7 @@ size_t LmdbStore::readQueue(std::string_view cid, uint64_t from, size_t limit,
 
 Store::QueueInfo LmdbStore::queueInfo(std::string_view cid) const {
   QueueInfo qi;
-  ReadTxn txn(impl_->env);
+  Txn txn(impl_->env);
   if (txn.rc()) return qi;
   Cursor c(txn.get(), impl_->queue);
   const std::string prefix = clientKey(cid, "");
@@ -885,7 +888,7 @@ Store::QueueInfo LmdbStore::queueInfo(std::string_view cid) const {
 
 void LmdbStore::forEachQueueOwner(std::string_view prefix,
                               const std::function<void(std::string_view)>& f) const {
-  ReadTxn txn(impl_->env);
+  Txn txn(impl_->env);
   if (txn.rc()) return;
   Cursor c(txn.get(), impl_->queue);
   std::string last;
@@ -905,7 +908,7 @@ void LmdbStore::forEachQueueOwner(std::string_view prefix,
 }
 
 bool LmdbStore::readMessage(uint64_t id, MessageRecord& out) const {
-  ReadTxn txn(impl_->env);
+  Txn txn(impl_->env);
   if (txn.rc()) return false;
   const std::string k = u64Key(id);
   MDB_val key = val(k), v;
@@ -914,7 +917,7 @@ bool LmdbStore::readMessage(uint64_t id, MessageRecord& out) const {
 }
 
 bool LmdbStore::verifyQueuesAndMessages(std::string& error) const {
-  ReadTxn txn(impl_->env);
+  Txn txn(impl_->env);
   if (txn.rc()) return error = errText(txn.rc()), false;
   const std::string file = options_.dir + "/data.mdb";
   // Every page of the tables not decoded below is read too (reference
@@ -958,7 +961,7 @@ bool LmdbStore::verifyQueuesAndMessages(std::string& error) const {
 }
 
 uint64_t LmdbStore::maxMessageId() const {
-  ReadTxn txn(impl_->env);
+  Txn txn(impl_->env);
   if (txn.rc()) return 0;
   Cursor c(txn.get(), impl_->messages);
   MDB_val k, v;
@@ -968,7 +971,7 @@ uint64_t LmdbStore::maxMessageId() const {
 
 StoreStats LmdbStore::stats() const {
   StoreStats s;
-  ReadTxn txn(impl_->env);
+  Txn txn(impl_->env);
   if (txn.rc()) return s;
   auto entries = [&](MDB_dbi d) {
     MDB_stat st;

@@ -8,6 +8,7 @@
 #include "src/security/security.h"
 #include "src/sessions/sessions.h"
 #include "src/timers/clock.h"
+#include "src/util/check.h"
 #include "src/util/log.h"
 
 namespace petrel {
@@ -15,13 +16,15 @@ namespace petrel {
 Session& Sessions::create(const std::string& client_id) {
   auto owned = std::make_unique<Session>(client_id);
   Session& s = *owned;
-  map_.emplace(s.clientId(), std::move(owned));
+  const bool added = map_.emplace(s.clientId(), std::move(owned)).second;
+  PETREL_CHECK(added);  // one session per client id
   return s;
 }
 
 Session& Sessions::adopt(std::unique_ptr<Session> s) {
   Session& ref = *s;
-  map_.emplace(ref.clientId(), std::move(s));
+  const bool added = map_.emplace(ref.clientId(), std::move(s)).second;
+  PETREL_CHECK(added);  // the store keys sessions by client id
   return ref;
 }
 

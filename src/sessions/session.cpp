@@ -1,10 +1,14 @@
 #include "src/sessions/session.h"
 
+#include "src/util/check.h"
+
 namespace petrel {
 
 uint16_t Session::nextPacketId() {
-  // The window is at most 65535 wide, so a free id always exists; the search
-  // is short because ids are handed out in order and acked mostly in order.
+  // Callers ask only while the window (at most 65,535 wide) has room, so a
+  // free id exists; the search is short because ids are handed out in
+  // order and acked mostly in order.
+  PETREL_CHECK(inflight.size() < 65535);
   do {
     last_packet_id_ = static_cast<uint16_t>(last_packet_id_ + 1);
     if (last_packet_id_ == 0) last_packet_id_ = 1;
