@@ -240,8 +240,7 @@ void SharedGroups::release(SharedGroup& g, const Delivery& d) {
   if (d.group_seq && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), d.group_seq, d.msg ? d.msg->id : 0);
 }
 
-void SharedGroups::dispatchMemberGroups(Session& s) {
-  if (!s.has_shared) return;
+void SharedGroups::dispatchMemberGroupsOf(Session& s) {
   for (const auto& e : s.subscriptions) {
     mqtt::SharedFilter sf;
     if (!mqtt::parseSharedFilter(e.key, sf) || !sf.shared) continue;

@@ -17,11 +17,11 @@
 #include "src/config/config.h"
 #include "src/metrics/stats.h"
 #include "src/queues/shared_group.h"
+#include "src/sessions/session.h"
 
 namespace petrel {
 
 class Durable;
-class Session;
 class Sessions;
 class TopicTree;
 class Clock;
@@ -48,7 +48,9 @@ class SharedGroups {
   // Hands queued messages to members with room.
   void dispatch(SharedGroup& g);
   // A member's window has room again: its groups may hand it more.
-  void dispatchMemberGroups(Session& s);
+  void dispatchMemberGroups(Session& s) {
+    if (s.has_shared) dispatchMemberGroupsOf(s);
+  }
   // A member's connection ended (or its session, with `session_ends`):
   // group messages it has not completed go back to their groups.
   void returnToGroups(Session& s, bool session_ends = false);
@@ -70,6 +72,7 @@ class SharedGroups {
   std::string report();
 
  private:
+  void dispatchMemberGroupsOf(Session& s);
   size_t refill(SharedGroup& g);
   size_t load(SharedGroup& g, const std::vector<persistence::QueueRecord>& recs);
   void putEntry(SharedGroup& g, const Message& m, uint64_t seq);

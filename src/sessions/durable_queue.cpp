@@ -139,7 +139,6 @@ void Sessions::afterCommit(uint64_t done) {
   }
 }
 
-bool Sessions::durable(const Session& s) const { return durable_.enabled() && s.expiry_interval > 0; }
 
 void Sessions::forgetPending(Session* s) {
   auto drop = [s](std::vector<Session*>& v) {

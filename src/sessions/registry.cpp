@@ -28,15 +28,6 @@ Session& Sessions::adopt(std::unique_ptr<Session> s) {
   return ref;
 }
 
-bool Sessions::mayPublish(const Session& s, std::string_view topic) const {
-  return security_.mayPublish(s.username, s.clientId(), topic);
-}
-bool Sessions::mayReceive(const Session& s, std::string_view topic) const {
-  return security_.mayReceive(s.username, s.clientId(), topic);
-}
-bool Sessions::maySubscribe(const Session& s, std::string_view filter) const {
-  return security_.maySubscribe(s.username, s.clientId(), filter);
-}
 
 void Sessions::takeOver(Session& s, const std::string& by) {
   Connection* old = s.conn;

@@ -26,6 +26,8 @@
 
 #include "src/acks/ack_gate.h"
 #include "src/config/config.h"
+#include "src/durable/durable.h"
+#include "src/security/security.h"
 #include "src/metrics/stats.h"
 #include "src/sessions/publish_cache.h"
 #include "src/sessions/session.h"
@@ -34,10 +36,8 @@
 namespace petrel {
 
 class AckHolds;
-class Durable;
 class OutputBudget;
 class Router;
-class Security;
 class SharedGroups;
 class Clock;
 class LoopTimers;
@@ -100,10 +100,16 @@ class Sessions {
   // Arms (or cancels) the timer of `s` for its delayed will and its expiry
   // while it is offline (expiry.cpp); call after changing either deadline.
   void scheduleExpiry(Session& s);
-  // Read access to the ACL with the identity of `s`.
-  bool mayPublish(const Session& s, std::string_view topic) const;
-  bool mayReceive(const Session& s, std::string_view topic) const;
-  bool maySubscribe(const Session& s, std::string_view filter) const;
+  // The ACL with the identity of `s` (inline: asked for every receiver).
+  bool mayPublish(const Session& s, std::string_view topic) const {
+    return security_.mayPublish(s.username, s.clientId(), topic);
+  }
+  bool mayReceive(const Session& s, std::string_view topic) const {
+    return security_.mayReceive(s.username, s.clientId(), topic);
+  }
+  bool maySubscribe(const Session& s, std::string_view filter) const {
+    return security_.maySubscribe(s.username, s.clientId(), filter);
+  }
 
   // --- delivery (delivery.cpp) ---
   // Sends or queues `d` for `s`. With a gate, a durable QoS 1 delivery
@@ -128,7 +134,7 @@ class Sessions {
   PublishCache& publishCache() { return encoded_; }
 
   // --- durable state (durable_queue.cpp) ---
-  bool durable(const Session& s) const;
+  bool durable(const Session& s) const { return durable_.enabled() && s.expiry_interval > 0; }
   void save(Session& s);
   void saveSubscription(Session& s, std::string_view key, const SubscriptionOptions& o);
   void saveQueueEntry(Session& s, const Delivery& d, uint16_t pid, bool released);
