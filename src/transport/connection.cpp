@@ -26,6 +26,12 @@ void Connection::enableTls(const tls::TlsContext& ctx) {
   layer_->setHandler(this);
 }
 
+size_t Connection::pendingOutputInAll() const {
+  size_t n = out_.size() + (layer_ ? layer_->pendingBytes() : tcp_.pendingBytes());
+  if (held_) n += held_->bytes();
+  return n;
+}
+
 mqtt::StreamDecoder& Connection::decoder() {
   if (!decoder_) decoder_ = std::make_unique<mqtt::StreamDecoder>(broker_.maxPacketSizeFor(*this));
   return *decoder_;

@@ -53,9 +53,10 @@ class Connection final : private StreamHandler {
     return out_;
   }
   size_t pendingOutput() const {
-    size_t n = out_.size() + (layer_ ? layer_->pendingBytes() : tcp_.pendingBytes());
-    if (held_) n += held_->bytes();
-    return n;
+    // Asked for every message delivered: the common case (plain TCP,
+    // nothing held, no write in flight) is a few loads.
+    if (!layer_ && !held_ && !tcp_.writing()) return out_.size();
+    return pendingOutputInAll();
   }
   void flush();
 
@@ -175,6 +176,8 @@ class Connection final : private StreamHandler {
   std::string out_;  // plaintext output of this loop turn
   // Held output, allocated while something is held.
   std::unique_ptr<HeldOutput> held_;
+  // pendingOutput() when a layer, a write in flight or held output adds to it.
+  size_t pendingOutputInAll() const;
   bool lingering_ = false;  // closeWhenPeerDoes()
   bool half_closed_ = false;  // endOutput()
   bool closing_ = false;
