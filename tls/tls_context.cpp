@@ -70,10 +70,11 @@ std::string serialOf(SSL_CTX* ctx) {
   return out;
 }
 
-// Builds a complete context or returns nullptr with `error` set.
-CtxPtr build(const TlsConfig& cfg, std::string& error) {
+// Builds a complete context (server or client side) or returns nullptr
+// with `error` set.
+CtxPtr build(const TlsConfig& cfg, bool client, std::string& error) {
   ERR_clear_error();
-  CtxPtr ctx(SSL_CTX_new(TLS_server_method()));
+  CtxPtr ctx(SSL_CTX_new(client ? TLS_client_method() : TLS_server_method()));
   if (!ctx) {
     error = fail("cannot create a TLS context", "");
     return nullptr;
@@ -88,15 +89,17 @@ CtxPtr build(const TlsConfig& cfg, std::string& error) {
   SSL_CTX_set_min_proto_version(ctx.get(), floor);
   // Renegotiation is refused: a client-initiated renegotiation is a known
   // CPU-exhaustion vector and MQTT has no use for it.
-  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                                     SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                     (client ? 0 : SSL_OP_CIPHER_SERVER_PREFERENCE));
   // Idle connections give their record buffers back.
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_default_passwd_cb(ctx.get(), noPassphrase);
-  // Needed for session resumption when client certificates are verified.
-  static const unsigned char kSidCtx[] = "petrel";
-  SSL_CTX_set_session_id_context(ctx.get(), kSidCtx, sizeof kSidCtx - 1);
-  SSL_CTX_set_alpn_select_cb(ctx.get(), selectAlpn, nullptr);
+  if (!client) {
+    // Needed for session resumption when client certificates are verified.
+    static const unsigned char kSidCtx[] = "petrel";
+    SSL_CTX_set_session_id_context(ctx.get(), kSidCtx, sizeof kSidCtx - 1);
+    SSL_CTX_set_alpn_select_cb(ctx.get(), selectAlpn, nullptr);
+  }
 
   if (!cfg.ciphers.empty() && SSL_CTX_set_cipher_list(ctx.get(), cfg.ciphers.c_str()) != 1) {
     error = fail("ciphers: no usable cipher in '" + cfg.ciphers + "'", "");
@@ -108,19 +111,22 @@ CtxPtr build(const TlsConfig& cfg, std::string& error) {
     return nullptr;
   }
 
-  if (cfg.cert_file.empty() || cfg.key_file.empty()) {
-    error = "cert_file and key_file are required";
+  // A server needs its certificate; a client may present one.
+  const bool have_cert = !cfg.cert_file.empty() || !cfg.key_file.empty();
+  if ((!client || have_cert) && (cfg.cert_file.empty() || cfg.key_file.empty())) {
+    error = client ? "cert_file and key_file go together" : "cert_file and key_file are required";
     return nullptr;
   }
-  if (SSL_CTX_use_certificate_chain_file(ctx.get(), cfg.cert_file.c_str()) != 1) {
+  if (have_cert && SSL_CTX_use_certificate_chain_file(ctx.get(), cfg.cert_file.c_str()) != 1) {
     error = fail("cannot load the certificate chain", cfg.cert_file);
     return nullptr;
   }
-  if (SSL_CTX_use_PrivateKey_file(ctx.get(), cfg.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+  if (have_cert &&
+      SSL_CTX_use_PrivateKey_file(ctx.get(), cfg.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
     error = fail("cannot load the private key", cfg.key_file);
     return nullptr;
   }
-  if (SSL_CTX_check_private_key(ctx.get()) != 1) {
+  if (have_cert && SSL_CTX_check_private_key(ctx.get()) != 1) {
     error = fail("the private key does not match the certificate", cfg.key_file);
     return nullptr;
   }
@@ -132,14 +138,22 @@ CtxPtr build(const TlsConfig& cfg, std::string& error) {
       error = fail("cannot load the CA certificates", cfg.ca_file.empty() ? cfg.ca_dir : cfg.ca_file);
       return nullptr;
     }
-    if (!cfg.ca_file.empty()) {
+    if (!client && !cfg.ca_file.empty()) {
       // Tell clients which CAs are accepted, so they pick the right cert.
       if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(cfg.ca_file.c_str()))
         SSL_CTX_set_client_CA_list(ctx.get(), names);
       ERR_clear_error();
     }
   }
-  if (cfg.require_certificate) {
+  if (client) {
+    // A client always checks the server: against the configured CAs, or
+    // else the system's. The name is checked per session (setServerName).
+    if (!have_ca && SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
+      error = fail("cannot load the system's CA certificates", "");
+      return nullptr;
+    }
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  } else if (cfg.require_certificate) {
     if (!have_ca) {
       error = "require_certificate needs ca_file or ca_dir";
       return nullptr;
@@ -153,7 +167,7 @@ CtxPtr build(const TlsConfig& cfg, std::string& error) {
       error = fail("cannot load the CRL", cfg.crl_file);
       return nullptr;
     }
-    // The CRL of the client certificate's issuer is checked (not the whole
+    // The CRL of the peer certificate's issuer is checked (not the whole
     // chain: intermediate CAs rarely publish CRLs to the broker).
     X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
   }
@@ -194,11 +208,20 @@ void TlsContext::CtxFree::operator()(ssl_ctx_st* c) const { SSL_CTX_free(c); }
 
 TlsContext::~TlsContext() = default;
 
-std::unique_ptr<TlsContext> TlsContext::create(const TlsConfig& cfg, std::string& error) {
-  std::unique_ptr<TlsContext> t(new TlsContext(cfg));
+std::unique_ptr<TlsContext> TlsContext::make(const TlsConfig& cfg, bool client,
+                                             std::string& error) {
+  std::unique_ptr<TlsContext> t(new TlsContext(cfg, client));
   if (!t->reload(error)) return nullptr;
   t->seen_stamp_ = t->loaded_stamp_;
   return t;
+}
+
+std::unique_ptr<TlsContext> TlsContext::create(const TlsConfig& cfg, std::string& error) {
+  return make(cfg, false, error);
+}
+
+std::unique_ptr<TlsContext> TlsContext::createClient(const TlsConfig& cfg, std::string& error) {
+  return make(cfg, true, error);
 }
 
 std::string TlsContext::stamp() const {
@@ -215,7 +238,7 @@ bool TlsContext::reload(std::string& error) {
   // The stamp is taken before reading: a file rewritten during the load is
   // seen as changed again at the next check.
   loaded_stamp_ = stamp();
-  CtxPtr fresh = build(cfg_, error);
+  CtxPtr fresh = build(cfg_, client_, error);
   if (!fresh) return false;
   ctx_.reset(fresh.release());
   serial_ = serialOf(ctx_.get());

@@ -1,6 +1,8 @@
-// tls/tls_context.h — the server-side TLS context of one listener: the
+// tls/tls_context.h — the TLS context of one listener (server side: the
 // certificate chain, private key, trusted CAs, CRL, protocol floor and cipher
-// choices, built from a TlsConfig.
+// choices, built from a TlsConfig), or of outgoing connections (client side,
+// for bridges: the CAs that verify the server, an optional client
+// certificate, the same protocol and cipher choices).
 //
 // Reloading builds a complete new OpenSSL context from the files and swaps it
 // in only if every step succeeded; a bad file leaves the old context in use.
@@ -25,6 +27,10 @@ class TlsContext {
  public:
   // Builds the context; on failure returns nullptr and says why in `error`.
   static std::unique_ptr<TlsContext> create(const TlsConfig& cfg, std::string& error);
+  // Client side: the server's certificate is always verified, against
+  // ca_file / ca_dir or else the system's CAs; cert_file and key_file, if
+  // set, are the client certificate. require_certificate does not apply.
+  static std::unique_ptr<TlsContext> createClient(const TlsConfig& cfg, std::string& error);
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
@@ -40,19 +46,22 @@ class TlsContext {
   bool filesChanged();
 
   const TlsConfig& config() const { return cfg_; }
+  bool isClient() const { return client_; }
   // The current OpenSSL context, for TlsSession.
   ssl_ctx_st* native() const { return ctx_.get(); }
   // Serial number of the current server certificate, as hex (for logs).
   const std::string& certSerial() const { return serial_; }
 
  private:
-  explicit TlsContext(const TlsConfig& cfg) : cfg_(cfg) {}
+  TlsContext(const TlsConfig& cfg, bool client) : cfg_(cfg), client_(client) {}
+  static std::unique_ptr<TlsContext> make(const TlsConfig& cfg, bool client, std::string& error);
   std::string stamp() const;
 
   struct CtxFree {
     void operator()(ssl_ctx_st* c) const;
   };
   TlsConfig cfg_;
+  bool client_;
   std::unique_ptr<ssl_ctx_st, CtxFree> ctx_;
   std::string serial_;
   std::string loaded_stamp_;  // file stamps when the last load was attempted

@@ -1,10 +1,13 @@
-// tls/tls_session.cpp — one server-side SSL object between two memory BIOs.
+// tls/tls_session.cpp — one SSL object (server or client side) between two
+// memory BIOs.
 #include "tls/tls_session.h"
 
+#include <arpa/inet.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <cstring>
@@ -51,7 +54,22 @@ TlsSession::TlsSession(const TlsContext& ctx) {
   SSL_set_bio(ssl_.get(), r, w);  // the SSL owns both from here
   rbio_ = r;
   wbio_ = w;
-  SSL_set_accept_state(ssl_.get());
+  client_ = ctx.isClient();
+  if (client_)
+    SSL_set_connect_state(ssl_.get());
+  else
+    SSL_set_accept_state(ssl_.get());
+}
+
+bool TlsSession::setServerName(const std::string& name) {
+  if (!ssl_ || !client_ || name.empty()) return false;
+  unsigned char addr[16];
+  const bool ip = inet_pton(AF_INET, name.c_str(), addr) == 1 ||
+                  inet_pton(AF_INET6, name.c_str(), addr) == 1;
+  // RFC 6066 §3: SNI carries host names only, never address literals.
+  if (ip) return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_.get()), name.c_str()) == 1;
+  return SSL_set_tlsext_host_name(ssl_.get(), name.c_str()) == 1 &&
+         SSL_set1_host(ssl_.get(), name.c_str()) == 1;
 }
 
 TlsSession::~TlsSession() = default;

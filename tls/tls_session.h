@@ -1,5 +1,6 @@
-// tls/tls_session.h — the server side of one TLS connection, run over two
-// OpenSSL memory BIOs so that libuv keeps doing all socket I/O:
+// tls/tls_session.h — one TLS connection, server side (accepted) or client
+// side (outgoing, for bridges) as its context says, run over two OpenSSL
+// memory BIOs so that libuv keeps doing all socket I/O:
 //
 //   socket bytes --feed()--> [read BIO] --SSL--> plaintext sink (the MQTT decoder)
 //   MQTT output  --write()-> SSL --> [write BIO] --> appended to a std::string --> uv_write
@@ -39,7 +40,14 @@ class TlsSession {
   TlsSession(const TlsSession&) = delete;
   TlsSession& operator=(const TlsSession&) = delete;
 
-  // Ciphertext from the peer: drives the handshake, then decrypts.
+  // Client side: the name the server's certificate must carry -- a DNS name
+  // (also sent as SNI) or an IP address. Before the first feed(). False if
+  // OpenSSL refused it.
+  bool setServerName(const std::string& name);
+  bool isClient() const { return client_; }
+
+  // Ciphertext from the peer: drives the handshake, then decrypts. A client
+  // starts its handshake with an empty feed(), then sends drainOutput().
   Result feed(const uint8_t* data, size_t len, const PlainSink& sink);
   // Encrypts `len` bytes (after the handshake) and appends the records to
   // `out`, together with anything else pending. False on a fatal error.
@@ -52,8 +60,8 @@ class TlsSession {
 
   bool handshakeDone() const { return handshake_done_; }
   // The peer certificate's subject CN, when it presented one (verified when
-  // the context requires certificates). An empty CN or one with an embedded
-  // NUL is reported as absent.
+  // the context requires certificates; a client always verifies). An empty
+  // CN or one with an embedded NUL is reported as absent.
   bool hasPeerCommonName() const { return has_cn_; }
   const std::string& peerCommonName() const { return peer_cn_; }
   // "TLSv1.3 TLS_AES_256_GCM_SHA384" after the handshake.
@@ -73,6 +81,7 @@ class TlsSession {
   bool handshake_done_ = false;
   bool has_cn_ = false;
   bool shutdown_sent_ = false;
+  bool client_ = false;
   std::string peer_cn_;
   std::string error_;
 };

@@ -99,7 +99,7 @@ void Broker::onConnection(uv_stream_t* server, int status) {
     LOG_WARN("accept failed: %s", uv_strerror(status));
     return;
   }
-  auto* c = new Connection(*b, b->cfg_.max_packet_size);
+  auto* c = new Connection(*b);
   c->index = b->connections_.size();
   b->connections_.push_back(c);
   ++b->stats_.connections_total;

@@ -149,7 +149,6 @@ class Broker {
   size_t closing_connections_ = 0;        // closing, handle not yet closed
   bool shutting_down_ = false;
 
-  friend class Connection;
 };
 
 }  // namespace petrel

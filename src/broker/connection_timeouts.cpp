@@ -48,7 +48,7 @@ void Broker::armConnectionTimer(Connection& c) {
 
 void Broker::onConnectionTimer(Timer& t) {
   Connection& c = *t.owner<Connection>();
-  c.broker_.connectionTimeout(c);
+  c.broker().connectionTimeout(c);
 }
 
 void Broker::connectionTimeout(Connection& c) {

@@ -1,3 +1,7 @@
+// src/transport/connection.cpp — the MQTT side of a connection: framing of
+// the plaintext its stream stack delivers, the one flush path, and the
+// closing states (close after flush, linger until the client closes,
+// half-close after the last packet).
 #include "src/transport/connection.h"
 
 #include <algorithm>
@@ -5,35 +9,27 @@
 
 #include "mqtt/encoder.h"
 #include "src/broker/broker.h"
-#include "src/util/log.h"
 #include "src/sessions/session.h"
+#include "src/transport/tls_stream.h"
+#include "src/util/log.h"
 
 namespace petrel {
 
-Connection::Connection(Broker& broker, uint32_t max_packet_size)
-    : broker_(broker) {
-  tcp_.data = this;
+Connection::Connection(Broker& broker) : broker_(broker) {
+  tcp_.setHandler(this);
 }
 
 Connection::~Connection() = default;
 
-std::string Connection::peer() const {
-  sockaddr_storage ss;
-  int len = sizeof ss;
-  char host[64] = "?";
-  int port = 0;
-  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
-    if (ss.ss_family == AF_INET6) {
-      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-      uv_ip6_name(a, host, sizeof host);
-      port = ntohs(a->sin6_port);
-    } else {
-      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-      uv_ip4_name(a, host, sizeof host);
-      port = ntohs(a->sin_port);
-    }
-  }
-  return std::string(host) + ":" + std::to_string(port);
+void Connection::enableTls(const tls::TlsContext& ctx) {
+  layer_ = std::make_unique<TlsStream>(tcp_, ctx);
+  layer_->setHandler(this);
+}
+
+size_t Connection::pendingOutputInAll() const {
+  size_t n = out_.size() + (layer_ ? layer_->pendingBytes() : tcp_.pendingBytes());
+  if (held_) n += held_->bytes();
+  return n;
 }
 
 mqtt::StreamDecoder& Connection::decoder() {
@@ -42,54 +38,56 @@ mqtt::StreamDecoder& Connection::decoder() {
 }
 
 bool Connection::start(uv_stream_t* server) {
-  uv_tcp_init(server->loop, &tcp_);
-  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_)) != 0) {
+  if (tcp_.accept(server) != 0) {
     beginClose();
     return false;
   }
-  uv_tcp_nodelay(&tcp_, 1);
   last_rx_ms = accepted_ms = uv_now(server->loop);
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &Connection::onAlloc, &Connection::onRead);
   return true;
 }
 
-void Connection::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-  auto* c = static_cast<Connection*>(h->data);
+uint8_t* Connection::readBuffer(size_t& len, bool transformed) {
   // A partial packet is completed in the connection's own buffer; otherwise
   // read into the loop's shared buffer and decode in place, so idle
-  // connections hold no receive buffer at all.
-  if (c->buffered() > 0 && !c->tls_) {
-    size_t avail;
-    uint8_t* p = c->decoder().writeSpace(16 * 1024, avail);
-    buf->base = reinterpret_cast<char*>(p);
-    buf->len = avail;
-    c->reading_into_decoder_ = true;
-  } else {
-    size_t n;
-    buf->base = reinterpret_cast<char*>(c->broker_.sharedReadBuffer(n));
-    buf->len = n;
-    c->reading_into_decoder_ = false;
+  // connections hold no receive buffer at all. Bytes a layer transforms
+  // (TLS) always go to the shared buffer.
+  if (!transformed && buffered() > 0) {
+    reading_into_decoder_ = true;
+    return decoder().writeSpace(16 * 1024, len);
   }
+  reading_into_decoder_ = false;
+  return broker_.sharedReadBuffer(len);
 }
 
-void Connection::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-  auto* c = static_cast<Connection*>(s->data);
-  if (nread == 0) return;
-  if (nread < 0) {
-    if (nread != UV_EOF) LOG_DEBUG("read error from %s: %s", c->peer().c_str(), uv_strerror(nread));
-    c->beginClose();
-    return;
-  }
-  if (c->closing_) return;
-  c->last_rx_ms = uv_now(s->loop);
-  if (c->tls_) {
-    c->onTlsRead(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
-  } else if (c->reading_into_decoder_) {
-    c->decoder().commit(static_cast<size_t>(nread));
-    c->processBuffered();
+bool Connection::onStreamData(const uint8_t* data, size_t len) {
+  if (closing_) return false;
+  last_rx_ms = uv_now(tcp_.loop());
+  if (reading_into_decoder_) {
+    // The socket read straight into the decoder's free tail.
+    decoder().commit(len);
+    processBuffered();
+  } else if (buffered() > 0) {
+    // Plaintext from a layer, with a packet already partly buffered:
+    // complete it there.
+    size_t avail;
+    uint8_t* dst = decoder().writeSpace(len, avail);
+    std::memcpy(dst, data, len);
+    decoder().commit(len);
+    processBuffered();
   } else {
-    c->processShared(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
+    processShared(data, len);
   }
+  return !closing_;
+}
+
+void Connection::onStreamActivity() { last_rx_ms = uv_now(tcp_.loop()); }
+
+void Connection::onStreamEnd(StreamEnd why) {
+  // A layer's protocol error leaves its alert to be flushed first.
+  if (why == StreamEnd::Failed)
+    closeAfterFlush();
+  else
+    beginClose();
 }
 
 void Connection::processShared(const uint8_t* data, size_t len) {
@@ -155,64 +153,48 @@ void Connection::markDirty() {
 }
 
 void Connection::flush() {
-  if (tls_) return flushTls();
   dirty_ = false;
-  if (writing_ || out_.empty() || handle_closed_) {
-    if (closing_ && !lingering_ && !writing_ && !handle_closed_) endOutput();
-    return;
+  if (handle_closed_) return;
+  // The one output path: the stack takes the plaintext (TLS encrypts it
+  // even while a write is in flight; TCP writes it now, or leaves it here
+  // until the write in flight is done).
+  switch (layer_ ? layer_->write(out_) : tcp_.write(out_)) {
+    case Stream::Write::InFlight:
+      break;  // onStreamWritable() goes on
+    case Stream::Write::Failed:
+      out_.clear();
+      beginClose();
+      return;
+    case Stream::Write::Nothing:
+      if (closing_ && !lingering_) endOutput();
+      break;
+    case Stream::Write::Written:
+      if (closing_ && !lingering_)
+        endOutput();
+      else
+        notifyWritable();
+      break;
   }
-  uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
-  int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1);
-  if (n == static_cast<int>(out_.size())) {
-    out_.clear();
-    if (out_.capacity() > 64 * 1024) std::string().swap(out_);
-    if (closing_ && !lingering_) endOutput();
-    else notifyWritable();
-    return;
-  }
-  if (n < 0 && n != UV_EAGAIN) {
-    LOG_DEBUG("write error to %s: %s", peer().c_str(), uv_strerror(n));
+  if (out_.empty() && out_.capacity() > 64 * 1024) std::string().swap(out_);
+}
+
+void Connection::onStreamWritable(bool ok) {
+  if (!ok) {
     out_.clear();
     beginClose();
     return;
   }
-  if (n > 0) out_.erase(0, static_cast<size_t>(n));
-  ob().wbuf.swap(out_);
-  out_.clear();
-  startWrite();
-}
-
-void Connection::startWrite() {
-  uv_buf_t b = uv_buf_init(ob().wbuf.data(), static_cast<unsigned>(ob().wbuf.size()));
-  writing_ = true;
-  if (!write_req_) {
-    write_req_ = std::make_unique<uv_write_t>();
-    write_req_->data = this;
+  if (!out_.empty() || (layer_ && layer_->pendingBytes() > 0)) {
+    flush();
+  } else if (closing_ && !lingering_) {
+    endOutput();
   }
-  uv_write(write_req_.get(), reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1, &Connection::onWrite);
-}
-
-void Connection::onWrite(uv_write_t* req, int status) {
-  auto* c = static_cast<Connection*>(req->data);
-  c->writing_ = false;
-  c->ob().wbuf.clear();
-  c->trimOutbox();
-  if (status < 0) {
-    c->out_.clear();
-    c->beginClose();
-    return;
-  }
-  if (!c->out_.empty() || (c->ob_ && !c->ob_->tls_out.empty())) {
-    c->flush();
-  } else if (c->closing_ && !c->lingering_) {
-    c->endOutput();
-  }
-  c->broker_.accountOutput(*c);
+  broker_.accountOutput(*this);
   // Whether or not more output followed, the kernel took a large write:
   // messages that waited for room may go now. (Under a steady QoS 0 stream
   // the buffer is never empty when a write completes; waiting for "empty"
   // stranded QoS 1/2 messages in the session queue.)
-  if (!c->closing_) c->notifyWritable();
+  if (!closing_) notifyWritable();
 }
 
 void Connection::notifyWritable() {
@@ -223,21 +205,28 @@ void Connection::notifyWritable() {
 }
 
 void Connection::holdSince(OutMark mark, uint64_t ticket, const AckGatePtr& gate) {
-  ob().held.holdSince(mark, out_, ticket, gate);
+  if (!held_) held_ = std::make_unique<HeldOutput>();
+  held_->holdSince(mark, out_, ticket, gate);
 }
 
 bool Connection::release(uint64_t committed) {
-  if (!ob_) return false;
-  if (ob_->held.release(committed, out_)) markDirty();
-  const bool more = !ob_->held.empty();
-  trimOutbox();
-  return more;
+  if (!held_) return false;
+  if (held_->release(committed, out_)) markDirty();
+  if (!held_->empty()) return true;
+  held_.reset();
+  return false;
+}
+
+void Connection::setClosing() {
+  closing_ = true;
+  // Reading goes on (and discards) until the close, see endOutput(); TLS
+  // sends close_notify after the last packet.
+  top().windDown();
 }
 
 void Connection::closeAfterFlush() {
   if (closing_) return;
-  // Reading goes on (and discards) until the close: see endOutput().
-  closing_ = true;
+  setClosing();
   broker_.onConnectionLost(*this);
   markDirty();
 }
@@ -249,19 +238,12 @@ void Connection::endOutput() {
   // in-flight bytes with a reset, and a client still sending sees a broken
   // pipe instead of our reason code. So: half-close (FIN after the data),
   // read and discard until the client closes, and close after
-  // kHalfCloseLingerMs at the latest (Broker::sweep).
-  if (broker_.shuttingDown()) return beginClose();  // no sweep runs any more
+  // kHalfCloseLingerMs at the latest (the broker's connection timer).
+  if (broker_.shuttingDown()) return beginClose();  // no timers run any more
   half_closed_ = true;
-  last_rx_ms = uv_now(tcp_.loop);
-  shutdown_req_ = std::make_unique<uv_shutdown_t>();
-  shutdown_req_->data = this;
-  if (uv_shutdown(shutdown_req_.get(), reinterpret_cast<uv_stream_t*>(&tcp_), &Connection::onShutdown) != 0)
-    beginClose();
-}
-
-void Connection::onShutdown(uv_shutdown_t*, int) {
-  // Nothing to do: the client's close (EOF) or the sweep's deadline ends
-  // the connection.
+  last_rx_ms = uv_now(tcp_.loop());
+  // The client's close (EOF) or the connection timer's deadline ends it.
+  if (!top().shutdown()) beginClose();
 }
 
 void Connection::closeWhenPeerDoes(uint64_t now_ms) {
@@ -270,8 +252,8 @@ void Connection::closeWhenPeerDoes(uint64_t now_ms) {
   // so that the TIME_WAIT state stays on its side. A broker that closes
   // first collects a TIME_WAIT socket per client reconnect, which on one
   // host (or behind a NAT) exhausts the ports new connections need. The
-  // sweep closes it anyway if the client does not, after a second.
-  closing_ = true;
+  // connection timer closes it anyway if the client does not, after a second.
+  setClosing();
   lingering_ = true;
   last_rx_ms = now_ms;
   broker_.onConnectionLost(*this);
@@ -293,17 +275,19 @@ void Connection::beginClose() {
   if (handle_closed_) return;
   lingering_ = false;  // closing for real now
   if (!closing_) {
-    closing_ = true;
+    setClosing();
     broker_.onConnectionLost(*this);
   }
-  if (writing_) return;  // onWrite finishes the close
+  // With a write in flight, onStreamWritable() finishes: the rest of the
+  // output, then the half-close (endOutput).
+  if (tcp_.writing()) return;
   handle_closed_ = true;
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &Connection::onClose);
+  top().close();
 }
 
-void Connection::onClose(uv_handle_t* h) {
-  auto* c = static_cast<Connection*>(h->data);
-  c->broker_.onConnectionClosed(c);
+void Connection::onStreamClosed() {
+  // Frees this connection, and the stack with it.
+  broker_.onConnectionClosed(this);
 }
 
 }  // namespace petrel

@@ -1,10 +1,13 @@
-// src/transport/connection.h — one client's network connection on a libuv loop: reads
-// into a shared per-loop buffer and decodes packets in place, batches every
-// packet owed to the client during a loop turn into one write, and closes
-// itself after a protocol error once the final packet is out.
+// src/transport/connection.h — one client's MQTT connection on a libuv loop,
+// on top of a stream stack (src/transport/stream.h: TCP, TLS over TCP):
+// decodes packets in place from the loop's shared read buffer, batches every
+// packet owed to the client during a loop turn into one write (one flush
+// path, whatever the stack), and closes itself after a protocol error once
+// the final packet is out.
 //
 // Memory: an idle connection holds no read buffer (partial packets are the
-// only bytes kept between reads) and an empty output buffer.
+// only bytes kept between reads) and an empty output buffer; the TCP stream
+// lives inside it, and only a TLS listener adds a layer.
 #pragma once
 
 #include <uv.h>
@@ -18,6 +21,8 @@
 #include "mqtt/protocol.h"
 #include "src/acks/held_output.h"
 #include "src/timers/timer_queue.h"
+#include "src/transport/stream.h"
+#include "src/transport/tcp_stream.h"
 #include "tls/tls_session.h"
 
 namespace petrel {
@@ -25,10 +30,15 @@ namespace petrel {
 class Broker;
 class Session;
 struct ListenerSecurity;
+namespace tls {
+class TlsContext;
+}
 
-class Connection {
+// The owner of the stream stack: its StreamHandler side is private, reached
+// by the streams only.
+class Connection final : private StreamHandler {
  public:
-  Connection(Broker& broker, uint32_t max_packet_size);
+  explicit Connection(Broker& broker);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -39,14 +49,15 @@ class Connection {
   // Output: bytes appended here go out at the end of the loop turn -- or,
   // while output is held, after the held output.
   std::string& out() {
-    if (holding()) return ob_->held.tail();
+    if (holding()) return held_->tail();
     markDirty();
     return out_;
   }
   size_t pendingOutput() const {
-    size_t n = out_.size();
-    if (ob_) n += ob_->wbuf.size() + ob_->tls_out.size() + ob_->held.bytes();
-    return n;
+    // Asked for every message delivered: the common case (plain TCP,
+    // nothing held, no write in flight) is a few loads.
+    if (!layer_ && !held_ && !tcp_.writing()) return out_.size();
+    return pendingOutputInAll();
   }
   void flush();
 
@@ -67,25 +78,23 @@ class Connection {
   // after them waits too. outMark() is taken before a handler writes,
   // holdSince() then holds what it wrote.
   using OutMark = HeldOutput::Mark;
-  OutMark outMark() const { return ob_ ? ob_->held.mark(out_) : OutMark{0, out_.size()}; }
+  OutMark outMark() const { return held_ ? held_->mark(out_) : OutMark{0, out_.size()}; }
   void holdSince(OutMark mark, uint64_t ticket, const AckGatePtr& gate = nullptr);
   // Releases held output up to the committed ticket; true while some stays.
   bool release(uint64_t committed);
-  bool holding() const { return ob_ && !ob_->held.empty(); }
+  bool holding() const { return held_ && !held_->empty(); }
   // A commit failed: the held acknowledgements must never be sent.
-  void dropHeld() {
-    if (ob_) ob_->held.clear();
-  }
+  void dropHeld() { held_.reset(); }
   bool in_held_list = false;
 
   // Closes the connection once everything queued is written.
   void closeAfterFlush();
   // After the client's DISCONNECT: stop handling packets, close when the
-  // client closes (or after a grace period, see Broker::sweep).
+  // client closes (or after a grace period: the broker's connection timer).
   void closeWhenPeerDoes(uint64_t now_ms);
   bool lingering() const { return lingering_; }
   // After the last packet of a close: half-closed, discarding input until
-  // the client closes (or the sweep's deadline, kHalfCloseLingerMs).
+  // the client closes (or the connection timer's deadline, kHalfCloseLingerMs).
   bool halfClosed() const { return half_closed_; }
   static constexpr uint64_t kHalfCloseLingerMs = 2000;
   void closeNow() { beginClose(); }
@@ -94,19 +103,21 @@ class Connection {
   bool closing() const { return closing_; }
   // The socket is closed (or closing): nothing more can be written.
   bool handleClosed() const { return handle_closed_; }
+  Broker& broker() const { return broker_; }
 
   // "address:port" of the client, for logs (looked up when needed rather
   // than kept: every byte of an idle connection counts).
-  std::string peer() const;
-  uv_tcp_t* handle() { return &tcp_; }
+  std::string peer() const { return tcp_.peer(); }
+  uv_tcp_t* handle() { return tcp_.handle(); }
 
-  // Protocol state, maintained by the broker.
+  // Protocol state, maintained by the broker. (The small fields go
+  // together: padding would cost every idle connection.)
   bool connected = false;       // CONNECT accepted
   mqtt::Version version = mqtt::Version::V311;
-  Session* session = nullptr;
-  uint16_t keepalive = 0;       // effective, seconds
-  uint64_t last_rx_ms = 0;
   bool graceful = false;        // DISCONNECT received (no will)
+  uint16_t keepalive = 0;       // effective, seconds
+  Session* session = nullptr;
+  uint64_t last_rx_ms = 0;
   // Topic aliases (MQTT 5), allocated when a client first uses them.
   struct AliasTables {
     std::vector<std::string> in;   // inbound, index = alias
@@ -132,16 +143,23 @@ class Connection {
   // The listener this connection came in on (anonymous access, TLS).
   const ListenerSecurity* listener = nullptr;
   uint64_t accepted_ms = 0;
-  // On a TLS listener: wraps the socket in a TLS session. Before start().
+  // On a TLS listener: stacks a TLS layer on the socket. Before start().
   void enableTls(const tls::TlsContext& ctx);
-  tls::TlsSession* tlsSession() { return tls_.get(); }
+  tls::TlsSession* tlsSession() { return layer_ ? layer_->tlsSession() : nullptr; }
 
  private:
-  static void onAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
-  static void onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  static void onWrite(uv_write_t* req, int status);
-  static void onClose(uv_handle_t* h);
-  static void onShutdown(uv_shutdown_t* req, int status);
+  // StreamHandler: the top of the stack talks to the connection.
+  uint8_t* readBuffer(size_t& len, bool transformed) override;
+  bool onStreamData(const uint8_t* data, size_t len) override;
+  void onStreamActivity() override;
+  void onStreamOutput() override { markDirty(); }
+  void onStreamWritable(bool ok) override;
+  void onStreamEnd(StreamEnd why) override;
+  void onStreamClosed() override;
+
+  // The top of the stack: what output is handed to, what closes.
+  Stream& top() { return layer_ ? *layer_ : static_cast<Stream&>(tcp_); }
+  void setClosing();
   void endOutput();  // all output of a closing connection is written
 
   void processShared(const uint8_t* data, size_t len);
@@ -152,42 +170,22 @@ class Connection {
   // Tells the broker when output that had been above the high-water mark
   // has drained below it (want_writable).
   void notifyWritable();
-  void startWrite();  // uv_write of wbuf_
   void beginClose();
-  // connection_tls.cpp: ciphertext in, plaintext to the decoder; output
-  // encrypted into tls_out_ at flush time.
-  void onTlsRead(const uint8_t* data, size_t len);
-  bool feedPlain(const uint8_t* data, size_t len);
-  void flushTls();
 
   Broker& broker_;
-  uv_tcp_t tcp_;
-  // Allocated only while a write is pending in the kernel's stead (most
-  // writes complete at once through uv_try_write).
-  std::unique_ptr<uv_write_t> write_req_;
-  std::unique_ptr<uv_shutdown_t> shutdown_req_;  // endOutput()
+  TcpStream tcp_;  // the socket, the bottom of the stack
+  // Layers above the socket (TLS, on a TLS listener); null on plain TCP, so
+  // the plain path calls the TCP stream directly.
+  std::unique_ptr<Stream> layer_;
   // Holds the bytes of a packet that arrived in parts; allocated only then.
   std::unique_ptr<mqtt::StreamDecoder> decoder_;
   mqtt::StreamDecoder& decoder();
   size_t buffered() const { return decoder_ ? decoder_->buffered() : 0; }
-  std::string out_;
-  // Output state beyond the plain buffer, allocated while in use: a write
-  // the kernel did not take at once, TLS records, held output.
-  struct Outbox {
-    std::string wbuf;     // bytes handed to uv_write, alive until its callback
-    std::string tls_out;  // ciphertext not yet handed to uv_write
-    HeldOutput held;
-  };
-  std::unique_ptr<Outbox> ob_;
-  Outbox& ob() {
-    if (!ob_) ob_ = std::make_unique<Outbox>();
-    return *ob_;
-  }
-  void trimOutbox() {
-    if (ob_ && ob_->wbuf.empty() && ob_->tls_out.empty() && ob_->held.empty()) ob_.reset();
-  }
-  std::unique_ptr<tls::TlsSession> tls_;  // null on a plain listener
-  bool writing_ = false;
+  std::string out_;  // plaintext output of this loop turn
+  // Held output, allocated while something is held.
+  std::unique_ptr<HeldOutput> held_;
+  // pendingOutput() when a layer, a write in flight or held output adds to it.
+  size_t pendingOutputInAll() const;
   bool lingering_ = false;  // closeWhenPeerDoes()
   bool half_closed_ = false;  // endOutput()
   bool closing_ = false;
@@ -195,7 +193,6 @@ class Connection {
   bool dirty_ = false;
   bool reading_into_decoder_ = false;
 
-  friend class Broker;
 };
 
 }  // namespace petrel
