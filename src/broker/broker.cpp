@@ -204,17 +204,21 @@ void Broker::onFrame(Connection& c, const mqtt::Frame& f) {
   // send next depends on those deletes having reached the disk, so they
   // hold nothing back (a subscriber draining its queue is not paced by the
   // disk).
-  FrameContext fc;
   if (!durable_.enabled() || f.type == PacketType::Puback || f.type == PacketType::Pubcomp ||
       f.type == PacketType::Pingreq)
-    return dispatch(c, f, fc);
+    return dispatch(c, f, nullptr);
+  dispatchHolding(c, f);
+}
+
+void Broker::dispatchHolding(Connection& c, const mqtt::Frame& f) {
+  FrameContext fc;
   const Connection::OutMark mark = c.outMark();
   const size_t ops = durable_.batch().count();
-  dispatch(c, f, fc);
+  dispatch(c, f, &fc);
   if (durable_.batch().count() != ops && !c.closing()) holds_.hold(c, mark, durable_.ticket(), fc.early_ack);
 }
 
-void Broker::dispatch(Connection& c, const mqtt::Frame& f, FrameContext& fc) {
+void Broker::dispatch(Connection& c, const mqtt::Frame& f, FrameContext* fc) {
   using mqtt::PacketType;
   if (!c.connected) {
     // [MQTT-3.1.0-1] the first packet must be CONNECT.

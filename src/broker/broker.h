@@ -97,7 +97,7 @@ class Broker {
   void handleConnect(Connection& c, const mqtt::Frame& f);
   void sendConnackError(Connection& c, mqtt::Version v, mqtt::Reason r);
   // handlers/publish.cpp
-  void handlePublish(Connection& c, const mqtt::Frame& f, FrameContext& fc);
+  void handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc);
   void handleAck(Connection& c, const mqtt::Frame& f);
   void refusePublish(Connection& c, Session& s, const mqtt::Publish& p);
   // handlers/subscribe.cpp
@@ -108,7 +108,12 @@ class Broker {
   // broker/load.cpp
   bool loadStore(std::string& err);
   // broker.cpp
-  void dispatch(Connection& c, const mqtt::Frame& f, FrameContext& fc);
+  // `fc` is null when the packet cannot cause store writes (or there is no
+  // store): nothing of its answer will be held.
+  void dispatch(Connection& c, const mqtt::Frame& f, FrameContext* fc);
+  // Dispatch of a packet that may write to the store: its answer is held
+  // until the commit (or its gate).
+  void dispatchHolding(Connection& c, const mqtt::Frame& f);
   void protocolError(Connection& c, mqtt::Reason r, const char* what);
   void attachListener(Connection& c, uv_stream_t* server);
   void onCommit(bool failed);

@@ -8,7 +8,7 @@
 
 namespace petrel {
 
-void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext& fc) {
+void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc) {
   using mqtt::Reason;
   Session& s = *c.session;
   const bool v5 = c.version == mqtt::Version::V5;
@@ -84,7 +84,7 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext& fc
   const size_t n = routed.matched;
   // A retained copy, or a queued one, must be on disk before the PUBACK;
   // copies only in flight to durable receivers need not (AckGate).
-  if (p.qos == 1 && retained_refs == 0) fc.early_ack = std::move(routed.early_ack);
+  if (fc && p.qos == 1 && retained_refs == 0) fc->early_ack = std::move(routed.early_ack);
 
   if (p.qos == 1) {
     mqtt::Ack ack;

@@ -62,7 +62,7 @@ struct SharedGroup {
   // Persistence: the queue's entries live in the store under owner(). Like
   // a durable session's queue, only a window of it is in RAM: the
   // `disk_count` entries from `next_read_seq` on wait in the store until
-  // the window drains (Broker::groupRefill).
+  // the window drains (SharedGroups::refill).
   bool stored = false;
   bool refill_waiting = false;  // disk entries not committed yet
   uint64_t next_seq = 1;

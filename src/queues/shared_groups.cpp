@@ -194,7 +194,7 @@ void SharedGroups::returnAfterRestart() {
   // stays with the member's durable session: the member may have it
   // already, and only its own session can complete it exactly once (the
   // same packet id, DUP, or PUBREL) when it reconnects; should its session
-  // expire first, endSession hands it back.
+  // expire first, Sessions::end hands it back.
   sessions_.forEach([&](Session& s) {
     if (!s.has_shared || s.disk_count == 0) return;
     std::vector<persistence::QueueRecord> back;
@@ -268,7 +268,7 @@ void SharedGroups::returnToGroups(Session& s, bool session_ends) {
     e.seq = it->d.group_seq;
     e.redelivery = true;
     if (it->d.seq && durable_.enabled()) {
-      // The member had taken it over (dispatchGroup): the group's store
+      // The member had taken it over (dispatch): the group's store
       // owns it again, under a new position.
       e.seq = g.next_seq++;
       moveToGroup(g, s, it->d.seq, *e.msg, e.seq);

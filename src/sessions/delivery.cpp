@@ -4,6 +4,7 @@
 // dropped (QoS 0, sent now or never). Acknowledgements free the window and
 // pull the next queued messages.
 #include <algorithm>
+#include <optional>
 
 #include "mqtt/encoder.h"
 #include "src/acks/ack_holds.h"
@@ -133,7 +134,9 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
   }
   std::string_view topic = m.topic;
   const mqtt::Properties* props = nullptr;
-  mqtt::Properties tmp;
+  // Built only for a delivery with properties of its own: a Properties
+  // object is large, and most deliveries (every MQTT 3.1.1 one) need none.
+  std::optional<mqtt::Properties> tmp;
   bool alias_new = false;
   if (v5) {
     uint16_t alias = 0;
@@ -154,11 +157,11 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
     }
     if (m.expires_at_ms || !d.subscription_ids.empty() || alias) {
       // Per-receiver properties on top of the message's own.
-      tmp = m.props;
-      if (m.expires_at_ms) tmp.message_expiry_interval = expiry_left;
-      tmp.subscription_identifiers = d.subscription_ids;
-      if (alias) tmp.topic_alias = alias;
-      props = &tmp;
+      tmp.emplace(m.props);
+      if (m.expires_at_ms) tmp->message_expiry_interval = expiry_left;
+      tmp->subscription_identifiers = d.subscription_ids;
+      if (alias) tmp->topic_alias = alias;
+      props = &*tmp;
     } else if (m.has_props) {
       props = &m.props;
     }
@@ -167,7 +170,7 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
   // Encode once: nothing of this delivery differs from the other
   // receivers' but the packet id.
   const PublishCache::Encoded* shared = nullptr;
-  if (!dup && encoded_.active(m) && props != &tmp) shared = &encoded_.get(c.version, d.qos, d.retain, props);
+  if (!dup && encoded_.active(m) && !tmp) shared = &encoded_.get(c.version, d.qos, d.retain, props);
   if (s.client_max_packet &&
       (shared ? shared->bytes.size() : mqtt::publishSize(c.version, topic, d.qos, props, m.payload.size())) >
           s.client_max_packet) {

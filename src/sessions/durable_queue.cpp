@@ -64,7 +64,7 @@ void Sessions::refill(Session& s, bool resend) {
       continue;
     }
     if (!q.group.empty()) {
-      // A group message this member took over (dispatchGroup): it belongs
+      // A group message this member took over (SharedGroups::dispatch): it belongs
       // to the group again if the member leaves without completing it.
       d.group = groups_.byOwner(q.group);
       if (d.group) ++d.group->inflight;
