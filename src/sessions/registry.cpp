@@ -39,32 +39,31 @@ void Sessions::takeOver(Session& s, const std::string& by) {
   s.conn = nullptr;
   old->session = nullptr;
   if (s.has_shared) groups_.returnToGroups(s);
-  if (s.will) {
-    if (s.will->props.will_delay_interval.value_or(0) == 0) publishWill(s);
-    else s.will_at_ms = clock_.wallMs() + int64_t(*s.will->props.will_delay_interval) * 1000;
-  }
+  willAfterAbnormalEnd(s, /*session_ends=*/false);
   old->disconnect(mqtt::Reason::SessionTakenOver);
   // Online again at once: the timer of a delayed will waits for nothing
   // (the will is cancelled when the session continues, or fires when it
   // ends, see handlers/connect.cpp).
 }
 
+void Sessions::willAfterAbnormalEnd(Session& s, bool session_ends) {
+  if (!s.will) return;
+  const uint32_t delay = s.will->props.will_delay_interval.value_or(0);
+  if (delay == 0 || session_ends) {
+    publishWill(s);
+    return;
+  }
+  // §3.1.3.2.2: the will waits for the delay or the session's end,
+  // whichever comes first; a reconnect in between cancels it.
+  s.will_at_ms = clock_.wallMs() + int64_t(delay) * 1000;
+}
+
 void Sessions::connectionLost(Session& s, bool graceful) {
   s.conn = nullptr;
   if (s.has_shared) groups_.returnToGroups(s);
   LOG_INFO("client %s disconnected%s", s.clientId().c_str(), graceful ? "" : " unexpectedly");
-  if (!graceful && s.will) {
-    uint32_t delay = s.will->props.will_delay_interval.value_or(0);
-    if (delay == 0 || s.expiry_interval == 0) {
-      publishWill(s);
-    } else {
-      // §3.1.3.2.2: the will waits for the delay or the session's end,
-      // whichever comes first; a reconnect in between cancels it.
-      s.will_at_ms = clock_.wallMs() + int64_t(delay) * 1000;
-    }
-  } else if (graceful) {
-    s.will.reset();
-  }
+  if (graceful) s.will.reset();
+  else willAfterAbnormalEnd(s, /*session_ends=*/s.expiry_interval == 0);
   if (s.expiry_interval == 0) {
     end(&s);
     return;

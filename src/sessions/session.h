@@ -2,10 +2,13 @@
 // (§4.1): subscriptions, the QoS 1/2 messages in flight in both directions,
 // the queue of messages not yet sent, the will, and the expiry.
 //
-// The session owns the per-receiver flow control: a message is sent when the
-// client's Receive Maximum has room, otherwise it waits in the queue; acks
-// free the window and pull the next ones. A full window means "wait", never
-// "drop"; only the configured queue limit drops (and counts) messages.
+// Plain state: the behaviour is in Sessions (sessions.h), which needs the
+// store, the output budget and the groups; a Session stays small because
+// every idle device has one. Per-receiver flow control (delivery.cpp): a
+// message is sent when the client's Receive Maximum has room, otherwise it
+// waits in the queue; acks free the window and pull the next ones. A full
+// window means "wait", never "drop"; only the configured queue limit drops
+// (and counts) messages.
 #pragma once
 
 #include <cstdint>

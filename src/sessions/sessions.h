@@ -97,6 +97,10 @@ class Sessions {
   void end(Session* s);
   // Publishes the will of `s` now (ACL checked).
   void publishWill(Session& s);
+  // The connection of `s` ended without DISCONNECT (or was taken over): its
+  // will goes out now, or waits for its Will Delay Interval unless the
+  // session ends with the connection.
+  void willAfterAbnormalEnd(Session& s, bool session_ends);
   // Arms (or cancels) the timer of `s` for its delayed will and its expiry
   // while it is offline (expiry.cpp); call after changing either deadline.
   void scheduleExpiry(Session& s);
