@@ -20,7 +20,7 @@ Broker::Broker(uv_loop_t* loop, Config cfg)
       durable_(loop),
       budget_(cfg_, stats_),
       sessions_({cfg_, stats_, clock_, durable_, security_, budget_, holds_, router_, groups_, timers_}),
-      router_(cfg_, clock_, durable_, sessions_, groups_),
+      router_(clock_, durable_, sessions_, groups_),
       groups_({cfg_, stats_, clock_, durable_, router_.tree(), sessions_}),
       sys_({cfg_, stats_, clock_, durable_, router_, sessions_, budget_, connections_}),
       sys_timer_(&Broker::onSysTimer, this),

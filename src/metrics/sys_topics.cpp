@@ -69,10 +69,10 @@ void SysTopics::publish() {
     put(base + "members", num(g.members.size()));
     put(base + "online", num(up));
     put(base + "queued", num(g.queued()));
-    put(base + "inflight", num(g.inflight));
-    put(base + "delivered", num(g.delivered));
-    put(base + "redelivered", num(g.redelivered));
-    put(base + "dropped", num(g.dropped));
+    put(base + "inflight", num(g.work ? g.work->inflight : 0));
+    put(base + "delivered", num(g.work ? g.work->delivered : 0));
+    put(base + "redelivered", num(g.work ? g.work->redelivered : 0));
+    put(base + "dropped", num(g.work ? g.work->dropped : 0));
   });
 }
 

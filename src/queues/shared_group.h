@@ -50,18 +50,19 @@ struct GroupEntry {
   bool redelivery = false;
 };
 
-struct SharedGroup {
-  std::string name;    // the share name
-  std::string filter;  // the topic filter
-  std::vector<Subscriber> members;
-  ShareStrategy strategy = ShareStrategy::RoundRobin;
-  size_t cursor = 0;           // round robin / sticky position
-  LazyDeque<GroupEntry> queue; // waiting for a member (the RAM window)
-  size_t inflight = 0;         // handed to members, not yet acknowledged
+struct SharedGroup;
 
-  // Persistence: the queue's entries live in the store under owner(). Like
-  // a durable session's queue, only a window of it is in RAM: the
-  // `disk_count` entries from `next_read_seq` on wait in the store until
+// The work queue of one share group: owned by SharedGroups (queues/), not
+// by the topic tree, which holds only the group's subscription (below).
+struct GroupQueue {
+  explicit GroupQueue(SharedGroup& g) : group(&g) {}
+  SharedGroup* group;            // the group it serves
+  LazyDeque<GroupEntry> queue;   // waiting for a member (the RAM window)
+  size_t inflight = 0;           // handed to members, not yet acknowledged
+
+  // Persistence: the queue's entries live in the store under the group's
+  // owner(). Like a durable session's queue, only a window of it is in RAM:
+  // the `disk_count` entries from `next_read_seq` on wait in the store until
   // the window drains (SharedGroups::refill).
   bool stored = false;
   bool refill_waiting = false;  // disk entries not committed yet
@@ -73,18 +74,32 @@ struct SharedGroup {
   std::vector<uint64_t> handed_back;
 
   size_t queued() const { return queue.size() + disk_count; }
+  bool empty() const { return queue.empty() && disk_count == 0 && inflight == 0; }
 
   // For operators.
   uint64_t delivered = 0;
   uint64_t redelivered = 0;
   uint64_t dropped = 0;
   bool drop_logged = false;
+};
 
+// A share group as the topic tree holds it: a subscription whose members
+// are the subscribers, and how one of them is picked. Its queue is `work`.
+struct SharedGroup {
+  std::string name;    // the share name
+  std::string filter;  // the topic filter
+  std::vector<Subscriber> members;
+  ShareStrategy strategy = ShareStrategy::RoundRobin;
+  size_t cursor = 0;            // round robin / sticky position
+  GroupQueue* work = nullptr;   // set by SharedGroups::configure
+
+  size_t queued() const { return work ? work->queued() : 0; }
   // The store key that owns this group's queue entries; it cannot collide
   // with a client id (client ids never start with U+0001 in practice, and a
   // share name cannot contain '/').
   std::string owner() const { return "\x01share/" + name + "/" + filter; }
-  bool unused() const { return members.empty() && queue.empty() && disk_count == 0 && inflight == 0; }
+  // No members and nothing queued or in flight: the group may go.
+  bool unused() const { return members.empty() && (!work || work->empty()); }
 };
 
 }  // namespace petrel

@@ -19,10 +19,10 @@ namespace petrel {
 
 bool SharedGroups::enqueue(SharedGroup& g, const MessagePtr& m) {
   if (cfg_.shared_max_queued && g.queued() >= cfg_.shared_max_queued) {
-    ++g.dropped;
+    ++g.work->dropped;
     ++stats_.messages_dropped;
-    if (!g.drop_logged) {
-      g.drop_logged = true;
+    if (!g.work->drop_logged) {
+      g.work->drop_logged = true;
       LOG_WARN("share group %s/%s: queue full (shared.max_queued_messages = %u), dropping messages",
                g.name.c_str(), g.filter.c_str(), cfg_.shared_max_queued);
     }
@@ -32,22 +32,22 @@ bool SharedGroups::enqueue(SharedGroup& g, const MessagePtr& m) {
   e.msg = m;
   bool stored = false;
   if (durable_.enabled() && m->qos > 0) {
-    if (!g.stored) {
+    if (!g.work->stored) {
       for (const auto& x : g.members)
-        if (sessions_.durable(*x.session)) g.stored = true;
+        if (sessions_.durable(*x.session)) g.work->stored = true;
     }
-    if (g.stored && !durable_.full()) {
-      e.seq = g.next_seq++;
+    if (g.work->stored && !durable_.full()) {
+      e.seq = g.work->next_seq++;
       putEntry(g, *m, e.seq);
       stored = true;
       // Beyond the RAM window the entry lives only in the store.
-      if (g.disk_count > 0 || g.queue.size() >= Sessions::kRamWindow) {
-        if (g.disk_count++ == 0) g.next_read_seq = e.seq;
+      if (g.work->disk_count > 0 || g.work->queue.size() >= Sessions::kRamWindow) {
+        if (g.work->disk_count++ == 0) g.work->next_read_seq = e.seq;
         return true;
       }
     }
   }
-  g.queue.push_back(std::move(e));
+  g.work->queue.push_back(std::move(e));
   return stored;
 }
 
@@ -63,21 +63,21 @@ void SharedGroups::moveToGroup(SharedGroup& g, Session& s, uint64_t member_seq, 
 }
 
 size_t SharedGroups::refill(SharedGroup& g) {
-  if (!durable_.enabled() || g.disk_count == 0 || g.queue.size() >= Sessions::kRamWindow / 2) return 0;
-  const size_t want = Sessions::kRamWindow - g.queue.size();
+  if (!durable_.enabled() || g.work->disk_count == 0 || g.work->queue.size() >= Sessions::kRamWindow / 2) return 0;
+  const size_t want = Sessions::kRamWindow - g.work->queue.size();
   std::vector<persistence::QueueRecord> recs;
   size_t loaded = 0;
   // Entries handed back are skipped (they are in RAM): read on until
   // something loads or the committed entries run out.
   do {
     recs.clear();
-    durable_.store().readQueue(g.owner(), g.next_read_seq, want,
+    durable_.store().readQueue(g.owner(), g.work->next_read_seq, want,
                       [&](const persistence::QueueRecord& q) { recs.push_back(q); });
     loaded += load(g, recs);
-  } while (loaded == 0 && !recs.empty() && g.disk_count > 0);
-  if (g.disk_count > 0 && recs.empty() && !g.refill_waiting) {
+  } while (loaded == 0 && !recs.empty() && g.work->disk_count > 0);
+  if (g.work->disk_count > 0 && recs.empty() && !g.work->refill_waiting) {
     // What is left was written in batches not yet committed.
-    g.refill_waiting = true;
+    g.work->refill_waiting = true;
     refill_pending_.push_back(&g);
   }
   return loaded;
@@ -86,13 +86,13 @@ size_t SharedGroups::refill(SharedGroup& g) {
 size_t SharedGroups::load(SharedGroup& g, const std::vector<persistence::QueueRecord>& recs) {
   size_t loaded = 0;
   for (const auto& q : recs) {
-    g.next_read_seq = q.seq + 1;
-    auto hb = std::find(g.handed_back.begin(), g.handed_back.end(), q.seq);
-    if (hb != g.handed_back.end()) {  // in RAM already
-      g.handed_back.erase(hb);
+    g.work->next_read_seq = q.seq + 1;
+    auto hb = std::find(g.work->handed_back.begin(), g.work->handed_back.end(), q.seq);
+    if (hb != g.work->handed_back.end()) {  // in RAM already
+      g.work->handed_back.erase(hb);
       continue;
     }
-    if (g.disk_count) --g.disk_count;
+    if (g.work->disk_count) --g.work->disk_count;
     GroupEntry e;
     e.msg = durable_.loadMessage(q.msg_id);
     e.seq = q.seq;
@@ -102,7 +102,7 @@ size_t SharedGroups::load(SharedGroup& g, const std::vector<persistence::QueueRe
       durable_.batch().deleteQueue(g.owner(), q.seq, q.msg_id);
       continue;
     }
-    g.queue.push_back(std::move(e));
+    g.work->queue.push_back(std::move(e));
     ++loaded;
   }
   return loaded;
@@ -117,13 +117,13 @@ void SharedGroups::dispatch(SharedGroup& g) {
   constexpr size_t kLookAhead = 256;
   size_t skipped = 0;
   refill(g);
-  while (g.queue.size() > skipped || (skipped == 0 && g.disk_count > 0 && refill(g) > 0)) {
-    auto pos = g.queue.begin() + static_cast<std::ptrdiff_t>(skipped);
+  while (g.work->queue.size() > skipped || (skipped == 0 && g.work->disk_count > 0 && refill(g) > 0)) {
+    auto pos = g.work->queue.begin() + static_cast<std::ptrdiff_t>(skipped);
     GroupEntry& e = *pos;
     if (e.msg->expires_at_ms && e.msg->expires_at_ms <= now) {
       if (e.seq && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), e.seq, e.msg->id);
       ++stats_.messages_dropped;
-      g.queue.erase(pos);
+      g.work->queue.erase(pos);
       continue;
     }
     const Message& msg = *e.msg;
@@ -140,9 +140,9 @@ void SharedGroups::dispatch(SharedGroup& g) {
       if (!allowed && !g.members.empty()) {
         // No member may read this topic (ACL): it would wait forever.
         if (e.seq && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), e.seq, e.msg->id);
-        ++g.dropped;
+        ++g.work->dropped;
         ++stats_.messages_dropped;
-        g.queue.erase(pos);
+        g.work->queue.erase(pos);
         continue;
       }
       if (!keyed || ++skipped >= kLookAhead) break;
@@ -157,16 +157,16 @@ void SharedGroups::dispatch(SharedGroup& g) {
     d.group = &g;
     d.group_seq = e.seq;
     const bool again = e.redelivery;
-    g.queue.erase(pos);
-    ++g.delivered;
-    if (again) ++g.redelivered;
+    g.work->queue.erase(pos);
+    ++g.work->delivered;
+    if (again) ++g.work->redelivered;
     if (d.qos == 0) {
       sessions_.sendPublish(s, *s.conn, d, 0, false);
-      ++g.inflight;  // released at once
+      ++g.work->inflight;  // released at once
       release(g, d);
       continue;
     }
-    ++g.inflight;
+    ++g.work->inflight;
     // A durable member takes the message over from the group queue: in one
     // batch its own queue entry (with the packet id, later the PUBREC
     // state) is written and the group's entry deleted. After a crash the
@@ -210,12 +210,12 @@ void SharedGroups::returnAfterRestart() {
       if (!m) continue;  // the member left the group: it keeps the message
       GroupEntry e;
       e.msg = m;
-      e.seq = g->next_seq++;
+      e.seq = g->work->next_seq++;
       e.redelivery = true;
       moveToGroup(*g, s, q.seq, *m, e.seq);
-      g->stored = true;
-      if (g->disk_count > 0) g->handed_back.push_back(e.seq);
-      g->queue.push_front(std::move(e));
+      g->work->stored = true;
+      if (g->work->disk_count > 0) g->work->handed_back.push_back(e.seq);
+      g->work->queue.push_front(std::move(e));
       --s.disk_count;
       s.queued_bytes -= std::min<uint64_t>(s.queued_bytes, q.bytes);
     }
@@ -226,17 +226,12 @@ void SharedGroups::returnAfterRestart() {
 }
 
 SharedGroup* SharedGroups::byOwner(std::string_view owner) {
-  // "\x01share/<name>/<filter>" (SharedGroup::owner); a share name has no '/'.
-  constexpr std::string_view prefix = "\x01share/";
-  if (owner.substr(0, prefix.size()) != prefix) return nullptr;
-  owner.remove_prefix(prefix.size());
-  const size_t slash = owner.find('/');
-  if (slash == std::string_view::npos) return nullptr;
-  return tree_.findGroup(owner.substr(slash + 1), owner.substr(0, slash), false);
+  auto it = queues_.find(std::string(owner));
+  return it == queues_.end() ? nullptr : it->second->group;
 }
 
 void SharedGroups::release(SharedGroup& g, const Delivery& d) {
-  if (g.inflight) --g.inflight;
+  if (g.work->inflight) --g.work->inflight;
   if (d.group_seq && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), d.group_seq, d.msg ? d.msg->id : 0);
 }
 
@@ -270,12 +265,12 @@ void SharedGroups::returnToGroups(Session& s, bool session_ends) {
     if (it->d.seq && durable_.enabled()) {
       // The member had taken it over (dispatch): the group's store
       // owns it again, under a new position.
-      e.seq = g.next_seq++;
+      e.seq = g.work->next_seq++;
       moveToGroup(g, s, it->d.seq, *e.msg, e.seq);
-      if (g.disk_count > 0) g.handed_back.push_back(e.seq);
+      if (g.work->disk_count > 0) g.work->handed_back.push_back(e.seq);
     }
-    if (g.inflight) --g.inflight;
-    g.queue.push_front(std::move(e));
+    if (g.work->inflight) --g.work->inflight;
+    g.work->queue.push_front(std::move(e));
     touched.push_back(&g);
     s.queued_bytes -= std::min<uint64_t>(s.queued_bytes, it->d.msg->payload.size());
     it = s.inflight.erase(it);
@@ -291,12 +286,18 @@ void SharedGroups::maybeDrop(SharedGroup& g) {
   for (auto& p : refill_pending_)
     if (p == &g) p = nullptr;
   const std::string filter = g.filter, name = g.name;  // g dies in dropGroup
+  queues_.erase(g.owner());  // empty: nothing is lost
   tree_.dropGroup(filter, name);
 }
 
 void SharedGroups::configure(SharedGroup& g) {
   auto it = cfg_.shared_group_strategies.find(g.name);
   g.strategy = it != cfg_.shared_group_strategies.end() ? it->second : cfg_.shared_strategy;
+  if (!g.work) {
+    auto& q = queues_[g.owner()];
+    if (!q) q = std::make_unique<GroupQueue>(g);
+    g.work = q.get();
+  }
 }
 
 void SharedGroups::loadQueues() {
@@ -311,10 +312,10 @@ void SharedGroups::loadQueues() {
     // The queue's first window comes into RAM; the rest waits on disk.
     const auto qi = durable_.store().queueInfo(owner);
     if (qi.count == 0) return;
-    g.stored = true;
-    g.next_seq = qi.last_seq + 1;
-    g.next_read_seq = qi.first_seq;
-    g.disk_count = qi.count;
+    g.work->stored = true;
+    g.work->next_seq = qi.last_seq + 1;
+    g.work->next_read_seq = qi.first_seq;
+    g.work->disk_count = qi.count;
     refill(g);
   });
   durable_.store().forEachQueueOwner("\x01share/", [&](std::string_view owner) {
@@ -334,8 +335,8 @@ std::string SharedGroups::report() {
              "share group %s/%s: strategy %s, members %zu (%zu online), queued %zu, in flight %zu, "
              "delivered %llu, redelivered %llu, dropped %llu\n",
              g.name.c_str(), g.filter.c_str(), shareStrategyName(g.strategy), g.members.size(), online,
-             g.queued(), g.inflight, static_cast<unsigned long long>(g.delivered),
-             static_cast<unsigned long long>(g.redelivered), static_cast<unsigned long long>(g.dropped));
+             g.queued(), g.work->inflight, static_cast<unsigned long long>(g.work->delivered),
+             static_cast<unsigned long long>(g.work->redelivered), static_cast<unsigned long long>(g.work->dropped));
     out += line;
   });
   return out;
@@ -347,7 +348,7 @@ void SharedGroups::afterCommit() {
   waiting.swap(refill_pending_);
   for (SharedGroup* g : waiting) {
     if (!g) continue;
-    g->refill_waiting = false;
+    g->work->refill_waiting = false;
     dispatch(*g);
   }
 }

@@ -9,7 +9,9 @@
 // (where groups live).
 #pragma once
 
+#include <memory>
 #include <string>
+#include <unordered_map>
 #include <string_view>
 #include <vector>
 
@@ -58,7 +60,8 @@ class SharedGroups {
   void release(SharedGroup& g, const Delivery& d);
   // Drops `g` once it has no members and nothing queued or in flight.
   void maybeDrop(SharedGroup& g);
-  // The strategy of `g` from the configuration.
+  // A group the topic tree just created (or loaded): its strategy from the
+  // configuration, and its work queue.
   void configure(SharedGroup& g);
   // The group whose store owner key is `owner`, or null.
   SharedGroup* byOwner(std::string_view owner);
@@ -86,6 +89,8 @@ class SharedGroups {
   TopicTree& tree_;
   Sessions& sessions_;
   std::vector<SharedGroup*> refill_pending_;  // null: group dropped
+  // Every group's work queue, by the group's store owner key.
+  std::unordered_map<std::string, std::unique_ptr<GroupQueue>> queues_;
 };
 
 }  // namespace petrel

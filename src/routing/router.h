@@ -38,8 +38,8 @@ struct RouteResult {
 
 class Router {
  public:
-  Router(const Config& cfg, const Clock& clock, Durable& durable, Sessions& sessions, SharedGroups& groups)
-      : cfg_(cfg), clock_(clock), durable_(durable), sessions_(sessions), groups_(groups) {}
+  Router(const Clock& clock, Durable& durable, Sessions& sessions, SharedGroups& groups)
+      : clock_(clock), durable_(durable), sessions_(sessions), groups_(groups) {}
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
 
@@ -60,7 +60,6 @@ class Router {
   RetainedStore& retained() { return retained_; }
 
  private:
-  const Config& cfg_;
   const Clock& clock_;
   Durable& durable_;
   Sessions& sessions_;

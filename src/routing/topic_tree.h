@@ -1,7 +1,8 @@
 // src/routing/topic_tree.h — the subscription index: a trie over topic levels with
 // `+` and `#` as ordinary children, so a publish walks only the branches that
 // can match. Shared subscriptions hang off the same nodes, one group per
-// share name.
+// share name: the group's subscription and members. What the group has
+// queued is not the tree's business (GroupQueue, src/queues/).
 //
 // Threading: today the broker runs one event loop that owns the tree. The
 // tree holds no pointers into connections, only into sessions, so moving to a

@@ -67,7 +67,7 @@ void Sessions::refill(Session& s, bool resend) {
       // A group message this member took over (SharedGroups::dispatch): it belongs
       // to the group again if the member leaves without completing it.
       d.group = groups_.byOwner(q.group);
-      if (d.group) ++d.group->inflight;
+      if (d.group) ++d.group->work->inflight;
     }
     if (q.packet_id) {
       s.inflight.push_back({q.packet_id, std::move(d), q.released});
@@ -108,7 +108,7 @@ void Sessions::evict(Session& s) {
     if (!d.seq) return;
   const size_t n = s.inflight.size() + s.queue.size();
   for (const auto& f : s.inflight)
-    if (f.d.group && f.d.group->inflight) --f.d.group->inflight;  // counted again by refill
+    if (f.d.group && f.d.group->work->inflight) --f.d.group->work->inflight;  // counted again by refill
   if (n) {
     s.next_read_seq = !s.inflight.empty() ? s.inflight.front().d.seq : s.queue.front().seq;
     s.disk_count += n;

@@ -29,7 +29,7 @@ class Parts : public ::testing::Test {
         durable_(&loop_),
         budget_(cfg_, stats_),
         sessions_({cfg_, stats_, clock_, durable_, security_, budget_, holds_, router_, groups_, timers_}),
-        router_(cfg_, clock_, durable_, sessions_, groups_),
+        router_(clock_, durable_, sessions_, groups_),
         groups_({cfg_, stats_, clock_, durable_, router_.tree(), sessions_}) {}
   ~Parts() override {
     timers_.close();

@@ -278,11 +278,13 @@ TEST(TopicTree, EmptiedGroupStaysUntilDropped) {
   EXPECT_EQ(t.findGroup("q/+", "g", false), g);
   EXPECT_EQ(matchAll(t, "q/1").groups, (std::vector<const SharedGroup*>{g}));
 
-  // Something queued or in flight keeps it too.
-  g->inflight = 1;
+  // Something queued or in flight in its work queue keeps it too.
+  GroupQueue work(*g);
+  g->work = &work;
+  work.inflight = 1;
   t.dropGroup("q/+", "g");
   EXPECT_EQ(t.findGroup("q/+", "g", false), g);
-  g->inflight = 0;
+  work.inflight = 0;
 
   t.dropGroup("q/+", "nope");  // absent group: no effect
   t.dropGroup("r/+", "g");     // absent filter: no effect

@@ -216,7 +216,9 @@ class StreamTest : public ::testing::Test {
 };
 
 TEST_F(StreamTest, ClientConnectsAndBytesGoBothWays) {
-  auto [c, s] = connectPair();
+  const auto ends = connectPair();
+  End* c = ends.first;
+  End* s = ends.second;
   ASSERT_NE(s, nullptr);
   EXPECT_EQ(c->connected, 0);
   EXPECT_EQ(c->send("hello"), Stream::Write::Written);
@@ -236,7 +238,9 @@ TEST_F(StreamTest, ClientConnectsAndBytesGoBothWays) {
 }
 
 TEST_F(StreamTest, LargeWritesGoOutThroughUvWriteAfterAPartialTryWrite) {
-  auto [c, s] = connectPair();
+  const auto ends = connectPair();
+  End* c = ends.first;
+  End* s = ends.second;
   ASSERT_NE(s, nullptr);
   // Small kernel buffers make sure the first uv_try_write is partial.
   int small = 64 * 1024;
@@ -266,7 +270,9 @@ TEST_F(StreamTest, LargeWritesGoOutThroughUvWriteAfterAPartialTryWrite) {
 }
 
 TEST_F(StreamTest, HalfCloseIsSeenByThePeerWhichCanStillAnswer) {
-  auto [c, s] = connectPair();
+  const auto ends = connectPair();
+  End* c = ends.first;
+  End* s = ends.second;
   ASSERT_NE(s, nullptr);
   c->send("last words");
   ASSERT_TRUE(c->tcp.shutdown());
@@ -282,7 +288,9 @@ TEST_F(StreamTest, HalfCloseIsSeenByThePeerWhichCanStillAnswer) {
 }
 
 TEST_F(StreamTest, CloseIsSeenByThePeer) {
-  auto [c, s] = connectPair();
+  const auto ends = connectPair();
+  End* c = ends.first;
+  End* s = ends.second;
   ASSERT_NE(s, nullptr);
   s->close();
   ASSERT_TRUE(loop_.runUntil([&] { return c->ended; }));
@@ -291,7 +299,9 @@ TEST_F(StreamTest, CloseIsSeenByThePeer) {
 }
 
 TEST_F(StreamTest, WindingDownDiscardsInputButSeesThePeersClose) {
-  auto [c, s] = connectPair();
+  const auto ends = connectPair();
+  End* c = ends.first;
+  End* s = ends.second;
   ASSERT_NE(s, nullptr);
   s->tcp.windDown();
   c->send("ignored");
@@ -357,7 +367,9 @@ class TlsStreamTest : public StreamTest {
 };
 
 TEST_F(TlsStreamTest, ClientAndServerLayersHandshakeAndCarryDataBothWays) {
-  auto [c, s] = connectPair(pki_.client_ctx.get(), "localhost");
+  const auto ends = connectPair(pki_.client_ctx.get(), "localhost");
+  End* c = ends.first;
+  End* s = ends.second;
   ASSERT_NE(s, nullptr);
   // The client hears of the connection once the handshake is complete.
   ASSERT_TRUE(loop_.runUntil([&] { return c->connected == 0; }));
@@ -399,7 +411,9 @@ TEST_F(TlsStreamTest, ClientAndServerLayersHandshakeAndCarryDataBothWays) {
 }
 
 TEST_F(TlsStreamTest, ClientRefusesAServerWithTheWrongName) {
-  auto [c, s] = connectPair(pki_.client_ctx.get(), "broker.example.com");
+  const auto ends = connectPair(pki_.client_ctx.get(), "broker.example.com");
+  End* c = ends.first;
+  End* s = ends.second;
   ASSERT_NE(s, nullptr);
   ASSERT_TRUE(loop_.runUntil([&] { return c->ended; }));
   EXPECT_EQ(c->end_why, StreamEnd::Failed);
@@ -411,7 +425,9 @@ TEST_F(TlsStreamTest, ClientRefusesAServerWithTheWrongName) {
 }
 
 TEST_F(TlsStreamTest, GarbageGetsAnAlertBeforeTheClose) {
-  auto [c, s] = connectPair();  // a plain client
+  const auto ends = connectPair();
+  End* c = ends.first;
+  End* s = ends.second;  // a plain client
   ASSERT_NE(s, nullptr);
   c->send(std::string("\x16\x03\x01\x00\x05garbage-that-is-no-hello", 29));
   ASSERT_TRUE(loop_.runUntil([&] { return s->ended; }));
