@@ -97,7 +97,10 @@ struct SharedGroup {
   // The store key that owns this group's queue entries; it cannot collide
   // with a client id (client ids never start with U+0001 in practice, and a
   // share name cannot contain '/').
-  std::string owner() const { return "\x01share/" + name + "/" + filter; }
+  std::string owner() const { return ownerKey(name, filter); }
+  static std::string ownerKey(const std::string& name, const std::string& filter) {
+    return "\x01share/" + name + "/" + filter;
+  }
   // No members and nothing queued or in flight: the group may go.
   bool unused() const { return members.empty() && (!work || work->empty()); }
 };

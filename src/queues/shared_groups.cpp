@@ -286,8 +286,8 @@ void SharedGroups::maybeDrop(SharedGroup& g) {
   for (auto& p : refill_pending_)
     if (p == &g) p = nullptr;
   const std::string filter = g.filter, name = g.name;  // g dies in dropGroup
-  queues_.erase(g.owner());  // empty: nothing is lost
   tree_.dropGroup(filter, name);
+  queues_.erase(SharedGroup::ownerKey(name, filter));  // empty: nothing is lost
 }
 
 void SharedGroups::configure(SharedGroup& g) {
