@@ -3,12 +3,17 @@
 // Local, QoS downgrade, queue limits), share groups queueing while no
 // member is online, retained messages on subscribe, and session expiry on
 // the timer facility. Sessions here are offline (no connection), so every
-// QoS 1/2 copy shows up in the session's queue where the test can see it.
+// QoS 1/2 copy shows up in the session's queue where the test can see it --
+// except in the flow-control tests at the end, which give a session a
+// connection that is never started (no socket): what would be written to
+// the client accumulates in its output buffer.
 #include <gtest/gtest.h>
 
 #include <uv.h>
 
+#include "mqtt/encoder.h"
 #include "src/acks/ack_holds.h"
+#include "src/broker/broker.h"
 #include "src/durable/durable.h"
 #include "src/queues/shared_groups.h"
 #include "src/routing/router.h"
@@ -186,6 +191,102 @@ TEST_F(Parts, AnOfflineSessionExpiresOnItsTimerAndItsDelayedWillGoesOut) {
   // The guard lives on this stack frame: its close completes here.
   uv_close(reinterpret_cast<uv_handle_t*>(&guard), nullptr);
   uv_run(&loop_, UV_RUN_NOWAIT);
+}
+
+// --- Session flow control, with a connection that has no socket ---
+
+class Flow : public Parts {
+ protected:
+  Flow() : broker_(&loop_, Config{}) {}
+  // A connected client for `s`; its output is never flushed.
+  Connection& connect(Session& s, mqtt::Version v = mqtt::Version::V311, uint16_t receive_max = 100) {
+    conns_.push_back(std::make_unique<Connection>(broker_));
+    Connection& c = *conns_.back();
+    c.connected = true;
+    c.version = v;
+    c.session = &s;
+    s.conn = &c;
+    s.version = v;
+    s.client_receive_max = receive_max;
+    return c;
+  }
+  static size_t publishes(const std::string& out) {
+    size_t n = 0;
+    for (size_t pos = 0; pos < out.size();) {
+      mqtt::Frame f;
+      if (mqtt::peekFrame(reinterpret_cast<const uint8_t*>(out.data()) + pos, out.size() - pos, 1 << 30, f) !=
+          mqtt::FrameStatus::Ok)
+        break;
+      n += f.type == mqtt::PacketType::Publish;
+      pos += f.total_len;
+    }
+    return n;
+  }
+
+  Broker broker_;  // only as the connections' owner: never started
+  std::vector<std::unique_ptr<Connection>> conns_;
+};
+
+TEST_F(Flow, TheWindowFillsThenTheQueueAndEachAckPullsTheNextMessage) {
+  Session& s = session("sub");
+  Connection& c = connect(s, mqtt::Version::V311, /*receive_max=*/3);
+  subscribe(s, "t", 1);
+  for (int i = 0; i < 5; ++i) router_.route(message("t", 1));
+  EXPECT_EQ(s.inflight.size(), 3u);  // the client's window
+  EXPECT_EQ(s.queue.size(), 2u);     // waiting, not dropped
+  EXPECT_EQ(publishes(c.out()), 3u);
+  sessions_.completeDelivery(s, s.inflight.front().packet_id);
+  EXPECT_EQ(s.inflight.size(), 3u);
+  EXPECT_EQ(s.queue.size(), 1u);
+  EXPECT_EQ(publishes(c.out()), 4u);
+}
+
+TEST_F(Flow, AboveTheHighWaterMarkQos1WaitsInTheQueue) {
+  Session& s = session("slow");
+  Connection& c = connect(s);
+  subscribe(s, "t", 1);
+  c.out().append(Connection::kOutputHighWater, 'x');  // unread output
+  router_.route(message("t", 1));
+  EXPECT_TRUE(s.inflight.empty());
+  EXPECT_EQ(s.queue.size(), 1u);
+  EXPECT_TRUE(c.want_writable);  // told when the output drains
+  c.out().clear();
+  sessions_.pump(s);  // what onWritable does
+  EXPECT_EQ(s.inflight.size(), 1u);
+  EXPECT_EQ(publishes(c.out()), 1u);
+}
+
+TEST_F(Flow, QosZeroOverTheClientsBudgetIsDroppedAndCounted) {
+  cfg_.max_client_output = 2 * Connection::kOutputHighWater;
+  Session& s = session("slow");
+  Connection& c = connect(s);
+  subscribe(s, "t", 0);
+  c.out().append(Connection::kOutputHighWater + 10, 'x');  // above the mark, within budget
+  router_.route(message("t", 0));
+  EXPECT_EQ(c.dropped_qos0, 0u);
+  c.out().append(Connection::kOutputHighWater, 'x');  // over budget
+  router_.route(message("t", 0));
+  EXPECT_EQ(c.dropped_qos0, 1u);
+  EXPECT_EQ(stats_.qos0_dropped_output, 1u);
+}
+
+TEST_F(Flow, AFanOutIsEncodedOnceAndEachReceiverGetsItsOwnPacketId) {
+  Session& a = session("a");
+  Session& b = session("b");
+  Session& v5 = session("v5");
+  Connection& ca = connect(a);
+  Connection& cb = connect(b);
+  Connection& c5 = connect(v5, mqtt::Version::V5);
+  for (Session* s : {&a, &b, &v5}) subscribe(*s, "t", 1);
+  b.inflight.push_back(InflightOut{1, Delivery{}, false});  // b's next id is 2 (a's is 1)
+  router_.route(message("t", 1, "pub", false, "payload"));
+  std::string want_a, want_b, want_5;
+  mqtt::encodePublish(want_a, mqtt::Version::V311, "t", "payload", 1, false, false, 1, nullptr);
+  mqtt::encodePublish(want_b, mqtt::Version::V311, "t", "payload", 1, false, false, 2, nullptr);
+  mqtt::encodePublish(want_5, mqtt::Version::V5, "t", "payload", 1, false, false, 1, nullptr);
+  EXPECT_EQ(ca.out(), want_a);
+  EXPECT_EQ(cb.out(), want_b);
+  EXPECT_EQ(c5.out(), want_5);
 }
 
 }  // namespace
