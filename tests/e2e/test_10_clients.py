@@ -56,6 +56,14 @@ class Sub:
         buf = b""
         while not any("SUBACK" in ln for ln in self.lines):
             remaining = deadline - time.monotonic()
+            if self.proc.poll() is not None:
+                # It may have got SUBACK and its messages and exited (-C)
+                # before its output was read here: read the rest first.
+                buf += self.proc.stdout.read()
+                *done, buf = buf.split(b"\n")
+                self.lines += [d.decode("utf-8", "replace") for d in done]
+                if any("SUBACK" in ln for ln in self.lines):
+                    break
             if remaining <= 0 or self.proc.poll() is not None:
                 self.proc.kill()
                 raise AssertionError("mosquitto_sub not subscribed: %r" % self.lines)
