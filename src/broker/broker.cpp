@@ -12,16 +12,8 @@ constexpr uint64_t kFirstSysMs = 250;
 }  // namespace
 
 Broker::Broker(uv_loop_t* loop, Config cfg)
-    : loop_(loop),
-      cfg_(std::move(cfg)),
-      clock_(loop),
-      timers_(loop),
-      security_(loop, cfg_),
-      durable_(loop),
-      budget_(cfg_, stats_),
-      sessions_({cfg_, stats_, clock_, durable_, security_, budget_, holds_, router_, groups_, timers_}),
-      router_(clock_, durable_, sessions_, groups_),
-      groups_({cfg_, stats_, clock_, durable_, router_.tree(), sessions_}),
+    : BrokerParts(loop, std::move(cfg)),
+      loop_(loop),
       sys_({cfg_, stats_, clock_, durable_, router_, sessions_, budget_, connections_}),
       sys_timer_(&Broker::onSysTimer, this),
       read_buf_(kReadBufferSize) {}

@@ -3,7 +3,8 @@
 // decoded packet into a call of its handler (src/handlers/), and flushes
 // output and store batches once per loop turn.
 //
-// The parts (each folder of src/ has a README saying what it owns):
+// The parts (built and wired in parts.h; each folder of src/ has a README
+// saying what it owns):
 //   Security      security/  listeners' TLS, authentication, ACL
 //   Durable       durable/   the store, commits, message records
 //   AckHolds      acks/      output waiting for a commit or a gate
@@ -27,18 +28,8 @@
 #include "mqtt/decoder.h"
 #include "mqtt/packets.h"
 #include "persistence/store.h"
-#include "src/acks/ack_holds.h"
-#include "src/config/config.h"
-#include "src/durable/durable.h"
-#include "src/metrics/stats.h"
+#include "src/broker/parts.h"
 #include "src/metrics/sys_topics.h"
-#include "src/queues/shared_groups.h"
-#include "src/routing/router.h"
-#include "src/security/security.h"
-#include "src/sessions/output_budget.h"
-#include "src/sessions/sessions.h"
-#include "src/timers/clock.h"
-#include "src/timers/loop_timers.h"
 #include "src/transport/connection.h"
 
 namespace petrel {
@@ -49,7 +40,7 @@ struct FrameContext {
   AckGatePtr early_ack;  // set by handlePublish: the PUBACK may go on this gate
 };
 
-class Broker {
+class Broker : private BrokerParts {
  public:
   Broker(uv_loop_t* loop, Config cfg);
   ~Broker();
@@ -130,18 +121,6 @@ class Broker {
   static void onConnection(uv_stream_t* server, int status);
 
   uv_loop_t* loop_;
-  Config cfg_;
-  LoopClock clock_;
-  LoopTimers timers_;
-  BrokerStats stats_;
-  // The parts, in the order they are built (each gets the ones it calls).
-  Security security_;
-  Durable durable_;
-  AckHolds holds_;
-  OutputBudget budget_;
-  Sessions sessions_;
-  Router router_;
-  SharedGroups groups_;
   SysTopics sys_;
 
   std::vector<std::unique_ptr<uv_tcp_t>> listeners_;

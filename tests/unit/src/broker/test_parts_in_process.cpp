@@ -1,4 +1,4 @@
-// The broker's parts wired as Broker wires them, driven in-process without
+// The broker's parts (BrokerParts, as Broker builds them), driven in-process without
 // sockets: routing into sessions (merging overlapping subscriptions, No
 // Local, QoS downgrade, queue limits), share groups queueing while no
 // member is online, retained messages on subscribe, and session expiry on
@@ -12,38 +12,25 @@
 #include <uv.h>
 
 #include "mqtt/encoder.h"
-#include "src/acks/ack_holds.h"
 #include "src/broker/broker.h"
-#include "src/durable/durable.h"
-#include "src/queues/shared_groups.h"
-#include "src/routing/router.h"
-#include "src/security/security.h"
-#include "src/sessions/output_budget.h"
-#include "src/sessions/sessions.h"
-#include "src/timers/loop_timers.h"
+#include "src/broker/parts.h"
 
 namespace petrel {
 namespace {
 
-class Parts : public ::testing::Test {
+// The loop comes first: the parts are built on it.
+struct Loop {
+  Loop() { uv_loop_init(&loop_); }
+  uv_loop_t loop_;
+};
+
+class Parts : public ::testing::Test, protected Loop, protected BrokerParts {
  protected:
-  Parts()
-      : clock_(&loop_),
-        timers_(init(&loop_)),
-        security_(&loop_, cfg_),
-        durable_(&loop_),
-        budget_(cfg_, stats_),
-        sessions_({cfg_, stats_, clock_, durable_, security_, budget_, holds_, router_, groups_, timers_}),
-        router_(clock_, durable_, sessions_, groups_),
-        groups_({cfg_, stats_, clock_, durable_, router_.tree(), sessions_}) {}
+  Parts() : BrokerParts(&loop_, Config{}) {}
   ~Parts() override {
     timers_.close();
     uv_run(&loop_, UV_RUN_DEFAULT);
     uv_loop_close(&loop_);
-  }
-  static uv_loop_t* init(uv_loop_t* l) {
-    uv_loop_init(l);
-    return l;
   }
 
   Session& session(const std::string& id) {
@@ -75,18 +62,6 @@ class Parts : public ::testing::Test {
     return m;
   }
 
-  uv_loop_t loop_;
-  Config cfg_;
-  BrokerStats stats_;
-  LoopClock clock_;
-  LoopTimers timers_;
-  Security security_;
-  Durable durable_;
-  AckHolds holds_;
-  OutputBudget budget_;
-  Sessions sessions_;
-  Router router_;
-  SharedGroups groups_;
 };
 
 TEST_F(Parts, OverlappingSubscriptionsMakeOneDeliveryWithTheHighestQosAndEveryId) {
