@@ -91,6 +91,12 @@ Reason parseConnect(const Frame& f, Connect& c) {
   std::string name;
   uint8_t level;
   if (!r.utf8(name) || !r.u8(level)) return Reason::MalformedPacket;
+  // A bridge announces itself with the top bit of the level (MQTT 3.1 and
+  // 3.1.1; mosquitto's try_private).
+  if ((level & 0x80) && (level & 0x7F) != 5) {
+    c.bridge = true;
+    level &= 0x7F;
+  }
   // [MQTT-3.1.2-1] protocol name; [MQTT-3.1.2-2] unsupported level gets
   // CONNACK 0x01 / 0x84.
   if (name == "MQTT") {

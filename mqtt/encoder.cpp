@@ -29,7 +29,7 @@ void encode(const Connect& c, std::string& out) {
   if (c.password) len += 2 + c.password->size();
   fixedHeader(out, PacketType::Connect, 0, len);
   putString(out, name);
-  out.push_back(static_cast<char>(c.version));
+  out.push_back(static_cast<char>(static_cast<uint8_t>(c.version) | (c.bridge ? 0x80 : 0)));
   uint8_t flags = 0;
   if (c.clean_start) flags |= 0x02;
   if (c.will) {

@@ -23,6 +23,9 @@ struct Will {
 
 struct Connect {
   Version version = Version::V311;
+  // The bridge bit of the protocol level (0x80, as mosquitto sends it):
+  // the client is another broker's bridge.
+  bool bridge = false;
   bool clean_start = true;
   uint16_t keepalive = 0;
   std::string client_id;

@@ -15,6 +15,8 @@ Broker::Broker(uv_loop_t* loop, Config cfg)
     : BrokerParts(loop, std::move(cfg)),
       loop_(loop),
       sys_({cfg_, stats_, clock_, durable_, router_, sessions_, budget_, connections_}),
+      bridges_({cfg_, sessions_, router_, durable_, timers_, loop, [this] { return newConnection(); },
+                [this](Connection& c) { armConnectionTimer(c); }}),
       sys_timer_(&Broker::onSysTimer, this),
       read_buf_(kReadBufferSize) {}
 
@@ -50,6 +52,7 @@ bool Broker::start(std::string& err) {
     LOG_NOTICE("listening on %s port %u", l.address.c_str(), l.port);
     listeners_.push_back(std::move(server));
   }
+  if (!bridges_.start(err)) return false;
   sys_.start();
   if (cfg_.sys_interval) timers_.armAfter(sys_timer_, kFirstSysMs);
   // Output is flushed once per loop turn: after I/O callbacks (check) and
@@ -72,6 +75,7 @@ void Broker::shutdown() {
              [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
   listeners_.clear();
   security_.stop();
+  bridges_.stop();
   auto conns = connections_;
   for (Connection* c : conns) c->disconnect(mqtt::Reason::ServerShuttingDown);
   flushAll();
@@ -91,18 +95,31 @@ void Broker::onConnection(uv_stream_t* server, int status) {
     LOG_WARN("accept failed: %s", uv_strerror(status));
     return;
   }
-  auto* c = new Connection(*b);
-  c->index = b->connections_.size();
-  b->connections_.push_back(c);
+  Connection* c = b->newConnection();
   ++b->stats_.connections_total;
   b->attachListener(*c, server);
   if (c->start(server)) b->armConnectionTimer(*c);
+}
+
+Connection* Broker::newConnection() {
+  auto* c = new Connection(*this);
+  c->index = connections_.size();
+  connections_.push_back(c);
+  return c;
 }
 
 void Broker::onConnectionLost(Connection& c) {
   ++closing_connections_;
   if (!shutting_down_) armConnectionTimer(c);
   Session* s = c.session;
+  if (c.bridge) {
+    // Out queue first: the session goes offline, then the link plans its
+    // reconnect.
+    c.session = nullptr;
+    if (s && s->conn == &c) sessions_.connectionLost(*s, true);
+    bridges_.onLinkLost(c);
+    return;
+  }
   if (c.dropped_qos0)
     LOG_NOTICE("client %s: %llu QoS 0 messages were dropped for it while its output was over budget",
                s ? s->clientId().c_str() : c.peer().c_str(), static_cast<unsigned long long>(c.dropped_qos0));
@@ -162,6 +179,7 @@ void Broker::onSysTimer(Timer& t) {
   auto* b = t.owner<Broker>();
   b->timers_.armAfter(t, uint64_t(b->cfg_.sys_interval) * 1000);
   b->sys_.publish();
+  b->bridges_.publishSys();
 }
 
 void Broker::protocolError(Connection& c, mqtt::Reason r, const char* what) {
@@ -212,7 +230,14 @@ void Broker::dispatchHolding(Connection& c, const mqtt::Frame& f) {
 
 void Broker::dispatch(Connection& c, const mqtt::Frame& f, FrameContext* fc) {
   using mqtt::PacketType;
-  if (!c.connected) {
+  if (c.bridge) {
+    // Our bridge's link: the client side of the protocol. PUBLISH and the
+    // acknowledgements go through the same handlers as a client's.
+    const bool shared_handler = c.connected && (f.type == PacketType::Publish || f.type == PacketType::Puback ||
+                                                f.type == PacketType::Pubrec || f.type == PacketType::Pubrel ||
+                                                f.type == PacketType::Pubcomp);
+    if (!shared_handler) return bridges_.onPacket(c, f);
+  } else if (!c.connected) {
     // [MQTT-3.1.0-1] the first packet must be CONNECT.
     if (f.type != PacketType::Connect) {
       LOG_NOTICE("closing %s: first packet is %s, not CONNECT", c.peer().c_str(),

@@ -13,6 +13,7 @@
 //   Router        routing/   topic tree, retained messages, route()
 //   SharedGroups  queues/    share groups as work queues
 //   SysTopics     metrics/   $SYS
+//   Bridges       bridges/   client connections to remote brokers
 // Time-driven work (keep alive, timeouts, will delay, expiry, $SYS) runs
 // from the timer facility (timers/): one timer per connection, one per
 // offline session with a deadline, one for $SYS; no periodic scan.
@@ -28,6 +29,7 @@
 #include "mqtt/decoder.h"
 #include "mqtt/packets.h"
 #include "persistence/store.h"
+#include "src/bridges/bridges.h"
 #include "src/broker/parts.h"
 #include "src/metrics/sys_topics.h"
 #include "src/transport/connection.h"
@@ -66,6 +68,7 @@ class Broker : private BrokerParts {
   void onConnectionLost(Connection& c);    // stop using c; it is closing
   void onConnectionClosed(Connection* c);  // handle closed: free it
   void onWritable(Connection& c);          // output drained below the high-water mark
+  void onBridgeConnected(Connection& c, int status) { bridges_.onConnected(c, status); }
   void accountOutput(Connection& c) { budget_.account(c); }
   void scheduleFlush(Connection* c) { dirty_.push_back(c); }
   uint8_t* sharedReadBuffer(size_t& n) {
@@ -91,6 +94,8 @@ class Broker : private BrokerParts {
   void handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc);
   void handleAck(Connection& c, const mqtt::Frame& f);
   void refusePublish(Connection& c, Session& s, const mqtt::Publish& p);
+  // Acknowledged as received and dropped (nothing owed it).
+  void acknowledgeDropped(Connection& c, Session& s, const mqtt::Publish& p);
   // handlers/subscribe.cpp
   void handleSubscribe(Connection& c, const mqtt::Frame& f);
   void handleUnsubscribe(Connection& c, const mqtt::Frame& f);
@@ -107,6 +112,8 @@ class Broker : private BrokerParts {
   void dispatchHolding(Connection& c, const mqtt::Frame& f);
   void protocolError(Connection& c, mqtt::Reason r, const char* what);
   void attachListener(Connection& c, uv_stream_t* server);
+  // A connection in the list, not started (a bridge connects it).
+  Connection* newConnection();
   void onCommit(bool failed);
   void flushAll();
   // broker/connection_timeouts.cpp: keep alive, the CONNECT and TLS
@@ -122,6 +129,7 @@ class Broker : private BrokerParts {
 
   uv_loop_t* loop_;
   SysTopics sys_;
+  Bridges bridges_;
 
   std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
   Timer sys_timer_;  // $SYS every mqtt.sys_interval seconds

@@ -3,6 +3,9 @@
 #include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 
+#include "mqtt/topic.h"
+
+#include <cstdlib>
 #include <cstring>
 
 #include <functional>
@@ -105,6 +108,150 @@ tls::TlsConfig readTls(const YAML::Node& n, const std::string& k) {
   return t;
 }
 
+// "host:port", "[v6]:port" or a bare host (port 1883).
+BridgeConfig::Address readAddress(const YAML::Node& n, const std::string& k) {
+  const std::string v = readString(n, k);
+  BridgeConfig::Address a;
+  std::string port;
+  if (!v.empty() && v[0] == '[') {
+    const size_t close = v.find(']');
+    if (close == std::string::npos) throw ConfigError(lineOf(n), k + ": '" + v + "': missing ']'");
+    a.host = v.substr(1, close - 1);
+    if (close + 1 < v.size()) {
+      if (v[close + 1] != ':') throw ConfigError(lineOf(n), k + ": '" + v + "': expected ':' after ']'");
+      port = v.substr(close + 2);
+    }
+  } else {
+    const size_t colon = v.rfind(':');
+    if (colon != std::string::npos && v.find(':') != colon)
+      throw ConfigError(lineOf(n), k + ": '" + v + "': write an IPv6 address as [address]:port");
+    a.host = v.substr(0, colon);
+    if (colon != std::string::npos) port = v.substr(colon + 1);
+  }
+  if (a.host.empty()) throw ConfigError(lineOf(n), k + ": '" + v + "': no host");
+  if (!port.empty()) {
+    char* end = nullptr;
+    const long p = std::strtol(port.c_str(), &end, 10);
+    if (*end != '\0' || p < 1 || p > 65535)
+      throw ConfigError(lineOf(n), k + ": '" + v + "': the port must be 1..65535");
+    a.port = static_cast<uint16_t>(p);
+  }
+  return a;
+}
+
+// A bridge's TLS: the CAs the remote's certificate must chain to (none:
+// the system's), and optionally a client certificate.
+tls::TlsConfig readClientTls(const YAML::Node& n, const std::string& k, BridgeConfig& b) {
+  tls::TlsConfig t;
+  auto str = [](std::string& field) {
+    return [&field](const YAML::Node& v, const std::string& kk) { field = readString(v, kk); };
+  };
+  readMap(n, k, {
+    {"ca_file", str(t.ca_file)},
+    {"ca_dir", str(t.ca_dir)},
+    {"cert_file", str(t.cert_file)},
+    {"key_file", str(t.key_file)},
+    {"ciphers", str(t.ciphers)},
+    {"ciphersuites", str(t.ciphersuites)},
+    {"server_name", str(b.server_name)},
+    {"verify_hostname", [&](const YAML::Node& v, const std::string& kk) { b.verify_hostname = readBool(v, kk); }},
+    {"min_version", [&](const YAML::Node& v, const std::string& kk) {
+       t.min_version = readString(v, kk);
+       if (t.min_version != "1.2" && t.min_version != "1.3")
+         throw ConfigError(lineOf(v), kk + ": '" + t.min_version + "' is not supported; use \"1.2\" or \"1.3\"");
+     }},
+  });
+  if (t.cert_file.empty() != t.key_file.empty())
+    throw ConfigError(lineOf(n), k + ": cert_file and key_file go together (the client certificate)");
+  return t;
+}
+
+void parseBridges(const YAML::Node& n, const std::string& k, std::vector<BridgeConfig>& out) {
+  if (n.IsNull()) return;
+  if (!n.IsSequence()) throw ConfigError(lineOf(n), k + ": expected a list of bridges");
+  for (size_t i = 0; i < n.size(); ++i) {
+    BridgeConfig b;
+    const std::string p = k + "[" + std::to_string(i) + "]";
+    readMap(n[i], p, {
+      {"name", [&](const YAML::Node& v, const std::string& kk) {
+         b.name = readString(v, kk);
+         const bool ok = !b.name.empty() && b.name.find_first_of("/+#") == std::string::npos;
+         if (!ok) throw ConfigError(lineOf(v), kk + ": '" + b.name + "': a non-empty name without '/', '+' or '#'");
+         for (const auto& other : out)
+           if (other.name == b.name) throw ConfigError(lineOf(v), kk + ": a second bridge named '" + b.name + "'");
+       }},
+      {"address", [&](const YAML::Node& v, const std::string& kk) { b.addresses.push_back(readAddress(v, kk)); }},
+      {"addresses", [&](const YAML::Node& v, const std::string& kk) {
+         if (!v.IsSequence()) throw ConfigError(lineOf(v), kk + ": expected a list of host:port");
+         for (size_t j = 0; j < v.size(); ++j) b.addresses.push_back(readAddress(v[j], kk + "[" + std::to_string(j) + "]"));
+       }},
+      {"protocol", [&](const YAML::Node& v, const std::string& kk) {
+         const std::string m = readString(v, kk);
+         if (m != "mqttv5" && m != "mqttv311") throw ConfigError(lineOf(v), kk + ": '" + m + "' is not one of mqttv5, mqttv311");
+         b.v5 = m == "mqttv5";
+       }},
+      {"client_id", [&](const YAML::Node& v, const std::string& kk) {
+         b.client_id = readString(v, kk);
+         if (b.client_id.empty()) throw ConfigError(lineOf(v), kk + ": must not be empty");
+       }},
+      {"username", [&](const YAML::Node& v, const std::string& kk) { b.username = readString(v, kk); }},
+      {"password", [&](const YAML::Node& v, const std::string& kk) { b.password = readString(v, kk); }},
+      {"keepalive", [&](const YAML::Node& v, const std::string& kk) { b.keepalive = readInt<uint16_t>(v, kk, 1, 65535); }},
+      {"clean_start", [&](const YAML::Node& v, const std::string& kk) { b.clean_start = readBool(v, kk); }},
+      {"session_expiry", [&](const YAML::Node& v, const std::string& kk) { b.session_expiry = readInt<uint32_t>(v, kk, 0, 0xFFFFFFFFll); }},
+      {"try_private", [&](const YAML::Node& v, const std::string& kk) { b.try_private = readBool(v, kk); }},
+      {"tls", [&](const YAML::Node& v, const std::string& kk) { b.tls = readClientTls(v, kk, b); }},
+      {"reconnect_min_ms", [&](const YAML::Node& v, const std::string& kk) { b.reconnect_min_ms = readInt<uint32_t>(v, kk, 10, 3600000); }},
+      {"reconnect_max_ms", [&](const YAML::Node& v, const std::string& kk) { b.reconnect_max_ms = readInt<uint32_t>(v, kk, 10, 3600000); }},
+      {"max_inflight", [&](const YAML::Node& v, const std::string& kk) { b.max_inflight = readInt<uint16_t>(v, kk, 1, 65535); }},
+      {"queue", [&](const YAML::Node& v, const std::string& kk) {
+         readMap(v, kk, {
+           {"max_messages", [&](const YAML::Node& w, const std::string& kw) { b.queue_max_messages = readInt<uint32_t>(w, kw, 0, 0xFFFFFFFFll); }},
+           {"max_bytes", [&](const YAML::Node& w, const std::string& kw) { b.queue_max_bytes = readInt<uint64_t>(w, kw, 0, 1ll << 50); }},
+           {"qos0", [&](const YAML::Node& w, const std::string& kw) { b.queue_qos0 = readBool(w, kw); }},
+         });
+       }},
+      {"topics", [&](const YAML::Node& v, const std::string& kk) {
+         if (!v.IsSequence()) throw ConfigError(lineOf(v), kk + ": expected a list of topic rules");
+         for (size_t j = 0; j < v.size(); ++j) {
+           BridgeTopic t;
+           const std::string tk = kk + "[" + std::to_string(j) + "]";
+           bool has_pattern = false;
+           readMap(v[j], tk, {
+             {"pattern", [&](const YAML::Node& w, const std::string& kw) { t.pattern = readString(w, kw); has_pattern = true; }},
+             {"direction", [&](const YAML::Node& w, const std::string& kw) {
+                const std::string d = readString(w, kw);
+                if (d == "out") t.direction = BridgeTopic::Direction::Out;
+                else if (d == "in") t.direction = BridgeTopic::Direction::In;
+                else if (d == "both") t.direction = BridgeTopic::Direction::Both;
+                else throw ConfigError(lineOf(w), kw + ": '" + d + "' is not one of out, in, both");
+              }},
+             {"qos", [&](const YAML::Node& w, const std::string& kw) { t.qos = readInt<uint8_t>(w, kw, 0, 2); }},
+             {"local_prefix", [&](const YAML::Node& w, const std::string& kw) { t.local_prefix = readString(w, kw); }},
+             {"remote_prefix", [&](const YAML::Node& w, const std::string& kw) { t.remote_prefix = readString(w, kw); }},
+           });
+           if (!has_pattern) throw ConfigError(lineOf(v[j]), tk + ".pattern: required (\"\" with prefixes that are whole topics)");
+           // The prefixes are plain topic levels, the filters valid on both sides.
+           for (const std::string* pre : {&t.local_prefix, &t.remote_prefix})
+             if (pre->find_first_of("+#") != std::string::npos)
+               throw ConfigError(lineOf(v[j]), tk + ": a prefix must not contain '+' or '#'");
+           if (!mqtt::validTopicFilter(t.localFilter()) || !mqtt::validTopicFilter(t.remoteFilter()))
+             throw ConfigError(lineOf(v[j]), tk + ": '" + t.pattern + "' with its prefixes is not a valid topic filter");
+           b.topics.push_back(std::move(t));
+         }
+       }},
+    });
+    if (!n[i].IsMap()) throw ConfigError(lineOf(n[i]), p + ": expected a mapping");
+    if (b.name.empty()) throw ConfigError(lineOf(n[i]), p + ".name: required");
+    if (b.addresses.empty()) throw ConfigError(lineOf(n[i]), p + ".address: required (or addresses)");
+    if (b.topics.empty()) throw ConfigError(lineOf(n[i]), p + ".topics: at least one topic rule is needed");
+    if (b.reconnect_max_ms < b.reconnect_min_ms)
+      throw ConfigError(lineOf(n[i]), p + ".reconnect_max_ms: smaller than reconnect_min_ms");
+    if (b.password && !b.username) throw ConfigError(lineOf(n[i]), p + ".password: needs username");
+    out.push_back(std::move(b));
+  }
+}
+
 void parseRoot(const YAML::Node& root, Config& c) {
   const long long u16max = 65535, u32max = 0xFFFFFFFFll;
   readMap(root, "", {
@@ -198,6 +345,7 @@ void parseRoot(const YAML::Node& root, Config& c) {
          {"acl_file", [&](const YAML::Node& v, const std::string& kk) { c.acl_file = readString(v, kk); }},
        });
      }},
+    {"bridges", [&](const YAML::Node& n, const std::string& k) { parseBridges(n, k, c.bridges); }},
     {"mqtt", [&](const YAML::Node& n, const std::string& k) {
        readMap(n, k, {
          {"max_qos", [&](const YAML::Node& v, const std::string& kk) { c.max_qos = readInt<uint8_t>(v, kk, 0, 2); }},

@@ -25,6 +25,52 @@ struct ListenerConfig {
   bool allow_anonymous = true;
 };
 
+// One topic rule of a bridge, as mosquitto's `topic` line: `pattern`
+// prefixed with `local_prefix` on this side and `remote_prefix` on the
+// remote side (an empty pattern: the prefixes are the whole topics).
+struct BridgeTopic {
+  enum class Direction : uint8_t { Out, In, Both };
+  std::string pattern;
+  Direction direction = Direction::Out;
+  uint8_t qos = 1;
+  std::string local_prefix;
+  std::string remote_prefix;
+  bool out() const { return direction != Direction::In; }
+  bool in() const { return direction != Direction::Out; }
+  std::string localFilter() const { return local_prefix + pattern; }
+  std::string remoteFilter() const { return remote_prefix + pattern; }
+};
+
+// A bridge: a client connection from Petrel to a remote broker, with a
+// durable queue of what goes out (bridges/).
+struct BridgeConfig {
+  std::string name;
+  // "host:port" (IPv6: "[::1]:1883"), tried in turn when one fails.
+  struct Address {
+    std::string host;
+    uint16_t port = 1883;
+  };
+  std::vector<Address> addresses;
+  bool v5 = true;            // protocol: mqttv5 | mqttv311
+  std::string client_id;     // default "<host name>.<name>"
+  std::optional<std::string> username;
+  std::optional<std::string> password;
+  uint16_t keepalive = 60;
+  bool clean_start = false;  // a persistent session on the remote side
+  uint32_t session_expiry = 0xFFFFFFFF;  // MQTT 5, with clean_start false
+  bool try_private = true;   // MQTT 3.1.1: announce a bridge (protocol level | 0x80)
+  std::optional<tls::TlsConfig> tls;  // ca_file/ca_dir, cert_file/key_file
+  bool verify_hostname = true;
+  std::string server_name;   // certificate name to verify; default: the host
+  uint32_t reconnect_min_ms = 1000;
+  uint32_t reconnect_max_ms = 60000;
+  uint16_t max_inflight = 100;
+  uint32_t queue_max_messages = 1000000;  // 0 = no limit
+  uint64_t queue_max_bytes = 0;            // payload bytes, 0 = no limit
+  bool queue_qos0 = false;  // QoS 0 messages are queued (and sent at QoS 1)
+  std::vector<BridgeTopic> topics;
+};
+
 // True for 127.0.0.0/8, ::1 and "localhost".
 bool isLoopbackAddress(const std::string& address);
 
@@ -74,6 +120,9 @@ struct Config {
   // auth: (empty = not used)
   std::string password_file;  // mosquitto_passwd format
   std::string acl_file;       // mosquitto acl_file format
+
+  // bridges:
+  std::vector<BridgeConfig> bridges;
 };
 
 // Reads `path` into `out`. On failure returns false and sets `error` to a

@@ -6,6 +6,7 @@
 #include "mqtt/decoder.h"
 #include "mqtt/encoder.h"
 #include "mqtt/topic.h"
+#include "src/bridges/bridge.h"
 #include "src/broker/broker.h"
 #include "tls/tls_session.h"
 #include "src/util/log.h"
@@ -88,6 +89,10 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
     assigned = true;
   }
 
+  // "$bridge/<name>" is the out queue of one of our bridges (bridges/).
+  if (p.client_id.compare(0, 8, "$bridge/") == 0)
+    return refuse(Reason::ClientIdentifierNotValid, "client identifier reserved for bridges");
+
   // The will (§3.1.2.5): check it now, so a bad one refuses the connection.
   if (p.will) {
     if (!mqtt::validTopicName(p.will->topic, cfg_.max_topic_levels))
@@ -142,6 +147,11 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
   s->expires_at_ms = 0;
   s->version = v;
   s->username = std::move(username);
+  // Another broker's bridge: the bridge bit of MQTT 3.1.1 (mosquitto's
+  // try_private) or a Petrel bridge's CONNECT user property.
+  s->peer_bridge = p.bridge;
+  for (const auto& up : p.props.user_properties)
+    if (up.first == Bridge::kUserProperty) s->peer_bridge = true;
   s->expiry_interval = expiry;
   // The broker's outbound window: limits.max_inflight, or the client's
   // Receive Maximum if that is smaller (§3.1.2.11.3; 65,535 when absent, as

@@ -3,6 +3,7 @@
 #include "mqtt/decoder.h"
 #include "mqtt/encoder.h"
 #include "mqtt/topic.h"
+#include "src/bridges/bridge.h"
 #include "src/broker/broker.h"
 #include "src/util/log.h"
 
@@ -58,7 +59,19 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
       return protocolError(c, Reason::ReceiveMaximumExceeded, "too many QoS 2 messages in flight");
   }
 
-  if (!sessions_.mayPublish(s, p.topic)) return refusePublish(c, s, p);  // ACL
+  if (c.bridge) {
+    // From the remote side of our bridge: its in rules name the local topic
+    // (the operator configured it: no ACL).
+    std::string local;
+    if (!c.bridge->topics().toLocal(p.topic, local)) {
+      LOG_DEBUG("bridge %s: '%s' matches no in rule, dropped", c.bridge->name().c_str(), p.topic.c_str());
+      return acknowledgeDropped(c, s, p);
+    }
+    p.topic = std::move(local);
+    ++c.bridge->counters.received;
+  } else if (!sessions_.mayPublish(s, p.topic)) {
+    return refusePublish(c, s, p);  // ACL
+  }
 
   ++stats_.messages_received;
   auto msg = std::make_shared<Message>();
@@ -75,6 +88,7 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
     msg->has_props = !msg->props.empty();
   }
   msg->origin = s.clientId();
+  msg->from_bridge = c.bridge || s.peer_bridge;
   msg->id = durable_.newMessageId();
   MessagePtr m = std::move(msg);
 
@@ -167,6 +181,16 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
     default:
       return;
   }
+}
+
+void Broker::acknowledgeDropped(Connection& c, Session& s, const mqtt::Publish& p) {
+  if (p.qos == 0) return;
+  mqtt::Ack ack;
+  ack.type = p.qos == 1 ? mqtt::PacketType::Puback : mqtt::PacketType::Pubrec;
+  ack.packet_id = p.packet_id;
+  if (c.version == mqtt::Version::V5) ack.reason = mqtt::Reason::NoMatchingSubscribers;
+  if (p.qos == 2) s.inbound_qos2.insert(p.packet_id);  // PUBREL will follow
+  mqtt::encode(ack, c.version, c.out());
 }
 
 void Broker::refusePublish(Connection& c, Session& s, const mqtt::Publish& p) {

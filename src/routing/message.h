@@ -26,6 +26,9 @@ struct Message {
   int64_t expires_at_ms = 0;
   // Client id of the publisher, for No Local (§3.8.3.1).
   std::string origin;
+  // Came in over a bridge (ours, or another broker's connecting to us):
+  // never forwarded by a bridge again (loop prevention, bridges/).
+  bool from_bridge = false;
   // Id in the persistent store (assigned to every message when persistence
   // is on; the record is written only when a durable holder exists).
   uint64_t id = 0;

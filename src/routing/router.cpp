@@ -29,12 +29,15 @@ RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
       m->topic,
       [&](const Subscriber& sub) {
         Session* s = sub.session;
-        // [MQTT-3.8.3-3] No Local: not back to the publisher.
-        if (sub.opts.no_local && s->clientId() == m->origin) return;
+        // [MQTT-3.8.3-3] No Local: not back to the publisher (never back
+        // to a bridge that sent it).
+        if ((sub.opts.no_local || s->peer_bridge) && s->clientId() == m->origin) return;
+        // A message that crossed a bridge does not cross another one.
+        if (s->bridge && m->from_bridge) return;
         if (s->match_gen != gen) {
           s->match_gen = gen;
           s->match_index = targets.size();
-          targets.push_back({s, sub.opts.qos, sub.opts.retain_as_published, {}});
+          targets.push_back({s, sub.opts.qos, sub.opts.retain_as_published || s->peer_bridge, {}});
           if (sub.opts.subscription_id) targets.back().ids.push_back(sub.opts.subscription_id);
           return;
         }

@@ -8,6 +8,7 @@
 
 #include "mqtt/encoder.h"
 #include "src/acks/ack_holds.h"
+#include "src/bridges/bridge.h"
 #include "src/durable/durable.h"
 #include "src/queues/shared_groups.h"
 #include "src/sessions/output_budget.h"
@@ -20,6 +21,15 @@ namespace petrel {
 DeliverOutcome Sessions::deliver(Session& s, Delivery&& d, const AckGatePtr& gate) {
   Connection* c = s.conn;
   const bool online = c && !c->closing() && c->connected;
+  uint64_t max_messages = cfg_.max_queued_messages;
+  uint64_t max_bytes = cfg_.max_queued_bytes;
+  if (s.bridge) {
+    if (auto it = own_limits_.find(&s); it != own_limits_.end()) {
+      max_messages = it->second.max_messages;
+      max_bytes = it->second.max_bytes;
+      if (d.qos == 0 && it->second.qos0) d.qos = 1;  // kept for the link like QoS 1
+    }
+  }
   if (d.qos == 0) {
     // QoS 0 is sent now or never: not queued for offline sessions, and
     // dropped for a client whose socket cannot keep up.
@@ -32,10 +42,10 @@ DeliverOutcome Sessions::deliver(Session& s, Delivery&& d, const AckGatePtr& gat
   const bool persist = durable(s) && s.stored;
   const size_t bytes = d.msg->payload.size();
   const char* limit = nullptr;
-  if (cfg_.max_queued_messages && s.queuedCount() >= cfg_.max_queued_messages)
-    limit = "limits.max_queued_messages";
-  else if (cfg_.max_queued_bytes && s.queued_bytes + bytes > cfg_.max_queued_bytes)
-    limit = "limits.max_queued_bytes";
+  if (max_messages && s.queuedCount() >= max_messages)
+    limit = s.bridge ? "queue.max_messages" : "limits.max_queued_messages";
+  else if (max_bytes && s.queued_bytes + bytes > max_bytes)
+    limit = s.bridge ? "queue.max_bytes" : "limits.max_queued_bytes";
   else if (persist && durable_.full())
     limit = "persistence.max_size_mb";
   const bool window_free = online && s.queue.empty() && s.disk_count == 0 &&
@@ -133,6 +143,13 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
     expiry_left = static_cast<uint32_t>((m.expires_at_ms - now + 999) / 1000);
   }
   std::string_view topic = m.topic;
+  std::string remote_topic;
+  if (c.bridge) {
+    // Out over a bridge: the topic as the remote side names it.
+    if (!c.bridge->topics().toRemote(m.topic, remote_topic)) return false;
+    topic = remote_topic;
+    if (!dup) ++c.bridge->counters.forwarded;
+  }
   const mqtt::Properties* props = nullptr;
   // Built only for a delivery with properties of its own: a Properties
   // object is large, and most deliveries (every MQTT 3.1.1 one) need none.
@@ -170,7 +187,7 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
   // Encode once: nothing of this delivery differs from the other
   // receivers' but the packet id.
   const PublishCache::Encoded* shared = nullptr;
-  if (!dup && encoded_.active(m) && !tmp) shared = &encoded_.get(c.version, d.qos, d.retain, props);
+  if (!dup && encoded_.active(m) && !tmp && !c.bridge) shared = &encoded_.get(c.version, d.qos, d.retain, props);
   if (s.client_max_packet &&
       (shared ? shared->bytes.size() : mqtt::publishSize(c.version, topic, d.qos, props, m.payload.size())) >
           s.client_max_packet) {

@@ -125,6 +125,7 @@ void Sessions::end(Session* s) {
   if (durable_.enabled()) forgetPending(s);
   if (s->dropped) LOG_NOTICE("session %s ended; %llu messages were dropped for it",
                              s->clientId().c_str(), static_cast<unsigned long long>(s->dropped));
+  if (s->bridge) own_limits_.erase(s);
   const std::string id = s->clientId();  // the key dies with the session
   map_.erase(id);
 }

@@ -305,6 +305,11 @@ class Session {
   bool evicted = false;         // offline with nothing in RAM
   bool refill_waiting = false;  // disk entries not committed yet
   bool has_shared = false;      // member of a shared subscription group
+  bool bridge = false;          // the out queue of one of our bridges (bridges/)
+  // Another broker's bridge (CONNECT's bridge bit or user property): its
+  // own messages are never sent back to it, and retain flags go as
+  // published, on every subscription.
+  bool peer_bridge = false;
   uint16_t client_receive_max = 65535;
   uint16_t client_topic_alias_max = 0;
 

@@ -32,6 +32,7 @@
 #include "src/sessions/publish_cache.h"
 #include "src/sessions/session.h"
 #include "src/transport/connection.h"
+#include "src/util/check.h"
 
 namespace petrel {
 
@@ -115,6 +116,19 @@ class Sessions {
     return security_.maySubscribe(s.username, s.clientId(), filter);
   }
 
+  // Queue limits of one session instead of limits.max_queued_* (a
+  // bridge's out queue, bridges/); `qos0`: QoS 0 messages are queued too,
+  // as QoS 1.
+  struct QueueLimits {
+    uint32_t max_messages = 0;  // 0 = no limit
+    uint64_t max_bytes = 0;     // 0 = no limit
+    bool qos0 = false;
+  };
+  void setQueueLimits(Session& s, const QueueLimits& l) {
+    PETREL_CHECK(s.bridge);  // deliver() looks them up for bridge sessions only
+    own_limits_[&s] = l;
+  }
+
   // --- delivery (delivery.cpp) ---
   // Sends or queues `d` for `s`. With a gate, a durable QoS 1 delivery
   // sent at once counts in it (DeliverOutcome).
@@ -168,6 +182,7 @@ class Sessions {
   LoopTimers& timers_;
   // Keyed by a view of the session's own client id (no second copy).
   std::unordered_map<std::string_view, std::unique_ptr<Session>> map_;
+  std::unordered_map<const Session*, QueueLimits> own_limits_;
   std::vector<Session*> evict_pending_;
   std::vector<Session*> refill_pending_;
   PublishCache encoded_;

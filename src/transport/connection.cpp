@@ -26,6 +26,24 @@ void Connection::enableTls(const tls::TlsContext& ctx) {
   layer_->setHandler(this);
 }
 
+void Connection::enableClientTls(const tls::TlsContext& ctx, const std::string& server_name) {
+  auto t = std::make_unique<TlsStream>(tcp_, ctx);
+  if (!server_name.empty()) t->setServerName(server_name);
+  layer_ = std::move(t);
+  layer_->setHandler(this);
+}
+
+int Connection::connectTo(const sockaddr* addr) {
+  last_rx_ms = accepted_ms = uv_now(broker_.loop());
+  return tcp_.connect(broker_.loop(), addr);
+}
+
+void Connection::onStreamConnected(int status) {
+  if (closing_) return;
+  last_rx_ms = uv_now(tcp_.loop());
+  broker_.onBridgeConnected(*this, status);
+}
+
 size_t Connection::pendingOutputInAll() const {
   size_t n = out_.size() + (layer_ ? layer_->pendingBytes() : tcp_.pendingBytes());
   if (held_) n += held_->bytes();
@@ -95,7 +113,7 @@ void Connection::processShared(const uint8_t* data, size_t len) {
   // [MQTT-3.1.0-1] the first packet must be CONNECT: a stream that starts
   // with anything else is closed at its first byte, without waiting for
   // (and buffering) the body it announces.
-  if (!connected && len > 0 && (data[0] >> 4) != static_cast<uint8_t>(mqtt::PacketType::Connect) &&
+  if (!connected && !bridge && len > 0 && (data[0] >> 4) != static_cast<uint8_t>(mqtt::PacketType::Connect) &&
       buffered() == 0) {
     mqtt::Frame f;
     f.type = static_cast<mqtt::PacketType>(data[0] >> 4);

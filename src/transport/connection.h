@@ -27,6 +27,7 @@
 
 namespace petrel {
 
+class Bridge;
 class Broker;
 class Session;
 struct ListenerSecurity;
@@ -45,6 +46,10 @@ class Connection final : private StreamHandler {
 
   // Starts reading after accept().
   bool start(uv_stream_t* server);
+  // Client mode (a bridge's link): connects; the broker hears of the
+  // outcome (Broker::onBridgeConnected). 0 or a libuv error; on an error
+  // the caller closes the connection.
+  int connectTo(const sockaddr* addr);
 
   // Output: bytes appended here go out at the end of the loop turn -- or,
   // while output is held, after the held output.
@@ -129,6 +134,8 @@ class Connection final : private StreamHandler {
     return *aliases;
   }
   size_t index = 0;             // position in the broker's connection list
+  // Set on the outgoing connection of one of our bridges (bridges/).
+  Bridge* bridge = nullptr;
   // The connection's next deadline (keep alive, CONNECT and TLS handshake
   // timeouts, lingering after a close), run by the broker
   // (broker/connection_timeouts.cpp).
@@ -146,6 +153,9 @@ class Connection final : private StreamHandler {
   // On a TLS listener: stacks a TLS layer on the socket. Before start().
   void enableTls(const tls::TlsContext& ctx);
   tls::TlsSession* tlsSession() { return layer_ ? layer_->tlsSession() : nullptr; }
+  // Client mode: TLS toward a server whose certificate must carry
+  // `server_name` (empty: the chain is verified, the name is not).
+  void enableClientTls(const tls::TlsContext& ctx, const std::string& server_name);
 
  private:
   // StreamHandler: the top of the stack talks to the connection.
@@ -156,6 +166,7 @@ class Connection final : private StreamHandler {
   void onStreamWritable(bool ok) override;
   void onStreamEnd(StreamEnd why) override;
   void onStreamClosed() override;
+  void onStreamConnected(int status) override;
 
   // The top of the stack: what output is handed to, what closes.
   Stream& top() { return layer_ ? *layer_ : static_cast<Stream&>(tcp_); }
