@@ -178,6 +178,12 @@ void Bridge::onConnack(Connection& c, const mqtt::Frame& f) {
   LOG_NOTICE("bridge %s: connected to %s (MQTT %s, remote session %s), %zu queued", name().c_str(),
              addressText().c_str(), cfg_.v5 ? "5.0" : "3.1.1", a.session_present ? "resumed" : "new",
              s.queuedCount() + s.inflight.size());
+  if (a.props.maximum_qos) {
+    for (const BridgeTopic& t : cfg_.topics)
+      if (t.out() && t.qos > *a.props.maximum_qos)
+        LOG_WARN("bridge %s: the remote accepts QoS %u at most; rule '%s' forwards QoS %u, which it will refuse",
+                 name().c_str(), *a.props.maximum_qos, t.pattern.c_str(), t.qos);
+  }
   subscribeRemote(c);
   keepalive_ = a.props.server_keep_alive.value_or(cfg_.keepalive);
   if (keepalive_) owner_.p_.timers.armAfter(ping_, uint64_t(keepalive_) * 1000);
@@ -191,7 +197,7 @@ void Bridge::subscribeRemote(Connection& c) {
     if (!t.in()) continue;
     mqtt::SubscribeTopic st;
     st.filter = t.remoteFilter();
-    st.qos = t.qos;
+    st.qos = std::min(t.qos, owner_.p_.cfg.max_qos);  // what we accept ourselves
     // MQTT 5: what we publish there does not come back, and retained
     // messages keep their flag. (MQTT 3.1.1: the bridge bit asks the same
     // of brokers that know it.)

@@ -19,8 +19,11 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
 
   if (p.qos > cfg_.max_qos)  // [MQTT-3.2.2-11]
     return protocolError(c, Reason::QosNotSupported, "PUBLISH above the maximum QoS");
-  if (p.retain && !cfg_.retain_available)  // [MQTT-3.2.2-14]
-    return protocolError(c, Reason::RetainNotSupported, "retained PUBLISH while retain is unavailable");
+  if (p.retain && !cfg_.retain_available) {
+    // A remote broker sends on what it has; our bridge takes it unretained.
+    if (c.bridge) p.retain = false;
+    else return protocolError(c, Reason::RetainNotSupported, "retained PUBLISH while retain is unavailable");  // [MQTT-3.2.2-14]
+  }
 
   // Topic alias (§3.3.2.3.4).
   if (v5 && p.props.topic_alias) {

@@ -44,17 +44,24 @@ N = 10_000
 class Mosquitto:
     """A real mosquitto on loopback, persistent, restartable on its port."""
 
-    def __init__(self, workdir, name="mosquitto"):
+    def __init__(self, workdir, name="mosquitto", users=None):
         self.port = free_port()
         self.dir = os.path.join(str(workdir), name)
         os.makedirs(self.dir, exist_ok=True)
         self.conf = os.path.join(self.dir, "mosquitto.conf")
+        auth = "allow_anonymous true\n"
+        if users:
+            pw = os.path.join(self.dir, "passwd")
+            for i, (user, password) in enumerate(users.items()):
+                subprocess.run(["mosquitto_passwd"] + (["-c"] if i == 0 else []) + ["-b", pw, user, password],
+                               check=True, capture_output=True)
+            auth = "allow_anonymous false\npassword_file %s\n" % pw
         with open(self.conf, "w") as f:
-            f.write("user root\nlistener %d %s\nallow_anonymous true\n"
+            f.write("user root\nlistener %d %s\n" % (self.port, HOST) + auth +
                     "persistence true\npersistence_location %s/\nautosave_interval 1\n"
                     "max_queued_messages 0\nmax_inflight_messages 100\n"
                     "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
-                    % (self.port, HOST, self.dir))
+                    % self.dir)
         self.proc = None
         self.log_path = os.path.join(self.dir, "log")
 
@@ -87,8 +94,8 @@ def mosquitto(tmp_path):
         pytest.skip("mosquitto is not installed")
     started = []
 
-    def make(name="mosquitto"):
-        mq = Mosquitto(tmp_path, name)
+    def make(name="mosquitto", users=None):
+        mq = Mosquitto(tmp_path, name, users)
         started.append(mq)
         return mq.start()
     yield make
@@ -186,6 +193,17 @@ def publish_through(pub, topic, n, window=100):
         return False
 
 
+def wait_sys(port, topic, pred, timeout=5.0):
+    """The $SYS value once `pred` holds for it ($SYS is published every
+    mqtt.sys_interval, here 1 s: a value read at once may be older)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = sys_value(port, topic)
+        if pred(v) or time.monotonic() > deadline:
+            return v
+        time.sleep(0.2)
+
+
 def drain(subs, n, timeout):
     ok = fc.run(subs, lambda: all(s.unique() >= n for s in subs), timeout)
     return ok
@@ -253,15 +271,15 @@ def test_store_and_forward_while_mosquitto_is_down(make_broker, mosquitto):
     assert publish_through(pub, "data/x", N * 3 // 4)  # Petrel stays up throughout
     stopper.join()
     wait_log(p, r"bridge r: link to .* lost")
-    assert sys_value(p.port, "$SYS/broker/bridge/r/state") == "0"
-    queued = int(sys_value(p.port, "$SYS/broker/bridge/r/queued"))
+    assert sys_value(p.port, "$SYS/broker/bridge/r/state") == "0"  # published on change
+    queued = int(wait_sys(p.port, "$SYS/broker/bridge/r/queued", lambda v: int(v) > N // 4))
     assert queued > N // 4, queued  # held by Petrel while the remote was away
     mq.start()
     assert publish_through(pub, "data/x", N)  # while the link comes back
     rsub = fc.Sub(HOST, mq.port, "rsub", version=4, clean=False).connect()
     assert drain([rsub], N, 30), "remote got %d of %d" % (rsub.unique(), N)
     assert rsub.order_errors == 0
-    assert int(sys_value(p.port, "$SYS/broker/bridge/r/reconnects")) >= 1
+    assert int(wait_sys(p.port, "$SYS/broker/bridge/r/reconnects", lambda v: int(v) >= 1)) >= 1
     assert sys_value(p.port, "$SYS/broker/bridge/r/dropped") == "0"
 
 
@@ -353,8 +371,8 @@ def test_queue_limit_drops_and_counts(make_broker):
                                     queue={"max_messages": 100})])
     pub = fc.Pub(HOST, p.port, "pub", version=4, name="p").connect()
     pub.publish("q/x", 150)
-    assert sys_value(p.port, "$SYS/broker/bridge/r/queued") == "100"
-    assert sys_value(p.port, "$SYS/broker/bridge/r/dropped") == "50"
+    assert wait_sys(p.port, "$SYS/broker/bridge/r/queued", lambda v: v == "100") == "100"
+    assert wait_sys(p.port, "$SYS/broker/bridge/r/dropped", lambda v: v == "50") == "50"
     assert sys_value(p.port, "$SYS/broker/bridge/r/state") == "0"
     wait_log(p, r"bridge r: connection failed; next attempt in \d+ ms", 3)
     assert "queue limit reached (queue.max_messages)" in p.log()
@@ -371,7 +389,7 @@ def test_qos0_queued_when_asked(make_broker, mosquitto):
     for i in range(5):
         pub.publish("z/x", b"%d" % i, qos=0)
     pub.ping()
-    assert sys_value(p.port, "$SYS/broker/bridge/r/queued") == "5"
+    assert wait_sys(p.port, "$SYS/broker/bridge/r/queued", lambda v: v == "5") == "5"
     mq.start()
     wait_up(p)
     time.sleep(0.3)
@@ -402,15 +420,20 @@ def test_tls_bridge_verifies_the_remote(make_broker, tmp_path):
     ca = CertAuthority(str(tmp_path))
     cert, key = ca.issue("server", "localhost", server=True)
     tls_port = free_port()
+    client_cert, client_key = ca.issue("client", "site1")
     remote = make_broker(start=False, persistence={"enabled": False})
     rewrite(remote, listeners=[{"address": HOST, "port": remote.port},
                                {"address": HOST, "port": tls_port,
-                                "tls": {"cert_file": cert, "key_file": key}}])
+                                "tls": {"cert_file": cert, "key_file": key, "ca_file": ca.cert,
+                                        "require_certificate": True}}])
     remote.start()
+    # Host name verified (the certificate names localhost), client certificate shown.
     ok = petrel(make_broker, [bridge("ok", "localhost:%d" % tls_port, [rule("s/#", "out", 1)],
-                                     tls={"ca_file": ca.cert})])
+                                     tls={"ca_file": ca.cert, "cert_file": client_cert,
+                                          "key_file": client_key})])
     wrong = petrel(make_broker, [bridge("wrong", "%s:%d" % (HOST, tls_port), [rule("s/#", "out", 1)],
-                                        tls={"ca_file": ca.cert, "server_name": "other.example"})])
+                                        tls={"ca_file": ca.cert, "cert_file": client_cert,
+                                             "key_file": client_key, "server_name": "other.example"})])
     wait_up(ok, "ok")
     rsub = sub_client(remote.port, "s/#")
     pub = m.RawClient(HOST, ok.port)
@@ -420,6 +443,30 @@ def test_tls_bridge_verifies_the_remote(make_broker, tmp_path):
     wait_log(wrong, r"bridge wrong: connection failed", 2)
     assert "bridge wrong: connected" not in wrong.log()
     assert sys_value(wrong.port, "$SYS/broker/bridge/wrong/state") == "0"
+
+
+def test_user_name_and_password(make_broker, mosquitto):
+    mq = mosquitto(users={"site1": "s3cret"})
+    good = petrel(make_broker, [bridge("r", mq.address(), [rule("u/#", "out", 1)], protocol="mqttv311",
+                                       username="site1", password="s3cret")])
+    bad = petrel(make_broker, [bridge("r", mq.address(), [rule("u/#", "out", 1)], protocol="mqttv311",
+                                      username="site1", password="wrong")])
+    wait_up(good)
+    wait_log(bad, r"bridge r: .* refused the connection: ", 2)  # and keeps trying
+    assert "bridge r: connected" not in bad.log()
+
+
+def test_dead_remote_detected_by_keep_alive(make_broker, mosquitto):
+    mq = mosquitto()
+    p = petrel(make_broker, [bridge("r", mq.address(), [rule("k/#", "out", 1)], keepalive=1)])
+    wait_up(p)
+    mq.proc.send_signal(signal.SIGSTOP)  # the TCP connection stays, nothing answers
+    try:
+        wait_log(p, r"bridge r: no answer from .* for 1 s", timeout=5)
+        wait_log(p, r"bridge r: link to .* lost")
+    finally:
+        mq.proc.send_signal(signal.SIGCONT)
+    wait_up(p, count=2)
 
 
 def test_bridge_session_ids_are_reserved(make_broker):
