@@ -190,10 +190,7 @@ void parseBridges(const YAML::Node& n, const std::string& k, std::vector<BridgeC
          if (m != "mqttv5" && m != "mqttv311") throw ConfigError(lineOf(v), kk + ": '" + m + "' is not one of mqttv5, mqttv311");
          b.v5 = m == "mqttv5";
        }},
-      {"client_id", [&](const YAML::Node& v, const std::string& kk) {
-         b.client_id = readString(v, kk);
-         if (b.client_id.empty()) throw ConfigError(lineOf(v), kk + ": must not be empty");
-       }},
+      {"client_id", [&](const YAML::Node& v, const std::string& kk) { b.client_id = readString(v, kk); }},
       {"username", [&](const YAML::Node& v, const std::string& kk) { b.username = readString(v, kk); }},
       {"password", [&](const YAML::Node& v, const std::string& kk) { b.password = readString(v, kk); }},
       {"keepalive", [&](const YAML::Node& v, const std::string& kk) { b.keepalive = readInt<uint16_t>(v, kk, 1, 65535); }},
