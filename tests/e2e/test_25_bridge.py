@@ -542,3 +542,17 @@ def test_bad_bridge_config_is_refused_with_key_and_line(tmp_path, bridges, error
     assert r.returncode != 0
     assert re.search(error, r.stderr), r.stderr
     assert re.search(r"bad\.yaml:\d+:", r.stderr), r.stderr
+
+
+def test_the_documented_bridge_example_is_valid(tmp_path):
+    """config.yaml's commented bridge example, uncommented, loads."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    text = open(os.path.join(repo, "config.yaml")).read()
+    lines = text[text.index("bridges: []"):].splitlines()[1:]
+    example = "bridges:\n" + "\n".join(line[1:] if line.startswith("#") else line for line in lines) + "\n"
+    path = tmp_path / "example.yaml"
+    path.write_text(example)
+    r = subprocess.run([PETREL_BIN, "--check-config", "--config", str(path)], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert len(yaml.safe_load(example)["bridges"][0]["topics"]) == 2
