@@ -121,8 +121,10 @@ void SharedGroups::dispatch(SharedGroup& g) {
     auto pos = g.work->queue.begin() + static_cast<std::ptrdiff_t>(skipped);
     GroupEntry& e = *pos;
     if (e.msg->expires_at_ms && e.msg->expires_at_ms <= now) {
+      // [MQTT-3.3.2-5] expired in the group queue: no member gets it.
       if (e.seq && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), e.seq, e.msg->id);
       ++stats_.messages_dropped;
+      ++stats_.messages_expired;
       g.work->queue.erase(pos);
       continue;
     }

@@ -127,6 +127,7 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
     // [MQTT-3.3.2-5] an expired message is not delivered.
     if (m.expires_at_ms <= now) {
       ++stats_.messages_dropped;
+      ++stats_.messages_expired;
       return false;
     }
     // [MQTT-3.3.2-6] the interval sent is what remains.

@@ -60,6 +60,8 @@ void Sessions::refill(Session& s, bool resend) {
     }
     if (!q.released && d.msg->expires_at_ms && d.msg->expires_at_ms <= now) {
       // [MQTT-3.3.2-5] expired while queued: purged, never delivered.
+      ++stats_.messages_dropped;
+      ++stats_.messages_expired;
       forget(s, d);
       continue;
     }
