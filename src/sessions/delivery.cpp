@@ -208,18 +208,38 @@ void Sessions::resume(Session& s, Connection& c) {
   s.evicted = false;
   // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (DUP=1) and PUBREL, in
   // their original order, then whatever queued while offline.
-  for (auto& f : s.inflight) {
-    if (f.released) {
-      mqtt::Ack rel;
-      rel.type = mqtt::PacketType::Pubrel;
-      rel.packet_id = f.packet_id;
-      mqtt::encode(rel, c.version, c.out());
-    } else {
-      sendPublish(s, c, f.d, f.packet_id, true);
-    }
+  for (auto it = s.inflight.begin(); it != s.inflight.end();) {
+    if (resendInflight(s, c, *it)) ++it;
+    else it = s.inflight.erase(it);
   }
   pump(s);
   groups_.dispatchMemberGroups(s);
+}
+
+bool Sessions::resendInflight(Session& s, Connection& c, InflightOut& f) {
+  if (!f.released) {
+    if (sendPublish(s, c, f.d, f.packet_id, true)) return true;
+    // Not sent again: it expired while the client was away [MQTT-3.3.2-5]
+    // (or exceeds the client's new Maximum Packet Size).
+    if (f.d.qos == 1) {
+      // The exchange ends here; the packet id is free for the next message.
+      if (f.d.gate && f.d.gate->receiverDone()) holds_.gateOpened();
+      forget(s, f.d);
+      return false;
+    }
+    // QoS 2: the client may hold this packet id from the first PUBLISH
+    // (its PUBREC lost), and would take a new message under it for that
+    // duplicate. A PUBREL ends the exchange on both sides without the
+    // message: the client answers PUBCOMP and treats the id as new again
+    // (§4.3.3), and the entry completes as usual.
+    f.released = true;
+    if (f.d.seq) saveQueueEntry(s, f.d, f.packet_id, true);
+  }
+  mqtt::Ack rel;
+  rel.type = mqtt::PacketType::Pubrel;
+  rel.packet_id = f.packet_id;
+  mqtt::encode(rel, c.version, c.out());
+  return true;
 }
 
 bool Sessions::ready(const Session& s) const {

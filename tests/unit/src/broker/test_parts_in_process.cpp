@@ -264,5 +264,69 @@ TEST_F(Flow, AFanOutIsEncodedOnceAndEachReceiverGetsItsOwnPacketId) {
   EXPECT_EQ(c5.out(), want_5);
 }
 
+// --- Message expiry on every way to a receiver [MQTT-3.3.2-5] ---
+
+// A message whose lifetime ends `in_ms` from now (negative: in the past).
+static MessagePtr expiring(const std::string& topic, uint8_t qos, int64_t at_ms, bool retain = false) {
+  auto m = std::make_shared<Message>();
+  m->topic = topic;
+  m->payload = "x";
+  m->qos = qos;
+  m->origin = "pub";
+  m->retain = retain;
+  m->expires_at_ms = at_ms;
+  return m;
+}
+
+// The packet types written to a connection's output, in order.
+static std::vector<mqtt::PacketType> packets(const std::string& out) {
+  std::vector<mqtt::PacketType> v;
+  for (size_t pos = 0; pos < out.size();) {
+    mqtt::Frame f;
+    if (mqtt::peekFrame(reinterpret_cast<const uint8_t*>(out.data()) + pos, out.size() - pos, 1 << 30, f) !=
+        mqtt::FrameStatus::Ok)
+      break;
+    v.push_back(f.type);
+    pos += f.total_len;
+  }
+  return v;
+}
+
+TEST_F(Flow, OnReconnectAnExpiredQos1InFlightIsDroppedAndAnExpiredQos2IsReleased) {
+  Session& s = session("sub");
+  const int64_t past = clock_.wallMs() - 1;
+  Delivery q1;
+  q1.msg = expiring("t", 1, past);
+  q1.qos = 1;
+  Delivery q2;
+  q2.msg = expiring("t", 2, past);
+  q2.qos = 2;
+  Delivery live;
+  live.msg = message("t", 1);
+  live.qos = 1;
+  Delivery done;  // PUBREC came back before the disconnect
+  done.msg = expiring("t", 2, past);
+  done.qos = 2;
+  s.inflight.push_back({1, std::move(q1), false});
+  s.inflight.push_back({2, std::move(q2), false});
+  s.inflight.push_back({3, std::move(live), false});
+  s.inflight.push_back({4, std::move(done), true});
+  Connection& c = connect(s, mqtt::Version::V5);
+  sessions_.resume(s, c);
+  // No expired PUBLISH goes out: the QoS 1 exchange ends, the QoS 2 one
+  // is closed with a PUBREL (the client may hold its packet id).
+  EXPECT_EQ(packets(c.out()), (std::vector<mqtt::PacketType>{mqtt::PacketType::Pubrel, mqtt::PacketType::Publish,
+                                                             mqtt::PacketType::Pubrel}));
+  ASSERT_EQ(s.inflight.size(), 3u);
+  EXPECT_EQ(s.findInflight(1), nullptr);
+  ASSERT_NE(s.findInflight(2), nullptr);
+  EXPECT_TRUE(s.findInflight(2)->released);
+  EXPECT_FALSE(s.findInflight(3)->released);
+  EXPECT_EQ(stats_.messages_expired, 2u);
+  // The PUBCOMP for the released one completes it.
+  sessions_.completeDelivery(s, 2);
+  EXPECT_EQ(s.inflight.size(), 2u);
+}
+
 }  // namespace
 }  // namespace petrel
