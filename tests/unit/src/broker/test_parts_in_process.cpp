@@ -278,6 +278,19 @@ static MessagePtr expiring(const std::string& topic, uint8_t qos, int64_t at_ms,
   return m;
 }
 
+TEST_F(Parts, AnExpiredRetainedMessageIsNotSentAndIsRemoved) {
+  router_.retain(expiring("cfg/old", 1, clock_.wallMs() - 1, true));
+  router_.retain(expiring("cfg/new", 1, clock_.wallMs() + 60'000, true));
+  EXPECT_EQ(router_.retained().size(), 2u);
+  Session& s = session("sub");
+  SubscriptionOptions o;
+  o.qos = 1;
+  router_.sendRetained(s, "cfg/#", o);
+  ASSERT_EQ(s.queue.size(), 1u);
+  EXPECT_EQ(s.queue.front().msg->topic, "cfg/new");
+  EXPECT_EQ(router_.retained().size(), 1u);
+}
+
 // The packet types written to a connection's output, in order.
 static std::vector<mqtt::PacketType> packets(const std::string& out) {
   std::vector<mqtt::PacketType> v;
