@@ -5,6 +5,7 @@
 // pull the next queued messages.
 #include <algorithm>
 #include <optional>
+#include <vector>
 
 #include "mqtt/encoder.h"
 #include "src/acks/ack_holds.h"
@@ -31,15 +32,23 @@ DeliverOutcome Sessions::deliver(Session& s, Delivery&& d, const AckGatePtr& gat
   }
   const bool persist = durable(s) && s.stored;
   const size_t bytes = d.msg->payload.size();
-  const char* limit = nullptr;
-  if (cfg_.max_queued_messages && s.queuedCount() >= cfg_.max_queued_messages)
-    limit = "limits.max_queued_messages";
-  else if (cfg_.max_queued_bytes && s.queued_bytes + bytes > cfg_.max_queued_bytes)
-    limit = "limits.max_queued_bytes";
-  else if (persist && durable_.full())
-    limit = "persistence.max_size_mb";
-  const bool window_free = online && s.queue.empty() && s.disk_count == 0 &&
-                           s.inflight.size() < s.client_receive_max && c->roomForOutput();
+  auto queueLimit = [&]() -> const char* {
+    if (cfg_.max_queued_messages && s.queuedCount() >= cfg_.max_queued_messages)
+      return "limits.max_queued_messages";
+    if (cfg_.max_queued_bytes && s.queued_bytes + bytes > cfg_.max_queued_bytes)
+      return "limits.max_queued_bytes";
+    if (persist && durable_.full()) return "persistence.max_size_mb";
+    return nullptr;
+  };
+  const char* limit = queueLimit();
+  bool window_free = online && s.queue.empty() && s.disk_count == 0 &&
+                     s.inflight.size() < s.client_receive_max && c->roomForOutput();
+  if (limit && !window_free && purgeExpiredHead(s) > 0) {
+    // Expired messages made room.
+    limit = queueLimit();
+    window_free = online && s.queue.empty() && s.disk_count == 0 && s.inflight.size() < s.client_receive_max &&
+                  c->roomForOutput();
+  }
   if (limit && !window_free) {
     ++s.dropped;
     ++stats_.messages_dropped;
@@ -240,6 +249,53 @@ bool Sessions::resendInflight(Session& s, Connection& c, InflightOut& f) {
   rel.packet_id = f.packet_id;
   mqtt::encode(rel, c.version, c.out());
   return true;
+}
+
+size_t Sessions::purgeExpiredHead(Session& s) {
+  const int64_t now = clock_.wallMs();
+  auto expired = [now](const Message& m) { return m.expires_at_ms && m.expires_at_ms <= now; };
+  size_t n = 0;
+  while (!s.queue.empty() && expired(*s.queue.front().msg)) {
+    forget(s, s.queue.front());
+    s.queue.pop_front();
+    ++n;
+  }
+  // The rest of the queue waits in the store (an offline session keeps
+  // nothing in RAM): its head is read and dropped there, up to the first
+  // live message. An expired QoS 1 message that was in flight goes too (a
+  // reconnect would drop it rather than send it again); any other entry in
+  // flight stops the purge, as does one not yet committed.
+  if (s.queue.empty() && s.disk_count > 0 && durable_.enabled()) {
+    // The head alone first: with a queue full of live messages (every
+    // message over the limit comes here) that is all there is to read.
+    size_t chunk = 1;
+    bool more = true;
+    while (more && s.disk_count > 0) {
+      std::vector<persistence::QueueRecord> recs;
+      durable_.store().readQueue(s.clientId(), s.next_read_seq, chunk,
+                                 [&](const persistence::QueueRecord& q) { recs.push_back(q); });
+      more = recs.size() == chunk;
+      chunk = 64;
+      for (const auto& q : recs) {
+        MessagePtr m = durable_.loadMessage(q.msg_id);
+        if (!m || !expired(*m) || q.released || (q.packet_id && q.qos != 1)) {
+          more = false;
+          break;
+        }
+        durable_.batch().deleteQueue(s.clientId(), q.seq, q.msg_id);
+        s.next_read_seq = q.seq + 1;
+        --s.disk_count;
+        s.queued_bytes -= std::min<uint64_t>(s.queued_bytes, q.bytes);
+        ++n;
+      }
+    }
+  }
+  if (n) {
+    stats_.messages_dropped += n;
+    stats_.messages_expired += n;
+    LOG_DEBUG("client %s: %zu expired messages left its queue", s.clientId().c_str(), n);
+  }
+  return n;
 }
 
 bool Sessions::ready(const Session& s) const {
