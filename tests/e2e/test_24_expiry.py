@@ -199,7 +199,7 @@ def test_expired_messages_are_not_delivered_from_the_ram_queue(make_broker):
 
 @pytest.mark.parametrize("how", ["term", "kill"])
 def test_expired_while_the_broker_was_down_is_not_delivered(make_broker, how):
-    b = expiry_broker(make_broker, rules(("rs/long/#", 60), ("rs/#", 2), ("rsr/#", 2)), persistence=True)
+    b = expiry_broker(make_broker, rules(("rs/long/#", 60), ("rs/#", 3), ("rsr/#", 3)), persistence=True)
     sub = durable5(b, "rs-sub")
     sub.subscribe([("rs/#", 1)])
     sub.disconnect()
@@ -209,20 +209,20 @@ def test_expired_while_the_broker_was_down_is_not_delivered(make_broker, how):
     pub.publish("rs/long/x", b"L", qos=1)
     pub.publish("rs/b", b"s2", qos=1)
     pub.publish("rsr/x", b"retained", qos=1, retain=True)
-    # Stopped well before the 2 s lifetimes end: they end while it is down.
+    # Stopped well before the 3 s lifetimes end: they end while it is down.
     if how == "term":
         b.stop()
     else:
         b.kill()
-    assert time.monotonic() - t0 < 1.5, "too slow to stop before the lifetime ended"
-    sleep_until(t0 + 2.3)
+    assert time.monotonic() - t0 < 2.5, "too slow to stop before the lifetime ended"
+    sleep_until(t0 + 3.3)
     b.start(timeout=10)
     sub = durable5(b, "rs-sub")
     assert sub.connack.session_present
     got = drain(sub)
     assert payloads(got) == [b"L"]
     # The lifetime kept counting: what is sent is what remains of the 60 s.
-    assert 55 <= expiry_of(got[0]) <= 58, got[0]
+    assert 54 <= expiry_of(got[0]) <= 57, got[0]
     # The retained message expired while the broker was down: gone.
     late = b.connected("rs-late", version=5)
     late.subscribe([("rsr/#", 1)])
@@ -293,15 +293,16 @@ def test_expired_messages_are_not_handed_out_by_a_share_group(make_broker, resta
 
 
 def test_an_expired_retained_message_is_not_sent_and_is_removed(make_broker):
-    b = expiry_broker(make_broker, rules(("rt/#", 1)), persistence=True)
-    mosquitto_pub(b, "rt/a", "state", extra=["-r"])
+    b = expiry_broker(make_broker, rules(("rt/#", 2)), persistence=True)
     mosquitto_pub(b, "kept/a", "state", extra=["-r"])
+    t0 = time.monotonic()
+    mosquitto_pub(b, "rt/a", "state", extra=["-r"])
     early = b.connected("rt-early", version=5)
     early.subscribe([("rt/#", 1)])
     p = early.recv_publish()
-    assert p.retain and expiry_of(p) == 1
+    assert p.retain and expiry_of(p) in (1, 2)
     assert wait_stored_retained(b, 2) == 2
-    time.sleep(1.2)
+    sleep_until(t0 + 2.3)
     late = b.connected("rt-late", version=5)
     late.subscribe([("rt/#", 1), ("kept/#", 1)])
     assert [p.topic for p in drain(late)] == ["kept/a"]
