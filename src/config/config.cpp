@@ -249,6 +249,34 @@ void parseBridges(const YAML::Node& n, const std::string& k, std::vector<BridgeC
   }
 }
 
+// message_expiry: a list of {filter, seconds}, tried in order.
+void readMessageExpiry(const YAML::Node& n, const std::string& k, MessageLifetimes& out) {
+  if (n.IsNull()) return;
+  if (!n.IsSequence()) throw ConfigError(lineOf(n), k + ": expected a list of {filter, seconds}");
+  for (size_t i = 0; i < n.size(); ++i) {
+    const std::string p = k + "[" + std::to_string(i) + "]";
+    std::optional<std::string> filter;
+    std::optional<uint32_t> seconds;
+    int filter_line = 0;
+    readMap(n[i], p, {
+      {"filter", [&](const YAML::Node& v, const std::string& kk) {
+         filter = readString(v, kk);
+         filter_line = lineOf(v);
+       }},
+      {"seconds", [&](const YAML::Node& v, const std::string& kk) {
+         seconds = readInt<uint32_t>(v, kk, 0, 0xFFFFFFFFll);
+       }},
+    });
+    if (n[i].IsNull()) throw ConfigError(lineOf(n[i]), p + ": expected {filter, seconds}");
+    if (!filter) throw ConfigError(lineOf(n[i]), p + ".filter: required");
+    if (!seconds) throw ConfigError(lineOf(n[i]), p + ".seconds: required");
+    if (!out.add(*filter, *seconds))
+      throw ConfigError(filter_line, p + ".filter: '" + *filter +
+                                         "' is not a topic filter ('+' and '#' alone in their level, '#' last; "
+                                         "not a $share filter)");
+  }
+}
+
 void parseRoot(const YAML::Node& root, Config& c) {
   const long long u16max = 65535, u32max = 0xFFFFFFFFll;
   readMap(root, "", {
@@ -351,8 +379,10 @@ void parseRoot(const YAML::Node& root, Config& c) {
          {"outbound_topic_aliases", [&](const YAML::Node& v, const std::string& kk) { c.outbound_topic_aliases = readInt<uint16_t>(v, kk, 0, u16max); }},
          {"allow_zero_length_clientid", [&](const YAML::Node& v, const std::string& kk) { c.allow_zero_length_clientid = readBool(v, kk); }},
          {"sys_interval", [&](const YAML::Node& v, const std::string& kk) { c.sys_interval = readInt<uint32_t>(v, kk, 0, 86400); }},
+         {"max_message_expiry", [&](const YAML::Node& v, const std::string& kk) { c.message_expiry.setCap(readInt<uint32_t>(v, kk, 0, u32max)); }},
        });
      }},
+    {"message_expiry", [&](const YAML::Node& n, const std::string& k) { readMessageExpiry(n, k, c.message_expiry); }},
   });
 }
 

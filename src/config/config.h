@@ -11,6 +11,7 @@
 
 #include "src/util/log.h"
 #include "src/queues/shared_group.h"
+#include "src/routing/message_lifetimes.h"
 #include "tls/tls_config.h"
 
 namespace petrel {
@@ -116,6 +117,10 @@ struct Config {
   uint16_t outbound_topic_aliases = 0;
   bool allow_zero_length_clientid = true;
   uint32_t sys_interval = 10;  // seconds between $SYS updates, 0 = off
+
+  // message_expiry: (default lifetimes by topic filter) and
+  // mqtt.max_message_expiry (the cap on every lifetime).
+  MessageLifetimes message_expiry;
 
   // auth: (empty = not used)
   std::string password_file;  // mosquitto_passwd format

@@ -82,11 +82,12 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
   msg->payload = std::move(p.payload);
   msg->qos = p.qos;
   msg->retain = p.retain;
+  // [MQTT-3.3.2-5] the publisher's lifetime, or the configured default for
+  // the topic (message_expiry:), capped by mqtt.max_message_expiry.
+  if (const auto life = cfg_.message_expiry.lifetime(msg->topic, p.props.message_expiry_interval))
+    msg->expires_at_ms = clock_.wallMs() + int64_t(*life) * 1000;
   if (v5) {
-    if (p.props.message_expiry_interval) {
-      msg->expires_at_ms = clock_.wallMs() + int64_t(*p.props.message_expiry_interval) * 1000;
-      p.props.message_expiry_interval.reset();
-    }
+    p.props.message_expiry_interval.reset();
     msg->props = std::move(p.props);
     msg->has_props = !msg->props.empty();
   }

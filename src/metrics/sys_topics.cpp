@@ -41,6 +41,7 @@ void SysTopics::publish() {
   put("messages/sent", num(p_.stats.messages_delivered));
   put("messages/dropped", num(p_.stats.messages_dropped));
   put("messages/dropped/output_budget", num(p_.stats.qos0_dropped_output));
+  put("messages/expired", num(p_.stats.messages_expired));
   put("clients/output_bytes", num(p_.budget.total()));
   put("subscriptions/count", num(p_.router.tree().subscriptionCount()));
   put("retained messages/count", num(p_.router.retained().size()));

@@ -19,6 +19,18 @@ namespace petrel {
 
 bool SharedGroups::enqueue(SharedGroup& g, const MessagePtr& m) {
   if (cfg_.shared_max_queued && g.queued() >= cfg_.shared_max_queued) {
+    // Expired messages at the head of the queue make room first.
+    const int64_t now = clock_.wallMs();
+    while (!g.work->queue.empty()) {
+      const GroupEntry& e = g.work->queue.front();
+      if (!e.msg->expires_at_ms || e.msg->expires_at_ms > now) break;
+      if (e.seq && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), e.seq, e.msg->id);
+      ++stats_.messages_dropped;
+      ++stats_.messages_expired;
+      g.work->queue.pop_front();
+    }
+  }
+  if (cfg_.shared_max_queued && g.queued() >= cfg_.shared_max_queued) {
     ++g.work->dropped;
     ++stats_.messages_dropped;
     if (!g.work->drop_logged) {
@@ -121,8 +133,10 @@ void SharedGroups::dispatch(SharedGroup& g) {
     auto pos = g.work->queue.begin() + static_cast<std::ptrdiff_t>(skipped);
     GroupEntry& e = *pos;
     if (e.msg->expires_at_ms && e.msg->expires_at_ms <= now) {
+      // [MQTT-3.3.2-5] expired in the group queue: no member gets it.
       if (e.seq && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), e.seq, e.msg->id);
       ++stats_.messages_dropped;
+      ++stats_.messages_expired;
       g.work->queue.erase(pos);
       continue;
     }

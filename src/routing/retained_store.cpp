@@ -11,4 +11,9 @@ void RetainedStore::set(const MessagePtr& msg) {
   by_topic_.insert_or_assign(msg->topic, msg);
 }
 
+void RetainedStore::erase(std::string_view topic) {
+  auto it = by_topic_.find(topic);
+  if (it != by_topic_.end()) by_topic_.erase(it);
+}
+
 }  // namespace petrel

@@ -14,6 +14,8 @@ class RetainedStore {
  public:
   // Stores `msg` for its topic; an empty payload clears it [MQTT-3.3.1-6].
   void set(const MessagePtr& msg);
+  // Removes the retained message of `topic`, if any.
+  void erase(std::string_view topic);
   // Calls f(const MessagePtr&) for each retained message matching `filter`.
   template <typename F>
   void forEachMatch(std::string_view filter, F&& f) const;

@@ -106,8 +106,12 @@ uint32_t Router::retain(const MessagePtr& m) {
 
 void Router::sendRetained(Session& s, const std::string& filter, const SubscriptionOptions& o) {
   const int64_t now = clock_.wallMs();
+  std::vector<std::string> expired;
   retained_.forEachMatch(filter, [&](const MessagePtr& m) {
-    if (m->expires_at_ms && m->expires_at_ms <= now) return;
+    if (m->expires_at_ms && m->expires_at_ms <= now) {
+      expired.push_back(m->topic);  // [MQTT-3.3.2-5] not sent, and removed below
+      return;
+    }
     if (!sessions_.mayReceive(s, m->topic)) return;  // ACL read access, per message
     Delivery d;
     d.msg = m;
@@ -116,6 +120,10 @@ void Router::sendRetained(Session& s, const std::string& filter, const Subscript
     if (o.subscription_id) d.subscription_ids.push_back(o.subscription_id);
     sessions_.deliver(s, std::move(d));
   });
+  for (const auto& topic : expired) {
+    retained_.erase(topic);
+    if (durable_.enabled()) durable_.batch().setRetained(topic, 0);
+  }
 }
 
 void Router::unsubscribe(Session& s, std::string_view key) {

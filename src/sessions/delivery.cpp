@@ -5,6 +5,7 @@
 // pull the next queued messages.
 #include <algorithm>
 #include <optional>
+#include <vector>
 
 #include "mqtt/encoder.h"
 #include "src/acks/ack_holds.h"
@@ -41,15 +42,23 @@ DeliverOutcome Sessions::deliver(Session& s, Delivery&& d, const AckGatePtr& gat
   }
   const bool persist = durable(s) && s.stored;
   const size_t bytes = d.msg->payload.size();
-  const char* limit = nullptr;
-  if (max_messages && s.queuedCount() >= max_messages)
-    limit = s.bridge ? "queue.max_messages" : "limits.max_queued_messages";
-  else if (max_bytes && s.queued_bytes + bytes > max_bytes)
-    limit = s.bridge ? "queue.max_bytes" : "limits.max_queued_bytes";
-  else if (persist && durable_.full())
-    limit = "persistence.max_size_mb";
-  const bool window_free = online && s.queue.empty() && s.disk_count == 0 &&
-                           s.inflight.size() < s.client_receive_max && c->roomForOutput();
+  auto queueLimit = [&]() -> const char* {
+    if (max_messages && s.queuedCount() >= max_messages)
+      return s.bridge ? "queue.max_messages" : "limits.max_queued_messages";
+    if (max_bytes && s.queued_bytes + bytes > max_bytes)
+      return s.bridge ? "queue.max_bytes" : "limits.max_queued_bytes";
+    if (persist && durable_.full()) return "persistence.max_size_mb";
+    return nullptr;
+  };
+  const char* limit = queueLimit();
+  bool window_free = online && s.queue.empty() && s.disk_count == 0 &&
+                     s.inflight.size() < s.client_receive_max && c->roomForOutput();
+  if (limit && !window_free && purgeExpiredHead(s) > 0) {
+    // Expired messages made room.
+    limit = queueLimit();
+    window_free = online && s.queue.empty() && s.disk_count == 0 && s.inflight.size() < s.client_receive_max &&
+                  c->roomForOutput();
+  }
   if (limit && !window_free) {
     ++s.dropped;
     ++stats_.messages_dropped;
@@ -137,6 +146,7 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
     // [MQTT-3.3.2-5] an expired message is not delivered.
     if (m.expires_at_ms <= now) {
       ++stats_.messages_dropped;
+      ++stats_.messages_expired;
       return false;
     }
     // [MQTT-3.3.2-6] the interval sent is what remains.
@@ -224,18 +234,85 @@ void Sessions::resume(Session& s, Connection& c) {
   s.evicted = false;
   // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (DUP=1) and PUBREL, in
   // their original order, then whatever queued while offline.
-  for (auto& f : s.inflight) {
-    if (f.released) {
-      mqtt::Ack rel;
-      rel.type = mqtt::PacketType::Pubrel;
-      rel.packet_id = f.packet_id;
-      mqtt::encode(rel, c.version, c.out());
-    } else {
-      sendPublish(s, c, f.d, f.packet_id, true);
-    }
+  for (auto it = s.inflight.begin(); it != s.inflight.end();) {
+    if (resendInflight(s, c, *it)) ++it;
+    else it = s.inflight.erase(it);
   }
   pump(s);
   groups_.dispatchMemberGroups(s);
+}
+
+bool Sessions::resendInflight(Session& s, Connection& c, InflightOut& f) {
+  if (!f.released) {
+    if (sendPublish(s, c, f.d, f.packet_id, true)) return true;
+    // Not sent again: it expired while the client was away [MQTT-3.3.2-5]
+    // (or exceeds the client's new Maximum Packet Size).
+    if (f.d.qos == 1) {
+      // The exchange ends here; the packet id is free for the next message.
+      if (f.d.gate && f.d.gate->receiverDone()) holds_.gateOpened();
+      forget(s, f.d);
+      return false;
+    }
+    // QoS 2: the client may hold this packet id from the first PUBLISH
+    // (its PUBREC lost), and would take a new message under it for that
+    // duplicate. A PUBREL ends the exchange on both sides without the
+    // message: the client answers PUBCOMP and treats the id as new again
+    // (§4.3.3), and the entry completes as usual.
+    f.released = true;
+    if (f.d.seq) saveQueueEntry(s, f.d, f.packet_id, true);
+  }
+  mqtt::Ack rel;
+  rel.type = mqtt::PacketType::Pubrel;
+  rel.packet_id = f.packet_id;
+  mqtt::encode(rel, c.version, c.out());
+  return true;
+}
+
+size_t Sessions::purgeExpiredHead(Session& s) {
+  const int64_t now = clock_.wallMs();
+  auto expired = [now](const Message& m) { return m.expires_at_ms && m.expires_at_ms <= now; };
+  size_t n = 0;
+  while (!s.queue.empty() && expired(*s.queue.front().msg)) {
+    forget(s, s.queue.front());
+    s.queue.pop_front();
+    ++n;
+  }
+  // The rest of the queue waits in the store (an offline session keeps
+  // nothing in RAM): its head is read and dropped there, up to the first
+  // live message. An expired QoS 1 message that was in flight goes too (a
+  // reconnect would drop it rather than send it again); any other entry in
+  // flight stops the purge, as does one not yet committed.
+  if (s.queue.empty() && s.disk_count > 0 && durable_.enabled()) {
+    // The head alone first: with a queue full of live messages (every
+    // message over the limit comes here) that is all there is to read.
+    size_t chunk = 1;
+    bool more = true;
+    while (more && s.disk_count > 0) {
+      std::vector<persistence::QueueRecord> recs;
+      durable_.store().readQueue(s.clientId(), s.next_read_seq, chunk,
+                                 [&](const persistence::QueueRecord& q) { recs.push_back(q); });
+      more = recs.size() == chunk;
+      chunk = 64;
+      for (const auto& q : recs) {
+        MessagePtr m = durable_.loadMessage(q.msg_id);
+        if (!m || !expired(*m) || q.released || (q.packet_id && q.qos != 1)) {
+          more = false;
+          break;
+        }
+        durable_.batch().deleteQueue(s.clientId(), q.seq, q.msg_id);
+        s.next_read_seq = q.seq + 1;
+        --s.disk_count;
+        s.queued_bytes -= std::min<uint64_t>(s.queued_bytes, q.bytes);
+        ++n;
+      }
+    }
+  }
+  if (n) {
+    stats_.messages_dropped += n;
+    stats_.messages_expired += n;
+    LOG_DEBUG("client %s: %zu expired messages left its queue", s.clientId().c_str(), n);
+  }
+  return n;
 }
 
 bool Sessions::ready(const Session& s) const {

@@ -3,7 +3,6 @@
 // queue -- entries beyond kRamWindow, and every entry of an offline session
 // once its writes have committed, live only in the store and are read back
 // as the window drains.
-#include "mqtt/encoder.h"
 #include "src/durable/durable.h"
 #include "src/durable/records.h"
 #include "src/queues/shared_groups.h"
@@ -58,8 +57,11 @@ void Sessions::refill(Session& s, bool resend) {
       durable_.batch().deleteQueue(s.clientId(), q.seq, q.msg_id);
       continue;
     }
-    if (!q.released && d.msg->expires_at_ms && d.msg->expires_at_ms <= now) {
-      // [MQTT-3.3.2-5] expired while queued: purged, never delivered.
+    if (!q.packet_id && d.msg->expires_at_ms && d.msg->expires_at_ms <= now) {
+      // [MQTT-3.3.2-5] expired while queued: purged, never delivered. (One
+      // in flight is dealt with where it would be sent again.)
+      ++stats_.messages_dropped;
+      ++stats_.messages_expired;
       forget(s, d);
       continue;
     }
@@ -71,17 +73,7 @@ void Sessions::refill(Session& s, bool resend) {
     }
     if (q.packet_id) {
       s.inflight.push_back({q.packet_id, std::move(d), q.released});
-      if (resend && c) {
-        InflightOut& f = s.inflight.back();
-        if (f.released) {
-          mqtt::Ack rel;
-          rel.type = mqtt::PacketType::Pubrel;
-          rel.packet_id = f.packet_id;
-          mqtt::encode(rel, c->version, c->out());
-        } else {
-          sendPublish(s, *c, f.d, f.packet_id, true);
-        }
-      }
+      if (resend && c && !resendInflight(s, *c, s.inflight.back())) s.inflight.erase(q.packet_id);
     } else {
       s.queue.push_back(std::move(d));
     }

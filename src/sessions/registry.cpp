@@ -90,10 +90,10 @@ void Sessions::publishWill(Session& s) {
   msg->payload = std::move(w.payload);
   msg->qos = w.qos;
   msg->retain = w.retain;
-  if (w.props.message_expiry_interval) {
-    msg->expires_at_ms = clock_.wallMs() + int64_t(*w.props.message_expiry_interval) * 1000;
-    w.props.message_expiry_interval.reset();
-  }
+  // Its own lifetime, or the configured default for its topic (capped).
+  if (const auto life = cfg_.message_expiry.lifetime(msg->topic, w.props.message_expiry_interval))
+    msg->expires_at_ms = clock_.wallMs() + int64_t(*life) * 1000;
+  w.props.message_expiry_interval.reset();
   w.props.will_delay_interval.reset();
   msg->props = std::move(w.props);
   msg->has_props = !msg->props.empty();

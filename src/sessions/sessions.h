@@ -141,6 +141,14 @@ class Sessions {
   bool sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup);
   // Fills the in-flight window from the queue (and the store).
   void pump(Session& s);
+  // Sends the in-flight `f` again after a reconnect [MQTT-4.4.0-1]: its
+  // PUBLISH (DUP), or its PUBREL. False when the entry is gone: a QoS 1
+  // message that expired is dropped instead of sent (the caller erases it).
+  bool resendInflight(Session& s, Connection& c, InflightOut& f);
+  // Drops the expired messages at the head of the queue of `s` (RAM, then
+  // store), so that stale messages do not hold the room of live ones when
+  // a queue limit is reached; returns how many went.
+  size_t purgeExpiredHead(Session& s);
   // The exchange of an outbound QoS 1/2 message is over.
   void completeDelivery(Session& s, uint16_t packet_id);
   // A delivery leaves the session (acknowledged, expired, undeliverable).

@@ -212,3 +212,44 @@ def test_max_connections(make_broker):
     keep[0].disconnect()
     time.sleep(0.3)
     b.connected("mc-again").ping()
+
+
+# -- message_expiry: and mqtt.max_message_expiry -------------------------------
+
+@petrel_only
+def test_message_expiry_rules_accepted(tmp_path):
+    r = check(tmp_path, "\n".join([
+        "message_expiry:",
+        "  - filter: signup/sms/#",
+        "    seconds: 1800",
+        "  - {filter: 'fleet/+/telemetry', seconds: 60}",
+        "  - filter: audit/#",
+        "    seconds: 0",
+        "mqtt:",
+        "  max_message_expiry: 86400",
+        "",
+    ]))
+    assert r.returncode == 0, r.stderr
+
+
+@petrel_only
+@pytest.mark.parametrize("text,key,line", [
+    ("message_expiry:\n  - filter: a/#/b\n    seconds: 5\n", "message_expiry[0].filter", 2),
+    ("message_expiry:\n  - filter: ok/#\n    seconds: 5\n  - filter: a+\n    seconds: 5\n",
+     "message_expiry[1].filter", 4),
+    ("message_expiry:\n  - filter: $share/g/a\n    seconds: 5\n", "message_expiry[0].filter", 2),
+    ("message_expiry:\n  - filter: a\n    seconds: -1\n", "message_expiry[0].seconds", 3),
+    ("message_expiry:\n  - filter: a\n    seconds: 4294967296\n", "message_expiry[0].seconds", 3),
+    ("message_expiry:\n  - filter: a\n    seconds: 1h\n", "message_expiry[0].seconds", 3),
+    ("message_expiry:\n  - filter: a\n", "message_expiry[0].seconds", 2),
+    ("message_expiry:\n  - seconds: 5\n", "message_expiry[0].filter", 2),
+    ("message_expiry:\n  - filter: a\n    seconds: 5\n    topic: b\n", "message_expiry[0].topic", 4),
+    ("log_level: info\nmessage_expiry: 60\n", "message_expiry", 2),
+    ("message_expiry:\n  a/#: 60\n", "message_expiry", 2),
+    ("mqtt:\n  max_message_expiry: -1\n", "max_message_expiry", 2),
+    ("mqtt:\n  max_message_expiry: 4294967296\n", "max_message_expiry", 2),
+])
+def test_message_expiry_invalid_values(tmp_path, text, key, line):
+    r = check(tmp_path, text)
+    assert r.returncode != 0, (text, r.stderr)
+    assert_names_line(r.stderr, key, line)

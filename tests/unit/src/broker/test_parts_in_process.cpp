@@ -264,5 +264,154 @@ TEST_F(Flow, AFanOutIsEncodedOnceAndEachReceiverGetsItsOwnPacketId) {
   EXPECT_EQ(c5.out(), want_5);
 }
 
+// --- Message expiry on every way to a receiver [MQTT-3.3.2-5] ---
+
+// A message whose lifetime ends `in_ms` from now (negative: in the past).
+static MessagePtr expiring(const std::string& topic, uint8_t qos, int64_t at_ms, bool retain = false) {
+  auto m = std::make_shared<Message>();
+  m->topic = topic;
+  m->payload = "x";
+  m->qos = qos;
+  m->origin = "pub";
+  m->retain = retain;
+  m->expires_at_ms = at_ms;
+  return m;
+}
+
+TEST_F(Parts, ExpiredMessagesAtTheHeadMakeRoomWhenTheQueueLimitIsReached) {
+  cfg_.max_queued_messages = 3;
+  Session& s = session("sub");
+  subscribe(s, "t", 1);
+  const int64_t past = clock_.wallMs() - 1;
+  for (int i = 0; i < 3; ++i) router_.route(expiring("t", 1, past));
+  EXPECT_EQ(s.queue.size(), 3u);  // queued: nobody looked yet
+  router_.route(message("t", 1, "pub", false, "live-1"));
+  router_.route(message("t", 1, "pub", false, "live-2"));
+  ASSERT_EQ(s.queue.size(), 2u);
+  EXPECT_EQ(s.queue.front().msg->payload, "live-1");
+  EXPECT_EQ(s.dropped, 0u);  // the expired ones made room: no live message dropped
+  EXPECT_EQ(stats_.messages_expired, 3u);
+  // Live messages are not purged: the limit drops as before.
+  router_.route(message("t", 1));
+  router_.route(message("t", 1));
+  EXPECT_EQ(s.queue.size(), 3u);
+  EXPECT_EQ(s.dropped, 1u);
+  EXPECT_EQ(stats_.messages_expired, 3u);
+}
+
+TEST_F(Parts, AnExpiredRetainedMessageIsNotSentAndIsRemoved) {
+  router_.retain(expiring("cfg/old", 1, clock_.wallMs() - 1, true));
+  router_.retain(expiring("cfg/new", 1, clock_.wallMs() + 60'000, true));
+  EXPECT_EQ(router_.retained().size(), 2u);
+  Session& s = session("sub");
+  SubscriptionOptions o;
+  o.qos = 1;
+  router_.sendRetained(s, "cfg/#", o);
+  ASSERT_EQ(s.queue.size(), 1u);
+  EXPECT_EQ(s.queue.front().msg->topic, "cfg/new");
+  EXPECT_EQ(router_.retained().size(), 1u);
+}
+
+TEST_F(Parts, ExpiredMessagesAtTheHeadOfAFullShareGroupQueueMakeRoom) {
+  cfg_.shared_max_queued = 2;
+  Session& a = session("a");
+  subscribe(a, "jobs/#", 1, 0, false, "workers");
+  SharedGroup* g = router_.tree().findGroup("jobs/#", "workers", false);
+  ASSERT_NE(g, nullptr);
+  // Two messages whose lifetime ended while they waited.
+  for (int i = 0; i < 2; ++i) g->work->queue.push_back(GroupEntry{expiring("jobs/1", 1, clock_.wallMs() - 1)});
+  EXPECT_EQ(g->queued(), 2u);
+  router_.route(message("jobs/3", 1));
+  EXPECT_EQ(g->queued(), 1u);
+  EXPECT_EQ(g->work->dropped, 0u);
+  EXPECT_EQ(stats_.messages_expired, 2u);
+}
+
+// The packet types written to a connection's output, in order.
+static std::vector<mqtt::PacketType> packets(const std::string& out) {
+  std::vector<mqtt::PacketType> v;
+  for (size_t pos = 0; pos < out.size();) {
+    mqtt::Frame f;
+    if (mqtt::peekFrame(reinterpret_cast<const uint8_t*>(out.data()) + pos, out.size() - pos, 1 << 30, f) !=
+        mqtt::FrameStatus::Ok)
+      break;
+    v.push_back(f.type);
+    pos += f.total_len;
+  }
+  return v;
+}
+
+TEST_F(Flow, AMessageThatExpiresInTheQueueIsNotSent) {
+  Session& s = session("sub");
+  Connection& c = connect(s, mqtt::Version::V5, /*receive_max=*/1);
+  subscribe(s, "t", 1);
+  router_.route(message("t", 1));                                   // in flight
+  router_.route(expiring("t", 1, clock_.wallMs() + 3'600'000));     // queued, lives
+  router_.route(expiring("t", 1, clock_.wallMs() - 1));             // queued, expired
+  router_.route(message("t", 1, "pub", false, "last"));             // queued
+  EXPECT_EQ(s.queue.size(), 3u);
+  sessions_.completeDelivery(s, s.inflight.front().packet_id);
+  sessions_.completeDelivery(s, s.inflight.front().packet_id);
+  ASSERT_EQ(s.inflight.size(), 1u);
+  EXPECT_EQ(s.inflight.front().d.msg->payload, "last");
+  EXPECT_TRUE(s.queue.empty());
+  EXPECT_EQ(publishes(c.out()), 3u);
+  EXPECT_EQ(stats_.messages_expired, 1u);
+}
+
+TEST_F(Flow, OnReconnectAnExpiredQos1InFlightIsDroppedAndAnExpiredQos2IsReleased) {
+  Session& s = session("sub");
+  const int64_t past = clock_.wallMs() - 1;
+  Delivery q1;
+  q1.msg = expiring("t", 1, past);
+  q1.qos = 1;
+  Delivery q2;
+  q2.msg = expiring("t", 2, past);
+  q2.qos = 2;
+  Delivery live;
+  live.msg = message("t", 1);
+  live.qos = 1;
+  Delivery done;  // PUBREC came back before the disconnect
+  done.msg = expiring("t", 2, past);
+  done.qos = 2;
+  s.inflight.push_back({1, std::move(q1), false});
+  s.inflight.push_back({2, std::move(q2), false});
+  s.inflight.push_back({3, std::move(live), false});
+  s.inflight.push_back({4, std::move(done), true});
+  Connection& c = connect(s, mqtt::Version::V5);
+  sessions_.resume(s, c);
+  // No expired PUBLISH goes out: the QoS 1 exchange ends, the QoS 2 one
+  // is closed with a PUBREL (the client may hold its packet id).
+  EXPECT_EQ(packets(c.out()), (std::vector<mqtt::PacketType>{mqtt::PacketType::Pubrel, mqtt::PacketType::Publish,
+                                                             mqtt::PacketType::Pubrel}));
+  ASSERT_EQ(s.inflight.size(), 3u);
+  EXPECT_EQ(s.findInflight(1), nullptr);
+  ASSERT_NE(s.findInflight(2), nullptr);
+  EXPECT_TRUE(s.findInflight(2)->released);
+  EXPECT_FALSE(s.findInflight(3)->released);
+  EXPECT_EQ(stats_.messages_expired, 2u);
+  // The PUBCOMP for the released one completes it.
+  sessions_.completeDelivery(s, 2);
+  EXPECT_EQ(s.inflight.size(), 2u);
+}
+
+TEST_F(Flow, AShareGroupDoesNotHandOutAnExpiredMessage) {
+  Session& a = session("a");
+  subscribe(a, "jobs/#", 1, 0, false, "workers");
+  SharedGroup* g = router_.tree().findGroup("jobs/#", "workers", false);
+  ASSERT_NE(g, nullptr);
+  // Queued while no member was online; the first one's lifetime ended since.
+  router_.route(message("jobs/2", 1));
+  g->work->queue.push_front(GroupEntry{expiring("jobs/1", 1, clock_.wallMs() - 1)});
+  EXPECT_EQ(g->queued(), 2u);
+  Connection& c = connect(a);
+  groups_.dispatch(*g);
+  EXPECT_EQ(publishes(c.out()), 1u);
+  ASSERT_EQ(a.inflight.size(), 1u);
+  EXPECT_EQ(a.inflight.front().d.msg->topic, "jobs/2");
+  EXPECT_EQ(g->queued(), 0u);
+  EXPECT_EQ(stats_.messages_expired, 1u);
+}
+
 }  // namespace
 }  // namespace petrel
