@@ -28,6 +28,14 @@ struct ListenerConfig {
 // True for 127.0.0.0/8, ::1 and "localhost".
 bool isLoopbackAddress(const std::string& address);
 
+// delayed: publishes to $delayed/<N>/<topic> (src/delayed/).
+struct DelayedConfig {
+  bool enabled = true;
+  uint32_t max_delay = 42949670;  // seconds ahead at most (the topic form's horizon)
+  uint64_t max_pending = 1000000;
+  uint32_t ram_window = 1000;     // earliest pending entries kept in RAM (with a store)
+};
+
 struct Config {
   LogLevel log_level = LogLevel::Info;
   std::vector<ListenerConfig> listeners{ListenerConfig{}};
@@ -70,6 +78,8 @@ struct Config {
   uint16_t outbound_topic_aliases = 0;
   bool allow_zero_length_clientid = true;
   uint32_t sys_interval = 10;  // seconds between $SYS updates, 0 = off
+
+  DelayedConfig delayed;
 
   // auth: (empty = not used)
   std::string password_file;  // mosquitto_passwd format
