@@ -12,6 +12,7 @@
 //   Sessions      sessions/  the registry, delivery, durable queues
 //   Router        routing/   topic tree, retained messages, route()
 //   SharedGroups  queues/    share groups as work queues
+//   DelayedPublish delayed/  $delayed/<N>/<topic>: held until due
 //   SysTopics     metrics/   $SYS
 // Time-driven work (keep alive, timeouts, will delay, expiry, $SYS) runs
 // from the timer facility (timers/): one timer per connection, one per
@@ -91,6 +92,9 @@ class Broker : private BrokerParts {
   void handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc);
   void handleAck(Connection& c, const mqtt::Frame& f);
   void refusePublish(Connection& c, Session& s, const mqtt::Publish& p);
+  // handlers/delayed_publish.cpp
+  void scheduleDelayed(Connection& c, Session& s, const mqtt::Publish& p, const MessagePtr& m, int64_t due_ms);
+  void refuseDelayed(Connection& c, Session& s, const mqtt::Publish& p, mqtt::Reason why, std::string_view topic);
   // handlers/subscribe.cpp
   void handleSubscribe(Connection& c, const mqtt::Frame& f);
   void handleUnsubscribe(Connection& c, const mqtt::Frame& f);

@@ -58,6 +58,14 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
       return protocolError(c, Reason::ReceiveMaximumExceeded, "too many QoS 2 messages in flight");
   }
 
+  // $delayed/<N>/<topic> (src/delayed/): from here on the topic is the
+  // target, for the ACL too; the message is stored now, published when due.
+  int64_t delayed_due = -1;
+  if (delayed_.claims(p.topic)) {
+    const Reason why = delayed_.resolve(p.topic, delayed_due);
+    if (why != Reason::Success) return refuseDelayed(c, s, p, why, p.topic);
+  }
+
   if (!sessions_.mayPublish(s, p.topic)) return refusePublish(c, s, p);  // ACL
 
   ++stats_.messages_received;
@@ -77,6 +85,7 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
   msg->origin = s.clientId();
   msg->id = durable_.newMessageId();
   MessagePtr m = std::move(msg);
+  if (delayed_due >= 0) return scheduleDelayed(c, s, p, m, delayed_due);
 
   // [MQTT-3.3.1-5..7] retained: store (or clear with an empty payload).
   const uint32_t retained_refs = m->retain ? router_.retain(m) : 0;
