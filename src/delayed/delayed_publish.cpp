@@ -44,7 +44,7 @@ mqtt::Reason DelayedPublish::schedule(const MessagePtr& m, int64_t due_ms) {
     unsynced_.emplace(k, m);
   }
   window_.insert(k, m);
-  if (window_.first() == k) arm();
+  if (window_.empty() || window_.first() == k) arm();
   return mqtt::Reason::Success;
 }
 
