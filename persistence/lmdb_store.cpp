@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -86,11 +87,18 @@ bool splitClientKey(std::string_view k, std::string_view& cid, std::string_view&
 
 std::string errText(int rc) { return mdb_strerror(rc); }
 
+// Meta key: the highest message id among delayed publishes.
+constexpr std::string_view kDelayedMaxId = "delayed_max_id";
+
 }  // namespace
 
 struct LmdbStore::Impl {
   MDB_env* env = nullptr;
   MDB_dbi meta = 0, sessions = 0, subs = 0, queue = 0, inq2 = 0, messages = 0, refs = 0, retained = 0;
+  // Delayed publishes; absent (has_delayed false) from a store written
+  // before they existed and opened read-only.
+  MDB_dbi delayed = 0;
+  bool has_delayed = false;
 
   std::thread writer;
   std::mutex mu;
@@ -122,7 +130,8 @@ struct LmdbStore::Impl {
   uint64_t usedBytes(MDB_txn* txn) const {
     uint64_t pages = 0;
     unsigned psize = 4096;
-    for (MDB_dbi d : {meta, sessions, subs, queue, inq2, messages, refs, retained}) {
+    for (MDB_dbi d : {meta, sessions, subs, queue, inq2, messages, refs, retained, delayed}) {
+      if (d == delayed && !has_delayed) continue;
       MDB_stat st;
       if (mdb_stat(txn, d, &st) != 0) continue;
       pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
@@ -286,6 +295,39 @@ int LmdbStore::Impl::apply(MDB_txn* txn, std::string_view ops) {
         }
         break;
       }
+      case Batch::Op::PutDelayed: {
+        DelayedKey dk;
+        dk.due_ms = in.fixed<int64_t>();
+        dk.msg_id = in.fixed<uint64_t>();
+        std::string_view rec = in.view();
+        const std::string k = delayedKey(dk);
+        MDB_val mk = val(k), v = val(rec);
+        rc = mdb_put(txn, delayed, &mk, &v, 0);
+        // The highest id of a delayed message, which has no message
+        // record: ids are never reused across a restart (maxMessageId).
+        MDB_val idk = val(kDelayedMaxId), cur;
+        uint64_t top = 0;
+        if (!rc) {
+          const int g = mdb_get(txn, meta, &idk, &cur);
+          if (g == 0 && cur.mv_size == 8) std::memcpy(&top, cur.mv_data, 8);
+          else if (g != 0 && g != MDB_NOTFOUND) rc = g;
+        }
+        if (!rc && dk.msg_id > top) {
+          MDB_val nv{8, &dk.msg_id};
+          rc = mdb_put(txn, meta, &idk, &nv, 0);
+        }
+        break;
+      }
+      case Batch::Op::DeleteDelayed: {
+        DelayedKey dk;
+        dk.due_ms = in.fixed<int64_t>();
+        dk.msg_id = in.fixed<uint64_t>();
+        const std::string k = delayedKey(dk);
+        MDB_val mk = val(k);
+        rc = mdb_del(txn, delayed, &mk, nullptr);
+        if (rc == MDB_NOTFOUND) rc = 0;  // its batch failed to commit
+        break;
+      }
       default:
         return MDB_CORRUPTED;  // an op log we did not write
     }
@@ -342,6 +384,8 @@ bool splitOps(std::string_view log, std::vector<ParsedOp>& out) {
       case Batch::Op::PutInboundQos2:
       case Batch::Op::DeleteInboundQos2: in.view(); in.fixed<uint16_t>(); break;
       case Batch::Op::SetRetained: in.view(); in.fixed<uint64_t>(); break;
+      case Batch::Op::PutDelayed: in.fixed<int64_t>(); in.fixed<uint64_t>(); in.view(); break;
+      case Batch::Op::DeleteDelayed: in.fixed<int64_t>(); in.fixed<uint64_t>(); break;
       default: return false;
     }
     if (!in.ok) return false;
@@ -564,6 +608,15 @@ bool LmdbStore::openEnv(std::string& error) {
                           : ": cannot open table '" + std::string(d.name) + "': " + errText(rc));
       return false;
     }
+  }
+  // Added after schema 1 was fixed: created when missing (an older store
+  // opens as it was), absent only from an older store opened read-only.
+  rc = mdb_dbi_open(txn, "delayed", create, &impl_->delayed);
+  if (rc == 0) {
+    impl_->has_delayed = true;
+  } else if (rc != MDB_NOTFOUND || !options_.read_only) {
+    error = data + ": cannot open table 'delayed': " + errText(rc);
+    return false;
   }
   MDB_val k = val("schema"), v;
   rc = mdb_get(txn, impl_->meta, &k, &v);
@@ -963,10 +1016,52 @@ bool LmdbStore::verifyQueuesAndMessages(std::string& error) const {
 uint64_t LmdbStore::maxMessageId() const {
   Txn txn(impl_->env);
   if (txn.rc()) return 0;
+  uint64_t top = 0;
+  MDB_val k = val(kDelayedMaxId), v;
+  if (mdb_get(txn.get(), impl_->meta, &k, &v) == 0 && v.mv_size == 8) std::memcpy(&top, v.mv_data, 8);
   Cursor c(txn.get(), impl_->messages);
-  MDB_val k, v;
-  if (mdb_cursor_get(c.get(), &k, &v, MDB_LAST) != 0) return 0;
-  return readU64Key(view(k));
+  if (mdb_cursor_get(c.get(), &k, &v, MDB_LAST) != 0) return top;
+  return std::max(top, readU64Key(view(k)));
+}
+
+uint64_t LmdbStore::delayedCount() const {
+  if (!impl_->has_delayed) return 0;
+  Txn txn(impl_->env);
+  if (txn.rc()) return 0;
+  MDB_stat st;
+  return mdb_stat(txn.get(), impl_->delayed, &st) == 0 ? uint64_t(st.ms_entries) : 0;
+}
+
+size_t LmdbStore::readDelayed(const DelayedKey& after, size_t limit,
+                              const std::function<void(const DelayedKey&)>& f) const {
+  if (!impl_->has_delayed || limit == 0) return 0;
+  Txn txn(impl_->env);
+  if (txn.rc()) return 0;
+  Cursor c(txn.get(), impl_->delayed);
+  const std::string start = delayedKey(after);
+  MDB_val k = val(start), v;
+  size_t n = 0;
+  int rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
+  for (; rc == 0 && n < limit; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+    DelayedKey dk;
+    if (!readDelayedKey(view(k), dk)) continue;  // not ours: skipped
+    if (!(after < dk)) continue;
+    f(dk);
+    ++n;
+  }
+  if (rc != 0 && rc != MDB_NOTFOUND)
+    fprintf(stderr, "petrel: persistence: reading delayed publishes: %s\n", mdb_strerror(rc));
+  return n;
+}
+
+bool LmdbStore::readDelayedMessage(const DelayedKey& dk, MessageRecord& out) const {
+  if (!impl_->has_delayed) return false;
+  Txn txn(impl_->env);
+  if (txn.rc()) return false;
+  const std::string k = delayedKey(dk);
+  MDB_val key = val(k), v;
+  if (mdb_get(txn.get(), impl_->delayed, &key, &v) != 0) return false;
+  return decodeMessage(view(v), out);
 }
 
 StoreStats LmdbStore::stats() const {
@@ -983,6 +1078,7 @@ StoreStats LmdbStore::stats() const {
   s.messages = entries(impl_->messages);
   s.retained = entries(impl_->retained);
   s.inbound_qos2 = entries(impl_->inq2);
+  if (impl_->has_delayed) s.delayed = entries(impl_->delayed);
   MDB_envinfo info;
   mdb_env_info(impl_->env, &info);
   s.used_bytes = impl_->usedBytes(txn.get());

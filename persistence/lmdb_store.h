@@ -30,6 +30,10 @@ class LmdbStore final : public Store {
   QueueInfo queueInfo(std::string_view client_id) const override;
   bool readMessage(uint64_t id, MessageRecord& out) const override;
   void forEachQueueOwner(std::string_view prefix, const std::function<void(std::string_view)>& f) const override;
+  uint64_t delayedCount() const override;
+  size_t readDelayed(const DelayedKey& after, size_t limit,
+                     const std::function<void(const DelayedKey&)>& f) const override;
+  bool readDelayedMessage(const DelayedKey& k, MessageRecord& out) const override;
   uint64_t maxMessageId() const override;
   bool verifyQueuesAndMessages(std::string& error) const override;
   StoreStats stats() const override;

@@ -224,6 +224,21 @@ void Batch::setRetained(std::string_view topic, uint64_t msg_id) {
   o.u64(msg_id);
 }
 
+void Batch::putDelayed(const DelayedKey& k, const MessageRecord& m) {
+  op(Op::PutDelayed);
+  Out o{ops_};
+  o.i64(k.due_ms);
+  o.u64(k.msg_id);
+  o.str(encodeMessage(m));
+}
+
+void Batch::deleteDelayed(const DelayedKey& k) {
+  op(Op::DeleteDelayed);
+  Out o{ops_};
+  o.i64(k.due_ms);
+  o.u64(k.msg_id);
+}
+
 // --- keys ---
 
 std::string u64Key(uint64_t v) {
@@ -240,6 +255,17 @@ uint64_t readU64Key(std::string_view k) {
   uint64_t v = 0;
   for (size_t i = 0; i < 8 && i < k.size(); ++i) v = (v << 8) | static_cast<uint8_t>(k[i]);
   return v;
+}
+
+std::string delayedKey(const DelayedKey& k) {
+  return u64Key(static_cast<uint64_t>(k.due_ms)) + u64Key(k.msg_id);
+}
+
+bool readDelayedKey(std::string_view s, DelayedKey& k) {
+  if (s.size() != 16) return false;
+  k.due_ms = static_cast<int64_t>(readU64Key(s.substr(0, 8)));
+  k.msg_id = readU64Key(s.substr(8));
+  return true;
 }
 
 std::string clientKey(std::string_view cid, std::string_view suffix) {

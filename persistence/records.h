@@ -69,6 +69,20 @@ struct QueueRecord {
   std::string group;
 };
 
+// A delayed publish waiting in the store (src/delayed/): the key of its
+// record, ordered by due time, then message id. The record is the message
+// (MessageRecord, addressed to its target topic).
+struct DelayedKey {
+  int64_t due_ms = 0;  // wall clock, ms since the epoch
+  uint64_t msg_id = 0;
+  friend bool operator<(const DelayedKey& a, const DelayedKey& b) {
+    return a.due_ms < b.due_ms || (a.due_ms == b.due_ms && a.msg_id < b.msg_id);
+  }
+  friend bool operator==(const DelayedKey& a, const DelayedKey& b) {
+    return a.due_ms == b.due_ms && a.msg_id == b.msg_id;
+  }
+};
+
 // Serialisation helpers (also used by tests and `petrel inspect`).
 std::string encodeMessage(const MessageRecord& m);
 bool decodeMessage(std::string_view data, MessageRecord& m);
@@ -100,6 +114,9 @@ class Batch {
   // Sets the retained message of `topic` (msg_id 0 clears it). The store
   // drops the reference the previous retained message held.
   void setRetained(std::string_view topic, uint64_t msg_id);
+  // A delayed publish and its message; deleting it deletes both.
+  void putDelayed(const DelayedKey& k, const MessageRecord& m);
+  void deleteDelayed(const DelayedKey& k);
 
   bool empty() const { return ops_.empty(); }
   size_t size() const { return ops_.size(); }
@@ -113,7 +130,7 @@ class Batch {
   enum class Op : uint8_t {
     PutMessage = 1, AddRefs, PutSession, DeleteSession, PutSubscription,
     DeleteSubscription, PutQueue, DeleteQueue, PutInboundQos2, DeleteInboundQos2,
-    SetRetained,
+    SetRetained, PutDelayed, DeleteDelayed,
   };
 
  private:
@@ -130,5 +147,9 @@ std::string clientKey(std::string_view client_id, std::string_view suffix);
 std::string seqKey(std::string_view client_id, uint64_t seq);
 std::string u64Key(uint64_t v);
 uint64_t readU64Key(std::string_view k);
+// Big-endian due time then message id (16 bytes): the store's order is due
+// order.
+std::string delayedKey(const DelayedKey& k);
+bool readDelayedKey(std::string_view s, DelayedKey& k);
 
 }  // namespace petrel::persistence

@@ -39,6 +39,7 @@ struct StoreStats {
   uint64_t messages = 0;
   uint64_t retained = 0;
   uint64_t inbound_qos2 = 0;
+  uint64_t delayed = 0;
   uint64_t used_bytes = 0;
   uint64_t map_size = 0;
 };
@@ -109,9 +110,20 @@ class Store {
   // `prefix`.
   virtual void forEachQueueOwner(std::string_view prefix,
                                  const std::function<void(std::string_view)>& f) const = 0;
+  // Delayed publishes (src/delayed/): how many wait (cheap: no walk); the
+  // keys after `after` in due order, at most `limit` (DelayedKey{} reads
+  // from the first); the message of one. A store written before delayed
+  // publish existed has none.
+  virtual uint64_t delayedCount() const = 0;
+  virtual size_t readDelayed(const DelayedKey& after, size_t limit,
+                             const std::function<void(const DelayedKey&)>& f) const = 0;
+  virtual bool readDelayedMessage(const DelayedKey& k, MessageRecord& out) const = 0;
+  // The highest message id in use (message records and delayed publishes).
   virtual uint64_t maxMessageId() const = 0;
   // Decodes every queue entry and message record (start-up check): false
   // with `error` naming the file and the record when one is damaged.
+  // Delayed publishes are not walked (start-up reads only their count and
+  // first window); a damaged one is reported when it is due.
   virtual bool verifyQueuesAndMessages(std::string& error) const = 0;
   virtual StoreStats stats() const = 0;
   // Bytes in use as of the last commit (cheap; for the size cap).

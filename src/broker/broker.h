@@ -12,6 +12,7 @@
 //   Sessions      sessions/  the registry, delivery, durable queues
 //   Router        routing/   topic tree, retained messages, route()
 //   SharedGroups  queues/    share groups as work queues
+//   DelayedPublish delayed/  $delayed/<N>/<topic>: held until due
 //   SysTopics     metrics/   $SYS
 //   Bridges       bridges/   client connections to remote brokers
 // Time-driven work (keep alive, timeouts, will delay, expiry, $SYS) runs
@@ -96,6 +97,9 @@ class Broker : private BrokerParts {
   void refusePublish(Connection& c, Session& s, const mqtt::Publish& p);
   // Acknowledged as received and dropped (nothing owed it).
   void acknowledgeDropped(Connection& c, Session& s, const mqtt::Publish& p);
+  // handlers/delayed_publish.cpp
+  void scheduleDelayed(Connection& c, Session& s, const mqtt::Publish& p, const MessagePtr& m, int64_t due_ms);
+  void refuseDelayed(Connection& c, Session& s, const mqtt::Publish& p, mqtt::Reason why, std::string_view topic);
   // handlers/subscribe.cpp
   void handleSubscribe(Connection& c, const mqtt::Frame& f);
   void handleUnsubscribe(Connection& c, const mqtt::Frame& f);

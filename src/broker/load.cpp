@@ -87,6 +87,7 @@ bool Broker::loadStore(std::string& err) {
   }
   groups_.loadQueues();
   groups_.returnAfterRestart();
+  delayed_.load();
   LOG_NOTICE("persistence: loaded %zu sessions, %zu subscriptions, %zu queued messages, %zu retained",
              n_sessions, n_subs, n_queued, n_retained);
   // Sessions that expired while the broker was down end now (their wills
@@ -113,6 +114,7 @@ void Broker::onCommit(bool failed) {
   holds_.release(done);
   sessions_.afterCommit(done);
   groups_.afterCommit();
+  delayed_.afterCommit(done);
   // Messages loaded from disk and no longer used by any session.
   durable_.trimCache(4 * Sessions::kRamWindow);
   flushAll();

@@ -8,6 +8,7 @@
 
 #include "src/acks/ack_holds.h"
 #include "src/config/config.h"
+#include "src/delayed/delayed_publish.h"
 #include "src/durable/durable.h"
 #include "src/metrics/stats.h"
 #include "src/queues/shared_groups.h"
@@ -29,7 +30,8 @@ struct BrokerParts {
         budget_(cfg_, stats_),
         sessions_({cfg_, stats_, clock_, durable_, security_, budget_, holds_, router_, groups_, timers_}),
         router_(clock_, durable_, sessions_, groups_),
-        groups_({cfg_, stats_, clock_, durable_, router_.tree(), sessions_}) {}
+        groups_({cfg_, stats_, clock_, durable_, router_.tree(), sessions_}),
+        delayed_({cfg_, clock_, timers_, durable_, router_}) {}
   BrokerParts(const BrokerParts&) = delete;
   BrokerParts& operator=(const BrokerParts&) = delete;
 
@@ -45,6 +47,7 @@ struct BrokerParts {
   Sessions sessions_;
   Router router_;
   SharedGroups groups_;
+  DelayedPublish delayed_;
 };
 
 }  // namespace petrel

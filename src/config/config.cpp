@@ -364,6 +364,14 @@ void parseRoot(const YAML::Node& root, Config& c) {
           }},
        });
      }},
+    {"delayed", [&](const YAML::Node& n, const std::string& k) {
+       readMap(n, k, {
+         {"enabled", [&](const YAML::Node& v, const std::string& kk) { c.delayed.enabled = readBool(v, kk); }},
+         {"max_delay", [&](const YAML::Node& v, const std::string& kk) { c.delayed.max_delay = readInt<uint32_t>(v, kk, 1, 42949670); }},
+         {"max_pending", [&](const YAML::Node& v, const std::string& kk) { c.delayed.max_pending = readInt<uint64_t>(v, kk, 1, u32max); }},
+         {"ram_window", [&](const YAML::Node& v, const std::string& kk) { c.delayed.ram_window = readInt<uint32_t>(v, kk, 1, 1000000); }},
+       });
+     }},
     {"auth", [&](const YAML::Node& n, const std::string& k) {
        readMap(n, k, {
          {"password_file", [&](const YAML::Node& v, const std::string& kk) { c.password_file = readString(v, kk); }},

@@ -75,6 +75,14 @@ struct BridgeConfig {
 // True for 127.0.0.0/8, ::1 and "localhost".
 bool isLoopbackAddress(const std::string& address);
 
+// delayed: publishes to $delayed/<N>/<topic> (src/delayed/).
+struct DelayedConfig {
+  bool enabled = true;
+  uint32_t max_delay = 42949670;  // seconds ahead at most (the topic form's horizon)
+  uint64_t max_pending = 1000000;
+  uint32_t ram_window = 1000;     // earliest pending entries kept in RAM (with a store)
+};
+
 struct Config {
   LogLevel log_level = LogLevel::Info;
   std::vector<ListenerConfig> listeners{ListenerConfig{}};
@@ -121,6 +129,7 @@ struct Config {
   // message_expiry: (default lifetimes by topic filter) and
   // mqtt.max_message_expiry (the cap on every lifetime).
   MessageLifetimes message_expiry;
+  DelayedConfig delayed;
 
   // auth: (empty = not used)
   std::string password_file;  // mosquitto_passwd format

@@ -72,9 +72,17 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
     }
     p.topic = std::move(local);
     ++c.bridge->counters.received;
-  } else if (!sessions_.mayPublish(s, p.topic)) {
-    return refusePublish(c, s, p);  // ACL
   }
+
+  // $delayed/<N>/<topic> (src/delayed/): from here on the topic is the
+  // target, for the ACL too; the message is stored now, published when due.
+  int64_t delayed_due = -1;
+  if (delayed_.claims(p.topic)) {
+    const Reason why = delayed_.resolve(p.topic, delayed_due);
+    if (why != Reason::Success) return refuseDelayed(c, s, p, why, p.topic);
+  }
+
+  if (!c.bridge && !sessions_.mayPublish(s, p.topic)) return refusePublish(c, s, p);  // ACL
 
   ++stats_.messages_received;
   auto msg = std::make_shared<Message>();
@@ -95,6 +103,7 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
   msg->from_bridge = c.bridge || s.peer_bridge;
   msg->id = durable_.newMessageId();
   MessagePtr m = std::move(msg);
+  if (delayed_due >= 0) return scheduleDelayed(c, s, p, m, delayed_due);
 
   // [MQTT-3.3.1-5..7] retained: store (or clear with an empty payload).
   const uint32_t retained_refs = m->retain ? router_.retain(m) : 0;

@@ -7,6 +7,7 @@
 
 #include "src/metrics/sys_topics.h"
 
+#include "src/delayed/delayed_publish.h"
 #include "src/durable/durable.h"
 #include "src/routing/router.h"
 #include "src/sessions/output_budget.h"
@@ -46,6 +47,12 @@ void SysTopics::publish() {
   put("subscriptions/count", num(p_.router.tree().subscriptionCount()));
   put("retained messages/count", num(p_.router.retained().size()));
   if (p_.durable.enabled()) put("store/bytes", num(p_.durable.store().usedBytes()));
+  if (p_.delayed.enabled()) {
+    put("delayed/pending", num(p_.delayed.pending()));
+    put("delayed/fired", num(p_.delayed.fired()));
+    put("delayed/dropped", num(p_.delayed.dropped()));
+    put("delayed/refused", num(p_.delayed.refused()));
+  }
   // A filter's wildcards may not appear in a topic name: '+', '#' and '%'
   // are written %2B, %23 and %25 (and '/' in a client id, %2F).
   auto escape = [](const std::string& in, bool slash) {

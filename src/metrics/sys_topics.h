@@ -15,6 +15,7 @@ namespace petrel {
 
 class Clock;
 class Connection;
+class DelayedPublish;
 class Durable;
 class OutputBudget;
 class Router;
@@ -31,6 +32,7 @@ class SysTopics {
     Sessions& sessions;
     const OutputBudget& budget;
     const std::vector<Connection*>& connections;
+    const DelayedPublish& delayed;
   };
   explicit SysTopics(const Parts& p) : p_(p) {}
 

@@ -1,11 +1,45 @@
 #include "src/tools/inspect.h"
 
+#include <cstdint>
 #include <cstdio>
+#include <ctime>
 #include <map>
 
 #include "persistence/store.h"
 
 namespace petrel {
+
+namespace {
+
+// Delayed publishes ($delayed/<N>/<topic>), in due order: the first
+// kDelayedShown, every one with -v.
+constexpr size_t kDelayedShown = 20;
+
+void printDelayed(const persistence::Store& store, uint64_t count, bool verbose) {
+  using namespace persistence;
+  std::printf("\ndelayed publishes (due order):\n  %-24s %-3s %-10s %s\n", "due (UTC)", "qos", "bytes",
+              "topic");
+  const size_t limit = verbose ? SIZE_MAX : kDelayedShown;
+  size_t shown = store.readDelayed(DelayedKey{}, limit, [&](const DelayedKey& k) {
+    char due[32];
+    const time_t secs = static_cast<time_t>(k.due_ms / 1000);
+    tm t;
+    gmtime_r(&secs, &t);
+    const size_t n = std::strftime(due, sizeof due, "%Y-%m-%dT%H:%M:%S", &t);
+    std::snprintf(due + n, sizeof due - n, ".%03dZ", static_cast<int>(k.due_ms % 1000));
+    MessageRecord m;
+    if (!store.readDelayedMessage(k, m)) {
+      std::printf("  %-24s (damaged record, message %llu)\n", due, static_cast<unsigned long long>(k.msg_id));
+      return;
+    }
+    std::printf("  %-24s %-3u %-10zu %s%s\n", due, unsigned(m.qos), m.payload.size(), m.topic.c_str(),
+                m.retain ? " (retain)" : "");
+  });
+  if (shown < count)
+    std::printf("  ... and %llu more (-v lists every one)\n", static_cast<unsigned long long>(count - shown));
+}
+
+}  // namespace
 
 int inspectStore(const std::string& dir, bool verbose) {
   using namespace persistence;
@@ -28,6 +62,8 @@ int inspectStore(const std::string& dir, bool verbose) {
   std::printf("  stored messages  %llu (each stored once)\n", static_cast<unsigned long long>(st.messages));
   std::printf("  retained         %llu\n", static_cast<unsigned long long>(st.retained));
   std::printf("  inbound QoS 2    %llu (awaiting PUBREL)\n", static_cast<unsigned long long>(st.inbound_qos2));
+  std::printf("  delayed          %llu (publishes waiting for their due time)\n",
+              static_cast<unsigned long long>(st.delayed));
 
   std::map<std::string, std::vector<std::string>> subs;
   store->forEachSubscription(
@@ -67,6 +103,7 @@ int inspectStore(const std::string& dir, bool verbose) {
     std::printf("  %-40.*s %-10llu %llu\n", static_cast<int>(name.size()), name.data(),
                 static_cast<unsigned long long>(qi.count), static_cast<unsigned long long>(qi.bytes));
   });
+  if (st.delayed) printDelayed(*store, st.delayed, verbose);
   return 0;
 }
 
