@@ -375,6 +375,7 @@ def test_two_petrels_bridged_both_ways_on_everything(make_broker, layout, protoc
         # B bridges to A (A's port is fixed before it starts), A to B.
         a = petrel(make_broker, [bridge("r", "%s:%d" % (HOST, b.port), [rule("#", "out", 1)],
                                         protocol=protocol)])
+        wait_up(a)
         b.stop()
         rewrite(b, bridges=[bridge("r", "%s:%d" % (HOST, a.port), [rule("#", "out", 1)], protocol=protocol)])
         b.start()
