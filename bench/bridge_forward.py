@@ -3,8 +3,11 @@
 local broker as fast as its acknowledgements allow (1,000 in flight), carried
 by a bridge (`data/#` out, QoS 1) to a remote broker, received there by a
 subscriber. Reports messages per second from the first PUBLISH to the last
-message received on the remote side, and checks that none is lost and the
-order is kept.
+message received on the remote side, and the CPU time the local broker (the
+one running the bridge) spent per message; checks that none is lost and the
+order is kept. One Python process drives both clients (publish, then
+drain), so the rate is bounded by it; the CPU per message is the broker's
+own cost.
 
 Pairs measured in the same run, alternating, ROUNDS times each:
   petrel-fsync     Petrel -> Petrel, the local store in `sync: fsync`
@@ -92,6 +95,12 @@ def mosquitto_pair(args, work):
     return rport, lport, procs
 
 
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_once(kind, args):
     work = tempfile.mkdtemp(prefix="petrel-bridge-bench-")
     try:
@@ -103,6 +112,7 @@ def run_once(kind, args):
             sub = fc.Sub(HOST, rport, "rsub", version=4).connect("data/#", qos=1)
             time.sleep(1.0)  # the bridge is connected
             pub = fc.Pub(HOST, lport, "pub", version=4, name="p").connect()
+            cpu0 = cpu_seconds(procs[1].pid)
             t0 = time.monotonic()
             pub.publish("data/x", args.count, qos=1, window=1000, timeout=600)
             ok = fc.run([sub], lambda: sub.unique() >= args.count, 600)
@@ -111,7 +121,8 @@ def run_once(kind, args):
                 raise RuntimeError("%s: %d of %d arrived" % (kind, sub.unique(), args.count))
             if sub.order_errors:
                 raise RuntimeError("%s: %d out of order" % (kind, sub.order_errors))
-            return args.count / elapsed, sub.dups
+            cpu = cpu_seconds(procs[1].pid) - cpu0
+            return args.count / elapsed, cpu * 1e6 / args.count, sub.dups
         finally:
             for p in procs:
                 p.kill()
@@ -128,16 +139,22 @@ def main():
     args = ap.parse_args()
     kinds = ["petrel-fsync", "petrel-periodic", "mosquitto"]
     results = {k: [] for k in kinds}
+    cpus = {k: [] for k in kinds}
     for r in range(args.rounds):
         for k in kinds:
-            rate, dups = run_once(k, args)
+            rate, cpu_us, dups = run_once(k, args)
             results[k].append(rate)
-            print("round %d %-16s %9.0f msg/s  (duplicates %d)" % (r + 1, k, rate, dups), flush=True)
+            cpus[k].append(cpu_us)
+            print("round %d %-16s %9.0f msg/s  local broker %.1f us CPU/msg  (duplicates %d)"
+                  % (r + 1, k, rate, cpu_us, dups), flush=True)
     base = statistics.median(results["mosquitto"])
+    base_cpu = statistics.median(cpus["mosquitto"])
     print("\nmedian of %d rounds, %d QoS 1 messages through the bridge:" % (args.rounds, args.count))
     for k in kinds:
         med = statistics.median(results[k])
-        print("  %-16s %9.0f msg/s  %.2fx mosquitto" % (k, med, med / base))
+        cpu = statistics.median(cpus[k])
+        print("  %-16s %9.0f msg/s (%.2fx mosquitto)  local broker %.1f us CPU/msg (%.2fx mosquitto)"
+              % (k, med, med / base, cpu, cpu / base_cpu))
 
 
 if __name__ == "__main__":
