@@ -400,17 +400,19 @@ def test_two_petrels_bridged_both_ways_on_everything(make_broker, layout, protoc
 
 # --- status, limits, fail-over, TLS, configuration -------------------------
 
-def test_queue_limit_drops_and_counts(make_broker):
+@pytest.mark.parametrize("limit,key", [({"max_messages": 100}, "queue.max_messages"),
+                                       ({"max_bytes": 1600}, "queue.max_bytes")])  # 16-byte payloads
+def test_queue_limit_drops_and_counts(make_broker, limit, key):
     dead = free_port()  # nothing listens there
     p = petrel(make_broker, [bridge("r", "%s:%d" % (HOST, dead), [rule("q/#", "out", 1)],
-                                    queue={"max_messages": 100})])
+                                    queue=limit)])
     pub = fc.Pub(HOST, p.port, "pub", version=4, name="p").connect()
     pub.publish("q/x", 150)
     assert wait_sys(p.port, "$SYS/broker/bridge/r/queued", lambda v: v == "100") == "100"
     assert wait_sys(p.port, "$SYS/broker/bridge/r/dropped", lambda v: v == "50") == "50"
     assert sys_value(p.port, "$SYS/broker/bridge/r/state") == "0"
     wait_log(p, r"bridge r: connection failed; next attempt in \d+ ms", 3)
-    assert "queue limit reached (queue.max_messages)" in p.log()
+    assert "queue limit reached (%s)" % key in p.log()
 
 
 def test_qos0_queued_when_asked(make_broker, mosquitto):
