@@ -9,6 +9,7 @@
 #include "src/config/config.h"
 #include "src/tools/inspect.h"
 #include "src/util/log.h"
+#include "src/util/service_notify.h"
 #include "src/tools/passwd_command.h"
 
 namespace {
@@ -47,6 +48,7 @@ void onSignal(uv_signal_t* h, int signum) {
   uv_close(reinterpret_cast<uv_handle_t*>(&s->hup), nullptr);
   uv_signal_stop(&s->usr1);
   uv_close(reinterpret_cast<uv_handle_t*>(&s->usr1), nullptr);
+  petrel::notifyServiceManager("STOPPING=1");
   s->broker->shutdown();
 }
 
@@ -60,7 +62,9 @@ void onReport(uv_signal_t* h, int) {
 
 // SIGHUP: certificates, password file and ACL file are read again.
 void onHangup(uv_signal_t* h, int) {
+  petrel::notifyServiceManager("RELOADING=1");
   static_cast<Signals*>(h->data)->broker->reloadSecurity("SIGHUP");
+  petrel::notifyServiceManager("READY=1");
 }
 
 }  // namespace
@@ -196,6 +200,9 @@ int main(int argc, char** argv) {
   uv_signal_start(&sig.intr, onSignal, SIGINT);
   uv_signal_start(&sig.hup, onHangup, SIGHUP);
   LOG_NOTICE("petrel %s started", PETREL_VERSION);
+  // Listeners are bound and the store is loaded: a Type=notify service is
+  // up (systemd starts what depends on it only now).
+  if (!petrel::notifyServiceManager("READY=1")) LOG_WARN("could not notify the service manager ($NOTIFY_SOCKET)");
   uv_run(loop, UV_RUN_DEFAULT);
   broker.finish();
   LOG_NOTICE("petrel stopped");
