@@ -7,6 +7,8 @@
 
 #include "src/broker/broker.h"
 #include "src/config/config.h"
+#include "src/security/security.h"
+#include "tls/tls_context.h"
 #include "src/tools/inspect.h"
 #include "src/util/log.h"
 #include "src/util/service_notify.h"
@@ -57,7 +59,15 @@ void onSignal(uv_signal_t* h, int signum) {
 void onReport(uv_signal_t* h, int) {
   auto* b = static_cast<Signals*>(h->data)->broker;
   const std::string r = b->groupReport();
-  LOG_NOTICE("report: %s", r.empty() ? "no share groups" : ("\n" + r).c_str());
+  if (r.empty()) LOG_NOTICE("report: no share groups");
+  // One log line per group (a line never holds a line break).
+  size_t from = 0;
+  while (from < r.size()) {
+    size_t eol = r.find('\n', from);
+    if (eol == std::string::npos) eol = r.size();
+    if (eol > from) LOG_NOTICE("report: %s", r.substr(from, eol - from).c_str());
+    from = eol + 1;
+  }
 }
 
 // SIGHUP: certificates, password file and ACL file are read again.
@@ -65,6 +75,29 @@ void onHangup(uv_signal_t* h, int) {
   petrel::notifyServiceManager("RELOADING=1");
   static_cast<Signals*>(h->data)->broker->reloadSecurity("SIGHUP");
   petrel::notifyServiceManager("READY=1");
+}
+
+// --check-config: loads what Broker::start would, on a loop of its own.
+bool checkFiles(const petrel::Config& cfg, std::string& err) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  bool ok;
+  {
+    petrel::Security security(&loop, cfg);
+    ok = security.start(err);
+    security.stop();
+  }
+  for (const auto& b : cfg.bridges) {
+    if (!ok || !b.tls) continue;
+    std::string e;
+    if (!petrel::tls::TlsContext::createClient(*b.tls, e)) {
+      err = "bridge " + b.name + ": tls: " + e;
+      ok = false;
+    }
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);  // the closed handles
+  uv_loop_close(&loop);
+  return ok;
 }
 
 }  // namespace
@@ -150,11 +183,18 @@ int main(int argc, char** argv) {
     }
   }
   if (port_override >= 0) cfg.listeners.at(0).port = static_cast<uint16_t>(port_override);
+  petrel::setLogLevel(cfg.log_level);
   if (check_only) {
+    // Everything the start would load: certificates, keys, CAs, CRLs and
+    // cipher lists of listeners and bridges, the password and ACL files.
+    std::string err;
+    if (!checkFiles(cfg, err)) {
+      std::fprintf(stderr, "petrel: configuration error: %s\n", err.c_str());
+      return 1;
+    }
     std::printf("%s: configuration is valid\n", config_path.empty() ? "(defaults)" : config_path.c_str());
     return 0;
   }
-  petrel::setLogLevel(cfg.log_level);
   signal(SIGPIPE, SIG_IGN);
 
   uv_loop_t* loop = uv_default_loop();

@@ -127,7 +127,7 @@ CtxPtr build(const TlsConfig& cfg, bool client, std::string& error) {
     return nullptr;
   }
   if (have_cert && SSL_CTX_check_private_key(ctx.get()) != 1) {
-    error = fail("the private key does not match the certificate", cfg.key_file);
+    error = fail("key_file " + cfg.key_file + " does not match cert_file " + cfg.cert_file, "");
     return nullptr;
   }
 
@@ -222,6 +222,38 @@ std::unique_ptr<TlsContext> TlsContext::create(const TlsConfig& cfg, std::string
 
 std::unique_ptr<TlsContext> TlsContext::createClient(const TlsConfig& cfg, std::string& error) {
   return make(cfg, true, error);
+}
+
+std::string TlsContext::crlWarning(int64_t now_s, int64_t warn_within_s) const {
+  if (cfg_.crl_file.empty()) return {};
+  BioPtr bio(BIO_new_file(cfg_.crl_file.c_str(), "r"));
+  if (!bio) return {};
+  std::string out;
+  while (X509_CRL* raw = PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr)) {
+    std::unique_ptr<X509_CRL, Deleter<X509_CRL, X509_CRL_free>> crl(raw);
+    const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl.get());
+    if (!next) continue;
+    int days = 0, secs = 0;
+    std::unique_ptr<ASN1_TIME, Deleter<ASN1_TIME, ASN1_TIME_free>> now(ASN1_TIME_set(nullptr, time_t(now_s)));
+    if (!now || ASN1_TIME_diff(&days, &secs, now.get(), next) != 1) continue;
+    const int64_t left = int64_t(days) * 86400 + secs;
+    std::string when;
+    if (BioPtr mem(BIO_new(BIO_s_mem())); mem && ASN1_TIME_print(mem.get(), next)) {
+      char* data = nullptr;
+      const long n = BIO_get_mem_data(mem.get(), &data);
+      when.assign(data, size_t(n));
+    }
+    if (left <= 0) {
+      out = "the CRL " + cfg_.crl_file + " expired (nextUpdate " + when +
+            "): every client certificate is refused until a fresh CRL is in place";
+      break;
+    }
+    if (left <= warn_within_s && out.empty())
+      out = "the CRL " + cfg_.crl_file + " expires on " + when + " (in " + std::to_string(left / 3600) +
+            " h): client certificates will be refused after it unless it is renewed";
+  }
+  ERR_clear_error();  // the end of the file reads as an error
+  return out;
 }
 
 std::string TlsContext::stamp() const {

@@ -13,6 +13,7 @@
 // This header is OpenSSL-free: src/ includes it without seeing OpenSSL types.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +52,10 @@ class TlsContext {
   ssl_ctx_st* native() const { return ctx_.get(); }
   // Serial number of the current server certificate, as hex (for logs).
   const std::string& certSerial() const { return serial_; }
+  // A warning when the CRL (crl_file) has passed its nextUpdate (OpenSSL
+  // then refuses every client certificate) or will within
+  // `warn_within_s` seconds of `now_s` (Unix time); empty otherwise.
+  std::string crlWarning(int64_t now_s, int64_t warn_within_s) const;
 
  private:
   TlsContext(const TlsConfig& cfg, bool client) : cfg_(cfg), client_(client) {}

@@ -61,7 +61,7 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
   c.version = v;
 
   auto refuse = [&](Reason r, const char* why) {
-    LOG_NOTICE("refusing client '%s' from %s: %s", p.client_id.c_str(), c.peer().c_str(), why);
+    LOG_NOTICE("refusing client '%s' from %s: %s", quoted(p.client_id).c_str(), c.peer().c_str(), why);
     sendConnackError(c, v, r);
   };
 
@@ -199,7 +199,7 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
     pr.shared_subscription_available = 1;
   }
   mqtt::encode(ack, v, c.out());
-  LOG_INFO("client %s connected from %s (MQTT %s, %s, keep alive %u)", s->clientId().c_str(),
+  LOG_INFO("client %s connected from %s (MQTT %s, %s, keep alive %u)", quoted(s->clientId()).c_str(),
            c.peer().c_str(), v == Version::V5 ? "5.0" : v == Version::V311 ? "3.1.1" : "3.1",
            present ? "session resumed" : "new session", keepalive);
   sessions_.resume(*s, c);

@@ -4,6 +4,7 @@
 #include "src/util/text.h"
 
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "tls/crypto.h"
@@ -68,13 +69,11 @@ bool PasswordFile::load(const std::string& path, std::string& error) {
     error = path + ": cannot open the password file";
     return false;
   }
-  parse(*text, path);
-  return true;
+  return parse(*text, path, error);
 }
 
-void PasswordFile::parse(std::string_view text, const std::string& name) {
+bool PasswordFile::parse(std::string_view text, const std::string& name, std::string& error) {
   std::unordered_map<std::string, Hash> users;
-  std::vector<std::string> warnings;
   size_t line_no = 0;
   while (!text.empty()) {
     ++line_no;
@@ -85,37 +84,60 @@ void PasswordFile::parse(std::string_view text, const std::string& name) {
     const size_t colon = line.find(':');
     const std::string where = name + ":" + std::to_string(line_no) + ": ";
     if (colon == std::string_view::npos) {
-      warnings.push_back(where + "no ':' in the line, skipped");
-      continue;
+      error = where + "not a 'user:hash' line";
+      return false;
     }
     const std::string user(trim(line.substr(0, colon)));
     const std::string_view encoded = trim(line.substr(colon + 1));
     if (user.empty()) {
-      warnings.push_back(where + "empty user name, skipped");
-      continue;
+      error = where + "empty user name";
+      return false;
     }
     Hash h;
     if (!decode(encoded, h)) {
-      warnings.push_back(where + "user '" + user + "': not a $6$ or $7$ hash, skipped");
-      continue;
+      // The user name is the operator's own text; the hash is not shown.
+      error = where + "user '" + user + "': not a $6$ or $7$ hash";
+      return false;
     }
-    if (!users.emplace(user, std::move(h)).second)
-      warnings.push_back(where + "user '" + user + "' appears again, skipped");
+    if (!users.emplace(user, std::move(h)).second) {
+      error = where + "user '" + user + "' appears twice";
+      return false;
+    }
+  }
+  if (users.empty()) {
+    error = name + ": no users (an empty password file would refuse every client)";
+    return false;
+  }
+  // One dummy per distinct cost in the file, with a random salt and digest.
+  std::vector<Hash> dummies;
+  for (const auto& e : users) {
+    const Hash& h = e.second;
+    bool seen = false;
+    for (const Hash& d : dummies) seen = seen || (d.pbkdf2 == h.pbkdf2 && d.iterations == h.iterations);
+    if (seen) continue;
+    Hash d;
+    d.pbkdf2 = h.pbkdf2;
+    d.iterations = h.iterations;
+    d.salt = tls::randomBytes(h.salt.size());
+    d.digest = tls::randomBytes(kDigestBytes);
+    dummies.push_back(std::move(d));
   }
   users_ = std::move(users);
-  warnings_ = std::move(warnings);
+  dummies_ = std::move(dummies);
+  return true;
+}
+
+const PasswordFile::Hash& PasswordFile::dummyFor(std::string_view user) const {
+  // The same cost for the same unknown name every time, spread over the
+  // costs the file uses: timing one name twice shows nothing, and an
+  // unknown name costs what some real user's check costs.
+  return dummies_[std::hash<std::string_view>{}(user) % dummies_.size()];
 }
 
 PasswordFile::Result PasswordFile::check(std::string_view user, std::string_view password) const {
   auto it = users_.find(std::string(user));
   if (it == users_.end()) {
-    // Spend about the same time as for a real user.
-    static const Hash dummy = [] {
-      Hash h;
-      decode(hashPassword("petrel-dummy", kDefaultIterations), h);
-      return h;
-    }();
-    (void)matches(dummy, password);
+    if (!dummies_.empty()) (void)matches(dummyFor(user), password);
     return Result::UnknownUser;
   }
   return matches(it->second, password) ? Result::Ok : Result::WrongPassword;

@@ -4,10 +4,13 @@
 //   $6$<base64 salt>$<base64 SHA-512(password || salt)>
 //   $7$<iterations>$<base64 salt>$<base64 PBKDF2-HMAC-SHA512(password, salt, iterations)>
 //
-// Lines starting with '#', lines without ':' and hashes in another format
-// are skipped (and counted in warnings()); the first entry of a user wins.
-// Comparisons are constant-time; an unknown user costs a hash too, so the
-// answer time does not tell which user names exist.
+// Blank lines and lines starting with '#' are ignored. Anything else that
+// is not a `user:hash` line with a $6$ / $7$ hash, a user named twice, or a
+// file without any user refuses the whole file (with its name and line):
+// a broken file never replaces a good one, and never starts the broker.
+// Comparisons are constant-time; an unknown user costs a hash with the
+// parameters of one of the file's own entries (picked by the user name),
+// so the answer time does not tell which user names exist.
 #pragma once
 
 #include <cstdint>
@@ -25,16 +28,15 @@ class PasswordFile {
   static constexpr uint32_t kDefaultIterations = 1000;
 
   // Replaces the entries with those of `path`; on failure the old entries
-  // stay and `error` says why.
+  // stay and `error` says why ("<path>:<line>: ...").
   bool load(const std::string& path, std::string& error);
-  void parse(std::string_view text, const std::string& name);
+  // The same from text; `name` is the file name for messages.
+  bool parse(std::string_view text, const std::string& name, std::string& error);
 
   enum class Result { Ok, UnknownUser, WrongPassword };
   Result check(std::string_view user, std::string_view password) const;
 
   size_t size() const { return users_.size(); }
-  // One line per skipped entry, e.g. "pw:4: unsupported hash for 'bob'".
-  const std::vector<std::string>& warnings() const { return warnings_; }
 
   // The $7$ encoding of `password` with a fresh random salt.
   static std::string hashPassword(std::string_view password,
@@ -52,8 +54,12 @@ class PasswordFile {
   static bool decode(std::string_view encoded, Hash& out);
   static bool matches(const Hash& h, std::string_view password);
 
+  // What an unknown user is checked against: one entry per distinct cost
+  // (kind and iterations) in the file, with a salt and digest of its own.
+  const Hash& dummyFor(std::string_view user) const;
+
   std::unordered_map<std::string, Hash> users_;
-  std::vector<std::string> warnings_;
+  std::vector<Hash> dummies_;
 };
 
 }  // namespace petrel

@@ -86,6 +86,7 @@ class Security {
   std::unique_ptr<Acl> acl_;                 // null: no acl_file
   uv_timer_t tls_watch_timer_;
   bool tls_watch_started_ = false;
+  uint64_t watches_ = 0;  // TLS watch ticks, for the daily CRL check
 };
 
 }  // namespace petrel

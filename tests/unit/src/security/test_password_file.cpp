@@ -16,9 +16,9 @@ constexpr const char* kMosquittoFile =
 
 TEST(PasswordFile, AcceptsMosquittoPasswdHashes) {
   PasswordFile pw;
-  pw.parse(kMosquittoFile, "pw");
+  std::string err;
+  ASSERT_TRUE(pw.parse(kMosquittoFile, "pw", err)) << err;
   EXPECT_EQ(pw.size(), 3u);
-  EXPECT_TRUE(pw.warnings().empty());
   EXPECT_EQ(pw.check("alice", "secret"), PasswordFile::Result::Ok);
   EXPECT_EQ(pw.check("bob", "hunter2"), PasswordFile::Result::Ok);
   EXPECT_EQ(pw.check("carol", "pä ss"), PasswordFile::Result::Ok);
@@ -26,7 +26,8 @@ TEST(PasswordFile, AcceptsMosquittoPasswdHashes) {
 
 TEST(PasswordFile, RefusesWrongPasswordsAndUnknownUsers) {
   PasswordFile pw;
-  pw.parse(kMosquittoFile, "pw");
+  std::string err;
+  ASSERT_TRUE(pw.parse(kMosquittoFile, "pw", err)) << err;
   EXPECT_EQ(pw.check("alice", "Secret"), PasswordFile::Result::WrongPassword);
   EXPECT_EQ(pw.check("alice", ""), PasswordFile::Result::WrongPassword);
   EXPECT_EQ(pw.check("bob", "hunter"), PasswordFile::Result::WrongPassword);
@@ -35,22 +36,58 @@ TEST(PasswordFile, RefusesWrongPasswordsAndUnknownUsers) {
   EXPECT_EQ(pw.check("Alice", "secret"), PasswordFile::Result::UnknownUser);
 }
 
-TEST(PasswordFile, SkipsCommentsBadLinesAndDuplicates) {
+TEST(PasswordFile, CommentsAndBlankLinesAreIgnored) {
   PasswordFile pw;
-  pw.parse(
-      "# a comment\n"
-      "\n"
-      "no-colon-here\n"
-      "plain:clear-text-password\n"
-      "short:$6$c2FsdA==$AAAA\n"
-      "alice:$7$101$WwpEckHGJeMa4khk$kaG0lrcI2uXP2+owC9vAJ/NtsczhE5TIYPbrWH3kaCgwbW//W0H4kwsEkZGe9vxCXAm1/KudfyN6sJ0i6OD6yg==\r\n"
-      "alice:$6$EFxhZNU8oE1A9xWd$5q8P1k/FGec6IR5YjvBgQDmevQwJdGHQploZeSLY9LyXthBAqMBUUZX8cIGp19D0LAqC272cIQvFvs1hJ7tyXA==\n"
-      "zero:$7$0$WwpEckHGJeMa4khk$kaG0lrcI2uXP2+owC9vAJ/NtsczhE5TIYPbrWH3kaCgwbW//W0H4kwsEkZGe9vxCXAm1/KudfyN6sJ0i6OD6yg==\n",
-      "pw");
-  EXPECT_EQ(pw.size(), 1u);
-  EXPECT_EQ(pw.warnings().size(), 5u);
-  EXPECT_EQ(pw.check("alice", "secret"), PasswordFile::Result::Ok);
-  EXPECT_EQ(pw.check("plain", "clear-text-password"), PasswordFile::Result::UnknownUser);
+  std::string err;
+  ASSERT_TRUE(pw.parse(std::string("# users\n\n   \n") + kMosquittoFile + "# end\n", "pw", err)) << err;
+  EXPECT_EQ(pw.size(), 3u);
+}
+
+// A file that does not parse completely is refused as a whole: a broken
+// file must never replace a good one (a reload) or start the broker.
+TEST(PasswordFile, AnyBadLineRefusesTheWholeFileAndKeepsTheOldEntries) {
+  const std::string alice =
+      "alice:$7$101$WwpEckHGJeMa4khk$kaG0lrcI2uXP2+owC9vAJ/NtsczhE5TIYPbrWH3kaCgwbW//W0H4kwsEkZGe9vxCXAm1/KudfyN6sJ0i6OD6yg==\n";
+  struct Case {
+    std::string text;
+    std::string error;
+  } cases[] = {
+      {alice + "no-colon-here\n", "pw:2: not a 'user:hash' line"},
+      {alice + "plain:clear-text-password\n", "pw:2: user 'plain': not a $6$ or $7$ hash"},
+      {"short:$6$c2FsdA==$AAAA\n" + alice, "pw:1: user 'short': not a $6$ or $7$ hash"},
+      {alice + "alice:$6$EFxhZNU8oE1A9xWd$5q8P1k/FGec6IR5YjvBgQDmevQwJdGHQploZeSLY9LyXthBAqMBUUZX8cIGp19D0LAqC272cIQvFvs1hJ7tyXA==\n",
+       "pw:2: user 'alice' appears twice"},
+      {alice + ":$6$EFxhZNU8oE1A9xWd$5q8P1k/FGec6IR5YjvBgQDmevQwJdGHQploZeSLY9LyXthBAqMBUUZX8cIGp19D0LAqC272cIQvFvs1hJ7tyXA==\n",
+       "pw:2: empty user name"},
+      {"zero:$7$0$WwpEckHGJeMa4khk$kaG0lrcI2uXP2+owC9vAJ/NtsczhE5TIYPbrWH3kaCgwbW//W0H4kwsEkZGe9vxCXAm1/KudfyN6sJ0i6OD6yg==\n",
+       "pw:1: user 'zero': not a $6$ or $7$ hash"},
+      {alice.substr(0, 60), "pw:1: user 'alice': not a $6$ or $7$ hash"},  // truncated
+      {"garbage\n", "pw:1: not a 'user:hash' line"},
+      {"", "pw: no users"},
+      {"# only a comment\n", "pw: no users"},
+  };
+  for (const Case& c : cases) {
+    PasswordFile pw;
+    std::string err;
+    ASSERT_TRUE(pw.parse(kMosquittoFile, "pw", err));
+    EXPECT_FALSE(pw.parse(c.text, "pw", err)) << c.text;
+    EXPECT_EQ(err.rfind(c.error, 0), 0u) << "got: " << err << "\nwant: " << c.error;
+    EXPECT_EQ(pw.size(), 3u);  // the previous entries stay
+    EXPECT_EQ(pw.check("alice", "secret"), PasswordFile::Result::Ok);
+  }
+}
+
+TEST(PasswordFile, UnknownUsersAreCheckedAtTheFilesOwnCosts) {
+  // A cheap and an expensive user: an unknown name costs one of the two,
+  // the same one each time.
+  const std::string text = "cheap:" + PasswordFile::hashPassword("a", 101) + "\n" +
+                           "dear:" + PasswordFile::hashPassword("b", 20000) + "\n";
+  PasswordFile pw;
+  std::string err;
+  ASSERT_TRUE(pw.parse(text, "pw", err)) << err;
+  EXPECT_EQ(pw.check("nobody", "x"), PasswordFile::Result::UnknownUser);
+  EXPECT_EQ(pw.check("cheap", "a"), PasswordFile::Result::Ok);
+  EXPECT_EQ(pw.check("dear", "b"), PasswordFile::Result::Ok);
 }
 
 TEST(PasswordFile, HashPasswordWritesVerifiablePbkdf2) {
@@ -64,8 +101,8 @@ TEST(PasswordFile, HashPasswordWritesVerifiablePbkdf2) {
 
 TEST(PasswordFile, LoadKeepsOldEntriesWhenTheFileIsMissing) {
   PasswordFile pw;
-  pw.parse(kMosquittoFile, "pw");
   std::string err;
+  ASSERT_TRUE(pw.parse(kMosquittoFile, "pw", err));
   EXPECT_FALSE(pw.load("/nonexistent/petrel-passwd", err));
   EXPECT_NE(err.find("/nonexistent/petrel-passwd"), std::string::npos);
   EXPECT_EQ(pw.size(), 3u);
