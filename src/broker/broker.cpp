@@ -110,6 +110,10 @@ Connection* Broker::newConnection() {
 
 void Broker::onConnectionLost(Connection& c) {
   ++closing_connections_;
+  if (c.auth_ticket) {
+    pending_auth_.erase(c.auth_ticket);  // its answer is dropped when it comes
+    c.auth_ticket = 0;
+  }
   if (!shutting_down_) armConnectionTimer(c);
   Session* s = c.session;
   if (c.bridge) {

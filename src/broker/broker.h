@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "mqtt/decoder.h"
@@ -90,6 +91,10 @@ class Broker : private BrokerParts {
  private:
   // handlers/connect.cpp
   void handleConnect(Connection& c, const mqtt::Frame& f);
+  // After authentication's password check (`checked`; null: none ran).
+  void continueConnect(Connection& c, mqtt::Connect&& p, const PasswordFile::Result* checked);
+  static void checkPasswordWork(uv_work_t* req);
+  static void passwordChecked(uv_work_t* req, int status);
   void sendConnackError(Connection& c, mqtt::Version v, mqtt::Reason r);
   // handlers/publish.cpp
   void handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc);
@@ -143,6 +148,23 @@ class Broker : private BrokerParts {
   std::vector<Connection*> connections_;  // owned; freed in onConnectionClosed
   std::vector<Connection*> dirty_;        // have output to flush this turn
   size_t closing_connections_ = 0;        // closing, handle not yet closed
+
+  // Password checks running on libuv's worker threads (handlers/connect.cpp).
+  struct PendingAuth {
+    uv_work_t req;
+    Broker* broker;
+    uint64_t ticket;
+    const ListenerSecurity* listener;
+    std::shared_ptr<const PasswordFile> passwords;
+    mqtt::Connect connect;
+    PasswordFile::Result result = PasswordFile::Result::WrongPassword;
+  };
+  // At most this many checks wait per listener; beyond, CONNECT is refused
+  // with "server busy" (a guessing client cannot queue up work for hours).
+  static constexpr uint32_t kMaxPendingAuthPerListener = 64;
+  std::unordered_map<uint64_t, Connection*> pending_auth_;  // by ticket
+  std::unordered_map<const ListenerSecurity*, uint32_t> pending_auth_per_listener_;
+  uint64_t next_auth_ticket_ = 1;
   bool shutting_down_ = false;
 
 };

@@ -70,12 +70,74 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
     return refuse(v5 ? Reason::QuotaExceeded : Reason::ServerUnavailable, "too many connections");
   if (p.props.authentication_method)
     return refuse(Reason::BadAuthenticationMethod, "enhanced authentication is not supported");
+  // A password is checked on a worker thread: a hash costs up to
+  // milliseconds, and a client guessing passwords must not slow the loop
+  // (everyone else). The connection reads nothing more until the answer.
+  if (auto pw = security_.passwordFileFor(c.listener, p)) {
+    uint32_t& pending = pending_auth_per_listener_[c.listener];
+    if (pending >= kMaxPendingAuthPerListener)
+      return refuse(v5 ? Reason::ServerBusy : Reason::ServerUnavailable,
+                    "too many password checks in progress on this listener");
+    ++pending;
+    auto* w = new PendingAuth;
+    w->req.data = w;
+    w->broker = this;
+    w->ticket = next_auth_ticket_++;
+    w->listener = c.listener;
+    w->passwords = std::move(pw);
+    w->connect = std::move(p);
+    c.auth_ticket = w->ticket;
+    pending_auth_[w->ticket] = &c;
+    c.pauseInput();
+    uv_queue_work(loop_, &w->req, &Broker::checkPasswordWork, &Broker::passwordChecked);
+    return;
+  }
+  continueConnect(c, std::move(p), nullptr);
+}
+
+void Broker::checkPasswordWork(uv_work_t* req) {
+  // Worker thread: touches only the request (and the shared, immutable
+  // password file).
+  auto* w = static_cast<PendingAuth*>(req->data);
+  w->result = w->passwords->check(*w->connect.username, w->connect.password.value_or(""));
+}
+
+void Broker::passwordChecked(uv_work_t* req, int) {
+  std::unique_ptr<PendingAuth> w(static_cast<PendingAuth*>(req->data));
+  Broker& b = *w->broker;
+  if (uint32_t& n = b.pending_auth_per_listener_[w->listener]; n > 0) --n;
+  auto it = b.pending_auth_.find(w->ticket);
+  if (it == b.pending_auth_.end()) return;  // the client went away meanwhile
+  Connection& c = *it->second;
+  b.pending_auth_.erase(it);
+  c.auth_ticket = 0;
+  // The rest of CONNECT, with its answer held until the commit as if it
+  // had been handled at once (Broker::dispatchHolding).
+  const Connection::OutMark mark = c.outMark();
+  const size_t ops = b.durable_.enabled() ? b.durable_.batch().count() : 0;
+  b.continueConnect(c, std::move(w->connect), &w->result);
+  if (b.durable_.enabled() && b.durable_.batch().count() != ops && !c.closing())
+    b.holds_.hold(c, mark, b.durable_.ticket(), nullptr);
+  c.resumeInput();  // what the client sent meanwhile
+}
+
+void Broker::continueConnect(Connection& c, mqtt::Connect&& p, const PasswordFile::Result* checked) {
+  using mqtt::Reason;
+  using mqtt::Version;
+  const Version v = p.version;
+  const bool v5 = v == Version::V5;
+  auto refuse = [&](Reason r, const char* why) {
+    LOG_NOTICE("refusing client '%s' from %s: %s", quoted(p.client_id).c_str(), c.peer().c_str(), why);
+    sendConnackError(c, v, r);
+  };
+
   // Authentication (Security): refused with 0x86/0x87 (v5) or 4/5.
   std::optional<std::string> username;
   std::string auth_error;
   std::optional<std::string> peer_cn;
   if (tls::TlsSession* t = c.tlsSession(); t && t->hasPeerCommonName()) peer_cn = t->peerCommonName();
-  if (Reason ar = security_.authenticate(c.listener, peer_cn, p, username, auth_error); ar != Reason::Success)
+  if (Reason ar = security_.authenticate(c.listener, peer_cn, p, username, auth_error, checked);
+      ar != Reason::Success)
     return refuse(ar, auth_error.c_str());
 
   // Client identifier (§3.1.3.1).

@@ -141,7 +141,7 @@ void Security::reload(const char* why) {
 
 mqtt::Reason Security::authenticate(const ListenerSecurity* ls, const std::optional<std::string>& peer_cn,
                                     const mqtt::Connect& p, std::optional<std::string>& username,
-                                    std::string& why) const {
+                                    std::string& why, const PasswordFile::Result* checked) const {
   using mqtt::Reason;
   if (ls && ls->use_identity_as_username) {
     // The verified certificate is the credential; a user name or password
@@ -155,7 +155,7 @@ mqtt::Reason Security::authenticate(const ListenerSecurity* ls, const std::optio
   }
   if (p.username) {
     if (passwords_) {
-      const auto r = passwords_->check(*p.username, p.password.value_or(""));
+      const auto r = checked ? *checked : passwords_->check(*p.username, p.password.value_or(""));
       if (r != PasswordFile::Result::Ok) {
         why = "user '" + quoted(*p.username) + "': " +
               (r == PasswordFile::Result::UnknownUser ? "unknown user" : "wrong password");

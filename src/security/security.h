@@ -58,9 +58,20 @@ class Security {
   // Authentication at CONNECT: the user name the client is known by, or the
   // refusal reason with `why` for the log. `peer_cn` is the verified
   // certificate CN of a TLS client, if any.
+  // A password check costs a hash (up to milliseconds): the broker runs it
+  // off the loop (passwordFileFor, then PasswordFile::check on a worker
+  // thread) and passes its result as `checked`; without one, authenticate
+  // checks the password itself.
   mqtt::Reason authenticate(const ListenerSecurity* ls, const std::optional<std::string>& peer_cn,
                             const mqtt::Connect& p, std::optional<std::string>& username,
-                            std::string& why) const;
+                            std::string& why, const PasswordFile::Result* checked = nullptr) const;
+  // The password file this CONNECT's password must be checked against
+  // (shared: a reload may replace it while a check runs); null when its
+  // authentication costs no hash.
+  std::shared_ptr<const PasswordFile> passwordFileFor(const ListenerSecurity* ls, const mqtt::Connect& p) const {
+    if ((ls && ls->use_identity_as_username) || !p.username) return nullptr;
+    return passwords_;
+  }
 
   // ACL checks; everything is allowed when no acl_file is configured.
   bool mayPublish(const std::optional<std::string>& user, const std::string& client_id,
@@ -82,7 +93,7 @@ class Security {
   uv_loop_t* loop_;
   const Config& cfg_;
   std::vector<std::unique_ptr<ListenerSecurity>> listeners_;  // cfg_.listeners order
-  std::unique_ptr<PasswordFile> passwords_;  // null: no password_file
+  std::shared_ptr<const PasswordFile> passwords_;  // null: no password_file
   std::unique_ptr<Acl> acl_;                 // null: no acl_file
   uv_timer_t tls_watch_timer_;
   bool tls_watch_started_ = false;

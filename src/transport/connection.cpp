@@ -77,9 +77,36 @@ uint8_t* Connection::readBuffer(size_t& len, bool transformed) {
   return broker_.sharedReadBuffer(len);
 }
 
+void Connection::stash(const uint8_t* data, size_t len) {
+  if (len == 0) return;
+  size_t avail;
+  uint8_t* dst = decoder().writeSpace(len, avail);
+  std::memcpy(dst, data, len);
+  decoder().commit(len);
+}
+
+void Connection::pauseInput() {
+  input_paused_ = true;
+  tcp_.pauseReading();
+}
+
+void Connection::resumeInput() {
+  if (!input_paused_) return;
+  input_paused_ = false;
+  if (closing_) return;
+  tcp_.resumeReading();
+  if (buffered() > 0) processBuffered();
+}
+
 bool Connection::onStreamData(const uint8_t* data, size_t len) {
   if (closing_) return false;
   last_rx_ms = uv_now(tcp_.loop());
+  if (input_paused_) {
+    // Already read (or decrypted) when the input was paused: kept.
+    if (reading_into_decoder_) decoder().commit(len);
+    else stash(data, len);
+    return true;
+  }
   if (reading_into_decoder_) {
     // The socket read straight into the decoder's free tail.
     decoder().commit(len);
@@ -126,6 +153,7 @@ void Connection::processShared(const uint8_t* data, size_t len) {
     if (st == mqtt::FrameStatus::Ok) {
       pos += f.total_len;
       if (!handleFrame(f)) return;
+      if (input_paused_) return stash(data + pos, len - pos);
       continue;
     }
     if (st == mqtt::FrameStatus::Incomplete) {
@@ -142,7 +170,7 @@ void Connection::processShared(const uint8_t* data, size_t len) {
 }
 
 void Connection::processBuffered() {
-  while (!closing_) {
+  while (!closing_ && !input_paused_) {
     mqtt::Frame f;
     auto st = decoder().next(f);
     if (st == mqtt::FrameStatus::Ok) {

@@ -92,6 +92,14 @@ class Connection final : private StreamHandler {
   void dropHeld() { held_.reset(); }
   bool in_held_list = false;
 
+  // Input on hold (the CONNECT's password check runs off the loop): no
+  // packet is handled and nothing more is read until resumeInput(), which
+  // handles what was received meanwhile.
+  void pauseInput();
+  void resumeInput();
+  bool inputPaused() const { return input_paused_; }
+  uint64_t auth_ticket = 0;  // the pending password check, 0 = none
+
   // Closes the connection once everything queued is written.
   void closeAfterFlush();
   // After the client's DISCONNECT: stop handling packets, close when the
@@ -203,6 +211,9 @@ class Connection final : private StreamHandler {
   bool handle_closed_ = false;
   bool dirty_ = false;
   bool reading_into_decoder_ = false;
+  bool input_paused_ = false;
+  // Keeps bytes received while input is paused for resumeInput().
+  void stash(const uint8_t* data, size_t len);
 
 };
 

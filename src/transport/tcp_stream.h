@@ -44,6 +44,14 @@ class TcpStream final : public Stream {
   std::string peer() const override;
 
   uv_tcp_t* handle() { return &tcp_; }
+  // Stops / resumes reading from the socket (the kernel buffers meanwhile,
+  // and then the peer waits).
+  void pauseReading() {
+    if (open_ && !closed_) uv_read_stop(stream());
+  }
+  void resumeReading() {
+    if (open_ && !closed_) startReading();
+  }
   uv_loop_t* loop() const { return tcp_.loop; }
 
  private:
