@@ -121,7 +121,11 @@ std::string encodeQueue(const QueueRecord& q) {
   o.u32(q.bytes);
   o.u8(static_cast<uint8_t>(q.subscription_ids.size()));
   for (uint32_t id : q.subscription_ids) o.u32(id);
-  if (!q.group.empty()) o.str(q.group);
+  if (!q.group.empty() || q.queued_at_ms) o.str(q.group);
+  if (q.queued_at_ms) {
+    o.u64(static_cast<uint64_t>(q.queued_at_ms));
+    o.u64(static_cast<uint64_t>(q.deadline_ms));
+  }
   return s;
 }
 
@@ -140,6 +144,11 @@ bool decodeQueue(uint64_t seq, std::string_view data, QueueRecord& q) {
   for (uint8_t i = 0; i < n && in.ok; ++i) q.subscription_ids.push_back(in.fixed<uint32_t>());
   q.group.clear();
   if (in.ok && !in.atEnd()) q.group = in.str();
+  q.queued_at_ms = q.deadline_ms = 0;
+  if (in.ok && !in.atEnd()) {
+    q.queued_at_ms = static_cast<int64_t>(in.fixed<uint64_t>());
+    q.deadline_ms = static_cast<int64_t>(in.fixed<uint64_t>());
+  }
   return in.done() && q.qos >= 1 && q.qos <= 2;
 }
 

@@ -67,6 +67,12 @@ struct QueueRecord {
   // to the group if the member leaves. Empty otherwise. Written only when
   // set, after the other fields (records without it read as before).
   std::string group;
+  // An entry of a declared queue (or one in flight from it): when it was
+  // queued and when it may no longer be handed out (wall clock ms, 0 =
+  // never). Written only when queued_at_ms is set, after `group` (records
+  // without them read as before).
+  int64_t queued_at_ms = 0;
+  int64_t deadline_ms = 0;
 };
 
 // A delayed publish waiting in the store (src/delayed/): the key of its

@@ -18,7 +18,9 @@ Broker::Broker(uv_loop_t* loop, Config cfg)
       bridges_({cfg_, sessions_, router_, durable_, timers_, loop, [this] { return newConnection(); },
                 [this](Connection& c) { armConnectionTimer(c); }}),
       sys_timer_(&Broker::onSysTimer, this),
-      read_buf_(kReadBufferSize) {}
+      read_buf_(kReadBufferSize) {
+  groups_.declareQueues();  // before the store's subscriptions join them
+}
 
 Broker::~Broker() {
   // The timers' uv handle must be closed before it goes (start-up failed,

@@ -4,6 +4,7 @@
 // And the commit notifications of the running broker.
 #include "src/broker/broker.h"
 #include "src/durable/records.h"
+#include "src/queues/queue_policy.h"
 #include "src/util/log.h"
 
 namespace petrel {
@@ -59,6 +60,17 @@ bool Broker::loadStore(std::string& err) {
         if (!sp) return;  // orphan: ignored
         Session& s = *sp;
         const SubscriptionOptions o = subscriptionOptions(r);
+        std::string_view queue;
+        if (parseQueueFilter(r.key, queue)) {
+          // `$queue/<name>`: the queue's groups were declared already.
+          if (DeclaredQueue* q = groups_.findQueue(queue)) groups_.joinQueue(s, *q, o, nullptr);
+          else LOG_NOTICE("client %s: queue %.*s is no longer declared; its subscription '%s' has no effect",
+                          s.clientId().c_str(), static_cast<int>(queue.size()), queue.data(), r.key.c_str());
+          s.subscriptions.set(r.key, o);
+          s.has_shared = true;
+          ++n_subs;
+          return;
+        }
         router_.tree().subscribe(r.filter, r.group, &s, o);
         s.subscriptions.set(r.key, o);
         if (!r.group.empty()) s.has_shared = true;

@@ -277,6 +277,63 @@ void readMessageExpiry(const YAML::Node& n, const std::string& k, MessageLifetim
   }
 }
 
+ShareStrategy readStrategy(const YAML::Node& v, const std::string& kk) {
+  ShareStrategy st;
+  if (!parseShareStrategy(readString(v, kk), st))
+    throw ConfigError(lineOf(v), kk + ": '" + v.Scalar() +
+                                     "' is not one of round_robin, random, sticky, hash_clientid, "
+                                     "hash_topic, least_inflight");
+  return st;
+}
+
+// queues: declared queues (src/queues/).
+void parseQueues(const YAML::Node& n, const std::string& k, std::vector<QueueConfig>& out) {
+  if (n.IsNull()) return;
+  if (!n.IsSequence()) throw ConfigError(lineOf(n), k + ": expected a list of queues");
+  for (size_t i = 0; i < n.size(); ++i) {
+    const std::string p = k + "[" + std::to_string(i) + "]";
+    if (!n[i].IsMap()) throw ConfigError(lineOf(n[i]), p + ": expected a mapping");
+    QueueConfig q;
+    auto filter = [&](const YAML::Node& v, const std::string& kk) {
+      const std::string f = readString(v, kk);
+      mqtt::SharedFilter sf;
+      if (!mqtt::validTopicFilter(f) || !mqtt::parseSharedFilter(f, sf) || sf.shared ||
+          f.rfind("$queue/", 0) == 0)
+        throw ConfigError(lineOf(v), kk + ": '" + f + "' is not a valid topic filter (nor a shared one)");
+      for (const auto& other : q.filters)
+        if (other == f) throw ConfigError(lineOf(v), kk + ": '" + f + "' is listed twice");
+      q.filters.push_back(f);
+    };
+    readMap(n[i], p, {
+      {"name", [&](const YAML::Node& v, const std::string& kk) {
+         q.name = readString(v, kk);
+         const bool ok = !q.name.empty() && q.name.find_first_of("/+#") == std::string::npos;
+         if (!ok) throw ConfigError(lineOf(v), kk + ": '" + q.name + "': a non-empty name without '/', '+' or '#'");
+         for (const auto& other : out)
+           if (other.name == q.name) throw ConfigError(lineOf(v), kk + ": a second queue named '" + q.name + "'");
+       }},
+      {"filter", filter},
+      {"filters", [&](const YAML::Node& v, const std::string& kk) {
+         if (!v.IsSequence()) throw ConfigError(lineOf(v), kk + ": expected a list of topic filters");
+         for (size_t j = 0; j < v.size(); ++j) filter(v[j], kk + "[" + std::to_string(j) + "]");
+       }},
+      {"strategy", [&](const YAML::Node& v, const std::string& kk) { q.strategy = readStrategy(v, kk); }},
+      {"max_messages", [&](const YAML::Node& v, const std::string& kk) { q.max_messages = readInt<uint32_t>(v, kk, 0, 0xFFFFFFFFll); }},
+      {"max_bytes", [&](const YAML::Node& v, const std::string& kk) { q.max_bytes = readInt<uint64_t>(v, kk, 0, 1ll << 50); }},
+      {"message_ttl", [&](const YAML::Node& v, const std::string& kk) { q.message_ttl = readInt<uint32_t>(v, kk, 0, 0xFFFFFFFFll); }},
+      {"retention", [&](const YAML::Node& v, const std::string& kk) { q.retention = readInt<uint32_t>(v, kk, 0, 0xFFFFFFFFll); }},
+      {"qos0", [&](const YAML::Node& v, const std::string& kk) {
+         const std::string m = readString(v, kk);
+         if (m != "queue" && m != "drop") throw ConfigError(lineOf(v), kk + ": '" + m + "' is not one of queue, drop");
+         q.qos0_queue = m == "queue";
+       }},
+    });
+    if (q.name.empty()) throw ConfigError(lineOf(n[i]), p + ".name: required");
+    if (q.filters.empty()) throw ConfigError(lineOf(n[i]), p + ".filters: at least one topic filter is needed");
+    out.push_back(std::move(q));
+  }
+}
+
 void parseRoot(const YAML::Node& root, Config& c) {
   const long long u16max = 65535, u32max = 0xFFFFFFFFll;
   readMap(root, "", {
@@ -320,14 +377,7 @@ void parseRoot(const YAML::Node& root, Config& c) {
        });
      }},
     {"shared", [&](const YAML::Node& n, const std::string& k) {
-       auto strategy = [](const YAML::Node& v, const std::string& kk) {
-         ShareStrategy st;
-         if (!parseShareStrategy(readString(v, kk), st))
-           throw ConfigError(lineOf(v), kk + ": '" + v.Scalar() +
-                                            "' is not one of round_robin, random, sticky, hash_clientid, "
-                                            "hash_topic, least_inflight");
-         return st;
-       };
+       auto strategy = readStrategy;
        readMap(n, k, {
          {"strategy", [&](const YAML::Node& v, const std::string& kk) { c.shared_strategy = strategy(v, kk); }},
          {"max_queued_messages", [&](const YAML::Node& v, const std::string& kk) { c.shared_max_queued = readInt<uint32_t>(v, kk, 0, u32max); }},
@@ -379,6 +429,7 @@ void parseRoot(const YAML::Node& root, Config& c) {
        });
      }},
     {"bridges", [&](const YAML::Node& n, const std::string& k) { parseBridges(n, k, c.bridges); }},
+    {"queues", [&](const YAML::Node& n, const std::string& k) { parseQueues(n, k, c.queues); }},
     {"mqtt", [&](const YAML::Node& n, const std::string& k) {
        readMap(n, k, {
          {"max_qos", [&](const YAML::Node& v, const std::string& kk) { c.max_qos = readInt<uint8_t>(v, kk, 0, 2); }},

@@ -83,6 +83,20 @@ struct DelayedConfig {
   uint32_t ram_window = 1000;     // earliest pending entries kept in RAM (with a store)
 };
 
+// queues: a queue declared ahead of its consumers (src/queues/): the
+// share group(s) `$share/<name>/<filter>`, one per filter, created at
+// start-up, persisted, never dropped for being unused.
+struct QueueConfig {
+  std::string name;
+  std::vector<std::string> filters;
+  std::optional<ShareStrategy> strategy;  // default: shared.strategy
+  uint32_t max_messages = 0;  // 0: shared.max_queued_messages
+  uint64_t max_bytes = 0;     // payload bytes, 0 = no limit
+  uint32_t message_ttl = 0;   // seconds, for messages without an expiry; 0 = none
+  uint32_t retention = 0;     // seconds an entry is kept once queued; 0 = no limit
+  bool qos0_queue = true;     // qos0: queue (RAM only) | drop
+};
+
 struct Config {
   LogLevel log_level = LogLevel::Info;
   std::vector<ListenerConfig> listeners{ListenerConfig{}};
@@ -137,6 +151,9 @@ struct Config {
 
   // bridges:
   std::vector<BridgeConfig> bridges;
+
+  // queues:
+  std::vector<QueueConfig> queues;
 };
 
 // Reads `path` into `out`. On failure returns false and sets `error` to a

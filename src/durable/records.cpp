@@ -100,12 +100,19 @@ persistence::QueueRecord queueRecord(const Delivery& d, uint16_t pid, bool relea
   q.packet_id = pid;
   q.bytes = static_cast<uint32_t>(d.msg->payload.size());
   q.subscription_ids = d.subscription_ids;
-  if (d.group) q.group = d.group->owner();
+  if (d.group) {
+    q.group = d.group->owner();
+    q.queued_at_ms = d.group_queued_at_ms;
+    q.deadline_ms = d.group_deadline_ms;
+  }
   return q;
 }
 
-persistence::QueueRecord groupQueueRecord(const Message& m, uint64_t seq) {
+persistence::QueueRecord groupQueueRecord(const Message& m, uint64_t seq, int64_t queued_at_ms,
+                                          int64_t deadline_ms) {
   persistence::QueueRecord q;
+  q.queued_at_ms = queued_at_ms;
+  q.deadline_ms = deadline_ms;
   q.seq = seq;
   q.msg_id = m.id;
   q.qos = m.qos;

@@ -30,6 +30,8 @@ SubscriptionOptions subscriptionOptions(const persistence::SubscriptionRecord& r
 // `released` after PUBREC (QoS 2).
 persistence::QueueRecord queueRecord(const Delivery& d, uint16_t pid, bool released);
 // A share group's queue entry.
-persistence::QueueRecord groupQueueRecord(const Message& m, uint64_t seq);
+// A declared queue's entry carries when it was queued and its deadline.
+persistence::QueueRecord groupQueueRecord(const Message& m, uint64_t seq, int64_t queued_at_ms = 0,
+                                          int64_t deadline_ms = 0);
 
 }  // namespace petrel

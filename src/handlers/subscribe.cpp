@@ -5,6 +5,7 @@
 #include "mqtt/encoder.h"
 #include "mqtt/topic.h"
 #include "src/broker/broker.h"
+#include "src/queues/queue_policy.h"
 #include "src/util/log.h"
 
 namespace petrel {
@@ -26,7 +27,42 @@ void Broker::handleSubscribe(Connection& c, const mqtt::Frame& f) {
   };
   std::vector<RetainedToSend> retained;
   std::vector<SharedGroup*> joined;  // may hand the new member queued messages
+  auto options = [&](const mqtt::SubscribeTopic& t) {
+    SubscriptionOptions o;
+    o.qos = t.qos > cfg_.max_qos ? cfg_.max_qos : t.qos;  // §3.8.4: grant at most the maximum QoS
+    o.no_local = t.no_local;
+    o.retain_as_published = t.retain_as_published;
+    o.retain_handling = t.retain_handling;
+    o.subscription_id = sub_id;
+    return o;
+  };
   for (auto& t : p.topics) {
+    if (isQueueFilter(t.filter)) {
+      // `$queue/<name>`: a member of every share group of a declared queue.
+      std::string_view name;
+      DeclaredQueue* q = parseQueueFilter(t.filter, name) ? groups_.findQueue(name) : nullptr;
+      if (!q) {
+        LOG_INFO("client %s: subscription to '%s' refused: no such queue is declared", s.clientId().c_str(),
+                 t.filter.c_str());
+        ack.reasons.push_back(v5 ? static_cast<uint8_t>(Reason::TopicFilterInvalid) : 0x80);
+        continue;
+      }
+      bool allowed = true;
+      for (const auto& f : q->cfg.filters) allowed = allowed && sessions_.maySubscribe(s, f);
+      if (!allowed) {
+        LOG_INFO("client %s: subscription to '%s' denied by the ACL", s.clientId().c_str(), t.filter.c_str());
+        ack.reasons.push_back(v5 ? static_cast<uint8_t>(Reason::NotAuthorized) : 0x80);
+        continue;
+      }
+      if (t.no_local)  // [MQTT-3.8.3-4], as for `$share/`
+        return protocolError(c, Reason::ProtocolError, "No Local on a queue subscription");
+      const SubscriptionOptions o = options(t);
+      groups_.joinQueue(s, *q, o, &joined);
+      s.subscriptions.set(t.filter, o);
+      if (durable_.enabled() && s.stored) sessions_.saveSubscription(s, t.filter, o);
+      ack.reasons.push_back(o.qos);
+      continue;
+    }
     mqtt::SharedFilter sf;
     const bool ok = mqtt::parseSharedFilter(t.filter, sf) &&
                     mqtt::validTopicFilter(sf.shared ? sf.filter : std::string_view(t.filter),
@@ -45,12 +81,7 @@ void Broker::handleSubscribe(Connection& c, const mqtt::Frame& f) {
     }
     if (sf.shared && t.no_local)  // [MQTT-3.8.3-4]
       return protocolError(c, Reason::ProtocolError, "No Local on a shared subscription");
-    SubscriptionOptions o;
-    o.qos = t.qos > cfg_.max_qos ? cfg_.max_qos : t.qos;  // §3.8.4: grant at most the maximum QoS
-    o.no_local = t.no_local;
-    o.retain_as_published = t.retain_as_published;
-    o.retain_handling = t.retain_handling;
-    o.subscription_id = sub_id;
+    const SubscriptionOptions o = options(t);
     const std::string group(sf.group);
     const std::string filter(sf.shared ? sf.filter : std::string_view(t.filter));
     const bool existed = router_.tree().subscribe(filter, group, &s, o);

@@ -9,6 +9,7 @@
 
 #include "src/delayed/delayed_publish.h"
 #include "src/durable/durable.h"
+#include "src/queues/shared_groups.h"
 #include "src/routing/router.h"
 #include "src/sessions/output_budget.h"
 #include "src/sessions/sessions.h"
@@ -81,6 +82,20 @@ void SysTopics::publish() {
     put(base + "delivered", num(g.work ? g.work->delivered : 0));
     put(base + "redelivered", num(g.work ? g.work->redelivered : 0));
     put(base + "dropped", num(g.work ? g.work->dropped : 0));
+  });
+  // Declared queues (`queues:`), by name.
+  p_.router.groups().forEachQueue([&](const DeclaredQueue& q) {
+    const QueueStats st = p_.router.groups().queueStats(q);
+    const std::string base = "queues/" + q.cfg.name + "/";
+    put(base + "depth", num(st.depth));
+    put(base + "bytes", num(st.bytes));
+    put(base + "oldest_age", num(st.oldest_age_s));
+    put(base + "consumers", num(st.consumers));
+    put(base + "online", num(st.online));
+    put(base + "inflight", num(st.inflight));
+    put(base + "delivered", num(st.delivered));
+    put(base + "dropped", num(st.dropped));
+    put(base + "expired", num(st.expired));
   });
 }
 

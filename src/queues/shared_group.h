@@ -48,9 +48,14 @@ struct GroupEntry {
   MessagePtr msg;
   uint64_t seq = 0;  // position in the persisted group queue, 0 = not stored
   bool redelivery = false;
+  // Declared queues (DeclaredQueue): when it was queued and when it may no
+  // longer be handed out (0 = never), kept in its store record.
+  int64_t queued_at_ms = 0;
+  int64_t deadline_ms = 0;
 };
 
 struct SharedGroup;
+struct DeclaredQueue;
 
 // The work queue of one share group: owned by SharedGroups (queues/), not
 // by the topic tree, which holds only the group's subscription (below).
@@ -73,6 +78,8 @@ struct GroupQueue {
   // in RAM already, under positions the refill has not reached yet.
   std::vector<uint64_t> handed_back;
 
+  uint64_t bytes = 0;            // payload bytes queued (RAM window and disk)
+
   size_t queued() const { return queue.size() + disk_count; }
   bool empty() const { return queue.empty() && disk_count == 0 && inflight == 0; }
 
@@ -80,6 +87,7 @@ struct GroupQueue {
   uint64_t delivered = 0;
   uint64_t redelivered = 0;
   uint64_t dropped = 0;
+  uint64_t expired = 0;  // of those dropped: past retention or lifetime
   bool drop_logged = false;
 };
 
@@ -92,6 +100,10 @@ struct SharedGroup {
   ShareStrategy strategy = ShareStrategy::RoundRobin;
   size_t cursor = 0;            // round robin / sticky position
   GroupQueue* work = nullptr;   // set by SharedGroups::configure
+  // The declared queue (`queues:`) this group serves, and which of its
+  // filters; null for a group that exists because members subscribed.
+  DeclaredQueue* declared = nullptr;
+  size_t filter_index = 0;
 
   size_t queued() const { return work ? work->queued() : 0; }
   // The store key that owns this group's queue entries; it cannot collide
@@ -101,8 +113,9 @@ struct SharedGroup {
   static std::string ownerKey(const std::string& name, const std::string& filter) {
     return "\x01share/" + name + "/" + filter;
   }
-  // No members and nothing queued or in flight: the group may go.
-  bool unused() const { return members.empty() && (!work || work->empty()); }
+  // No members and nothing queued or in flight: the group may go (a
+  // declared queue's never does).
+  bool unused() const { return !declared && members.empty() && (!work || work->empty()); }
 };
 
 }  // namespace petrel

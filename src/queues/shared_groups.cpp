@@ -9,6 +9,7 @@
 #include "mqtt/topic.h"
 #include "src/durable/durable.h"
 #include "src/durable/records.h"
+#include "src/queues/queue_policy.h"
 #include "src/queues/share_strategy.h"
 #include "src/routing/topic_tree.h"
 #include "src/sessions/sessions.h"
@@ -18,39 +19,53 @@
 namespace petrel {
 
 bool SharedGroups::enqueue(SharedGroup& g, const MessagePtr& m) {
-  if (cfg_.shared_max_queued && g.queued() >= cfg_.shared_max_queued) {
+  const DeclaredQueue* dq = g.declared;
+  if (dq && m->qos == 0 && !dq->cfg.qos0_queue) return false;  // qos0: drop
+  const uint32_t max = dq && dq->cfg.max_messages ? dq->cfg.max_messages : cfg_.shared_max_queued;
+  const uint64_t max_bytes = dq ? dq->cfg.max_bytes : 0;
+  auto full = [&] {
+    return (max && g.queued() >= max) || (max_bytes && g.work->bytes + m->payload.size() > max_bytes);
+  };
+  const int64_t now = clock_.wallMs();
+  if (full()) {
     // Expired messages at the head of the queue make room first.
-    const int64_t now = clock_.wallMs();
     while (!g.work->queue.empty()) {
       const GroupEntry& e = g.work->queue.front();
-      if (!e.msg->expires_at_ms || e.msg->expires_at_ms > now) break;
-      if (e.seq && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), e.seq, e.msg->id);
-      ++stats_.messages_dropped;
-      ++stats_.messages_expired;
-      g.work->queue.pop_front();
+      if (!queueEntryExpired(e.deadline_ms, e.msg->expires_at_ms, now)) break;
+      dropEntry(g, g.work->queue.begin(), true);
     }
   }
-  if (cfg_.shared_max_queued && g.queued() >= cfg_.shared_max_queued) {
+  if (full()) {
     ++g.work->dropped;
     ++stats_.messages_dropped;
     if (!g.work->drop_logged) {
       g.work->drop_logged = true;
-      LOG_WARN("share group %s/%s: queue full (shared.max_queued_messages = %u), dropping messages",
-               g.name.c_str(), g.filter.c_str(), cfg_.shared_max_queued);
+      if (dq)
+        LOG_WARN("queue %s (%s): full (max_messages %u, max_bytes %llu), dropping messages", dq->cfg.name.c_str(),
+                 g.filter.c_str(), max, static_cast<unsigned long long>(max_bytes));
+      else
+        LOG_WARN("share group %s/%s: queue full (shared.max_queued_messages = %u), dropping messages",
+                 g.name.c_str(), g.filter.c_str(), cfg_.shared_max_queued);
     }
     return false;
   }
   GroupEntry e;
   e.msg = m;
+  if (dq) {
+    e.queued_at_ms = now;
+    e.deadline_ms = queueEntryDeadline(now, m->expires_at_ms, dq->cfg.message_ttl, dq->cfg.retention);
+  }
+  g.work->bytes += m->payload.size();
   bool stored = false;
   if (durable_.enabled() && m->qos > 0) {
     if (!g.work->stored) {
+      if (dq) g.work->stored = true;  // a declared queue is always kept in the store
       for (const auto& x : g.members)
         if (sessions_.durable(*x.session)) g.work->stored = true;
     }
     if (g.work->stored && !durable_.full()) {
       e.seq = g.work->next_seq++;
-      putEntry(g, *m, e.seq);
+      putEntry(g, e);
       stored = true;
       // Beyond the RAM window the entry lives only in the store.
       if (g.work->disk_count > 0 || g.work->queue.size() >= Sessions::kRamWindow) {
@@ -63,15 +78,27 @@ bool SharedGroups::enqueue(SharedGroup& g, const MessagePtr& m) {
   return stored;
 }
 
-void SharedGroups::putEntry(SharedGroup& g, const Message& m, uint64_t seq) {
-  durable_.batch().putQueue(g.owner(), groupQueueRecord(m, seq));
+void SharedGroups::putEntry(SharedGroup& g, const GroupEntry& e) {
+  durable_.batch().putQueue(g.owner(), groupQueueRecord(*e.msg, e.seq, e.queued_at_ms, e.deadline_ms));
 }
 
-void SharedGroups::moveToGroup(SharedGroup& g, Session& s, uint64_t member_seq, const Message& m,
-                         uint64_t group_seq) {
-  putEntry(g, m, group_seq);
-  durable_.batch().addRefs(m.id, 1);  // before the delete drops the member's
-  durable_.batch().deleteQueue(s.clientId(), member_seq, m.id);
+void SharedGroups::moveToGroup(SharedGroup& g, Session& s, uint64_t member_seq, const GroupEntry& e) {
+  putEntry(g, e);
+  durable_.batch().addRefs(e.msg->id, 1);  // before the delete drops the member's
+  durable_.batch().deleteQueue(s.clientId(), member_seq, e.msg->id);
+}
+
+void SharedGroups::dropEntry(SharedGroup& g, LazyDeque<GroupEntry>::iterator pos, bool expired) {
+  if (pos->seq && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), pos->seq, pos->msg->id);
+  g.work->bytes -= std::min<uint64_t>(g.work->bytes, pos->msg->payload.size());
+  ++stats_.messages_dropped;
+  if (expired) {
+    ++stats_.messages_expired;
+    ++g.work->expired;
+  } else {
+    ++g.work->dropped;
+  }
+  g.work->queue.erase(pos);
 }
 
 size_t SharedGroups::refill(SharedGroup& g) {
@@ -108,6 +135,8 @@ size_t SharedGroups::load(SharedGroup& g, const std::vector<persistence::QueueRe
     GroupEntry e;
     e.msg = durable_.loadMessage(q.msg_id);
     e.seq = q.seq;
+    e.queued_at_ms = q.queued_at_ms;
+    e.deadline_ms = q.deadline_ms;
     if (!e.msg) {
       LOG_ERROR("persistence: message %llu of share group %s/%s is missing from the store; entry dropped",
                 static_cast<unsigned long long>(q.msg_id), g.name.c_str(), g.filter.c_str());
@@ -132,12 +161,10 @@ void SharedGroups::dispatch(SharedGroup& g) {
   while (g.work->queue.size() > skipped || (skipped == 0 && g.work->disk_count > 0 && refill(g) > 0)) {
     auto pos = g.work->queue.begin() + static_cast<std::ptrdiff_t>(skipped);
     GroupEntry& e = *pos;
-    if (e.msg->expires_at_ms && e.msg->expires_at_ms <= now) {
-      // [MQTT-3.3.2-5] expired in the group queue: no member gets it.
-      if (e.seq && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), e.seq, e.msg->id);
-      ++stats_.messages_dropped;
-      ++stats_.messages_expired;
-      g.work->queue.erase(pos);
+    if (queueEntryExpired(e.deadline_ms, e.msg->expires_at_ms, now)) {
+      // [MQTT-3.3.2-5] expired in the group queue (or past a declared
+      // queue's retention or message_ttl): no member gets it.
+      dropEntry(g, pos, true);
       continue;
     }
     const Message& msg = *e.msg;
@@ -153,10 +180,7 @@ void SharedGroups::dispatch(SharedGroup& g) {
       for (const auto& x : g.members) allowed = allowed || sessions_.mayReceive(*x.session, e.msg->topic);
       if (!allowed && !g.members.empty()) {
         // No member may read this topic (ACL): it would wait forever.
-        if (e.seq && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), e.seq, e.msg->id);
-        ++g.work->dropped;
-        ++stats_.messages_dropped;
-        g.work->queue.erase(pos);
+        dropEntry(g, pos, false);
         continue;
       }
       if (!keyed || ++skipped >= kLookAhead) break;
@@ -170,7 +194,10 @@ void SharedGroups::dispatch(SharedGroup& g) {
     if (m->opts.subscription_id) d.subscription_ids.push_back(m->opts.subscription_id);
     d.group = &g;
     d.group_seq = e.seq;
+    d.group_queued_at_ms = e.queued_at_ms;
+    d.group_deadline_ms = e.deadline_ms;
     const bool again = e.redelivery;
+    g.work->bytes -= std::min<uint64_t>(g.work->bytes, e.msg->payload.size());
     g.work->queue.erase(pos);
     ++g.work->delivered;
     if (again) ++g.work->redelivered;
@@ -226,8 +253,11 @@ void SharedGroups::returnAfterRestart() {
       e.msg = m;
       e.seq = g->work->next_seq++;
       e.redelivery = true;
-      moveToGroup(*g, s, q.seq, *m, e.seq);
+      e.queued_at_ms = q.queued_at_ms;
+      e.deadline_ms = q.deadline_ms;
+      moveToGroup(*g, s, q.seq, e);
       g->work->stored = true;
+      g->work->bytes += m->payload.size();
       if (g->work->disk_count > 0) g->work->handed_back.push_back(e.seq);
       g->work->queue.push_front(std::move(e));
       --s.disk_count;
@@ -251,6 +281,12 @@ void SharedGroups::release(SharedGroup& g, const Delivery& d) {
 
 void SharedGroups::dispatchMemberGroupsOf(Session& s) {
   for (const auto& e : s.subscriptions) {
+    std::string_view qname;
+    if (parseQueueFilter(e.key, qname)) {
+      if (DeclaredQueue* q = findQueue(qname))
+        for (SharedGroup* g : q->groups) dispatch(*g);
+      continue;
+    }
     mqtt::SharedFilter sf;
     if (!mqtt::parseSharedFilter(e.key, sf) || !sf.shared) continue;
     if (SharedGroup* g = tree_.findGroup(sf.filter, sf.group, false)) dispatch(*g);
@@ -276,11 +312,14 @@ void SharedGroups::returnToGroups(Session& s, bool session_ends) {
     e.msg = it->d.msg;
     e.seq = it->d.group_seq;
     e.redelivery = true;
+    e.queued_at_ms = it->d.group_queued_at_ms;
+    e.deadline_ms = it->d.group_deadline_ms;
+    g.work->bytes += e.msg->payload.size();
     if (it->d.seq && durable_.enabled()) {
       // The member had taken it over (dispatch): the group's store
       // owns it again, under a new position.
       e.seq = g.work->next_seq++;
-      moveToGroup(g, s, it->d.seq, *e.msg, e.seq);
+      moveToGroup(g, s, it->d.seq, e);
       if (g.work->disk_count > 0) g.work->handed_back.push_back(e.seq);
     }
     if (g.work->inflight) --g.work->inflight;
@@ -307,6 +346,7 @@ void SharedGroups::maybeDrop(SharedGroup& g) {
 void SharedGroups::configure(SharedGroup& g) {
   auto it = cfg_.shared_group_strategies.find(g.name);
   g.strategy = it != cfg_.shared_group_strategies.end() ? it->second : cfg_.shared_strategy;
+  if (g.declared && g.declared->cfg.strategy) g.strategy = *g.declared->cfg.strategy;
   if (!g.work) {
     auto& q = queues_[g.owner()];
     if (!q) q = std::make_unique<GroupQueue>(g);
@@ -325,18 +365,142 @@ void SharedGroups::loadQueues() {
     live.push_back(owner);
     // The queue's first window comes into RAM; the rest waits on disk.
     const auto qi = durable_.store().queueInfo(owner);
+    if (g.declared) g.work->stored = true;
     if (qi.count == 0) return;
     g.work->stored = true;
     g.work->next_seq = qi.last_seq + 1;
     g.work->next_read_seq = qi.first_seq;
     g.work->disk_count = qi.count;
+    g.work->bytes = qi.bytes;
     refill(g);
   });
+  std::vector<std::string> orphans;
   durable_.store().forEachQueueOwner("\x01share/", [&](std::string_view owner) {
     for (const auto& l : live)
       if (l == owner) return;
-    durable_.batch().deleteSession(owner);
+    orphans.emplace_back(owner);
   });
+  for (const auto& owner : orphans) {
+    // The queue of a declared queue (its entries carry when they were
+    // queued) stays when the queue was removed from the configuration:
+    // an ordinary share group until its messages are consumed or expire.
+    // Other groups no member holds go, as they always did.
+    bool was_declared = false;
+    durable_.store().readQueue(owner, 0, 1, [&](const persistence::QueueRecord& q) { was_declared = q.queued_at_ms != 0; });
+    if (was_declared) keepRemovedQueue(owner);
+    else durable_.batch().deleteSession(owner);
+  }
+}
+
+void SharedGroups::keepRemovedQueue(std::string_view owner) {
+  const std::string_view rest = owner.substr(std::string_view("\x01share/").size());
+  const size_t slash = rest.find('/');
+  if (slash == std::string_view::npos || slash == 0 || slash + 1 >= rest.size()) {
+    durable_.batch().deleteSession(owner);
+    return;
+  }
+  const std::string name(rest.substr(0, slash)), filter(rest.substr(slash + 1));
+  SharedGroup* g = tree_.findGroup(filter, name, true);
+  configure(*g);
+  const auto qi = durable_.store().queueInfo(owner);
+  g->work->stored = true;
+  g->work->next_seq = qi.last_seq + 1;
+  g->work->next_read_seq = qi.first_seq;
+  g->work->disk_count = qi.count;
+  g->work->bytes = qi.bytes;
+  refill(*g);
+  LOG_NOTICE("queue %s (%s) is no longer declared: its %llu stored messages are kept until consumed or expired "
+             "(as the share group $share/%s/%s)",
+             name.c_str(), filter.c_str(), static_cast<unsigned long long>(qi.count), name.c_str(), filter.c_str());
+}
+
+void SharedGroups::declareQueues() {
+  for (const QueueConfig& qc : cfg_.queues) {
+    auto& q = declared_[qc.name];
+    q = std::make_unique<DeclaredQueue>();
+    q->cfg = qc;
+    for (size_t i = 0; i < qc.filters.size(); ++i) {
+      SharedGroup* g = tree_.findGroup(qc.filters[i], qc.name, true);
+      g->declared = q.get();
+      g->filter_index = i;
+      configure(*g);
+      if (durable_.enabled()) g->work->stored = true;
+      q->groups.push_back(g);
+    }
+    std::string filters;
+    for (const auto& f : qc.filters) filters += (filters.empty() ? "" : ", ") + f;
+    LOG_INFO("queue %s declared: filled by %s (retention %us, message_ttl %us, qos0 %s)", qc.name.c_str(),
+             filters.c_str(), qc.retention, qc.message_ttl, qc.qos0_queue ? "queued" : "dropped");
+  }
+}
+
+DeclaredQueue* SharedGroups::findQueue(std::string_view name) {
+  auto it = declared_.find(name);
+  return it == declared_.end() ? nullptr : it->second.get();
+}
+
+void SharedGroups::joinQueue(Session& s, DeclaredQueue& q, const SubscriptionOptions& o,
+                             std::vector<SharedGroup*>* joined) {
+  for (SharedGroup* g : q.groups) {
+    tree_.subscribe(g->filter, g->name, &s, o);
+    if (joined) joined->push_back(g);
+  }
+  s.has_shared = true;
+}
+
+void SharedGroups::leaveQueue(Session& s, std::string_view name, bool all) {
+  DeclaredQueue* q = findQueue(name);
+  if (!q) return;
+  for (SharedGroup* g : q->groups) {
+    // Still a member through `$share/<name>/<filter>`: stays.
+    if (!all && s.subscriptions.find("$share/" + g->name + "/" + g->filter)) continue;
+    tree_.unsubscribe(g->filter, g->name, &s);
+  }
+}
+
+bool SharedGroups::memberThroughQueue(const Session& s, const SharedGroup& g) const {
+  return g.declared && s.subscriptions.find(std::string(kQueuePrefix) + g.name);
+}
+
+void SharedGroups::oncePerQueue(std::vector<SharedGroup*>& gs) {
+  for (size_t i = 0; i < gs.size(); ++i) {
+    const DeclaredQueue* q = gs[i]->declared;
+    if (!q) continue;
+    for (size_t j = i + 1; j < gs.size();) {
+      if (gs[j]->declared != q) {
+        ++j;
+        continue;
+      }
+      if (gs[j]->filter_index < gs[i]->filter_index) gs[i] = gs[j];
+      gs.erase(gs.begin() + static_cast<std::ptrdiff_t>(j));
+    }
+  }
+}
+
+QueueStats SharedGroups::queueStats(const DeclaredQueue& q) const {
+  QueueStats st;
+  const int64_t now = clock_.wallMs();
+  int64_t oldest = 0;
+  std::vector<const Session*> seen;
+  for (const SharedGroup* g : q.groups) {
+    const GroupQueue& w = *g->work;
+    st.depth += w.queued();
+    st.bytes += w.bytes;
+    st.inflight += w.inflight;
+    st.delivered += w.delivered;
+    st.dropped += w.dropped;
+    st.expired += w.expired;
+    for (const GroupEntry& e : w.queue)
+      if (e.queued_at_ms && (!oldest || e.queued_at_ms < oldest)) oldest = e.queued_at_ms;
+    for (const auto& m : g->members) {
+      if (std::find(seen.begin(), seen.end(), m.session) != seen.end()) continue;
+      seen.push_back(m.session);
+      st.online += m.session->conn != nullptr;
+    }
+  }
+  st.consumers = seen.size();
+  if (oldest && oldest < now) st.oldest_age_s = static_cast<uint64_t>(now - oldest) / 1000;
+  return st;
 }
 
 std::string SharedGroups::report() {
@@ -346,9 +510,9 @@ std::string SharedGroups::report() {
     for (auto& m : g.members) online += m.session->conn != nullptr;
     char line[512];
     snprintf(line, sizeof line,
-             "share group %s/%s: strategy %s, members %zu (%zu online), queued %zu, in flight %zu, "
+             "%s %s/%s: strategy %s, members %zu (%zu online), queued %zu, in flight %zu, "
              "delivered %llu, redelivered %llu, dropped %llu\n",
-             g.name.c_str(), g.filter.c_str(), shareStrategyName(g.strategy), g.members.size(), online,
+             g.declared ? "queue (share group)" : "share group", g.name.c_str(), g.filter.c_str(), shareStrategyName(g.strategy), g.members.size(), online,
              g.queued(), g.work->inflight, static_cast<unsigned long long>(g.work->delivered),
              static_cast<unsigned long long>(g.work->redelivered), static_cast<unsigned long long>(g.work->dropped));
     out += line;

@@ -9,6 +9,8 @@
 // (where groups live).
 #pragma once
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -25,9 +27,33 @@ namespace petrel {
 
 class Durable;
 class Sessions;
+struct SubscriptionOptions;
 class TopicTree;
 class Clock;
 struct Delivery;
+
+// A queue declared in the configuration (`queues:`): its share groups,
+// `$share/<name>/<filter>` for each of its filters, exist from start-up on,
+// keep their queue in the store whether or not a durable member exists,
+// and are never dropped for being unused. A message matching several of
+// its filters is queued once, in the group of the first filter listed.
+struct DeclaredQueue {
+  QueueConfig cfg;
+  std::vector<SharedGroup*> groups;  // in the order of cfg.filters
+};
+
+// What operators see of a declared queue ($SYS, SIGUSR1 report).
+struct QueueStats {
+  uint64_t depth = 0;        // queued, not yet handed out
+  uint64_t bytes = 0;        // their payload bytes
+  uint64_t oldest_age_s = 0; // age of the oldest queued entry
+  uint64_t consumers = 0;    // distinct member sessions
+  uint64_t online = 0;       // of those, connected
+  uint64_t inflight = 0;
+  uint64_t delivered = 0;
+  uint64_t dropped = 0;
+  uint64_t expired = 0;
+};
 
 class SharedGroups {
  public:
@@ -74,13 +100,38 @@ class SharedGroups {
   // One line per group (SIGUSR1).
   std::string report();
 
+  // Declared queues (`queues:` of the configuration): their groups are
+  // created, before the store's subscriptions come back.
+  void declareQueues();
+  DeclaredQueue* findQueue(std::string_view name);
+  // `$queue/<name>`: `s` becomes a member of every group of `q` (added to
+  // `joined`, when given); leaving drops those memberships, except the
+  // ones `s` also holds as `$share/<name>/<filter>` (unless `all`).
+  void joinQueue(Session& s, DeclaredQueue& q, const SubscriptionOptions& o,
+                 std::vector<SharedGroup*>* joined);
+  void leaveQueue(Session& s, std::string_view name, bool all);
+  // True when `s` is a member of `g` through `$queue/<name>`.
+  bool memberThroughQueue(const Session& s, const SharedGroup& g) const;
+  // Of the groups a message matched, one per declared queue stays (that
+  // of its first filter listed): it is queued once.
+  static void oncePerQueue(std::vector<SharedGroup*>& groups);
+  QueueStats queueStats(const DeclaredQueue& q) const;
+  void forEachQueue(const std::function<void(const DeclaredQueue&)>& f) const {
+    for (const auto& e : declared_) f(*e.second);
+  }
+
  private:
   void dispatchMemberGroupsOf(Session& s);
   size_t refill(SharedGroup& g);
   size_t load(SharedGroup& g, const std::vector<persistence::QueueRecord>& recs);
-  void putEntry(SharedGroup& g, const Message& m, uint64_t seq);
+  void putEntry(SharedGroup& g, const GroupEntry& e);
   // Moves a member's store entry of `m` back to the group (a hand-back).
-  void moveToGroup(SharedGroup& g, Session& s, uint64_t member_seq, const Message& m, uint64_t group_seq);
+  void moveToGroup(SharedGroup& g, Session& s, uint64_t member_seq, const GroupEntry& e);
+  // Takes the queued entry at `pos` out of the group's queue for good
+  // (dropped: full, expired, nobody may read it).
+  void dropEntry(SharedGroup& g, LazyDeque<GroupEntry>::iterator pos, bool expired);
+  // Groups kept from a queue removed from the configuration.
+  void keepRemovedQueue(std::string_view owner);
 
   const Config& cfg_;
   BrokerStats& stats_;
@@ -91,6 +142,7 @@ class SharedGroups {
   std::vector<SharedGroup*> refill_pending_;  // null: group dropped
   // Every group's work queue, by the group's store owner key.
   std::unordered_map<std::string, std::unique_ptr<GroupQueue>> queues_;
+  std::map<std::string, std::unique_ptr<DeclaredQueue>, std::less<>> declared_;
 };
 
 }  // namespace petrel

@@ -4,6 +4,7 @@
 
 #include "mqtt/topic.h"
 #include "src/durable/durable.h"
+#include "src/queues/queue_policy.h"
 #include "src/queues/shared_groups.h"
 #include "src/sessions/sessions.h"
 #include "src/timers/clock.h"
@@ -51,6 +52,8 @@ RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
         // the session's other subscriptions: the group queues it.
         groups.push_back(&g);
       });
+  // A declared queue takes a message once, however many of its filters match.
+  if (groups.size() > 1) SharedGroups::oncePerQueue(groups);
   // Encode once (PublishCache) when the message has several receivers.
   struct EncodeOnce {
     PublishCache* cache;
@@ -126,12 +129,25 @@ void Router::sendRetained(Session& s, const std::string& filter, const Subscript
   }
 }
 
-void Router::unsubscribe(Session& s, std::string_view key) {
+void Router::unsubscribe(Session& s, std::string_view key) { remove(s, key, false); }
+
+void Router::unsubscribeAll(Session& s) {
+  for (const auto& e : s.subscriptions) remove(s, e.key, true);
+}
+
+void Router::remove(Session& s, std::string_view key, bool all) {
+  std::string_view queue;
+  if (parseQueueFilter(key, queue)) {  // `$queue/<name>`: every group of the queue
+    groups_.leaveQueue(s, queue, all);
+    return;
+  }
   mqtt::SharedFilter sf;
   mqtt::parseSharedFilter(key, sf);
+  SharedGroup* g = sf.shared ? tree_.findGroup(sf.filter, sf.group, false) : nullptr;
+  // Still a member of a declared queue's group through `$queue/<name>`.
+  if (g && !all && groups_.memberThroughQueue(s, *g)) return;
   tree_.unsubscribe(sf.shared ? sf.filter : key, sf.group, &s);
-  if (sf.shared)
-    if (SharedGroup* g = tree_.findGroup(sf.filter, sf.group, false)) groups_.maybeDrop(*g);
+  if (g) groups_.maybeDrop(*g);
 }
 
 }  // namespace petrel

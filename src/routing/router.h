@@ -55,11 +55,16 @@ class Router {
   void sendRetained(Session& s, const std::string& filter, const SubscriptionOptions& o);
   // Removes the subscription `key` ("$share/g/f" or a plain filter) of `s`.
   void unsubscribe(Session& s, std::string_view key);
+  // Removes every subscription of `s` (its session ends).
+  void unsubscribeAll(Session& s);
 
   TopicTree& tree() { return tree_; }
+  SharedGroups& groups() { return groups_; }
   RetainedStore& retained() { return retained_; }
 
  private:
+  void remove(Session& s, std::string_view key, bool all);
+
   const Clock& clock_;
   Durable& durable_;
   Sessions& sessions_;

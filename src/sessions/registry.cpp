@@ -116,7 +116,7 @@ void Sessions::end(Session* s) {
       if (f.d.group) groups_.release(*f.d.group, f.d);
     s->inflight.clear();
   }
-  for (const auto& e : s->subscriptions) router_.unsubscribe(*s, e.key);
+  router_.unsubscribeAll(*s);
   if (s->conn) {
     s->conn->session = nullptr;
     s->conn = nullptr;

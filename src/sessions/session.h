@@ -44,6 +44,8 @@ struct Delivery {
   // session's; it goes back to the group if the member leaves.
   SharedGroup* group = nullptr;
   uint64_t group_seq = 0;
+  int64_t group_queued_at_ms = 0;  // a declared queue's entry times (GroupEntry)
+  int64_t group_deadline_ms = 0;
   AckGatePtr gate;  // counts in the publisher's early PUBACK (AckGate)
 };
 

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <ctime>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "persistence/store.h"
 
@@ -37,6 +39,44 @@ void printDelayed(const persistence::Store& store, uint64_t count, bool verbose)
   });
   if (shown < count)
     std::printf("  ... and %llu more (-v lists every one)\n", static_cast<unsigned long long>(count - shown));
+}
+
+// Declared queues (`queues:`): the group queues whose entries carry the
+// time they were queued, by queue name, with the age of the oldest.
+void printQueues(const persistence::Store& store) {
+  using namespace persistence;
+  struct Row {
+    std::string filter;
+    Store::QueueInfo qi;
+    int64_t first_at = 0;
+  };
+  std::vector<std::pair<std::string, Row>> rows;
+  store.forEachQueueOwner("\x01share/", [&](std::string_view owner) {
+    const std::string_view rest = owner.substr(7);
+    const size_t slash = rest.find('/');
+    if (slash == std::string_view::npos) return;
+    Row r;
+    r.filter = std::string(rest.substr(slash + 1));
+    rows.emplace_back(std::string(rest.substr(0, slash)), std::move(r));
+  });
+  const int64_t now = static_cast<int64_t>(std::time(nullptr)) * 1000;
+  bool header = false;
+  for (auto& row : rows) {
+    const std::string& name = row.first;
+    Row& r = row.second;
+    const std::string owner = "\x01share/" + name + "/" + r.filter;
+    store.readQueue(owner, 0, 1, [&](const QueueRecord& q) { r.first_at = q.queued_at_ms; });
+    if (!r.first_at) continue;  // an ordinary share group's queue
+    r.qi = store.queueInfo(owner);
+    if (!header) {
+      std::printf("\nqueues (declared):\n  %-20s %-28s %-10s %-12s %s\n", "queue", "filter", "depth", "bytes",
+                  "oldest age");
+      header = true;
+    }
+    std::printf("  %-20s %-28s %-10llu %-12llu %llds\n", name.c_str(), r.filter.c_str(),
+                static_cast<unsigned long long>(r.qi.count), static_cast<unsigned long long>(r.qi.bytes),
+                static_cast<long long>(r.first_at < now ? (now - r.first_at) / 1000 : 0));
+  }
 }
 
 }  // namespace
@@ -103,6 +143,7 @@ int inspectStore(const std::string& dir, bool verbose) {
     std::printf("  %-40.*s %-10llu %llu\n", static_cast<int>(name.size()), name.data(),
                 static_cast<unsigned long long>(qi.count), static_cast<unsigned long long>(qi.bytes));
   });
+  printQueues(*store);
   if (st.delayed) printDelayed(*store, st.delayed, verbose);
   return 0;
 }

@@ -1,0 +1,250 @@
+"""Declared queues (`queues:` in the configuration): point-to-point without
+a time dependency between producers and consumers.
+
+What is checked here, end to end:
+
+* a declared queue collects every QoS 1/2 message on its filters from
+  start-up on, before any consumer ever subscribed, and keeps it across a
+  SIGKILL of the broker; consumers attach through `$share/<name>/<filter>`
+  or `$queue/<name>` and process each message exactly once;
+* `retention` (also across a restart) and `message_ttl` (messages without
+  an expiry only): older entries are never handed out;
+* the `qos0` option (queue, the default, or drop), one copy for a message
+  matching two filters of a queue, `$queue/<unknown>` refused;
+* a queue removed from the configuration keeps its stored messages;
+* `petrel inspect` and `$SYS/broker/queues/<name>/...` show the queue.
+"""
+
+import os
+import re
+import subprocess
+import time
+
+import pytest
+import yaml
+
+import fastclient as fc
+import mqttraw as m
+from conftest import PETREL_BIN
+
+pytestmark = pytest.mark.petrel_only
+
+
+def queue(name, *filters, **opts):
+    q = {"name": name, "filters": list(filters)}
+    q.update(opts)
+    return q
+
+
+def persistent(make_broker, queues, **overrides):
+    return make_broker(persistence={"enabled": True}, queues=queues, **overrides)
+
+
+def reconfigure(b, queues):
+    """Rewrites the broker's configuration file with `queues` (None: the
+    section removed); takes effect at the next start."""
+    if queues is None:
+        b.config.pop("queues", None)
+    else:
+        b.config["queues"] = queues
+    with open(b.config_path, "w") as f:
+        yaml.safe_dump(b.config, f, default_flow_style=False, sort_keys=False)
+
+
+def inspect(b):
+    r = subprocess.run([PETREL_BIN, "inspect", "--data", b.config["persistence"]["dir"]],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=15)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def payloads(c, n, timeout=5.0):
+    return [c.recv_publish(timeout=timeout).payload for _ in range(n)]
+
+
+def sys_values(b, name, want, timeout=6.0):
+    """$SYS/broker/queues/<name>/<key> values, read until every key of
+    `want` (key -> expected value, or None for any) has been seen with its
+    expected value; returns the latest of each."""
+    w = b.connected("sys-" + name)
+    w.subscribe([("$SYS/broker/queues/%s/#" % name, 0)])
+    seen = {}
+
+    def done():
+        return all(k in seen and (v is None or seen[k] == v) for k, v in want.items())
+    deadline = time.monotonic() + timeout
+    while not done():
+        left = deadline - time.monotonic()
+        assert left > 0, "$SYS values %r, wanted %r" % (seen, want)
+        p = w.recv_publish(timeout=left)
+        seen[p.topic.rsplit("/", 1)[1]] = int(p.payload)
+    w.close()
+    return seen
+
+
+def test_orders_before_any_worker_survive_kill9_and_go_once_each(make_broker):
+    """10,000 QoS 1 orders published to orders/... before any worker has
+    ever connected, every one acknowledged; the broker is SIGKILLed and
+    restarted; three workers attach through $share/orders/orders/# and one
+    through $queue/orders: each order is processed exactly once, none lost."""
+    b = persistent(make_broker, [queue("orders", "orders/#")], log_level="info",
+                   limits={"max_inflight": 100})
+    pub = fc.Pub(b.host, b.port, "shop", version=5).connect()
+    t0 = time.monotonic()
+    pub.publish("orders/eu/new", 10000, qos=1, window=1000)
+    published = time.monotonic() - t0
+    assert pub.acked == 10000
+    pub.close()
+    b.kill()
+    b.start(timeout=10)
+    workers = [fc.Sub(b.host, b.port, "w%d" % i, version=5, receive_max=50)
+               .connect(subscribe="$share/orders/orders/#") for i in range(3)]
+    workers.append(fc.Sub(b.host, b.port, "wq", version=4).connect(subscribe="$queue/orders"))
+    t1 = time.monotonic()
+    assert fc.run(workers, lambda: sum(w.unique() for w in workers) >= 10000, timeout=20)
+    drained = time.monotonic() - t1
+    fc.run(workers, lambda: False, timeout=0.3)  # nothing more comes
+    seen = {}
+    for w in workers:
+        assert w.dups == 0, (w.cid, w.dups)
+        for k in w.first_seen:
+            assert k not in seen, "order %r processed by %s and %s" % (k, seen[k], w.cid)
+            seen[k] = w.cid
+    assert sorted(seq for (_, seq) in seen) == list(range(10000))
+    assert all(w.unique() > 0 for w in workers), [w.unique() for w in workers]
+    for w in workers:
+        w.close()
+    print("10,000 orders: published and committed in %.2fs, drained by 4 workers in %.2fs"
+          % (published, drained))
+
+
+def test_retention_holds_across_a_restart(make_broker):
+    """retention: 1 s. Five messages queued, the broker stopped for longer
+    than that and started again, three more queued: a consumer gets only
+    the three; the five are counted as expired."""
+    b = persistent(make_broker, [queue("brief", "brief/#", retention=1)], mqtt={"sys_interval": 1})
+    pub = b.connected("p-brief", version=5)
+    for i in range(5):
+        pub.publish("brief/x", b"old %d" % i, qos=1)
+    pub.close()
+    b.stop()
+    time.sleep(1.2)
+    b.start(timeout=10)
+    pub = b.connected("p-brief", version=5)
+    for i in range(3):
+        pub.publish("brief/x", b"new %d" % i, qos=1)
+    c = b.connected("c-brief", version=5)
+    assert c.subscribe([("$queue/brief", 1)]).codes == [1]
+    assert payloads(c, 3) == [b"new 0", b"new 1", b"new 2"]
+    c.expect_nothing(0.3)
+    sys_values(b, "brief", {"expired": 5, "depth": 0, "consumers": 1})
+
+
+def test_message_ttl_applies_to_messages_without_expiry(make_broker):
+    """message_ttl: 1 s. A message without an expiry and one with its own
+    (60 s) expiry are queued; after 1.3 s only the second is handed out."""
+    b = make_broker(queues=[queue("ttl", "ttl/#", message_ttl=1)])
+    pub = b.connected("p-ttl", version=5)
+    pub.publish("ttl/a", b"no expiry", qos=1)
+    pub.publish("ttl/a", b"own expiry", qos=1, props={"message_expiry_interval": 60})
+    time.sleep(1.3)
+    c = b.connected("c-ttl", version=5)
+    assert c.subscribe([("$share/ttl/ttl/#", 1)]).codes == [1]
+    assert payloads(c, 1) == [b"own expiry"]
+    c.expect_nothing(0.3)
+
+
+def test_qos0_option_and_one_copy_for_two_filters(make_broker):
+    """qos0: queue (the default) keeps QoS 0 messages for a later consumer;
+    qos0: drop does not queue them. A message matching both filters of a
+    queue is queued once."""
+    b = make_broker(queues=[queue("keep", "k/#"), queue("drop", "d/#", qos0="drop"),
+                            queue("two", "two/#", "two/+/x")])
+    pub = b.connected("p-q0")
+    pub.publish("k/1", b"kept", qos=0)
+    pub.publish("d/1", b"dropped", qos=0)
+    pub.publish("d/1", b"queued", qos=1)
+    pub.publish("two/a/x", b"once", qos=1)
+    pub.ping()
+    c = b.connected("c-q0", version=5)
+    assert c.subscribe([("$queue/keep", 1), ("$queue/drop", 1), ("$queue/two", 1)]).codes == [1, 1, 1]
+    got = sorted(payloads(c, 3))
+    assert got == [b"kept", b"once", b"queued"], got
+    c.expect_nothing(0.4)
+
+
+def test_queue_of_an_undeclared_name_is_refused(make_broker):
+    """$queue/unknown: SUBACK 0x8F (MQTT 5) / 0x80 (3.1.1), logged; other
+    filters of the same SUBSCRIBE are granted."""
+    b = make_broker(queues=[queue("orders", "orders/#")])
+    c5 = b.connected("u5", version=5)
+    assert c5.subscribe([("$queue/unknown", 1), ("$queue/orders", 1)]).codes == [0x8F, 1]
+    c4 = b.connected("u4", version=4)
+    assert c4.subscribe([("$queue/unknown", 1), ("$queue/", 0)]).codes == [0x80, 0x80]
+    assert "no such queue is declared" in b.log()
+    # Unsubscribing $queue/orders leaves the queue: a message waits for others.
+    assert c5.unsubscribe(["$queue/orders"]).codes == [0]
+    pub = b.connected("pu")
+    pub.publish("orders/1", b"x", qos=1)
+    c5.expect_nothing(0.3)
+    c4.subscribe([("$queue/orders", 1)])
+    assert payloads(c4, 1) == [b"x"]
+
+
+def test_queue_member_survives_session_restart(make_broker):
+    """A durable session's $queue/<name> subscription comes back after a
+    restart: messages queued while it was away reach it on reconnect."""
+    b = persistent(make_broker, [queue("jobs", "jobs/#")])
+    c = b.connected("dq", version=5, clean=False, props={"session_expiry_interval": 300})
+    assert c.subscribe([("$queue/jobs", 1)]).codes == [1]
+    c.disconnect()
+    b.stop()
+    b.start(timeout=10)
+    pub = b.connected("p-dq")
+    for i in range(3):
+        pub.publish("jobs/a", b"j%d" % i, qos=1)
+    c = b.connected("dq", version=5, clean=False, props={"session_expiry_interval": 300})
+    assert c.connack.session_present
+    assert payloads(c, 3) == [b"j0", b"j1", b"j2"]
+
+
+def test_removed_queue_keeps_its_stored_messages(make_broker):
+    """20 messages in queue rm; the queue is removed from the configuration
+    and the broker restarted: the removal is logged and a
+    $share/rm/rm/# member still gets all 20."""
+    b = persistent(make_broker, [queue("rm", "rm/#")])
+    pub = b.connected("p-rm")
+    for i in range(20):
+        pub.publish("rm/a", b"m%d" % i, qos=1)
+    pub.close()
+    b.stop()
+    reconfigure(b, None)
+    b.start(timeout=10)
+    assert re.search(r"queue rm \(rm/#\) is no longer declared: its 20 stored messages are kept", b.log())
+    c = b.connected("c-rm", version=5)
+    assert c.subscribe([("$share/rm/rm/#", 1)]).codes == [1]
+    assert payloads(c, 20) == [b"m%d" % i for i in range(20)]
+    c.expect_nothing(0.3)
+
+
+def test_inspect_and_sys_show_depth_and_consumers(make_broker):
+    """25 messages queued, one consumer holding 5 unacknowledged: $SYS
+    shows depth 20 and 1 consumer; after a stop, petrel inspect lists the
+    queue with its 25 stored entries."""
+    b = persistent(make_broker, [queue("insp", "insp/#")], mqtt={"sys_interval": 1})
+    pub = b.connected("p-insp")
+    for i in range(25):
+        pub.publish("insp/a", b"%d" % i, qos=1)
+    c = b.connected("c-insp", version=5, props={"receive_maximum": 5})
+    assert c.subscribe([("$queue/insp", 1)]).codes == [1]
+    for _ in range(5):
+        c.recv_publish(timeout=5, ack=False)
+    st = sys_values(b, "insp", {"depth": 20, "consumers": 1, "inflight": 5, "oldest_age": None})
+    assert 0 <= st["oldest_age"] < 30
+    c.close()
+    pub.close()
+    b.stop()
+    text = inspect(b)
+    lines = [ln for ln in text.splitlines() if ln.strip().startswith("insp ")]
+    assert lines and re.search(r"\binsp/#\s+25\b", lines[0]), text
+    assert "queues (declared)" in text
