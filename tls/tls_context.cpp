@@ -124,6 +124,10 @@ CtxPtr build(const TlsConfig& cfg, bool client, std::string& error) {
   if (have_cert &&
       SSL_CTX_use_PrivateKey_file(ctx.get(), cfg.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
     error = fail("cannot load the private key", cfg.key_file);
+    // OpenSSL checks the key against the certificate as it loads it.
+    if (error.find("key values mismatch") != std::string::npos)
+      error = "key_file " + cfg.key_file + " does not match cert_file " + cfg.cert_file +
+              " (a key of another certificate)";
     return nullptr;
   }
   if (have_cert && SSL_CTX_check_private_key(ctx.get()) != 1) {

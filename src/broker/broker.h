@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -93,6 +94,7 @@ class Broker : private BrokerParts {
   void handleConnect(Connection& c, const mqtt::Frame& f);
   // After authentication's password check (`checked`; null: none ran).
   void continueConnect(Connection& c, mqtt::Connect&& p, const PasswordFile::Result* checked);
+  void startPasswordChecks();
   static void checkPasswordWork(uv_work_t* req);
   static void passwordChecked(uv_work_t* req, int status);
   void sendConnackError(Connection& c, mqtt::Version v, mqtt::Reason r);
@@ -163,6 +165,8 @@ class Broker : private BrokerParts {
   // with "server busy" (a guessing client cannot queue up work for hours).
   static constexpr uint32_t kMaxPendingAuthPerListener = 64;
   std::unordered_map<uint64_t, Connection*> pending_auth_;  // by ticket
+  std::deque<PendingAuth*> auth_queue_;  // waiting for a worker
+  unsigned auth_running_ = 0;            // on libuv's workers now
   std::unordered_map<const ListenerSecurity*, uint32_t> pending_auth_per_listener_;
   uint64_t next_auth_ticket_ = 1;
   bool shutting_down_ = false;

@@ -1,6 +1,9 @@
 // CONNECT (§3.1) and CONNACK (§3.2): protocol level, client identifier,
 // session lookup, takeover and resumption, keep alive, and the capabilities
 // the broker announces to MQTT 5 clients.
+#include <unistd.h>
+
+#include <algorithm>
 #include <random>
 
 #include "mqtt/decoder.h"
@@ -14,6 +17,17 @@
 namespace petrel {
 
 namespace {
+
+// Password hashes computed at once: one core always stays with the loop
+// (a busy worker pool on every core delays it by whole scheduler slices),
+// and libuv's pool (4 threads) keeps room for other work.
+unsigned maxConcurrentHashes() {
+  static const unsigned n = [] {
+    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return static_cast<unsigned>(std::clamp<long>(cores - 1, 1, 3));
+  }();
+  return n;
+}
 
 std::string assignClientId() {
   static std::mt19937_64 rng{std::random_device{}()};
@@ -89,10 +103,26 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
     c.auth_ticket = w->ticket;
     pending_auth_[w->ticket] = &c;
     c.pauseInput();
-    uv_queue_work(loop_, &w->req, &Broker::checkPasswordWork, &Broker::passwordChecked);
+    auth_queue_.push_back(w);
+    startPasswordChecks();
     return;
   }
   continueConnect(c, std::move(p), nullptr);
+}
+
+void Broker::startPasswordChecks() {
+  while (auth_running_ < maxConcurrentHashes() && !auth_queue_.empty()) {
+    PendingAuth* w = auth_queue_.front();
+    auth_queue_.pop_front();
+    if (!pending_auth_.count(w->ticket)) {
+      // The client went away while it waited: no hash for it.
+      if (uint32_t& n = pending_auth_per_listener_[w->listener]; n > 0) --n;
+      delete w;
+      continue;
+    }
+    ++auth_running_;
+    uv_queue_work(loop_, &w->req, &Broker::checkPasswordWork, &Broker::passwordChecked);
+  }
 }
 
 void Broker::checkPasswordWork(uv_work_t* req) {
@@ -106,6 +136,8 @@ void Broker::passwordChecked(uv_work_t* req, int) {
   std::unique_ptr<PendingAuth> w(static_cast<PendingAuth*>(req->data));
   Broker& b = *w->broker;
   if (uint32_t& n = b.pending_auth_per_listener_[w->listener]; n > 0) --n;
+  --b.auth_running_;
+  b.startPasswordChecks();
   auto it = b.pending_auth_.find(w->ticket);
   if (it == b.pending_auth_.end()) return;  // the client went away meanwhile
   Connection& c = *it->second;
