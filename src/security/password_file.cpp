@@ -108,30 +108,43 @@ bool PasswordFile::parse(std::string_view text, const std::string& name, std::st
     error = name + ": no users (an empty password file would refuse every client)";
     return false;
   }
-  // One dummy per distinct cost in the file, with a random salt and digest.
+  // One dummy per distinct cost in the file, with a random salt and
+  // digest, weighted by how many users have that cost.
   std::vector<Hash> dummies;
+  std::vector<size_t> weights;
   for (const auto& e : users) {
     const Hash& h = e.second;
-    bool seen = false;
-    for (const Hash& d : dummies) seen = seen || (d.pbkdf2 == h.pbkdf2 && d.iterations == h.iterations);
-    if (seen) continue;
+    size_t i = 0;
+    while (i < dummies.size() && !(dummies[i].pbkdf2 == h.pbkdf2 && dummies[i].iterations == h.iterations)) ++i;
+    if (i < dummies.size()) {
+      ++weights[i];
+      continue;
+    }
     Hash d;
     d.pbkdf2 = h.pbkdf2;
     d.iterations = h.iterations;
     d.salt = tls::randomBytes(h.salt.size());
     d.digest = tls::randomBytes(kDigestBytes);
     dummies.push_back(std::move(d));
+    weights.push_back(1);
   }
   users_ = std::move(users);
   dummies_ = std::move(dummies);
+  dummy_weights_ = std::move(weights);
   return true;
 }
 
 const PasswordFile::Hash& PasswordFile::dummyFor(std::string_view user) const {
-  // The same cost for the same unknown name every time, spread over the
-  // costs the file uses: timing one name twice shows nothing, and an
-  // unknown name costs what some real user's check costs.
-  return dummies_[std::hash<std::string_view>{}(user) % dummies_.size()];
+  // The same cost for the same unknown name every time (timing one name
+  // twice shows nothing), drawn from the costs of the file's users in
+  // their proportions: an unknown name costs what a real user's check
+  // costs, as often as real users cost it.
+  size_t pick = std::hash<std::string_view>{}(user) % users_.size();
+  for (size_t i = 0; i < dummies_.size(); ++i) {
+    if (pick < dummy_weights_[i]) return dummies_[i];
+    pick -= dummy_weights_[i];
+  }
+  return dummies_.back();
 }
 
 PasswordFile::Result PasswordFile::check(std::string_view user, std::string_view password) const {

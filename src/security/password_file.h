@@ -9,8 +9,9 @@
 // file without any user refuses the whole file (with its name and line):
 // a broken file never replaces a good one, and never starts the broker.
 // Comparisons are constant-time; an unknown user costs a hash with the
-// parameters of one of the file's own entries (picked by the user name),
-// so the answer time does not tell which user names exist.
+// parameters of one of the file's own entries (picked by the user name,
+// in the proportions of the file's costs), so the answer time does not
+// tell which user names exist.
 #pragma once
 
 #include <cstdint>
@@ -60,6 +61,7 @@ class PasswordFile {
 
   std::unordered_map<std::string, Hash> users_;
   std::vector<Hash> dummies_;
+  std::vector<size_t> dummy_weights_;  // users per dummy's cost
 };
 
 }  // namespace petrel
