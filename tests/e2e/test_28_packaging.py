@@ -166,11 +166,22 @@ def test_dockerfile_is_sound():
     assert "/var/lib/petrel" in steps.get("VOLUME", "")
     assert steps.get("EXPOSE") == "1883"
     assert words.index("USER") < words.index("ENTRYPOINT")
-    # The container configuration is valid and not open to anonymous clients.
-    conf = os.path.join(REPO, "packaging", "container.yaml")
-    assert subprocess.run([PETREL_BIN, "--check-config", "--config", conf], capture_output=True,
-                          timeout=10).returncode == 0
-    assert "allow_anonymous: false" in open(conf).read()
+    # The container configuration is valid (with the password file it names
+    # mounted; --check-config loads it) and not open to anonymous clients.
+    text = open(os.path.join(REPO, "packaging", "container.yaml")).read()
+    assert "allow_anonymous: false" in text and "password_file: /etc/petrel/passwd" in text
+    work = tempfile.mkdtemp()
+    try:
+        pw = os.path.join(work, "passwd")
+        r = subprocess.run([PETREL_BIN, "passwd", "-c", "-b", pw, "alice", "secret"], capture_output=True, timeout=20)
+        assert r.returncode == 0
+        conf = os.path.join(work, "container.yaml")
+        with open(conf, "w") as f:
+            f.write(text.replace("/etc/petrel/passwd", pw))
+        r = subprocess.run([PETREL_BIN, "--check-config", "--config", conf], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0, r.stderr
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_runtime_image_packages_provide_every_library():
