@@ -12,6 +12,9 @@ What is checked here, end to end:
 * the `qos0` option (queue, the default, or drop), one copy for a message
   matching two filters of a queue, `$queue/<unknown>` refused;
 * a queue removed from the configuration keeps its stored messages;
+* SIGHUP applies `queues:`: a new queue collects at once, a removed one
+  keeps what it holds as an ordinary share group, changed parameters and
+  filters apply from then on, a broken file changes nothing;
 * `petrel inspect` and `$SYS/broker/queues/<name>/...` show the queue.
 """
 
