@@ -37,6 +37,7 @@ void usage(FILE* f) {
 struct Signals {
   uv_signal_t term, intr, hup, usr1;
   petrel::Broker* broker;
+  std::string config_path;  // empty: the defaults, no file
 };
 
 void onSignal(uv_signal_t* h, int signum) {
@@ -70,10 +71,29 @@ void onReport(uv_signal_t* h, int) {
   }
 }
 
-// SIGHUP: certificates, password file and ACL file are read again.
+// SIGHUP: the configuration file is read again and its `queues:` section
+// applied; a file that does not load changes nothing. Other sections take
+// effect at the next start.
+void reloadQueues(const Signals& s) {
+  if (s.config_path.empty()) return;  // started with the defaults: no queues
+  petrel::Config next;
+  std::string err;
+  if (!petrel::loadConfig(s.config_path, next, err)) {
+    LOG_ERROR("SIGHUP: configuration not reloaded, queues unchanged: %s", err.c_str());
+    return;
+  }
+  LOG_NOTICE("SIGHUP: %s read again: applying its queues: section (other sections take effect at the next start)",
+             s.config_path.c_str());
+  s.broker->applyQueues(next.queues);
+}
+
+// SIGHUP: certificates, password file and ACL file are read again, and the
+// configuration's queues.
 void onHangup(uv_signal_t* h, int) {
   petrel::notifyServiceManager("RELOADING=1");
-  static_cast<Signals*>(h->data)->broker->reloadSecurity("SIGHUP");
+  auto* s = static_cast<Signals*>(h->data);
+  s->broker->reloadSecurity("SIGHUP");
+  reloadQueues(*s);
   petrel::notifyServiceManager("READY=1");
 }
 
@@ -230,6 +250,7 @@ int main(int argc, char** argv) {
   }
   Signals sig;
   sig.broker = &broker;
+  sig.config_path = config_path;
   uv_signal_init(loop, &sig.term);
   uv_signal_init(loop, &sig.intr);
   uv_signal_init(loop, &sig.hup);

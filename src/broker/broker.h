@@ -85,6 +85,9 @@ class Broker : private BrokerParts {
   // Reads the TLS certificates, the password file and the ACL file again
   // (SIGHUP). Whatever fails to load is logged and the old one kept.
   void reloadSecurity(const char* why) { security_.reload(why); }
+  // Applies the `queues:` section of a configuration read again (SIGHUP);
+  // the rest of the configuration is not reloaded.
+  void applyQueues(const std::vector<QueueConfig>& queues) { groups_.applyQueues(queues); }
 
   // For SysTopics: the connections, read-only.
   const std::vector<Connection*>& connections() const { return connections_; }

@@ -10,6 +10,7 @@
 #include "src/durable/durable.h"
 #include "src/durable/records.h"
 #include "src/queues/queue_policy.h"
+#include "src/queues/queue_reload.h"
 #include "src/queues/share_strategy.h"
 #include "src/routing/topic_tree.h"
 #include "src/sessions/sessions.h"
@@ -415,23 +416,117 @@ void SharedGroups::keepRemovedQueue(std::string_view owner) {
 }
 
 void SharedGroups::declareQueues() {
-  for (const QueueConfig& qc : cfg_.queues) {
-    auto& q = declared_[qc.name];
-    q = std::make_unique<DeclaredQueue>();
-    q->cfg = qc;
-    for (size_t i = 0; i < qc.filters.size(); ++i) {
-      SharedGroup* g = tree_.findGroup(qc.filters[i], qc.name, true);
-      g->declared = q.get();
-      g->filter_index = i;
-      configure(*g);
-      if (durable_.enabled()) g->work->stored = true;
-      q->groups.push_back(g);
-    }
-    std::string filters;
-    for (const auto& f : qc.filters) filters += (filters.empty() ? "" : ", ") + f;
-    LOG_INFO("queue %s declared: filled by %s (retention %us, message_ttl %us, qos0 %s)", qc.name.c_str(),
-             filters.c_str(), qc.retention, qc.message_ttl, qc.qos0_queue ? "queued" : "dropped");
+  for (const QueueConfig& qc : cfg_.queues) declareQueue(qc);
+}
+
+DeclaredQueue& SharedGroups::declareQueue(const QueueConfig& qc) {
+  auto& q = declared_[qc.name];
+  q = std::make_unique<DeclaredQueue>();
+  q->cfg = qc;
+  for (size_t i = 0; i < qc.filters.size(); ++i) declareGroup(*q, i);
+  std::string filters;
+  for (const auto& f : qc.filters) filters += (filters.empty() ? "" : ", ") + f;
+  LOG_INFO("queue %s declared: filled by %s (retention %us, message_ttl %us, qos0 %s)", qc.name.c_str(),
+           filters.c_str(), qc.retention, qc.message_ttl, qc.qos0_queue ? "queued" : "dropped");
+  return *q;
+}
+
+SharedGroup& SharedGroups::declareGroup(DeclaredQueue& q, size_t filter_index) {
+  SharedGroup* g = tree_.findGroup(q.cfg.filters[filter_index], q.cfg.name, true);
+  g->declared = &q;
+  g->filter_index = filter_index;
+  configure(*g);
+  if (durable_.enabled()) g->work->stored = true;
+  q.groups.push_back(g);
+  return *g;
+}
+
+void SharedGroups::undeclareGroup(SharedGroup& g) {
+  // Members through `$queue/<name>` leave (their subscription stays, with
+  // no effect, as after a restart without the queue); members through
+  // `$share/<name>/<filter>` stay.
+  const std::string name = g.name, filter = g.filter;
+  const std::string queue_key = std::string(kQueuePrefix) + name, share_key = "$share/" + name + "/" + filter;
+  std::vector<Session*> leaving;
+  for (const auto& m : g.members)
+    if (m.session->subscriptions.find(queue_key) && !m.session->subscriptions.find(share_key))
+      leaving.push_back(m.session);
+  for (Session* s : leaving) tree_.unsubscribe(filter, name, s);
+  g.declared = nullptr;
+  g.filter_index = 0;
+  configure(g);  // the strategy of an ordinary group
+  const size_t depth = g.queued(), inflight = g.work->inflight;
+  if (depth || inflight)
+    LOG_NOTICE("queue %s (%s) is no longer declared: its %zu queued messages (%zu in flight) are kept until "
+               "consumed or expired (as the share group $share/%s/%s)",
+               name.c_str(), filter.c_str(), depth, inflight, name.c_str(), filter.c_str());
+  else
+    LOG_NOTICE("queue %s (%s) is no longer declared: nothing was queued", name.c_str(), filter.c_str());
+  maybeDrop(g);  // g may be gone
+}
+
+void SharedGroups::joinQueueMembers(DeclaredQueue& q, SharedGroup& g) {
+  const std::string queue_key = std::string(kQueuePrefix) + q.cfg.name, share_key = "$share/" + g.name + "/" + g.filter;
+  sessions_.forEach([&](Session& s) {
+    const SubscriptionOptions* o = s.subscriptions.find(queue_key);
+    if (!o || s.subscriptions.find(share_key)) return;
+    tree_.subscribe(g.filter, g.name, &s, *o);
+    s.has_shared = true;
+  });
+}
+
+void SharedGroups::applyQueues(const std::vector<QueueConfig>& next) {
+  std::vector<QueueConfig> before;
+  for (const auto& e : declared_) before.push_back(e.second->cfg);
+  const QueueChanges ch = diffQueues(before, next);
+  auto listed = [](const std::vector<std::string>& v, const std::string& name) {
+    return std::find(v.begin(), v.end(), name) != v.end();
+  };
+  for (const std::string& name : ch.removed) {
+    auto it = declared_.find(name);
+    const std::vector<SharedGroup*> groups = it->second->groups;
+    for (SharedGroup* g : groups) undeclareGroup(*g);
+    declared_.erase(it);
   }
+  std::vector<SharedGroup*> touched;
+  for (const QueueConfig& qc : next) {
+    if (listed(ch.added, qc.name)) {
+      DeclaredQueue& q = declareQueue(qc);
+      for (SharedGroup* g : q.groups) {
+        joinQueueMembers(q, *g);
+        touched.push_back(g);
+      }
+      continue;
+    }
+    if (!listed(ch.changed, qc.name)) continue;
+    DeclaredQueue& q = *findQueue(qc.name);
+    LOG_NOTICE("queue %s changed: %s (for messages queued from now on)", qc.name.c_str(),
+               describeQueueChange(q.cfg, qc).c_str());
+    const std::vector<SharedGroup*> old = q.groups;
+    q.cfg = qc;
+    q.groups.clear();
+    for (size_t i = 0; i < qc.filters.size(); ++i) {
+      auto kept = std::find_if(old.begin(), old.end(),
+                               [&](const SharedGroup* g) { return g->filter == qc.filters[i]; });
+      if (kept == old.end()) {
+        SharedGroup& g = declareGroup(q, i);
+        joinQueueMembers(q, g);
+        touched.push_back(&g);
+        continue;
+      }
+      SharedGroup* g = *kept;
+      g->filter_index = i;
+      configure(*g);  // the queue's strategy may have changed
+      q.groups.push_back(g);
+      touched.push_back(g);
+    }
+    for (SharedGroup* g : old)
+      if (std::find(q.groups.begin(), q.groups.end(), g) == q.groups.end()) undeclareGroup(*g);
+  }
+  // New members, or a new strategy: queued messages may go now.
+  for (SharedGroup* g : touched) dispatch(*g);
+  LOG_NOTICE("queues reloaded: %zu added, %zu removed, %zu changed, %zu declared", ch.added.size(),
+             ch.removed.size(), ch.changed.size(), declared_.size());
 }
 
 DeclaredQueue* SharedGroups::findQueue(std::string_view name) {

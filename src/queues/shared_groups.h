@@ -103,6 +103,12 @@ class SharedGroups {
   // Declared queues (`queues:` of the configuration): their groups are
   // created, before the store's subscriptions come back.
   void declareQueues();
+  // A reload (SIGHUP) of `queues:`: a new queue is declared at once; a
+  // removed one (or a filter removed from a queue) stops being declared,
+  // its groups kept as ordinary share groups until what they hold is
+  // consumed or expires; changed parameters apply to messages queued from
+  // then on. Members through `$queue/<name>` follow the queue's groups.
+  void applyQueues(const std::vector<QueueConfig>& queues);
   DeclaredQueue* findQueue(std::string_view name);
   // `$queue/<name>`: `s` becomes a member of every group of `q` (added to
   // `joined`, when given); leaving drops those memberships, except the
@@ -132,6 +138,17 @@ class SharedGroups {
   void dropEntry(SharedGroup& g, LazyDeque<GroupEntry>::iterator pos, bool expired);
   // Groups kept from a queue removed from the configuration.
   void keepRemovedQueue(std::string_view owner);
+  // Creates the queue `qc` with its groups.
+  DeclaredQueue& declareQueue(const QueueConfig& qc);
+  // `g` of `q`, on `filter_index`, created if need be.
+  SharedGroup& declareGroup(DeclaredQueue& q, size_t filter_index);
+  // `g` stops being part of its declared queue (reload): members through
+  // `$queue/<name>` leave it, what it holds stays (logged) until consumed
+  // or expired, as in any share group.
+  void undeclareGroup(SharedGroup& g);
+  // Sessions subscribed to `$queue/<name>` of `q` join `g` (a group the
+  // queue gained on a reload).
+  void joinQueueMembers(DeclaredQueue& q, SharedGroup& g);
 
   const Config& cfg_;
   BrokerStats& stats_;

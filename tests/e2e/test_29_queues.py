@@ -12,11 +12,15 @@ What is checked here, end to end:
 * the `qos0` option (queue, the default, or drop), one copy for a message
   matching two filters of a queue, `$queue/<unknown>` refused;
 * a queue removed from the configuration keeps its stored messages;
+* SIGHUP applies `queues:`: a new queue collects at once, a removed one
+  keeps what it holds as an ordinary share group, changed parameters and
+  filters apply from then on, a broken file changes nothing;
 * `petrel inspect` and `$SYS/broker/queues/<name>/...` show the queue.
 """
 
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -248,3 +252,129 @@ def test_inspect_and_sys_show_depth_and_consumers(make_broker):
     lines = [ln for ln in text.splitlines() if ln.strip().startswith("insp ")]
     assert lines and re.search(r"\binsp/#\s+25\b", lines[0]), text
     assert "queues (declared)" in text
+
+
+# SIGHUP: the configuration file is read again and its queues: section
+# applied (other sections are not reloaded).
+
+def wait_log(b, pattern, timeout=5.0, start=0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(pattern, b.log()[start:])
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("%r not in the log:\n%s" % (pattern, b.log()[-2000:]))
+
+
+def hup(b, queues):
+    """Rewrites the configuration with `queues` and sends SIGHUP; returns
+    once the broker has applied it."""
+    reconfigure(b, queues)
+    start = len(b.log())
+    b.send_signal(signal.SIGHUP)
+    wait_log(b, r"queues reloaded: ", start=start)
+    return start
+
+
+def test_sighup_declares_a_new_queue_that_collects_at_once(make_broker):
+    """No queue at start: a message to fresh/... is lost. SIGHUP declares
+    fresh: five QoS 1 messages published before any consumer are kept,
+    across a restart too, and a consumer gets them all."""
+    b = persistent(make_broker, [])
+    pub = b.connected("p-fresh")
+    pub.publish("fresh/a", b"before", qos=1)
+    start = hup(b, [queue("fresh", "fresh/#")])
+    assert re.search(r"queue fresh declared", b.log()[start:])
+    assert re.search(r"queues reloaded: 1 added, 0 removed, 0 changed", b.log()[start:])
+    for i in range(5):
+        pub.publish("fresh/a", b"m%d" % i, qos=1)
+    pub.close()
+    b.stop()
+    b.start(timeout=10)
+    c = b.connected("c-fresh", version=5)
+    assert c.subscribe([("$queue/fresh", 1)]).codes == [1]
+    assert payloads(c, 5) == [b"m%d" % i for i in range(5)]
+    c.expect_nothing(0.3)
+
+
+def test_sighup_removes_a_queue_keeping_what_it_holds(make_broker):
+    """Queue gone holds 10 messages, queue idle nothing (a $queue/idle
+    consumer is online). SIGHUP removes both: logged with their depth;
+    $queue/gone is refused from then on; a $share/gone/gone/# member gets
+    the 10; once drained and left, new messages queue nowhere, as in an
+    undeclared group; the $queue/idle consumer is no member any more."""
+    b = persistent(make_broker, [queue("gone", "gone/#"), queue("idle", "idle/#")])
+    pub = b.connected("p-gone")
+    for i in range(10):
+        pub.publish("gone/a", b"g%d" % i, qos=1)
+    idle = b.connected("c-idle", version=5)
+    assert idle.subscribe([("$queue/idle", 1)]).codes == [1]
+    start = hup(b, None)
+    log = b.log()[start:]
+    assert re.search(r"queue gone \(gone/#\) is no longer declared: its 10 queued messages", log), log
+    assert re.search(r"queue idle \(idle/#\) is no longer declared: nothing was queued", log), log
+    assert re.search(r"queues reloaded: 0 added, 2 removed, 0 changed, 0 declared", log), log
+    pub.publish("idle/x", b"nobody", qos=1)
+    idle.expect_nothing(0.3)
+    c5 = b.connected("r5", version=5)
+    assert c5.subscribe([("$queue/gone", 1)]).codes == [0x8F]
+    c4 = b.connected("r4", version=4)
+    assert c4.subscribe([("$queue/gone", 1)]).codes == [0x80]
+    c = b.connected("c-gone", version=5)
+    assert c.subscribe([("$share/gone/gone/#", 1)]).codes == [1]
+    assert payloads(c, 10) == [b"g%d" % i for i in range(10)]
+    c.expect_nothing(0.3)
+    assert c.unsubscribe(["$share/gone/gone/#"]).codes == [0]
+    for i in range(3):
+        pub.publish("gone/a", b"late %d" % i, qos=1)
+    pub.ping()
+    later = b.connected("c-later", version=5)
+    assert later.subscribe([("$share/gone/gone/#", 1), ("$share/idle/idle/#", 1)]).codes == [1, 1]
+    later.expect_nothing(0.4)
+
+
+def test_sighup_changes_parameters_and_filters(make_broker):
+    """Queue chg on a/# (qos0 queued) becomes b/# with qos0 drop: a
+    $queue/chg consumer gets the b/# QoS 1 message only; the a/# group,
+    no longer part of the queue, keeps its message for a
+    $share/chg/a/# member."""
+    b = make_broker(queues=[queue("chg", "a/#")])
+    pub = b.connected("p-chg")
+    pub.publish("a/1", b"a1", qos=1)
+    pub.ping()
+    start = hup(b, [queue("chg", "b/#", qos0="drop")])
+    log = b.log()[start:]
+    assert re.search(r"queue chg changed: qos0 drop, filter added b/#, filter removed a/#", log), log
+    assert re.search(r"queue chg \(a/#\) is no longer declared: its 1 queued messages", log), log
+    pub.publish("b/1", b"b1", qos=1)
+    pub.publish("b/2", b"b2 qos0", qos=0)
+    pub.ping()
+    c = b.connected("c-chg", version=5)
+    assert c.subscribe([("$queue/chg", 1)]).codes == [1]
+    assert payloads(c, 1) == [b"b1"]
+    c.expect_nothing(0.3)
+    s = b.connected("s-chg", version=5)
+    assert s.subscribe([("$share/chg/a/#", 1)]).codes == [1]
+    assert payloads(s, 1) == [b"a1"]
+
+
+def test_sighup_with_a_broken_configuration_changes_nothing(make_broker):
+    """A configuration file with an unknown key: the SIGHUP is logged with
+    the key and its line, queue keep stays declared (and collecting), the
+    queue the broken file adds is not declared."""
+    b = make_broker(queues=[queue("keep", "keep/#")])
+    reconfigure(b, [queue("keep", "keep/#"), {"name": "other", "filters": ["o/#"], "bogus": 1}])
+    line = next(i for i, ln in enumerate(open(b.config_path).read().splitlines(), 1) if "bogus" in ln)
+    start = len(b.log())
+    b.send_signal(signal.SIGHUP)
+    found = wait_log(b, r"SIGHUP: configuration not reloaded, queues unchanged: .*", start=start)
+    assert "queues[1].bogus: unknown key" in found.group(0), found.group(0)
+    assert "(line %d)" % line in found.group(0), found.group(0)
+    assert "queues reloaded" not in b.log()[start:]
+    pub = b.connected("p-keep")
+    pub.publish("keep/x", b"kept", qos=1)
+    pub.ping()
+    c = b.connected("c-keep", version=5)
+    assert c.subscribe([("$queue/keep", 1), ("$queue/other", 1)]).codes == [1, 0x8F]
+    assert payloads(c, 1) == [b"kept"]
