@@ -110,6 +110,7 @@ Connection* Broker::newConnection() {
 
 void Broker::onConnectionLost(Connection& c) {
   ++closing_connections_;
+  if (c.connected && !c.bridge && stats_.clients_connected) --stats_.clients_connected;
   if (!shutting_down_) armConnectionTimer(c);
   Session* s = c.session;
   if (c.bridge) {
@@ -194,11 +195,13 @@ void Broker::onFramingError(Connection& c, bool too_large) {
     // §3.2.2.3.6 / §4.13: a packet above the Maximum Packet Size is
     // answered with reason 0x95. Before CONNECT the CONNACK carries it.
     if (!c.connected) {
+      if (!c.bridge) ++stats_.connections_refused[static_cast<size_t>(Refusal::Protocol)];
       sendConnackError(c, mqtt::Version::V5, mqtt::Reason::PacketTooLarge);
       return;
     }
     protocolError(c, mqtt::Reason::PacketTooLarge, "packet exceeds the maximum packet size");
   } else {
+    if (!c.connected && !c.bridge) ++stats_.connections_refused[static_cast<size_t>(Refusal::Protocol)];
     protocolError(c, mqtt::Reason::MalformedPacket, "malformed remaining length");
   }
 }
@@ -240,6 +243,7 @@ void Broker::dispatch(Connection& c, const mqtt::Frame& f, FrameContext* fc) {
   } else if (!c.connected) {
     // [MQTT-3.1.0-1] the first packet must be CONNECT.
     if (f.type != PacketType::Connect) {
+      ++stats_.connections_refused[static_cast<size_t>(Refusal::Protocol)];
       LOG_NOTICE("closing %s: first packet is %s, not CONNECT", c.peer().c_str(),
                  std::string(mqtt::packetTypeName(f.type)).c_str());
       c.closeAfterFlush();

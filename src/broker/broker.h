@@ -71,6 +71,11 @@ class Broker : private BrokerParts {
   void onWritable(Connection& c);          // output drained below the high-water mark
   void onBridgeConnected(Connection& c, int status) { bridges_.onConnected(c, status); }
   void accountOutput(Connection& c) { budget_.account(c); }
+  // MQTT bytes (plaintext) read from and handed to a connection's stack.
+  void countBytes(size_t received, size_t sent) {
+    stats_.bytes_received += received;
+    stats_.bytes_sent += sent;
+  }
   void scheduleFlush(Connection* c) { dirty_.push_back(c); }
   uint8_t* sharedReadBuffer(size_t& n) {
     n = read_buf_.size();

@@ -33,6 +33,7 @@ bool SharedGroups::enqueue(SharedGroup& g, const MessagePtr& m) {
   if (cfg_.shared_max_queued && g.queued() >= cfg_.shared_max_queued) {
     ++g.work->dropped;
     ++stats_.messages_dropped;
+    ++stats_.dropped_queue_full;
     if (!g.work->drop_logged) {
       g.work->drop_logged = true;
       LOG_WARN("share group %s/%s: queue full (shared.max_queued_messages = %u), dropping messages",
@@ -156,6 +157,7 @@ void SharedGroups::dispatch(SharedGroup& g) {
         if (e.seq && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), e.seq, e.msg->id);
         ++g.work->dropped;
         ++stats_.messages_dropped;
+        ++stats_.dropped_not_authorized;
         g.work->queue.erase(pos);
         continue;
       }
