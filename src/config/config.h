@@ -83,6 +83,16 @@ struct DelayedConfig {
   uint32_t ram_window = 1000;     // earliest pending entries kept in RAM (with a store)
 };
 
+// http: the operators' HTTP endpoint (src/httpd/): /metrics, /healthz,
+// /readyz, /api/v1/stats and the status page. Off unless enabled.
+struct HttpConfig {
+  bool enabled = false;
+  std::string address = "127.0.0.1";
+  uint16_t port = 8080;
+  std::optional<tls::TlsConfig> tls;  // HTTPS
+  bool basic_auth = false;            // users of auth.password_file
+};
+
 struct Config {
   LogLevel log_level = LogLevel::Info;
   std::vector<ListenerConfig> listeners{ListenerConfig{}};
@@ -137,6 +147,8 @@ struct Config {
 
   // bridges:
   std::vector<BridgeConfig> bridges;
+
+  HttpConfig http;
 };
 
 // Reads `path` into `out`. On failure returns false and sets `error` to a
