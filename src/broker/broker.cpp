@@ -17,6 +17,8 @@ Broker::Broker(uv_loop_t* loop, Config cfg)
       sys_({cfg_, stats_, clock_, durable_, router_, sessions_, budget_, connections_, delayed_}),
       bridges_({cfg_, sessions_, router_, durable_, timers_, loop, [this] { return newConnection(); },
                 [this](Connection& c) { armConnectionTimer(c); }}),
+      monitor_({cfg_, stats_, timers_, durable_, router_, sessions_, budget_, connections_, delayed_, bridges_.all()}),
+      http_(loop, timers_, cfg_.http, httpEndpoints()),
       sys_timer_(&Broker::onSysTimer, this),
       read_buf_(kReadBufferSize) {}
 
@@ -53,6 +55,8 @@ bool Broker::start(std::string& err) {
     listeners_.push_back(std::move(server));
   }
   if (!bridges_.start(err)) return false;
+  monitor_.start(cfg_.http.enabled);
+  if (cfg_.http.enabled && !http_.start(err)) return false;
   sys_.start();
   if (cfg_.sys_interval) timers_.armAfter(sys_timer_, kFirstSysMs);
   // Output is flushed once per loop turn: after I/O callbacks (check) and
@@ -76,6 +80,8 @@ void Broker::shutdown() {
   listeners_.clear();
   security_.stop();
   bridges_.stop();
+  http_.stop();
+  monitor_.stop();
   auto conns = connections_;
   for (Connection* c : conns) c->disconnect(mqtt::Reason::ServerShuttingDown);
   flushAll();
@@ -87,6 +93,25 @@ void Broker::shutdown() {
   // The commit notifier stays open (unreferenced, so the loop can end)
   // until finish(): the writer thread may still signal it.
   durable_.unref();
+}
+
+HttpServer::Endpoints Broker::httpEndpoints() {
+  HttpServer::Endpoints e;
+  e.metrics = [this] { return prometheusText(monitor_.snapshot()); };
+  e.stats = [this] { return statsJson(monitor_.snapshot()); };
+  e.ready = [this](std::string& why) { return ready(why); };
+  e.check_password = [this](std::string_view user, std::string_view password) {
+    return security_.checkPassword(user, password);
+  };
+  return e;
+}
+
+bool Broker::ready(std::string& why) const {
+  if (shutting_down_) why = "shutting down";
+  else if (cfg_.persistence && !durable_.enabled()) why = "the store is not open";
+  else if (listeners_.size() != cfg_.listeners.size()) why = "the listeners are not up";
+  else return true;
+  return false;
 }
 
 void Broker::onConnection(uv_stream_t* server, int status) {
