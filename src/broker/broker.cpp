@@ -14,7 +14,7 @@ constexpr uint64_t kFirstSysMs = 250;
 Broker::Broker(uv_loop_t* loop, Config cfg)
     : BrokerParts(loop, std::move(cfg)),
       loop_(loop),
-      sys_({cfg_, stats_, clock_, durable_, router_, sessions_, budget_, connections_, delayed_}),
+      sys_({cfg_, stats_, clock_, durable_, router_, sessions_, budget_, connections_, delayed_, monitor_}),
       bridges_({cfg_, sessions_, router_, durable_, timers_, loop, [this] { return newConnection(); },
                 [this](Connection& c) { armConnectionTimer(c); }}),
       monitor_({cfg_, stats_, timers_, durable_, router_, sessions_, budget_, connections_, delayed_, bridges_.all()}),
