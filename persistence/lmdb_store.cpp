@@ -770,6 +770,7 @@ void LmdbStore::writerMain() {
       // Group commit: every batch that queued up while the last commit was
       // being flushed goes into this one transaction.
       uint64_t top = work.back().first;
+      const auto started = std::chrono::steady_clock::now();
       Txn txn(im.env, 0);
       int rc = txn.rc();
       if (!rc) {
@@ -784,6 +785,8 @@ void LmdbStore::writerMain() {
                 static_cast<unsigned long long>(top), mdb_strerror(rc));
       } else {
         unsynced = true;
+        commit_latency_.record(static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count()));
       }
       std::function<void(uint64_t, bool)> cb;
       {

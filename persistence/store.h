@@ -10,6 +10,8 @@
 // is in the page cache), a power loss may lose that interval.
 #pragma once
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -42,6 +44,32 @@ struct StoreStats {
   uint64_t delayed = 0;
   uint64_t used_bytes = 0;
   uint64_t map_size = 0;
+};
+
+// How long commits take (the transaction and, in fsync mode, the flush):
+// a histogram with fixed bounds, written by the backend's writer thread with
+// relaxed atomics and read from any thread (monitoring).
+class CommitLatency {
+ public:
+  // Upper bounds of the buckets, in seconds; a last bucket takes the rest.
+  static constexpr double kBounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                       0.025,  0.05,    0.1,    0.25,  0.5,    1.0,  2.5};
+  static constexpr size_t kBuckets = sizeof(kBounds) / sizeof(kBounds[0]);
+
+  void record(uint64_t ns) {
+    const double s = static_cast<double>(ns) / 1e9;
+    size_t i = 0;
+    while (i < kBuckets && s > kBounds[i]) ++i;
+    counts_[i].fetch_add(1, std::memory_order_relaxed);
+    sum_ns_.fetch_add(ns, std::memory_order_relaxed);
+  }
+  // Commits in bucket i alone (not cumulative); i == kBuckets: above the last bound.
+  uint64_t bucket(size_t i) const { return counts_[i].load(std::memory_order_relaxed); }
+  double sumSeconds() const { return static_cast<double>(sum_ns_.load(std::memory_order_relaxed)) / 1e9; }
+
+ private:
+  std::atomic<uint64_t> counts_[kBuckets + 1] = {};
+  std::atomic<uint64_t> sum_ns_{0};
 };
 
 // The store the broker writes to and reads from. LMDB today
@@ -129,12 +157,16 @@ class Store {
   // Bytes in use as of the last commit (cheap; for the size cap).
   virtual uint64_t usedBytes() const = 0;
   virtual uint64_t mapSize() const = 0;
+  // Commit durations so far (any thread).
+  const CommitLatency& commitLatency() const { return commit_latency_; }
 
  protected:
   Store() : current_(std::make_unique<Batch>()) {}
   // Takes a filled batch for commit under `ticket`; returns an empty one to
   // fill next.
   virtual std::unique_ptr<Batch> enqueue(uint64_t ticket, std::unique_ptr<Batch> batch) = 0;
+  // Recorded by the backend's writer thread.
+  CommitLatency commit_latency_;
 
  private:
   std::unique_ptr<Batch> current_;

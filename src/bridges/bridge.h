@@ -58,6 +58,8 @@ class Bridge {
   static std::string sessionId(const std::string& name) { return "$bridge/" + name; }
   const TopicMap& topics() const { return map_; }
   bool up() const { return up_; }
+  // The out queue session (null before Bridges::start).
+  const Session* session() const { return session_; }
 
   struct Counters {
     uint64_t forwarded = 0;   // PUBLISH sent to the remote (first sends)

@@ -14,9 +14,11 @@ constexpr uint64_t kFirstSysMs = 250;
 Broker::Broker(uv_loop_t* loop, Config cfg)
     : BrokerParts(loop, std::move(cfg)),
       loop_(loop),
-      sys_({cfg_, stats_, clock_, durable_, router_, sessions_, budget_, connections_, delayed_}),
+      sys_({cfg_, stats_, clock_, durable_, router_, sessions_, budget_, connections_, delayed_, monitor_}),
       bridges_({cfg_, sessions_, router_, durable_, timers_, loop, [this] { return newConnection(); },
                 [this](Connection& c) { armConnectionTimer(c); }}),
+      monitor_({cfg_, stats_, timers_, durable_, router_, sessions_, budget_, connections_, delayed_, bridges_.all()}),
+      http_(loop, timers_, cfg_.http, httpEndpoints()),
       sys_timer_(&Broker::onSysTimer, this),
       read_buf_(kReadBufferSize) {
   groups_.declareQueues();  // before the store's subscriptions join them
@@ -55,6 +57,8 @@ bool Broker::start(std::string& err) {
     listeners_.push_back(std::move(server));
   }
   if (!bridges_.start(err)) return false;
+  monitor_.start(cfg_.http.enabled);
+  if (cfg_.http.enabled && !http_.start(err)) return false;
   sys_.start();
   if (cfg_.sys_interval) timers_.armAfter(sys_timer_, kFirstSysMs);
   // Output is flushed once per loop turn: after I/O callbacks (check) and
@@ -78,6 +82,8 @@ void Broker::shutdown() {
   listeners_.clear();
   security_.stop();
   bridges_.stop();
+  http_.stop();
+  monitor_.stop();
   auto conns = connections_;
   for (Connection* c : conns) c->disconnect(mqtt::Reason::ServerShuttingDown);
   flushAll();
@@ -89,6 +95,25 @@ void Broker::shutdown() {
   // The commit notifier stays open (unreferenced, so the loop can end)
   // until finish(): the writer thread may still signal it.
   durable_.unref();
+}
+
+HttpServer::Endpoints Broker::httpEndpoints() {
+  HttpServer::Endpoints e;
+  e.metrics = [this] { return prometheusText(monitor_.snapshot()); };
+  e.stats = [this] { return statsJson(monitor_.snapshot()); };
+  e.ready = [this](std::string& why) { return ready(why); };
+  e.check_password = [this](std::string_view user, std::string_view password) {
+    return security_.checkPassword(user, password);
+  };
+  return e;
+}
+
+bool Broker::ready(std::string& why) const {
+  if (shutting_down_) why = "shutting down";
+  else if (cfg_.persistence && !durable_.enabled()) why = "the store is not open";
+  else if (listeners_.size() != cfg_.listeners.size()) why = "the listeners are not up";
+  else return true;
+  return false;
 }
 
 void Broker::onConnection(uv_stream_t* server, int status) {
@@ -116,6 +141,7 @@ void Broker::onConnectionLost(Connection& c) {
     pending_auth_.erase(c.auth_ticket);  // its answer is dropped when it comes
     c.auth_ticket = 0;
   }
+  if (c.connected && !c.bridge && stats_.clients_connected) --stats_.clients_connected;
   if (!shutting_down_) armConnectionTimer(c);
   Session* s = c.session;
   if (c.bridge) {
@@ -200,11 +226,13 @@ void Broker::onFramingError(Connection& c, bool too_large) {
     // §3.2.2.3.6 / §4.13: a packet above the Maximum Packet Size is
     // answered with reason 0x95. Before CONNECT the CONNACK carries it.
     if (!c.connected) {
+      if (!c.bridge) ++stats_.connections_refused[static_cast<size_t>(Refusal::Protocol)];
       sendConnackError(c, mqtt::Version::V5, mqtt::Reason::PacketTooLarge);
       return;
     }
     protocolError(c, mqtt::Reason::PacketTooLarge, "packet exceeds the maximum packet size");
   } else {
+    if (!c.connected && !c.bridge) ++stats_.connections_refused[static_cast<size_t>(Refusal::Protocol)];
     protocolError(c, mqtt::Reason::MalformedPacket, "malformed remaining length");
   }
 }
@@ -246,6 +274,7 @@ void Broker::dispatch(Connection& c, const mqtt::Frame& f, FrameContext* fc) {
   } else if (!c.connected) {
     // [MQTT-3.1.0-1] the first packet must be CONNECT.
     if (f.type != PacketType::Connect) {
+      ++stats_.connections_refused[static_cast<size_t>(Refusal::Protocol)];
       LOG_NOTICE("closing %s: first packet is %s, not CONNECT", c.peer().c_str(),
                  std::string(mqtt::packetTypeName(f.type)).c_str());
       c.closeAfterFlush();

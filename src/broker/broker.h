@@ -14,7 +14,9 @@
 //   SharedGroups  queues/    share groups as work queues
 //   DelayedPublish delayed/  $delayed/<N>/<topic>: held until due
 //   SysTopics     metrics/   $SYS
+//   Monitor       metrics/   rates, loop lag, the figures of /metrics
 //   Bridges       bridges/   client connections to remote brokers
+//   HttpServer    httpd/     the operators' HTTP endpoint
 // Time-driven work (keep alive, timeouts, will delay, expiry, $SYS) runs
 // from the timer facility (timers/): one timer per connection, one per
 // offline session with a deadline, one for $SYS; no periodic scan.
@@ -34,6 +36,8 @@
 #include "persistence/store.h"
 #include "src/bridges/bridges.h"
 #include "src/broker/parts.h"
+#include "src/httpd/http_server.h"
+#include "src/metrics/monitor.h"
 #include "src/metrics/sys_topics.h"
 #include "src/transport/connection.h"
 
@@ -73,6 +77,11 @@ class Broker : private BrokerParts {
   void onWritable(Connection& c);          // output drained below the high-water mark
   void onBridgeConnected(Connection& c, int status) { bridges_.onConnected(c, status); }
   void accountOutput(Connection& c) { budget_.account(c); }
+  // MQTT bytes (plaintext) read from and handed to a connection's stack.
+  void countBytes(size_t received, size_t sent) {
+    stats_.bytes_received += received;
+    stats_.bytes_sent += sent;
+  }
   void scheduleFlush(Connection* c) { dirty_.push_back(c); }
   uint8_t* sharedReadBuffer(size_t& n) {
     n = read_buf_.size();
@@ -84,7 +93,10 @@ class Broker : private BrokerParts {
   std::string groupReport() { return groups_.report(); }
   // Reads the TLS certificates, the password file and the ACL file again
   // (SIGHUP). Whatever fails to load is logged and the old one kept.
-  void reloadSecurity(const char* why) { security_.reload(why); }
+  void reloadSecurity(const char* why) {
+    security_.reload(why);
+    http_.reloadTls(why);
+  }
   // Applies the `queues:` section of a configuration read again (SIGHUP);
   // the rest of the configuration is not reloaded.
   void applyQueues(const std::vector<QueueConfig>& queues) { groups_.applyQueues(queues); }
@@ -140,10 +152,15 @@ class Broker : private BrokerParts {
   static void onCheck(uv_check_t* h);
   static void onPrepare(uv_prepare_t* h);
   static void onConnection(uv_stream_t* server, int status);
+  // The HTTP endpoint's view of the broker; /readyz.
+  HttpServer::Endpoints httpEndpoints();
+  bool ready(std::string& why) const;
 
   uv_loop_t* loop_;
   SysTopics sys_;
   Bridges bridges_;
+  Monitor monitor_;
+  HttpServer http_;
 
   std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
   Timer sys_timer_;  // $SYS every mqtt.sys_interval seconds

@@ -334,9 +334,28 @@ void parseQueues(const YAML::Node& n, const std::string& k, std::vector<QueueCon
   }
 }
 
+void readHttp(const YAML::Node& n, const std::string& k, HttpConfig& h, int& basic_auth_line) {
+  readMap(n, k, {
+    {"enabled", [&](const YAML::Node& v, const std::string& kk) { h.enabled = readBool(v, kk); }},
+    {"address", [&](const YAML::Node& v, const std::string& kk) { h.address = readString(v, kk); }},
+    {"port", [&](const YAML::Node& v, const std::string& kk) { h.port = readInt<uint16_t>(v, kk, 0, 65535); }},
+    {"tls", [&](const YAML::Node& v, const std::string& kk) {
+       h.tls = readTls(v, kk);
+       if (h.tls->require_certificate || h.tls->use_identity_as_username)
+         throw ConfigError(lineOf(v), kk + ": client certificates are not supported on the HTTP endpoint");
+     }},
+    {"basic_auth", [&](const YAML::Node& v, const std::string& kk) {
+       h.basic_auth = readBool(v, kk);
+       basic_auth_line = lineOf(v);
+     }},
+  });
+}
+
 void parseRoot(const YAML::Node& root, Config& c) {
   const long long u16max = 65535, u32max = 0xFFFFFFFFll;
+  int basic_auth_line = 0;
   readMap(root, "", {
+    {"http", [&](const YAML::Node& n, const std::string& k) { readHttp(n, k, c.http, basic_auth_line); }},
     {"log_level", [&](const YAML::Node& n, const std::string& k) {
        if (!parseLogLevel(readString(n, k), c.log_level))
          throw ConfigError(lineOf(n), k + ": '" + n.Scalar() +
@@ -443,6 +462,8 @@ void parseRoot(const YAML::Node& root, Config& c) {
      }},
     {"message_expiry", [&](const YAML::Node& n, const std::string& k) { readMessageExpiry(n, k, c.message_expiry); }},
   });
+  if (c.http.basic_auth && c.password_file.empty())
+    throw ConfigError(basic_auth_line, "http.basic_auth: needs auth.password_file (its users are the HTTP users)");
 }
 
 }  // namespace

@@ -97,6 +97,16 @@ struct QueueConfig {
   bool qos0_queue = true;     // qos0: queue (RAM only) | drop
 };
 
+// http: the operators' HTTP endpoint (src/httpd/): /metrics, /healthz,
+// /readyz, /api/v1/stats and the status page. Off unless enabled.
+struct HttpConfig {
+  bool enabled = false;
+  std::string address = "127.0.0.1";
+  uint16_t port = 8080;
+  std::optional<tls::TlsConfig> tls;  // HTTPS
+  bool basic_auth = false;            // users of auth.password_file
+};
+
 struct Config {
   LogLevel log_level = LogLevel::Info;
   std::vector<ListenerConfig> listeners{ListenerConfig{}};
@@ -154,6 +164,8 @@ struct Config {
 
   // queues:
   std::vector<QueueConfig> queues;
+  // http:
+  HttpConfig http;
 };
 
 // Reads `path` into `out`. On failure returns false and sets `error` to a

@@ -57,12 +57,14 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
     // understands well enough to see the refusal) and close.
     LOG_NOTICE("refusing %s: unsupported protocol level %u", c.peer().c_str(),
                static_cast<unsigned>(p.version));
+    ++stats_.connections_refused[static_cast<size_t>(Refusal::Protocol)];
     sendConnackError(c, Version::V311, rc);
     return;
   }
   if (rc != Reason::Success) {
     LOG_NOTICE("refusing %s: malformed CONNECT (%s)", c.peer().c_str(),
                std::string(mqtt::reasonName(rc)).c_str());
+    ++stats_.connections_refused[static_cast<size_t>(Refusal::Protocol)];
     if (p.version == Version::V5) {
       sendConnackError(c, Version::V5, rc);
     } else {
@@ -74,23 +76,24 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
   const bool v5 = v == Version::V5;
   c.version = v;
 
-  auto refuse = [&](Reason r, const char* why) {
+  auto refuse = [&](Refusal kind, Reason r, const char* why) {
+    ++stats_.connections_refused[static_cast<size_t>(kind)];
     LOG_NOTICE("refusing client '%s' from %s: %s", quoted(p.client_id).c_str(), c.peer().c_str(), why);
     sendConnackError(c, v, r);
   };
 
   // Connections on their way out (half-closed, lingering) no longer count.
   if (cfg_.max_connections && connections_.size() - closing_connections_ > cfg_.max_connections)
-    return refuse(v5 ? Reason::QuotaExceeded : Reason::ServerUnavailable, "too many connections");
+    return refuse(Refusal::Limit, v5 ? Reason::QuotaExceeded : Reason::ServerUnavailable, "too many connections");
   if (p.props.authentication_method)
-    return refuse(Reason::BadAuthenticationMethod, "enhanced authentication is not supported");
+    return refuse(Refusal::Auth, Reason::BadAuthenticationMethod, "enhanced authentication is not supported");
   // A password is checked on a worker thread: a hash costs up to
   // milliseconds, and a client guessing passwords must not slow the loop
   // (everyone else). The connection reads nothing more until the answer.
   if (auto pw = security_.passwordFileFor(c.listener, p)) {
     uint32_t& pending = pending_auth_per_listener_[c.listener];
     if (pending >= kMaxPendingAuthPerListener)
-      return refuse(v5 ? Reason::ServerBusy : Reason::ServerUnavailable,
+      return refuse(Refusal::Limit, v5 ? Reason::ServerBusy : Reason::ServerUnavailable,
                     "too many password checks in progress on this listener");
     ++pending;
     auto* w = new PendingAuth;
@@ -158,7 +161,8 @@ void Broker::continueConnect(Connection& c, mqtt::Connect&& p, const PasswordFil
   using mqtt::Version;
   const Version v = p.version;
   const bool v5 = v == Version::V5;
-  auto refuse = [&](Reason r, const char* why) {
+  auto refuse = [&](Refusal kind, Reason r, const char* why) {
+    ++stats_.connections_refused[static_cast<size_t>(kind)];
     LOG_NOTICE("refusing client '%s' from %s: %s", quoted(p.client_id).c_str(), c.peer().c_str(), why);
     sendConnackError(c, v, r);
   };
@@ -170,7 +174,7 @@ void Broker::continueConnect(Connection& c, mqtt::Connect&& p, const PasswordFil
   if (tls::TlsSession* t = c.tlsSession(); t && t->hasPeerCommonName()) peer_cn = t->peerCommonName();
   if (Reason ar = security_.authenticate(c.listener, peer_cn, p, username, auth_error, checked);
       ar != Reason::Success)
-    return refuse(ar, auth_error.c_str());
+    return refuse(Refusal::Auth, ar, auth_error.c_str());
 
   // Client identifier (§3.1.3.1).
   bool assigned = false;
@@ -178,25 +182,25 @@ void Broker::continueConnect(Connection& c, mqtt::Connect&& p, const PasswordFil
     // [MQTT-3.1.3-8]: v3.1.1 needs clean session for an empty id; MQTT 3.1
     // requires 1..23 characters.
     if (v == Version::V31 || !cfg_.allow_zero_length_clientid || (v == Version::V311 && !p.clean_start))
-      return refuse(Reason::ClientIdentifierNotValid, "empty client identifier");
+      return refuse(Refusal::ClientId, Reason::ClientIdentifierNotValid, "empty client identifier");
     p.client_id = assignClientId();
     assigned = true;
   }
 
   // "$bridge/<name>" is the out queue of one of our bridges (bridges/).
   if (p.client_id.compare(0, 8, "$bridge/") == 0)
-    return refuse(Reason::ClientIdentifierNotValid, "client identifier reserved for bridges");
+    return refuse(Refusal::ClientId, Reason::ClientIdentifierNotValid, "client identifier reserved for bridges");
 
   // The will (§3.1.2.5): check it now, so a bad one refuses the connection.
   if (p.will) {
     if (!mqtt::validTopicName(p.will->topic, cfg_.max_topic_levels))
-      return refuse(v5 ? Reason::TopicNameInvalid : Reason::UnspecifiedError, "invalid will topic");
+      return refuse(Refusal::Other, v5 ? Reason::TopicNameInvalid : Reason::UnspecifiedError, "invalid will topic");
     if (p.will->props.response_topic && !mqtt::validTopicName(*p.will->props.response_topic))
-      return refuse(Reason::ProtocolError, "will Response Topic is not a valid topic name");
+      return refuse(Refusal::Other, Reason::ProtocolError, "will Response Topic is not a valid topic name");
     if (p.will->qos > cfg_.max_qos)
-      return refuse(v5 ? Reason::QosNotSupported : Reason::UnspecifiedError, "will QoS above maximum");
+      return refuse(Refusal::Other, v5 ? Reason::QosNotSupported : Reason::UnspecifiedError, "will QoS above maximum");
     if (p.will->retain && !cfg_.retain_available)
-      return refuse(v5 ? Reason::RetainNotSupported : Reason::UnspecifiedError, "will retain not available");
+      return refuse(Refusal::Other, v5 ? Reason::RetainNotSupported : Reason::UnspecifiedError, "will retain not available");
   }
 
   // Keep alive (§3.1.2.10, §3.2.2.3.14 Server Keep Alive).
@@ -206,7 +210,7 @@ void Broker::continueConnect(Connection& c, mqtt::Connect&& p, const PasswordFil
     if (!v5) {
       // MQTT 3.1.1 has no way to tell the client a smaller interval; like
       // mosquitto, such a client is refused rather than cut off later.
-      return refuse(Reason::ClientIdentifierNotValid, "keep alive above limits.max_keepalive");
+      return refuse(Refusal::Other, Reason::ClientIdentifierNotValid, "keep alive above limits.max_keepalive");
     }
     keepalive = cfg_.max_keepalive;
     server_keepalive = true;
@@ -260,6 +264,8 @@ void Broker::continueConnect(Connection& c, mqtt::Connect&& p, const PasswordFil
   s->conn = &c;
   c.session = s;
   c.connected = true;
+  ++stats_.connects_accepted;
+  if (++stats_.clients_connected > stats_.clients_maximum) stats_.clients_maximum = stats_.clients_connected;
   c.keepalive = keepalive;
   c.aliases.reset();
   armConnectionTimer(c);        // from now on: keep alive

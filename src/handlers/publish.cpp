@@ -85,6 +85,8 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
   if (!c.bridge && !sessions_.mayPublish(s, p.topic)) return refusePublish(c, s, p);  // ACL
 
   ++stats_.messages_received;
+  ++stats_.received_by_qos[p.qos];
+  monitor_.onPublish(p.topic);
   auto msg = std::make_shared<Message>();
   msg->topic = std::move(p.topic);
   msg->payload = std::move(p.payload);

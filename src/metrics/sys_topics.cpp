@@ -10,6 +10,7 @@
 #include "src/delayed/delayed_publish.h"
 #include "src/durable/durable.h"
 #include "src/queues/shared_groups.h"
+#include "src/metrics/monitor.h"
 #include "src/routing/router.h"
 #include "src/sessions/output_budget.h"
 #include "src/sessions/sessions.h"
@@ -21,8 +22,6 @@ namespace petrel {
 void SysTopics::start() { started_ms_ = p_.clock.monotonicMs(); }
 
 void SysTopics::publish() {
-  size_t online = 0;
-  for (Connection* c : p_.connections) online += c->connected;
   auto put = [&](const std::string& topic, const std::string& value) {
     auto m = std::make_shared<Message>();
     m->topic = "$SYS/broker/" + topic;
@@ -36,7 +35,8 @@ void SysTopics::publish() {
   auto num = [](uint64_t v) { return std::to_string(v); };
   put("version", std::string("petrel ") + PETREL_VERSION);
   put("uptime", num((p_.clock.monotonicMs() - started_ms_) / 1000) + " seconds");
-  put("clients/connected", num(online));
+  const Monitor::Totals& totals = p_.monitor.totals();
+  put("clients/connected", num(p_.stats.clients_connected));
   put("clients/total", num(p_.sessions.size()));
   put("clients/connections_total", num(p_.stats.connections_total));
   put("messages/received", num(p_.stats.messages_received));
@@ -48,6 +48,39 @@ void SysTopics::publish() {
   put("subscriptions/count", num(p_.router.tree().subscriptionCount()));
   put("retained messages/count", num(p_.router.retained().size()));
   if (p_.durable.enabled()) put("store/bytes", num(p_.durable.store().usedBytes()));
+  // mosquitto's names (man mosquitto, "BROKER STATUS"), next to Petrel's.
+  put("clients/disconnected", num(totals.sessions_offline));
+  put("clients/maximum", num(p_.stats.clients_maximum));
+  put("clients/expired", num(p_.stats.sessions_expired));
+  put("bytes/received", num(p_.stats.bytes_received));
+  put("bytes/sent", num(p_.stats.bytes_sent));
+  put("publish/messages/received", num(p_.stats.messages_received));
+  put("publish/messages/sent", num(p_.stats.messages_delivered));
+  put("publish/messages/dropped", num(p_.stats.messages_dropped));
+  put("messages/inflight", num(totals.inflight));
+  // Messages held: the store's message records; without a store, the
+  // retained and queued ones in memory.
+  put("store/messages/count", num(p_.durable.enabled() ? p_.durable.store().stats().messages
+                                                       : p_.router.retained().size() + totals.queued_memory));
+  struct LoadTopic {
+    Monitor::Load which;
+    const char* topic;
+  };
+  static const LoadTopic loads[] = {
+      {Monitor::kMessagesReceived, "load/messages/received/"}, {Monitor::kMessagesSent, "load/messages/sent/"},
+      {Monitor::kMessagesReceived, "load/publish/received/"},  {Monitor::kMessagesSent, "load/publish/sent/"},
+      {Monitor::kPublishDropped, "load/publish/dropped/"},     {Monitor::kBytesReceived, "load/bytes/received/"},
+      {Monitor::kBytesSent, "load/bytes/sent/"},               {Monitor::kConnections, "load/connections/"},
+      {Monitor::kSockets, "load/sockets/"},
+  };
+  static const char* const windows[3] = {"1min", "5min", "15min"};
+  for (const LoadTopic& l : loads) {
+    for (int i = 0; i < 3; ++i) {
+      char v[32];
+      std::snprintf(v, sizeof v, "%.2f", p_.monitor.load(l.which).perMinute(i));
+      put(std::string(l.topic) + windows[i], v);
+    }
+  }
   if (p_.delayed.enabled()) {
     put("delayed/pending", num(p_.delayed.pending()));
     put("delayed/fired", num(p_.delayed.fired()));

@@ -17,6 +17,7 @@ class Clock;
 class Connection;
 class DelayedPublish;
 class Durable;
+class Monitor;
 class OutputBudget;
 class Router;
 class Sessions;
@@ -33,6 +34,7 @@ class SysTopics {
     const OutputBudget& budget;
     const std::vector<Connection*>& connections;
     const DelayedPublish& delayed;
+    Monitor& monitor;  // load averages, figures that take a walk
   };
   explicit SysTopics(const Parts& p) : p_(p) {}
 

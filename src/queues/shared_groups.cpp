@@ -39,6 +39,7 @@ bool SharedGroups::enqueue(SharedGroup& g, const MessagePtr& m) {
   if (full()) {
     ++g.work->dropped;
     ++stats_.messages_dropped;
+    ++stats_.dropped_queue_full;
     if (!g.work->drop_logged) {
       g.work->drop_logged = true;
       if (dq)
@@ -181,6 +182,7 @@ void SharedGroups::dispatch(SharedGroup& g) {
       for (const auto& x : g.members) allowed = allowed || sessions_.mayReceive(*x.session, e.msg->topic);
       if (!allowed && !g.members.empty()) {
         // No member may read this topic (ACL): it would wait forever.
+        ++stats_.dropped_not_authorized;
         dropEntry(g, pos, false);
         continue;
       }

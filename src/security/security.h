@@ -73,6 +73,12 @@ class Security {
     return passwords_;
   }
 
+  // A user of auth.password_file with its password (the HTTP endpoint's
+  // basic authentication); false when there is no password file.
+  bool checkPassword(std::string_view user, std::string_view password) const {
+    return passwords_ && passwords_->check(user, password) == PasswordFile::Result::Ok;
+  }
+
   // ACL checks; everything is allowed when no acl_file is configured.
   bool mayPublish(const std::optional<std::string>& user, const std::string& client_id,
                   std::string_view topic) const {

@@ -62,6 +62,7 @@ DeliverOutcome Sessions::deliver(Session& s, Delivery&& d, const AckGatePtr& gat
   if (limit && !window_free) {
     ++s.dropped;
     ++stats_.messages_dropped;
+    ++stats_.dropped_queue_full;
     if (!s.drop_logged) {
       s.drop_logged = true;
       LOG_WARN("client %s: queue limit reached (%s), dropping messages; %llu dropped so far",
@@ -206,6 +207,7 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
     // alias just assigned for it is taken back: the client never saw it).
     if (alias_new) c.aliases->out.pop_back();
     ++stats_.messages_dropped;
+    ++stats_.dropped_too_large;
     LOG_DEBUG("client %s: message on '%s' exceeds its maximum packet size, dropped",
               s.clientId().c_str(), m.topic.c_str());
     return false;
@@ -213,6 +215,7 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
   if (shared) PublishCache::append(c.out(), *shared, d.qos, pid);
   else mqtt::encodePublish(c.out(), c.version, topic, m.payload, d.qos, d.retain, dup, pid, props);
   ++stats_.messages_delivered;
+  ++stats_.sent_by_qos[d.qos];
   return true;
 }
 

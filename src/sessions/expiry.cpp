@@ -39,6 +39,7 @@ void Sessions::expiryDue(Session& s) {
   }
   if (s.expires_at_ms && wall >= s.expires_at_ms) {
     LOG_INFO("session %s expired", s.clientId().c_str());
+    ++stats_.sessions_expired;
     end(&s);  // frees s and its timer
     return;
   }

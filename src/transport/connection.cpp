@@ -101,6 +101,7 @@ void Connection::resumeInput() {
 bool Connection::onStreamData(const uint8_t* data, size_t len) {
   if (closing_) return false;
   last_rx_ms = uv_now(tcp_.loop());
+  broker_.countBytes(len, 0);
   if (input_paused_) {
     // Already read (or decrypted) when the input was paused: kept.
     if (reading_into_decoder_) decoder().commit(len);
@@ -204,7 +205,11 @@ void Connection::flush() {
   // The one output path: the stack takes the plaintext (TLS encrypts it
   // even while a write is in flight; TCP writes it now, or leaves it here
   // until the write in flight is done).
-  switch (layer_ ? layer_->write(out_) : tcp_.write(out_)) {
+  const size_t before = out_.size();
+  const Stream::Write w = layer_ ? layer_->write(out_) : tcp_.write(out_);
+  // What the stack took (nothing, while a TCP write is in flight).
+  if (w != Stream::Write::Failed) broker_.countBytes(0, before - out_.size());
+  switch (w) {
     case Stream::Write::InFlight:
       break;  // onStreamWritable() goes on
     case Stream::Write::Failed:
