@@ -11,6 +11,7 @@
 #include "src/broker/broker.h"
 #include "src/sessions/session.h"
 #include "src/transport/tls_stream.h"
+#include "src/transport/websocket_stream.h"
 #include "src/util/log.h"
 
 namespace petrel {
@@ -23,6 +24,13 @@ Connection::~Connection() = default;
 
 void Connection::enableTls(const tls::TlsContext& ctx) {
   layer_ = std::make_unique<TlsStream>(tcp_, ctx);
+  layer_->setHandler(this);
+}
+
+void Connection::enableWebSocket(const WebSocketConfig& cfg) {
+  // On wss the WebSocket layer owns the TLS layer under it.
+  Stream& below = layer_ ? *layer_ : static_cast<Stream&>(tcp_);
+  layer_ = std::make_unique<WebSocketStream>(below, cfg, std::move(layer_));
   layer_->setHandler(this);
 }
 
