@@ -275,6 +275,22 @@ def test_packets_split_across_frames_and_several_in_one_frame(broker):
     c.disconnect()
 
 
+def test_a_stream_of_packets_straddling_frames_and_reads(broker):
+    """Packets cut across frames of odd sizes, in one large write: each
+    packet completes in the decoder, the rest is decoded in place."""
+    ws = WsSocket(broker.ports["ws"])
+    c = RawClient(ws, 4)
+    assert c.connect("straddle") == 0
+    assert c.subscribe("straddle/#", qos=0) == [0]
+    payloads = [os.urandom(700 + 37 * i) for i in range(150)]
+    stream = b"".join(packet(0x30, struct.pack("!H", 10) + b"straddle/x" + p) for p in payloads)
+    cut = 997
+    ws.send_raw(b"".join(frame(BINARY, stream[i:i + cut]) for i in range(0, len(stream), cut)))
+    for p in payloads:
+        assert c.recv_publish(5)[1] == p
+    c.disconnect()
+
+
 def test_ping_is_answered_with_its_payload(broker):
     ws = WsSocket(broker.ports["ws"])
     c = RawClient(ws, 5)
