@@ -41,8 +41,9 @@ declare -A MAX_LEN=(
   [config]=8192
   [acl]=2048
   [password]=2048
+  [websocket]=4096
 )
-ALL=(decoder properties topic records config acl password)
+ALL=(decoder properties topic records config acl password websocket)
 
 duration=600
 ci=0

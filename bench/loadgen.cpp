@@ -53,6 +53,12 @@
 //     whole run --max-time (default 120 s), and alarm() as a last resort.
 //   * --broker-pid: broker CPU % (utime+stime from /proc/PID/stat) over the
 //     measured window, VmRSS before the run and after the drain.
+//   * --ws: MQTT over WebSocket (RFC 6455) on a WebSocket listener: every
+//     connection upgrades first (GET --ws-path, subprotocol mqtt); what one
+//     flush writes goes out as masked binary frames of at most --ws-frame
+//     bytes (a fresh mask each), and the broker's frames are unframed as
+//     they arrive (pings answered). Same scenarios, same checks, so a run
+//     on the TCP port and one on the WebSocket port compare the transports.
 //
 // Output: '# ' human lines and exactly one JSON line. Exit status 0 when the
 // run is correct (no loss for QoS > 0, no duplicates for QoS 2, no
@@ -147,6 +153,9 @@ struct Options {
   double connect_timeout = 10;
   int keepalive = 60;
   std::string client_prefix = "petrel-lg";
+  bool ws = false;
+  std::string ws_path = "/mqtt";
+  size_t ws_frame = 65536;
 };
 
 const char* kUsage =
@@ -184,6 +193,9 @@ const char* kUsage =
     "  --connect-timeout SEC  per connect phase (10)\n"
     "  --keepalive SEC     MQTT keep alive (60)\n"
     "  --max-time SEC      hard limit for the whole run (120)\n"
+    "  --ws                MQTT over WebSocket (the port is a WebSocket listener)\n"
+    "  --ws-path P         the upgrade's request target (/mqtt)\n"
+    "  --ws-frame N        largest frame payload sent (65536)\n"
     "  --help\n"
     "Output: '# ' lines and one JSON line. Exit 0 = correct, 3 = incorrect,\n"
     "2 = bad arguments.\n";
@@ -217,6 +229,7 @@ Options parse_args(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") { std::fputs(kUsage, stdout); std::exit(0); }
     if (a == "--durable") { o.durable = true; continue; }
+    if (a == "--ws") { o.ws = true; continue; }
     if (i + 1 >= argc) usage_error("missing value for " + a);
     const char* v = argv[++i];
     if (a == "--host") o.host = v;
@@ -244,6 +257,8 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--connect-timeout") o.connect_timeout = parse_num(a, v, 0.1, 3600);
     else if (a == "--keepalive") o.keepalive = int(parse_int(a, v, 0, 65535));
     else if (a == "--max-time") o.max_time = parse_num(a, v, 1, 86400);
+    else if (a == "--ws-path") o.ws_path = v;
+    else if (a == "--ws-frame") o.ws_frame = parse_int(a, v, 1, 1u << 30);
     else usage_error("unknown option " + a);
   }
   if (o.count == 0 && o.warmup >= o.duration) usage_error("--warmup must be shorter than --duration");
@@ -255,6 +270,8 @@ Options parse_args(int argc, char** argv) {
     usage_error("bad --topic-prefix");
   if (o.client_prefix.empty() || o.client_prefix.size() > 16)
     usage_error("--client-prefix must be 1..16 characters");
+  if (o.ws_path.empty() || o.ws_path[0] != '/' || o.ws_path.find_first_of(" \r\n") != std::string::npos)
+    usage_error("bad --ws-path");
   return o;
 }
 
@@ -465,7 +482,22 @@ struct Conn {
   // the member that stops acking (--kill-member-after)
   bool killer = false;
   uint64_t killer_count = 0, killer_last = 0;
+  // --ws: the upgrade, then frames. `wire` holds bytes ready for the socket
+  // (the upgrade request, framed output); `out` is framed into it at each
+  // flush once the upgrade is answered.
+  bool ws_open = false;
+  std::vector<uint8_t> wire;
+  size_t wire_off = 0;
+  std::string http;            // the upgrade's answer while it arrives
+  uint8_t ws_hdr[10] = {};     // a server frame header split across reads
+  size_t ws_hdr_len = 0;
+  bool ws_in_frame = false;
+  uint8_t ws_op = 0;
+  uint64_t ws_left = 0;        // payload bytes of the frame being read
+  std::vector<uint8_t> ws_ctl;  // a control frame's payload
 };
+
+size_t unsent(const Conn& c) { return c.out.size() - c.out_off + c.wire.size() - c.wire_off; }
 
 struct Pub {
   std::string topic;
@@ -507,6 +539,10 @@ class LoadGen {
   void mark_dirty(Conn& c, uint32_t id);
   void flush(Conn& c, uint32_t id);
   void set_out_interest(Conn& c, uint32_t id, bool want);
+  // --ws
+  void ws_frame_out(Conn& c, uint8_t opcode, const uint8_t* p, size_t n);
+  bool ws_input(Conn& c, uint32_t id, const uint8_t* p, size_t n);
+  bool ws_frames(Conn& c, uint32_t id, const uint8_t* p, size_t n);
   // loop
   void loop_once(int timeout_ms);
   void on_readable(Conn& c, uint32_t id);
@@ -545,6 +581,8 @@ class LoadGen {
   std::vector<Conn> conns_;  // subscribers 0..S-1, publishers S..S+P-1
   std::vector<Pub> pubs_;
   std::vector<uint32_t> dirty_;
+  std::vector<uint8_t> ws_buf_ = std::vector<uint8_t>(65536);  // --ws: reads land here, then are unframed
+  uint64_t ws_rng_ = 0x9E3779B97F4A7C15ull;                     // --ws: masking keys
   std::vector<Track> tracks_;
   std::vector<SeqSet> killer_seen_;   // group 0: messages the killed member got
   std::vector<int64_t> member_max_;   // shared: per member per publisher
@@ -647,6 +685,15 @@ bool LoadGen::open_conn(int id, bool wipe) {
   Conn& c = conns_[size_t(id)];
   c.in.clear(); c.in_off = 0; c.out.clear(); c.out_off = 0;
   c.ev_out = false; c.dirty = false; c.wr_shut = false; c.session_present = false;
+  c.wire.clear(); c.wire_off = 0; c.http.clear(); c.ws_open = false;
+  c.ws_hdr_len = 0; c.ws_in_frame = false; c.ws_left = 0;
+  if (o_.ws) {
+    const std::string req = "GET " + o_.ws_path + " HTTP/1.1\r\nHost: " + o_.host + ":" + std::to_string(o_.port) +
+                            "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                            "Sec-WebSocket-Protocol: mqtt\r\n\r\n";
+    c.wire.assign(req.begin(), req.end());
+  }
   c.wipe = wipe;
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) { error(std::string("socket: ") + std::strerror(errno)); c.st = St::Failed; return false; }
@@ -718,11 +765,132 @@ void LoadGen::set_out_interest(Conn& c, uint32_t id, bool want) {
   c.ev_out = want;
 }
 
+void LoadGen::ws_frame_out(Conn& c, uint8_t opcode, const uint8_t* p, size_t n) {
+  size_t pos = 0;
+  do {
+    const size_t chunk = std::min(n - pos, o_.ws_frame);
+    uint8_t h[14];
+    size_t hl = 2;
+    h[0] = uint8_t(0x80 | opcode);
+    if (chunk < 126) {
+      h[1] = uint8_t(0x80 | chunk);
+    } else if (chunk <= 0xFFFF) {
+      h[1] = 0x80 | 126;
+      h[2] = uint8_t(chunk >> 8);
+      h[3] = uint8_t(chunk);
+      hl = 4;
+    } else {
+      h[1] = 0x80 | 127;
+      for (int k = 0; k < 8; ++k) h[2 + k] = uint8_t(uint64_t(chunk) >> (56 - 8 * k));
+      hl = 10;
+    }
+    // xorshift64: a fresh masking key per frame
+    ws_rng_ ^= ws_rng_ << 13;
+    ws_rng_ ^= ws_rng_ >> 7;
+    ws_rng_ ^= ws_rng_ << 17;
+    const uint32_t key = uint32_t(ws_rng_);
+    std::memcpy(h + hl, &key, 4);
+    hl += 4;
+    c.wire.insert(c.wire.end(), h, h + hl);
+    const size_t base = c.wire.size();
+    c.wire.resize(base + chunk);
+    uint8_t* dst = c.wire.data() + base;
+    const uint8_t* src = p + pos;
+    const uint64_t k64 = uint64_t(key) | uint64_t(key) << 32;
+    size_t i = 0;
+    for (; i + 8 <= chunk; i += 8) {
+      uint64_t v;
+      std::memcpy(&v, src + i, 8);
+      v ^= k64;
+      std::memcpy(dst + i, &v, 8);
+    }
+    for (; i < chunk; ++i) dst[i] = src[i] ^ h[hl - 4 + (i & 3)];
+    pos += chunk;
+  } while (pos < n);
+}
+
+bool LoadGen::ws_input(Conn& c, uint32_t id, const uint8_t* p, size_t n) {
+  if (c.ws_open) return ws_frames(c, id, p, n);
+  c.http.append(reinterpret_cast<const char*>(p), n);
+  const size_t end = c.http.find("\r\n\r\n");
+  if (end == std::string::npos) {
+    if (c.http.size() > 16384) { fail(c, "no answer to the WebSocket upgrade"); return false; }
+    return true;
+  }
+  if (c.http.compare(0, 13, "HTTP/1.1 101 ") != 0) {
+    fail(c, "WebSocket upgrade refused: " + c.http.substr(0, c.http.find("\r\n")));
+    return false;
+  }
+  c.ws_open = true;
+  mark_dirty(c, id);  // CONNECT may go now
+  const std::string rest = c.http.substr(end + 4);
+  c.http.clear();
+  return ws_frames(c, id, reinterpret_cast<const uint8_t*>(rest.data()), rest.size());
+}
+
+bool LoadGen::ws_frames(Conn& c, uint32_t id, const uint8_t* p, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    if (!c.ws_in_frame) {
+      // the header (at most 10 bytes: server frames are not masked)
+      auto need = [&c]() -> size_t {
+        if (c.ws_hdr_len < 2) return 0;
+        const uint8_t l = c.ws_hdr[1] & 0x7f;
+        return l == 126 ? 4 : l == 127 ? 10 : 2;
+      };
+      while (i < n && (need() == 0 || c.ws_hdr_len < need())) c.ws_hdr[c.ws_hdr_len++] = p[i++];
+      if (need() == 0 || c.ws_hdr_len < need()) break;
+      if (c.ws_hdr[1] & 0x80) { fail(c, "masked frame from the broker"); return false; }
+      const uint8_t l = c.ws_hdr[1] & 0x7f;
+      uint64_t len = l;
+      if (l == 126) len = uint64_t(c.ws_hdr[2]) << 8 | c.ws_hdr[3];
+      if (l == 127) {
+        len = 0;
+        for (int k = 0; k < 8; ++k) len = len << 8 | c.ws_hdr[2 + k];
+      }
+      c.ws_op = c.ws_hdr[0] & 0x0f;
+      c.ws_hdr_len = 0;
+      c.ws_in_frame = true;
+      c.ws_left = len;
+      c.ws_ctl.clear();
+      if (c.ws_op != 0 && c.ws_op != 2 && c.ws_op != 8 && c.ws_op != 9 && c.ws_op != 10) {
+        fail(c, "unexpected WebSocket opcode " + std::to_string(c.ws_op) + " from the broker");
+        return false;
+      }
+    }
+    const size_t take = size_t(std::min<uint64_t>(c.ws_left, n - i));
+    if (c.ws_op < 8) c.in.insert(c.in.end(), p + i, p + i + take);
+    else c.ws_ctl.insert(c.ws_ctl.end(), p + i, p + i + take);
+    i += take;
+    c.ws_left -= take;
+    if (c.ws_left) continue;
+    c.ws_in_frame = false;
+    if (c.ws_op == 9) {  // ping -> pong
+      ws_frame_out(c, 10, c.ws_ctl.data(), c.ws_ctl.size());
+      mark_dirty(c, id);
+    } else if (c.ws_op == 8 && c.st != St::Closing) {
+      const unsigned code = c.ws_ctl.size() >= 2 ? unsigned(c.ws_ctl[0]) << 8 | c.ws_ctl[1] : 1005;
+      fail(c, "WebSocket close " + std::to_string(code) + " from the broker");
+      return false;
+    }
+  }
+  return true;
+}
+
 void LoadGen::flush(Conn& c, uint32_t id) {
   c.dirty = false;
   if (c.fd < 0 || c.st == St::Connecting) return;
-  if (c.out_off < c.out.size()) {
-    ssize_t n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+  // --ws: everything queued in this loop turn becomes frames; `wire` holds
+  // what the socket has not taken yet.
+  if (o_.ws && c.ws_open && c.out_off < c.out.size()) {
+    ws_frame_out(c, 2, c.out.data() + c.out_off, c.out.size() - c.out_off);
+    c.out.clear();
+    c.out_off = 0;
+  }
+  std::vector<uint8_t>& buf = o_.ws ? c.wire : c.out;
+  size_t& off = o_.ws ? c.wire_off : c.out_off;
+  if (off < buf.size()) {
+    ssize_t n = ::send(c.fd, buf.data() + off, buf.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         if (c.st == St::Closing) { close_fd(c); c.st = St::Closed; }
@@ -730,18 +898,18 @@ void LoadGen::flush(Conn& c, uint32_t id) {
         return;
       }
     } else {
-      c.out_off += size_t(n);
+      off += size_t(n);
       c.last_send = mono_ns();
     }
-    if (c.out_off == c.out.size()) {
-      c.out.clear();
-      c.out_off = 0;
-    } else if (c.out_off > (1u << 20)) {
-      c.out.erase(c.out.begin(), c.out.begin() + std::ptrdiff_t(c.out_off));
-      c.out_off = 0;
+    if (off == buf.size()) {
+      buf.clear();
+      off = 0;
+    } else if (off > (1u << 20)) {
+      buf.erase(buf.begin(), buf.begin() + std::ptrdiff_t(off));
+      off = 0;
     }
   }
-  bool pending = c.out_off < c.out.size();
+  bool pending = off < buf.size();
   set_out_interest(c, id, pending);
   if (!pending && c.st == St::Closing && !c.wr_shut) {
     ::shutdown(c.fd, SHUT_WR);
@@ -766,14 +934,19 @@ void LoadGen::on_readable(Conn& c, uint32_t id) {
       c.in_off = 0;
     }
     size_t old = c.in.size();
-    c.in.resize(old + 65536);
-    ssize_t n = ::recv(c.fd, c.in.data() + old, 65536, MSG_DONTWAIT);
+    uint8_t* dst = ws_buf_.data();  // --ws: unframed into c.in
+    if (!o_.ws) {
+      c.in.resize(old + 65536);
+      dst = c.in.data() + old;
+    }
+    ssize_t n = ::recv(c.fd, dst, 65536, MSG_DONTWAIT);
     if (n > 0) {
-      c.in.resize(old + size_t(n));
       total += size_t(n);
       rnow = mono_ns();
+      if (!o_.ws) c.in.resize(old + size_t(n));
+      else if (!ws_input(c, id, dst, size_t(n))) return;
     } else {
-      c.in.resize(old);
+      if (!o_.ws) c.in.resize(old);
       if (n == 0) {
         if (c.st == St::Closing) { close_fd(c); c.st = St::Closed; }
         else fail(c, "connection closed by the broker");
@@ -1077,7 +1250,7 @@ void LoadGen::produce(uint64_t now) {
   for (int i = 0; i < o_.pubs; ++i) {
     Conn& c = conns_[size_t(o_.subs + i)];
     if (c.st != St::Ready) continue;
-    if (c.out.size() - c.out_off > (4u << 20)) continue;  // let TCP drain
+    if (unsent(c) > (4u << 20)) continue;  // let TCP drain
     Pub& p = pubs_[size_t(i)];
     int n = 0;
     while (n < 1024 && can_send(p, now)) {
@@ -1113,7 +1286,7 @@ void LoadGen::tick(uint64_t now) {
     uint64_t half = uint64_t(o_.keepalive) * kSec / 2;
     for (size_t id = 0; id < conns_.size(); ++id) {
       Conn& c = conns_[id];
-      if (c.st == St::Ready && c.fd >= 0 && now - c.last_send > half && c.out_off == c.out.size()) {
+      if (c.st == St::Ready && c.fd >= 0 && now - c.last_send > half && unsent(c) == 0) {
         c.out.push_back(0xC0);
         c.out.push_back(0x00);
         mark_dirty(c, uint32_t(id));
@@ -1275,6 +1448,7 @@ int LoadGen::run() {
     if (o_.durable) extra += " durable";
     if (o_.shared) extra += " shared=" + std::to_string(o_.shared);
     if (o_.kill_after >= 0) extra += " kill-member-after=" + std::to_string(o_.kill_after);
+    if (o_.ws) extra += " websocket=" + o_.ws_path;
     std::printf("# petrel_loadgen %s:%d proto=%d qos=%d pubs=%d subs=%d payload=%zu %s%s\n", o_.host.c_str(),
                 o_.port, o_.proto, o_.qos, o_.pubs, o_.subs, o_.payload, mode, extra.c_str());
   }
@@ -1333,7 +1507,7 @@ int LoadGen::run() {
         if (o_.count && p.published >= o_.count) continue;
         bool infl = !o_.qos || (!p.infl_blocked && p.inflight < p.cap);
         bool win = !p.win_blocked;
-        ready = infl && win && c.out.size() - c.out_off <= (4u << 20);
+        ready = infl && win && unsent(c) <= (4u << 20);
       }
       loop_once(ready ? 0 : 5);
     }
@@ -1467,14 +1641,14 @@ int LoadGen::run() {
     return std::string(b);
   };
   std::printf(
-      "{\"scenario\":\"loadgen\",\"label\":\"%s\",\"proto\":%d,\"qos\":%d,\"pubs\":%d,\"subs\":%d,"
+      "{\"scenario\":\"loadgen\",\"label\":\"%s\",\"transport\":\"%s\",\"proto\":%d,\"qos\":%d,\"pubs\":%d,\"subs\":%d,"
       "\"durable\":%s,\"shared\":%d,\"pub_rate\":%.1f,\"deliver_rate\":%.1f,\"expected\":%llu,"
       "\"unique\":%llu,\"lost\":%llu,\"dups\":%llu,\"ooo\":%llu,\"lat_p50_us\":%.1f,\"lat_p90_us\":%.1f,"
       "\"lat_p99_us\":%.1f,\"lat_p999_us\":%.1f,\"lat_max_us\":%.1f,\"broker_cpu_pct\":%s,"
       "\"broker_rss_kb_start\":%s,\"broker_rss_kb_end\":%s,\"payload\":%zu,\"duration_s\":%.3f,"
       "\"published\":%llu,\"unacked\":%llu,\"window_stalls\":%llu,\"redelivered\":%llu,"
       "\"tool_cpu_pct\":%.1f,\"errors\":%llu,\"correct\":%s}\n",
-      json_escape(o_.label).c_str(), o_.proto, o_.qos, o_.pubs, o_.subs, o_.durable ? "true" : "false", o_.shared,
+      json_escape(o_.label).c_str(), o_.ws ? "ws" : "tcp", o_.proto, o_.qos, o_.pubs, o_.subs, o_.durable ? "true" : "false", o_.shared,
       pub_rate, deliver_rate, (unsigned long long)expected, (unsigned long long)unique, (unsigned long long)lost,
       (unsigned long long)dups, (unsigned long long)ooo_, hist_.quantile(0.50) / 1e3, hist_.quantile(0.90) / 1e3,
       hist_.quantile(0.99) / 1e3, hist_.quantile(0.999) / 1e3, double(hist_.max()) / 1e3,

@@ -59,6 +59,10 @@ class StreamDecoder {
   void compact();
 
   size_t buffered() const { return end_ - start_; }
+  // Bytes the packet in progress still needs before next() can return it,
+  // as far as the last next() could tell: the rest of its known length, or
+  // 1 while its length field is incomplete.
+  size_t missing() const { return want_ > buffered() ? want_ - buffered() : 1; }
 
  private:
   std::vector<uint8_t> buf_;

@@ -1,4 +1,4 @@
-// tls/crypto.cpp — SHA-512, PBKDF2, random bytes and constant-time compare
+// tls/crypto.cpp — SHA-512, SHA-1, PBKDF2, random bytes and constant-time compare
 // over OpenSSL's EVP interface; base64 is small enough to do here by hand.
 #include "tls/crypto.h"
 
@@ -28,19 +28,23 @@ int decodeChar(char c) {
   return -1;
 }
 
-}  // namespace
-
-std::string sha512(std::string_view a, std::string_view b) {
+std::string digest(const EVP_MD* type, std::string_view a, std::string_view b) {
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha512(), nullptr) != 1 ||
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), type, nullptr) != 1 ||
       EVP_DigestUpdate(ctx.get(), a.data(), a.size()) != 1 ||
       EVP_DigestUpdate(ctx.get(), b.data(), b.size()) != 1 ||
       EVP_DigestFinal_ex(ctx.get(), md, &len) != 1)
     return {};
   return std::string(reinterpret_cast<const char*>(md), len);
 }
+
+}  // namespace
+
+std::string sha512(std::string_view a, std::string_view b) { return digest(EVP_sha512(), a, b); }
+
+std::string sha1(std::string_view a, std::string_view b) { return digest(EVP_sha1(), a, b); }
 
 std::string pbkdf2Sha512(std::string_view password, std::string_view salt, uint32_t iterations,
                          size_t out_len) {

@@ -1,6 +1,7 @@
 // tls/crypto.h — the few cryptographic primitives the broker needs outside
-// TLS itself (password hashing for the password file), wrapped so that only
-// tls/ includes OpenSSL headers.
+// TLS itself (password hashing for the password file, the WebSocket
+// handshake's accept key), wrapped so that only tls/ includes OpenSSL
+// headers.
 #pragma once
 
 #include <cstddef>
@@ -12,6 +13,11 @@ namespace petrel::tls {
 
 // SHA-512 of the concatenation a || b (64 bytes).
 std::string sha512(std::string_view a, std::string_view b);
+
+// SHA-1 of the concatenation a || b (20 bytes). Only for protocols that
+// prescribe it (the WebSocket handshake, RFC 6455 §4.2.2), never for
+// anything that needs collision resistance.
+std::string sha1(std::string_view a, std::string_view b);
 
 // PBKDF2-HMAC-SHA512 with `iterations` rounds, `out_len` bytes of output.
 // Returns an empty string if OpenSSL refuses the parameters.

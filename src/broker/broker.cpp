@@ -53,7 +53,9 @@ bool Broker::start(std::string& err) {
                [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
       return false;
     }
-    LOG_NOTICE("listening on %s port %u", l.address.c_str(), l.port);
+    LOG_NOTICE("listening on %s port %u%s%s", l.address.c_str(), l.port,
+               l.websocket ? (l.tls ? ", MQTT over WebSocket over TLS on " : ", MQTT over WebSocket on ") : "",
+               l.websocket ? l.websocket->path.c_str() : "");
     listeners_.push_back(std::move(server));
   }
   if (!bridges_.start(err)) return false;
@@ -321,6 +323,7 @@ void Broker::attachListener(Connection& c, uv_stream_t* server) {
     if (!ls) return;
     c.listener = ls;
     if (ls->tls) c.enableTls(*ls->tls);
+    if (ls->websocket) c.enableWebSocket(*ls->websocket);
     return;
   }
 }

@@ -2,6 +2,8 @@
 // armed at the earliest of them and re-armed when it fires:
 // * no CONNECT within kConnectTimeoutMs of the last byte received,
 // * no TLS handshake within the listener's tls.handshake_timeout_ms,
+// * no WebSocket upgrade within its websocket.handshake_timeout_ms of the
+//   accept,
 // * keep alive: nothing received for 1.5 times the interval [MQTT-3.1.2-24],
 // * after the client's DISCONNECT, a close within kLingerMs even if the
 //   client does not close first; a half-closed socket within
@@ -37,6 +39,8 @@ void Broker::armConnectionTimer(Connection& c) {
     const tls::TlsSession* t = c.tlsSession();
     if (t && !t->handshakeDone() && c.listener)
       due = std::min(due, c.accepted_ms + c.listener->handshake_timeout_ms + 1);
+    if (c.listener && c.listener->websocket && !c.handshakeDone())
+      due = std::min(due, c.accepted_ms + c.listener->websocket->handshake_timeout_ms + 1);
   } else if (c.keepalive) {
     due = c.last_rx_ms + uint64_t(c.keepalive) * 1500 + 1;
   } else {
@@ -74,13 +78,21 @@ void Broker::connectionTimeout(Connection& c) {
 }
 
 bool Broker::handshakeTimedOut(Connection& c, uint64_t now) {
+  if (!c.listener) return false;
   tls::TlsSession* t = c.tlsSession();
-  if (!t || t->handshakeDone() || !c.listener) return false;
-  if (now - c.accepted_ms <= c.listener->handshake_timeout_ms) return false;
-  LOG_NOTICE("closing %s: no TLS handshake within %u ms", c.peer().c_str(),
-             c.listener->handshake_timeout_ms);
-  c.closeAfterFlush();
-  return true;
+  if (t && !t->handshakeDone() && now - c.accepted_ms > c.listener->handshake_timeout_ms) {
+    LOG_NOTICE("closing %s: no TLS handshake within %u ms", c.peer().c_str(),
+               c.listener->handshake_timeout_ms);
+    c.closeAfterFlush();
+    return true;
+  }
+  const WebSocketConfig* ws = c.listener->websocket;
+  if (ws && !c.handshakeDone() && now - c.accepted_ms > ws->handshake_timeout_ms) {
+    LOG_NOTICE("closing %s: no WebSocket handshake within %u ms", c.peer().c_str(), ws->handshake_timeout_ms);
+    c.closeAfterFlush();
+    return true;
+  }
+  return false;
 }
 
 }  // namespace petrel

@@ -108,6 +108,23 @@ tls::TlsConfig readTls(const YAML::Node& n, const std::string& k) {
   return t;
 }
 
+WebSocketConfig readWebSocket(const YAML::Node& n, const std::string& k) {
+  WebSocketConfig w;
+  readMap(n, k, {
+    {"path", [&](const YAML::Node& v, const std::string& kk) {
+       w.path = readString(v, kk);
+       bool ok = !w.path.empty() && w.path[0] == '/';
+       for (char ch : w.path)
+         if (static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7F || ch == '?' || ch == '#') ok = false;
+       if (!ok) throw ConfigError(lineOf(v), kk + ": '" + w.path + "' is not a path ('/' first; no spaces, '?' or '#')");
+     }},
+    {"max_frame_size", [&](const YAML::Node& v, const std::string& kk) { w.max_frame_size = readInt<uint32_t>(v, kk, 1024, 0x7FFFFFFF); }},
+    {"max_header_bytes", [&](const YAML::Node& v, const std::string& kk) { w.max_header_bytes = readInt<uint32_t>(v, kk, 1024, 1 << 20); }},
+    {"handshake_timeout_ms", [&](const YAML::Node& v, const std::string& kk) { w.handshake_timeout_ms = readInt<uint32_t>(v, kk, 100, 600000); }},
+  });
+  return w;
+}
+
 // "host:port", "[v6]:port" or a bare host (port 1883).
 BridgeConfig::Address readAddress(const YAML::Node& n, const std::string& k) {
   const std::string v = readString(n, k);
@@ -373,6 +390,7 @@ void parseRoot(const YAML::Node& root, Config& c) {
            {"port", [&](const YAML::Node& v, const std::string& kk) { l.port = readInt<uint16_t>(v, kk, 0, 65535); }},
            {"tls", [&](const YAML::Node& v, const std::string& kk) { l.tls = readTls(v, kk); }},
            {"allow_anonymous", [&](const YAML::Node& v, const std::string& kk) { anonymous = readBool(v, kk); }},
+           {"websocket", [&](const YAML::Node& v, const std::string& kk) { l.websocket = readWebSocket(v, kk); }},
          });
          // Secure by default: anonymous clients only on loopback unless the
          // configuration says otherwise.
@@ -495,6 +513,11 @@ bool loadConfig(const std::string& path, Config& out, std::string& error) {
   Config c;
   try {
     parseRoot(root, c);
+    // A WebSocket frame may by default hold the largest packet and a few
+    // small ones (limits may come after the listeners in the file).
+    for (auto& l : c.listeners)
+      if (l.websocket && l.websocket->max_frame_size == 0)
+        l.websocket->max_frame_size = c.max_packet_size + WebSocketConfig::kFrameSlack;
   } catch (const ConfigError& e) {
     error = path + ":" + std::to_string(e.line) + ": " + e.what() + " (line " +
             std::to_string(e.line) + ")";

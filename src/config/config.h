@@ -12,6 +12,7 @@
 #include "src/util/log.h"
 #include "src/queues/shared_group.h"
 #include "src/routing/message_lifetimes.h"
+#include "src/transport/websocket_config.h"
 #include "tls/tls_config.h"
 
 namespace petrel {
@@ -24,6 +25,9 @@ struct ListenerConfig {
   // Clients without a user name (or certificate identity) are accepted.
   // When the key is absent: true on a loopback address, false elsewhere.
   bool allow_anonymous = true;
+  // Present for MQTT over WebSocket (the `websocket:` mapping), over TLS
+  // when `tls` is present too.
+  std::optional<WebSocketConfig> websocket;
 };
 
 // One topic rule of a bridge, as mosquitto's `topic` line: `pattern`

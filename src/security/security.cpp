@@ -64,6 +64,7 @@ bool Security::start(std::string& err) {
     auto ls = std::make_unique<ListenerSecurity>();
     ls->name = l.address + ":" + std::to_string(l.port);
     ls->allow_anonymous = l.allow_anonymous;
+    if (l.websocket) ls->websocket = &*l.websocket;
     if (l.tls) {
       std::string e;
       ls->tls = tls::TlsContext::create(*l.tls, e);

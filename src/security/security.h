@@ -35,6 +35,9 @@ struct ListenerSecurity {
   bool use_identity_as_username = false;
   uint32_t handshake_timeout_ms = 0;
   std::unique_ptr<tls::TlsContext> tls;  // null on a plain listener
+  // The WebSocket settings (in the configuration) of a ws/wss listener;
+  // null on an MQTT one.
+  const WebSocketConfig* websocket = nullptr;
 };
 
 class Security {

@@ -11,6 +11,7 @@
 #include "src/broker/broker.h"
 #include "src/sessions/session.h"
 #include "src/transport/tls_stream.h"
+#include "src/transport/websocket_stream.h"
 #include "src/util/log.h"
 
 namespace petrel {
@@ -23,6 +24,13 @@ Connection::~Connection() = default;
 
 void Connection::enableTls(const tls::TlsContext& ctx) {
   layer_ = std::make_unique<TlsStream>(tcp_, ctx);
+  layer_->setHandler(this);
+}
+
+void Connection::enableWebSocket(const WebSocketConfig& cfg) {
+  // On wss the WebSocket layer owns the TLS layer under it.
+  Stream& below = layer_ ? *layer_ : static_cast<Stream&>(tcp_);
+  layer_ = std::make_unique<WebSocketStream>(below, cfg, std::move(layer_));
   layer_->setHandler(this);
 }
 
@@ -113,13 +121,21 @@ bool Connection::onStreamData(const uint8_t* data, size_t len) {
     decoder().commit(len);
     processBuffered();
   } else if (buffered() > 0) {
-    // Plaintext from a layer, with a packet already partly buffered:
-    // complete it there.
-    size_t avail;
-    uint8_t* dst = decoder().writeSpace(len, avail);
-    std::memcpy(dst, data, len);
-    decoder().commit(len);
-    processBuffered();
+    // Bytes from a layer (TLS, WebSocket), with a packet already partly
+    // buffered: complete that packet in the decoder with the bytes it still
+    // needs, then decode the rest where it lies, as the plain path does
+    // (copying all of them would copy every byte of a stream of packets
+    // that straddle reads).
+    size_t pos = 0;
+    while (pos < len && buffered() > 0 && !closing_) {
+      const size_t n = std::min(len - pos, decoder().missing());
+      size_t avail;
+      std::memcpy(decoder().writeSpace(n, avail), data + pos, n);
+      decoder().commit(n);
+      pos += n;
+      processBuffered();
+    }
+    if (pos < len && !closing_) processShared(data + pos, len - pos);
   } else {
     processShared(data, len);
   }

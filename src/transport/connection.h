@@ -1,5 +1,6 @@
 // src/transport/connection.h — one client's MQTT connection on a libuv loop,
-// on top of a stream stack (src/transport/stream.h: TCP, TLS over TCP):
+// on top of a stream stack (src/transport/stream.h: TCP, TLS over TCP,
+// WebSocket over either):
 // decodes packets in place from the loop's shared read buffer, batches every
 // packet owed to the client during a loop turn into one write (one flush
 // path, whatever the stack), and closes itself after a protocol error once
@@ -7,7 +8,7 @@
 //
 // Memory: an idle connection holds no read buffer (partial packets are the
 // only bytes kept between reads) and an empty output buffer; the TCP stream
-// lives inside it, and only a TLS listener adds a layer.
+// lives inside it, and only a TLS or WebSocket listener adds a layer.
 #pragma once
 
 #include <uv.h>
@@ -31,6 +32,7 @@ class Bridge;
 class Broker;
 class Session;
 struct ListenerSecurity;
+struct WebSocketConfig;
 namespace tls {
 class TlsContext;
 }
@@ -161,6 +163,11 @@ class Connection final : private StreamHandler {
   // On a TLS listener: stacks a TLS layer on the socket. Before start().
   void enableTls(const tls::TlsContext& ctx);
   tls::TlsSession* tlsSession() { return layer_ ? layer_->tlsSession() : nullptr; }
+  // On a WebSocket listener: stacks a WebSocket layer on the socket (on
+  // the TLS layer, if any). Before start().
+  void enableWebSocket(const WebSocketConfig& cfg);
+  // Every layer's handshake (TLS, the WebSocket upgrade) is complete.
+  bool handshakeDone() const { return !layer_ || layer_->handshakeDone(); }
   // Client mode: TLS toward a server whose certificate must carry
   // `server_name` (empty: the chain is verified, the name is not).
   void enableClientTls(const tls::TlsContext& ctx, const std::string& server_name);
@@ -193,7 +200,7 @@ class Connection final : private StreamHandler {
 
   Broker& broker_;
   TcpStream tcp_;  // the socket, the bottom of the stack
-  // Layers above the socket (TLS, on a TLS listener); null on plain TCP, so
+  // The top layer above the socket (TLS, WebSocket); null on plain TCP, so
   // the plain path calls the TCP stream directly.
   std::unique_ptr<Stream> layer_;
   // Holds the bytes of a packet that arrived in parts; allocated only then.

@@ -2,8 +2,8 @@
 // interface of its owner.
 //
 // A stack of streams carries one connection: a TcpStream at the bottom (the
-// socket), layers above it that transform bytes (TlsStream; a WebSocket layer
-// can stack on either the same way). Each stream has one handler: the layer
+// socket), layers above it that transform bytes (TlsStream, WebSocketStream
+// on TCP or on TLS). Each stream has one handler: the layer
 // above it, or at the top the owner (Connection, a bridge, a test). Data goes
 // up through StreamHandler::onStreamData as plaintext; output goes down
 // through Stream::write.
@@ -37,8 +37,10 @@ enum class StreamEnd : uint8_t {
   // End of stream, a read error, or the peer's TLS close_notify: nothing
   // more can be read, and nothing is worth writing.
   PeerClosed,
-  // A protocol error of a layer (TLS): the layer has queued its last word
-  // (an alert); the owner flushes it, then closes.
+  // A protocol error of a layer (TLS, WebSocket), or a layer's closing
+  // handshake (a WebSocket close frame from the peer): the layer has queued
+  // its last word (an alert, a close frame, an HTTP refusal); the owner
+  // flushes it, then closes.
   Failed,
 };
 

@@ -393,6 +393,47 @@ pattern deny $SYS/#
     return out
 
 
+def _ws_frame(opcode, payload=b"", fin=True, mask=True, rsv=0):
+    head = bytes([(0x80 if fin else 0) | rsv | opcode])
+    m = 0x80 if mask else 0
+    n = len(payload)
+    if n < 126:
+        head += bytes([m | n])
+    elif n <= 0xFFFF:
+        head += bytes([m | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([m | 127]) + struct.pack("!Q", n)
+    if not mask:
+        return head + payload
+    key = b"\x37\xfa\x21\x3d"
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def websocket_seeds():
+    # The first byte: bit 0 = the input starts with the request head; the
+    # other bits choose the size of the reads (see fuzz_websocket.cpp).
+    head = (b"GET /mqtt HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Protocol: mqtt\r\n\r\n")
+    conn = connect(4, "ws-client")
+    out = {}
+    out["upgrade_and_connect"] = b"\x01" + head + _ws_frame(2, conn)
+    out["upgrade_in_small_reads"] = b"\x07" + head + _ws_frame(2, conn)
+    out["bad_head"] = b"\x01GET /other HTTP/1.1\r\nHost: h\r\n\r\n"
+    out["no_subprotocol"] = b"\x01" + head.replace(b"Sec-WebSocket-Protocol: mqtt\r\n", b"")
+    out["fragments_and_ping"] = b"\x00" + _ws_frame(2, conn[:5], fin=False) + _ws_frame(9, b"ping") + \
+        _ws_frame(0, conn[5:], fin=False) + _ws_frame(0, b"", fin=True) + _ws_frame(10, b"pong")
+    out["several_packets"] = b"\x10" + _ws_frame(2, conn + packet(12, 0, b"") + packet(14, 0, b""))
+    out["long_frame"] = b"\x20" + _ws_frame(2, b"x" * 300) + _ws_frame(2, b"y" * 1000)
+    out["close_with_reason"] = b"\x00" + _ws_frame(8, b"\x03\xe8bye")
+    out["close_bad_code"] = b"\x00" + _ws_frame(8, b"\x03\xed")
+    out["unmasked"] = b"\x00" + _ws_frame(2, b"abc", mask=False)
+    out["text"] = b"\x00" + _ws_frame(1, b"hello")
+    out["rsv"] = b"\x00" + _ws_frame(2, b"abc", rsv=0x40)
+    out["oversize"] = b"\x00" + _ws_frame(2, b"z" * 1100)
+    return out
+
+
 GENERATORS = {
     "decoder": decoder_seeds,
     "properties": properties_seeds,
@@ -401,6 +442,7 @@ GENERATORS = {
     "config": config_seeds,
     "acl": acl_seeds,
     "password": password_seeds,
+    "websocket": websocket_seeds,
 }
 
 

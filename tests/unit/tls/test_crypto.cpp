@@ -30,6 +30,13 @@ TEST(Crypto, Sha512KnownVector) {
             "3a81oZNherrMQXNJriBBMRLm+k6JqX6iCp7u5ktV05ohkpkqJ0/BqDa6PCOj/uu9RU1EI2Q86A4qmslPpUyknw==");
 }
 
+TEST(Crypto, Sha1KnownVectors) {
+  // FIPS 180-1 "abc", and the WebSocket handshake example of RFC 6455 §1.3.
+  EXPECT_EQ(base64Encode(sha1("ab", "c")), "qZk+NkcGgWq6PiVxeFDCbJzQ2J0=");
+  EXPECT_EQ(base64Encode(sha1("dGhlIHNhbXBsZSBub25jZQ==", "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+}
+
 TEST(Crypto, Pbkdf2Sha512KnownVector) {
   // Produced by mosquitto_passwd 2.0.11: alice:$7$101$WwpEckHGJeMa4khk$kaG0...
   std::string salt;
