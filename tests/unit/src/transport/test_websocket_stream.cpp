@@ -404,7 +404,7 @@ TEST_F(WebSocketStreamTest, ARefusedHandshakeIsAnsweredAndClosedWithoutAFrame) {
 }
 
 TEST_F(WebSocketStreamTest, GarbageAndOversizeHeadsGet400) {
-  for (const std::string& input : {std::string("\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c", 14),
+  for (const std::string& input : {std::string("\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c", 12),
                                    std::string("GET /mqtt HTTP/1.1\r\n") + std::string(1100, 'x')}) {
     Below below;
     WebSocketStream ws(below, cfg_);
