@@ -9,25 +9,14 @@
 #include <string>
 
 #include "src/config/config.h"
+#include "tests/unit/src/config/config_text.h"
 
 namespace petrel {
 namespace {
 
 class ConfigFile : public ::testing::Test {
  protected:
-  ConfigFile() {
-    char tmpl[] = "/tmp/petrel-config-XXXXXX";
-    const int fd = mkstemp(tmpl);
-    if (fd >= 0) close(fd);
-    path_ = tmpl;
-  }
-  ~ConfigFile() override { std::remove(path_.c_str()); }
-
-  bool load(const std::string& text) {
-    std::ofstream(path_) << text;
-    error_.clear();
-    return loadConfig(path_, cfg_, error_);
-  }
+  bool load(const std::string& text) { return loadConfigText(text, cfg_, error_); }
   // The error names the key and the line.
   void expectError(const std::string& text, const std::string& key, int line) {
     EXPECT_FALSE(load(text)) << text;
@@ -35,7 +24,6 @@ class ConfigFile : public ::testing::Test {
     EXPECT_NE(error_.find("(line " + std::to_string(line) + ")"), std::string::npos) << error_;
   }
 
-  std::string path_;
   std::string error_;
   Config cfg_;
 };

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "src/config/config.h"
+#include "tests/unit/src/config/config_text.h"
 
 namespace petrel {
 namespace {
@@ -21,14 +22,8 @@ struct Loaded {
 };
 
 Loaded load(const std::string& yaml) {
-  char path[] = "/tmp/petrel-ws-config-XXXXXX";
-  const int fd = mkstemp(path);
-  EXPECT_GE(fd, 0);
-  std::ofstream(path) << yaml;
   Loaded l;
-  l.ok = loadConfig(path, l.cfg, l.error);
-  std::remove(path);
-  if (fd >= 0) close(fd);
+  l.ok = loadConfigText(yaml, l.cfg, l.error);
   return l;
 }
 

@@ -10,6 +10,7 @@
 
 #include "persistence/records.h"
 #include "src/config/config.h"
+#include "tests/unit/src/config/config_text.h"
 #include "src/queues/queue_policy.h"
 #include "src/queues/shared_groups.h"
 
@@ -18,26 +19,13 @@ namespace {
 
 class QueueConfigFile : public ::testing::Test {
  protected:
-  QueueConfigFile() {
-    char tmpl[] = "/tmp/petrel-queues-XXXXXX";
-    const int fd = mkstemp(tmpl);
-    if (fd >= 0) close(fd);
-    path_ = tmpl;
-  }
-  ~QueueConfigFile() override { std::remove(path_.c_str()); }
-
-  bool load(const std::string& text) {
-    std::ofstream(path_) << text;
-    error_.clear();
-    return loadConfig(path_, cfg_, error_);
-  }
+  bool load(const std::string& text) { return loadConfigText(text, cfg_, error_); }
   void expectError(const std::string& text, const std::string& key, int line) {
     EXPECT_FALSE(load(text)) << text;
     EXPECT_NE(error_.find(key), std::string::npos) << error_;
     EXPECT_NE(error_.find("(line " + std::to_string(line) + ")"), std::string::npos) << error_;
   }
 
-  std::string path_;
   std::string error_;
   Config cfg_;
 };
