@@ -35,6 +35,11 @@ Broker::~Broker() {
 
 bool Broker::start(std::string& err) {
   if (!security_.start(err)) return false;
+  // The HTTP side comes up first: its TLS files are checked before any MQTT
+  // port opens (no half-started broker), and whoever waits for an MQTT port
+  // finds /metrics and /readyz already answering.
+  monitor_.start(cfg_.http.enabled);
+  if (cfg_.http.enabled && !http_.start(err)) return false;
   for (const auto& l : cfg_.listeners) {
     sockaddr_storage addr{};
     if (uv_ip4_addr(l.address.c_str(), l.port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
@@ -59,8 +64,6 @@ bool Broker::start(std::string& err) {
     listeners_.push_back(std::move(server));
   }
   if (!bridges_.start(err)) return false;
-  monitor_.start(cfg_.http.enabled);
-  if (cfg_.http.enabled && !http_.start(err)) return false;
   sys_.start();
   if (cfg_.sys_interval) timers_.armAfter(sys_timer_, kFirstSysMs);
   // Output is flushed once per loop turn: after I/O callbacks (check) and
