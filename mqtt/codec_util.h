@@ -8,14 +8,27 @@
 
 namespace petrel::mqtt {
 
-// §1.5.5: 1 to 4 bytes, 7 bits each, high bit = continuation.
-inline void putVarint(std::string& out, uint32_t v) {
+// Each primitive is built in a small buffer and appended at once: one
+// capacity check per field instead of one per byte (the encoders run for
+// every packet sent).
+
+// §1.5.5: 1 to 4 bytes, 7 bits each, high bit = continuation. Returns the
+// number of bytes written to `b`, which has room for 5 (a value above the
+// protocol's 268,435,455 takes 5 bytes; callers check limits before).
+inline size_t varintBytes(char* b, uint32_t v) {
+  size_t n = 0;
   do {
-    uint8_t b = v & 0x7F;
+    uint8_t x = v & 0x7F;
     v >>= 7;
-    if (v) b |= 0x80;
-    out.push_back(static_cast<char>(b));
+    if (v) x |= 0x80;
+    b[n++] = static_cast<char>(x);
   } while (v);
+  return n;
+}
+
+inline void putVarint(std::string& out, uint32_t v) {
+  char b[5];
+  out.append(b, varintBytes(b, v));
 }
 
 inline size_t varintSize(uint32_t v) {
@@ -23,15 +36,14 @@ inline size_t varintSize(uint32_t v) {
 }
 
 inline void putU16(std::string& out, uint16_t v) {
-  out.push_back(static_cast<char>(v >> 8));
-  out.push_back(static_cast<char>(v & 0xFF));
+  const char b[2] = {static_cast<char>(v >> 8), static_cast<char>(v & 0xFF)};
+  out.append(b, 2);
 }
 
 inline void putU32(std::string& out, uint32_t v) {
-  out.push_back(static_cast<char>(v >> 24));
-  out.push_back(static_cast<char>((v >> 16) & 0xFF));
-  out.push_back(static_cast<char>((v >> 8) & 0xFF));
-  out.push_back(static_cast<char>(v & 0xFF));
+  const char b[4] = {static_cast<char>(v >> 24), static_cast<char>((v >> 16) & 0xFF),
+                     static_cast<char>((v >> 8) & 0xFF), static_cast<char>(v & 0xFF)};
+  out.append(b, 4);
 }
 
 inline void putString(std::string& out, std::string_view s) {

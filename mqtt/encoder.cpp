@@ -7,8 +7,9 @@ namespace petrel::mqtt {
 namespace {
 
 void fixedHeader(std::string& out, PacketType t, uint8_t flags, size_t remaining) {
-  out.push_back(static_cast<char>((static_cast<uint8_t>(t) << 4) | flags));
-  putVarint(out, static_cast<uint32_t>(remaining));
+  char b[6];
+  b[0] = static_cast<char>((static_cast<uint8_t>(t) << 4) | flags);
+  out.append(b, 1 + varintBytes(b + 1, static_cast<uint32_t>(remaining)));
 }
 
 bool isV5(Version v) { return v == Version::V5; }
@@ -73,13 +74,23 @@ void encodePublish(std::string& out, Version v, std::string_view topic, std::str
   if (isV5(v)) len += props ? encodedPropertiesSize(*props) : 1;
   const uint8_t flags = static_cast<uint8_t>((dup ? 0x08 : 0) | (qos << 1) | (retain ? 1 : 0));
   out.reserve(out.size() + len + 5);
-  fixedHeader(out, PacketType::Publish, flags, len);
-  putString(out, topic);
-  if (qos) putU16(out, packet_id);
-  if (isV5(v)) {
-    if (props) encodeProperties(*props, out);
-    else out.push_back(0);
+  // Fixed header and topic length in one append, then the topic, then the
+  // packet id (and, for MQTT 5, an empty property list) in another.
+  char b[8];
+  b[0] = static_cast<char>((static_cast<uint8_t>(PacketType::Publish) << 4) | flags);
+  size_t n = 1 + varintBytes(b + 1, static_cast<uint32_t>(len));
+  b[n++] = static_cast<char>(topic.size() >> 8);
+  b[n++] = static_cast<char>(topic.size() & 0xFF);
+  out.append(b, n);
+  out.append(topic);
+  n = 0;
+  if (qos) {
+    b[n++] = static_cast<char>(packet_id >> 8);
+    b[n++] = static_cast<char>(packet_id & 0xFF);
   }
+  if (isV5(v) && !props) b[n++] = 0;
+  if (n) out.append(b, n);
+  if (isV5(v) && props) encodeProperties(*props, out);
   out.append(payload);
 }
 
@@ -91,14 +102,16 @@ void encode(const Publish& p, Version v, std::string& out) {
   encodePublish(out, v, p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, &p.props);
 }
 
+void encodeAck(std::string& out, PacketType type, uint16_t packet_id) {
+  const char b[4] = {static_cast<char>((static_cast<uint8_t>(type) << 4) | (type == PacketType::Pubrel ? 0x2 : 0)),
+                     2, static_cast<char>(packet_id >> 8), static_cast<char>(packet_id & 0xFF)};
+  out.append(b, 4);
+}
+
 void encode(const Ack& a, Version v, std::string& out) {
   const uint8_t flags = a.type == PacketType::Pubrel ? 0x2 : 0;
   // §3.4.2.1: with reason Success and no properties the short form is used.
-  if (!isV5(v) || (a.reason == Reason::Success && a.props.empty())) {
-    fixedHeader(out, a.type, flags, 2);
-    putU16(out, a.packet_id);
-    return;
-  }
+  if (!isV5(v) || (a.reason == Reason::Success && a.props.empty())) return encodeAck(out, a.type, a.packet_id);
   if (a.props.empty()) {
     fixedHeader(out, a.type, flags, 3);
     putU16(out, a.packet_id);

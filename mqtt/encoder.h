@@ -14,6 +14,10 @@ void encode(const Connect& p, std::string& out);
 void encode(const Connack& p, Version v, std::string& out);
 void encode(const Publish& p, Version v, std::string& out);
 void encode(const Ack& p, Version v, std::string& out);
+// PUBACK, PUBREC, PUBREL or PUBCOMP in its short form (reason Success, no
+// properties; the same 4 bytes for every protocol level): the hot path,
+// without building an Ack.
+void encodeAck(std::string& out, PacketType type, uint16_t packet_id);
 void encode(const Subscribe& p, Version v, std::string& out);
 void encode(const Suback& p, Version v, std::string& out);
 void encode(const Unsubscribe& p, Version v, std::string& out);

@@ -14,8 +14,14 @@ size_t levelCount(std::string_view s) {
 
 bool validTopicName(std::string_view topic, size_t max_levels) {
   if (topic.empty() || topic.size() > 65535) return false;
-  if (topic.find_first_of("+#") != std::string_view::npos) return false;
-  return max_levels == 0 || levelCount(topic) <= max_levels;
+  // One pass: no wildcard anywhere, and the levels counted on the way (this
+  // runs for every PUBLISH).
+  size_t levels = 1;
+  for (const char c : topic) {
+    if (c == '+' || c == '#') return false;
+    levels += c == '/';
+  }
+  return max_levels == 0 || levels <= max_levels;
 }
 
 bool validTopicFilter(std::string_view f, size_t max_levels) {

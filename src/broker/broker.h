@@ -116,6 +116,7 @@ class Broker : private BrokerParts {
   // handlers/publish.cpp
   void handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc);
   void handleAck(Connection& c, const mqtt::Frame& f);
+  void handlePuback(Session& s, uint16_t packet_id);
   void refusePublish(Connection& c, Session& s, const mqtt::Publish& p);
   // Acknowledged as received and dropped (nothing owed it).
   void acknowledgeDropped(Connection& c, Session& s, const mqtt::Publish& p);

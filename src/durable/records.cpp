@@ -27,7 +27,7 @@ persistence::MessageRecord messageRecord(const Message& m) {
   r.qos = m.qos;
   r.retain = m.retain;
   r.expires_at_ms = m.expires_at_ms;
-  if (m.has_props) mqtt::encodeProperties(m.props, r.props);
+  if (m.props) mqtt::encodeProperties(*m.props, r.props);
   return r;
 }
 
@@ -40,8 +40,11 @@ std::shared_ptr<Message> messageFromRecord(persistence::MessageRecord&& r, uint6
   m->retain = r.retain;
   m->expires_at_ms = r.expires_at_ms;
   m->id = id;
-  decodeProps(r.props, mqtt::PropertyContext::Publish, m->props);
-  m->has_props = !m->props.empty();
+  if (!r.props.empty()) {
+    mqtt::Properties props;
+    decodeProps(r.props, mqtt::PropertyContext::Publish, props);
+    if (!props.empty()) m->props = std::make_shared<const mqtt::Properties>(std::move(props));
+  }
   return m;
 }
 

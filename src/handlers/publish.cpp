@@ -98,8 +98,7 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
     msg->expires_at_ms = clock_.wallMs() + int64_t(*life) * 1000;
   if (v5) {
     p.props.message_expiry_interval.reset();
-    msg->props = std::move(p.props);
-    msg->has_props = !msg->props.empty();
+    if (!p.props.empty()) msg->props = std::make_shared<const mqtt::Properties>(std::move(p.props));
   }
   msg->origin = s.clientId();
   msg->from_bridge = c.bridge || s.peer_bridge;
@@ -116,11 +115,15 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
   if (fc && p.qos == 1 && retained_refs == 0) fc->early_ack = std::move(routed.early_ack);
 
   if (p.qos == 1) {
-    mqtt::Ack ack;
-    ack.type = mqtt::PacketType::Puback;
-    ack.packet_id = p.packet_id;
-    if (v5 && n == 0) ack.reason = Reason::NoMatchingSubscribers;
-    mqtt::encode(ack, c.version, c.out());
+    if (v5 && n == 0) {
+      mqtt::Ack ack;
+      ack.type = mqtt::PacketType::Puback;
+      ack.packet_id = p.packet_id;
+      ack.reason = Reason::NoMatchingSubscribers;
+      mqtt::encode(ack, c.version, c.out());
+    } else {
+      mqtt::encodeAck(c.out(), mqtt::PacketType::Puback, p.packet_id);
+    }
   } else if (p.qos == 2) {
     s.inbound_qos2.insert(p.packet_id);
     if (durable_.enabled() && s.stored) durable_.batch().putInboundQos2(s.clientId(), p.packet_id);
@@ -136,6 +139,12 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
   using mqtt::PacketType;
   using mqtt::Reason;
   Session& s = *c.session;
+  if (f.type == PacketType::Puback && f.flags == 0 && f.body_len == 2) {
+    // The usual PUBACK: a packet id, nothing else (any protocol level).
+    const uint16_t id = static_cast<uint16_t>(f.body[0] << 8 | f.body[1]);
+    if (id == 0) return protocolError(c, Reason::MalformedPacket, "malformed acknowledgement");
+    return handlePuback(s, id);
+  }
   mqtt::Ack a;
   Reason rc = mqtt::parse(f, c.version, a);
   if (rc != Reason::Success) return protocolError(c, rc, "malformed acknowledgement");
@@ -155,15 +164,7 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
       mqtt::encode(comp, c.version, c.out());
       return;
     }
-    case PacketType::Puback: {
-      InflightOut* inf = s.findInflight(a.packet_id);
-      if (!inf || inf->d.qos != 1) {
-        LOG_DEBUG("client %s: PUBACK for unknown packet id %u", s.clientId().c_str(), a.packet_id);
-        return;
-      }
-      sessions_.completeDelivery(s, a.packet_id);
-      return;
-    }
+    case PacketType::Puback: return handlePuback(s, a.packet_id);
     case PacketType::Pubrec: {
       InflightOut* inf = s.findInflight(a.packet_id);
       mqtt::Ack rel;
@@ -196,6 +197,15 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
     default:
       return;
   }
+}
+
+void Broker::handlePuback(Session& s, uint16_t packet_id) {
+  InflightOut* inf = s.findInflight(packet_id);
+  if (!inf || inf->d.qos != 1) {
+    LOG_DEBUG("client %s: PUBACK for unknown packet id %u", s.clientId().c_str(), packet_id);
+    return;
+  }
+  sessions_.completeDelivery(s, packet_id);
 }
 
 void Broker::acknowledgeDropped(Connection& c, Session& s, const mqtt::Publish& p) {

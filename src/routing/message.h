@@ -19,8 +19,9 @@ struct Message {
   // Properties forwarded to subscribers (§3.3.2.3): payload format, content
   // type, response topic, correlation data, user properties. Topic Alias,
   // Subscription Identifiers and the expiry interval are per delivery.
-  mqtt::Properties props;
-  bool has_props = false;
+  // Null when there are none (every MQTT 3.1.1 message, most MQTT 5 ones):
+  // a Properties object is several hundred bytes.
+  std::shared_ptr<const mqtt::Properties> props;
   // Wall-clock deadline in milliseconds since the epoch, 0 = never expires
   // (§3.3.2.3.3 Message Expiry Interval).
   int64_t expires_at_ms = 0;

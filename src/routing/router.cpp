@@ -11,21 +11,24 @@
 
 namespace petrel {
 
-namespace {
-
-struct Target {
-  Session* session;
-  uint8_t qos;
-  bool retain_as_published;
-  std::vector<uint32_t> ids;
-};
-
-}  // namespace
-
 RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
   const uint64_t gen = ++match_gen_;
-  std::vector<Target> targets;
-  std::vector<SharedGroup*> groups;
+  std::vector<Target> targets = std::move(targets_);
+  std::vector<SharedGroup*> groups = std::move(groups_matched_);
+  targets.clear();
+  groups.clear();
+  // The lists (and their capacity) go back for the next call; a list grown
+  // by a huge fan-out is let go rather than kept for good.
+  struct GiveBack {
+    Router& r;
+    std::vector<Target>& t;
+    std::vector<SharedGroup*>& g;
+    ~GiveBack() {
+      constexpr size_t kKeep = 4096;
+      if (t.capacity() <= kKeep && t.capacity() > r.targets_.capacity()) r.targets_ = std::move(t);
+      if (g.capacity() <= kKeep && g.capacity() > r.groups_matched_.capacity()) r.groups_matched_ = std::move(g);
+    }
+  } give_back{*this, targets, groups};
   tree_.match(
       m->topic,
       [&](const Subscriber& sub) {
@@ -65,8 +68,16 @@ RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
   uint32_t stored = 0;
   // A QoS 1 message kept only for durable receivers that get it at once can
   // be acknowledged to its publisher when they have all acknowledged it.
+  // Made only when a durable session is among the receivers.
   AckGatePtr gate;
-  if (durable_.enabled() && m->qos == 1 && extra_refs == 0) gate = std::make_shared<AckGate>();
+  if (durable_.enabled() && m->qos == 1 && extra_refs == 0) {
+    for (const Target& t : targets) {
+      if (sessions_.durable(*t.session)) {
+        gate = std::make_shared<AckGate>();
+        break;
+      }
+    }
+  }
   bool must_commit = false;  // a stored copy waits in a queue: the commit decides
   for (SharedGroup* g : groups) {
     if (groups_.enqueue(*g, m)) {

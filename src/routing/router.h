@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "src/acks/ack_gate.h"
 #include "src/config/config.h"
@@ -63,6 +64,14 @@ class Router {
   RetainedStore& retained() { return retained_; }
 
  private:
+  // One receiving session of a message, its subscriptions merged.
+  struct Target {
+    Session* session;
+    uint8_t qos;
+    bool retain_as_published;
+    std::vector<uint32_t> ids;
+  };
+
   void remove(Session& s, std::string_view key, bool all);
 
   const Clock& clock_;
@@ -72,6 +81,10 @@ class Router {
   TopicTree tree_;
   RetainedStore retained_;
   uint64_t match_gen_ = 0;
+  // route()'s lists, kept between calls so that a publish allocates none
+  // (a route() within a route() finds them taken and uses its own).
+  std::vector<Target> targets_;
+  std::vector<SharedGroup*> groups_matched_;
 };
 
 }  // namespace petrel

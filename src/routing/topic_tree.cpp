@@ -26,6 +26,22 @@ void forEachLevel(std::string_view filter, F&& f) {
 
 }  // namespace
 
+TopicTree::Node* TopicTree::Node::addChild(std::string_view level) {
+  if (!children) children = std::make_unique<Children>();
+  auto it = children->find(level);
+  if (it != children->end()) return it->second.get();
+  Node* c = children->emplace(std::string(level), std::make_unique<Node>()).first->second.get();
+  if (level == "+") plus = c;
+  else if (level == "#") hash = c;
+  return c;
+}
+
+void TopicTree::Node::eraseChild(Children::iterator it) {
+  if (it->second.get() == plus) plus = nullptr;
+  if (it->second.get() == hash) hash = nullptr;
+  children->erase(it);
+}
+
 SharedGroup* TopicTree::findGroup(std::string_view filter, std::string_view group, bool create) {
   Node* n = root_.get();
   bool missing = false;
@@ -37,8 +53,7 @@ SharedGroup* TopicTree::findGroup(std::string_view filter, std::string_view grou
         missing = true;
         return;
       }
-      if (!n->children) n->children = std::make_unique<Node::Children>();
-      c = n->children->emplace(std::string(level), std::make_unique<Node>()).first->second.get();
+      c = n->addChild(level);
     }
     n = c;
   });
@@ -62,13 +77,7 @@ bool TopicTree::subscribe(std::string_view filter, std::string_view group, Sessi
     list = &findGroup(filter, group, true)->members;
   } else {
     Node* n = root_.get();
-    forEachLevel(filter, [&](std::string_view level) {
-      if (!n->children) n->children = std::make_unique<Node::Children>();
-      auto it = n->children->find(level);
-      if (it == n->children->end())
-        it = n->children->emplace(std::string(level), std::make_unique<Node>()).first;
-      n = it->second.get();
-    });
+    forEachLevel(filter, [&](std::string_view level) { n = n->addChild(level); });
     list = &n->subs;
   }
   for (Subscriber& sub : *list) {
@@ -116,7 +125,7 @@ bool TopicTree::removeFrom(Node& n, std::string_view rest, std::string_view grou
   } else {
     removed = removeFrom(child, rest.substr(end + 1), group, s);
   }
-  if (child.empty()) n.children->erase(it);  // prune empty branches
+  if (child.empty()) n.eraseChild(it);  // prune empty branches
   return removed;
 }
 
@@ -143,7 +152,7 @@ void TopicTree::dropGroup(std::string_view filter, std::string_view group) {
     Node* parent = it->first;
     Node* child = parent->child(it->second);
     if (!child || !child->empty()) break;
-    parent->children->erase(parent->children->find(it->second));
+    parent->eraseChild(parent->children->find(it->second));
   }
 }
 

@@ -75,6 +75,10 @@ class TopicTree {
     std::unique_ptr<Children> children;
     std::vector<Subscriber> subs;
     std::unique_ptr<Groups> groups;
+    // The `+` and `#` children (also in `children`), which every publish
+    // looks for at every level it walks: found without a map lookup.
+    Node* plus = nullptr;
+    Node* hash = nullptr;
     bool empty() const {
       return (!children || children->empty()) && subs.empty() && (!groups || groups->empty());
     }
@@ -83,6 +87,8 @@ class TopicTree {
       auto it = children->find(level);
       return it == children->end() ? nullptr : it->second.get();
     }
+    Node* addChild(std::string_view level);
+    void eraseChild(Children::iterator it);
   };
 
   template <typename F, typename G>
@@ -114,7 +120,7 @@ void TopicTree::matchNode(Node& n, std::string_view topic, size_t pos, bool root
   if (!dollar) {
     // `#` matches this level and everything below, including the parent
     // level itself ("sport/#" matches "sport").
-    if (Node* h = n.child("#")) report(*h, onMatch, onGroup);
+    if (Node* h = n.hash) report(*h, onMatch, onGroup);
   }
   const size_t end = topic.find('/', pos);
   const std::string_view level =
@@ -122,14 +128,14 @@ void TopicTree::matchNode(Node& n, std::string_view topic, size_t pos, bool root
   auto visit = [&](Node& child) {
     if (end == std::string_view::npos) {
       report(child, onMatch, onGroup);
-      if (Node* h = child.child("#")) report(*h, onMatch, onGroup);
+      if (Node* h = child.hash) report(*h, onMatch, onGroup);
     } else {
       matchNode(child, topic, end + 1, false, onMatch, onGroup);
     }
   };
   if (Node* exact = n.child(level)) visit(*exact);
   if (!dollar) {
-    if (Node* plus = n.child("+")) visit(*plus);
+    if (Node* plus = n.plus) visit(*plus);
   }
 }
 

@@ -185,13 +185,14 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
     }
     if (m.expires_at_ms || !d.subscription_ids.empty() || alias) {
       // Per-receiver properties on top of the message's own.
-      tmp.emplace(m.props);
+      if (m.props) tmp.emplace(*m.props);
+      else tmp.emplace();
       if (m.expires_at_ms) tmp->message_expiry_interval = expiry_left;
       tmp->subscription_identifiers = d.subscription_ids;
       if (alias) tmp->topic_alias = alias;
       props = &*tmp;
-    } else if (m.has_props) {
-      props = &m.props;
+    } else if (m.props) {
+      props = m.props.get();
     }
     if (alias_known) topic = {};
   }

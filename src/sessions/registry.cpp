@@ -95,8 +95,7 @@ void Sessions::publishWill(Session& s) {
     msg->expires_at_ms = clock_.wallMs() + int64_t(*life) * 1000;
   w.props.message_expiry_interval.reset();
   w.props.will_delay_interval.reset();
-  msg->props = std::move(w.props);
-  msg->has_props = !msg->props.empty();
+  if (!w.props.empty()) msg->props = std::make_shared<const mqtt::Properties>(std::move(w.props));
   msg->origin = s.clientId();
   LOG_INFO("client %s: publishing will on '%s'", s.clientId().c_str(), msg->topic.c_str());
   msg->id = durable_.newMessageId();

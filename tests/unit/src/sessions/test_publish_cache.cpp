@@ -13,14 +13,15 @@ TEST(PublishCache, SharedEncodingEqualsAPerReceiverEncoding) {
     Message m;
     m.topic = "sensors/room-1/temperature";
     m.payload.assign(payload, 'x');
-    m.props.content_type = "text/plain";
-    m.has_props = true;
+    auto props = std::make_shared<mqtt::Properties>();
+    props->content_type = "text/plain";
+    m.props = props;
     PublishCache cache;
     cache.begin(m);
     for (auto v : {mqtt::Version::V31, mqtt::Version::V311, mqtt::Version::V5}) {
       for (uint8_t qos = 0; qos <= 2; ++qos) {
         for (bool retain : {false, true}) {
-          const mqtt::Properties* props = v == mqtt::Version::V5 ? &m.props : nullptr;
+          const mqtt::Properties* props = v == mqtt::Version::V5 ? m.props.get() : nullptr;
           for (uint16_t pid : {uint16_t(1), uint16_t(0x1234), uint16_t(65535)}) {
             const uint16_t id = qos ? pid : 0;
             std::string want, got = "prefix";
