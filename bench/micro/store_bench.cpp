@@ -1,0 +1,122 @@
+// The store: committing a batch of N queued messages (one message record
+// and one queue entry each, as a QoS 1 publish to a durable subscriber
+// writes), and reading a queue back in windows as a reconnecting session
+// does. Real LMDB files in a scratch directory, in both sync modes.
+#include <benchmark/benchmark.h>
+#include <stdlib.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <string>
+
+#include "persistence/store.h"
+
+namespace petrel::persistence {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct ScratchStore {
+  std::string dir;
+  std::unique_ptr<Store> store;
+  std::mutex mu;
+  std::condition_variable cv;
+  uint64_t committed = 0;
+
+  explicit ScratchStore(SyncMode mode) {
+    std::string tmpl = (fs::temp_directory_path() / "petrel-micro-XXXXXX").string();
+    if (!mkdtemp(tmpl.data())) std::abort();
+    dir = tmpl;
+    StoreOptions o;
+    o.dir = dir;
+    o.map_size = 2ull << 30;
+    o.sync = mode;
+    std::string err;
+    store = Store::open(o, err);
+    if (!store) std::abort();
+    store->setCommitCallback([this](uint64_t ticket, bool ok) {
+      if (!ok) std::abort();
+      std::lock_guard<std::mutex> l(mu);
+      committed = ticket;
+      cv.notify_all();
+    });
+  }
+  ~ScratchStore() {
+    store.reset();
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  // Submits the current batch and waits for its commit.
+  void commit() {
+    const uint64_t t = store->ticket();
+    store->submit();
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return committed >= t; });
+  }
+};
+
+MessageRecord record() {
+  MessageRecord m;
+  m.topic = "signup/events";
+  m.payload = std::string(64, 'p');
+  m.origin = "web-frontend-3";
+  m.qos = 1;
+  return m;
+}
+
+void fill(Batch& b, uint64_t& next_id, size_t n) {
+  const MessageRecord m = record();
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t id = ++next_id;
+    b.putMessage(id, m, 1);
+    QueueRecord q;
+    q.seq = id;
+    q.msg_id = id;
+    q.bytes = 64;
+    b.putQueue("mail-service", q);
+  }
+}
+
+// Commit of N queued messages in one batch (group commit), per sync mode.
+void BM_CommitQueued(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  ScratchStore s(state.range(1) ? SyncMode::Fsync : SyncMode::Periodic);
+  uint64_t next_id = 0;
+  for (auto _ : state) {
+    fill(s.store->batch(), next_id, n);
+    s.commit();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * n));
+  state.SetLabel(state.range(1) ? "fsync" : "periodic");
+}
+BENCHMARK(BM_CommitQueued)
+    ->ArgsProduct({{1, 100, 1000, 10000}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+// A queue of 100,000 read back in windows of N, as a durable session drains.
+void BM_ReadQueueWindow(benchmark::State& state) {
+  const size_t window = static_cast<size_t>(state.range(0));
+  static ScratchStore* s = [] {
+    auto* st = new ScratchStore(SyncMode::Periodic);
+    uint64_t next_id = 0;
+    for (int i = 0; i < 10; ++i) {
+      fill(st->store->batch(), next_id, 10000);
+      st->commit();
+    }
+    return st;
+  }();
+  uint64_t from = 1;
+  size_t read = 0;
+  for (auto _ : state) {
+    const size_t got = s->store->readQueue("mail-service", from, window, [&](const QueueRecord& q) { from = q.seq + 1; });
+    read += got;
+    if (got < window) from = 1;
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(read));
+}
+BENCHMARK(BM_ReadQueueWindow)->Arg(64)->Arg(1000)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace petrel::persistence
