@@ -972,6 +972,19 @@ bool LmdbStore::readMessage(uint64_t id, MessageRecord& out) const {
   return decodeMessage(view(v), out);
 }
 
+void LmdbStore::readMessages(const std::vector<uint64_t>& ids,
+                             const std::function<void(uint64_t, MessageRecord&&)>& f) const {
+  if (ids.empty()) return;
+  Txn txn(impl_->env);
+  if (txn.rc()) return;
+  for (uint64_t id : ids) {
+    const std::string k = u64Key(id);
+    MDB_val key = val(k), v;
+    MessageRecord m;
+    if (mdb_get(txn.get(), impl_->messages, &key, &v) == 0 && decodeMessage(view(v), m)) f(id, std::move(m));
+  }
+}
+
 bool LmdbStore::verifyQueuesAndMessages(std::string& error) const {
   Txn txn(impl_->env);
   if (txn.rc()) return error = errText(txn.rc()), false;

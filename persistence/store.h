@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "persistence/records.h"
 
@@ -134,6 +135,10 @@ class Store {
   // Entries of one session's queue, as stored.
   virtual QueueInfo queueInfo(std::string_view client_id) const = 0;
   virtual bool readMessage(uint64_t id, MessageRecord& out) const = 0;
+  // The messages of `ids` in one read transaction (a queue's window read
+  // back); `f` is called for each one found, in the order of `ids`.
+  virtual void readMessages(const std::vector<uint64_t>& ids,
+                            const std::function<void(uint64_t id, MessageRecord&& m)>& f) const = 0;
   // Every distinct queue owner (client id or group key) starting with
   // `prefix`.
   virtual void forEachQueueOwner(std::string_view prefix,

@@ -62,6 +62,22 @@ MessagePtr Durable::loadMessage(uint64_t id) {
   return p;
 }
 
+std::vector<MessagePtr> Durable::prefetch(const std::vector<uint64_t>& ids) {
+  std::vector<uint64_t> missing;
+  for (uint64_t id : ids) {
+    auto it = msg_cache_.find(id);
+    if (it == msg_cache_.end() || it->second.expired()) missing.push_back(id);
+  }
+  std::vector<MessagePtr> held;
+  held.reserve(missing.size());
+  store_->readMessages(missing, [&](uint64_t id, persistence::MessageRecord&& r) {
+    MessagePtr p = messageFromRecord(std::move(r), id);
+    msg_cache_[id] = p;
+    held.push_back(std::move(p));
+  });
+  return held;
+}
+
 void Durable::trimCache(size_t keep) {
   if (msg_cache_.size() <= keep) return;
   for (auto it = msg_cache_.begin(); it != msg_cache_.end();)

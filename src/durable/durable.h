@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "persistence/store.h"
 #include "src/routing/message.h"
@@ -58,6 +59,10 @@ class Durable {
   // The message `id`, shared with every holder that loaded it already;
   // null when the store has no such record.
   MessagePtr loadMessage(uint64_t id);
+  // Reads the messages of `ids` not in memory in one store transaction, so
+  // that the loadMessage() calls that follow find them (a window of a queue
+  // read back). Returns them, to be held until those calls are made.
+  std::vector<MessagePtr> prefetch(const std::vector<uint64_t>& ids);
   // Drops cache entries no holder uses any more (when the cache grew).
   void trimCache(size_t keep);
   // True above 90% of persistence.max_size_mb (logged once per episode):

@@ -42,6 +42,11 @@ void Sessions::refill(Session& s, bool resend) {
   std::vector<persistence::QueueRecord> recs;
   durable_.store().readQueue(s.clientId(), s.next_read_seq, want,
                     [&](const persistence::QueueRecord& q) { recs.push_back(q); });
+  // The window's messages in one read transaction, not one each.
+  std::vector<uint64_t> ids;
+  ids.reserve(recs.size());
+  for (const auto& q : recs) ids.push_back(q.msg_id);
+  const std::vector<MessagePtr> held = durable_.prefetch(ids);
   for (auto& q : recs) {
     s.next_read_seq = q.seq + 1;
     --s.disk_count;

@@ -553,6 +553,20 @@ TEST(PersistenceStore, BatchCommitsAndReadsBack) {
   EXPECT_TRUE(queueOf(*s, "c1")[0].released);
 }
 
+TEST(PersistenceStore, ReadMessagesReadsAWindowInOneCallAndSkipsMissingIds) {
+  TempDir t;
+  auto s = openOk(optionsFor(t.path()));
+  ASSERT_NE(s, nullptr);
+  for (uint64_t id = 1; id <= 5; ++id) s->batch().putMessage(id, message("q/" + std::to_string(id), "m"), 1);
+  s->drain();
+  std::vector<std::pair<uint64_t, std::string>> got;
+  s->readMessages({4, 2, 99, 5}, [&](uint64_t id, MessageRecord&& m) { got.emplace_back(id, m.topic); });
+  EXPECT_EQ(got, (std::vector<std::pair<uint64_t, std::string>>{{4, "q/4"}, {2, "q/2"}, {5, "q/5"}}));
+  got.clear();
+  s->readMessages({}, [&](uint64_t id, MessageRecord&& m) { got.emplace_back(id, m.topic); });
+  EXPECT_TRUE(got.empty());
+}
+
 TEST(PersistenceStore, MessageLivesWhileReferenced) {
   TempDir t;
   auto s = openOk(optionsFor(t.path()));
