@@ -27,7 +27,10 @@ void forEachLevel(std::string_view filter, F&& f) {
 }  // namespace
 
 TopicTree::Node* TopicTree::Node::addChild(std::string_view level) {
-  if (!children) children = std::make_unique<Children>();
+  if (!children) {
+    children = std::make_unique<Children>();
+    children->reserve(1);  // 2 buckets, not the 13 a first insert picks: most nodes have one child
+  }
   auto it = children->find(level);
   if (it != children->end()) return it->second.get();
   Node* c = children->emplace(std::string(level), std::make_unique<Node>()).first->second.get();

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace petrel {
@@ -66,11 +67,18 @@ class TopicTree {
   size_t subscriptionCount() const { return count_; }
 
  private:
+  // Levels are looked up by string_view (no std::string per lookup).
+  struct LevelHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
   // Children and share groups are allocated on first use: most nodes are
-  // leaves with one subscriber (a device's own topic), and an empty
-  // std::map costs 48 bytes.
+  // leaves with one subscriber (a device's own topic), and an empty table
+  // costs 48 to 56 bytes.
   struct Node {
-    using Children = std::map<std::string, std::unique_ptr<Node>, std::less<>>;
+    // A hash table: a level under which a fleet's devices each have their
+    // own topic has as many children as there are devices.
+    using Children = std::unordered_map<std::string, std::unique_ptr<Node>, LevelHash, std::equal_to<>>;
     using Groups = std::map<std::string, std::unique_ptr<SharedGroup>, std::less<>>;
     std::unique_ptr<Children> children;
     std::vector<Subscriber> subs;
@@ -84,9 +92,16 @@ class TopicTree {
     }
     Node* child(std::string_view level) const {
       if (!children) return nullptr;
+      if (children->size() <= kScanChildren) {
+        // A few children: comparing is cheaper than hashing.
+        for (const auto& [name, c] : *children)
+          if (name == level) return c.get();
+        return nullptr;
+      }
       auto it = children->find(level);
       return it == children->end() ? nullptr : it->second.get();
     }
+    static constexpr size_t kScanChildren = 4;
     Node* addChild(std::string_view level);
     void eraseChild(Children::iterator it);
   };
