@@ -1,8 +1,10 @@
 // tests/unit/src/config/config_text.h — configuration text loaded the way
 // petrel loads a file (loadConfig on a temporary file), for the tests of
-// each configuration section.
+// each configuration section: as a call (loadText) or as a fixture that
+// also checks that an error names the key and the line.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -27,5 +29,31 @@ inline bool loadConfigText(const std::string& yaml, Config& cfg, std::string& er
   std::remove(path);
   return ok;
 }
+
+struct LoadedConfig {
+  bool ok;
+  Config cfg;
+  std::string error;
+};
+
+inline LoadedConfig loadText(const std::string& yaml) {
+  LoadedConfig l;
+  l.ok = loadConfigText(yaml, l.cfg, l.error);
+  return l;
+}
+
+class ConfigTextTest : public ::testing::Test {
+ protected:
+  bool load(const std::string& text) { return loadConfigText(text, cfg_, error_); }
+  // The error names the key and the line.
+  void expectError(const std::string& text, const std::string& key, int line) {
+    EXPECT_FALSE(load(text)) << text;
+    EXPECT_NE(error_.find(key), std::string::npos) << error_;
+    EXPECT_NE(error_.find("(line " + std::to_string(line) + ")"), std::string::npos) << error_;
+  }
+
+  std::string error_;
+  Config cfg_;
+};
 
 }  // namespace petrel

@@ -14,20 +14,8 @@
 namespace petrel {
 namespace {
 
-struct Loaded {
-  bool ok;
-  Config cfg;
-  std::string error;
-};
-
-Loaded load(const std::string& yaml) {
-  Loaded l;
-  l.ok = loadConfigText(yaml, l.cfg, l.error);
-  return l;
-}
-
 TEST(BridgeConfig, DefaultsAndRules) {
-  Loaded l = load(
+  LoadedConfig l = loadText(
       "bridges:\n"
       "  - name: hq\n"
       "    address: broker.example.com:8883\n"
@@ -59,7 +47,7 @@ TEST(BridgeConfig, DefaultsAndRules) {
 }
 
 TEST(BridgeConfig, AddressForms) {
-  Loaded l = load(
+  LoadedConfig l = loadText(
       "bridges:\n"
       "  - name: a\n"
       "    addresses: [\"10.0.0.1:1884\", \"[::1]:1885\", \"[fe80::1]\", \"host\"]\n"
@@ -101,7 +89,7 @@ TEST(BridgeConfig, ErrorsNameTheKeyAndLine) {
        ":4: bridges[0].queue.max_mesages: unknown key"},
   };
   for (const Case& c : cases) {
-    Loaded l = load(c.yaml);
+    LoadedConfig l = loadText(c.yaml);
     EXPECT_FALSE(l.ok) << c.yaml;
     EXPECT_NE(l.error.find(c.error), std::string::npos) << "got: " << l.error << "\nwant: " << c.error;
   }

@@ -15,20 +15,8 @@
 namespace petrel {
 namespace {
 
-struct Loaded {
-  bool ok;
-  Config cfg;
-  std::string error;
-};
-
-Loaded load(const std::string& yaml) {
-  Loaded l;
-  l.ok = loadConfigText(yaml, l.cfg, l.error);
-  return l;
-}
-
 TEST(WebSocketConfig, DefaultsFollowTheMaximumPacketSize) {
-  Loaded l = load(
+  LoadedConfig l = loadText(
       "listeners:\n"
       "  - port: 1883\n"
       "  - port: 8080\n"
@@ -48,7 +36,7 @@ TEST(WebSocketConfig, DefaultsFollowTheMaximumPacketSize) {
 }
 
 TEST(WebSocketConfig, ValuesAndTls) {
-  Loaded l = load(
+  LoadedConfig l = loadText(
       "listeners:\n"
       "  - port: 8443\n"
       "    tls: {cert_file: c.pem, key_file: k.pem}\n"
@@ -81,7 +69,7 @@ TEST(WebSocketConfig, ErrorsNameTheKeyAndLine) {
       {"listeners:\n  - port: 8080\n    websocket: true\n", "listeners[0].websocket: expected a mapping of keys"},
   };
   for (const Case& c : cases) {
-    Loaded l = load(c.yaml);
+    LoadedConfig l = loadText(c.yaml);
     EXPECT_FALSE(l.ok) << c.yaml;
     EXPECT_NE(l.error.find(c.error), std::string::npos) << "got: " << l.error << "\nwant: " << c.error;
   }

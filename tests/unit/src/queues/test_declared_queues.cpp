@@ -17,18 +17,7 @@
 namespace petrel {
 namespace {
 
-class QueueConfigFile : public ::testing::Test {
- protected:
-  bool load(const std::string& text) { return loadConfigText(text, cfg_, error_); }
-  void expectError(const std::string& text, const std::string& key, int line) {
-    EXPECT_FALSE(load(text)) << text;
-    EXPECT_NE(error_.find(key), std::string::npos) << error_;
-    EXPECT_NE(error_.find("(line " + std::to_string(line) + ")"), std::string::npos) << error_;
-  }
-
-  std::string error_;
-  Config cfg_;
-};
+class QueueConfigFile : public ConfigTextTest {};
 
 TEST_F(QueueConfigFile, NoneByDefault) {
   ASSERT_TRUE(load("log_level: info\n")) << error_;
