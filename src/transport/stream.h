@@ -132,4 +132,28 @@ class Stream {
   StreamHandler* handler_ = nullptr;
 };
 
+// A layer on another stream (TLS, WebSocket): the handler of the stream
+// below, taking over its handler slot (`lower` must outlive the layer).
+// What a layer does not transform passes straight through: closing, the
+// peer's name, the TLS session, and the events of the stream below other
+// than data.
+class LayerStream : public Stream, protected StreamHandler {
+ public:
+  bool writing() const override { return lower_.writing(); }
+  void close() override { lower_.close(); }
+  std::string peer() const override { return lower_.peer(); }
+  tls::TlsSession* tlsSession() override { return lower_.tlsSession(); }
+
+ protected:
+  explicit LayerStream(Stream& lower) : lower_(lower) { lower_.setHandler(this); }
+
+  void onStreamActivity() override { handler_->onStreamActivity(); }
+  void onStreamOutput() override { handler_->onStreamOutput(); }
+  void onStreamWritable(bool ok) override { handler_->onStreamWritable(ok); }
+  void onStreamEnd(StreamEnd why) override { handler_->onStreamEnd(why); }
+  void onStreamClosed() override { handler_->onStreamClosed(); }
+
+  Stream& lower_;
+};
+
 }  // namespace petrel

@@ -8,9 +8,7 @@
 
 namespace petrel {
 
-TlsStream::TlsStream(Stream& lower, const tls::TlsContext& ctx) : lower_(lower), session_(ctx) {
-  lower_.setHandler(this);
-}
+TlsStream::TlsStream(Stream& lower, const tls::TlsContext& ctx) : LayerStream(lower), session_(ctx) {}
 
 uint8_t* TlsStream::readBuffer(size_t& len, bool) {
   // Ciphertext never lands in the handler's decode space.

@@ -22,7 +22,7 @@
 
 namespace petrel {
 
-class TlsStream final : public Stream, private StreamHandler {
+class TlsStream final : public LayerStream {
  public:
   // Takes over `lower`'s handler slot; `lower` must outlive this layer.
   TlsStream(Stream& lower, const tls::TlsContext& ctx);
@@ -32,12 +32,9 @@ class TlsStream final : public Stream, private StreamHandler {
   bool setServerName(const std::string& name) { return session_.setServerName(name); }
 
   Write write(std::string& data) override;
-  bool writing() const override { return lower_.writing(); }
   size_t pendingBytes() const override { return cipher_.size() + lower_.pendingBytes(); }
   void windDown() override;
   bool shutdown() override;
-  void close() override { lower_.close(); }
-  std::string peer() const override { return lower_.peer(); }
   bool handshakeDone() const override { return session_.handshakeDone(); }
   tls::TlsSession* tlsSession() override { return &session_; }
 
@@ -45,17 +42,11 @@ class TlsStream final : public Stream, private StreamHandler {
   // From the stream below.
   uint8_t* readBuffer(size_t& len, bool transformed) override;
   bool onStreamData(const uint8_t* data, size_t len) override;
-  void onStreamActivity() override { handler_->onStreamActivity(); }
-  void onStreamOutput() override { handler_->onStreamOutput(); }
-  void onStreamWritable(bool ok) override { handler_->onStreamWritable(ok); }
-  void onStreamEnd(StreamEnd why) override { handler_->onStreamEnd(why); }
-  void onStreamClosed() override { handler_->onStreamClosed(); }
   void onStreamConnected(int status) override;
   void logHandshake() const;
   // Hands the ciphertext buffer down and lets go of its storage once empty.
   Write sendCipher();
 
-  Stream& lower_;
   tls::TlsSession session_;
   std::string cipher_;  // ciphertext not yet taken by the stream below
   bool winding_down_ = false;

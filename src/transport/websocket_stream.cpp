@@ -30,12 +30,10 @@ bool isControl(uint8_t opcode) { return opcode & 0x8; }
 }  // namespace
 
 WebSocketStream::WebSocketStream(Stream& lower, const WebSocketConfig& cfg, std::unique_ptr<Stream> owned)
-    : owned_(std::move(owned)),
-      lower_(lower),
+    : LayerStream(lower),
+      owned_(std::move(owned)),
       cfg_(cfg),
-      max_frame_(cfg.max_frame_size ? cfg.max_frame_size : (1u << 20) + WebSocketConfig::kFrameSlack) {
-  lower_.setHandler(this);
-}
+      max_frame_(cfg.max_frame_size ? cfg.max_frame_size : (1u << 20) + WebSocketConfig::kFrameSlack) {}
 
 uint8_t* WebSocketStream::readBuffer(size_t& len, bool) {
   // Frames never land in the handler's decode space: their payload is

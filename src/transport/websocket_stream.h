@@ -33,32 +33,23 @@
 
 namespace petrel {
 
-class WebSocketStream final : public Stream, private StreamHandler {
+class WebSocketStream final : public LayerStream {
  public:
   // Takes over `lower`'s handler slot; `cfg` must outlive this layer, and
   // `lower` too unless it is `owned` (a layer that goes with this one).
   WebSocketStream(Stream& lower, const WebSocketConfig& cfg, std::unique_ptr<Stream> owned = nullptr);
 
   Write write(std::string& data) override;
-  bool writing() const override { return lower_.writing(); }
   size_t pendingBytes() const override { return own_.size() + lower_.pendingBytes(); }
   void windDown() override;
   bool shutdown() override;
-  void close() override { lower_.close(); }
-  std::string peer() const override { return lower_.peer(); }
   // True once the upgrade has been answered with 101.
   bool handshakeDone() const override { return upgraded_; }
-  tls::TlsSession* tlsSession() override { return lower_.tlsSession(); }
 
  private:
   // From the stream below.
   uint8_t* readBuffer(size_t& len, bool transformed) override;
   bool onStreamData(const uint8_t* data, size_t len) override;
-  void onStreamActivity() override { handler_->onStreamActivity(); }
-  void onStreamOutput() override { handler_->onStreamOutput(); }
-  void onStreamWritable(bool ok) override { handler_->onStreamWritable(ok); }
-  void onStreamEnd(StreamEnd why) override { handler_->onStreamEnd(why); }
-  void onStreamClosed() override { handler_->onStreamClosed(); }
 
   // The request head, possibly in parts; false once input has ended.
   bool readHandshake(const uint8_t* data, size_t len, uint8_t* writable);
@@ -75,7 +66,6 @@ class WebSocketStream final : public Stream, private StreamHandler {
   void frameOutput(std::string& prefix, std::string& data) const;
 
   std::unique_ptr<Stream> owned_;  // the layer below, when this one owns it
-  Stream& lower_;
   const WebSocketConfig& cfg_;
   uint64_t max_frame_;
   // The read buffer handed to the stream below: bytes that arrive in it
