@@ -14,6 +14,7 @@ constexpr uint64_t kFirstSysMs = 250;
 Broker::Broker(uv_loop_t* loop, Config cfg)
     : BrokerParts(loop, std::move(cfg)),
       loop_(loop),
+      io_(loop, cfg_.workers),
       sys_({cfg_, stats_, clock_, durable_, router_, sessions_, budget_, connections_, delayed_, monitor_}),
       bridges_({cfg_, sessions_, router_, durable_, timers_, loop, [this] { return newConnection(); },
                 [this](Connection& c) { armConnectionTimer(c); }}),
@@ -40,6 +41,8 @@ bool Broker::start(std::string& err) {
   // finds /metrics and /readyz already answering.
   monitor_.start(cfg_.http.enabled);
   if (cfg_.http.enabled && !http_.start(err)) return false;
+  if (!io_.start(err)) return false;
+  LOG_INFO("%u event loop%s carry client connections", io_.loops(), io_.loops() == 1 ? "" : "s");
   for (const auto& l : cfg_.listeners) {
     sockaddr_storage addr{};
     if (uv_ip4_addr(l.address.c_str(), l.port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
@@ -90,8 +93,16 @@ void Broker::shutdown() {
   http_.stop();
   monitor_.stop();
   auto conns = connections_;
-  for (Connection* c : conns) c->disconnect(mqtt::Reason::ServerShuttingDown);
+  for (Connection* c : conns) {
+    // Those waiting for their client to close (after its DISCONNECT, or
+    // after our last packet) close now: the timers that end the wait stop.
+    if (c->lingering() || c->halfClosed())
+      c->closeNow();
+    else
+      c->disconnect(mqtt::Reason::ServerShuttingDown);
+  }
   flushAll();
+  io_.stop();  // the worker loops end after their last connection
   timers_.close();
   uv_check_stop(&check_);
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
@@ -129,7 +140,16 @@ void Broker::onConnection(uv_stream_t* server, int status) {
   }
   Connection* c = b->newConnection();
   ++b->stats_.connections_total;
-  b->attachListener(*c, server);
+  const ListenerSecurity* ls = b->listenerOf(server);
+  c->listener = ls;
+  const tls::TlsContext* tls = ls ? ls->tls.get() : nullptr;
+  const WebSocketConfig* ws = ls ? ls->websocket : nullptr;
+  if (IoWorker* w = b->io_.pick()) {
+    // Its stream stack lives on that loop; on failure c is gone already.
+    if (c->startOn(*w, server, tls, ws)) b->armConnectionTimer(*c);
+    return;
+  }
+  c->enableLayers(tls, ws);
   if (c->start(server)) b->armConnectionTimer(*c);
 }
 
@@ -207,6 +227,7 @@ void Broker::flushAll() {
       budget_.account(*c);
     }
   }
+  io_.flush();
 }
 
 void Broker::onCheck(uv_check_t* h) { static_cast<Broker*>(h->data)->flushAll(); }
@@ -319,16 +340,10 @@ void Broker::dispatch(Connection& c, const mqtt::Frame& f, FrameContext* fc) {
   }
 }
 
-void Broker::attachListener(Connection& c, uv_stream_t* server) {
-  for (size_t i = 0; i < listeners_.size(); ++i) {
-    if (reinterpret_cast<uv_stream_t*>(listeners_[i].get()) != server) continue;
-    const ListenerSecurity* ls = security_.listener(i);
-    if (!ls) return;
-    c.listener = ls;
-    if (ls->tls) c.enableTls(*ls->tls);
-    if (ls->websocket) c.enableWebSocket(*ls->websocket);
-    return;
-  }
+const ListenerSecurity* Broker::listenerOf(uv_stream_t* server) const {
+  for (size_t i = 0; i < listeners_.size(); ++i)
+    if (reinterpret_cast<uv_stream_t*>(listeners_[i].get()) == server) return security_.listener(i);
+  return nullptr;
 }
 
 }  // namespace petrel

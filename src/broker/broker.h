@@ -40,6 +40,7 @@
 #include "src/metrics/monitor.h"
 #include "src/metrics/sys_topics.h"
 #include "src/transport/connection.h"
+#include "src/transport/io_workers.h"
 
 namespace petrel {
 
@@ -138,7 +139,8 @@ class Broker : private BrokerParts {
   // until the commit (or its gate).
   void dispatchHolding(Connection& c, const mqtt::Frame& f);
   void protocolError(Connection& c, mqtt::Reason r, const char* what);
-  void attachListener(Connection& c, uv_stream_t* server);
+  // The security settings of the listener `server` (null: none).
+  const ListenerSecurity* listenerOf(uv_stream_t* server) const;
   // A connection in the list, not started (a bridge connects it).
   Connection* newConnection();
   void onCommit(bool failed);
@@ -158,6 +160,7 @@ class Broker : private BrokerParts {
   bool ready(std::string& why) const;
 
   uv_loop_t* loop_;
+  IoWorkers io_;  // `workers:`: the loops connections are spread over
   SysTopics sys_;
   Bridges bridges_;
   Monitor monitor_;

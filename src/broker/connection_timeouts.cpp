@@ -36,8 +36,7 @@ void Broker::armConnectionTimer(Connection& c) {
     due = timers_.now() + kClosingRecheckMs;
   } else if (!c.connected) {
     due = c.last_rx_ms + kConnectTimeoutMs + 1;
-    const tls::TlsSession* t = c.tlsSession();
-    if (t && !t->handshakeDone() && c.listener)
+    if (c.tlsHandshaking() && c.listener)
       due = std::min(due, c.accepted_ms + c.listener->handshake_timeout_ms + 1);
     if (c.listener && c.listener->websocket && !c.handshakeDone())
       due = std::min(due, c.accepted_ms + c.listener->websocket->handshake_timeout_ms + 1);
@@ -79,8 +78,7 @@ void Broker::connectionTimeout(Connection& c) {
 
 bool Broker::handshakeTimedOut(Connection& c, uint64_t now) {
   if (!c.listener) return false;
-  tls::TlsSession* t = c.tlsSession();
-  if (t && !t->handshakeDone() && now - c.accepted_ms > c.listener->handshake_timeout_ms) {
+  if (c.tlsHandshaking() && now - c.accepted_ms > c.listener->handshake_timeout_ms) {
     LOG_NOTICE("closing %s: no TLS handshake within %u ms", c.peer().c_str(),
                c.listener->handshake_timeout_ms);
     c.closeAfterFlush();

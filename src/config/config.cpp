@@ -378,6 +378,18 @@ void parseRoot(const YAML::Node& root, Config& c) {
          throw ConfigError(lineOf(n), k + ": '" + n.Scalar() +
                                           "' is not one of debug, info, notice, warning, error");
      }},
+    {"workers", [&](const YAML::Node& n, const std::string& k) {
+       if (n.IsScalar() && n.Scalar() == "auto") {
+         c.workers = 0;
+         return;
+       }
+       try {
+         c.workers = readInt<uint32_t>(n, k, 1, kMaxWorkers);
+       } catch (const ConfigError&) {
+         throw ConfigError(lineOf(n), k + ": expected auto or a number of event loops from 1 to " +
+                                          std::to_string(kMaxWorkers) + ", got '" + (n.IsScalar() ? n.Scalar() : "") + "'");
+       }
+     }},
     {"listeners", [&](const YAML::Node& n, const std::string& k) {
        if (!n.IsSequence()) throw ConfigError(lineOf(n), k + ": expected a list of listeners");
        c.listeners.clear();

@@ -111,8 +111,14 @@ struct HttpConfig {
   bool basic_auth = false;            // users of auth.password_file
 };
 
+// The most event loops `workers:` may ask for.
+constexpr uint32_t kMaxWorkers = 256;
+
 struct Config {
   LogLevel log_level = LogLevel::Info;
+  // Event loops carrying client connections (src/transport/io_workers.h):
+  // 1 = everything on the main loop; 0 = one per core ("auto").
+  uint32_t workers = 0;
   std::vector<ListenerConfig> listeners{ListenerConfig{}};
 
   // limits:

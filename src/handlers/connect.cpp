@@ -171,7 +171,7 @@ void Broker::continueConnect(Connection& c, mqtt::Connect&& p, const PasswordFil
   std::optional<std::string> username;
   std::string auth_error;
   std::optional<std::string> peer_cn;
-  if (tls::TlsSession* t = c.tlsSession(); t && t->hasPeerCommonName()) peer_cn = t->peerCommonName();
+  if (const std::string* cn = c.peerCommonName()) peer_cn = *cn;
   if (Reason ar = security_.authenticate(c.listener, peer_cn, p, username, auth_error, checked);
       ar != Reason::Success)
     return refuse(Refusal::Auth, ar, auth_error.c_str());

@@ -7,11 +7,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include <unistd.h>
+
 #include "mqtt/encoder.h"
 #include "src/broker/broker.h"
 #include "src/sessions/session.h"
+#include "src/transport/io_workers.h"
 #include "src/transport/tls_stream.h"
-#include "src/transport/websocket_stream.h"
 #include "src/util/log.h"
 
 namespace petrel {
@@ -22,16 +24,23 @@ Connection::Connection(Broker& broker) : broker_(broker) {
 
 Connection::~Connection() = default;
 
-void Connection::enableTls(const tls::TlsContext& ctx) {
-  layer_ = std::make_unique<TlsStream>(tcp_, ctx);
-  layer_->setHandler(this);
+void Connection::enableLayers(const tls::TlsContext* tls, const WebSocketConfig* ws) {
+  layer_ = makeServerLayers(tcp_, tls, ws);
+  if (layer_) layer_->setHandler(this);
 }
 
-void Connection::enableWebSocket(const WebSocketConfig& cfg) {
-  // On wss the WebSocket layer owns the TLS layer under it.
-  Stream& below = layer_ ? *layer_ : static_cast<Stream&>(tcp_);
-  layer_ = std::make_unique<WebSocketStream>(below, cfg, std::move(layer_));
-  layer_->setHandler(this);
+RemoteStream& Connection::remote() { return static_cast<RemoteStream&>(*layer_); }
+
+bool Connection::tlsHandshaking() {
+  if (remote_) return !remote().tlsHandshakeDone();
+  const tls::TlsSession* t = layer_ ? layer_->tlsSession() : nullptr;
+  return t && !t->handshakeDone();
+}
+
+const std::string* Connection::peerCommonName() {
+  if (remote_) return remote().peerCommonName();
+  const tls::TlsSession* t = layer_ ? layer_->tlsSession() : nullptr;
+  return t && t->hasPeerCommonName() ? &t->peerCommonName() : nullptr;
 }
 
 void Connection::enableClientTls(const tls::TlsContext& ctx, const std::string& server_name) {
@@ -48,7 +57,7 @@ int Connection::connectTo(const sockaddr* addr) {
 
 void Connection::onStreamConnected(int status) {
   if (closing_) return;
-  last_rx_ms = uv_now(tcp_.loop());
+  last_rx_ms = uv_now(broker_.loop());
   broker_.onBridgeConnected(*this, status);
 }
 
@@ -69,6 +78,34 @@ bool Connection::start(uv_stream_t* server) {
     return false;
   }
   last_rx_ms = accepted_ms = uv_now(server->loop);
+  return true;
+}
+
+bool Connection::startOn(IoWorker& w, uv_stream_t* server, const tls::TlsContext* tls, const WebSocketConfig* ws) {
+  last_rx_ms = accepted_ms = uv_now(server->loop);
+  // libuv accepts onto a handle of this loop: the socket is duplicated for
+  // the worker, and this loop's handle closed.
+  auto* h = new uv_tcp_t;
+  int fd = -1;
+  int r = uv_tcp_init(server->loop, h);
+  if (r == 0) {
+    r = uv_accept(server, reinterpret_cast<uv_stream_t*>(h));
+    uv_os_fd_t os_fd;
+    if (r == 0) r = uv_fileno(reinterpret_cast<uv_handle_t*>(h), &os_fd);
+    if (r == 0 && (fd = dup(os_fd)) < 0) r = uv_translate_sys_error(errno);
+    uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* x) { delete reinterpret_cast<uv_tcp_t*>(x); });
+  } else {
+    delete h;
+  }
+  if (r != 0) {
+    LOG_WARN("accept failed: %s", uv_strerror(r));
+    beginClose();
+    onStreamClosed();  // there was never a socket: frees this now
+    return false;
+  }
+  layer_ = std::make_unique<RemoteStream>(w, fd, tls, ws);
+  layer_->setHandler(this);
+  remote_ = true;
   return true;
 }
 
@@ -95,20 +132,22 @@ void Connection::stash(const uint8_t* data, size_t len) {
 
 void Connection::pauseInput() {
   input_paused_ = true;
-  tcp_.pauseReading();
+  if (remote_) remote().setReading(false);
+  else tcp_.pauseReading();
 }
 
 void Connection::resumeInput() {
   if (!input_paused_) return;
   input_paused_ = false;
   if (closing_) return;
-  tcp_.resumeReading();
+  if (remote_) remote().setReading(true);
+  else tcp_.resumeReading();
   if (buffered() > 0) processBuffered();
 }
 
 bool Connection::onStreamData(const uint8_t* data, size_t len) {
   if (closing_) return false;
-  last_rx_ms = uv_now(tcp_.loop());
+  last_rx_ms = uv_now(broker_.loop());
   broker_.countBytes(len, 0);
   if (input_paused_) {
     // Already read (or decrypted) when the input was paused: kept.
@@ -142,14 +181,18 @@ bool Connection::onStreamData(const uint8_t* data, size_t len) {
   return !closing_;
 }
 
-void Connection::onStreamActivity() { last_rx_ms = uv_now(tcp_.loop()); }
+void Connection::onStreamActivity() { last_rx_ms = uv_now(broker_.loop()); }
 
 void Connection::onStreamEnd(StreamEnd why) {
   // A layer's protocol error leaves its alert to be flushed first.
-  if (why == StreamEnd::Failed)
+  if (why == StreamEnd::Failed) {
     closeAfterFlush();
-  else
+  } else {
+    // Nothing can be read any more: once a write in flight is done, close
+    // rather than half-close and wait for a close that has happened.
+    peer_closed_ = true;
     beginClose();
+  }
 }
 
 void Connection::processShared(const uint8_t* data, size_t len) {
@@ -306,9 +349,9 @@ void Connection::endOutput() {
   // pipe instead of our reason code. So: half-close (FIN after the data),
   // read and discard until the client closes, and close after
   // kHalfCloseLingerMs at the latest (the broker's connection timer).
-  if (broker_.shuttingDown()) return beginClose();  // no timers run any more
+  if (broker_.shuttingDown() || peer_closed_) return beginClose();  // no timers run any more; no peer
   half_closed_ = true;
-  last_rx_ms = uv_now(tcp_.loop());
+  last_rx_ms = uv_now(broker_.loop());
   // The client's close (EOF) or the connection timer's deadline ends it.
   if (!top().shutdown()) beginClose();
 }
@@ -347,7 +390,7 @@ void Connection::beginClose() {
   }
   // With a write in flight, onStreamWritable() finishes: the rest of the
   // output, then the half-close (endOutput).
-  if (tcp_.writing()) return;
+  if (top().writing()) return;
   handle_closed_ = true;
   top().close();
 }

@@ -30,6 +30,8 @@ namespace petrel {
 
 class Bridge;
 class Broker;
+class IoWorker;
+class RemoteStream;
 class Session;
 struct ListenerSecurity;
 struct WebSocketConfig;
@@ -48,6 +50,11 @@ class Connection final : private StreamHandler {
 
   // Starts reading after accept().
   bool start(uv_stream_t* server);
+  // Accepts the next connection of `server` onto worker loop `w`
+  // (src/transport/io_workers.h), with the listener's layers (TLS when `tls`
+  // is set, WebSocket when `ws` is) built there. Start-up errors reach the
+  // connection as the end of its stream.
+  bool startOn(IoWorker& w, uv_stream_t* server, const tls::TlsContext* tls, const WebSocketConfig* ws);
   // Client mode (a bridge's link): connects; the broker hears of the
   // outcome (Broker::onBridgeConnected). 0 or a libuv error; on an error
   // the caller closes the connection.
@@ -122,8 +129,7 @@ class Connection final : private StreamHandler {
 
   // "address:port" of the client, for logs (looked up when needed rather
   // than kept: every byte of an idle connection counts).
-  std::string peer() const { return tcp_.peer(); }
-  uv_tcp_t* handle() { return tcp_.handle(); }
+  std::string peer() const { return layer_ ? layer_->peer() : tcp_.peer(); }
 
   // Protocol state, maintained by the broker. (The small fields go
   // together: padding would cost every idle connection.)
@@ -160,12 +166,14 @@ class Connection final : private StreamHandler {
   // The listener this connection came in on (anonymous access, TLS).
   const ListenerSecurity* listener = nullptr;
   uint64_t accepted_ms = 0;
-  // On a TLS listener: stacks a TLS layer on the socket. Before start().
-  void enableTls(const tls::TlsContext& ctx);
-  tls::TlsSession* tlsSession() { return layer_ ? layer_->tlsSession() : nullptr; }
-  // On a WebSocket listener: stacks a WebSocket layer on the socket (on
-  // the TLS layer, if any). Before start().
-  void enableWebSocket(const WebSocketConfig& cfg);
+  // On a TLS or WebSocket listener: stacks a TLS layer on the socket when
+  // `tls` is set, a WebSocket layer (on TLS, if both) when `ws` is. Before
+  // start().
+  void enableLayers(const tls::TlsContext* tls, const WebSocketConfig* ws);
+  // TLS: the handshake is not done yet (false without TLS).
+  bool tlsHandshaking();
+  // TLS: the client certificate's common name, when one was verified.
+  const std::string* peerCommonName();
   // Every layer's handshake (TLS, the WebSocket upgrade) is complete.
   bool handshakeDone() const { return !layer_ || layer_->handshakeDone(); }
   // Client mode: TLS toward a server whose certificate must carry
@@ -219,6 +227,9 @@ class Connection final : private StreamHandler {
   bool dirty_ = false;
   bool reading_into_decoder_ = false;
   bool input_paused_ = false;
+  bool peer_closed_ = false;  // input ended (onStreamEnd): nothing to linger for
+  bool remote_ = false;  // the stack is on a worker loop: layer_ is a RemoteStream
+  RemoteStream& remote();
   // Keeps bytes received while input is paused for resumeInput().
   void stash(const uint8_t* data, size_t len);
 

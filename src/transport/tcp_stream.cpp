@@ -3,6 +3,8 @@
 // the rest, half-close, close, and client-mode connect.
 #include "src/transport/tcp_stream.h"
 
+#include <unistd.h>
+
 #include "src/util/log.h"
 
 namespace petrel {
@@ -23,6 +25,17 @@ int TcpStream::accept(uv_stream_t* server) {
   int r = open(server->loop);
   if (r == 0) r = uv_accept(server, stream());
   if (r != 0) return r;
+  uv_tcp_nodelay(&tcp_, 1);
+  return startReading();
+}
+
+int TcpStream::adopt(uv_loop_t* loop, int fd) {
+  int r = open(loop);
+  if (r == 0) r = uv_tcp_open(&tcp_, fd);
+  if (r != 0) {
+    ::close(fd);  // not the handle's: uv_tcp_open did not take it
+    return r;
+  }
   uv_tcp_nodelay(&tcp_, 1);
   return startReading();
 }
@@ -144,18 +157,21 @@ void TcpStream::onClose(uv_handle_t* h) {
 std::string TcpStream::peer() const {
   sockaddr_storage ss;
   int len = sizeof ss;
+  const bool ok = open_ && uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) == 0;
+  return peerAddress(ss, ok);
+}
+
+std::string peerAddress(const sockaddr_storage& ss, bool ok) {
   char host[64] = "?";
   int port = 0;
-  if (open_ && uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
-    if (ss.ss_family == AF_INET6) {
-      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-      uv_ip6_name(a, host, sizeof host);
-      port = ntohs(a->sin6_port);
-    } else {
-      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-      uv_ip4_name(a, host, sizeof host);
-      port = ntohs(a->sin_port);
-    }
+  if (ok && ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    uv_ip6_name(a, host, sizeof host);
+    port = ntohs(a->sin6_port);
+  } else if (ok) {
+    auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    uv_ip4_name(a, host, sizeof host);
+    port = ntohs(a->sin_port);
   }
   return std::string(host) + ":" + std::to_string(port);
 }

@@ -19,6 +19,9 @@
 
 namespace petrel {
 
+// "address:port" of a peer address (`ok` false: "?:0"), for logs.
+std::string peerAddress(const sockaddr_storage& ss, bool ok);
+
 class TcpStream final : public Stream {
  public:
   TcpStream() { tcp_.data = this; }
@@ -28,6 +31,10 @@ class TcpStream final : public Stream {
   // Takes the next connection from a listener and starts reading. 0, or a
   // libuv error; either way the socket is open and ends with close().
   int accept(uv_stream_t* server);
+  // Takes an accepted socket (handed over from another loop) and starts
+  // reading. 0, or a libuv error; either way the socket is owned here and
+  // ends with close().
+  int adopt(uv_loop_t* loop, int fd);
   // Client mode: connects to an IP address (v4 or v6 literal; name lookup is
   // the caller's) and starts reading once connected, then tells the handler
   // (onStreamConnected). 0, or a libuv error; either way the socket is open

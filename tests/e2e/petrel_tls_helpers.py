@@ -60,6 +60,9 @@ class Broker:
     def start(self, attempts=3):
         for attempt in range(attempts):
             self.config = self.make_config()
+            workers = os.environ.get("PETREL_TEST_WORKERS", "")
+            if workers and "workers" not in self.config:
+                self.config = dict(self.config, workers=int(workers))
             with open(self.config_path, "w") as f:
                 json.dump(self.config, f, indent=1)
             self._log = open(self.log_path, "w")

@@ -1,0 +1,570 @@
+// src/transport/io_workers.cpp — worker loops (see io_workers.h): the worker
+// side of a connection (WorkerConn), its main-loop stand-in (RemoteStream),
+// and the hand-over of commands and events between the loops.
+#include "src/transport/io_workers.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "src/transport/tcp_stream.h"
+#include "src/transport/tls_stream.h"
+#include "src/transport/websocket_stream.h"
+#include "src/util/check.h"
+#include "src/util/log.h"
+
+namespace petrel {
+
+std::unique_ptr<Stream> makeServerLayers(Stream& tcp, const tls::TlsContext* tls, const WebSocketConfig* ws) {
+  std::unique_ptr<Stream> top;
+  if (tls) top = std::make_unique<TlsStream>(tcp, *tls);
+  // On wss the WebSocket layer owns the TLS layer under it.
+  if (ws) {
+    Stream& below = top ? *top : tcp;
+    top = std::make_unique<WebSocketStream>(below, *ws, std::move(top));
+  }
+  return top;
+}
+
+// The worker side of a connection: the real stream stack, and what its
+// Connection does on the main loop for output (one write per turn, the
+// half-close once everything is out), reduced to passing bytes and events.
+// Built on the main loop (the TLS session is made there, from the listener's
+// context, which a reload may replace), started and used on the worker loop.
+class WorkerConn final : private StreamHandler {
+ public:
+  WorkerConn(RemoteStream* owner, const tls::TlsContext* tls, const WebSocketConfig* ws)
+      : owner_(owner), layer_(makeServerLayers(tcp_, tls, ws)), tls_reported_(tls == nullptr) {
+    top().setHandler(this);
+  }
+
+  void run(IoCommand& c) {
+    switch (c.kind) {
+      case IoCommand::Kind::Write:
+        w_->tookUp(c.data.size());
+        received_ += c.data.size();
+        if (out_.empty()) out_.swap(c.data);
+        else out_.append(c.data);
+        markDirty();
+        break;
+      case IoCommand::Kind::Shutdown:
+        shutdown_pending_ = true;
+        markDirty();
+        break;
+      case IoCommand::Kind::WindDown:
+        // A layer may have a last word of its own (a WebSocket close frame),
+        // sent by the next write.
+        top().windDown();
+        markDirty();
+        break;
+      case IoCommand::Kind::PauseReading:
+        paused_by_owner_ = true;
+        tcp_.pauseReading();
+        break;
+      case IoCommand::Kind::ResumeReading:
+        paused_by_owner_ = false;
+        if (!w_->readingPaused()) tcp_.resumeReading();
+        break;
+      case IoCommand::Kind::Close:
+        closed_ = true;
+        top().close();  // onStreamClosed() follows
+        break;
+      case IoCommand::Kind::Start:
+      case IoCommand::Kind::Resume:
+      case IoCommand::Kind::Stop:
+        break;
+    }
+  }
+
+  // The loop stops or resumes reading all its sockets (flow control).
+  void loopReading(bool on) {
+    if (paused_by_owner_ || closed_) return;
+    if (on) tcp_.resumeReading();
+    else tcp_.pauseReading();
+  }
+  size_t slot = 0;  // in the loop's list of connections
+
+  void start(IoWorker& w, int fd) {
+    w_ = &w;
+    w.added(this);
+    if (tcp_.adopt(w.loop(), fd) != 0) post(IoEvent::Kind::End, static_cast<uint8_t>(StreamEnd::PeerClosed));
+  }
+
+  void flush() {
+    dirty_ = false;
+    if (closed_) return;
+    const Stream::Write w = top().write(out_);
+    if (w == Stream::Write::Failed) {
+      out_.clear();
+      post(IoEvent::Kind::WriteFailed);
+      return;
+    }
+    if (w != Stream::Write::InFlight && shutdown_pending_) {
+      shutdown_pending_ = false;
+      if (!top().shutdown()) post(IoEvent::Kind::End, static_cast<uint8_t>(StreamEnd::PeerClosed));
+    }
+    reportWritten();
+  }
+
+ private:
+  Stream& top() { return layer_ ? *layer_ : static_cast<Stream&>(tcp_); }
+
+  IoEvent& post(IoEvent::Kind k, uint8_t detail = 0) {
+    IoEvent e;
+    e.kind = k;
+    e.detail = detail;
+    e.stream = owner_;
+    auto& events = w_->batch().events;
+    events.push_back(e);
+    return events.back();
+  }
+  void postBytes(IoEvent::Kind k, uint8_t detail, const void* data, size_t len) {
+    std::string& bytes = w_->batch().bytes;
+    IoEvent& e = post(k, detail);
+    e.off = static_cast<uint32_t>(bytes.size());
+    e.len = static_cast<uint32_t>(len);
+    bytes.append(static_cast<const char*>(data), len);
+  }
+
+  void markDirty() {
+    if (dirty_) return;
+    dirty_ = true;
+    w_->scheduleFlush(this);
+  }
+
+  // Tells the main loop how much of its output the kernel has taken: all of
+  // it once nothing waits here or in the stack, otherwise a lower bound (a
+  // TLS layer counts its pending bytes as ciphertext).
+  void reportWritten() {
+    const size_t pending = out_.size() + top().pendingBytes();
+    uint64_t taken = pending == 0 ? received_ : (received_ > pending ? received_ - pending : 0);
+    if (taken <= reported_) return;
+    reported_ = taken;
+    post(IoEvent::Kind::Written).n = taken;
+  }
+
+  void checkHandshake() {
+    if (all_reported_) return;
+    if (!tls_reported_) {
+      tls::TlsSession* t = top().tlsSession();
+      if (t && t->handshakeDone()) {
+        tls_reported_ = true;
+        if (t->hasPeerCommonName())
+          postBytes(IoEvent::Kind::Handshake, 0, t->peerCommonName().data(), t->peerCommonName().size());
+        else
+          post(IoEvent::Kind::Handshake, 0);
+      }
+    }
+    if (top().handshakeDone()) {
+      all_reported_ = true;
+      post(IoEvent::Kind::Handshake, 1);
+    }
+  }
+
+  // StreamHandler.
+  uint8_t* readBuffer(size_t& len, bool) override { return w_->readBuffer(len); }
+  bool onStreamData(const uint8_t* data, size_t len) override {
+    checkHandshake();
+    postBytes(IoEvent::Kind::Data, 0, data, len);
+    return true;
+  }
+  void onStreamActivity() override {
+    checkHandshake();
+    auto& events = w_->batch().events;
+    // One per connection and turn is enough: it only says "alive".
+    if (!events.empty() && events.back().stream == owner_ && events.back().kind == IoEvent::Kind::Activity) return;
+    post(IoEvent::Kind::Activity);
+  }
+  void onStreamOutput() override { markDirty(); }
+  void onStreamWritable(bool ok) override {
+    if (closed_) return;
+    if (!ok) {
+      post(IoEvent::Kind::WriteFailed);
+      return;
+    }
+    flush();
+  }
+  void onStreamEnd(StreamEnd why) override { post(IoEvent::Kind::End, static_cast<uint8_t>(why)); }
+  void onStreamClosed() override {
+    post(IoEvent::Kind::Closed);
+    w_->connectionGone(this);  // deletes this
+  }
+
+  RemoteStream* const owner_;
+  IoWorker* w_ = nullptr;
+  TcpStream tcp_;
+  std::unique_ptr<Stream> layer_;
+  std::string out_;         // from the main loop, not yet taken by the stack
+  uint64_t received_ = 0;   // bytes from the main loop, all told
+  uint64_t reported_ = 0;   // of those, reported as taken by the kernel
+  bool tls_reported_;
+  bool all_reported_ = false;
+  bool dirty_ = false;
+  bool paused_by_owner_ = false;  // PauseReading (the CONNECT's password check)
+  bool shutdown_pending_ = false;
+  bool closed_ = false;
+};
+
+// ---- RemoteStream (main loop) ----
+
+RemoteStream::RemoteStream(IoWorker& w, int fd, const tls::TlsContext* tls, const WebSocketConfig* ws)
+    : worker_(w),
+      remote_(new WorkerConn(this, tls, ws)),
+      fd_(fd),
+      tls_done_(tls == nullptr),
+      all_done_(tls == nullptr && ws == nullptr) {
+  IoCommand c;
+  c.kind = IoCommand::Kind::Start;
+  c.conn = remote_;
+  c.fd = fd;
+  worker_.command(std::move(c));
+  worker_.all().connectionStarted(worker_);
+}
+
+RemoteStream::~RemoteStream() = default;
+
+void RemoteStream::send(IoCommand::Kind k, std::string* data) {
+  if (closed_) return;
+  IoCommand c;
+  c.kind = k;
+  c.conn = remote_;
+  if (data) c.data.swap(*data);
+  worker_.command(std::move(c));
+}
+
+Stream::Write RemoteStream::write(std::string& data) {
+  if (closed_) {
+    data.clear();
+    return Write::Failed;
+  }
+  if (data.empty()) return writing() ? Write::InFlight : Write::Nothing;
+  handed_ += data.size();
+  worker_.handed(data.size());
+  send(IoCommand::Kind::Write, &data);
+  return Write::InFlight;
+}
+
+void RemoteStream::windDown() { send(IoCommand::Kind::WindDown); }
+
+bool RemoteStream::shutdown() {
+  send(IoCommand::Kind::Shutdown);
+  return true;
+}
+
+void RemoteStream::close() {
+  if (closed_) return;
+  send(IoCommand::Kind::Close);
+  closed_ = true;
+  fd_ = -1;
+}
+
+void RemoteStream::setReading(bool on) {
+  send(on ? IoCommand::Kind::ResumeReading : IoCommand::Kind::PauseReading);
+}
+
+std::string RemoteStream::peer() const {
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  const bool ok = fd_ >= 0 && getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) == 0;
+  return peerAddress(ss, ok);
+}
+
+void RemoteStream::onEvent(const IoEvent& e, const std::string& bytes) {
+  if (e.kind == IoEvent::Kind::Closed) {
+    worker_.all().connectionClosed(worker_);
+    handler_->onStreamClosed();  // frees this
+    return;
+  }
+  if (closed_) return;
+  switch (e.kind) {
+    case IoEvent::Kind::Data:
+      handler_->onStreamData(reinterpret_cast<const uint8_t*>(bytes.data()) + e.off, e.len);
+      break;
+    case IoEvent::Kind::Activity:
+      handler_->onStreamActivity();
+      break;
+    case IoEvent::Kind::Handshake:
+      if (e.detail) {
+        all_done_ = true;
+      } else {
+        tls_done_ = true;
+        if (e.len) {
+          has_cn_ = true;
+          cn_.assign(bytes, e.off, e.len);
+        }
+      }
+      handler_->onStreamActivity();
+      break;
+    case IoEvent::Kind::Written:
+      taken_ = std::max(taken_, e.n);
+      handler_->onStreamWritable(true);
+      break;
+    case IoEvent::Kind::WriteFailed:
+      taken_ = handed_;  // nothing is in flight any more
+      handler_->onStreamWritable(false);
+      break;
+    case IoEvent::Kind::End:
+      handler_->onStreamEnd(static_cast<StreamEnd>(e.detail));
+      break;
+    case IoEvent::Kind::Closed:
+      break;
+  }
+}
+
+// ---- IoWorker ----
+
+namespace {
+constexpr size_t kWorkerReadBuffer = 64 * 1024;
+}
+
+IoWorker::IoWorker(IoWorkers& all, unsigned index) : all_(all), index_(index) {}
+
+IoWorker::~IoWorker() {
+  join();
+  if (loop_open_) uv_loop_close(&loop_);
+}
+
+bool IoWorker::start(std::string& err) {
+  int r = uv_loop_init(&loop_);
+  if (r != 0) {
+    err = std::string("worker loop: ") + uv_strerror(r);
+    return false;
+  }
+  loop_open_ = true;
+  uv_async_init(&loop_, &async_, &IoWorker::onAsync);
+  async_.data = this;
+  uv_check_init(&loop_, &check_);
+  check_.data = this;
+  uv_check_start(&check_, &IoWorker::onCheck);
+  uv_prepare_init(&loop_, &prepare_);
+  prepare_.data = this;
+  uv_prepare_start(&prepare_, &IoWorker::onPrepare);
+  read_buf_.resize(kWorkerReadBuffer);
+  thread_ = std::thread([this] { run(); });
+  return true;
+}
+
+void IoWorker::run() {
+  // Handles are closed by the Stop command; the loop then runs out.
+  uv_run(&loop_, UV_RUN_DEFAULT);
+}
+
+void IoWorker::flush() {
+  if (pending_.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (inbox_.empty()) {
+      inbox_.swap(pending_);
+    } else {
+      for (auto& c : pending_) inbox_.push_back(std::move(c));
+      pending_.clear();
+    }
+  }
+  uv_async_send(&async_);
+}
+
+void IoWorker::stop() {
+  IoCommand c;
+  c.kind = IoCommand::Kind::Stop;
+  command(std::move(c));
+  flush();
+}
+
+void IoWorker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void IoWorker::onAsync(uv_async_t* h) { static_cast<IoWorker*>(h->data)->onCommands(); }
+
+void IoWorker::onCommands() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    work_.swap(inbox_);
+  }
+  for (IoCommand& c : work_) {
+    switch (c.kind) {
+      case IoCommand::Kind::Start:
+        c.conn->start(*this, c.fd);
+        break;
+      case IoCommand::Kind::Resume:
+        if (paused_ && unhandled_ <= kUnhandledLow) {
+          paused_ = false;
+          resumeAll();
+        }
+        break;
+      case IoCommand::Kind::Stop:
+        // Every connection is gone (IoWorkers waits for that): close the
+        // loop's own handles, and the thread ends.
+        uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+        uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
+        uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
+        break;
+      default:
+        c.conn->run(c);
+        break;
+    }
+  }
+  work_.clear();
+}
+
+void IoWorker::onCheck(uv_check_t* h) { static_cast<IoWorker*>(h->data)->endOfTurn(); }
+void IoWorker::onPrepare(uv_prepare_t* h) { static_cast<IoWorker*>(h->data)->endOfTurn(); }
+
+void IoWorker::endOfTurn() {
+  // A flush can make more connections dirty (it reports, it may fail).
+  while (!dirty_.empty()) {
+    std::vector<WorkerConn*> batch;
+    batch.swap(dirty_);
+    for (WorkerConn* c : batch)
+      if (c) c->flush();
+  }
+  if (out_.events.empty()) return;
+  const uint64_t unhandled = unhandled_ += out_.bytes.size();
+  out_.from = this;
+  all_.post(std::move(out_));
+  out_ = IoEventBatch();
+  if (!paused_ && unhandled > kUnhandledHigh) {
+    // The main loop is behind on this loop's input: stop reading until it
+    // has caught up (it sends Resume). Flagged first, then checked again:
+    // the main loop checks the flag after it counts a batch handled, so
+    // one of the two sees the other.
+    paused_ = true;
+    pauseAll();
+    if (unhandled_ <= kUnhandledLow) {
+      paused_ = false;
+      resumeAll();
+    }
+  }
+}
+
+void IoWorker::pauseAll() {
+  for (WorkerConn* c : conns_) c->loopReading(false);
+}
+
+void IoWorker::resumeAll() {
+  for (WorkerConn* c : conns_) c->loopReading(true);
+}
+
+void IoWorker::handledBatch(size_t n) {
+  const uint64_t left = unhandled_ -= n;
+  if (left <= kUnhandledLow && paused_) {
+    IoCommand c;
+    c.kind = IoCommand::Kind::Resume;
+    command(std::move(c));
+  }
+}
+
+void IoWorker::tookUp(size_t n) {
+  const uint64_t before = backlog_.fetch_sub(n, std::memory_order_relaxed);
+  if (before > kBacklogHigh && before - n <= kBacklogHigh) all_.wake();
+}
+
+void IoWorker::added(WorkerConn* c) {
+  c->slot = conns_.size();
+  conns_.push_back(c);
+  if (paused_) c->loopReading(false);
+}
+
+void IoWorker::connectionGone(WorkerConn* c) {
+  for (auto& d : dirty_)
+    if (d == c) d = nullptr;
+  WorkerConn* last = conns_.back();
+  conns_[c->slot] = last;
+  last->slot = c->slot;
+  conns_.pop_back();
+  delete c;
+}
+
+// ---- IoWorkers (main loop) ----
+
+IoWorkers::IoWorkers(uv_loop_t* main, uint32_t loops) : main_(main) {
+  const unsigned n = loops ? loops : uv_available_parallelism();
+  // One loop: the main loop carries the connections itself. More: each has
+  // a thread of its own, and the main loop carries none.
+  if (n > 1)
+    for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<IoWorker>(*this, i + 1));
+}
+
+IoWorkers::~IoWorkers() {
+  if (started_ && !finished_) {
+    for (auto& w : workers_) w->stop();
+    for (auto& w : workers_) w->join();
+    // The main loop is not running (start-up failed): close the handle now.
+    uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+    uv_run(main_, UV_RUN_NOWAIT);
+  }
+}
+
+bool IoWorkers::start(std::string& err) {
+  if (workers_.empty()) return true;
+  uv_async_init(main_, &async_, &IoWorkers::onEvents);
+  async_.data = this;
+  started_ = true;
+  for (auto& w : workers_)
+    if (!w->start(err)) return false;
+  return true;
+}
+
+IoWorker* IoWorkers::pick() {
+  if (workers_.empty() || stopping_) return nullptr;
+  return workers_[next_++ % workers_.size()].get();
+}
+
+void IoWorkers::flush() {
+  for (auto& w : workers_) w->flush();
+}
+
+void IoWorkers::stop() {
+  if (!started_ || stopping_) return;
+  stopping_ = true;
+  if (live_ == 0) finish();
+}
+
+void IoWorkers::finish() {
+  if (finished_) return;
+  finished_ = true;
+  for (auto& w : workers_) w->stop();
+  for (auto& w : workers_) w->join();
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+}
+
+void IoWorkers::connectionClosed(IoWorker& w) {
+  PETREL_CHECK(w.connections_ > 0 && live_ > 0);
+  --w.connections_;
+  --live_;
+}
+
+void IoWorkers::post(IoEventBatch&& b) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inbox_.push_back(std::move(b));
+  }
+  uv_async_send(&async_);
+}
+
+void IoWorkers::onEvents(uv_async_t* h) { static_cast<IoWorkers*>(h->data)->handleEvents(); }
+
+void IoWorkers::handleEvents() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (IoEventBatch& b : inbox_) work_.push_back(std::move(b));
+    inbox_.clear();
+  }
+  while (!work_.empty()) {
+    // A worker is behind on output: no more input (and so no more output)
+    // until it has caught up; it wakes this loop then.
+    if (!stopping_ && std::any_of(workers_.begin(), workers_.end(), [](const auto& w) { return w->behind(); }))
+      break;
+    IoEventBatch b = std::move(work_.front());
+    work_.pop_front();
+    for (const IoEvent& e : b.events) e.stream->onEvent(e, b.bytes);
+    if (b.from) b.from->handledBatch(b.bytes.size());
+  }
+  // What the events caused (closes, above all while shutting down, when the
+  // main loop's own end-of-turn hooks are gone) goes out now.
+  flush();
+  if (stopping_ && live_ == 0) finish();
+}
+
+}  // namespace petrel

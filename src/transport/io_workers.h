@@ -1,0 +1,280 @@
+// src/transport/io_workers.h — `workers: N`: client connections spread over N
+// event loops, each loop owning its connections' sockets for their lifetime.
+//
+// With N = 1 the main loop carries every connection, as it always has.
+// With N > 1 IoWorkers runs N loops, each on its own thread, and new
+// connections go to them in turn; the main loop keeps none.
+// A connection on a worker loop keeps its whole stream stack there (the
+// socket, TLS, WebSocket): reads, decryption, the WebSocket framing, writes
+// and encryption run on that loop's core. What an MQTT connection means --
+// its Connection (framing, held output, flow control), session, routing,
+// the store -- stays on the main loop, as with one loop, so every guarantee
+// of the broker holds unchanged whatever N is: one thread owns the state.
+//
+// Between the loops nothing is shared but two kinds of batches, handed over
+// under a short lock and announced with one coalesced uv_async_send per
+// batch:
+//   main -> worker  IoCommand: start a socket, write these bytes, wind down,
+//                   half-close, close, pause or resume reading;
+//   worker -> main  IoEvent: bytes read (plaintext), activity, handshake
+//                   done, bytes written, end of input, closed.
+// Each batch is built during a loop turn and handed over once at its end
+// (check, and prepare before the loop blocks). Output bytes are moved, never
+// copied: the Connection's buffer of the turn is swapped into the command.
+//
+// On the main loop a connection on a worker loop has a RemoteStream as its
+// stream stack; on the worker, a WorkerConn owns the real stack. Each knows
+// the other's address only as an identifier it sends back: a RemoteStream
+// lives until its "closed" event, a WorkerConn until it has sent it, and
+// nothing is sent to a WorkerConn after "close".
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "src/transport/stream.h"
+
+namespace petrel {
+
+class IoWorker;
+class IoWorkers;
+class RemoteStream;
+class WorkerConn;
+struct WebSocketConfig;
+namespace tls {
+class TlsContext;
+}
+
+// The layers of a server-side stack on `tcp`: TLS when `tls` is set,
+// WebSocket (on TLS, if both) when `ws` is; null when neither. The top one
+// is returned and owns the ones under it.
+std::unique_ptr<Stream> makeServerLayers(Stream& tcp, const tls::TlsContext* tls, const WebSocketConfig* ws);
+
+// main -> worker
+struct IoCommand {
+  enum class Kind : uint8_t { Start, Write, WindDown, Shutdown, Close, PauseReading, ResumeReading, Resume, Stop };
+  Kind kind;
+  WorkerConn* conn = nullptr;
+  int fd = -1;       // Start
+  std::string data;  // Write
+};
+
+// worker -> main
+struct IoEvent {
+  enum class Kind : uint8_t { Data, Activity, Handshake, Written, WriteFailed, End, Closed };
+  Kind kind;
+  // Handshake: true when every layer's handshake is done, false when only
+  // TLS's is. End: the StreamEnd.
+  uint8_t detail = 0;
+  RemoteStream* stream = nullptr;
+  // Data, Handshake (the client certificate's common name): a range of the
+  // batch's bytes. Written: the bytes handed to the worker that the kernel
+  // has taken, counted from the start.
+  uint64_t n = 0;
+  uint32_t off = 0;
+  uint32_t len = 0;
+};
+
+struct IoEventBatch {
+  IoWorker* from = nullptr;
+  std::vector<IoEvent> events;
+  std::string bytes;
+};
+
+// The main loop's side of a connection whose stream stack lives on a worker
+// loop: a Stream to its Connection, which notices no difference but in
+// time. write() takes all of the bytes, always (they are moved to the
+// worker), and the write is "in flight" until the worker says the kernel
+// took them.
+class RemoteStream final : public Stream {
+ public:
+  // Builds the stack for `fd` (an accepted socket, now owned by the worker):
+  // TLS when `tls` is set, WebSocket when `ws` is, and starts it on `w`.
+  RemoteStream(IoWorker& w, int fd, const tls::TlsContext* tls, const WebSocketConfig* ws);
+  ~RemoteStream() override;
+
+  Write write(std::string& data) override;
+  bool writing() const override { return handed_ != taken_; }
+  size_t pendingBytes() const override { return handed_ - taken_; }
+  void windDown() override;
+  bool shutdown() override;
+  void close() override;
+  std::string peer() const override;
+  bool handshakeDone() const override { return all_done_; }
+  // The TLS layer's handshake is done (true without TLS).
+  bool tlsHandshakeDone() const { return tls_done_; }
+  // The client certificate's common name, when TLS verified one.
+  const std::string* peerCommonName() const { return has_cn_ ? &cn_ : nullptr; }
+  void setReading(bool on);
+
+  // From IoWorkers, on the main loop.
+  void onEvent(const IoEvent& e, const std::string& bytes);
+
+ private:
+  void send(IoCommand::Kind k, std::string* data = nullptr);
+
+  IoWorker& worker_;
+  WorkerConn* remote_;
+  uint64_t handed_ = 0;  // bytes moved to the worker
+  uint64_t taken_ = 0;   // of those, taken by the kernel
+  int fd_;               // for peer(); the worker closes it after close()
+  bool closed_ = false;  // close() sent: nothing more goes to the worker
+  bool tls_done_;
+  bool all_done_;
+  bool has_cn_ = false;
+  std::string cn_;
+};
+
+// One worker loop on its own thread.
+class IoWorker {
+ public:
+  IoWorker(IoWorkers& all, unsigned index);
+  ~IoWorker();
+  IoWorker(const IoWorker&) = delete;
+  IoWorker& operator=(const IoWorker&) = delete;
+
+  bool start(std::string& err);
+  unsigned index() const { return index_; }
+  IoWorkers& all() { return all_; }
+  size_t connections() const { return connections_; }
+
+  // Main loop: queue a command; it goes at the end of the turn (IoWorkers::flush).
+  void command(IoCommand&& c) { pending_.push_back(std::move(c)); }
+  // Main loop: hands this turn's commands over.
+  void flush();
+  // Main loop: asks the thread to end once its handles are closed; join()
+  // waits for it.
+  void stop();
+  void join();
+
+  // Flow control between the loops. Each side bounds what waits for the
+  // other:
+  // * output the main loop has handed over and this loop has not yet
+  //   looked at (its CPU is behind, not a client's socket): above
+  //   kBacklogHigh the main loop stops taking events from any worker --
+  //   no new input, so no new output -- until it is below again;
+  // * input this loop has passed to the main loop, not yet handled there:
+  //   above kUnhandledHigh this loop stops reading its sockets (TCP then
+  //   holds the clients back) until the main loop has caught up below
+  //   kUnhandledLow.
+  // So a loop that falls behind slows its peers instead of making them
+  // buffer (or, for QoS 0 over a client's budget, drop) without bound.
+  static constexpr uint64_t kBacklogHigh = 8 << 20;
+  static constexpr uint64_t kUnhandledHigh = 8 << 20;
+  static constexpr uint64_t kUnhandledLow = 2 << 20;
+  bool behind() const { return backlog_.load(std::memory_order_relaxed) > kBacklogHigh; }
+  void handed(size_t n) { backlog_.fetch_add(n, std::memory_order_relaxed); }
+  // Main loop: a batch of this loop's events has been handled.
+  void handledBatch(size_t n);
+
+  // Worker loop, from WorkerConn.
+  IoEventBatch& batch() { return out_; }
+  void added(WorkerConn* c);
+  // A Write command's bytes have been taken up (backlog_).
+  void tookUp(size_t n);
+  bool readingPaused() const { return paused_; }
+  void scheduleFlush(WorkerConn* c) { dirty_.push_back(c); }
+  uint8_t* readBuffer(size_t& n) {
+    n = read_buf_.size();
+    return read_buf_.data();
+  }
+  uv_loop_t* loop() { return &loop_; }
+  void connectionGone(WorkerConn* c);
+
+ private:
+  friend class IoWorkers;
+  void run();
+  void onCommands();
+  void endOfTurn();
+  static void onAsync(uv_async_t* h);
+  static void onCheck(uv_check_t* h);
+  static void onPrepare(uv_prepare_t* h);
+
+  void pauseAll();
+  void resumeAll();
+
+  IoWorkers& all_;
+  const unsigned index_;
+  std::atomic<uint64_t> backlog_{0};    // output handed over, not yet taken up here
+  std::atomic<uint64_t> unhandled_{0};  // input passed on, not yet handled
+  std::atomic<bool> paused_{false};     // this loop stopped reading (unhandled_)
+  size_t connections_ = 0;  // main loop's count: started, not yet closed
+  std::vector<IoCommand> pending_;  // main loop only
+
+  // Shared with the main loop, under mu_.
+  std::mutex mu_;
+  std::vector<IoCommand> inbox_;
+
+  // Worker loop only.
+  uv_loop_t loop_;
+  uv_async_t async_;
+  uv_check_t check_;
+  uv_prepare_t prepare_;
+  std::vector<IoCommand> work_;
+  std::vector<WorkerConn*> dirty_;
+  std::vector<WorkerConn*> conns_;  // index: WorkerConn::slot
+  IoEventBatch out_;
+  std::vector<uint8_t> read_buf_;
+  std::thread thread_;
+  bool loop_open_ = false;
+};
+
+// The worker loops, and the main loop's inbox of their events.
+class IoWorkers {
+ public:
+  // `loops`: the configured number (0: one per core). 1 runs no thread.
+  IoWorkers(uv_loop_t* main, uint32_t loops);
+  ~IoWorkers();
+  IoWorkers(const IoWorkers&) = delete;
+  IoWorkers& operator=(const IoWorkers&) = delete;
+
+  // Starts the threads.
+  bool start(std::string& err);
+  // The loops in all, the main loop included.
+  unsigned loops() const { return workers_.empty() ? 1 : static_cast<unsigned>(workers_.size()); }
+  // The loop a new connection goes to, in turn; null: the main loop (one loop).
+  IoWorker* pick();
+  // End of a main loop turn: every worker gets this turn's commands.
+  void flush();
+  // Shutting down: the workers end once their last connection is closed
+  // (the main loop then runs out).
+  void stop();
+
+  // Worker loop: hands a turn's events to the main loop.
+  void post(IoEventBatch&& b);
+  void connectionStarted(IoWorker& w) {
+    ++w.connections_;
+    ++live_;
+  }
+  void connectionClosed(IoWorker& w);
+  // Worker loop: the main loop may go on (a backlog has come down).
+  void wake() { uv_async_send(&async_); }
+
+ private:
+  static void onEvents(uv_async_t* h);
+  void handleEvents();
+  void finish();
+
+  uv_loop_t* main_;
+  std::vector<std::unique_ptr<IoWorker>> workers_;
+  unsigned next_ = 0;
+  size_t live_ = 0;  // connections on worker loops
+  bool started_ = false;
+  bool stopping_ = false;
+  bool finished_ = false;
+  uv_async_t async_;
+
+  std::mutex mu_;
+  std::vector<IoEventBatch> inbox_;  // under mu_
+  std::deque<IoEventBatch> work_;    // main loop only: taken from the inbox, not yet handled
+};
+
+}  // namespace petrel
