@@ -5,7 +5,7 @@
 # picks fsync (default) or periodic. Honours MQTTBENCH_WRAP (valgrind,
 # perf or strace prefix) and MQTTBENCH_WORKDIR; PETREL_MAX_INFLIGHT sets the
 # in-flight window (default 100, as mosquitto is run; FlashMQ is run with
-# 65,535).
+# 65,535); PETREL_WORKERS the event loops (default 1, to compare one core).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 port=${1:-${PORT:-18831}}
@@ -17,6 +17,7 @@ rm -rf "$data"
 cfg="$work/petrel-$port.yaml"
 cat >"$cfg" <<YAML
 log_level: warning
+workers: ${PETREL_WORKERS:-1}
 listeners:
   - address: 127.0.0.1
     port: $port

@@ -3,6 +3,7 @@
 // and the hand-over of commands and events between the loops.
 #include "src/transport/io_workers.h"
 
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -346,6 +347,9 @@ bool IoWorker::start(std::string& err) {
 }
 
 void IoWorker::run() {
+  // Named for operators (top -H, perf): petrel-io-1, petrel-io-2, ...
+  const std::string name = "petrel-io-" + std::to_string(index_);
+  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
   // Handles are closed by the Stop command; the loop then runs out.
   uv_run(&loop_, UV_RUN_DEFAULT);
 }

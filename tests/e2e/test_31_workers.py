@@ -1,0 +1,132 @@
+"""`workers: N`: client connections on N event loops (threads of their own),
+sessions, routing and the store on the main loop.
+
+Every other e2e test also runs with PETREL_TEST_WORKERS=1 and =4 (see
+.ci/run); these tests are about the loops themselves: that they exist, that
+messages cross between them at volume (far past the 8 MiB the loops let wait
+for each other) without loss, duplicates or reordering, and that a session
+taken over by a connection on another loop keeps its guarantees. The QoS 0
+flood of test_16_flow_at_scale.py runs on two loops by default (one per
+core on a 2-core machine), and on one and four in CI's other runs."""
+import glob
+import multiprocessing
+import os
+import re
+import signal
+import time
+
+import fastclient as fc
+import mqttraw as m
+import pytest
+
+pytestmark = pytest.mark.petrel_only
+
+# Under AddressSanitizer the broker is several times slower: less volume,
+# no memory bound (shadow memory and quarantine).
+SANITIZED = os.environ.get("PETREL_SANITIZED") == "1"
+
+PUBS = 4
+SUBS = 6
+PER_PUB = 5_000 if SANITIZED else 15_000
+PAYLOAD = 700  # 4 x 15,000 x 700 B = 42 MB to each subscriber, 250 MB in all
+
+
+@pytest.fixture(autouse=True)
+def _long_test():
+    # Hundreds of megabytes through Python clients: more than the suite's
+    # default per-test bound.
+    old = signal.alarm(0)
+    signal.alarm(150)
+    yield
+    signal.alarm(old)
+
+
+def _threads(pid):
+    names = []
+    for comm in glob.glob("/proc/%d/task/*/comm" % pid):
+        try:
+            names.append(open(comm).read().strip())
+        except OSError:
+            pass
+    return names
+
+
+def test_loops_are_threads_of_their_own(make_broker):
+    b = make_broker(workers=3)
+    names = _threads(b.proc.pid)
+    assert sorted(n for n in names if n.startswith("petrel-io-")) == ["petrel-io-1", "petrel-io-2", "petrel-io-3"], names
+    assert "3 event loops carry client connections" in b.log()
+    c = b.connected("w-basic")
+    c.subscribe([("w/basic", 1)])
+    c.publish("w/basic", b"x", qos=1)
+    assert c.recv_publish().payload == b"x"
+
+
+def test_one_loop_runs_no_thread_of_its_own(make_broker):
+    b = make_broker(workers=1)
+    assert not [n for n in _threads(b.proc.pid) if n.startswith("petrel-io-")]
+    assert "1 event loop carry client connections" in b.log()
+
+
+def _publisher(port, i, q, go):
+    p = fc.Pub("127.0.0.1", port, "w-pub%d" % i, version=5 if i % 2 else 4, name="p%d" % i).connect()
+    q.put("ready")
+    go.wait(30)
+    t0 = time.monotonic()
+    p.publish("w/%d" % i, PER_PUB, qos=1, window=2000, payload_size=PAYLOAD, timeout=150)
+    q.put(("done", time.monotonic() - t0))
+    p.close()
+
+
+def test_volume_across_loops_without_loss_duplicates_or_reordering(make_broker):
+    # Four loops, publishers and subscribers spread over them: every message
+    # crosses from one loop to the main loop and out to the others. The
+    # publishers' windows (2,000 each) keep far more than 8 MiB moving.
+    b = make_broker(workers=4, limits={"max_inflight": 1000, "max_queued_messages": 0})
+    subs = [fc.Sub(b.host, b.port, "w-sub%d" % i, version=5 if i % 2 else 4).connect("w/#", 1)
+            for i in range(SUBS)]
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    go = ctx.Event()
+    pubs = [ctx.Process(target=_publisher, args=(b.port, i, q, go), daemon=True) for i in range(PUBS)]
+    for p in pubs:
+        p.start()
+    for _ in pubs:
+        assert q.get(timeout=20) == "ready"
+    go.set()
+    total = PUBS * PER_PUB
+    assert fc.run(subs, lambda: all(s.unique() >= total for s in subs), 180), \
+        [(s.cid, s.unique()) for s in subs]
+    for _ in pubs:
+        assert q.get(timeout=60)[0] == "done"
+    for p in pubs:
+        p.join(10)
+    for s in subs:
+        assert s.unique() == total and s.dups == 0 and s.order_errors == 0, (s.cid, s.unique(), s.dups, s.order_errors)
+        for i in range(PUBS):
+            assert s.unique(b"p%d" % i) == PER_PUB
+    # Flow control kept memory bounded: 250 MB went through.
+    rss_kb = int(re.search(r"VmRSS:\s+(\d+)", open("/proc/%d/status" % b.proc.pid).read()).group(1))
+    assert SANITIZED or rss_kb < 400 << 10, rss_kb
+    for s in subs:
+        s.close()
+
+
+def test_session_taken_over_from_another_loop(make_broker):
+    # Two loops, connections handed out in turn: the second connection of a
+    # client id lands on the other loop and takes the session over (the
+    # first gets DISCONNECT 0x8E), with its subscription and its queue.
+    b = make_broker(workers=2, persistence={"enabled": True})
+    props = {"session_expiry_interval": 300}
+    first = b.connected("w-owner", version=5, clean=False, props=props)
+    first.subscribe([("w/take", 1)])
+    pub = b.connected("w-taker-pub")
+    second = b.client(5)
+    ack = second.connect("w-owner", clean=False, props=props)
+    assert ack.session_present is True
+    packets = first.expect_closed(5)
+    assert [(p.type, p.reason) for p in packets] == [(m.DISCONNECT, 0x8E)], packets
+    for i in range(20):
+        pub.publish("w/take", b"%d" % i, qos=1)
+    got = [second.recv_publish().payload for _ in range(20)]
+    assert got == [b"%d" % i for i in range(20)]
