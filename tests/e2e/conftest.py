@@ -188,6 +188,7 @@ class Broker:
         if not MOSQUITTO and not os.access(PETREL_BIN, os.X_OK):
             pytest.skip("broker binary not found: %s (set PETREL_BIN)" % PETREL_BIN)
         self._stderr = open(self.stderr_path, "ab")
+        self._log_from = self._stderr.tell()  # this run's lines start here
         self.stopped = False
         # Run in the test's directory so relative paths never touch the repo.
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, cwd=self.workdir,
@@ -218,7 +219,13 @@ class Broker:
         line comes (mosquitto, or a log level above notice)."""
         if MOSQUITTO or self.config.get("log_level", "info") in ("warning", "error"):
             return None
-        return re.search(r"notice: petrel \S+ started", self.log()) is not None
+        try:
+            with open(self.stderr_path, "rb") as f:
+                f.seek(self._log_from)
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return False
+        return re.search(r"notice: petrel \S+ started", text) is not None
 
     def log(self):
         try:
