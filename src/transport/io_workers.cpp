@@ -369,6 +369,7 @@ void IoWorker::flush() {
 }
 
 void IoWorker::stop() {
+  if (!thread_.joinable()) return;  // never started (start-up failed before it)
   IoCommand c;
   c.kind = IoCommand::Kind::Stop;
   command(std::move(c));
