@@ -40,15 +40,16 @@ class WorkerConn final : private StreamHandler {
     top().setHandler(this);
   }
 
+  void write(const char* data, size_t len) {
+    received_ += len;
+    out_.append(data, len);
+    markDirty();
+  }
+
   void run(IoCommand& c) {
     switch (c.kind) {
       case IoCommand::Kind::Write:
-        w_->tookUp(c.data.size());
-        received_ += c.data.size();
-        if (out_.empty()) out_.swap(c.data);
-        else out_.append(c.data);
-        markDirty();
-        break;
+        break;  // IoWorker::onCommands: write()
       case IoCommand::Kind::Shutdown:
         shutdown_pending_ = true;
         markDirty();
@@ -225,12 +226,11 @@ RemoteStream::RemoteStream(IoWorker& w, int fd, const tls::TlsContext* tls, cons
 
 RemoteStream::~RemoteStream() = default;
 
-void RemoteStream::send(IoCommand::Kind k, std::string* data) {
+void RemoteStream::send(IoCommand::Kind k) {
   if (closed_) return;
   IoCommand c;
   c.kind = k;
   c.conn = remote_;
-  if (data) c.data.swap(*data);
   worker_.command(std::move(c));
 }
 
@@ -242,7 +242,10 @@ Stream::Write RemoteStream::write(std::string& data) {
   if (data.empty()) return writing() ? Write::InFlight : Write::Nothing;
   handed_ += data.size();
   worker_.handed(data.size());
-  send(IoCommand::Kind::Write, &data);
+  // Copied into the turn's batch: the owner's buffer keeps its capacity
+  // for the next turn.
+  worker_.write(remote_, data);
+  data.clear();
   return Write::InFlight;
 }
 
@@ -354,17 +357,35 @@ void IoWorker::run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
 }
 
+void IoWorker::write(WorkerConn* conn, const std::string& data) {
+  IoCommand c;
+  c.kind = IoCommand::Kind::Write;
+  c.conn = conn;
+  c.off = pending_bytes_.size();
+  c.len = data.size();
+  pending_bytes_ += data;
+  pending_.push_back(std::move(c));
+}
+
 void IoWorker::flush() {
   if (pending_.empty()) return;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (inbox_.empty()) {
       inbox_.swap(pending_);
+      inbox_bytes_.swap(pending_bytes_);
     } else {
-      for (auto& c : pending_) inbox_.push_back(std::move(c));
-      pending_.clear();
+      const size_t base = inbox_bytes_.size();
+      for (auto& c : pending_) {
+        c.off += base;
+        inbox_.push_back(std::move(c));
+      }
+      inbox_bytes_ += pending_bytes_;
     }
   }
+  pending_.clear();
+  pending_bytes_.clear();
+  if (pending_bytes_.capacity() > IoWorkers::kSpareMaxBytes) std::string().swap(pending_bytes_);
   uv_async_send(&async_);
 }
 
@@ -386,9 +407,14 @@ void IoWorker::onCommands() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     work_.swap(inbox_);
+    work_bytes_.swap(inbox_bytes_);
   }
   for (IoCommand& c : work_) {
     switch (c.kind) {
+      case IoCommand::Kind::Write:
+        tookUp(c.len);
+        c.conn->write(work_bytes_.data() + c.off, c.len);
+        break;
       case IoCommand::Kind::Start:
         c.conn->start(*this, c.fd);
         break;
@@ -411,6 +437,9 @@ void IoWorker::onCommands() {
     }
   }
   work_.clear();
+  work_bytes_.clear();
+  // After a burst: do not keep its peak for ever.
+  if (work_bytes_.capacity() > IoWorkers::kSpareMaxBytes) std::string().swap(work_bytes_);
 }
 
 void IoWorker::onCheck(uv_check_t* h) { static_cast<IoWorker*>(h->data)->endOfTurn(); }
@@ -427,8 +456,7 @@ void IoWorker::endOfTurn() {
   if (out_.events.empty()) return;
   const uint64_t unhandled = unhandled_ += out_.bytes.size();
   out_.from = this;
-  all_.post(std::move(out_));
-  out_ = IoEventBatch();
+  all_.post(out_);
   if (!paused_ && unhandled > kUnhandledHigh) {
     // The main loop is behind on this loop's input: stop reading until it
     // has caught up (it sends Resume). Flagged first, then checked again:
@@ -540,10 +568,16 @@ void IoWorkers::connectionClosed(IoWorker& w) {
   --live_;
 }
 
-void IoWorkers::post(IoEventBatch&& b) {
+void IoWorkers::post(IoEventBatch& b) {
+  IoWorker* from = b.from;
   {
     std::lock_guard<std::mutex> lock(mu_);
     inbox_.push_back(std::move(b));
+    b = IoEventBatch();
+    if (!from->spares_.empty()) {
+      b = std::move(from->spares_.back());
+      from->spares_.pop_back();
+    }
   }
   uv_async_send(&async_);
 }
@@ -564,7 +598,15 @@ void IoWorkers::handleEvents() {
     IoEventBatch b = std::move(work_.front());
     work_.pop_front();
     for (const IoEvent& e : b.events) e.stream->onEvent(e, b.bytes);
-    if (b.from) b.from->handledBatch(b.bytes.size());
+    IoWorker* from = b.from;
+    from->handledBatch(b.bytes.size());
+    // Back to its loop for reuse, unless it grew large.
+    if (b.bytes.capacity() <= kSpareMaxBytes) {
+      b.events.clear();
+      b.bytes.clear();
+      std::lock_guard<std::mutex> lock(mu_);
+      if (from->spares_.size() < kSpares) from->spares_.push_back(std::move(b));
+    }
   }
   // What the events caused (closes, above all while shutting down, when the
   // main loop's own end-of-turn hooks are gone) goes out now.

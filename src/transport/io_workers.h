@@ -63,8 +63,12 @@ struct IoCommand {
   enum class Kind : uint8_t { Start, Write, WindDown, Shutdown, Close, PauseReading, ResumeReading, Resume, Stop };
   Kind kind;
   WorkerConn* conn = nullptr;
-  int fd = -1;       // Start
-  std::string data;  // Write
+  int fd = -1;  // Start
+  // Write: a range of the batch's bytes (IoWorker::pending_bytes_, then
+  // inbox_bytes_, then work_bytes_: the buffers go round, so a busy loop
+  // allocates none).
+  size_t off = 0;
+  size_t len = 0;
 };
 
 // worker -> main
@@ -119,7 +123,7 @@ class RemoteStream final : public Stream {
   void onEvent(const IoEvent& e, const std::string& bytes);
 
  private:
-  void send(IoCommand::Kind k, std::string* data = nullptr);
+  void send(IoCommand::Kind k);
 
   IoWorker& worker_;
   WorkerConn* remote_;
@@ -148,6 +152,8 @@ class IoWorker {
 
   // Main loop: queue a command; it goes at the end of the turn (IoWorkers::flush).
   void command(IoCommand&& c) { pending_.push_back(std::move(c)); }
+  // Main loop: a Write command for `conn` with a copy of `data`.
+  void write(WorkerConn* conn, const std::string& data);
   // Main loop: hands this turn's commands over.
   void flush();
   // Main loop: asks the thread to end once its handles are closed; join()
@@ -208,10 +214,14 @@ class IoWorker {
   std::atomic<bool> paused_{false};     // this loop stopped reading (unhandled_)
   size_t connections_ = 0;  // main loop's count: started, not yet closed
   std::vector<IoCommand> pending_;  // main loop only
+  std::string pending_bytes_;
 
   // Shared with the main loop, under mu_.
   std::mutex mu_;
   std::vector<IoCommand> inbox_;
+  std::string inbox_bytes_;
+  // Event batches the main loop has handled, emptied for reuse (IoWorkers::mu_).
+  std::vector<IoEventBatch> spares_;
 
   // Worker loop only.
   uv_loop_t loop_;
@@ -219,6 +229,7 @@ class IoWorker {
   uv_check_t check_;
   uv_prepare_t prepare_;
   std::vector<IoCommand> work_;
+  std::string work_bytes_;
   std::vector<WorkerConn*> dirty_;
   std::vector<WorkerConn*> conns_;  // index: WorkerConn::slot
   IoEventBatch out_;
@@ -248,8 +259,16 @@ class IoWorkers {
   // (the main loop then runs out).
   void stop();
 
-  // Worker loop: hands a turn's events to the main loop.
-  void post(IoEventBatch&& b);
+  // At most this many handled batches wait for reuse per worker, and none
+  // whose buffers grew past kSpareMaxBytes (which also bounds what the
+  // command buffers keep after a burst).
+  static constexpr size_t kSpares = 4;
+  static constexpr size_t kSpareMaxBytes = 4 << 20;
+
+  // Worker loop: hands a turn's events to the main loop; `b` is left empty,
+  // ready for the next turn (a batch the main loop has handled, when one is
+  // back).
+  void post(IoEventBatch& b);
   void connectionStarted(IoWorker& w) {
     ++w.connections_;
     ++live_;
