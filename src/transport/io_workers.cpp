@@ -239,19 +239,33 @@ Stream::Write RemoteStream::write(std::string& data) {
     data.clear();
     return Write::Failed;
   }
-  if (data.empty()) return writing() ? Write::InFlight : Write::Nothing;
-  handed_ += data.size();
-  worker_.handed(data.size());
-  // Copied into the turn's batch: the owner's buffer keeps its capacity
-  // for the next turn.
-  worker_.write(remote_, data);
-  data.clear();
-  return Write::InFlight;
+  if (!data.empty()) {
+    handed_ += data.size();
+    worker_.handed(data.size());
+    // Copied into the turn's batch: the owner's buffer keeps its capacity
+    // for the next turn.
+    worker_.write(remote_, data);
+    data.clear();
+  }
+  windDownIfDue();
+  return writing() ? Write::InFlight : Write::Nothing;
 }
 
-void RemoteStream::windDown() { send(IoCommand::Kind::WindDown); }
+void RemoteStream::windDown() {
+  // Sent after the output of the owner's next write, which is its last:
+  // a layer's closing word (a WebSocket close frame) must follow it, and
+  // a worker that wound down first would drop it.
+  wind_down_due_ = true;
+}
+
+void RemoteStream::windDownIfDue() {
+  if (!wind_down_due_) return;
+  wind_down_due_ = false;
+  send(IoCommand::Kind::WindDown);
+}
 
 bool RemoteStream::shutdown() {
+  windDownIfDue();
   send(IoCommand::Kind::Shutdown);
   return true;
 }

@@ -124,6 +124,7 @@ class RemoteStream final : public Stream {
 
  private:
   void send(IoCommand::Kind k);
+  void windDownIfDue();
 
   IoWorker& worker_;
   WorkerConn* remote_;
@@ -131,6 +132,7 @@ class RemoteStream final : public Stream {
   uint64_t taken_ = 0;   // of those, taken by the kernel
   int fd_;               // for peer(); the worker closes it after close()
   bool closed_ = false;  // close() sent: nothing more goes to the worker
+  bool wind_down_due_ = false;  // windDown() seen, not yet sent
   bool tls_done_;
   bool all_done_;
   bool has_cn_ = false;
