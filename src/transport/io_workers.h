@@ -19,8 +19,10 @@
 //   worker -> main  IoEvent: bytes read (plaintext), activity, handshake
 //                   done, bytes written, end of input, closed.
 // Each batch is built during a loop turn and handed over once at its end
-// (check, and prepare before the loop blocks). Output bytes are moved, never
-// copied: the Connection's buffer of the turn is swapped into the command.
+// (check, and prepare before the loop blocks). A turn's output for all of a
+// worker's connections is copied into one buffer, so each Connection keeps
+// its buffer's capacity; the buffers and event batches go round between the
+// loops rather than being allocated each turn.
 //
 // On the main loop a connection on a worker loop has a RemoteStream as its
 // stream stack; on the worker, a WorkerConn owns the real stack. Each knows
@@ -95,7 +97,7 @@ struct IoEventBatch {
 
 // The main loop's side of a connection whose stream stack lives on a worker
 // loop: a Stream to its Connection, which notices no difference but in
-// time. write() takes all of the bytes, always (they are moved to the
+// time. write() takes all of the bytes, always (they are copied to the
 // worker), and the write is "in flight" until the worker says the kernel
 // took them.
 class RemoteStream final : public Stream {
@@ -128,7 +130,7 @@ class RemoteStream final : public Stream {
 
   IoWorker& worker_;
   WorkerConn* remote_;
-  uint64_t handed_ = 0;  // bytes moved to the worker
+  uint64_t handed_ = 0;  // bytes handed to the worker
   uint64_t taken_ = 0;   // of those, taken by the kernel
   int fd_;               // for peer(); the worker closes it after close()
   bool closed_ = false;  // close() sent: nothing more goes to the worker
