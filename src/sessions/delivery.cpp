@@ -96,22 +96,49 @@ DeliverOutcome Sessions::deliver(Session& s, Delivery&& d, const AckGatePtr& gat
   return persist ? DeliverOutcome::Stored : DeliverOutcome::NotStored;
 }
 
-bool Sessions::sendNew(Session& s, Connection& c, Delivery&& d) {
+bool Sessions::sendNew(Session& s, Connection& c, Delivery&& d, bool stored) {
   const uint16_t pid = s.nextPacketId();
   const Connection::OutMark mark = c.outMark();
   if (!sendPublish(s, c, d, pid, false)) {
     forget(s, d);  // expired or too large for this client
     return false;
   }
+  bool id_unsaved = false;
   if (d.seq) {
-    saveQueueEntry(s, d, pid, false);
-    // Exactly once across a crash: the packet id of a QoS 2 PUBLISH must be
-    // stored before the client can see it, or a restart would send the
-    // message again under a new id.
-    if (d.qos == 2) holds_.hold(c, mark, durable_.ticket());
+    if (d.qos == 1 && stored) {
+      // A QoS 1 entry from the queue is not rewritten for its packet id:
+      // that rewrite doubled the store's work per message of a backlog
+      // drained. The id is written when the client goes away, so that a
+      // reconnect gets the message again under it, DUP set [MQTT-4.4.0-1].
+      // Only a crash loses it: the message is then sent again as a new
+      // one, under a new id, which QoS 1 (at least once) allows.
+      id_unsaved = true;
+    } else {
+      // The entries in flight form a prefix of the queue, and those stored
+      // with an id must form a prefix of that: after a crash they are sent
+      // again first, and the rest follow as new messages. So earlier ids
+      // not yet written go into the same batch, ahead of this one.
+      if (s.inflight.unsavedIds()) saveInflightIds(s);
+      saveQueueEntry(s, d, pid, false);
+      // Exactly once across a crash: the packet id of a QoS 2 PUBLISH must
+      // be stored before the client can see it, or a restart would send
+      // the message again under a new id, which the client would take as a
+      // second message.
+      if (d.qos == 2) holds_.hold(c, mark, durable_.ticket());
+    }
   }
-  s.inflight.push_back({pid, std::move(d), false});
+  s.inflight.push_back({pid, std::move(d), false, id_unsaved});
   return true;
+}
+
+void Sessions::saveInflightIds(Session& s) {
+  if (!durable_.enabled()) return;
+  for (auto& f : s.inflight) {
+    if (!s.inflight.unsavedIds()) break;
+    if (!f.id_unsaved) continue;
+    s.inflight.markSaved(f);
+    if (f.d.seq) saveQueueEntry(s, f.d, f.packet_id, false);
+  }
 }
 
 void Sessions::forget(Session& s, const Delivery& d) {
@@ -133,7 +160,7 @@ void Sessions::pump(Session& s) {
     if (!c->roomForOutput()) break;  // resumed by onWritable
     Delivery d = std::move(s.queue.front());
     s.queue.pop_front();
-    sendNew(s, *c, std::move(d));
+    sendNew(s, *c, std::move(d), /*stored=*/true);
   }
   if (s.queue.empty() && s.disk_count == 0) s.drop_logged = false;
 }

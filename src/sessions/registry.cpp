@@ -72,6 +72,7 @@ void Sessions::connectionLost(Session& s, bool graceful) {
   scheduleExpiry(s);
   if (durable(s)) {
     save(s);
+    saveInflightIds(s);
     scheduleEvict(s);
   }
 }

@@ -53,6 +53,11 @@ struct InflightOut {
   uint16_t packet_id;
   Delivery d;
   bool released = false;  // QoS 2: PUBREC received, PUBREL sent
+  // QoS 1 sent from a stored queue entry: the entry does not carry this
+  // packet id yet. It is written when the client goes away, or before an
+  // entry sent after it is stored with its id (Sessions::saveInflightIds),
+  // not once per message sent.
+  bool id_unsaved = false;
 };
 
 // Outbound QoS 1/2 messages sent and not yet completed, in send order. A
@@ -82,6 +87,7 @@ class InflightWindow {
 
   void push_back(InflightOut&& f) {
     const uint16_t id = f.packet_id;
+    if (f.id_unsaved) ++unsaved_;
     q_.push_back(std::move(f));
     if (ids_) set(id);
     else if (q_.size() > kIndexFrom) buildIndex();
@@ -106,24 +112,36 @@ class InflightWindow {
   }
   iterator erase(iterator it) {
     if (ids_) clear(it->packet_id);
+    if (it->id_unsaved) --unsaved_;
     auto next = q_.erase(it);
     if (q_.empty()) ids_.reset();
     return next;
   }
   void pop_front() {
     if (ids_) clear(q_.front().packet_id);
+    if (q_.front().id_unsaved) --unsaved_;
     q_.pop_front();
     if (q_.empty()) ids_.reset();
   }
   void clear() {
     q_.clear();
     ids_.reset();
+    unsaved_ = 0;
+  }
+  // Entries whose store entries do not carry their packet ids yet
+  // (InflightOut::id_unsaved); markSaved() once the id is written.
+  size_t unsavedIds() const { return unsaved_; }
+  void markSaved(InflightOut& f) {
+    if (!f.id_unsaved) return;
+    f.id_unsaved = false;
+    --unsaved_;
   }
 
   static constexpr size_t kIndexFrom = 64;
 
  private:
   static constexpr size_t kNone = SIZE_MAX;
+  size_t unsaved_ = 0;
   // Where `id` is in the window. Ids are handed out in increasing order
   // (mod 2^16), so with no gaps the entry is at (id - front id); entries
   // acknowledged out of order only move it towards the front. Looking from

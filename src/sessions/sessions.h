@@ -134,8 +134,9 @@ class Sessions {
   // sent at once counts in it (DeliverOutcome).
   DeliverOutcome deliver(Session& s, Delivery&& d, const AckGatePtr& gate = nullptr);
   // Sends a new QoS 1/2 delivery with a fresh packet id and records it in
-  // flight (and in the store); false if it could not be sent.
-  bool sendNew(Session& s, Connection& c, Delivery&& d);
+  // flight (and in the store); false if it could not be sent. `stored`:
+  // its queue entry is in the store already (it waited in the queue).
+  bool sendNew(Session& s, Connection& c, Delivery&& d, bool stored = false);
   // Encodes one PUBLISH to `c`; false if it was dropped (expired, larger
   // than the client's maximum packet size).
   bool sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup);
@@ -164,6 +165,9 @@ class Sessions {
   void save(Session& s);
   void saveSubscription(Session& s, std::string_view key, const SubscriptionOptions& o);
   void saveQueueEntry(Session& s, const Delivery& d, uint16_t pid, bool released);
+  // Writes the packet ids of the QoS 1 messages in flight whose entries do
+  // not carry them yet (the client went away, or the broker stops).
+  void saveInflightIds(Session& s);
   // Reads the queue's next window from the store (`resend`: PUBLISH what
   // was in flight again, to a connected client).
   void refill(Session& s, bool resend);

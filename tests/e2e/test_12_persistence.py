@@ -310,6 +310,102 @@ def test_inflight_qos1_resent_with_dup_and_same_id(make_broker, how):
     s.expect_nothing(0.5)
 
 
+@pytest.mark.parametrize("how", ["reconnect", "term", "kill"])
+def test_inflight_from_a_backlog_resent_after_reconnect_and_restart(make_broker, how):
+    """QoS 1 messages sent from a stored backlog (queued while the client was
+    away) do not get their entries rewritten with the packet id one by one:
+    the ids are written when the client goes away or the broker stops. After
+    a reconnect (the session's RAM copy dropped, read back from the store)
+    or a clean restart the unacknowledged ones come again first, DUP set,
+    under their original ids [MQTT-4.4.0-1]. After a kill -9 the ids are
+    gone, and the messages come again under new ones (QoS 1 allows that):
+    in order, none lost, none acknowledged sent again."""
+    b = pbroker(make_broker)            # max_inflight 20 (conftest)
+    s = durable(b, "bl1")
+    s.subscribe([("bl/1", 1)])
+    s.disconnect()
+    s.close()
+    pub = b.connected("bl1-pub")
+    n = 60
+    for i in range(n):
+        pub.publish("bl/1", b"%03d" % i, qos=1)   # each PUBACKed: stored
+    s = durable(b, "bl1")
+    assert s.connack.session_present is True
+    first = publishes(s, 20, ack=False)           # the window: 20 in flight
+    assert [int(p.payload) for p in first] == list(range(20))
+    assert not any(p.dup for p in first)
+    expect_no_publish(s, 0.3)                     # nothing beyond the window
+    for p in first[:5]:
+        s.send(m.puback(p.mid))
+    more = publishes(s, 5, ack=False)             # the window moved on by 5
+    assert [int(p.payload) for p in more] == list(range(20, 25))
+    sync_point(s)
+    wait_counts(b, queued=n - 5)                  # the 5 acknowledged are gone
+    held = first[5:] + more                       # 20 unacknowledged, 5..24
+    if how == "reconnect":
+        s.close()
+        time.sleep(0.5)                           # offline: the RAM copy goes
+    else:
+        restart(b, how)
+        s.close()
+    s = durable(b, "bl1")
+    assert s.connack.session_present is True
+    again = publishes(s, len(held), ack=False)
+    assert [p.payload for p in again] == [p.payload for p in held]
+    if how != "kill":
+        assert all(p.dup for p in again), again
+        assert [p.mid for p in again] == [p.mid for p in held]
+    for p in again:
+        s.send(m.puback(p.mid))
+    rest = publishes(s, n - 25)
+    assert [int(p.payload) for p in rest] == list(range(25, n))
+    expect_no_publish(s, 0.3)
+    sync_point(s)
+    assert wait_counts(b, queued=0, messages=0)["queued"] == 0
+
+
+def test_mixed_qos_backlog_in_flight_resent_in_order_after_kill(make_broker):
+    """A backlog of QoS 1 and QoS 2 messages alternating, 20 in flight, kill
+    -9: every unacknowledged one comes again in the order first sent (the
+    QoS 2 ones under their ids, DUP set; none lost, none twice), then the
+    rest. A QoS 2 entry stored with its id takes the ids of the QoS 1
+    entries sent before it into the same batch, so that after a crash
+    nothing sent later is sent again ahead of them."""
+    b = pbroker(make_broker)
+    s = durable(b, "bl2")
+    s.subscribe([("bl/2", 2)])
+    s.disconnect()
+    s.close()
+    pub = b.connected("bl2-pub")
+    n = 50
+    for i in range(n):
+        pub.publish("bl/2", b"%03d" % i, qos=1 + i % 2)
+    s = durable(b, "bl2")
+    held = publishes(s, 20, ack=False)
+    assert [int(p.payload) for p in held] == list(range(20))
+    assert [p.qos for p in held] == [1 + i % 2 for i in range(20)]
+    sync_point(s)
+    b.kill()
+    b.start(timeout=10)
+    s.close()
+    s = durable(b, "bl2")
+    assert s.connack.session_present is True
+    got = []
+    while len(got) < n:
+        p = s.recv(5)
+        if p.type == m.PUBREL:            # PUBRECs are answered as they commit
+            s.send(m.pubcomp(p.mid))
+            continue
+        assert p.type == m.PUBLISH, p
+        i = int(p.payload)
+        got.append(i)
+        if i < 20 and p.qos == 2:
+            assert p.dup and p.mid == held[i].mid, (p, held[i])
+        s.send(m.pubrec(p.mid) if p.qos == 2 else m.puback(p.mid))
+    assert got == list(range(n)), got
+    expect_no_publish(s, 0.3)
+
+
 @HOW
 def test_outbound_qos2_states_resent_after_restart(make_broker, how):
     """One QoS 2 message in PUBREL state (PUBREC received) and one not yet
