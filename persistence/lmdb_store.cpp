@@ -72,6 +72,69 @@ class Cursor {
   int rc_;
 };
 
+// A cursor for deletes that come in increasing key order (a queue drained
+// from its head, and the messages it held, whose ids grow with it). After
+// a delete LMDB leaves the cursor on the next key; when that is the next
+// key to go, it is deleted where it stands instead of searched for from the
+// root. The key is always compared, so a delete out of order only costs
+// the search.
+class RunCursor {
+ public:
+  RunCursor(MDB_txn* txn, MDB_dbi dbi) : c_(txn, dbi) {}
+  int rc() const { return c_.rc(); }
+  // Stands on `key` (its value in `v`); MDB_NOTFOUND if there is none.
+  int seek(MDB_val key, MDB_val& v) {
+    if (on_next_) {
+      on_next_ = false;
+      MDB_val k;
+      if (mdb_cursor_get(c_.get(), &k, &v, MDB_GET_CURRENT) == 0 && k.mv_size == key.mv_size &&
+          std::memcmp(k.mv_data, key.mv_data, key.mv_size) == 0)
+        return 0;
+    }
+    return mdb_cursor_get(c_.get(), &key, &v, MDB_SET_KEY);
+  }
+  // Deletes the entry seek() found.
+  int del() {
+    const int rc = mdb_cursor_del(c_.get(), 0);
+    on_next_ = rc == 0;
+    return rc;
+  }
+  // Replaces the value of the entry seek() found.
+  int replace(MDB_val key, MDB_val v) { return mdb_cursor_put(c_.get(), &key, &v, MDB_CURRENT); }
+  // Another write went to this table: the position is not trusted.
+  void reset() { on_next_ = false; }
+
+ private:
+  Cursor c_;
+  bool on_next_ = false;
+};
+
+// The run cursors of one group commit, on the tables a queue entry's
+// delete touches.
+struct RunCursors {
+  RunCursors(MDB_txn* txn, MDB_dbi queue, MDB_dbi refs, MDB_dbi messages)
+      : queue(txn, queue), refs(txn, refs), messages(txn, messages) {}
+  int rc() const { return queue.rc() ? queue.rc() : refs.rc() ? refs.rc() : messages.rc(); }
+  void reset() {
+    queue.reset();
+    refs.reset();
+    messages.reset();
+  }
+  RunCursor queue, refs, messages;
+};
+
+// Keys built on the stack: no allocation per op on the writer thread.
+struct U64Key {
+  explicit U64Key(uint64_t v) {
+    for (int i = 7; i >= 0; --i) {
+      b[i] = static_cast<char>(v & 0xFF);
+      v >>= 8;
+    }
+  }
+  MDB_val val() { return MDB_val{8, b}; }
+  char b[8];
+};
+
 bool hasPrefix(std::string_view k, std::string_view prefix) {
   return k.size() >= prefix.size() && k.compare(0, prefix.size(), prefix) == 0;
 }
@@ -123,6 +186,10 @@ struct LmdbStore::Impl {
   // cancel out within the group (see applyGroup in store.cpp).
   int applyGroup(MDB_txn* txn, const std::deque<std::pair<uint64_t, std::unique_ptr<Batch>>>& work);
   int addRefs(MDB_txn* txn, uint64_t id, int32_t delta);
+  // Inside applyGroup: the cursors deletes in key order go through.
+  RunCursors* run = nullptr;
+  // The key of a queue entry, rebuilt in place for each op.
+  std::string seq_key;
   int deletePrefix(MDB_txn* txn, MDB_dbi dbi, std::string_view prefix, bool deref_queue);
   // Bytes in the pages our tables use now. Unlike the file's high-water
   // mark this goes down again as entries are deleted (freed pages are
@@ -142,11 +209,12 @@ struct LmdbStore::Impl {
 };
 
 int LmdbStore::Impl::addRefs(MDB_txn* txn, uint64_t id, int32_t delta) {
-  const std::string k = u64Key(id);
-  MDB_val key = val(k), v;
+  U64Key k(id);
+  MDB_val key = k.val(), v;
   int64_t n = 0;
-  int rc = mdb_get(txn, refs, &key, &v);
-  if (rc == 0 && v.mv_size == 4) {
+  int rc = run ? run->refs.seek(key, v) : mdb_get(txn, refs, &key, &v);
+  const bool found = rc == 0;
+  if (found && v.mv_size == 4) {
     uint32_t cur;
     std::memcpy(&cur, v.mv_data, 4);
     n = cur;
@@ -155,6 +223,15 @@ int LmdbStore::Impl::addRefs(MDB_txn* txn, uint64_t id, int32_t delta) {
   }
   n += delta;
   if (n <= 0) {
+    if (run) {
+      // The last reference went: the count and the message go, in id
+      // order when a queue drains.
+      rc = found ? run->refs.del() : 0;
+      if (rc) return rc;
+      rc = run->messages.seek(key, v);
+      if (rc == 0) rc = run->messages.del();
+      return rc == MDB_NOTFOUND ? 0 : rc;
+    }
     rc = mdb_del(txn, refs, &key, nullptr);
     if (rc != 0 && rc != MDB_NOTFOUND) return rc;
     rc = mdb_del(txn, messages, &key, nullptr);
@@ -162,6 +239,7 @@ int LmdbStore::Impl::addRefs(MDB_txn* txn, uint64_t id, int32_t delta) {
   }
   uint32_t out = static_cast<uint32_t>(n);
   MDB_val nv{4, &out};
+  if (run && found && v.mv_size == 4) return run->refs.replace(key, nv);
   return mdb_put(txn, refs, &key, &nv, 0);
 }
 
@@ -190,6 +268,8 @@ int LmdbStore::Impl::apply(MDB_txn* txn, std::string_view ops) {
   while (!in.atEnd() && in.ok) {
     const auto op = static_cast<Batch::Op>(in.u8());
     int rc = 0;
+    // Any other write may move the entries the run cursors stand on.
+    if (run && op != Batch::Op::DeleteQueue) run->reset();
     switch (op) {
       case Batch::Op::PutMessage: {
         const uint64_t id = in.fixed<uint64_t>();
@@ -252,9 +332,16 @@ int LmdbStore::Impl::apply(MDB_txn* txn, std::string_view ops) {
         std::string_view cid = in.view();
         const uint64_t seq = in.fixed<uint64_t>();
         const uint64_t msg_id = in.fixed<uint64_t>();
-        const std::string k = seqKey(cid, seq);
-        MDB_val mk = val(k);
-        rc = mdb_del(txn, queue, &mk, nullptr);
+        seq_key.assign(cid);
+        seq_key.push_back('\0');
+        seq_key.append(U64Key(seq).b, 8);
+        MDB_val mk = val(seq_key), v;
+        if (run) {
+          rc = run->queue.seek(mk, v);
+          if (rc == 0) rc = run->queue.del();
+        } else {
+          rc = mdb_del(txn, queue, &mk, nullptr);
+        }
         if (rc == 0) rc = addRefs(txn, msg_id, -1);
         else if (rc == MDB_NOTFOUND) rc = 0;  // already gone with its session
         break;
@@ -413,7 +500,21 @@ int LmdbStore::Impl::applyGroup(MDB_txn* txn,
     int64_t refs = 0;
     std::vector<size_t> touching;
   };
-  std::unordered_map<std::string, size_t> last_put;  // queue key -> PutQueue index
+  // Queue entries by (client, seq), without building a key string: the
+  // views point into the batches, which outlive this call.
+  struct EntryKey {
+    std::string_view cid;
+    uint64_t seq;
+    bool operator==(const EntryKey& o) const { return seq == o.seq && cid == o.cid; }
+  };
+  struct EntryHash {
+    size_t operator()(const EntryKey& k) const {
+      return std::hash<std::string_view>()(k.cid) ^ (k.seq * 0x9E3779B97F4A7C15ull);
+    }
+  };
+  std::unordered_map<EntryKey, size_t, EntryHash> last_put;  // PutQueue index
+  // Messages put in this group; only they can cancel out within it (ids are
+  // never reused, so a message put in an earlier group is on disk).
   std::unordered_map<uint64_t, MsgState> msgs;
   for (size_t i = 0; i < ops.size(); ++i) {
     ParsedOp& o = ops[i];
@@ -425,16 +526,18 @@ int LmdbStore::Impl::applyGroup(MDB_txn* txn,
         break;
       }
       case Batch::Op::AddRefs: {
-        MsgState& m = msgs[o.msg];
-        m.refs += o.refs;
-        m.touching.push_back(i);
+        auto it = msgs.find(o.msg);
+        if (it == msgs.end()) break;
+        it->second.refs += o.refs;
+        it->second.touching.push_back(i);
         break;
       }
       case Batch::Op::PutQueue: {
-        std::string key = seqKey(o.cid, o.seq);
-        auto it = last_put.find(key);
-        if (it != last_put.end()) ops[it->second].dead = true;  // superseded
-        last_put[std::move(key)] = i;
+        auto [it, added] = last_put.try_emplace(EntryKey{o.cid, o.seq}, i);
+        if (!added) {
+          ops[it->second].dead = true;  // superseded
+          it->second = i;
+        }
         break;
       }
       case Batch::Op::DeleteQueue: {
@@ -442,23 +545,22 @@ int LmdbStore::Impl::applyGroup(MDB_txn* txn,
         // message was created in the same batch (ids are never reused), so
         // a PutMessage here proves nothing of it is on disk yet. A put that
         // merely rewrote a committed entry (packet id, PUBREC) is applied.
-        auto it = last_put.find(seqKey(o.cid, o.seq));
         auto created = msgs.find(o.msg);
-        if (it != last_put.end() && created != msgs.end() && created->second.put != SIZE_MAX) {
+        if (created == msgs.end()) break;
+        auto it = last_put.find(EntryKey{o.cid, o.seq});
+        if (it != last_put.end() && created->second.put != SIZE_MAX) {
           ops[it->second].dead = true;
           last_put.erase(it);
           o.deref_only = true;
         }
-        MsgState& m = msgs[o.msg];
-        m.refs -= 1;
-        m.touching.push_back(i);
+        created->second.refs -= 1;
+        created->second.touching.push_back(i);
         break;
       }
       case Batch::Op::DeleteSession: {
         // Puts before it are applied and then removed with the session.
-        const std::string prefix = clientKey(o.cid, "");
         for (auto it = last_put.begin(); it != last_put.end();)
-          it = hasPrefix(it->first, prefix) ? last_put.erase(it) : std::next(it);
+          it = it->first.cid == o.cid ? last_put.erase(it) : std::next(it);
         break;
       }
       default:
@@ -475,12 +577,17 @@ int LmdbStore::Impl::applyGroup(MDB_txn* txn,
     ops[m.put].dead = true;
     for (size_t i : m.touching) ops[i].dead = true;
   }
+  RunCursors cursors(txn, queue, refs, messages);
+  if (cursors.rc()) return cursors.rc();
+  run = &cursors;
+  int rc = 0;
   for (const ParsedOp& o : ops) {
     if (o.dead) continue;
-    const int rc = o.deref_only ? addRefs(txn, o.msg, -1) : apply(txn, o.bytes);
-    if (rc) return rc;
+    rc = o.deref_only ? addRefs(txn, o.msg, -1) : apply(txn, o.bytes);
+    if (rc) break;
   }
-  return 0;
+  run = nullptr;  // the cursors close here, before the commit
+  return rc;
 }
 
 LmdbStore::LmdbStore(const StoreOptions& o) : options_(o), impl_(std::make_unique<Impl>()) {}
