@@ -1,6 +1,7 @@
 #include "persistence/lmdb_store.h"
 
 #include <lmdb.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -857,6 +858,9 @@ void LmdbStore::drain() {
 }
 
 void LmdbStore::writerMain() {
+  // Named, so that operators (top -H, ps -L) and profiles tell it from the
+  // event loops.
+  pthread_setname_np(pthread_self(), "petrel-store");
   Impl& im = *impl_;
   auto last_sync = std::chrono::steady_clock::now();
   bool unsynced = false;
