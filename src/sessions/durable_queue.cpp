@@ -40,6 +40,7 @@ void Sessions::refill(Session& s, bool resend) {
   const int64_t now = clock_.wallMs();
   Connection* c = s.conn && !s.conn->closing() ? s.conn : nullptr;
   std::vector<persistence::QueueRecord> recs;
+  recs.reserve(want);
   durable_.store().readQueue(s.clientId(), s.next_read_seq, want,
                     [&](const persistence::QueueRecord& q) { recs.push_back(q); });
   // The window's messages in one read transaction, not one each.
