@@ -145,7 +145,7 @@ void Bridges::onPacket(Connection& c, const mqtt::Frame& f) {
 }
 
 void Bridges::publishStatus(const Bridge& b, const std::string& what, const std::string& value) {
-  auto m = std::make_shared<Message>();
+  auto m = makeMessage();
   m->topic = "$SYS/broker/bridge/" + b.name() + "/" + what;
   m->payload = value;
   m->retain = true;

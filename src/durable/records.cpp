@@ -32,7 +32,7 @@ persistence::MessageRecord messageRecord(const Message& m) {
 }
 
 std::shared_ptr<Message> messageFromRecord(persistence::MessageRecord&& r, uint64_t id) {
-  auto m = std::make_shared<Message>();
+  auto m = makeMessage();
   m->topic = std::move(r.topic);
   m->payload = std::move(r.payload);
   m->origin = std::move(r.origin);

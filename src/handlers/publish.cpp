@@ -87,7 +87,7 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
   ++stats_.messages_received;
   ++stats_.received_by_qos[p.qos];
   monitor_.onPublish(p.topic);
-  auto msg = std::make_shared<Message>();
+  auto msg = makeMessage();
   msg->topic = std::move(p.topic);
   msg->payload = std::move(p.payload);
   msg->qos = p.qos;

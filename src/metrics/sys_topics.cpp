@@ -23,7 +23,7 @@ void SysTopics::start() { started_ms_ = p_.clock.monotonicMs(); }
 
 void SysTopics::publish() {
   auto put = [&](const std::string& topic, const std::string& value) {
-    auto m = std::make_shared<Message>();
+    auto m = makeMessage();
     m->topic = "$SYS/broker/" + topic;
     m->payload = value;
     m->retain = true;

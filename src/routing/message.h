@@ -8,6 +8,7 @@
 #include <string>
 
 #include "mqtt/properties.h"
+#include "src/util/block_pool.h"
 
 namespace petrel {
 
@@ -36,5 +37,9 @@ struct Message {
 };
 
 using MessagePtr = std::shared_ptr<const Message>;
+
+// A new message (and its reference count, one block) from the loop
+// thread's pool: one is made and dropped for every PUBLISH.
+inline std::shared_ptr<Message> makeMessage() { return std::allocate_shared<Message>(PoolAllocator<Message>()); }
 
 }  // namespace petrel

@@ -86,7 +86,7 @@ void Sessions::publishWill(Session& s) {
     LOG_INFO("client %s: will on '%s' denied by the ACL", s.clientId().c_str(), w.topic.c_str());
     return;
   }
-  auto msg = std::make_shared<Message>();
+  auto msg = makeMessage();
   msg->topic = std::move(w.topic);
   msg->payload = std::move(w.payload);
   msg->qos = w.qos;
