@@ -107,11 +107,12 @@ bool Sessions::sendNew(Session& s, Connection& c, Delivery&& d, bool stored) {
   if (d.seq) {
     if (d.qos == 1 && stored) {
       // A QoS 1 entry from the queue is not rewritten for its packet id:
-      // that rewrite doubled the store's work per message of a backlog
-      // drained. The id is written when the client goes away, so that a
-      // reconnect gets the message again under it, DUP set [MQTT-4.4.0-1].
-      // Only a crash loses it: the message is then sent again as a new
-      // one, under a new id, which QoS 1 (at least once) allows.
+      // that rewrite was one of the two store writes for each message of a
+      // drained backlog (the delete at PUBACK is the other). The id is
+      // written when the client goes away, so that a reconnect gets the
+      // message again under it, DUP set [MQTT-4.4.0-1]. Only a crash loses
+      // it: the message is then sent again as a new one, under a new id,
+      // which QoS 1 (at least once) allows.
       id_unsaved = true;
     } else {
       // The entries in flight form a prefix of the queue, and those stored
