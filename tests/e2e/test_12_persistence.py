@@ -310,6 +310,22 @@ def test_inflight_qos1_resent_with_dup_and_same_id(make_broker, how):
     s.expect_nothing(0.5)
 
 
+def with_backlog(b, cid, topic, n, qos_of):
+    """A durable session subscribed to `topic` (QoS 2) that was offline while
+    n messages ("000", "001", ...; QoS qos_of(i)) were published and stored
+    for it; returns it connected again."""
+    s = durable(b, cid)
+    s.subscribe([(topic, 2)])
+    s.disconnect()
+    s.close()
+    pub = b.connected(cid + "-pub")
+    for i in range(n):
+        pub.publish(topic, b"%03d" % i, qos=qos_of(i))   # each acknowledged: stored
+    s = durable(b, cid)
+    assert s.connack.session_present is True
+    return s
+
+
 @pytest.mark.parametrize("how", ["reconnect", "term", "kill"])
 def test_inflight_from_a_backlog_resent_after_reconnect_and_restart(make_broker, how):
     """QoS 1 messages sent from a stored backlog (queued while the client was
@@ -321,16 +337,8 @@ def test_inflight_from_a_backlog_resent_after_reconnect_and_restart(make_broker,
     gone, and the messages come again under new ones (QoS 1 allows that):
     in order, none lost, none acknowledged sent again."""
     b = pbroker(make_broker)            # max_inflight 20 (conftest)
-    s = durable(b, "bl1")
-    s.subscribe([("bl/1", 1)])
-    s.disconnect()
-    s.close()
-    pub = b.connected("bl1-pub")
     n = 60
-    for i in range(n):
-        pub.publish("bl/1", b"%03d" % i, qos=1)   # each PUBACKed: stored
-    s = durable(b, "bl1")
-    assert s.connack.session_present is True
+    s = with_backlog(b, "bl1", "bl/1", n, lambda i: 1)
     first = publishes(s, 20, ack=False)           # the window: 20 in flight
     assert [int(p.payload) for p in first] == list(range(20))
     assert not any(p.dup for p in first)
@@ -372,15 +380,8 @@ def test_mixed_qos_backlog_in_flight_resent_in_order_after_kill(make_broker):
     entries sent before it into the same batch, so that after a crash
     nothing sent later is sent again ahead of them."""
     b = pbroker(make_broker)
-    s = durable(b, "bl2")
-    s.subscribe([("bl/2", 2)])
-    s.disconnect()
-    s.close()
-    pub = b.connected("bl2-pub")
     n = 50
-    for i in range(n):
-        pub.publish("bl/2", b"%03d" % i, qos=1 + i % 2)
-    s = durable(b, "bl2")
+    s = with_backlog(b, "bl2", "bl/2", n, lambda i: 1 + i % 2)
     held = publishes(s, 20, ack=False)
     assert [int(p.payload) for p in held] == list(range(20))
     assert [p.qos for p in held] == [1 + i % 2 for i in range(20)]
