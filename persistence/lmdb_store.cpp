@@ -823,7 +823,12 @@ std::unique_ptr<LmdbStore> LmdbStore::openLmdb(const StoreOptions& options, std:
   if (ok && s->short_size_ && notice)
     *notice = options.dir + "/data.mdb ended " + std::to_string(s->short_size_) +
               " bytes in, before pages its last transaction allocated and freed; extended (no data was missing)";
-  if (!options.read_only) s->impl_->writer = std::thread([p = s.get()] { p->writerMain(); });
+  if (!options.read_only) {
+    s->impl_->writer = std::thread([p = s.get()] { p->writerMain(); });
+    // Named, so that operators (top -H, ps -L) and profiles tell it from
+    // the event loops; named here, before the store is in use.
+    pthread_setname_np(s->impl_->writer.native_handle(), "petrel-store");
+  }
   return s;
 }
 
@@ -858,9 +863,6 @@ void LmdbStore::drain() {
 }
 
 void LmdbStore::writerMain() {
-  // Named, so that operators (top -H, ps -L) and profiles tell it from the
-  // event loops.
-  pthread_setname_np(pthread_self(), "petrel-store");
   Impl& im = *impl_;
   auto last_sync = std::chrono::steady_clock::now();
   bool unsynced = false;

@@ -13,7 +13,11 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
   using mqtt::Reason;
   Session& s = *c.session;
   const bool v5 = c.version == mqtt::Version::V5;
+  // The message first: a recycled one lends its payload's buffer to the
+  // parse, so that most PUBLISHes allocate nothing.
+  auto msg = makeMessage();
   mqtt::Publish p;
+  p.payload.swap(msg->payload);
   Reason rc = mqtt::parse(f, c.version, p);
   if (rc != Reason::Success) return protocolError(c, rc, "malformed PUBLISH");
 
@@ -87,7 +91,6 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
   ++stats_.messages_received;
   ++stats_.received_by_qos[p.qos];
   monitor_.onPublish(p.topic);
-  auto msg = makeMessage();
   msg->topic = std::move(p.topic);
   msg->payload = std::move(p.payload);
   msg->qos = p.qos;

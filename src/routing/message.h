@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "mqtt/properties.h"
 #include "src/util/block_pool.h"
@@ -38,8 +39,58 @@ struct Message {
 
 using MessagePtr = std::shared_ptr<const Message>;
 
-// A new message (and its reference count, one block) from the loop
-// thread's pool: one is made and dropped for every PUBLISH.
-inline std::shared_ptr<Message> makeMessage() { return std::allocate_shared<Message>(PoolAllocator<Message>()); }
+// Messages are made and dropped once per PUBLISH, and acknowledgements drop
+// them in bursts, which sends malloc down its slow path. So a dropped
+// message is kept (per thread, up to kKeep) and handed out again, with its
+// payload's buffer (up to kKeepPayload bytes): the next PUBLISH is parsed
+// into it. Its reference count comes from a pool of blocks. A weak
+// reference to a recycled message has expired, as with any other.
+class MessageRecycler {
+ public:
+  static constexpr size_t kKeep = 1024;
+  static constexpr size_t kKeepPayload = 1024;
+
+  static Message* take() {
+    List& l = list();
+    if (l.free.empty()) return new Message();
+    Message* m = l.free.back();
+    l.free.pop_back();
+    return m;
+  }
+  // The shared_ptr's deleter.
+  void operator()(Message* m) const noexcept {
+    List& l = list();
+    if (l.gone || l.free.size() >= kKeep) {
+      delete m;
+      return;
+    }
+    std::string keep = std::move(m->payload);
+    keep.clear();
+    if (keep.capacity() > kKeepPayload) std::string().swap(keep);
+    *m = Message{};
+    m->payload = std::move(keep);
+    l.free.push_back(m);  // never grows: reserved for kKeep
+  }
+
+ private:
+  struct List {
+    List() { free.reserve(kKeep); }
+    ~List() {
+      gone = true;  // the thread is ending: what is dropped now is deleted
+      for (Message* m : free) delete m;
+    }
+    std::vector<Message*> free;
+    bool gone = false;
+  };
+  static List& list() {
+    thread_local List l;
+    return l;
+  }
+};
+
+// A new, empty message (see MessageRecycler); its payload may have capacity.
+inline std::shared_ptr<Message> makeMessage() {
+  return std::shared_ptr<Message>(MessageRecycler::take(), MessageRecycler{}, PoolAllocator<Message>());
+}
 
 }  // namespace petrel

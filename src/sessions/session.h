@@ -88,12 +88,20 @@ class InflightWindow {
   void push_back(InflightOut&& f) {
     const uint16_t id = f.packet_id;
     if (f.id_unsaved) ++unsaved_;
+    if (q_.empty()) ordered_ = true;
+    else if (ordered_ && id != following(q_.back().packet_id)) ordered_ = false;
     q_.push_back(std::move(f));
     if (ids_) set(id);
     else if (q_.size() > kIndexFrom) buildIndex();
   }
   bool contains(uint16_t id) const {
     if (ids_) return (ids_[id >> 6] >> (id & 63)) & 1;
+    if (q_.empty()) return false;
+    // Ids handed out one after another, as nextPacketId() does: every id in
+    // the window lies between the front's and the back's, so the next one
+    // after the back's is free without a look at each entry.
+    if (ordered_ && ringDistance(q_.front().packet_id, id) > ringDistance(q_.front().packet_id, q_.back().packet_id))
+      return false;
     for (const auto& f : q_)
       if (f.packet_id == id) return true;
     return false;
@@ -141,7 +149,16 @@ class InflightWindow {
 
  private:
   static constexpr size_t kNone = SIZE_MAX;
+  // Packet ids run 1..65535 and then 1 again (0 is not an id).
+  static uint16_t following(uint16_t id) { return id == 65535 ? 1 : static_cast<uint16_t>(id + 1); }
+  // Steps from `from` to `to` along that ring.
+  static uint32_t ringDistance(uint16_t from, uint16_t to) {
+    return (static_cast<uint32_t>(to) + 65535 - from) % 65535;
+  }
   size_t unsaved_ = 0;
+  // Each entry's id follows the one before it (erasing keeps that): see
+  // contains(). Entries read back from the store may not.
+  bool ordered_ = true;
   // Where `id` is in the window. Ids are handed out in increasing order
   // (mod 2^16), so with no gaps the entry is at (id - front id); entries
   // acknowledged out of order only move it towards the front. Looking from

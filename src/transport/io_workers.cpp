@@ -360,13 +360,15 @@ bool IoWorker::start(std::string& err) {
   uv_prepare_start(&prepare_, &IoWorker::onPrepare);
   read_buf_.resize(kWorkerReadBuffer);
   thread_ = std::thread([this] { run(); });
+  // Named for operators (top -H, perf): petrel-io-1, petrel-io-2, ...
+  // Named here, not by the thread itself, so that the name is there by the
+  // time the broker says it has started.
+  const std::string name = "petrel-io-" + std::to_string(index_);
+  pthread_setname_np(thread_.native_handle(), name.substr(0, 15).c_str());
   return true;
 }
 
 void IoWorker::run() {
-  // Named for operators (top -H, perf): petrel-io-1, petrel-io-2, ...
-  const std::string name = "petrel-io-" + std::to_string(index_);
-  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
   // Handles are closed by the Stop command; the loop then runs out.
   uv_run(&loop_, UV_RUN_DEFAULT);
 }

@@ -51,6 +51,13 @@ def _threads(pid):
     return names
 
 
+def test_the_store_writes_on_a_thread_of_its_own(make_broker):
+    b = make_broker(workers=1, persistence={"enabled": True})
+    names = _threads(b.proc.pid)
+    assert names.count("petrel-store") == 1, names
+    assert not any(n.startswith("petrel-io-") for n in names), names
+
+
 def test_loops_are_threads_of_their_own(make_broker):
     b = make_broker(workers=3)
     names = _threads(b.proc.pid)

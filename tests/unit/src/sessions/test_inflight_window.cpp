@@ -2,6 +2,8 @@
 // scanned window to the indexed one, with out-of-order removal and wrap.
 #include <gtest/gtest.h>
 
+#include <vector>
+
 #include "src/sessions/session.h"
 
 namespace petrel {
@@ -61,6 +63,63 @@ TEST(InflightWindow, EraseByIteratorAndClear) {
   w.clear();
   EXPECT_TRUE(w.empty());
   EXPECT_FALSE(w.contains(102));
+}
+
+TEST(InflightWindow, IdsInSequenceAcrossTheWrapAreFoundOrFree) {
+  // Ids handed out one after another through 65535 -> 1, a few acked out
+  // of order: those in flight are found, the next ones and the acked ones
+  // are free (the window answers without a scan when it can).
+  InflightWindow w;
+  uint16_t id = 65530;
+  for (int i = 0; i < 20; ++i) {
+    w.push_back(entry(id));
+    id = id == 65535 ? 1 : static_cast<uint16_t>(id + 1);
+  }  // 65530..65535, 1..14
+  EXPECT_TRUE(w.contains(65530));
+  EXPECT_TRUE(w.contains(65535));
+  EXPECT_TRUE(w.contains(1));
+  EXPECT_TRUE(w.contains(14));
+  EXPECT_FALSE(w.contains(15));
+  EXPECT_FALSE(w.contains(65529));
+  EXPECT_FALSE(w.contains(30000));
+  EXPECT_TRUE(w.erase(3));
+  EXPECT_FALSE(w.contains(3));
+  w.pop_front();
+  EXPECT_FALSE(w.contains(65530));
+  EXPECT_TRUE(w.contains(65531));
+  w.push_back(entry(15));
+  EXPECT_TRUE(w.contains(15));
+  EXPECT_FALSE(w.contains(16));
+}
+
+TEST(InflightWindow, IdsOutOfSequenceAreStillFound) {
+  // Entries read back from the store carry the ids they had: any order.
+  InflightWindow w;
+  for (uint16_t id : {500, 7, 65535, 42}) w.push_back(entry(id));
+  for (uint16_t id : {500, 7, 65535, 42}) EXPECT_TRUE(w.contains(id));
+  EXPECT_FALSE(w.contains(43));
+  EXPECT_FALSE(w.contains(8));
+  EXPECT_FALSE(w.contains(1));
+  // Emptied, the window starts a new sequence.
+  while (!w.empty()) w.pop_front();
+  w.push_back(entry(9));
+  w.push_back(entry(10));
+  EXPECT_TRUE(w.contains(9));
+  EXPECT_FALSE(w.contains(500));
+  EXPECT_FALSE(w.contains(11));
+}
+
+TEST(SessionPacketIds, NextIdAfterIdsReadBackSkipsThem) {
+  // A session whose window was read back from the store (ids 1, 2 and 5
+  // in flight) hands out 3, 4, then 6: never an id in use.
+  Session s("restored");
+  for (uint16_t id : {1, 2, 5}) s.inflight.push_back(entry(id));
+  std::vector<uint16_t> got;
+  for (int i = 0; i < 3; ++i) {
+    got.push_back(s.nextPacketId());
+    s.inflight.push_back(entry(got.back()));
+  }
+  EXPECT_EQ(got, (std::vector<uint16_t>{3, 4, 6}));
 }
 
 TEST(SessionPacketIds, NextIdSkipsIdsInFlight) {

@@ -46,33 +46,73 @@ TEST(BlockPool, KeepsAtMostItsLimitPerThread) {
   for (void* p : held) List::give(p);
 }
 
-TEST(BlockPool, SharedMessagesComeFromThePoolAndStayIntact) {
+TEST(BlockPool, DroppedMessagesAreHandedOutAgainEmpty) {
   std::vector<std::shared_ptr<Message>> live;
   for (int i = 0; i < 100; ++i) {
     auto m = makeMessage();
     m->topic = "t/" + std::to_string(i);
     m->payload.assign(static_cast<size_t>(100 + i), 'x');
-    m->id = static_cast<uint64_t>(i);
+    m->origin = "client-with-a-long-identifier";
+    m->props = std::make_shared<const mqtt::Properties>();
+    m->expires_at_ms = 12345;
+    m->from_bridge = true;
+    m->retain = true;
+    m->qos = 2;
+    m->id = static_cast<uint64_t>(i + 1);
     live.push_back(std::move(m));
   }
   const Message* first = live.front().get();
-  live.front().reset();  // back to the pool
+  live.front().reset();  // dropped: kept for the next one
   auto again = makeMessage();
   EXPECT_EQ(again.get(), first);
   EXPECT_TRUE(again->topic.empty());
   EXPECT_TRUE(again->payload.empty());
+  EXPECT_GE(again->payload.capacity(), 100u);  // its buffer stays for the next parse
+  EXPECT_TRUE(again->origin.empty());
+  EXPECT_FALSE(again->props);
+  EXPECT_EQ(again->expires_at_ms, 0);
+  EXPECT_FALSE(again->from_bridge);
+  EXPECT_FALSE(again->retain);
+  EXPECT_EQ(again->qos, 0);
   EXPECT_EQ(again->id, 0u);
   for (size_t i = 1; i < live.size(); ++i) {
     EXPECT_EQ(live[i]->topic, "t/" + std::to_string(i));
     EXPECT_EQ(live[i]->payload.size(), 100 + i);
+    EXPECT_EQ(live[i]->id, i + 1);
   }
-  // A weak reference keeps the block (the count lives in it) until it goes.
-  std::weak_ptr<Message> w = again;
-  again.reset();
-  EXPECT_TRUE(w.expired());
+}
+
+TEST(BlockPool, AWeakReferenceToARecycledMessageHasExpired) {
+  // The store's message cache holds weak references: one must never lead
+  // to a message handed out again for something else.
+  auto m = makeMessage();
+  m->payload = "first";
+  const Message* where = m.get();
+  std::weak_ptr<const Message> w = m;
+  m.reset();
   auto other = makeMessage();
-  EXPECT_NE(other.get(), first);
-  w.reset();
+  other->payload = "second";
+  EXPECT_EQ(other.get(), where);  // the same object, recycled
+  EXPECT_TRUE(w.expired());
+  EXPECT_EQ(w.lock(), nullptr);
+}
+
+TEST(BlockPool, ALargePayloadBufferIsNotKept) {
+  auto m = makeMessage();
+  m->payload.assign(MessageRecycler::kKeepPayload * 4, 'y');
+  m.reset();
+  auto again = makeMessage();
+  EXPECT_LE(again->payload.capacity(), MessageRecycler::kKeepPayload);
+}
+
+TEST(BlockPool, MessagesBeyondTheLimitGoBackToMalloc) {
+  // Dropped at once, more than are kept: the rest are deleted (the
+  // sanitizer build checks there is no leak or double free).
+  std::vector<std::shared_ptr<Message>> many;
+  for (size_t i = 0; i < MessageRecycler::kKeep * 2; ++i) many.push_back(makeMessage());
+  many.clear();
+  for (size_t i = 0; i < MessageRecycler::kKeep * 2; ++i) many.push_back(makeMessage());
+  many.clear();
 }
 
 TEST(BlockPool, AMessageFreedOnAnotherThreadIsSafe) {
