@@ -124,14 +124,9 @@ struct RunCursors {
   RunCursor queue, refs, messages;
 };
 
-// Keys built on the stack: no allocation per op on the writer thread.
+// A message id's key on the stack: no allocation per op on the writer thread.
 struct U64Key {
-  explicit U64Key(uint64_t v) {
-    for (int i = 7; i >= 0; --i) {
-      b[i] = static_cast<char>(v & 0xFF);
-      v >>= 8;
-    }
-  }
+  explicit U64Key(uint64_t v) { putU64Key(b, v); }
   MDB_val val() { return MDB_val{8, b}; }
   char b[8];
 };
@@ -333,9 +328,7 @@ int LmdbStore::Impl::apply(MDB_txn* txn, std::string_view ops) {
         std::string_view cid = in.view();
         const uint64_t seq = in.fixed<uint64_t>();
         const uint64_t msg_id = in.fixed<uint64_t>();
-        seq_key.assign(cid);
-        seq_key.push_back('\0');
-        seq_key.append(U64Key(seq).b, 8);
+        seqKeyInto(seq_key, cid, seq);
         MDB_val mk = val(seq_key), v;
         if (run) {
           rc = run->queue.seek(mk, v);

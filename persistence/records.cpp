@@ -250,13 +250,17 @@ void Batch::deleteDelayed(const DelayedKey& k) {
 
 // --- keys ---
 
-std::string u64Key(uint64_t v) {
+void putU64Key(char out[8], uint64_t v) {
   // Big endian so that LMDB's byte order is numeric order.
-  std::string k(8, '\0');
   for (int i = 7; i >= 0; --i) {
-    k[i] = static_cast<char>(v & 0xFF);
+    out[i] = static_cast<char>(v & 0xFF);
     v >>= 8;
   }
+}
+
+std::string u64Key(uint64_t v) {
+  std::string k(8, '\0');
+  putU64Key(k.data(), v);
   return k;
 }
 
@@ -286,6 +290,18 @@ std::string clientKey(std::string_view cid, std::string_view suffix) {
   return k;
 }
 
-std::string seqKey(std::string_view cid, uint64_t seq) { return clientKey(cid, u64Key(seq)); }
+void seqKeyInto(std::string& out, std::string_view cid, uint64_t seq) {
+  char b[8];
+  putU64Key(b, seq);
+  out.assign(cid);
+  out.push_back('\0');
+  out.append(b, 8);
+}
+
+std::string seqKey(std::string_view cid, uint64_t seq) {
+  std::string k;
+  seqKeyInto(k, cid, seq);
+  return k;
+}
 
 }  // namespace petrel::persistence

@@ -152,6 +152,11 @@ class Batch {
 std::string clientKey(std::string_view client_id, std::string_view suffix);
 std::string seqKey(std::string_view client_id, uint64_t seq);
 std::string u64Key(uint64_t v);
+// The same keys written into caller-owned storage (the store's writer
+// builds one per op and allocates nothing): 8 bytes big endian, and a
+// queue entry's key replacing what `out` held.
+void putU64Key(char out[8], uint64_t v);
+void seqKeyInto(std::string& out, std::string_view client_id, uint64_t seq);
 uint64_t readU64Key(std::string_view k);
 // Big-endian due time then message id (16 bytes): the store's order is due
 // order.
