@@ -164,6 +164,7 @@ void Broker::onConnectionLost(Connection& c) {
   ++closing_connections_;
   if (c.auth_ticket) {
     pending_auth_.erase(c.auth_ticket);  // its answer is dropped when it comes
+    waiting_connects_.erase(c.auth_ticket);
     c.auth_ticket = 0;
   }
   if (c.connected && !c.bridge && stats_.clients_connected) --stats_.clients_connected;

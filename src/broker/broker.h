@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -109,7 +110,22 @@ class Broker : private BrokerParts {
   // handlers/connect.cpp
   void handleConnect(Connection& c, const mqtt::Frame& f);
   // After authentication's password check (`checked`; null: none ran).
-  void continueConnect(Connection& c, mqtt::Connect&& p, const PasswordFile::Result* checked);
+  // `old_input_read`: the connection holding the session has had its
+  // input read up (waitForInputOf), so the CONNECT does not wait again.
+  void continueConnect(Connection& c, mqtt::Connect&& p, const PasswordFile::Result* checked,
+                       bool old_input_read = false);
+  // A CONNECT that waited off the loop goes on: what it writes is held
+  // until the commit of what it stores, as if handled at once, and its
+  // connection reads again (unless it waits once more).
+  void resumeConnect(Connection& c, mqtt::Connect&& p, const PasswordFile::Result* checked, bool old_input_read);
+  // A CONNECT for a session whose connection `old` lives on a worker loop
+  // waits until that loop has read what `old`'s socket holds and it has
+  // been handled here: a client that sent DISCONNECT and at once connected
+  // again must find its session as that DISCONNECT left it, although the
+  // two connections' bytes come through different loops. False: no need
+  // (`old` is on this loop, or closing); the CONNECT goes on now.
+  bool waitForInputOf(Connection& old, Connection& c, mqtt::Connect& p, const PasswordFile::Result* checked);
+  void inputOfOldRead(uint64_t ticket);
   void startPasswordChecks();
   static void checkPasswordWork(uv_work_t* req);
   static void passwordChecked(uv_work_t* req, int status);
@@ -189,6 +205,14 @@ class Broker : private BrokerParts {
   // with "server busy" (a guessing client cannot queue up work for hours).
   static constexpr uint32_t kMaxPendingAuthPerListener = 64;
   std::unordered_map<uint64_t, Connection*> pending_auth_;  // by ticket
+  // CONNECTs waiting for another connection's input (waitForInputOf), by
+  // ticket (the same numbers as pending_auth_'s).
+  struct WaitingConnect {
+    Connection* conn;
+    mqtt::Connect connect;
+    std::optional<PasswordFile::Result> checked;
+  };
+  std::unordered_map<uint64_t, WaitingConnect> waiting_connects_;
   std::deque<PendingAuth*> auth_queue_;  // waiting for a worker
   unsigned auth_running_ = 0;            // on libuv's workers now
   std::unordered_map<const ListenerSecurity*, uint32_t> pending_auth_per_listener_;

@@ -146,21 +146,56 @@ void Broker::passwordChecked(uv_work_t* req, int) {
   Connection& c = *it->second;
   b.pending_auth_.erase(it);
   c.auth_ticket = 0;
+  b.resumeConnect(c, std::move(w->connect), &w->result, false);
+}
+
+void Broker::resumeConnect(Connection& c, mqtt::Connect&& p, const PasswordFile::Result* checked,
+                           bool old_input_read) {
   // The rest of CONNECT, with its answer held until the commit as if it
   // had been handled at once (Broker::dispatchHolding).
   const Connection::OutMark mark = c.outMark();
-  const size_t ops = b.durable_.enabled() ? b.durable_.batch().count() : 0;
-  b.continueConnect(c, std::move(w->connect), &w->result);
-  if (b.durable_.enabled() && b.durable_.batch().count() != ops && !c.closing())
-    b.holds_.hold(c, mark, b.durable_.ticket(), nullptr);
+  const size_t ops = durable_.enabled() ? durable_.batch().count() : 0;
+  continueConnect(c, std::move(p), checked, old_input_read);
+  if (c.auth_ticket) return;  // it waits again (waitForInputOf): nothing written
+  if (durable_.enabled() && durable_.batch().count() != ops && !c.closing())
+    holds_.hold(c, mark, durable_.ticket(), nullptr);
   c.resumeInput();  // what the client sent meanwhile
 }
 
-void Broker::continueConnect(Connection& c, mqtt::Connect&& p, const PasswordFile::Result* checked) {
+bool Broker::waitForInputOf(Connection& old, Connection& c, mqtt::Connect& p, const PasswordFile::Result* checked) {
+  const uint64_t ticket = next_auth_ticket_++;
+  if (!old.syncInput([this, ticket] { inputOfOldRead(ticket); })) return false;
+  c.auth_ticket = ticket;
+  WaitingConnect w{&c, std::move(p), std::nullopt};
+  if (checked) w.checked = *checked;
+  waiting_connects_.emplace(ticket, std::move(w));
+  c.pauseInput();
+  return true;
+}
+
+void Broker::inputOfOldRead(uint64_t ticket) {
+  auto it = waiting_connects_.find(ticket);
+  if (it == waiting_connects_.end()) return;  // the client went away meanwhile
+  WaitingConnect w = std::move(it->second);
+  waiting_connects_.erase(it);
+  Connection& c = *w.conn;
+  c.auth_ticket = 0;
+  resumeConnect(c, std::move(w.connect), w.checked ? &*w.checked : nullptr, true);
+}
+
+void Broker::continueConnect(Connection& c, mqtt::Connect&& p, const PasswordFile::Result* checked,
+                             bool old_input_read) {
   using mqtt::Reason;
   using mqtt::Version;
   const Version v = p.version;
   const bool v5 = v == Version::V5;
+  // The session's connection, if it has one, may still hold input sent
+  // before this CONNECT (a DISCONNECT above all) on another loop: that
+  // goes first.
+  if (!old_input_read && !p.client_id.empty()) {
+    Session* s = sessions_.find(p.client_id);
+    if (s && s->conn && s->conn != &c && waitForInputOf(*s->conn, c, p, checked)) return;
+  }
   auto refuse = [&](Refusal kind, Reason r, const char* why) {
     ++stats_.connections_refused[static_cast<size_t>(kind)];
     LOG_NOTICE("refusing client '%s' from %s: %s", quoted(p.client_id).c_str(), c.peer().c_str(), why);

@@ -136,6 +136,11 @@ void Connection::pauseInput() {
   else tcp_.pauseReading();
 }
 
+bool Connection::syncInput(std::function<void()> done) {
+  if (!remote_ || closing_) return false;
+  return remote().sync(std::move(done));
+}
+
 void Connection::resumeInput() {
   if (!input_paused_) return;
   input_paused_ = false;

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -107,7 +108,16 @@ class Connection final : private StreamHandler {
   void pauseInput();
   void resumeInput();
   bool inputPaused() const { return input_paused_; }
-  uint64_t auth_ticket = 0;  // the pending password check, 0 = none
+  // The CONNECT waiting off the loop (its password check, or another
+  // connection's input: Broker::waitForInputOf), 0 = none.
+  uint64_t auth_ticket = 0;
+
+  // Connections whose sockets live on a worker loop: has that loop read
+  // what the kernel holds for the socket now and pass it on; `done` runs
+  // once it has been handled here (RemoteStream::sync). False when there is
+  // nothing to wait for: the socket is on this loop, whose reads are
+  // already in order, or the connection is closing.
+  bool syncInput(std::function<void()> done);
 
   // Closes the connection once everything queued is written.
   void closeAfterFlush();

@@ -72,6 +72,11 @@ class WorkerConn final : private StreamHandler {
         closed_ = true;
         top().close();  // onStreamClosed() follows
         break;
+      case IoCommand::Kind::Sync:
+        // Its Data events, then Synced: the main loop sees them in order.
+        if (!closed_) tcp_.readNow();
+        post(IoEvent::Kind::Synced);
+        break;
       case IoCommand::Kind::Start:
       case IoCommand::Kind::Resume:
       case IoCommand::Kind::Stop:
@@ -288,10 +293,31 @@ std::string RemoteStream::peer() const {
   return peerAddress(ss, ok);
 }
 
+bool RemoteStream::sync(std::function<void()> done) {
+  if (closed_) return false;
+  syncs_.push_back(std::move(done));
+  send(IoCommand::Kind::Sync);
+  return true;
+}
+
 void RemoteStream::onEvent(const IoEvent& e, const std::string& bytes) {
   if (e.kind == IoEvent::Kind::Closed) {
+    // A Sync sent before the close was answered before it; any left are
+    // answered now, after this stream is gone.
+    std::vector<std::function<void()>> left;
+    left.swap(syncs_);
     worker_.all().connectionClosed(worker_);
     handler_->onStreamClosed();  // frees this
+    for (auto& f : left) f();
+    return;
+  }
+  if (e.kind == IoEvent::Kind::Synced) {
+    // Answered even after close(): the bytes before it went to the handler
+    // (or were dropped with the connection).
+    if (syncs_.empty()) return;
+    std::function<void()> f = std::move(syncs_.front());
+    syncs_.erase(syncs_.begin());
+    f();
     return;
   }
   if (closed_) return;
@@ -325,6 +351,7 @@ void RemoteStream::onEvent(const IoEvent& e, const std::string& bytes) {
     case IoEvent::Kind::End:
       handler_->onStreamEnd(static_cast<StreamEnd>(e.detail));
       break;
+    case IoEvent::Kind::Synced:
     case IoEvent::Kind::Closed:
       break;
   }

@@ -15,9 +15,10 @@
 // under a short lock and announced with one coalesced uv_async_send per
 // batch:
 //   main -> worker  IoCommand: start a socket, write these bytes, wind down,
-//                   half-close, close, pause or resume reading;
+//                   half-close, close, pause or resume reading, read what
+//                   the socket holds now and say so;
 //   worker -> main  IoEvent: bytes read (plaintext), activity, handshake
-//                   done, bytes written, end of input, closed.
+//                   done, bytes written, end of input, read up, closed.
 // Each batch is built during a loop turn and handed over once at its end
 // (check, and prepare before the loop blocks). A turn's output for all of a
 // worker's connections is copied into one buffer, so each Connection keeps
@@ -36,6 +37,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -62,7 +64,7 @@ std::unique_ptr<Stream> makeServerLayers(Stream& tcp, const tls::TlsContext* tls
 
 // main -> worker
 struct IoCommand {
-  enum class Kind : uint8_t { Start, Write, WindDown, Shutdown, Close, PauseReading, ResumeReading, Resume, Stop };
+  enum class Kind : uint8_t { Start, Write, WindDown, Shutdown, Close, PauseReading, ResumeReading, Sync, Resume, Stop };
   Kind kind;
   WorkerConn* conn = nullptr;
   int fd = -1;  // Start
@@ -75,7 +77,7 @@ struct IoCommand {
 
 // worker -> main
 struct IoEvent {
-  enum class Kind : uint8_t { Data, Activity, Handshake, Written, WriteFailed, End, Closed };
+  enum class Kind : uint8_t { Data, Activity, Handshake, Written, WriteFailed, End, Synced, Closed };
   Kind kind;
   // Handshake: true when every layer's handshake is done, false when only
   // TLS's is. End: the StreamEnd.
@@ -120,6 +122,16 @@ class RemoteStream final : public Stream {
   // The client certificate's common name, when TLS verified one.
   const std::string* peerCommonName() const { return has_cn_ ? &cn_ : nullptr; }
   void setReading(bool on);
+  // Has the worker read what the kernel holds for this socket now and pass
+  // it on; `done` runs once those bytes have reached the handler, in
+  // order with the rest of this stream's events (at the latest when the
+  // stream is closed). False, and `done` is dropped: the stream is closed,
+  // nothing more will be read.
+  //
+  // What a client sent on this connection before it opened another has
+  // then been seen: the two connections' bytes come through different
+  // loops, which the main loop may hear of in either order.
+  bool sync(std::function<void()> done);
 
   // From IoWorkers, on the main loop.
   void onEvent(const IoEvent& e, const std::string& bytes);
@@ -139,6 +151,7 @@ class RemoteStream final : public Stream {
   bool all_done_;
   bool has_cn_ = false;
   std::string cn_;
+  std::vector<std::function<void()>> syncs_;  // sync(): waiting, oldest first
 };
 
 // One worker loop on its own thread.

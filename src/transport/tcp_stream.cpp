@@ -3,7 +3,11 @@
 // the rest, half-close, close, and client-mode connect.
 #include "src/transport/tcp_stream.h"
 
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include "src/util/log.h"
 
@@ -89,6 +93,25 @@ void TcpStream::onRead(uv_stream_t* st, ssize_t nread, const uv_buf_t* buf) {
   if (s->discarding_) return;
   s->handler_->onStreamData(reinterpret_cast<const uint8_t*>(buf->base),
                             static_cast<size_t>(nread));
+}
+
+void TcpStream::readNow() {
+  if (!open_ || closed_) return;
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0) return;
+  int queued = 0;
+  if (ioctl(fd, FIONREAD, &queued) != 0 || queued <= 0) return;
+  auto left = static_cast<size_t>(queued);
+  while (left > 0) {
+    size_t n = 0;
+    uint8_t* buf = handler_->readBuffer(n, false);
+    if (n == 0) return;
+    const ssize_t got = recv(fd, buf, std::min(n, left), MSG_DONTWAIT);
+    if (got <= 0) return;  // an error or the end: the next read sees it
+    left -= static_cast<size_t>(got);
+    if (discarding_) continue;
+    if (!handler_->onStreamData(buf, static_cast<size_t>(got))) return;
+  }
 }
 
 Stream::Write TcpStream::write(std::string& data) {

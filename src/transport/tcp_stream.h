@@ -60,6 +60,11 @@ class TcpStream final : public Stream {
     if (open_ && !closed_) startReading();
   }
   uv_loop_t* loop() const { return tcp_.loop; }
+  // Reads now, whether reading is on or paused, what the kernel holds for
+  // this socket at this moment (no more: a peer that keeps writing cannot
+  // keep the call going), and hands it to the handler as a read would.
+  // The end of input is left to the next read.
+  void readNow();
 
  private:
   static void onAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);

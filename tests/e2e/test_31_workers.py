@@ -137,3 +137,64 @@ def test_session_taken_over_from_another_loop(make_broker):
         pub.publish("w/take", b"%d" % i, qos=1)
     got = [second.recv_publish().payload for _ in range(20)]
     assert got == [b"%d" % i for i in range(20)]
+
+
+def _flooder(port, i, stop):
+    # Keeps the loops busy: QoS 0 batches to a topic nobody reads.
+    p = fc.Pub("127.0.0.1", port, "w-flood%d" % i, name="f%d" % i).connect()
+    while not stop.is_set():
+        p.publish("w/flood/%d" % i, 2_000, qos=0, payload_size=200, timeout=30)
+    p.close()
+
+
+def test_disconnect_then_connect_at_once_across_loops(make_broker):
+    # A client sends DISCONNECT and at once connects again: the two
+    # connections' bytes come through different loops, and the main loop
+    # may hear of the new CONNECT first. The session must still be the one
+    # the DISCONNECT left: ended (MQTT 5 expiry 0, or a 3.1.1 clean session)
+    # -> session present 0; kept -> 1. The loops are kept busy meanwhile,
+    # so that one of them is now and then late.
+    b = make_broker(workers=4)
+    ctx = multiprocessing.get_context("fork")
+    stop = ctx.Event()
+    floods = [ctx.Process(target=_flooder, args=(b.port, i, stop), daemon=True) for i in range(3)]
+    for p in floods:
+        p.start()
+    try:
+        wrong = []
+        for i in range(150):
+            cid = "w-race-%d" % i
+            # MQTT 5, no expiry: the session ends with the DISCONNECT.
+            c = b.connected(cid, version=5, clean=True)
+            c.subscribe([("w/race/%d" % i, 1)])
+            c.disconnect()
+            c = b.connected(cid, version=5, clean=False, props={"session_expiry_interval": 60})
+            if c.connack.session_present:
+                wrong.append((cid, "v5 expiry 0 then resumed"))
+            # Expiry set to 0 by the DISCONNECT itself.
+            c.disconnect(reason=0, props={"session_expiry_interval": 0})
+            c = b.connected(cid, version=5, clean=False, props={"session_expiry_interval": 60})
+            if c.connack.session_present:
+                wrong.append((cid, "DISCONNECT expiry 0 then resumed"))
+            # A kept session: resumed, whatever loop the new connection is on.
+            c.disconnect()
+            c = b.connected(cid, version=5, clean=False, props={"session_expiry_interval": 60})
+            if not c.connack.session_present:
+                wrong.append((cid, "kept session lost"))
+            c.disconnect(reason=0, props={"session_expiry_interval": 0})
+            # MQTT 3.1.1 clean session, then a persistent one.
+            cid4 = "w-race4-%d" % i
+            c = b.connected(cid4, version=4, clean=True)
+            c.disconnect()
+            c = b.connected(cid4, version=4, clean=False)
+            if c.connack.session_present:
+                wrong.append((cid4, "3.1.1 clean session then resumed"))
+            c.disconnect()
+            c = b.connected(cid4, version=4, clean=True)
+            c.disconnect()
+        assert wrong == [], wrong
+    finally:
+        stop.set()
+        for p in floods:
+            p.join(30)
+    assert b.proc.poll() is None
