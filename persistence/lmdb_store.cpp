@@ -207,7 +207,10 @@ struct LmdbStore::Impl {
 int LmdbStore::Impl::addRefs(MDB_txn* txn, uint64_t id, int32_t delta) {
   U64Key k(id);
   MDB_val key = k.val(), v;
-  int64_t n = 0;
+  // No count stored means one holder (PutMessage leaves the count of a
+  // message with a single holder out: the common durable QoS 1 case then
+  // costs one record put and one deleted, not two each).
+  int64_t n = 1;
   int rc = run ? run->refs.seek(key, v) : mdb_get(txn, refs, &key, &v);
   const bool found = rc == 0;
   if (found && v.mv_size == 4) {
@@ -274,7 +277,7 @@ int LmdbStore::Impl::apply(MDB_txn* txn, std::string_view ops) {
         const std::string k = u64Key(id);
         MDB_val key = val(k), v = val(rec), nv{4, &n};
         rc = mdb_put(txn, messages, &key, &v, 0);
-        if (!rc) rc = mdb_put(txn, refs, &key, &nv, 0);
+        if (!rc && n != 1) rc = mdb_put(txn, refs, &key, &nv, 0);
         break;
       }
       case Batch::Op::AddRefs: {
@@ -734,8 +737,7 @@ bool LmdbStore::openEnv(std::string& error) {
   } else if (rc == 0) {
     uint32_t ver = 0;
     if (v.mv_size == 4) std::memcpy(&ver, v.mv_data, 4);
-    if (v.mv_size != 4 || ver != kSchemaVersion) {
-      // Only one schema exists so far: nothing older can be migrated.
+    if (v.mv_size != 4 || ver < kOldestReadableSchema || ver > kSchemaVersion) {
       error = data + ": schema version " + std::to_string(ver) + ", but this Petrel reads version " +
               std::to_string(kSchemaVersion) +
               (ver > kSchemaVersion ? " (written by a newer Petrel; upgrade Petrel)"
@@ -743,6 +745,17 @@ bool LmdbStore::openEnv(std::string& error) {
       return false;
     }
     rc = 0;
+    if (ver < kSchemaVersion && !options_.read_only) {
+      // Schema 1 -> 2: every schema 1 store is a valid schema 2 store (it
+      // holds a reference count for every message, which schema 2 still
+      // reads); only the version changes, so that a Petrel that reads
+      // schema 1 alone refuses the store from now on instead of
+      // miscounting the messages written without a count.
+      uint32_t nv_ver = kSchemaVersion;
+      MDB_val nv{4, &nv_ver};
+      rc = mdb_put(txn, impl_->meta, &k, &nv, 0);
+      if (!rc) upgraded_from_ = ver;
+    }
   }
   if (rc) {
     error = data + ": " + errText(rc);
@@ -816,6 +829,11 @@ std::unique_ptr<LmdbStore> LmdbStore::openLmdb(const StoreOptions& options, std:
   if (ok && s->short_size_ && notice)
     *notice = options.dir + "/data.mdb ended " + std::to_string(s->short_size_) +
               " bytes in, before pages its last transaction allocated and freed; extended (no data was missing)";
+  if (ok && s->upgraded_from_ && notice) {
+    if (!notice->empty()) *notice += "; ";
+    *notice += options.dir + "/data.mdb: schema version " + std::to_string(s->upgraded_from_) + " upgraded to " +
+               std::to_string(kSchemaVersion);
+  }
   if (!options.read_only) {
     s->impl_->writer = std::thread([p = s.get()] { p->writerMain(); });
     // Named, so that operators (top -H, ps -L) and profiles tell it from

@@ -56,6 +56,7 @@ class LmdbStore final : public Store {
   // openEnv() extended a file shorter than its last page: the size it had.
   uint64_t short_size_ = 0;
   std::string short_what_;
+  uint32_t upgraded_from_ = 0;  // the schema version found, when upgraded on open
 };
 
 }  // namespace petrel::persistence

@@ -82,9 +82,13 @@ class CommitLatency {
 // thread). Reading is allowed from any thread.
 class Store {
  public:
-  // The schema this build writes. A store with another version is refused
-  // (or migrated, when a migration exists).
-  static constexpr uint32_t kSchemaVersion = 1;
+  // The schema this build writes. A store of an older version from
+  // kOldestReadableSchema on is upgraded when opened for writing; any other
+  // version is refused.
+  //   1: every message has a reference count record.
+  //   2: a message with one holder has none (no record means one).
+  static constexpr uint32_t kSchemaVersion = 2;
+  static constexpr uint32_t kOldestReadableSchema = 1;
 
   // Opens (creating if needed) the store in options.dir. On a damaged or
   // foreign store, returns null with `error` saying what and where — or,

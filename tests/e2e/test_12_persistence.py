@@ -796,8 +796,9 @@ def damage(kind, ddir):
             f.write(random.Random(64).randbytes(64 * 1024))
         return "not an LMDB file"
     if kind == "schema_newer":
-        mdb_load(ddir, "meta", {b"schema": (2).to_bytes(4, "little")})
-        return "schema version 2"
+        # One above the schema this Petrel writes (2).
+        mdb_load(ddir, "meta", {b"schema": (3).to_bytes(4, "little")})
+        return "schema version 3"
     if kind == "schema_older":
         mdb_load(ddir, "meta", {b"schema": (0).to_bytes(4, "little")})
         return "schema version 0"

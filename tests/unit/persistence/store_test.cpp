@@ -21,6 +21,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -159,6 +160,33 @@ void rawPut(const std::string& dir, const char* db, const std::string& key, cons
 
 std::string u32le(uint32_t v) { return std::string(reinterpret_cast<const char*>(&v), 4); }
 
+// The value under `key` in the named database, or nullopt; read the way
+// another program would, with the store closed.
+std::optional<std::string> rawGet(const std::string& dir, const char* db, const std::string& key) {
+  MDB_env* env = nullptr;
+  if (mdb_env_create(&env) != 0) return std::nullopt;
+  mdb_env_set_maxdbs(env, 16);
+  std::optional<std::string> out;
+  if (mdb_env_open(env, dir.c_str(), MDB_RDONLY, 0640) == 0) {
+    MDB_txn* txn = nullptr;
+    MDB_dbi dbi;
+    if (mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) == 0) {
+      MDB_val k{key.size(), const_cast<char*>(key.data())}, v;
+      if (mdb_dbi_open(txn, db, 0, &dbi) == 0 && mdb_get(txn, dbi, &k, &v) == 0)
+        out = std::string(static_cast<const char*>(v.mv_data), v.mv_size);
+      mdb_txn_abort(txn);
+    }
+  }
+  mdb_env_close(env);
+  return out;
+}
+
+std::string msgKey(uint64_t id) {
+  std::string k(8, '\0');
+  for (int i = 0; i < 8; ++i) k[i] = static_cast<char>(id >> (56 - 8 * i));  // big-endian, as the store keys
+  return k;
+}
+
 std::string readFile(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
@@ -259,7 +287,9 @@ TEST(PersistenceRecords, SessionRoundTripWithAndWithoutWill) {
 // layout incompatible, the schema version would have to change (so that
 // the store is refused as "schema version N" rather than as corrupt).
 // Pins the byte layout of schema 1's session record: a change to it must
-// come with a new schema version and a migration.
+// come with a new schema version and a migration. (Schema 2 changed only
+// the reference counts: a schema 1 store is upgraded in place and its
+// session records are read as they are.)
 TEST(PersistenceRecords, SessionRecordLayoutOfSchema1Decodes) {
   auto oldLayout = [](const std::string& username) {
     std::string s;
@@ -285,7 +315,7 @@ TEST(PersistenceRecords, SessionRecordLayoutOfSchema1Decodes) {
     EXPECT_FALSE(r.will.has_value());
     EXPECT_EQ(r.username.has_value(), !user.empty());
   }
-  EXPECT_EQ(Store::kSchemaVersion, 1u);
+  EXPECT_EQ(Store::kOldestReadableSchema, 1u) << "schema 1 stores are still opened: their records must decode";
 }
 
 TEST(PersistenceRecords, SubscriptionRoundTrip) {
@@ -1124,6 +1154,82 @@ TEST(PersistenceStore, NewerSchemaVersionIsRefused) {
   std::string err;
   Store::open(o, err);
   EXPECT_NE(err.find("newer"), std::string::npos) << err;
+}
+
+// Schema 2 stores no reference count for a message with one holder; a
+// count is written once a second holder takes it, and the message goes
+// with its last holder either way.
+TEST(PersistenceStore, SingleHolderMessageHasNoCountRecord) {
+  TempDir t;
+  const StoreOptions o = optionsFor(t.path());
+  {
+    auto s = openOk(o);
+    ASSERT_NE(s, nullptr);
+    s->batch().putMessage(1, message("t/1", "one holder"), 1);
+    s->batch().putMessage(2, message("t/2", "two holders"), 2);
+    s->drain();
+  }
+  EXPECT_FALSE(rawGet(t.path(), "refs", msgKey(1)).has_value());
+  EXPECT_EQ(rawGet(t.path(), "refs", msgKey(2)), u32le(2));
+  {
+    auto s = openOk(o);
+    ASSERT_NE(s, nullptr);
+    s->batch().addRefs(1, 1);  // a second holder: 2
+    s->drain();
+    s->batch().addRefs(1, -1);  // 1
+    s->batch().addRefs(2, -1);  // 1
+    s->drain();
+    EXPECT_TRUE(hasMessage(*s, 1));
+    EXPECT_TRUE(hasMessage(*s, 2));
+    s->batch().addRefs(1, -1);
+    s->batch().addRefs(2, -1);
+    s->drain();
+    EXPECT_FALSE(hasMessage(*s, 1));
+    EXPECT_FALSE(hasMessage(*s, 2));
+    EXPECT_EQ(s->stats().messages, 0u);
+  }
+  EXPECT_FALSE(rawGet(t.path(), "refs", msgKey(1)).has_value());
+  EXPECT_FALSE(rawGet(t.path(), "refs", msgKey(2)).has_value());
+}
+
+// A schema 1 store (a count record for every message, one holder too)
+// opens, is marked schema 2 (so that a Petrel reading schema 1 alone
+// refuses it from then on), and its counts still hold: a message with a
+// stored count of 1 is kept while a second holder has it.
+TEST(PersistenceStore, SchemaOneStoreIsUpgraded) {
+  TempDir t;
+  StoreOptions o = optionsFor(t.path());
+  {
+    auto s = openOk(o);
+    ASSERT_NE(s, nullptr);
+    s->batch().putMessage(7, message("t/7", "from schema 1"), 1);
+    s->drain();
+  }
+  rawPut(t.path(), "refs", msgKey(7), u32le(1));  // as schema 1 wrote it
+  rawPut(t.path(), "meta", "schema", u32le(1));
+  {
+    StoreOptions ro = o;
+    ro.read_only = true;  // `petrel inspect` reads it as it is
+    std::string err;
+    auto s = Store::open(ro, err);
+    ASSERT_NE(s, nullptr) << err;
+    EXPECT_TRUE(hasMessage(*s, 7));
+  }
+  EXPECT_EQ(rawGet(t.path(), "meta", "schema"), u32le(1));
+  std::string err, notice;
+  auto s = Store::open(o, err, &notice);
+  ASSERT_NE(s, nullptr) << err;
+  EXPECT_NE(notice.find("schema version 1 upgraded to 2"), std::string::npos) << notice;
+  s->batch().addRefs(7, 1);
+  s->drain();
+  s->batch().addRefs(7, -1);
+  s->drain();
+  EXPECT_TRUE(hasMessage(*s, 7)) << "one holder left";
+  s->batch().addRefs(7, -1);
+  s->drain();
+  EXPECT_FALSE(hasMessage(*s, 7));
+  s.reset();
+  EXPECT_EQ(rawGet(t.path(), "meta", "schema"), u32le(2));
 }
 
 TEST(PersistenceStore, OlderSchemaVersionIsRefused) {
