@@ -146,6 +146,10 @@ bool splitClientKey(std::string_view k, std::string_view& cid, std::string_view&
 
 std::string errText(int rc) { return mdb_strerror(rc); }
 
+// How long the writer may hold back a commit of deletions nobody waits
+// for (Batch::deferrable), to commit them with what follows.
+constexpr int kDeferDeletesMs = 5;
+
 // Meta key: the highest message id among delayed publishes.
 constexpr std::string_view kDelayedMaxId = "delayed_max_id";
 
@@ -168,6 +172,9 @@ struct LmdbStore::Impl {
   bool stop = false;
   std::atomic<uint64_t> committed{0};
   uint64_t submitted = 0;
+  // The highest ticket whose commit may not be deferred (a batch that is
+  // not deferrable(), or everything up to drain()).
+  uint64_t hurry = 0;
   uint64_t callback_done = 0;  // highest ticket whose callback has returned
   std::atomic<uint64_t> used_bytes{0};
   std::function<void(uint64_t, bool)> on_commit;
@@ -852,8 +859,13 @@ uint64_t LmdbStore::committed() const { return impl_->committed.load(std::memory
 
 std::unique_ptr<Batch> LmdbStore::enqueue(uint64_t ticket, std::unique_ptr<Batch> batch) {
   std::unique_ptr<Batch> next;
+  bool wake;
   {
     std::lock_guard<std::mutex> lk(impl_->mu);
+    // A deferrable batch joining others wakes nobody: the writer is busy,
+    // or defers them all until its deadline anyway.
+    wake = impl_->pending.empty() || !batch->deferrable();
+    if (!batch->deferrable()) impl_->hurry = ticket;
     impl_->pending.emplace_back(ticket, std::move(batch));
     impl_->submitted = ticket;
     if (!impl_->spare.empty()) {
@@ -861,13 +873,15 @@ std::unique_ptr<Batch> LmdbStore::enqueue(uint64_t ticket, std::unique_ptr<Batch
       impl_->spare.pop_front();
     }
   }
-  impl_->cv.notify_one();
+  if (wake) impl_->cv.notify_one();
   return next ? std::move(next) : std::make_unique<Batch>();
 }
 
 void LmdbStore::drain() {
   submit();
   std::unique_lock<std::mutex> lk(impl_->mu);
+  impl_->hurry = impl_->submitted;
+  impl_->cv.notify_one();
   impl_->drained.wait(lk, [&] {
     return impl_->callback_done >= impl_->submitted || !impl_->writer.joinable();
   });
@@ -888,6 +902,13 @@ void LmdbStore::writerMain() {
         im.cv.wait(lk, [&] { return im.stop || !im.pending.empty(); });
       }
       if (im.pending.empty() && im.stop) break;
+      if (options_.sync == SyncMode::Fsync && !im.stop && im.hurry < im.pending.front().first) {
+        // Only deletions nobody waits for: gather more of them into this
+        // commit (a draining subscriber's acknowledgements), so that the
+        // pages they touch are written and flushed once for many.
+        im.cv.wait_for(lk, std::chrono::milliseconds(kDeferDeletesMs),
+                       [&] { return im.stop || im.hurry >= im.pending.front().first; });
+      }
       work.swap(im.pending);
     }
     if (!work.empty()) {

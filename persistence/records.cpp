@@ -164,6 +164,7 @@ void Batch::putMessage(uint64_t id, const MessageRecord& m, uint32_t refs) {
 
 void Batch::addRefs(uint64_t id, int32_t delta) {
   op(Op::AddRefs);
+  if (delta > 0) deletes_only_ = false;  // a new holder: not a deletion
   Out o{ops_};
   o.u64(id);
   o.u32(static_cast<uint32_t>(delta));

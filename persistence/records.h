@@ -131,7 +131,20 @@ class Batch {
   void clear() {
     ops_.clear();
     count_ = 0;
+    deletes_only_ = true;
+    awaited_ = false;
   }
+  // Somebody waits for this batch's commit (an acknowledgement held
+  // until it is stored): it is never deferred.
+  void markAwaited() { awaited_ = true; }
+  // Nothing but deletions (an acknowledged queue entry, a dropped
+  // reference, an ended session) and nobody waiting for them: the writer
+  // may defer its commit a little to commit more at once (LmdbStore's
+  // kDeferDeletesMs). Losing such a commit in a crash only brings back
+  // what was deleted -- a message already acknowledged by its receiver is
+  // sent again, which QoS 1 allows, and QoS 2 repeats PUBREL, never the
+  // PUBLISH it completed.
+  bool deferrable() const { return deletes_only_ && !awaited_; }
 
   enum class Op : uint8_t {
     PutMessage = 1, AddRefs, PutSession, DeleteSession, PutSubscription,
@@ -143,9 +156,14 @@ class Batch {
   void op(Op o) {
     ops_.push_back(static_cast<char>(o));
     ++count_;
+    if (o != Op::DeleteQueue && o != Op::AddRefs && o != Op::DeleteSession && o != Op::DeleteSubscription &&
+        o != Op::DeleteInboundQos2 && o != Op::DeleteDelayed)
+      deletes_only_ = false;
   }
   std::string ops_;
   size_t count_ = 0;
+  bool deletes_only_ = true;
+  bool awaited_ = false;
 };
 
 // Key helpers: "<client id>\0<suffix>" keeps a session's records together.

@@ -104,6 +104,12 @@ class Store {
   // The batch being filled in this loop turn; it commits under ticket().
   Batch& batch() { return *current_; }
   uint64_t ticket() const { return next_ticket_; }
+  // ticket(), for a caller that will wait for its commit (holds an
+  // acknowledgement until then): the batch is committed without delay.
+  uint64_t awaitedTicket() {
+    current_->markAwaited();
+    return next_ticket_;
+  }
   // Hands the current batch over for commit (no-op when empty).
   void submit() {
     if (current_->empty()) return;

@@ -286,7 +286,7 @@ void Broker::dispatchHolding(Connection& c, const mqtt::Frame& f) {
   const Connection::OutMark mark = c.outMark();
   const size_t ops = durable_.batch().count();
   dispatch(c, f, &fc);
-  if (durable_.batch().count() != ops && !c.closing()) holds_.hold(c, mark, durable_.ticket(), fc.early_ack);
+  if (durable_.batch().count() != ops && !c.closing()) holds_.hold(c, mark, durable_.awaitedTicket(), fc.early_ack);
 }
 
 void Broker::dispatch(Connection& c, const mqtt::Frame& f, FrameContext* fc) {

@@ -44,6 +44,9 @@ class Durable {
   persistence::Store& store() { return *store_; }
   persistence::Batch& batch() { return store_->batch(); }
   uint64_t ticket() const { return store_->ticket(); }
+  // The ticket of this turn's batch for whoever holds an acknowledgement
+  // until it commits: such a batch is never deferred.
+  uint64_t awaitedTicket() { return store_->awaitedTicket(); }
   uint64_t committed() const { return store_->committed(); }
   // Hands this loop turn's writes to the writer thread as one batch.
   void submit() {

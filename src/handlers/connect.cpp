@@ -158,7 +158,7 @@ void Broker::resumeConnect(Connection& c, mqtt::Connect&& p, const PasswordFile:
   continueConnect(c, std::move(p), checked, old_input_read);
   if (c.auth_ticket) return;  // it waits again (waitForInputOf): nothing written
   if (durable_.enabled() && durable_.batch().count() != ops && !c.closing())
-    holds_.hold(c, mark, durable_.ticket(), nullptr);
+    holds_.hold(c, mark, durable_.awaitedTicket(), nullptr);
   c.resumeInput();  // what the client sent meanwhile
 }
 

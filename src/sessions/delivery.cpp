@@ -125,7 +125,7 @@ bool Sessions::sendNew(Session& s, Connection& c, Delivery&& d, bool stored) {
       // be stored before the client can see it, or a restart would send
       // the message again under a new id, which the client would take as a
       // second message.
-      if (d.qos == 2) holds_.hold(c, mark, durable_.ticket());
+      if (d.qos == 2) holds_.hold(c, mark, durable_.awaitedTicket());
     }
   }
   s.inflight.push_back({pid, std::move(d), false, id_unsaved});

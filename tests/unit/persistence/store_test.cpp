@@ -20,6 +20,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <chrono>
+#include <thread>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -667,6 +670,68 @@ TEST(PersistenceStore, PutRewriteDeleteInOneCommitLeaveNothing) {
   EXPECT_TRUE(queueOf(*s, "sub").empty());
   EXPECT_FALSE(hasMessage(*s, 3));
   EXPECT_EQ(s->stats().messages, 0u);
+}
+
+// Which batches the writer may defer: deletions nobody waits for.
+TEST(PersistenceRecords, OnlyUnawaitedDeletionsAreDeferrable) {
+  Batch b;
+  EXPECT_TRUE(b.deferrable());
+  b.deleteQueue("c", 1, 10);
+  b.addRefs(10, -1);
+  b.deleteSubscription("c", "t/#");
+  b.deleteInboundQos2("c", 5);
+  b.deleteSession("gone");
+  b.deleteDelayed(DelayedKey{1, 2});
+  EXPECT_TRUE(b.deferrable());
+  b.markAwaited();
+  EXPECT_FALSE(b.deferrable()) << "an acknowledgement waits for it";
+  b.clear();
+  EXPECT_TRUE(b.deferrable());
+  b.addRefs(10, 1);
+  EXPECT_FALSE(b.deferrable()) << "a new holder is not a deletion";
+  auto puts = std::vector<std::function<void(Batch&)>>{
+      [](Batch& x) { x.putMessage(1, message("t", "p"), 1); },
+      [](Batch& x) { x.putSession("c", SessionRecord{}); },
+      [](Batch& x) { x.putQueue("c", QueueRecord{}); },
+      [](Batch& x) { x.putInboundQos2("c", 1); },
+      [](Batch& x) { x.setRetained("t", 0); },
+  };
+  for (size_t i = 0; i < puts.size(); ++i) {
+    Batch p;
+    p.deleteQueue("c", 1, 10);
+    puts[i](p);
+    EXPECT_FALSE(p.deferrable()) << "put " << i;
+  }
+}
+
+// A deferred commit is only delayed: a batch of deletions that nobody
+// waits for and nothing follows still commits on its own, and an awaited
+// batch (or drain()) commits the deferred ones with it.
+TEST(PersistenceStore, DeferredDeletionsCommitWithoutAnyoneAsking) {
+  TempDir t;
+  auto s = openOk(optionsFor(t.path()));
+  ASSERT_NE(s, nullptr);
+  for (uint64_t i = 1; i <= 3; ++i) s->batch().putMessage(i, message("t", "p"), 1);
+  s->drain();
+  s->batch().addRefs(1, -1);
+  const uint64_t deferred = s->ticket();
+  ASSERT_TRUE(s->batch().deferrable());
+  s->submit();
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (s->committed() < deferred && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_GE(s->committed(), deferred) << "a deferred commit happened within 10 s";
+  EXPECT_FALSE(hasMessage(*s, 1));
+  s->batch().addRefs(2, -1);
+  s->submit();
+  s->batch().addRefs(3, -1);
+  const uint64_t awaited = s->awaitedTicket();
+  s->submit();
+  while (s->committed() < awaited && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_GE(s->committed(), awaited);
+  EXPECT_FALSE(hasMessage(*s, 2)) << "committed with the awaited batch after it";
+  EXPECT_FALSE(hasMessage(*s, 3));
 }
 
 TEST(PersistenceStore, AddRefsKeepsAndDropsMessages) {
