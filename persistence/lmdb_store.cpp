@@ -1046,7 +1046,7 @@ bool LmdbStore::forEachRetained(const std::function<void(std::string_view, uint6
 }
 
 size_t LmdbStore::readQueue(std::string_view cid, uint64_t from, size_t limit,
-                        const std::function<void(const QueueRecord&)>& f) const {
+                        const std::function<void(QueueRecord&)>& f) const {
   Txn txn(impl_->env);
   if (txn.rc()) return 0;
   Cursor c(txn.get(), impl_->queue);
@@ -1122,11 +1122,15 @@ void LmdbStore::readMessages(const std::vector<uint64_t>& ids,
   if (ids.empty()) return;
   Txn txn(impl_->env);
   if (txn.rc()) return;
+  // One cursor for the window: its ids mostly ascend, and LMDB looks for a
+  // key on the cursor's current page before it searches from the root.
+  Cursor c(txn.get(), impl_->messages);
+  if (c.rc()) return;
   for (uint64_t id : ids) {
-    const std::string k = u64Key(id);
-    MDB_val key = val(k), v;
+    U64Key k(id);
+    MDB_val key = k.val(), v;
     MessageRecord m;
-    if (mdb_get(txn.get(), impl_->messages, &key, &v) == 0 && decodeMessage(view(v), m)) f(id, std::move(m));
+    if (mdb_cursor_get(c.get(), &key, &v, MDB_SET_KEY) == 0 && decodeMessage(view(v), m)) f(id, std::move(m));
   }
 }
 

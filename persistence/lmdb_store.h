@@ -26,7 +26,7 @@ class LmdbStore final : public Store {
   bool forEachRetained(const std::function<void(std::string_view, uint64_t)>& f,
                        std::string& error) const override;
   size_t readQueue(std::string_view client_id, uint64_t from, size_t limit,
-                   const std::function<void(const QueueRecord&)>& f) const override;
+                   const std::function<void(QueueRecord&)>& f) const override;
   QueueInfo queueInfo(std::string_view client_id) const override;
   bool readMessage(uint64_t id, MessageRecord& out) const override;
   void readMessages(const std::vector<uint64_t>& ids,

@@ -134,8 +134,9 @@ class Store {
   virtual bool forEachRetained(const std::function<void(std::string_view, uint64_t)>& f,
                                std::string& error) const = 0;
   // Queue entries of `client_id` with seq >= from, in order, at most `limit`.
+  // `f` may move from the record it is given.
   virtual size_t readQueue(std::string_view client_id, uint64_t from, size_t limit,
-                           const std::function<void(const QueueRecord&)>& f) const = 0;
+                           const std::function<void(QueueRecord&)>& f) const = 0;
   struct QueueInfo {
     uint64_t count = 0;
     uint64_t first_seq = 0;  // 0 if empty

@@ -1,5 +1,7 @@
 #include "src/durable/durable.h"
 
+#include <algorithm>
+
 #include "src/durable/records.h"
 #include "src/util/log.h"
 
@@ -62,26 +64,40 @@ MessagePtr Durable::loadMessage(uint64_t id) {
   return p;
 }
 
-std::vector<MessagePtr> Durable::prefetch(const std::vector<uint64_t>& ids) {
+std::vector<MessagePtr> Durable::loadMessages(const std::vector<uint64_t>& ids) {
+  std::vector<MessagePtr> out(ids.size());
   std::vector<uint64_t> missing;
-  for (uint64_t id : ids) {
-    auto it = msg_cache_.find(id);
-    if (it == msg_cache_.end() || it->second.expired()) missing.push_back(id);
+  std::vector<size_t> where;  // index in `out` of each missing id
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto it = msg_cache_.find(ids[i]);
+    if (it != msg_cache_.end() && (out[i] = it->second.lock())) continue;
+    missing.push_back(ids[i]);
+    where.push_back(i);
   }
-  std::vector<MessagePtr> held;
-  held.reserve(missing.size());
+  // readMessages calls back in the order of `missing`, skipping ids it has
+  // no record of.
+  size_t j = 0;
   store_->readMessages(missing, [&](uint64_t id, persistence::MessageRecord&& r) {
-    MessagePtr p = messageFromRecord(std::move(r), id);
-    msg_cache_[id] = p;
-    held.push_back(std::move(p));
+    while (j < missing.size() && missing[j] != id) ++j;
+    if (j == missing.size()) return;
+    // An id twice in the window is read twice but shared, as loadMessage
+    // would share it.
+    auto [it, added] = msg_cache_.try_emplace(id);
+    MessagePtr p = added ? nullptr : it->second.lock();
+    if (!p) {
+      p = messageFromRecord(std::move(r), id);
+      it->second = p;
+    }
+    out[where[j++]] = std::move(p);
   });
-  return held;
+  return out;
 }
 
 void Durable::trimCache(size_t keep) {
-  if (msg_cache_.size() <= keep) return;
+  if (msg_cache_.size() <= std::max(keep, trim_at_)) return;
   for (auto it = msg_cache_.begin(); it != msg_cache_.end();)
     it = it->second.expired() ? msg_cache_.erase(it) : std::next(it);
+  trim_at_ = 2 * msg_cache_.size();
 }
 
 bool Durable::full() {

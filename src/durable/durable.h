@@ -62,11 +62,13 @@ class Durable {
   // The message `id`, shared with every holder that loaded it already;
   // null when the store has no such record.
   MessagePtr loadMessage(uint64_t id);
-  // Reads the messages of `ids` not in memory in one store transaction, so
-  // that the loadMessage() calls that follow find them (a window of a queue
-  // read back). Returns them, to be held until those calls are made.
-  std::vector<MessagePtr> prefetch(const std::vector<uint64_t>& ids);
-  // Drops cache entries no holder uses any more (when the cache grew).
+  // The messages of `ids` (a window of a queue read back), in their order,
+  // null where the store has none: those in memory shared, the rest read
+  // in one store transaction.
+  std::vector<MessagePtr> loadMessages(const std::vector<uint64_t>& ids);
+  // Drops cache entries no holder uses any more, once the cache has grown
+  // past twice `keep` or twice what it held after the last trim (so that a
+  // cache of live messages is not walked again on every call).
   void trimCache(size_t keep);
   // True above 90% of persistence.max_size_mb (logged once per episode):
   // new messages for durable queues are dropped, never half-stored.
@@ -81,6 +83,7 @@ class Durable {
   std::atomic<uint64_t> failed_upto_{0};
   std::function<void(bool failed)> on_commit_;
   std::unordered_map<uint64_t, std::weak_ptr<const Message>> msg_cache_;
+  size_t trim_at_ = 0;  // trimCache walks the cache from this size on
   uint64_t next_msg_id_ = 1;
   bool full_logged_ = false;
 };

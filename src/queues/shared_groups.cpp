@@ -113,7 +113,7 @@ size_t SharedGroups::refill(SharedGroup& g) {
   do {
     recs.clear();
     durable_.store().readQueue(g.owner(), g.work->next_read_seq, want,
-                      [&](const persistence::QueueRecord& q) { recs.push_back(q); });
+                      [&](persistence::QueueRecord& q) { recs.push_back(std::move(q)); });
     loaded += load(g, recs);
   } while (loaded == 0 && !recs.empty() && g.work->disk_count > 0);
   if (g.work->disk_count > 0 && recs.empty() && !g.work->refill_waiting) {
@@ -126,6 +126,14 @@ size_t SharedGroups::refill(SharedGroup& g) {
 
 size_t SharedGroups::load(SharedGroup& g, const std::vector<persistence::QueueRecord>& recs) {
   size_t loaded = 0;
+  // The messages of the entries not in RAM, in one read transaction.
+  std::vector<uint64_t> ids;
+  ids.reserve(recs.size());
+  for (const auto& q : recs)
+    if (std::find(g.work->handed_back.begin(), g.work->handed_back.end(), q.seq) == g.work->handed_back.end())
+      ids.push_back(q.msg_id);
+  std::vector<MessagePtr> msgs = durable_.loadMessages(ids);
+  size_t next = 0;
   for (const auto& q : recs) {
     g.work->next_read_seq = q.seq + 1;
     auto hb = std::find(g.work->handed_back.begin(), g.work->handed_back.end(), q.seq);
@@ -135,7 +143,7 @@ size_t SharedGroups::load(SharedGroup& g, const std::vector<persistence::QueueRe
     }
     if (g.work->disk_count) --g.work->disk_count;
     GroupEntry e;
-    e.msg = durable_.loadMessage(q.msg_id);
+    e.msg = std::move(msgs[next++]);
     e.seq = q.seq;
     e.queued_at_ms = q.queued_at_ms;
     e.deadline_ms = q.deadline_ms;

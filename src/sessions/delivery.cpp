@@ -322,7 +322,7 @@ size_t Sessions::purgeExpiredHead(Session& s) {
     while (more && s.disk_count > 0) {
       std::vector<persistence::QueueRecord> recs;
       durable_.store().readQueue(s.clientId(), s.next_read_seq, chunk,
-                                 [&](const persistence::QueueRecord& q) { recs.push_back(q); });
+                                 [&](persistence::QueueRecord& q) { recs.push_back(std::move(q)); });
       more = recs.size() == chunk;
       chunk = 64;
       for (const auto& q : recs) {

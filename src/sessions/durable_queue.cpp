@@ -42,17 +42,18 @@ void Sessions::refill(Session& s, bool resend) {
   std::vector<persistence::QueueRecord> recs;
   recs.reserve(want);
   durable_.store().readQueue(s.clientId(), s.next_read_seq, want,
-                    [&](const persistence::QueueRecord& q) { recs.push_back(q); });
+                    [&](persistence::QueueRecord& q) { recs.push_back(std::move(q)); });
   // The window's messages in one read transaction, not one each.
   std::vector<uint64_t> ids;
   ids.reserve(recs.size());
   for (const auto& q : recs) ids.push_back(q.msg_id);
-  const std::vector<MessagePtr> held = durable_.prefetch(ids);
-  for (auto& q : recs) {
+  std::vector<MessagePtr> msgs = durable_.loadMessages(ids);
+  for (size_t i = 0; i < recs.size(); ++i) {
+    auto& q = recs[i];
     s.next_read_seq = q.seq + 1;
     --s.disk_count;
     Delivery d;
-    d.msg = durable_.loadMessage(q.msg_id);
+    d.msg = std::move(msgs[i]);
     d.qos = q.qos;
     d.retain = q.retain;
     d.subscription_ids = std::move(q.subscription_ids);
