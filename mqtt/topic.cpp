@@ -1,8 +1,20 @@
 #include "mqtt/topic.h"
 
+#include <cstdint>
+#include <cstring>
+
 namespace petrel::mqtt {
 
 namespace {
+
+// Eight bytes at a time (this runs for every PUBLISH): the high bit of
+// each byte of `v` equal to the byte `b`, exactly (no carries between
+// bytes), so that the bits can be counted.
+constexpr uint64_t kLow7 = 0x7F7F7F7F7F7F7F7Full;
+inline uint64_t bytesEqual(uint64_t v, unsigned char b) {
+  const uint64_t t = v ^ (0x0101010101010101ull * b);
+  return ~(((t & kLow7) + kLow7) | t | kLow7);
+}
 
 size_t levelCount(std::string_view s) {
   size_t n = 1;
@@ -17,7 +29,18 @@ bool validTopicName(std::string_view topic, size_t max_levels) {
   // One pass: no wildcard anywhere, and the levels counted on the way (this
   // runs for every PUBLISH).
   size_t levels = 1;
-  for (const char c : topic) {
+  size_t i = 0;
+  for (; i + 8 <= topic.size(); i += 8) {
+    uint64_t v;
+    std::memcpy(&v, topic.data() + i, 8);
+    if (bytesEqual(v, '+') | bytesEqual(v, '#')) return false;
+    levels += static_cast<size_t>(__builtin_popcountll(bytesEqual(v, '/')));
+  }
+  for (; i < topic.size(); ++i) {
+    const char c = topic[i];
+    // '#' 0x23, '+' 0x2B and '/' 0x2F: one test passes every other byte
+    // but the rest of 0x23..0x2F.
+    if (static_cast<unsigned char>(c - '#') > '/' - '#') continue;
     if (c == '+' || c == '#') return false;
     levels += c == '/';
   }

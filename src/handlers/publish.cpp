@@ -208,7 +208,7 @@ void Broker::handlePuback(Session& s, uint16_t packet_id) {
     LOG_DEBUG("client %s: PUBACK for unknown packet id %u", s.clientId().c_str(), packet_id);
     return;
   }
-  sessions_.completeDelivery(s, packet_id);
+  sessions_.completeDelivery(s, packet_id, inf);
 }
 
 void Broker::acknowledgeDropped(Connection& c, Session& s, const mqtt::Publish& p) {

@@ -248,14 +248,18 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
   return true;
 }
 
-void Sessions::completeDelivery(Session& s, uint16_t packet_id) {
+void Sessions::completeDelivery(Session& s, uint16_t packet_id, InflightOut* inf) {
   // The exchange of an outbound QoS 1/2 message is over: drop it, and let
   // the freed window take the next ones (the session's queue, its groups).
-  if (InflightOut* inf = s.findInflight(packet_id)) {
+  // Acknowledged in order: the window's front (decided before forget(),
+  // which may hand a group's next message to this session's window).
+  const bool at_front = inf && inf == &s.inflight.front();
+  if (inf) {
     if (inf->d.gate && inf->d.gate->receiverDone()) holds_.gateOpened();
     forget(s, inf->d);
   }
-  s.eraseInflight(packet_id);
+  if (at_front) s.inflight.pop_front();
+  else s.eraseInflight(packet_id);
   pump(s);
   groups_.dispatchMemberGroups(s);
 }

@@ -151,7 +151,9 @@ class Sessions {
   // a queue limit is reached; returns how many went.
   size_t purgeExpiredHead(Session& s);
   // The exchange of an outbound QoS 1/2 message is over.
-  void completeDelivery(Session& s, uint16_t packet_id);
+  void completeDelivery(Session& s, uint16_t packet_id) { completeDelivery(s, packet_id, s.findInflight(packet_id)); }
+  // The same, with its window entry already looked up (`inf`, may be null).
+  void completeDelivery(Session& s, uint16_t packet_id, InflightOut* inf);
   // A delivery leaves the session (acknowledged, expired, undeliverable).
   void forget(Session& s, const Delivery& d);
   // True while `s` can take a message now (online, window and output room).

@@ -2,8 +2,12 @@
 // with the examples of §4.7, and shared subscription filters (§4.8.2).
 #include "mqtt/topic.h"
 
+#include "mqtt/codec_util.h"
+
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -289,4 +293,74 @@ TEST(SharedFilter, Malformed) {
 }
 
 }  // namespace
+}  // namespace petrel::mqtt
+
+// The eight-bytes-at-a-time checks against a byte-by-byte reference, on
+// strings of every length around the 8-byte steps, with the characters
+// that matter anywhere in them: wildcards, separators, NUL, and bytes of
+// multi-byte, overlong, surrogate and invalid UTF-8 sequences.
+namespace petrel::mqtt {
+namespace {
+
+bool referenceTopicName(std::string_view t, size_t max_levels) {
+  if (t.empty() || t.size() > 65535) return false;
+  size_t levels = 1;
+  for (char c : t) {
+    if (c == '+' || c == '#') return false;
+    if (c == '/') ++levels;
+  }
+  return max_levels == 0 || levels <= max_levels;
+}
+
+bool referenceUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n;
+    uint32_t cp;
+    if (c == 0) return false;
+    if (c < 0x80) n = 0, cp = c;
+    else if (c >= 0xC0 && c < 0xE0) n = 1, cp = c & 0x1F;
+    else if (c >= 0xE0 && c < 0xF0) n = 2, cp = c & 0x0F;
+    else if (c >= 0xF0 && c < 0xF8) n = 3, cp = c & 0x07;
+    else return false;
+    if (i + n >= s.size() && n > 0) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      const auto d = static_cast<unsigned char>(s[i + k]);
+      if (d < 0x80 || d >= 0xC0) return false;
+      cp = cp << 6 | (d & 0x3F);
+    }
+    const uint32_t least[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < least[n] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST(TopicValidation, WordAtATimeMatchesByteByByte) {
+  const char alphabet[] = {'a', 'Z', '/', '/', '+', '#', '\0', '$', ' ', '.', '\x7F', '\x80', '\xBF', '\xC0',
+                           '\xC3', '\xA9', '\xE2', '\x82', '\xAC', '\xED', '\xA0', '\xF0', '\x9F', '\x98',
+                           '\xF4', '\x90', '\xFF'};
+  std::mt19937 rng(20261201);
+  size_t topics_valid = 0, utf8_valid = 0;
+  for (int round = 0; round < 200000; ++round) {
+    const size_t len = rng() % 41;
+    std::string s(len, 'a');
+    // Mostly plain text with a few special bytes, so that valid strings
+    // are common too.
+    for (auto& c : s)
+      if (rng() % 6 == 0) c = alphabet[rng() % sizeof alphabet];
+    const size_t max_levels = rng() % 4 == 0 ? rng() % 6 : 0;
+    ASSERT_EQ(validTopicName(s, max_levels), referenceTopicName(s, max_levels))
+        << "topic of " << len << " bytes, max levels " << max_levels;
+    ASSERT_EQ(validUtf8(s), referenceUtf8(s)) << "string of " << len << " bytes";
+    topics_valid += referenceTopicName(s, max_levels);
+    utf8_valid += referenceUtf8(s);
+  }
+  EXPECT_GT(topics_valid, 10000u);
+  EXPECT_GT(utf8_valid, 10000u);
+}
+
 }  // namespace petrel::mqtt
