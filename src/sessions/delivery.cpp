@@ -190,9 +190,11 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
     if (!dup) ++c.bridge->counters.forwarded;
   }
   const mqtt::Properties* props = nullptr;
-  // Built only for a delivery with properties of its own: a Properties
-  // object is large, and most deliveries (every MQTT 3.1.1 one) need none.
-  std::optional<mqtt::Properties> tmp;
+  // Built only for a delivery with properties of its own, in a scratch
+  // object of the Sessions: a Properties object is large (a local one
+  // alone costs its zeroing on every call), and most deliveries (every
+  // MQTT 3.1.1 one) need none.
+  bool own_props = false;
   bool alias_new = false;
   if (v5) {
     uint16_t alias = 0;
@@ -213,12 +215,14 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
     }
     if (m.expires_at_ms || !d.subscription_ids.empty() || alias) {
       // Per-receiver properties on top of the message's own.
-      if (m.props) tmp.emplace(*m.props);
-      else tmp.emplace();
-      if (m.expires_at_ms) tmp->message_expiry_interval = expiry_left;
-      tmp->subscription_identifiers = d.subscription_ids;
-      if (alias) tmp->topic_alias = alias;
-      props = &*tmp;
+      mqtt::Properties& tmp = scratch_props_;
+      if (m.props) tmp = *m.props;
+      else tmp = mqtt::Properties{};
+      if (m.expires_at_ms) tmp.message_expiry_interval = expiry_left;
+      tmp.subscription_identifiers = d.subscription_ids;
+      if (alias) tmp.topic_alias = alias;
+      props = &tmp;
+      own_props = true;
     } else if (m.props) {
       props = m.props.get();
     }
@@ -227,7 +231,7 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
   // Encode once: nothing of this delivery differs from the other
   // receivers' but the packet id.
   const PublishCache::Encoded* shared = nullptr;
-  if (!dup && encoded_.active(m) && !tmp && !c.bridge) shared = &encoded_.get(c.version, d.qos, d.retain, props);
+  if (!dup && encoded_.active(m) && !own_props && !c.bridge) shared = &encoded_.get(c.version, d.qos, d.retain, props);
   if (s.client_max_packet &&
       (shared ? shared->bytes.size() : mqtt::publishSize(c.version, topic, d.qos, props, m.payload.size())) >
           s.client_max_packet) {

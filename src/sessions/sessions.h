@@ -200,6 +200,7 @@ class Sessions {
   std::vector<Session*> evict_pending_;
   std::vector<Session*> refill_pending_;
   PublishCache encoded_;
+  mqtt::Properties scratch_props_;  // sendPublish's per-receiver properties
 };
 
 }  // namespace petrel
