@@ -445,6 +445,85 @@ def test_outbound_qos2_states_resent_after_restart(make_broker, how):
     s.expect_nothing(0.5)
 
 
+def test_kill_right_after_acknowledgements_repeats_only_what_the_qos_allows(make_broker):
+    """A subscriber's acknowledgements only delete, and nobody waits for
+    those deletes: the store may commit them a few milliseconds late, many
+    at once. A kill -9 right after a queue was acknowledged may therefore
+    bring some of it back, but only as the QoS allows: QoS 1 messages again,
+    QoS 2 exchanges as PUBREL (which the client answers), never a QoS 2
+    PUBLISH the client completed. Once answered, nothing comes back after
+    another restart."""
+    n, window = 300, 100
+    b = pbroker(make_broker, limits={"max_inflight": window})
+    for cid, topic, qos in (("del-q1", "del/1", 1), ("del-q2", "del/2", 2)):
+        c = durable(b, cid)
+        c.subscribe([(topic, qos)])
+        c.disconnect()
+    pub = b.connected("del-pub")
+    for i in range(n):
+        pub.publish("del/1", b"%04d" % i, qos=1)
+        pub.publish("del/2", b"%04d" % i, qos=2)
+    pub.close()
+    counts, _ = inspect_counts(b)
+    assert counts["queued"] == 2 * n, counts
+    q1 = durable(b, "del-q1")
+    q2 = durable(b, "del-q2")
+    # QoS 2: every exchange but the last `tail` completed one by one; those
+    # wait after PUBREL for their PUBCOMP.
+    tail = 20
+    got2 = [int(p.payload) for p in publishes(q2, n - tail)]
+    last2 = publishes(q2, tail, ack=False)
+    for p in last2:
+        q2.send(m.pubrec(p.mid))
+        q2.wait_for(m.PUBREL, p.mid)
+    got2 += [int(p.payload) for p in last2]
+    # QoS 1: acknowledged as they come, but the last window's worth (100
+    # in flight) is held back.
+    got1 = [int(p.payload) for p in publishes(q1, n - window)]
+    last1 = publishes(q1, window, ack=False)
+    got1 += [int(p.payload) for p in last1]
+    assert got1 == list(range(n)) and got2 == list(range(n))
+    # The held acknowledgements at once, then a PINGREQ on each connection:
+    # its answer means the broker has handled them (PINGREQ waits for no
+    # commit), and the kill follows at once, while their deletes are likely
+    # still deferred.
+    q1.send(b"".join(m.puback(p.mid) for p in last1))
+    q2.send(b"".join(m.pubcomp(p.mid) for p in last2))
+    q1.ping(timeout=5)
+    q2.ping(timeout=5)
+    b.kill()
+    assert b.proc.returncode == -signal.SIGKILL
+    q1.close()
+    q2.close()
+    b.start(timeout=10)
+    q1 = durable(b, "del-q1")
+    q2 = durable(b, "del-q2")
+    again1 = []
+    while True:  # acknowledged as they come, until 0.5 s pass without one
+        try:
+            p = q1.recv(0.5)
+        except m.ReadTimeout:
+            break
+        assert p.type == m.PUBLISH and p.qos == 1, p
+        again1.append(int(p.payload))
+        q1.ack(p)
+    # Only messages of the queue, in their order (a tail of it).
+    assert again1 == sorted(set(again1)) and set(again1) <= set(range(n)), again1[:20]
+    expect_no_publish(q2, 0.5)  # PUBRELs are answered; a PUBLISH fails the test
+    sync_point(q1)
+    sync_point(q2)
+    print("after the kill: %d QoS 1 messages again" % len(again1))
+    q1.close()
+    q2.close()
+    restart(b, "term")
+    q1 = durable(b, "del-q1")
+    q2 = durable(b, "del-q2")
+    q1.expect_nothing(0.5)
+    q2.expect_nothing(0.5)
+    counts, _ = inspect_counts(b)
+    assert counts["queued"] == 0 and counts["messages"] == 0, counts
+
+
 @HOW
 def test_inbound_qos2_awaiting_pubrel_survives_restart(make_broker, how):
     b = pbroker(make_broker)
