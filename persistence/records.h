@@ -156,8 +156,10 @@ class Batch {
   void op(Op o) {
     ops_.push_back(static_cast<char>(o));
     ++count_;
+    // Not DeleteDelayed: a fired delayed publish whose delete a crash took
+    // back would be published again, as a new message.
     if (o != Op::DeleteQueue && o != Op::AddRefs && o != Op::DeleteSession && o != Op::DeleteSubscription &&
-        o != Op::DeleteInboundQos2 && o != Op::DeleteDelayed)
+        o != Op::DeleteInboundQos2)
       deletes_only_ = false;
   }
   std::string ops_;
