@@ -88,8 +88,14 @@ bool Broker::loadStore(std::string& err) {
   ok = st.forEachRetained([&](std::string_view t, uint64_t id) { retained.emplace_back(t, id); }, err);
   if (!ok) return false;
   size_t n_retained = 0;
-  for (auto& [topic, id] : retained) {
-    MessagePtr m = durable_.loadMessage(id);
+  // Their messages in one read transaction, not one each.
+  std::vector<uint64_t> ids;
+  ids.reserve(retained.size());
+  for (const auto& r : retained) ids.push_back(r.second);
+  std::vector<MessagePtr> msgs = durable_.loadMessages(ids);
+  for (size_t i = 0; i < retained.size(); ++i) {
+    const std::string& topic = retained[i].first;
+    MessagePtr& m = msgs[i];
     if (!m || (m->expires_at_ms && m->expires_at_ms <= now)) {
       durable_.batch().setRetained(topic, 0);  // expired while we were down
       continue;

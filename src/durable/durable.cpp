@@ -52,17 +52,7 @@ void Durable::putMessage(const Message& m, uint32_t refs) {
   store_->batch().putMessage(m.id, messageRecord(m), refs);
 }
 
-MessagePtr Durable::loadMessage(uint64_t id) {
-  auto it = msg_cache_.find(id);
-  if (it != msg_cache_.end()) {
-    if (MessagePtr m = it->second.lock()) return m;
-  }
-  persistence::MessageRecord r;
-  if (!store_->readMessage(id, r)) return nullptr;
-  MessagePtr p = messageFromRecord(std::move(r), id);
-  msg_cache_[id] = p;
-  return p;
-}
+MessagePtr Durable::loadMessage(uint64_t id) { return std::move(loadMessages({id}).front()); }
 
 std::vector<MessagePtr> Durable::loadMessages(const std::vector<uint64_t>& ids) {
   std::vector<MessagePtr> out(ids.size());

@@ -126,21 +126,26 @@ size_t SharedGroups::refill(SharedGroup& g) {
 
 size_t SharedGroups::load(SharedGroup& g, const std::vector<persistence::QueueRecord>& recs) {
   size_t loaded = 0;
-  // The messages of the entries not in RAM, in one read transaction.
+  // The entries handed back are in RAM already; the messages of the rest
+  // are read in one transaction.
   std::vector<uint64_t> ids;
+  std::vector<bool> in_ram(recs.size());
   ids.reserve(recs.size());
-  for (const auto& q : recs)
-    if (std::find(g.work->handed_back.begin(), g.work->handed_back.end(), q.seq) == g.work->handed_back.end())
-      ids.push_back(q.msg_id);
+  for (size_t i = 0; i < recs.size(); ++i) {
+    auto hb = std::find(g.work->handed_back.begin(), g.work->handed_back.end(), recs[i].seq);
+    if (hb != g.work->handed_back.end()) {
+      g.work->handed_back.erase(hb);
+      in_ram[i] = true;
+    } else {
+      ids.push_back(recs[i].msg_id);
+    }
+  }
   std::vector<MessagePtr> msgs = durable_.loadMessages(ids);
   size_t next = 0;
-  for (const auto& q : recs) {
+  for (size_t i = 0; i < recs.size(); ++i) {
+    const auto& q = recs[i];
     g.work->next_read_seq = q.seq + 1;
-    auto hb = std::find(g.work->handed_back.begin(), g.work->handed_back.end(), q.seq);
-    if (hb != g.work->handed_back.end()) {  // in RAM already
-      g.work->handed_back.erase(hb);
-      continue;
-    }
+    if (in_ram[i]) continue;
     if (g.work->disk_count) --g.work->disk_count;
     GroupEntry e;
     e.msg = std::move(msgs[next++]);
