@@ -32,6 +32,9 @@ struct Message {
   // Came in over a bridge (ours, or another broker's connecting to us):
   // never forwarded by a bridge again (loop prevention, bridges/).
   bool from_bridge = false;
+  // Came from another node of the cluster: not sent to the others again
+  // (src/cluster/).
+  bool from_cluster = false;
   // Id in the persistent store (assigned to every message when persistence
   // is on; the record is written only when a durable holder exists).
   uint64_t id = 0;

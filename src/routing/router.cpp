@@ -12,6 +12,7 @@
 namespace petrel {
 
 RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
+  if (on_route_) on_route_(m);
   const uint64_t gen = ++match_gen_;
   std::vector<Target> targets = std::move(targets_);
   std::vector<SharedGroup*> groups = std::move(groups_matched_);

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -59,6 +60,11 @@ class Router {
   // Removes every subscription of `s` (its session ends).
   void unsubscribeAll(Session& s);
 
+  // Called with every message route() is given, before it is matched here
+  // (the cluster sends it to the other nodes).
+  using RouteHook = std::function<void(const MessagePtr&)>;
+  void setRouteHook(RouteHook h) { on_route_ = std::move(h); }
+
   TopicTree& tree() { return tree_; }
   SharedGroups& groups() { return groups_; }
   RetainedStore& retained() { return retained_; }
@@ -80,6 +86,7 @@ class Router {
   SharedGroups& groups_;
   TopicTree tree_;
   RetainedStore retained_;
+  RouteHook on_route_;
   uint64_t match_gen_ = 0;
   // route()'s lists, kept between calls so that a publish allocates none
   // (a route() within a route() finds them taken and uses its own).

@@ -45,6 +45,12 @@ void TopicTree::Node::eraseChild(Children::iterator it) {
   children->erase(it);
 }
 
+TopicTree::Node* TopicTree::nodeOf(std::string_view filter) {
+  Node* n = root_.get();
+  forEachLevel(filter, [&](std::string_view level) { n = n->addChild(level); });
+  return n;
+}
+
 SharedGroup* TopicTree::findGroup(std::string_view filter, std::string_view group, bool create) {
   Node* n = root_.get();
   bool missing = false;
@@ -66,11 +72,14 @@ SharedGroup* TopicTree::findGroup(std::string_view filter, std::string_view grou
     if (g != n->groups->end()) return g->second.get();
   }
   if (!create) return nullptr;
+  const bool had = n->interested();
   if (!n->groups) n->groups = std::make_unique<Node::Groups>();
   auto g = std::make_unique<SharedGroup>();
   g->name = std::string(group);
   g->filter = std::string(filter);
-  return n->groups->emplace(std::string(group), std::move(g)).first->second.get();
+  SharedGroup* made = n->groups->emplace(std::string(group), std::move(g)).first->second.get();
+  if (!had && interest_) interest_(filter, true);
+  return made;
 }
 
 bool TopicTree::subscribe(std::string_view filter, std::string_view group, Session* s,
@@ -79,9 +88,9 @@ bool TopicTree::subscribe(std::string_view filter, std::string_view group, Sessi
   if (!group.empty()) {
     list = &findGroup(filter, group, true)->members;
   } else {
-    Node* n = root_.get();
-    forEachLevel(filter, [&](std::string_view level) { n = n->addChild(level); });
+    Node* n = nodeOf(filter);
     list = &n->subs;
+    if (!n->interested() && interest_) interest_(filter, true);
   }
   for (Subscriber& sub : *list) {
     if (sub.session == s) {
@@ -94,7 +103,7 @@ bool TopicTree::subscribe(std::string_view filter, std::string_view group, Sessi
   return false;
 }
 
-bool TopicTree::removeFrom(Node& n, std::string_view rest, std::string_view group, Session* s) {
+bool TopicTree::removeFrom(Node& n, std::string_view rest, std::string_view group, Session* s, bool& lost) {
   const size_t end = rest.find('/');
   const std::string_view level = rest.substr(0, end);
   if (!n.children) return false;
@@ -125,8 +134,9 @@ bool TopicTree::removeFrom(Node& n, std::string_view rest, std::string_view grou
         // An emptied group stays: its queue waits for members (dropGroup).
       }
     }
+    lost = removed && !child.interested();
   } else {
-    removed = removeFrom(child, rest.substr(end + 1), group, s);
+    removed = removeFrom(child, rest.substr(end + 1), group, s, lost);
   }
   if (child.empty()) n.eraseChild(it);  // prune empty branches
   return removed;
@@ -151,6 +161,7 @@ void TopicTree::dropGroup(std::string_view filter, std::string_view group) {
   auto g = n->groups->find(group);
   if (g == n->groups->end() || !g->second->unused()) return;
   n->groups->erase(g);
+  if (!n->interested() && interest_) interest_(filter, false);
   for (auto it = path.rbegin(); it != path.rend(); ++it) {
     Node* parent = it->first;
     Node* child = parent->child(it->second);
@@ -160,8 +171,10 @@ void TopicTree::dropGroup(std::string_view filter, std::string_view group) {
 }
 
 bool TopicTree::unsubscribe(std::string_view filter, std::string_view group, Session* s) {
-  const bool removed = removeFrom(*root_, filter, group, s);
+  bool lost = false;
+  const bool removed = removeFrom(*root_, filter, group, s, lost);
   if (removed) --count_;
+  if (lost && interest_) interest_(filter, false);
   return removed;
 }
 

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -66,6 +67,12 @@ class TopicTree {
 
   size_t subscriptionCount() const { return count_; }
 
+  // Called with a filter when this node gains its first subscription to it
+  // (plain, or a share group) and with `on` false when it loses its last
+  // (a group counts until dropGroup): the interest a cluster announces.
+  using InterestHook = std::function<void(std::string_view filter, bool on)>;
+  void setInterestHook(InterestHook h) { interest_ = std::move(h); }
+
  private:
   // Levels are looked up by string_view (no std::string per lookup).
   struct LevelHash {
@@ -87,6 +94,8 @@ class TopicTree {
     // looks for at every level it walks: found without a map lookup.
     Node* plus = nullptr;
     Node* hash = nullptr;
+    // Holds a subscription or a share group (not only children).
+    bool interested() const { return !subs.empty() || (groups && !groups->empty()); }
     bool empty() const {
       return (!children || children->empty()) && subs.empty() && (!groups || groups->empty());
     }
@@ -113,10 +122,13 @@ class TopicTree {
   template <typename F>
   static void walkGroups(Node& n, F& f);
 
-  bool removeFrom(Node& n, std::string_view filter, std::string_view group, Session* s);
+  bool removeFrom(Node& n, std::string_view filter, std::string_view group, Session* s, bool& lost);
+  // The node of `filter`, made when missing.
+  Node* nodeOf(std::string_view filter);
 
   std::unique_ptr<Node> root_;
   size_t count_ = 0;
+  InterestHook interest_;
 };
 
 template <typename F, typename G>
