@@ -1,0 +1,62 @@
+#include "src/cluster/wire.h"
+
+#include <memory>
+
+#include "mqtt/properties.h"
+
+namespace petrel::cluster {
+
+namespace {
+
+void put64(std::string& out, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) out += static_cast<char>(v >> shift & 0xFF);
+}
+
+uint64_t get64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = v << 8 | p[i];
+  return v;
+}
+
+constexpr uint8_t kRetain = 0x04;
+constexpr uint8_t kProps = 0x08;
+constexpr uint8_t kFromBridge = 0x10;
+
+}  // namespace
+
+void encodeWire(const Message& m, uint64_t node, uint64_t seq, std::string& out) {
+  out.clear();
+  const bool props = m.props && !m.props->empty();
+  out.reserve(kWireHeader + m.payload.size() + (props ? mqtt::encodedPropertiesSize(*m.props) : 0));
+  out += static_cast<char>(kWireVersion);
+  out += static_cast<char>((m.qos & 3) | (m.retain ? kRetain : 0) | (props ? kProps : 0) |
+                           (m.from_bridge ? kFromBridge : 0));
+  put64(out, node);
+  put64(out, seq);
+  put64(out, static_cast<uint64_t>(m.expires_at_ms));
+  if (props) mqtt::encodeProperties(*m.props, out);
+  out += m.payload;
+}
+
+bool decodeWire(const uint8_t* data, size_t len, Message& m, WireInfo& info) {
+  if (len < kWireHeader || data[0] != kWireVersion) return false;
+  const uint8_t flags = data[1];
+  if ((flags & 3) == 3 || (flags & ~uint8_t(0x1F)) != 0) return false;
+  m.qos = flags & 3;
+  m.retain = (flags & kRetain) != 0;
+  m.from_bridge = (flags & kFromBridge) != 0;
+  info.node = get64(data + 2);
+  info.seq = get64(data + 10);
+  m.expires_at_ms = static_cast<int64_t>(get64(data + 18));
+  size_t pos = kWireHeader;
+  if (flags & kProps) {
+    mqtt::Properties p;
+    if (mqtt::decodeProperties(data, len, pos, mqtt::PropertyContext::Publish, p) != mqtt::Reason::Success)
+      return false;
+    if (!p.empty()) m.props = std::make_shared<const mqtt::Properties>(std::move(p));
+  }
+  m.payload.assign(reinterpret_cast<const char*>(data) + pos, len - pos);
+  return true;
+}
+
+}  // namespace petrel::cluster
