@@ -368,11 +368,68 @@ void readHttp(const YAML::Node& n, const std::string& k, HttpConfig& h, int& bas
   });
 }
 
+// A NATS token: what the cluster's name becomes in every subject.
+bool natsToken(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char ch : s)
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+      return false;
+  return true;
+}
+
+void readCluster(const YAML::Node& n, const std::string& k, ClusterConfig& cl) {
+  cl.enabled = true;
+  auto str = [](std::string& field) {
+    return [&field](const YAML::Node& v, const std::string& kk) { field = readString(v, kk); };
+  };
+  auto opt = [](std::optional<std::string>& field) {
+    return [&field](const YAML::Node& v, const std::string& kk) { field = readString(v, kk); };
+  };
+  readMap(n, k, {
+    {"servers", [&](const YAML::Node& v, const std::string& kk) {
+       if (!v.IsSequence() || v.size() == 0)
+         throw ConfigError(lineOf(v), kk + ": expected a list of NATS server URLs (nats://host:port)");
+       for (size_t i = 0; i < v.size(); ++i) {
+         const std::string url = readString(v[i], kk + "[" + std::to_string(i) + "]");
+         if (url.rfind("nats://", 0) != 0 && url.rfind("tls://", 0) != 0)
+           throw ConfigError(lineOf(v[i]), kk + "[" + std::to_string(i) + "]: '" + url +
+                                               "' is not a NATS URL (nats://host:port or tls://host:port)");
+         cl.servers.push_back(url);
+       }
+     }},
+    {"name", [&](const YAML::Node& v, const std::string& kk) {
+       cl.name = readString(v, kk);
+       if (!natsToken(cl.name))
+         throw ConfigError(lineOf(v), kk + ": '" + cl.name + "' must be 1 to 64 of A-Z a-z 0-9 - _");
+     }},
+    {"node", [&](const YAML::Node& v, const std::string& kk) {
+       cl.node = readString(v, kk);
+       if (cl.node.empty()) throw ConfigError(lineOf(v), kk + ": must not be empty");
+     }},
+    {"user", opt(cl.user)},
+    {"password", opt(cl.password)},
+    {"token", opt(cl.token)},
+    {"ca_file", str(cl.ca_file)},
+    {"cert_file", str(cl.cert_file)},
+    {"key_file", str(cl.key_file)},
+    {"max_pending_mb", [&](const YAML::Node& v, const std::string& kk) {
+       cl.max_pending_bytes = readInt<uint64_t>(v, kk, 1, 1 << 20) << 20;
+     }},
+  });
+  if (n.IsNull() || !n.IsMap()) throw ConfigError(lineOf(n), k + ": expected a mapping with servers");
+  if (cl.servers.empty()) throw ConfigError(lineOf(n), k + ".servers: at least one NATS server URL is needed");
+  if (cl.password && !cl.user) throw ConfigError(lineOf(n), k + ".password: needs user");
+  if (cl.token && cl.user) throw ConfigError(lineOf(n), k + ".token: use either user/password or token");
+  if (cl.cert_file.empty() != cl.key_file.empty())
+    throw ConfigError(lineOf(n), k + ": cert_file and key_file go together");
+}
+
 void parseRoot(const YAML::Node& root, Config& c) {
   const long long u16max = 65535, u32max = 0xFFFFFFFFll;
   int basic_auth_line = 0;
   readMap(root, "", {
     {"http", [&](const YAML::Node& n, const std::string& k) { readHttp(n, k, c.http, basic_auth_line); }},
+    {"cluster", [&](const YAML::Node& n, const std::string& k) { readCluster(n, k, c.cluster); }},
     {"log_level", [&](const YAML::Node& n, const std::string& k) {
        if (!parseLogLevel(readString(n, k), c.log_level))
          throw ConfigError(lineOf(n), k + ": '" + n.Scalar() +

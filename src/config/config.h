@@ -111,6 +111,24 @@ struct HttpConfig {
   bool basic_auth = false;            // users of auth.password_file
 };
 
+// cluster: several nodes as one broker over NATS (src/cluster/). Absent:
+// the node runs alone.
+struct ClusterConfig {
+  bool enabled = false;               // the section is present
+  std::vector<std::string> servers;   // nats://host:port, tls://host:port
+  std::string name = "petrel";        // the nodes of one cluster share it (subject prefix)
+  std::string node;                   // this node's name; default: the host name
+  std::optional<std::string> user;
+  std::optional<std::string> password;
+  std::optional<std::string> token;
+  std::string ca_file;                // TLS to NATS: the servers' CA,
+  std::string cert_file;              // and this node's certificate
+  std::string key_file;               // and key, when NATS asks for one
+  // Messages from other nodes waiting for this node's loop, in bytes;
+  // beyond, they are dropped and counted.
+  uint64_t max_pending_bytes = 64ull << 20;
+};
+
 // The most event loops `workers:` may ask for.
 constexpr uint32_t kMaxWorkers = 256;
 
@@ -176,6 +194,8 @@ struct Config {
   std::vector<QueueConfig> queues;
   // http:
   HttpConfig http;
+  // cluster:
+  ClusterConfig cluster;
 };
 
 // Reads `path` into `out`. On failure returns false and sets `error` to a

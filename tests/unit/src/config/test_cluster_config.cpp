@@ -1,0 +1,80 @@
+// The `cluster:` section: absent by default, its values, and errors naming
+// the key and its line.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "src/config/config.h"
+#include "tests/unit/src/config/config_text.h"
+
+namespace petrel {
+namespace {
+
+TEST(ClusterConfig, AbsentMeansAlone) {
+  LoadedConfig l = loadText("log_level: info\n");
+  ASSERT_TRUE(l.ok) << l.error;
+  EXPECT_FALSE(l.cfg.cluster.enabled);
+}
+
+TEST(ClusterConfig, Values) {
+  LoadedConfig l = loadText(
+      "cluster:\n"
+      "  servers: [nats://10.0.0.1:4222, tls://nats.example:4443]\n"
+      "  name: fleet-eu_1\n"
+      "  node: broker-7\n"
+      "  user: petrel\n"
+      "  password: secret\n"
+      "  ca_file: ca.pem\n"
+      "  cert_file: node.pem\n"
+      "  key_file: node.key\n"
+      "  max_pending_mb: 8\n");
+  ASSERT_TRUE(l.ok) << l.error;
+  const ClusterConfig& c = l.cfg.cluster;
+  EXPECT_TRUE(c.enabled);
+  EXPECT_EQ(c.servers, (std::vector<std::string>{"nats://10.0.0.1:4222", "tls://nats.example:4443"}));
+  EXPECT_EQ(c.name, "fleet-eu_1");
+  EXPECT_EQ(c.node, "broker-7");
+  EXPECT_EQ(c.user, "petrel");
+  EXPECT_EQ(c.password, "secret");
+  EXPECT_EQ(c.ca_file, "ca.pem");
+  EXPECT_EQ(c.cert_file, "node.pem");
+  EXPECT_EQ(c.key_file, "node.key");
+  EXPECT_EQ(c.max_pending_bytes, 8ull << 20);
+}
+
+TEST(ClusterConfig, Defaults) {
+  LoadedConfig l = loadText("cluster:\n  servers: [nats://127.0.0.1:4222]\n");
+  ASSERT_TRUE(l.ok) << l.error;
+  EXPECT_EQ(l.cfg.cluster.name, "petrel");
+  EXPECT_EQ(l.cfg.cluster.node, "");  // the host name, at start-up
+  EXPECT_EQ(l.cfg.cluster.max_pending_bytes, 64ull << 20);
+}
+
+TEST(ClusterConfig, ErrorsNameTheKeyAndLine) {
+  struct Case {
+    const char* yaml;
+    const char* error;
+  } cases[] = {
+      {"cluster:\n  node: a\n", "cluster.servers: at least one NATS server URL is needed"},
+      {"cluster:\n", "cluster: expected a mapping with servers"},
+      {"cluster:\n  servers: []\n", ":2: cluster.servers: expected a list of NATS server URLs"},
+      {"cluster:\n  servers:\n    - nats://a:1\n    - http://b:2\n",
+       ":4: cluster.servers[1]: 'http://b:2' is not a NATS URL"},
+      {"cluster:\n  servers: [nats://a:1]\n  name: my.cluster\n", ":3: cluster.name: 'my.cluster' must be"},
+      {"cluster:\n  servers: [nats://a:1]\n  name: \"\"\n", ":3: cluster.name: '' must be"},
+      {"cluster:\n  servers: [nats://a:1]\n  node: \"\"\n", ":3: cluster.node: must not be empty"},
+      {"cluster:\n  servers: [nats://a:1]\n  password: p\n", "cluster.password: needs user"},
+      {"cluster:\n  servers: [nats://a:1]\n  user: u\n  token: t\n", "cluster.token: use either"},
+      {"cluster:\n  servers: [nats://a:1]\n  cert_file: c.pem\n", "cluster: cert_file and key_file go together"},
+      {"cluster:\n  servers: [nats://a:1]\n  max_pending_mb: 0\n", ":3: cluster.max_pending_mb: 0 is out of range"},
+      {"cluster:\n  servers: [nats://a:1]\n  replica: 3\n", ":3: cluster.replica: unknown key"},
+  };
+  for (const Case& c : cases) {
+    LoadedConfig l = loadText(c.yaml);
+    EXPECT_FALSE(l.ok) << c.yaml;
+    EXPECT_NE(l.error.find(c.error), std::string::npos) << "got: " << l.error << "\nwant: " << c.error;
+  }
+}
+
+}  // namespace
+}  // namespace petrel
