@@ -452,5 +452,48 @@ TEST(TopicTree, DifferentialAgainstTopicMatches) {
   for (const std::string& topic : topics) EXPECT_TRUE(matchAll(t, topic).groups.empty());
 }
 
+// The interest hook (a cluster's subscriptions): a filter is reported when
+// it gains its first subscription or share group, and when it loses its
+// last; an emptied group counts until it is dropped.
+TEST(TopicTree, InterestHookReportsFirstAndLastPerFilter) {
+  TopicTree t;
+  std::vector<std::pair<std::string, bool>> seen;
+  t.setInterestHook([&](std::string_view f, bool on) { seen.emplace_back(std::string(f), on); });
+  Session a("a"), b("b");
+  using V = std::vector<std::pair<std::string, bool>>;
+  t.subscribe("x/#", "", &a, opts(0));
+  t.subscribe("x/#", "", &b, opts(0));
+  t.subscribe("x/#", "", &a, opts(1));  // a replacement
+  t.subscribe("x/+/y", "", &a, opts(0));
+  EXPECT_EQ(seen, (V{{"x/#", true}, {"x/+/y", true}}));
+  seen.clear();
+  t.unsubscribe("x/#", "", &a);
+  EXPECT_TRUE(seen.empty());  // b is still there
+  t.unsubscribe("x/#", "", &b);
+  t.unsubscribe("x/#", "", &b);  // no such subscription: nothing said
+  EXPECT_EQ(seen, (V{{"x/#", false}}));
+  seen.clear();
+  // A share group on a filter with a plain subscription adds nothing; on
+  // its own filter it is the interest, kept while the group is.
+  t.subscribe("x/+/y", "g", &b, opts(0));
+  t.subscribe("jobs/#", "g", &a, opts(0));
+  t.subscribe("jobs/#", "h", &b, opts(0));
+  EXPECT_EQ(seen, (V{{"jobs/#", true}}));
+  seen.clear();
+  t.unsubscribe("jobs/#", "g", &a);
+  t.unsubscribe("jobs/#", "h", &b);
+  EXPECT_TRUE(seen.empty());  // the groups stay, with their queues
+  t.dropGroup("jobs/#", "g");
+  EXPECT_TRUE(seen.empty());  // "h" is still there
+  t.dropGroup("jobs/#", "h");
+  EXPECT_EQ(seen, (V{{"jobs/#", false}}));
+  seen.clear();
+  t.unsubscribe("x/+/y", "", &a);
+  EXPECT_TRUE(seen.empty());  // group "g" holds the filter
+  t.unsubscribe("x/+/y", "g", &b);
+  t.dropGroup("x/+/y", "g");
+  EXPECT_EQ(seen, (V{{"x/+/y", false}}));
+}
+
 }  // namespace
 }  // namespace petrel
