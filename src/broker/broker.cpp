@@ -18,10 +18,14 @@ Broker::Broker(uv_loop_t* loop, Config cfg)
       sys_({cfg_, stats_, clock_, durable_, router_, sessions_, budget_, connections_, delayed_, monitor_}),
       bridges_({cfg_, sessions_, router_, durable_, timers_, loop, [this] { return newConnection(); },
                 [this](Connection& c) { armConnectionTimer(c); }}),
-      monitor_({cfg_, stats_, timers_, durable_, router_, sessions_, budget_, connections_, delayed_, bridges_.all()}),
+      monitor_({cfg_, stats_, timers_, durable_, router_, sessions_, budget_, connections_, delayed_, bridges_.all(),
+                cluster_}),
       http_(loop, timers_, cfg_.http, httpEndpoints()),
+      cluster_({cfg_.cluster, loop, router_, durable_, clock_}),
       sys_timer_(&Broker::onSysTimer, this),
       read_buf_(kReadBufferSize) {
+  // Before any subscription exists: each one counts as interest.
+  cluster_.attach();
   groups_.declareQueues();  // before the store's subscriptions join them
 }
 
@@ -43,6 +47,7 @@ bool Broker::start(std::string& err) {
   if (cfg_.http.enabled && !http_.start(err)) return false;
   if (!io_.start(err)) return false;
   LOG_INFO("%u event loop%s carry client connections", io_.loops(), io_.loops() == 1 ? "" : "s");
+  if (!cluster_.start(err)) return false;
   for (const auto& l : cfg_.listeners) {
     sockaddr_storage addr{};
     if (uv_ip4_addr(l.address.c_str(), l.port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
@@ -102,6 +107,8 @@ void Broker::shutdown() {
       c->disconnect(mqtt::Reason::ServerShuttingDown);
   }
   flushAll();
+  // After the connections: their wills went to the other nodes too.
+  cluster_.stop();
   io_.stop();  // the worker loops end after their last connection
   timers_.close();
   uv_check_stop(&check_);
@@ -239,6 +246,7 @@ void Broker::onSysTimer(Timer& t) {
   b->timers_.armAfter(t, uint64_t(b->cfg_.sys_interval) * 1000);
   b->sys_.publish();
   b->bridges_.publishSys();
+  b->cluster_.publishSys();
 }
 
 void Broker::protocolError(Connection& c, mqtt::Reason r, const char* what) {

@@ -17,6 +17,7 @@
 //   Monitor       metrics/   rates, loop lag, the figures of /metrics
 //   Bridges       bridges/   client connections to remote brokers
 //   HttpServer    httpd/     the operators' HTTP endpoint
+//   Cluster       cluster/   the other nodes of a cluster, over NATS
 // Time-driven work (keep alive, timeouts, will delay, expiry, $SYS) runs
 // from the timer facility (timers/): one timer per connection, one per
 // offline session with a deadline, one for $SYS; no periodic scan.
@@ -37,6 +38,7 @@
 #include "persistence/store.h"
 #include "src/bridges/bridges.h"
 #include "src/broker/parts.h"
+#include "src/cluster/cluster.h"
 #include "src/httpd/http_server.h"
 #include "src/metrics/monitor.h"
 #include "src/metrics/sys_topics.h"
@@ -181,6 +183,7 @@ class Broker : private BrokerParts {
   Bridges bridges_;
   Monitor monitor_;
   HttpServer http_;
+  Cluster cluster_;
 
   std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
   Timer sys_timer_;  // $SYS every mqtt.sys_interval seconds

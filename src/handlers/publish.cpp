@@ -118,7 +118,8 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
   if (fc && p.qos == 1 && retained_refs == 0) fc->early_ack = std::move(routed.early_ack);
 
   if (p.qos == 1) {
-    if (v5 && n == 0) {
+    // In a cluster, another node may have subscribers: no "no matching".
+    if (v5 && n == 0 && !cluster_.enabled()) {
       mqtt::Ack ack;
       ack.type = mqtt::PacketType::Puback;
       ack.packet_id = p.packet_id;
@@ -133,7 +134,7 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
     mqtt::Ack rec;
     rec.type = mqtt::PacketType::Pubrec;
     rec.packet_id = p.packet_id;
-    if (v5 && n == 0) rec.reason = Reason::NoMatchingSubscribers;
+    if (v5 && n == 0 && !cluster_.enabled()) rec.reason = Reason::NoMatchingSubscribers;
     mqtt::encode(rec, c.version, c.out());
   }
 }

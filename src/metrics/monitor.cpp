@@ -5,6 +5,7 @@
 #include <iterator>
 
 #include "src/bridges/bridge.h"
+#include "src/cluster/cluster.h"
 #include "src/delayed/delayed_publish.h"
 #include "src/durable/durable.h"
 #include "src/routing/router.h"
@@ -174,6 +175,18 @@ MetricsSnapshot Monitor::snapshot() {
       out.dropped = bs->dropped;
     }
     s.bridges.push_back(std::move(out));
+  }
+
+  if (p_.cluster.enabled()) {
+    const Cluster::Counters c = p_.cluster.counters();
+    s.cluster.enabled = true;
+    s.cluster.up = p_.cluster.connected();
+    s.cluster.node = p_.cluster.nodeName();
+    s.cluster.sent = c.sent;
+    s.cluster.received = c.received;
+    s.cluster.duplicates = c.duplicates;
+    s.cluster.dropped = c.dropped;
+    s.cluster.send_failed = c.send_failed;
   }
 
   s.lag_bounds.assign(std::begin(kLagBounds), std::end(kLagBounds));

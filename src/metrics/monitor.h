@@ -37,6 +37,7 @@ class Connection;
 class DelayedPublish;
 class Durable;
 class LoopTimers;
+class Cluster;
 class OutputBudget;
 class Router;
 class Sessions;
@@ -54,6 +55,7 @@ class Monitor {
     const std::vector<Connection*>& connections;
     const DelayedPublish& delayed;
     const std::vector<std::unique_ptr<Bridge>>& bridges;
+    const Cluster& cluster;  // may be built after the Monitor: read only in snapshots
   };
   // mosquitto's load figures ($SYS/broker/load/...).
   enum Load { kMessagesReceived, kMessagesSent, kPublishDropped, kBytesReceived, kBytesSent, kConnections,

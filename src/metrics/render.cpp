@@ -159,6 +159,21 @@ std::string prometheusText(const MetricsSnapshot& s) {
       for (const auto& b : s.bridges) e.sample(m.name, b.*m.field, {{"bridge", b.name}});
     }
   }
+
+  // The cluster link.
+  if (s.cluster.enabled) {
+    const auto& c = s.cluster;
+    e.family("petrel_cluster_up", "gauge", "1 while this node's link to NATS is up.");
+    e.sample("petrel_cluster_up", uint64_t{c.up}, {{"node", c.node}});
+    counter("petrel_cluster_sent_total", "Messages this node sent to the other nodes.", c.sent);
+    counter("petrel_cluster_received_total", "Messages this node took from the other nodes.", c.received);
+    counter("petrel_cluster_duplicates_total",
+            "Copies of a message from another node through a second matching filter, taken once.", c.duplicates);
+    counter("petrel_cluster_dropped_total",
+            "Messages from other nodes lost on the way in (this node behind, or undecodable).", c.dropped);
+    counter("petrel_cluster_send_failed_total",
+            "Messages the NATS client refused to send (its buffer full while reconnecting).", c.send_failed);
+  }
   return e.take();
 }
 
@@ -277,6 +292,19 @@ std::string statsJson(const MetricsSnapshot& s, size_t max_groups) {
   j.member("fired", s.delayed_fired);
   j.member("dropped", s.delayed_dropped);
   j.member("refused", s.delayed_refused);
+  j.endObject();
+
+  j.key("cluster").beginObject();
+  j.member("enabled", s.cluster.enabled);
+  if (s.cluster.enabled) {
+    j.member("up", s.cluster.up);
+    j.member("node", s.cluster.node);
+    j.member("sent", s.cluster.sent);
+    j.member("received", s.cluster.received);
+    j.member("duplicates", s.cluster.duplicates);
+    j.member("dropped", s.cluster.dropped);
+    j.member("send_failed", s.cluster.send_failed);
+  }
   j.endObject();
 
   j.member("loop_lag_seconds", s.lag_last_s);

@@ -61,6 +61,14 @@ struct MetricsSnapshot {
   };
   std::vector<Bridge> bridges;
 
+  struct Cluster {
+    bool enabled = false;
+    bool up = false;
+    std::string node;
+    uint64_t sent = 0, received = 0, duplicates = 0, dropped = 0, send_failed = 0;
+  };
+  Cluster cluster;
+
   std::vector<double> lag_bounds;
   std::vector<uint64_t> lag_counts;
   double lag_sum_s = 0;

@@ -1,0 +1,366 @@
+#include "src/cluster/cluster.h"
+
+#include <nats/nats.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+#include <random>
+
+#include "mqtt/topic.h"
+#include "src/cluster/subjects.h"
+#include "src/cluster/wire.h"
+#include "src/durable/durable.h"
+#include "src/routing/router.h"
+#include "src/timers/clock.h"
+#include "src/util/log.h"
+
+namespace petrel {
+
+// What the client's threads share with the loop. It outlives the Cluster:
+// the client may call back until its threads have ended, which is not
+// before the process does, so it is kept (reachable) for good once used.
+struct Cluster::Inbox {
+  struct Item {
+    std::string subject;
+    std::string body;
+  };
+  std::mutex mu;
+  uv_async_t* async = nullptr;  // null: the loop takes nothing more
+  uint64_t max_bytes = 0;
+  uint64_t bytes = 0;
+  std::vector<Item> items;
+  std::vector<std::string> notes;  // link events, logged on the loop
+  uint64_t dropped = 0;
+  std::atomic<bool>* connected = nullptr;
+
+  // Under mu: the loop is told.
+  void wake() {
+    if (async) uv_async_send(async);
+  }
+  void note(std::string what, bool up) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!async) return;
+    connected->store(up);
+    notes.push_back(std::move(what));
+    wake();
+  }
+};
+
+namespace {
+
+std::vector<std::shared_ptr<void>>& keptForGood() {
+  static auto* kept = new std::vector<std::shared_ptr<void>>();  // never freed: see Inbox
+  return *kept;
+}
+
+std::mutex& keptMutex() {
+  static auto* mu = new std::mutex();
+  return *mu;
+}
+
+void onMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  auto* in = static_cast<Cluster::Inbox*>(closure);
+  const char* subject = natsMsg_GetSubject(msg);
+  const char* data = natsMsg_GetData(msg);
+  const int len = natsMsg_GetDataLength(msg);
+  {
+    std::lock_guard<std::mutex> lock(in->mu);
+    if (in->async) {
+      const size_t subject_len = strlen(subject);
+      if (in->bytes + len + subject_len > in->max_bytes) {
+        ++in->dropped;
+      } else {
+        in->bytes += len + subject_len;
+        in->items.push_back({std::string(subject, subject_len), std::string(data, len)});
+        in->wake();
+      }
+    }
+  }
+  natsMsg_Destroy(msg);
+}
+
+std::string lastError(natsStatus s) {
+  natsStatus detail = NATS_OK;
+  const char* text = nats_GetLastError(&detail);
+  return text && *text ? text : natsStatus_GetText(s);
+}
+
+std::string serverOf(natsConnection* nc) {
+  char url[256] = {};
+  if (nc && natsConnection_GetConnectedUrl(nc, url, sizeof(url)) == NATS_OK && url[0]) return url;
+  return "NATS";
+}
+
+void onConnected(natsConnection* nc, void* closure) {
+  static_cast<Cluster::Inbox*>(closure)->note("cluster: connected to " + serverOf(nc), true);
+}
+void onReconnected(natsConnection* nc, void* closure) {
+  static_cast<Cluster::Inbox*>(closure)->note("cluster: reconnected to " + serverOf(nc), true);
+}
+void onDisconnected(natsConnection*, void* closure) {
+  static_cast<Cluster::Inbox*>(closure)->note("cluster: link to NATS lost; reconnecting (messages in transit are lost)", false);
+}
+void onError(natsConnection*, natsSubscription*, natsStatus err, void* closure) {
+  // A slow consumer's drops are counted per subscription (counters()).
+  static_cast<Cluster::Inbox*>(closure)->note(std::string("cluster: NATS: ") + natsStatus_GetText(err), true);
+}
+
+std::string hostName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0 || !buf[0]) return "petrel";
+  return buf;
+}
+
+}  // namespace
+
+Cluster::Cluster(const Parts& p)
+    : cfg_(p.cfg), loop_(p.loop), router_(p.router), durable_(p.durable), clock_(p.clock) {
+  node_name_ = cfg_.node.empty() ? hostName() : cfg_.node;
+  std::random_device rd;
+  node_id_ = (uint64_t(rd()) << 32 | rd()) | 1;  // never 0
+}
+
+Cluster::~Cluster() {
+  stop();
+  if (async_open_) {
+    // The loop is not running (start-up failed): close the handle now.
+    uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+    uv_run(loop_, UV_RUN_NOWAIT);
+  }
+}
+
+void Cluster::attach() {
+  if (!enabled()) return;
+  router_.setRouteHook([this](const MessagePtr& m) { forward(m); });
+  router_.tree().setInterestHook([this](std::string_view filter, bool on) { onInterest(filter, on); });
+}
+
+bool Cluster::start(std::string& err) {
+  if (!enabled()) return true;
+  inbox_ = std::make_shared<Inbox>();
+  {
+    std::lock_guard<std::mutex> lock(keptMutex());
+    keptForGood().push_back(inbox_);
+  }
+  uv_async_init(loop_, &async_, &Cluster::onAsync);
+  async_.data = this;
+  async_open_ = true;
+  inbox_->async = &async_;
+  inbox_->max_bytes = cfg_.max_pending_bytes;
+  inbox_->connected = &connected_;
+  Inbox* in = inbox_.get();
+
+  natsOptions* opts = nullptr;
+  natsStatus s = natsOptions_Create(&opts);
+  std::vector<const char*> urls;
+  for (const auto& u : cfg_.servers) urls.push_back(u.c_str());
+  const std::string client_name = "petrel " + node_name_;
+  if (s == NATS_OK) s = natsOptions_SetServers(opts, urls.data(), static_cast<int>(urls.size()));
+  if (s == NATS_OK) s = natsOptions_SetName(opts, client_name.c_str());
+  // A node's own messages do not come back to it.
+  if (s == NATS_OK) s = natsOptions_SetNoEcho(opts, true);
+  // One delivery thread for all subscriptions: arrival in the server's order.
+  if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(opts, true);
+  if (s == NATS_OK) s = natsOptions_SetTimeout(opts, 2000);
+  if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);
+  if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 500);
+  if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(opts, true, &onConnected, in);
+  if (s == NATS_OK) s = natsOptions_SetReconnectedCB(opts, &onReconnected, in);
+  if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts, &onDisconnected, in);
+  if (s == NATS_OK) s = natsOptions_SetErrorHandler(opts, &onError, in);
+  if (s == NATS_OK && cfg_.user)
+    s = natsOptions_SetUserInfo(opts, cfg_.user->c_str(), cfg_.password ? cfg_.password->c_str() : nullptr);
+  if (s == NATS_OK && cfg_.token) s = natsOptions_SetToken(opts, cfg_.token->c_str());
+  const bool tls = !cfg_.ca_file.empty() || !cfg_.cert_file.empty();
+  if (s == NATS_OK && tls) s = natsOptions_SetSecure(opts, true);
+  if (s == NATS_OK && !cfg_.ca_file.empty()) {
+    s = natsOptions_LoadCATrustedCertificates(opts, cfg_.ca_file.c_str());
+    if (s != NATS_OK) err = "cluster.ca_file: " + cfg_.ca_file + ": " + lastError(s);
+  }
+  if (s == NATS_OK && !cfg_.cert_file.empty()) {
+    s = natsOptions_LoadCertificatesChain(opts, cfg_.cert_file.c_str(), cfg_.key_file.c_str());
+    if (s != NATS_OK) err = "cluster.cert_file/key_file: " + lastError(s);
+  }
+  if (s != NATS_OK) {
+    if (err.empty()) err = "cluster: NATS options: " + lastError(s);
+    natsOptions_Destroy(opts);
+    return false;
+  }
+  // With retry on a failed connect this returns at once when no server
+  // answers, and the client keeps trying in the background.
+  s = natsConnection_Connect(&nc_, opts);
+  natsOptions_Destroy(opts);
+  if (s == NATS_OK) {
+    connected_ = true;
+    LOG_NOTICE("cluster '%s': node %s connected to %s", cfg_.name.c_str(), node_name_.c_str(), serverOf(nc_).c_str());
+  } else if (s == NATS_NOT_YET_CONNECTED) {
+    LOG_WARN("cluster '%s': no NATS server answers yet; node %s keeps trying", cfg_.name.c_str(), node_name_.c_str());
+  } else {
+    err = "cluster: connecting to NATS: " + lastError(s);
+    nc_ = nullptr;
+    return false;
+  }
+  // The filters this node already has (loaded from the store).
+  for (auto& [filter, i] : interest_) subscribe(filter, i);
+  return true;
+}
+
+void Cluster::stop() {
+  if (stopped_ || !inbox_) return;
+  stopped_ = true;
+  {
+    std::lock_guard<std::mutex> lock(inbox_->mu);
+    inbox_->async = nullptr;
+    inbox_->items.clear();
+  }
+  if (nc_) {
+    // Flushes what was published, then closes; no callback reaches the
+    // loop after the lock above.
+    natsConnection_FlushTimeout(nc_, 1000);
+    for (auto& [filter, i] : interest_) {
+      for (natsSubscription* sub : i.subs) natsSubscription_Destroy(sub);
+      i.subs.clear();
+    }
+    natsConnection_Close(nc_);
+    natsConnection_Destroy(nc_);
+    nc_ = nullptr;
+  }
+  connected_ = false;
+  if (async_open_) {
+    async_open_ = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  }
+}
+
+void Cluster::subscribe(const std::string& filter, Interest& i) {
+  for (const std::string& subject : cluster::filterSubjects(cfg_.name, filter)) {
+    natsSubscription* sub = nullptr;
+    const natsStatus s = natsConnection_Subscribe(&sub, nc_, subject.c_str(), &onMessage, inbox_.get());
+    if (s != NATS_OK) {
+      LOG_ERROR("cluster: subscribing to %s (filter '%s'): %s", subject.c_str(), filter.c_str(), lastError(s).c_str());
+      continue;
+    }
+    i.subs.push_back(sub);
+  }
+}
+
+void Cluster::onInterest(std::string_view filter, bool on) {
+  if (stopped_) return;
+  if (on) {
+    auto [it, added] = interest_.try_emplace(std::string(filter));
+    if (added && nc_) subscribe(it->first, it->second);
+    return;
+  }
+  auto it = interest_.find(std::string(filter));
+  if (it == interest_.end()) return;
+  for (natsSubscription* sub : it->second.subs) {
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+  }
+  interest_.erase(it);
+}
+
+void Cluster::forward(const MessagePtr& m) {
+  if (!nc_ || stopped_ || m->from_cluster) return;
+  // $SYS is each node's own.
+  if (m->topic.compare(0, 4, "$SYS") == 0 && (m->topic.size() == 4 || m->topic[4] == '/')) return;
+  subject_ = cluster::topicSubject(cfg_.name, m->topic);
+  cluster::encodeWire(*m, node_id_, ++seq_, body_);
+  const natsStatus s = natsConnection_Publish(nc_, subject_.c_str(), body_.data(), static_cast<int>(body_.size()));
+  if (s == NATS_OK) {
+    ++counters_.sent;
+  } else {
+    ++counters_.send_failed;
+    LOG_DEBUG("cluster: publish to %s failed: %s", subject_.c_str(), natsStatus_GetText(s));
+  }
+}
+
+void Cluster::onAsync(uv_async_t* h) { static_cast<Cluster*>(h->data)->takeInbox(); }
+
+void Cluster::takeInbox() {
+  std::vector<Inbox::Item> items;
+  std::vector<std::string> notes;
+  {
+    std::lock_guard<std::mutex> lock(inbox_->mu);
+    items.swap(inbox_->items);
+    notes.swap(inbox_->notes);
+    inbox_->bytes = 0;
+  }
+  for (const std::string& n : notes) LOG_NOTICE("%s", n.c_str());
+  const uint64_t now = static_cast<uint64_t>(clock_.wallMs());
+  std::string topic;
+  for (Inbox::Item& item : items) {
+    auto msg = makeMessage();
+    cluster::WireInfo info;
+    if (!cluster::subjectTopic(cfg_.name, item.subject, topic) || !mqtt::validTopicName(topic) ||
+        !cluster::decodeWire(reinterpret_cast<const uint8_t*>(item.body.data()), item.body.size(), *msg, info)) {
+      ++counters_.dropped;
+      LOG_WARN("cluster: a message on %s is not one a Petrel node sends; dropped", item.subject.c_str());
+      continue;
+    }
+    // Several of this node's subscriptions may match one message: it is
+    // taken once. A node's messages arrive in the order it sent them.
+    Seen& seen = seen_[info.node];
+    seen.at_ms = now;
+    if (info.seq <= seen.seq) {
+      ++counters_.duplicates;
+      continue;
+    }
+    seen.seq = info.seq;
+    ++counters_.received;
+    if (msg->expires_at_ms && msg->expires_at_ms <= int64_t(now)) continue;  // ran out on the way
+    msg->topic = std::move(topic);
+    topic.clear();
+    msg->from_cluster = true;
+    msg->id = durable_.newMessageId();
+    router_.route(MessagePtr(std::move(msg)));
+  }
+  // Nodes that restarted (a new id each time) are forgotten after a while.
+  constexpr uint64_t kForgetMs = 10 * 60 * 1000;
+  if (seen_.size() > 64) {
+    for (auto it = seen_.begin(); it != seen_.end();) {
+      if (now - it->second.at_ms > kForgetMs) it = seen_.erase(it);
+      else ++it;
+    }
+  }
+}
+
+void Cluster::publishSys() {
+  if (!enabled()) return;
+  const Counters c = counters();
+  auto put = [&](const char* what, std::string value) {
+    auto m = makeMessage();
+    m->topic = std::string("$SYS/broker/cluster/") + what;
+    m->payload = std::move(value);
+    m->retain = true;
+    m->id = durable_.newMessageId();
+    MessagePtr msg = std::move(m);
+    router_.retainInMemory(msg);  // like every $SYS value: not stored
+    router_.route(msg);
+  };
+  put("state", connected() ? "1" : "0");
+  put("node", node_name_);
+  put("sent", std::to_string(c.sent));
+  put("received", std::to_string(c.received));
+  put("duplicates", std::to_string(c.duplicates));
+  put("dropped", std::to_string(c.dropped));
+  put("send_failed", std::to_string(c.send_failed));
+}
+
+Cluster::Counters Cluster::counters() const {
+  Counters c = counters_;
+  if (inbox_) {
+    std::lock_guard<std::mutex> lock(inbox_->mu);
+    c.dropped += inbox_->dropped;
+  }
+  for (const auto& [filter, i] : interest_) {
+    for (natsSubscription* sub : i.subs) {
+      int64_t n = 0;
+      if (natsSubscription_GetDropped(sub, &n) == NATS_OK) c.dropped += static_cast<uint64_t>(n);
+    }
+  }
+  return c;
+}
+
+}  // namespace petrel

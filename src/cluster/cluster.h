@@ -1,0 +1,128 @@
+// src/cluster/cluster.h — this node's link to the other nodes of a cluster,
+// over core NATS (the `cluster:` section).
+//
+// Routing across nodes: for every filter this node has subscriptions to
+// (plain or a share group's; TopicTree's interest hook) it subscribes to
+// the filter's subjects (subjects.h), and every message routed here that
+// did not come from another node is published on its topic's subject. So a
+// message reaches each node that has a matching subscription once, not
+// once per subscriber, and a node with none never sees it. A node matches
+// what arrives against its own subscriptions as if a client had published
+// it here, and never sends it on.
+//
+// Threads: the NATS client reads and calls back on its own threads (one
+// delivery thread for every subscription, so messages arrive in the order
+// the server sent them). The callback copies the message into an inbox
+// under a short lock and wakes the loop with a uv_async_send; everything
+// else runs on the loop. Publishing and (un)subscribing only queue protocol
+// lines in the client, which its own thread writes: the loop never waits
+// for the network.
+//
+// What this does not yet give (see the README of this folder): a message
+// crosses to another node at most once (core NATS: a link down, or a node
+// behind by more than max_pending_mb, loses what was in transit, counted);
+// sessions, retained messages and share groups are per node.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "src/config/config.h"
+#include "src/routing/message.h"
+
+struct __natsConnection;
+struct __natsSubscription;
+
+namespace petrel {
+
+class Clock;
+class Durable;
+class Router;
+
+class Cluster {
+ public:
+  struct Parts {
+    const ClusterConfig& cfg;
+    uv_loop_t* loop;
+    Router& router;
+    Durable& durable;
+    const Clock& clock;
+  };
+  struct Counters {
+    uint64_t sent = 0;           // messages published to the other nodes
+    uint64_t received = 0;       // messages taken from them
+    uint64_t duplicates = 0;     // the same message through a second subscription
+    uint64_t dropped = 0;        // lost on the way in: inbox full, slow consumer, undecodable
+    uint64_t send_failed = 0;    // the client refused a publish (its buffer full while reconnecting)
+  };
+
+  // What the client's threads share with the loop (cluster.cpp).
+  struct Inbox;
+
+  explicit Cluster(const Parts& p);
+  ~Cluster();
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  bool enabled() const { return cfg_.enabled; }
+  // Hooks the router and the topic tree. Before the store is loaded, so
+  // that the subscriptions it holds count as interest.
+  void attach();
+  // Connects (in the background: the node starts whether or not NATS is
+  // up, and keeps trying). False with `err` on options NATS refuses (a TLS
+  // file that does not load).
+  bool start(std::string& err);
+  // Shutting down: no more sending or taking; the link closes.
+  void stop();
+
+  bool connected() const { return connected_.load(); }
+  const std::string& nodeName() const { return node_name_; }
+  Counters counters() const;
+  // $SYS/broker/cluster/state|node|sent|received|duplicates|dropped|send_failed
+  // (every mqtt.sys_interval): this node's own, never sent to the others.
+  void publishSys();
+
+ private:
+  struct Interest {
+    std::vector<__natsSubscription*> subs;
+  };
+  void onInterest(std::string_view filter, bool on);
+  void subscribe(const std::string& filter, Interest& i);
+  void forward(const MessagePtr& m);
+  static void onAsync(uv_async_t* h);
+  void takeInbox();
+
+  const ClusterConfig& cfg_;
+  uv_loop_t* loop_;
+  Router& router_;
+  Durable& durable_;
+  const Clock& clock_;
+  std::string node_name_;
+  uint64_t node_id_;
+  uint64_t seq_ = 0;
+  std::string body_;  // forward()'s buffer
+  std::string subject_;
+  __natsConnection* nc_ = nullptr;
+  std::shared_ptr<Inbox> inbox_;
+  uv_async_t async_;
+  bool async_open_ = false;
+  bool stopped_ = false;
+  std::atomic<bool> connected_{false};
+  std::unordered_map<std::string, Interest> interest_;  // by filter
+  // The last sequence number taken from each node (by node id), and when.
+  struct Seen {
+    uint64_t seq = 0;
+    uint64_t at_ms = 0;
+  };
+  std::unordered_map<uint64_t, Seen> seen_;
+  Counters counters_;
+};
+
+}  // namespace petrel

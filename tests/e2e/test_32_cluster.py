@@ -1,0 +1,420 @@
+"""Several Petrel nodes as one broker, over a real NATS server (`cluster:`).
+
+A nats-server (the Debian package) runs on loopback; each test starts
+Petrel nodes that name it. What is checked:
+
+* a message published on one node reaches the subscribers of every other
+  node, once each, in order, however many of a node's subscriptions match
+  it (the node takes it once from NATS: `duplicates` counts the rest);
+* topics whose levels NATS gives a meaning ('.', '*', '>', spaces, empty
+  levels, UTF-8, '$') arrive exactly as published; `$` topics follow
+  [MQTT-4.7.2-1] across nodes too; `$SYS` stays on its node;
+* a node receives only what its subscriptions ask for: after the last
+  unsubscribe nothing more comes to it;
+* share groups and durable sessions on a node get what other nodes publish
+  (the offline durable subscriber finds it queued when it comes back);
+* MQTT 5 properties and the expiry cross with the message;
+* a node starts while NATS is down and joins when it comes up; a NATS
+  restart interrupts routing, which resumes by itself;
+* configuration errors name the key.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+import mqttraw as m
+from conftest import DEFAULT_CONFIG, HOST, PETREL_BIN, Broker, free_port, merge
+
+pytestmark = pytest.mark.petrel_only
+
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+
+class Nats:
+    """A real nats-server on loopback, restartable on its port."""
+
+    def __init__(self, workdir, port=None):
+        self.port = port or free_port()
+        self.log_path = os.path.join(str(workdir), "nats-%d.log" % self.port)
+        self.proc = None
+
+    @property
+    def url(self):
+        return "nats://%s:%d" % (HOST, self.port)
+
+    def start(self):
+        assert os.access(NATS_SERVER, os.X_OK), "nats-server not installed (Debian package nats-server)"
+        self.proc = subprocess.Popen([NATS_SERVER, "-a", HOST, "-p", str(self.port)],
+                                     stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((HOST, self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("nats-server did not come up")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+
+@pytest.fixture
+def nats(tmp_path):
+    n = Nats(tmp_path).start()
+    yield n
+    n.stop()
+
+
+@pytest.fixture
+def nodes(request, tmp_path):
+    """nodes(nats, count, **overrides) -> started Petrel nodes of one cluster."""
+    made = []
+
+    def factory(nats_server, count=2, start=True, **overrides):
+        out = []
+        for _ in range(count):
+            name = "node%d" % len(made)
+            cfg = merge(DEFAULT_CONFIG, merge({"cluster": {"servers": [nats_server.url], "node": name},
+                                               "mqtt": {"sys_interval": 1}}, overrides))
+            b = Broker(tmp_path, cfg, name=name)
+            made.append(b)
+            if start:
+                b.start()
+            out.append(b)
+        return out
+
+    yield factory
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for b in made:
+        b.kill()
+        if failed:
+            print("\n----- %s log -----\n%s" % (b.name, b.log()))
+
+
+def publishes(client, timeout=1.0):
+    return [p for p in client.collect(timeout, m.PUBLISH)]
+
+
+def read_for(client, seconds):
+    """Every PUBLISH that arrives within `seconds` (however steady)."""
+    out = []
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return out
+        try:
+            p = client.recv(left)
+        except m.ReadTimeout:
+            return out
+        if p.type == m.PUBLISH:
+            out.append(p)
+
+
+def receive(client, n, prefix, timeout=15.0):
+    """The payloads of the first `n` PUBLISHes on topics under `prefix`,
+    each acknowledged as it comes (the in-flight window stays open)."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        try:
+            p = client.recv(max(0.01, deadline - time.monotonic()))
+        except m.ReadTimeout:
+            break
+        if p.type != m.PUBLISH:
+            continue
+        client.ack(p)
+        if p.topic.startswith(prefix):
+            got.append(p)
+    return got
+
+
+def route_ready(pub_node, *subs, timeout=10.0):
+    """Waits until each subscriber's interest has reached NATS.
+
+    Each subscriber subscribes to its probe topic after its other filters;
+    NATS takes a connection's subscriptions in order, so once a probe
+    published on `pub_node` arrives, every earlier filter is in place too.
+    """
+    p = pub_node.connected("prober-%d" % time.monotonic_ns())
+    for i, s in enumerate(subs):
+        topic = "probe/%d/%d" % (id(s), i)
+        mid = s.next_mid()
+        s.send(m.subscribe(mid, [(topic, 0)], None, s.v5))
+        s.wait_for(m.SUBACK, mid)  # what comes first is kept for the test
+        deadline = time.monotonic() + timeout
+        while True:
+            p.publish(topic, b"probe")
+            got = [x for x in s.collect(0.1, m.PUBLISH) if x.topic == topic]
+            if got:
+                break
+            assert time.monotonic() < deadline, "a probe from another node never arrived"
+        s.collect(0.2)  # further probes
+    p.close()
+
+
+def sys_value(node, what, timeout=5.0):
+    """$SYS/broker/cluster/<what> on `node` (published every second)."""
+    c = node.connected("sys-%d" % time.monotonic_ns())
+    c.subscribe([("$SYS/broker/cluster/" + what, 0)])
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            p = c.recv(max(0.01, deadline - time.monotonic()))
+            if p.type == m.PUBLISH:
+                return p.payload.decode()
+    finally:
+        c.close()
+
+
+def wait_sys(node, what, pred, timeout=8.0):
+    deadline = time.monotonic() + timeout
+    v = None
+    while time.monotonic() < deadline:
+        v = sys_value(node, what)
+        if pred(v):
+            return v
+        time.sleep(0.3)
+    raise AssertionError("$SYS/broker/cluster/%s stayed %r" % (what, v))
+
+
+def test_messages_cross_nodes_once_each_in_order(nats, nodes):
+    a, b, c = nodes(nats, 3)
+    # Three overlapping subscriptions on b, of which NATS sends each message
+    # three times: b takes it once.
+    sb = b.connected("sub-b")
+    sb.subscribe([("x/#", 1), ("x/+/c", 1), ("x/a.b/c", 1)])
+    sc = c.connected("sub-c")
+    sc.subscribe([("x/a.b/c", 1)])
+    sa = a.connected("sub-a")  # on the publishing node: its own routing, not NATS's
+    sa.subscribe([("x/#", 1)])
+    route_ready(a, sb, sc)
+    pub = a.connected("pub")
+    n = 500
+    for i in range(n):
+        pub.publish("x/a.b/c", b"%d" % i, qos=1, wait_ack=False)
+    for s in (sa, sb, sc):
+        pkts = receive(s, n, "x/")
+        assert all(p.topic == "x/a.b/c" for p in pkts)
+        got = [int(p.payload) for p in pkts]
+        assert got == list(range(n)), "%d of %d, first wrong at %s" % (
+            len(got), n, next((i for i, v in enumerate(got) if v != i), None))
+        assert s.collect(0.5, m.PUBLISH) == []  # nothing twice
+    assert int(wait_sys(b, "received", lambda v: int(v) >= n)) >= n
+    assert int(sys_value(b, "duplicates")) >= 2 * n
+    assert int(sys_value(a, "sent")) >= n
+    assert sys_value(b, "dropped") == "0"
+    assert sys_value(b, "state") == "1"
+    assert sys_value(b, "node") == "node1"
+
+
+ODD_TOPICS = [
+    "odd/a.b", "odd/*", "odd/>", "odd/ ", "odd/a b/c", "odd//x", "odd/x/", "odd/_", "odd/_2E",
+    "odd/\u00e9t\u00e9", "odd/\U0001F426", "odd/$x", "odd/~%\\",
+]
+
+
+def test_topics_with_nats_special_characters_arrive_as_published(nats, nodes):
+    a, b = nodes(nats, 2)
+    sb = b.connected("odd-b", version=5)
+    sb.subscribe([("odd/#", 0), ("+/+/+", 0)])
+    route_ready(a, sb)
+    pub = a.connected("odd-pub")
+    for t in ODD_TOPICS:
+        pub.publish(t, t.encode())
+    got = publishes(sb)
+    assert [p.topic for p in got] == ODD_TOPICS
+    assert all(p.payload == p.topic.encode() for p in got)
+
+
+def test_dollar_topics_and_sys_across_nodes(nats, nodes):
+    a, b = nodes(nats, 2)
+    wild = b.connected("wild")
+    wild.subscribe([("#", 0), ("+/x", 0)])
+    dollar = b.connected("dollar")
+    dollar.subscribe([("$app/#", 0), ("$SYS/broker/cluster/node", 0)])
+    route_ready(a, wild, dollar)
+    pub = a.connected("dollar-pub")
+    pub.publish("$app/x", b"d")
+    got = read_for(dollar, 2.5)
+    assert [p.payload for p in got if p.topic == "$app/x"] == [b"d"]
+    # $SYS is each node's own: b's subscriber hears b's node name only.
+    assert {p.payload for p in got if p.topic == "$SYS/broker/cluster/node"} == {b"node1"}
+    # [MQTT-4.7.2-1] '#' and '+/x' do not match a '$' topic on the other node either.
+    assert [p for p in publishes(wild, 0.5) if p.topic.startswith("$")] == []
+
+
+def test_interest_follows_subscriptions(nats, nodes):
+    a, b = nodes(nats, 2)
+    sb = b.connected("interest")
+    sb.subscribe([("i/#", 0)])
+    route_ready(a, sb)
+    pub = a.connected("interest-pub")
+    for i in range(20):
+        pub.publish("i/t", b"%d" % i)
+    assert len([p for p in publishes(sb) if p.topic == "i/t"]) == 20
+    received = int(wait_sys(b, "received", lambda v: int(v) >= 20))
+    sb.unsubscribe("i/#")
+    sb.unsubscribe("probe/%d/0" % id(sb))
+    time.sleep(0.5)  # the UNSUB reaches NATS
+    for i in range(200):
+        pub.publish("i/t", b"late")
+    time.sleep(1.5)
+    # No subscription on b: NATS sends it nothing.
+    assert int(sys_value(b, "received")) == received
+
+
+def test_share_group_and_offline_durable_session_get_remote_messages(nats, nodes):
+    a, b = nodes(nats, 2, persistence={"enabled": True})
+    # A durable QoS 1 subscriber on b goes offline; its subscription stays,
+    # and with it b's interest.
+    d = b.connected("durable", clean=False)
+    d.subscribe([("jobs/#", 1)])
+    g1 = b.connected("worker1", version=5)
+    g1.subscribe([("$share/g/jobs/#", 1)])
+    route_ready(a, d, g1)
+    d.close()
+    time.sleep(0.3)
+    pub = a.connected("jobs-pub")
+    for i in range(50):
+        pub.publish("jobs/%d" % i, b"%d" % i, qos=1)
+    assert [int(p.payload) for p in receive(g1, 50, "jobs/")] == list(range(50))
+    d = b.connected("durable", clean=False)
+    assert d.connack.session_present
+    assert [int(p.payload) for p in receive(d, 50, "jobs/")] == list(range(50))
+
+
+def test_mqtt5_properties_and_expiry_cross(nats, nodes):
+    a, b = nodes(nats, 2)
+    sb = b.connected("props-sub", version=5)
+    sb.subscribe([("p/#", 1)])
+    route_ready(a, sb)
+    pub = a.connected("props-pub", version=5)
+    props = {"payload_format_indicator": 1, "content_type": "application/json",
+             "response_topic": "reply/here", "correlation_data": b"\x00\x01",
+             "user_property": [("k", "v"), ("k", "v2")], "message_expiry_interval": 3600}
+    pub.publish("p/1", b"{}", qos=1, props=props)
+    got = [p for p in publishes(sb) if p.topic == "p/1"]
+    assert len(got) == 1
+    pr = got[0].props
+    assert pr["payload_format_indicator"] == 1
+    assert pr["content_type"] == "application/json"
+    assert pr["response_topic"] == "reply/here"
+    assert pr["correlation_data"] == b"\x00\x01"
+    assert pr["user_property"] == [("k", "v"), ("k", "v2")]
+    assert 3590 <= pr["message_expiry_interval"] <= 3600
+
+
+def test_node_starts_without_nats_and_joins_when_it_comes_up(tmp_path, nodes):
+    n = Nats(tmp_path)  # not started: nothing listens on its port
+    a, b = nodes(n, 2)
+    assert "keeps trying" in a.log()
+    # Alone, a node works as one.
+    s = a.connected("alone")
+    s.subscribe([("local/t", 0)])
+    p = a.connected("alone-pub")
+    p.publish("local/t", b"x")
+    assert [x.payload for x in publishes(s, 0.5)] == [b"x"]
+    n.start()
+    try:
+        wait_sys(a, "state", lambda v: v == "1", timeout=15)
+        wait_sys(b, "state", lambda v: v == "1", timeout=15)
+        sb = b.connected("joined")
+        sb.subscribe([("j/#", 0)])
+        route_ready(a, sb)
+        p.publish("j/1", b"after")
+        assert [x.payload for x in publishes(sb) if x.topic == "j/1"] == [b"after"]
+    finally:
+        n.stop()
+
+
+def test_routing_resumes_after_a_nats_restart(tmp_path, nodes):
+    n = Nats(tmp_path).start()
+    a, b = nodes(n, 2)
+    sb = b.connected("resume")
+    sb.subscribe([("r/#", 0)])
+    route_ready(a, sb)
+    n.stop()
+    wait_sys(a, "state", lambda v: v == "0")
+    assert "link to NATS lost" in a.log()
+    n.start()
+    try:
+        wait_sys(a, "state", lambda v: v == "1", timeout=15)
+        wait_sys(b, "state", lambda v: v == "1", timeout=15)
+        # The subscriptions come back with the link: no new SUBSCRIBE needed.
+        p = a.connected("resume-pub")
+        deadline = time.monotonic() + 10
+        got = []
+        while not got and time.monotonic() < deadline:
+            p.publish("r/1", b"again")
+            got = [x for x in publishes(sb, 0.3) if x.topic == "r/1"]
+        assert got, "routing did not resume"
+        assert "reconnected to" in a.log()
+    finally:
+        n.stop()
+
+
+def test_configuration_errors_name_the_key(tmp_path, nats):
+    bad = {
+        "cluster": {"servers": ["http://%s:%d" % (HOST, nats.port)]},
+    }
+    b = Broker(tmp_path, merge(DEFAULT_CONFIG, bad), name="bad-url")
+    with pytest.raises(RuntimeError) as e:
+        b.start()
+    assert "cluster.servers[0]" in str(e.value) and "is not a NATS URL" in str(e.value)
+    missing_ca = {"cluster": {"servers": [nats.url], "ca_file": str(tmp_path / "nope.pem")}}
+    b = Broker(tmp_path, merge(DEFAULT_CONFIG, missing_ca), name="bad-ca")
+    with pytest.raises(RuntimeError) as e:
+        b.start()
+    assert "cluster.ca_file" in str(e.value)
+
+
+def test_the_documented_cluster_example_is_valid(tmp_path):
+    """config.yaml's commented cluster example, uncommented, loads."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    text = open(os.path.join(repo, "config.yaml")).read()
+    block = text[text.index("# cluster:\n"):].split("\n\n")[0]
+    example = "\n".join(line[2:] if line.startswith("# ") else line[1:] for line in block.splitlines()) + "\n"
+    assert example.startswith("cluster:\n")
+    path = tmp_path / "example.yaml"
+    path.write_text(example)
+    r = subprocess.run([PETREL_BIN, "--check-config", "--config", str(path)], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0, r.stderr
+
+
+def test_metrics_and_stats_show_the_link(nats, nodes):
+    import json
+    import urllib.request
+    http_port = free_port()
+    a, = nodes(nats, 1)
+    b, = nodes(nats, 1, http={"enabled": True, "address": HOST, "port": http_port})
+    sb = b.connected("metrics-sub")
+    sb.subscribe([("mt/#", 0)])
+    route_ready(a, sb)
+    pub = a.connected("metrics-pub")
+    for i in range(10):
+        pub.publish("mt/x", b"m")
+    assert len([p for p in publishes(sb) if p.topic == "mt/x"]) == 10
+    deadline = time.monotonic() + 5
+    while True:
+        text = urllib.request.urlopen("http://%s:%d/metrics" % (HOST, http_port), timeout=5).read().decode()
+        received = [line for line in text.splitlines() if line.startswith("petrel_cluster_received_total ")]
+        if received and int(received[0].split()[1]) >= 10 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert 'petrel_cluster_up{node="node1"} 1' in text
+    assert int(received[0].split()[1]) >= 10
+    for family in ("sent", "duplicates", "dropped", "send_failed"):
+        assert "petrel_cluster_%s_total " % family in text
+    stats = json.loads(urllib.request.urlopen("http://%s:%d/api/v1/stats" % (HOST, http_port), timeout=5).read())
+    assert stats["cluster"]["enabled"] and stats["cluster"]["up"] and stats["cluster"]["node"] == "node1"
+    assert stats["cluster"]["received"] >= 10
