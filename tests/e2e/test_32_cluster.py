@@ -418,3 +418,51 @@ def test_metrics_and_stats_show_the_link(nats, nodes):
     stats = json.loads(urllib.request.urlopen("http://%s:%d/api/v1/stats" % (HOST, http_port), timeout=5).read())
     assert stats["cluster"]["enabled"] and stats["cluster"]["up"] and stats["cluster"]["node"] == "node1"
     assert stats["cluster"]["received"] >= 10
+
+
+def test_a_node_far_behind_drops_and_counts_never_silently(nats, nodes):
+    """max_pending_mb: a node whose loop falls behind what NATS brings it
+    keeps at most that much waiting; the rest is dropped and counted, so
+    received + dropped is everything sent, and memory stays bounded."""
+    a, = nodes(nats, 1)
+    b, = nodes(nats, 1, cluster={"servers": [nats.url], "node": "slow", "max_pending_mb": 1})
+    subs = [b.connected("big-%d" % i) for i in range(10)]
+    for s in subs:
+        s.subscribe([("big/#", 0)])
+    route_ready(a, *subs)
+    time.sleep(1.5)  # the probes are counted, and $SYS says so
+    base_received, base_dropped = int(sys_value(b, "received")), int(sys_value(b, "dropped"))
+    n, size = 300, 200_000  # 60 MB towards a node allowed 1 MB in waiting
+    pub = a.connected("big-pub")
+    payload = b"x" * size
+    for i in range(n):
+        pub.publish("big/t", payload)
+    deadline = time.monotonic() + 20
+    while True:
+        received = int(sys_value(b, "received"))
+        dropped = int(sys_value(b, "dropped"))
+        received -= base_received
+        dropped -= base_dropped
+        if received + dropped >= n or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert received + dropped == n, (received, dropped)
+    assert dropped > 0  # the limit was reached, far past
+    # Every subscriber got exactly what the node took.
+    for s in subs:
+        assert len([p for p in publishes(s, 0.5) if p.topic == "big/t"]) == received
+    rss_kb = int(open("/proc/%d/status" % b.proc.pid).read().split("VmRSS:")[1].split()[0])
+    assert rss_kb < 400_000, rss_kb
+
+
+def test_nodes_stop_cleanly_linked_or_not(tmp_path, nats, nodes):
+    a, = nodes(nats, 1)
+    s = a.connected("stopping")
+    s.subscribe([("s/#", 1)])
+    assert a.stop() == 0
+    assert "petrel stopped" in a.log()
+    # A node that never reached NATS stops as promptly.
+    lonely, = nodes(Nats(tmp_path), 1)
+    t0 = time.monotonic()
+    assert lonely.stop() == 0
+    assert time.monotonic() - t0 < 4
