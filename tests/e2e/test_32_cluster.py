@@ -15,11 +15,16 @@ Petrel nodes that name it. What is checked:
   (the offline durable subscriber finds it queued when it comes back);
 * MQTT 5 properties and the expiry cross with the message;
 * a node starts while NATS is down and joins when it comes up; a NATS
-  restart interrupts routing, which resumes by itself;
+  restart interrupts routing, which resumes by itself; with three NATS
+  servers as one, kill -9 of the one a node is linked to: the node moves to
+  another and every message published after that arrives;
+* a node far behind its pending limit drops and counts, never silently;
+  nodes stop cleanly, linked or not; /metrics and /api/v1/stats show the link;
 * configuration errors name the key.
 """
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -42,6 +47,7 @@ class Nats:
         self.port = port or free_port()
         self.log_path = os.path.join(str(workdir), "nats-%d.log" % self.port)
         self.proc = None
+        self.extra = []
 
     @property
     def url(self):
@@ -49,7 +55,7 @@ class Nats:
 
     def start(self):
         assert os.access(NATS_SERVER, os.X_OK), "nats-server not installed (Debian package nats-server)"
-        self.proc = subprocess.Popen([NATS_SERVER, "-a", HOST, "-p", str(self.port)],
+        self.proc = subprocess.Popen([NATS_SERVER, "-a", HOST, "-p", str(self.port)] + self.extra,
                                      stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -64,6 +70,31 @@ class Nats:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(5)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class NatsCluster:
+    """Three nats-servers routed to each other: one NATS of three servers."""
+
+    def __init__(self, workdir):
+        self.servers = [Nats(workdir) for _ in range(3)]
+        self.route_ports = [free_port() for _ in range(3)]
+
+    def start(self):
+        routes = ",".join("nats://%s:%d" % (HOST, p) for p in self.route_ports)
+        for srv, rp in zip(self.servers, self.route_ports):
+            srv.extra = ["--cluster_name", "petrel-test", "--cluster", "nats://%s:%d" % (HOST, rp),
+                         "--routes", routes]
+            srv.start()
+        return self
+
+    def stop(self):
+        for srv in self.servers:
+            srv.kill()
 
 
 @pytest.fixture
@@ -82,7 +113,8 @@ def nodes(request, tmp_path):
         out = []
         for _ in range(count):
             name = "node%d" % len(made)
-            cfg = merge(DEFAULT_CONFIG, merge({"cluster": {"servers": [nats_server.url], "node": name},
+            urls = [x.url for x in nats_server.servers] if isinstance(nats_server, NatsCluster) else [nats_server.url]
+            cfg = merge(DEFAULT_CONFIG, merge({"cluster": {"servers": urls, "node": name},
                                                "mqtt": {"sys_interval": 1}}, overrides))
             b = Broker(tmp_path, cfg, name=name)
             made.append(b)
@@ -466,3 +498,45 @@ def test_nodes_stop_cleanly_linked_or_not(tmp_path, nats, nodes):
     t0 = time.monotonic()
     assert lonely.stop() == 0
     assert time.monotonic() - t0 < 4
+
+
+def test_a_nats_server_killed_the_cluster_keeps_serving(tmp_path, nodes):
+    """Three NATS servers as one; kill -9 the one a node is linked to: the
+    node moves to another and messages flow again, with no SUBSCRIBE
+    repeated by any client."""
+    nc = NatsCluster(tmp_path).start()
+    try:
+        a, b, c = nodes(nc, 3)
+        sb = b.connected("ha-b")
+        sb.subscribe([("ha/#", 1)])
+        sc = c.connected("ha-c")
+        sc.subscribe([("ha/#", 1)])
+        route_ready(a, sb, sc)
+        # The server node a is linked to.
+        port = int(re.search(r"node node0 connected to nats://[\d.]+:(\d+)", a.log()).group(1))
+        victim = next(x for x in nc.servers if x.port == port)
+        victim.kill()
+        deadline = time.monotonic() + 15
+        while "reconnected to" not in a.log():
+            assert time.monotonic() < deadline, "node0 did not move to another NATS server"
+            time.sleep(0.1)
+        pub = a.connected("ha-pub")
+        # Routing is back once a message gets through; from then on every
+        # message arrives, on both nodes, in order.
+        for node in (b, c):
+            wait_sys(node, "state", lambda v: v == "1", timeout=15)
+        deadline = time.monotonic() + 15
+        waiting = {sb, sc}
+        while waiting:
+            pub.publish("ha/probe", b"p", qos=1)
+            waiting = {x for x in waiting if not receive(x, 1, "ha/probe", timeout=0.3)}
+            assert time.monotonic() < deadline, "routing did not resume"
+        for x in (sb, sc):
+            receive(x, 1000, "ha/probe", timeout=0.5)  # the other probes
+        for i in range(200):
+            pub.publish("ha/t", b"%d" % i, qos=1, wait_ack=False)
+        for s_ in (sb, sc):
+            got = [int(p.payload) for p in receive(s_, 200, "ha/t")]
+            assert got == list(range(200))
+    finally:
+        nc.stop()
