@@ -540,3 +540,25 @@ def test_a_nats_server_killed_the_cluster_keeps_serving(tmp_path, nodes):
             assert got == list(range(200))
     finally:
         nc.stop()
+
+
+def test_request_response_across_nodes_never_misses_the_reply(nats, nodes):
+    """A requester subscribes to a fresh reply topic on one node and at once
+    sends its request; the responder on another node answers at once: the
+    reply always finds the new subscription (a node sends its SUB and its
+    later PUB to NATS in order)."""
+    a, b = nodes(nats, 2)
+    responder = a.connected("responder", version=5)
+    responder.subscribe([("req/#", 1)])
+    requester = b.connected("requester", version=5)
+    route_ready(b, responder)
+    for i in range(30):
+        reply = "resp/%d" % i
+        requester.subscribe([(reply, 1)])
+        requester.publish("req/%d" % i, b"q", qos=1, props={"response_topic": reply})
+        req = receive(responder, 1, "req/", timeout=5)
+        assert req and req[0].props["response_topic"] == reply
+        responder.publish(reply, b"answer-%d" % i, qos=1)
+        got = receive(requester, 1, reply, timeout=5)
+        assert [p.payload for p in got] == [b"answer-%d" % i]
+        requester.unsubscribe(reply)
