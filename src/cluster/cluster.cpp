@@ -20,16 +20,29 @@ namespace petrel {
 // What the client's threads share with the loop. It outlives the Cluster:
 // the client may call back until its threads have ended, which is not
 // before the process does, so it is kept (reachable) for good once used.
-struct Cluster::Inbox {
+// Messages from the other nodes: each one's subject and body are ranges of
+// the batch's bytes. The buffers go back and forth between the client's
+// thread and the loop (takeInbox), so a steady stream allocates nothing per
+// message on either side.
+struct Cluster::InboxBatch {
   struct Item {
-    std::string subject;
-    std::string body;
+    uint32_t subject_off, subject_len;
+    uint32_t body_off, body_len;
   };
+  std::vector<Item> items;
+  std::string bytes;
+  void clear() {
+    items.clear();
+    bytes.clear();
+  }
+};
+
+struct Cluster::Inbox {
+  using Batch = InboxBatch;
   std::mutex mu;
   uv_async_t* async = nullptr;  // null: the loop takes nothing more
   uint64_t max_bytes = 0;
-  uint64_t bytes = 0;
-  std::vector<Item> items;
+  Batch batch;
   std::vector<std::string> notes;  // link events, logged on the loop
   uint64_t dropped = 0;
   std::atomic<bool>* connected = nullptr;
@@ -67,13 +80,17 @@ void onMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) 
   {
     std::lock_guard<std::mutex> lock(in->mu);
     if (in->async) {
+      Cluster::Inbox::Batch& b = in->batch;
       const size_t subject_len = strlen(subject);
-      if (in->bytes + len + subject_len > in->max_bytes) {
+      if (b.bytes.size() + len + subject_len > in->max_bytes) {
         ++in->dropped;
       } else {
-        in->bytes += len + subject_len;
-        in->items.push_back({std::string(subject, subject_len), std::string(data, len)});
-        in->wake();
+        const auto off = static_cast<uint32_t>(b.bytes.size());
+        b.bytes.append(subject, subject_len);
+        b.bytes.append(data, static_cast<size_t>(len));
+        b.items.push_back({off, static_cast<uint32_t>(subject_len), off + static_cast<uint32_t>(subject_len),
+                           static_cast<uint32_t>(len)});
+        if (b.items.size() == 1) in->wake();  // the loop has taken the others
       }
     }
   }
@@ -139,6 +156,7 @@ void Cluster::attach() {
 bool Cluster::start(std::string& err) {
   if (!enabled()) return true;
   inbox_ = std::make_shared<Inbox>();
+  work_ = std::make_unique<InboxBatch>();
   {
     std::lock_guard<std::mutex> lock(keptMutex());
     keptForGood().push_back(inbox_);
@@ -212,7 +230,7 @@ void Cluster::stop() {
   {
     std::lock_guard<std::mutex> lock(inbox_->mu);
     inbox_->async = nullptr;
-    inbox_->items.clear();
+    inbox_->batch.clear();
   }
   if (nc_) {
     // Flushes what was published, then closes; no callback reaches the
@@ -279,24 +297,29 @@ void Cluster::forward(const MessagePtr& m) {
 void Cluster::onAsync(uv_async_t* h) { static_cast<Cluster*>(h->data)->takeInbox(); }
 
 void Cluster::takeInbox() {
-  std::vector<Inbox::Item> items;
+  // work_ was emptied after the last turn: it goes to the client's thread
+  // with its capacity, and what that thread gathered comes here.
   std::vector<std::string> notes;
   {
     std::lock_guard<std::mutex> lock(inbox_->mu);
-    items.swap(inbox_->items);
+    std::swap(work_->items, inbox_->batch.items);
+    std::swap(work_->bytes, inbox_->batch.bytes);
     notes.swap(inbox_->notes);
-    inbox_->bytes = 0;
   }
   for (const std::string& n : notes) LOG_NOTICE("%s", n.c_str());
   const uint64_t now = static_cast<uint64_t>(clock_.wallMs());
   std::string topic;
-  for (Inbox::Item& item : items) {
+  const std::string& bytes = work_->bytes;
+  for (const InboxBatch::Item& item : work_->items) {
     auto msg = makeMessage();
     cluster::WireInfo info;
-    if (!cluster::subjectTopic(cfg_.name, item.subject, topic) || !mqtt::validTopicName(topic) ||
-        !cluster::decodeWire(reinterpret_cast<const uint8_t*>(item.body.data()), item.body.size(), *msg, info)) {
+    const std::string_view subject(bytes.data() + item.subject_off, item.subject_len);
+    if (!cluster::subjectTopic(cfg_.name, subject, topic) || !mqtt::validTopicName(topic) ||
+        !cluster::decodeWire(reinterpret_cast<const uint8_t*>(bytes.data()) + item.body_off, item.body_len, *msg,
+                             info)) {
       ++counters_.dropped;
-      LOG_WARN("cluster: a message on %s is not one a Petrel node sends; dropped", item.subject.c_str());
+      LOG_WARN("cluster: a message on %.*s is not one a Petrel node sends; dropped", int(subject.size()),
+               subject.data());
       continue;
     }
     // Several of this node's subscriptions may match one message: it is
@@ -316,6 +339,9 @@ void Cluster::takeInbox() {
     msg->id = durable_.newMessageId();
     router_.route(MessagePtr(std::move(msg)));
   }
+  work_->clear();
+  // After a burst: do not keep its peak for ever.
+  if (work_->bytes.capacity() > cfg_.max_pending_bytes / 4) std::string().swap(work_->bytes);
   // Nodes that restarted (a new id each time) are forgotten after a while.
   constexpr uint64_t kForgetMs = 10 * 60 * 1000;
   if (seen_.size() > 64) {

@@ -65,6 +65,7 @@ class Cluster {
 
   // What the client's threads share with the loop (cluster.cpp).
   struct Inbox;
+  struct InboxBatch;
 
   explicit Cluster(const Parts& p);
   ~Cluster();
@@ -111,6 +112,7 @@ class Cluster {
   std::string subject_;
   __natsConnection* nc_ = nullptr;
   std::shared_ptr<Inbox> inbox_;
+  std::unique_ptr<InboxBatch> work_;  // the batch the loop works through
   uv_async_t async_;
   bool async_open_ = false;
   bool stopped_ = false;
