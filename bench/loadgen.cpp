@@ -129,6 +129,8 @@ std::string json_escape(const std::string& s) {
 struct Options {
   std::string host = "127.0.0.1";
   int port = 1883;
+  int sub_port = 0;  // subscribers' port (another node of a cluster); 0 = port
+  double settle = 0;  // seconds between the subscriptions and the first publish
   int proto = 4;
   int pubs = 1;
   int subs = 1;
@@ -164,6 +166,10 @@ const char* kUsage =
     "publish/delivery rates, latency percentiles, loss/dups/reordering.\n"
     "  --host H            broker address, 127.0.0.0/8 only (127.0.0.1)\n"
     "  --port N            broker port (1883)\n"
+    "  --sub-port N        subscribers connect here instead (another node of\n"
+    "                      a cluster: messages cross between nodes)\n"
+    "  --settle SEC        wait after subscribing before publishing (0): a\n"
+    "                      cluster's nodes learn of the subscriptions\n"
     "  --proto 4|5         MQTT 3.1.1 or 5.0 (4)\n"
     "  --pubs P            publishers; publisher i sends to <prefix>/i (1)\n"
     "  --subs S            subscribers (1)\n"
@@ -234,6 +240,8 @@ Options parse_args(int argc, char** argv) {
     const char* v = argv[++i];
     if (a == "--host") o.host = v;
     else if (a == "--port") o.port = int(parse_int(a, v, 1, 65535));
+    else if (a == "--sub-port") o.sub_port = int(parse_int(a, v, 1, 65535));
+    else if (a == "--settle") o.settle = parse_num(a, v, 0, 60);
     else if (a == "--proto") o.proto = int(parse_int(a, v, 4, 5));
     else if (a == "--pubs") o.pubs = int(parse_int(a, v, 1, 100000));
     else if (a == "--subs") o.subs = int(parse_int(a, v, 0, 100000));
@@ -577,6 +585,7 @@ class LoadGen {
 
   const Options& o_;
   sockaddr_in addr_{};
+  sockaddr_in sub_addr_{};  // subscribers' (--sub-port)
   int ep_ = -1;
   std::vector<Conn> conns_;  // subscribers 0..S-1, publishers S..S+P-1
   std::vector<Pub> pubs_;
@@ -622,6 +631,8 @@ bool LoadGen::resolve() {
   addr_.sin_family = AF_INET;
   addr_.sin_port = htons(uint16_t(o_.port));
   addr_.sin_addr = a;
+  sub_addr_ = addr_;
+  if (o_.sub_port) sub_addr_.sin_port = htons(uint16_t(o_.sub_port));
   return true;
 }
 
@@ -699,7 +710,8 @@ bool LoadGen::open_conn(int id, bool wipe) {
   if (fd < 0) { error(std::string("socket: ") + std::strerror(errno)); c.st = St::Failed; return false; }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr_), sizeof addr_) != 0 && errno != EINPROGRESS) {
+  const sockaddr_in& to = c.role == Role::Sub ? sub_addr_ : addr_;
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0 && errno != EINPROGRESS) {
     error(c.cid + ": connect: " + std::strerror(errno));
     ::close(fd);
     c.st = St::Failed;
@@ -1473,6 +1485,8 @@ int LoadGen::run() {
                 present ? (" (" + std::to_string(present) + " sessions present!)").c_str() : "");
     if (present) error("a durable session survived the wipe before the run");
   }
+
+  if (ok && o_.settle > 0) usleep(useconds_t(o_.settle * 1e6));
 
   // publish phase
   bool aborted = false;
