@@ -35,7 +35,8 @@ const std::string_view kStatusHtml = R"PAGE(<!DOCTYPE html>
     <div class="panel"><h2>Top topics</h2><table id="topics"><thead><tr><th>topic</th><th class="num">msg/s</th><th class="barcol"></th></tr></thead><tbody></tbody></table><p class="empty" id="topics-empty">no messages</p></div>
     <div class="panel"><h2>Share groups <span id="groups-count" class="dim"></span></h2><table id="groups"><thead><tr><th>group · filter</th><th class="num">members</th><th class="num">queued</th><th class="num">in flight</th><th class="barcol"></th></tr></thead><tbody></tbody></table><p class="empty" id="groups-empty">no share groups</p></div>
     <div class="panel"><h2>Bridges</h2><table id="bridges"><thead><tr><th>bridge</th><th class="num">forwarded</th><th class="num">received</th><th class="num">queued</th><th class="num">reconnects</th></tr></thead><tbody></tbody></table><p class="empty" id="bridges-empty">no bridges</p>
-      <h2 class="second">Delayed</h2><p id="delayed" class="dim"></p></div>
+      <h2 class="second">Delayed</h2><p id="delayed" class="dim"></p>
+      <h2 class="second">Cluster</h2><p id="cluster" class="dim"></p></div>
   </section>
 </main>
 </body>
@@ -262,6 +263,11 @@ const std::string_view kStatusJs = R"PAGE("use strict";
       ? "pending " + num(s.delayed.pending) + " · fired " + num(s.delayed.fired) + " · dropped " +
         num(s.delayed.dropped) + " · refused " + num(s.delayed.refused)
       : "off";
+    const c = s.cluster;
+    $("cluster").textContent = c && c.enabled
+      ? "node " + c.node + " · " + (c.up ? "linked" : "link down") + " · sent " + num(c.sent) +
+        " · received " + num(c.received) + " · dropped " + num(c.dropped)
+      : "alone";
     draw();
   }
   function draw() {

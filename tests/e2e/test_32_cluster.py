@@ -450,6 +450,15 @@ def test_metrics_and_stats_show_the_link(nats, nodes):
     stats = json.loads(urllib.request.urlopen("http://%s:%d/api/v1/stats" % (HOST, http_port), timeout=5).read())
     assert stats["cluster"]["enabled"] and stats["cluster"]["up"] and stats["cluster"]["node"] == "node1"
     assert stats["cluster"]["received"] >= 10
+    # The status page, rendered by a real browser, says it too.
+    chromium = shutil.which("chromium")
+    if not chromium:
+        pytest.skip("chromium not installed: the status page's cluster line is not rendered")
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
+                          "--dump-dom", "http://%s:%d/" % (HOST, http_port)],
+                         capture_output=True, text=True, timeout=25).stdout
+    line = re.search(r'<p id="cluster"[^>]*>([^<]*)', dom)
+    assert line and line.group(1).startswith("node node1 \u00b7 linked \u00b7 sent "), dom[-2000:]
 
 
 def test_a_node_far_behind_drops_and_counts_never_silently(nats, nodes):
