@@ -74,11 +74,15 @@ void readMap(const YAML::Node& map, const std::string& prefix,
   }
 }
 
+// A handler that reads a string into `field` (a std::string or an
+// optional one).
+template <typename T>
+Handler str(T& field) {
+  return [&field](const YAML::Node& v, const std::string& kk) { field = readString(v, kk); };
+}
+
 tls::TlsConfig readTls(const YAML::Node& n, const std::string& k) {
   tls::TlsConfig t;
-  auto str = [](std::string& field) {
-    return [&field](const YAML::Node& v, const std::string& kk) { field = readString(v, kk); };
-  };
   readMap(n, k, {
     {"cert_file", str(t.cert_file)},
     {"key_file", str(t.key_file)},
@@ -160,9 +164,6 @@ BridgeConfig::Address readAddress(const YAML::Node& n, const std::string& k) {
 // the system's), and optionally a client certificate.
 tls::TlsConfig readClientTls(const YAML::Node& n, const std::string& k, BridgeConfig& b) {
   tls::TlsConfig t;
-  auto str = [](std::string& field) {
-    return [&field](const YAML::Node& v, const std::string& kk) { field = readString(v, kk); };
-  };
   readMap(n, k, {
     {"ca_file", str(t.ca_file)},
     {"ca_dir", str(t.ca_dir)},
@@ -379,12 +380,6 @@ bool natsToken(const std::string& s) {
 
 void readCluster(const YAML::Node& n, const std::string& k, ClusterConfig& cl) {
   cl.enabled = true;
-  auto str = [](std::string& field) {
-    return [&field](const YAML::Node& v, const std::string& kk) { field = readString(v, kk); };
-  };
-  auto opt = [](std::optional<std::string>& field) {
-    return [&field](const YAML::Node& v, const std::string& kk) { field = readString(v, kk); };
-  };
   readMap(n, k, {
     {"servers", [&](const YAML::Node& v, const std::string& kk) {
        if (!v.IsSequence() || v.size() == 0)
@@ -406,9 +401,9 @@ void readCluster(const YAML::Node& n, const std::string& k, ClusterConfig& cl) {
        cl.node = readString(v, kk);
        if (cl.node.empty()) throw ConfigError(lineOf(v), kk + ": must not be empty");
      }},
-    {"user", opt(cl.user)},
-    {"password", opt(cl.password)},
-    {"token", opt(cl.token)},
+    {"user", str(cl.user)},
+    {"password", str(cl.password)},
+    {"token", str(cl.token)},
     {"ca_file", str(cl.ca_file)},
     {"cert_file", str(cl.cert_file)},
     {"key_file", str(cl.key_file)},

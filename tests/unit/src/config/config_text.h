@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "src/config/config.h"
 
@@ -40,6 +41,21 @@ inline LoadedConfig loadText(const std::string& yaml) {
   LoadedConfig l;
   l.ok = loadConfigText(yaml, l.cfg, l.error);
   return l;
+}
+
+// A text that must be refused, and a part of the error it must give
+// (":LINE: key: what").
+struct RefusedConfig {
+  const char* yaml;
+  const char* error;
+};
+
+inline void expectRefused(const std::vector<RefusedConfig>& cases) {
+  for (const RefusedConfig& c : cases) {
+    LoadedConfig l = loadText(c.yaml);
+    EXPECT_FALSE(l.ok) << c.yaml;
+    EXPECT_NE(l.error.find(c.error), std::string::npos) << "got: " << l.error << "\nwant: " << c.error;
+  }
 }
 
 class ConfigTextTest : public ::testing::Test {
