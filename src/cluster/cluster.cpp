@@ -17,9 +17,6 @@
 
 namespace petrel {
 
-// What the client's threads share with the loop. It outlives the Cluster:
-// the client may call back until its threads have ended, which is not
-// before the process does, so it is kept (reachable) for good once used.
 // Messages from the other nodes: each one's subject and body are ranges of
 // the batch's bytes. The buffers go back and forth between the client's
 // thread and the loop (takeInbox), so a steady stream allocates nothing per
@@ -37,6 +34,9 @@ struct Cluster::InboxBatch {
   }
 };
 
+// What the client's threads share with the loop. It outlives the Cluster:
+// the client may call back until its threads have ended, which is not
+// before the process does, so it is kept (reachable) for good once used.
 struct Cluster::Inbox {
   using Batch = InboxBatch;
   std::mutex mu;
@@ -51,10 +51,11 @@ struct Cluster::Inbox {
   void wake() {
     if (async) uv_async_send(async);
   }
-  void note(std::string what, bool up) {
+  // `up`: the link's state now (1 up, 0 down, -1 unchanged).
+  void note(std::string what, int up) {
     std::lock_guard<std::mutex> lock(mu);
     if (!async) return;
-    connected->store(up);
+    if (up >= 0) connected->store(up == 1);
     notes.push_back(std::move(what));
     wake();
   }
@@ -82,7 +83,9 @@ void onMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) 
     if (in->async) {
       Cluster::Inbox::Batch& b = in->batch;
       const size_t subject_len = strlen(subject);
-      if (b.bytes.size() + len + subject_len > in->max_bytes) {
+      // One message always fits: a message larger than the limit is not
+      // refused while the loop keeps up.
+      if (!b.items.empty() && b.bytes.size() + len + subject_len > in->max_bytes) {
         ++in->dropped;
       } else {
         const auto off = static_cast<uint32_t>(b.bytes.size());
@@ -110,17 +113,17 @@ std::string serverOf(natsConnection* nc) {
 }
 
 void onConnected(natsConnection* nc, void* closure) {
-  static_cast<Cluster::Inbox*>(closure)->note("cluster: connected to " + serverOf(nc), true);
+  static_cast<Cluster::Inbox*>(closure)->note("cluster: connected to " + serverOf(nc), 1);
 }
 void onReconnected(natsConnection* nc, void* closure) {
-  static_cast<Cluster::Inbox*>(closure)->note("cluster: reconnected to " + serverOf(nc), true);
+  static_cast<Cluster::Inbox*>(closure)->note("cluster: reconnected to " + serverOf(nc), 1);
 }
 void onDisconnected(natsConnection*, void* closure) {
-  static_cast<Cluster::Inbox*>(closure)->note("cluster: link to NATS lost; reconnecting (messages in transit are lost)", false);
+  static_cast<Cluster::Inbox*>(closure)->note("cluster: link to NATS lost; reconnecting (messages in transit are lost)", 0);
 }
 void onError(natsConnection*, natsSubscription*, natsStatus err, void* closure) {
   // A slow consumer's drops are counted per subscription (counters()).
-  static_cast<Cluster::Inbox*>(closure)->note(std::string("cluster: NATS: ") + natsStatus_GetText(err), true);
+  static_cast<Cluster::Inbox*>(closure)->note(std::string("cluster: NATS: ") + natsStatus_GetText(err), -1);
 }
 
 std::string hostName() {

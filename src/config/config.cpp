@@ -408,7 +408,7 @@ void readCluster(const YAML::Node& n, const std::string& k, ClusterConfig& cl) {
     {"cert_file", str(cl.cert_file)},
     {"key_file", str(cl.key_file)},
     {"max_pending_mb", [&](const YAML::Node& v, const std::string& kk) {
-       cl.max_pending_bytes = readInt<uint64_t>(v, kk, 1, 1 << 20) << 20;
+       cl.max_pending_bytes = readInt<uint64_t>(v, kk, 1, 4095) << 20;  // a batch's offsets are 32-bit
      }},
   });
   if (n.IsNull() || !n.IsMap()) throw ConfigError(lineOf(n), k + ": expected a mapping with servers");

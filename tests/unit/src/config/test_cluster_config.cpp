@@ -64,6 +64,7 @@ TEST(ClusterConfig, ErrorsNameTheKeyAndLine) {
       {"cluster:\n  servers: [nats://a:1]\n  user: u\n  token: t\n", "cluster.token: use either"},
       {"cluster:\n  servers: [nats://a:1]\n  cert_file: c.pem\n", "cluster: cert_file and key_file go together"},
       {"cluster:\n  servers: [nats://a:1]\n  max_pending_mb: 0\n", ":3: cluster.max_pending_mb: 0 is out of range"},
+      {"cluster:\n  servers: [nats://a:1]\n  max_pending_mb: 4096\n", ":3: cluster.max_pending_mb: 4096 is out of range 1..4095"},
       {"cluster:\n  servers: [nats://a:1]\n  replica: 3\n", ":3: cluster.replica: unknown key"},
   });
 }
