@@ -142,12 +142,11 @@ Cluster::Cluster(const Parts& p)
 }
 
 Cluster::~Cluster() {
+  const bool open = async_open_;
   stop();
-  if (async_open_) {
-    // The loop is not running (start-up failed): close the handle now.
-    uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
-    uv_run(loop_, UV_RUN_NOWAIT);
-  }
+  // Still open here: the loop is not running (start-up failed), so the
+  // close that stop() began completes now.
+  if (open) uv_run(loop_, UV_RUN_NOWAIT);
 }
 
 void Cluster::attach() {

@@ -364,6 +364,15 @@ def test_node_starts_without_nats_and_joins_when_it_comes_up(tmp_path, nodes):
         route_ready(a, sb)
         p.publish("j/1", b"after")
         assert [x.payload for x in publishes(sb) if x.topic == "j/1"] == [b"after"]
+        # The subscription made while NATS was down counts too.
+        pb = b.connected("joined-pub")
+        deadline = time.monotonic() + 10
+        got = []
+        while not got:
+            pb.publish("local/t", b"from b")
+            got = [x for x in publishes(s, 0.3) if x.payload == b"from b"]
+            assert time.monotonic() < deadline, "a subscription made while NATS was down never got interest"
+
     finally:
         n.stop()
 
