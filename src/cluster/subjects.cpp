@@ -61,6 +61,8 @@ bool decodeLevel(std::string_view token, std::string& out) {
   return true;
 }
 
+std::string controlSubject(std::string_view name) { return std::string(name) + ".c"; }
+
 std::string topicSubject(std::string_view name, std::string_view topic) {
   std::string s;
   s.reserve(name.size() + 3 + topic.size() + topic.size() / 4);

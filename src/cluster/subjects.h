@@ -34,6 +34,10 @@ bool subjectTopic(std::string_view name, std::string_view subject, std::string& 
 // a $share prefix): one, or two for a filter ending in "/#".
 std::vector<std::string> filterSubjects(std::string_view name, std::string_view filter);
 
+// The subject of the nodes' control messages (wire.h): "<name>.c", which
+// no topic's subject is.
+std::string controlSubject(std::string_view name);
+
 // One level's token, and back (false: not a token encodeLevel makes).
 void encodeLevel(std::string_view level, std::string& out);
 bool decodeLevel(std::string_view token, std::string& out);

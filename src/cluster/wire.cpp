@@ -59,4 +59,26 @@ bool decodeWire(const uint8_t* data, size_t len, Message& m, WireInfo& info) {
   return true;
 }
 
+void encodeControl(ControlKind kind, uint64_t node, uint64_t gen, std::string_view filter, std::string& out) {
+  out.clear();
+  out += static_cast<char>(kWireVersion);
+  out += static_cast<char>(kind);
+  put64(out, node);
+  put64(out, gen);
+  out.append(filter);
+}
+
+bool decodeControl(const uint8_t* data, size_t len, Control& out) {
+  if (len < 18 || data[0] != kWireVersion) return false;
+  const auto kind = static_cast<ControlKind>(data[1]);
+  const bool with_filter = kind == ControlKind::Add || kind == ControlKind::Remove;
+  if (!with_filter && kind != ControlKind::All && kind != ControlKind::End && kind != ControlKind::Hello) return false;
+  if (with_filter != (len > 18)) return false;  // a filter where one belongs, and only there
+  out.kind = kind;
+  out.node = get64(data + 2);
+  out.gen = get64(data + 10);
+  out.filter = std::string_view(reinterpret_cast<const char*>(data) + 18, len - 18);
+  return true;
+}
+
 }  // namespace petrel::cluster

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "src/routing/message.h"
 
@@ -35,5 +36,25 @@ struct WireInfo {
 // Fills `m` (all but its topic) from a body; false when it is not one
 // encodeWire makes (another version, truncated, bad properties).
 bool decodeWire(const uint8_t* data, size_t len, Message& m, WireInfo& info);
+
+// A control message between nodes, on "<name>.c" (subjects.h): what a node
+// announces of its filters (remote_interest.h).
+//   u8   version (1)
+//   u8   kind: '+' a filter, '-' no more that filter, 'A' every message,
+//        'E' the end of a full announcement, 'H' hello (announce in full)
+//   u64  the node's id, big-endian
+//   u64  the generation of its announcements
+//   ...  the filter ('+', '-'): the rest
+enum class ControlKind : uint8_t { Add = '+', Remove = '-', All = 'A', End = 'E', Hello = 'H' };
+
+struct Control {
+  ControlKind kind = ControlKind::Hello;
+  uint64_t node = 0;
+  uint64_t gen = 0;
+  std::string_view filter;  // into the decoded body
+};
+
+void encodeControl(ControlKind kind, uint64_t node, uint64_t gen, std::string_view filter, std::string& out);
+bool decodeControl(const uint8_t* data, size_t len, Control& out);
 
 }  // namespace petrel::cluster

@@ -1,0 +1,150 @@
+// What the other nodes want: a set of filters that matches as MQTT does,
+// and the table of announcements with its generations, "all" and expiry.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "mqtt/topic.h"
+#include "src/cluster/remote_interest.h"
+#include "src/cluster/wire.h"
+
+namespace petrel::cluster {
+namespace {
+
+TEST(ClusterFilterSet, MatchesAsMqttDoes) {
+  std::mt19937 rng(5);
+  const std::vector<std::string> levels = {"a", "b", "", "$x", "c.d", "+", "#"};
+  std::uniform_int_distribution<size_t> pick(0, levels.size() - 1), count(1, 4);
+  auto make = [&](bool filter) {
+    std::string out;
+    const size_t n = count(rng);
+    for (size_t i = 0; i < n; ++i) {
+      std::string l = levels[pick(rng)];
+      if (!filter && (l == "+" || l == "#")) l = "z";
+      if (filter && l == "#" && i + 1 < n) l = "+";
+      if (i) out += '/';
+      out += l;
+    }
+    return out;
+  };
+  for (int round = 0; round < 200; ++round) {
+    FilterSet set;
+    std::vector<std::string> filters;
+    for (int i = 0; i < 5; ++i) {
+      std::string f = make(true);
+      if (!mqtt::validTopicFilter(f)) continue;
+      set.add(f);
+      filters.push_back(f);
+    }
+    for (int t = 0; t < 50; ++t) {
+      const std::string topic = make(false);
+      if (!mqtt::validTopicName(topic)) continue;
+      bool want = false;
+      for (const auto& f : filters) want = want || mqtt::topicMatches(f, topic);
+      ASSERT_EQ(set.matches(topic), want) << topic;
+    }
+    // Removing every add leaves nothing, whatever the order.
+    for (const auto& f : filters) set.remove(f);
+    EXPECT_EQ(set.size(), 0u);
+    EXPECT_FALSE(set.matches("a"));
+  }
+}
+
+TEST(ClusterFilterSet, CountsEachAdd) {
+  FilterSet set;
+  set.add("a/#");
+  set.add("a/#");
+  EXPECT_EQ(set.size(), 1u);
+  set.remove("a/#");
+  EXPECT_TRUE(set.matches("a"));  // one add left
+  set.remove("a/#");
+  EXPECT_FALSE(set.matches("a/b"));
+  set.remove("a/#");  // more removes than adds: nothing
+  set.remove("never/added");
+  EXPECT_EQ(set.size(), 0u);
+}
+
+TEST(ClusterRemoteInterest, GenerationsReplaceOnlyAtTheEnd) {
+  RemoteInterest r;
+  r.add(7, 1, "a/#", 0);
+  r.add(7, 1, "b", 0);
+  r.end(7, 1, 0);
+  EXPECT_TRUE(r.wants("a/x"));
+  EXPECT_TRUE(r.wants("b"));
+  // Generation 2 lists only "b" and "c/+": until its end, "a/#" stays.
+  r.add(7, 2, "b", 10);
+  r.add(7, 2, "c/+", 10);
+  EXPECT_TRUE(r.wants("a/x"));
+  r.end(7, 2, 10);
+  EXPECT_FALSE(r.wants("a/x"));
+  EXPECT_TRUE(r.wants("b"));
+  EXPECT_TRUE(r.wants("c/d"));
+  // Another node's filters are its own.
+  r.add(8, 1, "b", 10);
+  r.remove(7, "b", 11);
+  EXPECT_TRUE(r.wants("b"));
+  r.remove(8, "b", 11);
+  EXPECT_FALSE(r.wants("b"));
+  EXPECT_EQ(r.nodes(), 2u);
+}
+
+TEST(ClusterRemoteInterest, AllUntilAFullAnnouncementWithoutIt) {
+  RemoteInterest r;
+  r.all(3, 1, 0);
+  r.end(3, 1, 0);
+  EXPECT_TRUE(r.wants("anything/at/all"));
+  EXPECT_TRUE(r.wants("$app/x"));
+  r.add(3, 2, "only/this", 5);
+  EXPECT_TRUE(r.wants("anything"));  // not before the end
+  r.end(3, 2, 5);
+  EXPECT_FALSE(r.wants("anything"));
+  EXPECT_TRUE(r.wants("only/this"));
+}
+
+TEST(ClusterRemoteInterest, NodesNotHeardFromAreForgotten) {
+  RemoteInterest r;
+  r.add(1, 1, "x", 1000);
+  r.all(2, 1, 1000);
+  r.add(3, 1, "y", 5000);
+  r.expire(2000);
+  EXPECT_FALSE(r.wants("x"));
+  EXPECT_FALSE(r.wants("z"));  // node 2's "all" went with it
+  EXPECT_TRUE(r.wants("y"));
+  EXPECT_EQ(r.nodes(), 1u);
+}
+
+TEST(ClusterControl, RoundTripAndRefusals) {
+  std::string body;
+  encodeControl(ControlKind::Add, 0xA1B2C3D4E5F60718ull, 42, "a/+/#", body);
+  Control c;
+  ASSERT_TRUE(decodeControl(reinterpret_cast<const uint8_t*>(body.data()), body.size(), c));
+  EXPECT_EQ(c.kind, ControlKind::Add);
+  EXPECT_EQ(c.node, 0xA1B2C3D4E5F60718ull);
+  EXPECT_EQ(c.gen, 42u);
+  EXPECT_EQ(c.filter, "a/+/#");
+  for (ControlKind k : {ControlKind::All, ControlKind::End, ControlKind::Hello}) {
+    encodeControl(k, 1, 2, "", body);
+    ASSERT_TRUE(decodeControl(reinterpret_cast<const uint8_t*>(body.data()), body.size(), c));
+    EXPECT_EQ(c.kind, k);
+    EXPECT_TRUE(c.filter.empty());
+  }
+  auto refused = [&](std::string b) {
+    return !decodeControl(reinterpret_cast<const uint8_t*>(b.data()), b.size(), c);
+  };
+  encodeControl(ControlKind::Add, 1, 2, "f", body);
+  EXPECT_TRUE(refused(body.substr(0, 18)));  // an add without its filter
+  encodeControl(ControlKind::End, 1, 2, "", body);
+  EXPECT_TRUE(refused(body + "x"));  // an end with one
+  EXPECT_TRUE(refused(body.substr(0, 17)));
+  std::string unknown = body;
+  unknown[1] = 'Q';
+  EXPECT_TRUE(refused(unknown));
+  std::string v2 = body;
+  v2[0] = 2;
+  EXPECT_TRUE(refused(v2));
+}
+
+}  // namespace
+}  // namespace petrel::cluster
