@@ -43,7 +43,9 @@ struct Cluster::Inbox {
   uv_async_t* async = nullptr;  // null: the loop takes nothing more
   uint64_t max_bytes = 0;
   Batch batch;
-  std::vector<std::string> notes;  // link events, logged on the loop
+  // Link events for the loop: what to log, and the link's state (1 up, 0
+  // down, -1 unchanged).
+  std::vector<std::pair<std::string, int>> notes;
   uint64_t dropped = 0;
   std::atomic<bool>* connected = nullptr;
 
@@ -56,7 +58,7 @@ struct Cluster::Inbox {
     std::lock_guard<std::mutex> lock(mu);
     if (!async) return;
     if (up >= 0) connected->store(up == 1);
-    notes.push_back(std::move(what));
+    notes.emplace_back(std::move(what), up);
     wake();
   }
 };
@@ -221,9 +223,67 @@ bool Cluster::start(std::string& err) {
     nc_ = nullptr;
     return false;
   }
-  // The filters this node already has (loaded from the store).
+  // The other nodes' announcements, then the filters this node already has
+  // (loaded from the store).
+  control_subject_ = cluster::controlSubject(cfg_.name);
+  s = natsConnection_Subscribe(&control_sub_, nc_, control_subject_.c_str(), &onMessage, in);
+  if (s != NATS_OK) {
+    err = "cluster: subscribing to " + control_subject_ + ": " + lastError(s);
+    return false;
+  }
   for (auto& [filter, i] : interest_) subscribe(filter, i);
+  if (connected_) {
+    announceAll();
+    announce(cluster::ControlKind::Hello);
+  }
+  uv_timer_init(loop_, &refresh_);
+  refresh_.data = this;
+  refresh_open_ = true;
+  uv_timer_start(&refresh_, &Cluster::onRefresh, kRefreshMs, kRefreshMs);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&refresh_));
   return true;
+}
+
+void Cluster::onRefresh(uv_timer_t* t) {
+  auto* c = static_cast<Cluster*>(t->data);
+  c->announceAll();
+  c->remote_.expire(c->clock_.wallMs() - int64_t(kForgetMs));
+}
+
+void Cluster::announce(cluster::ControlKind kind, std::string_view filter) {
+  if (!nc_ || stopped_) return;
+  cluster::encodeControl(kind, node_id_, gen_, filter, control_body_);
+  // Refused only while the client's buffer is full (reconnecting): the
+  // full announcement after the reconnect makes up for it.
+  natsConnection_Publish(nc_, control_subject_.c_str(), control_body_.data(), static_cast<int>(control_body_.size()));
+}
+
+void Cluster::announceAll() {
+  ++gen_;
+  announcing_all_ = interest_.size() > kAnnounceMax;
+  if (announcing_all_) {
+    announce(cluster::ControlKind::All);
+  } else {
+    for (const auto& [filter, i] : interest_) announce(cluster::ControlKind::Add, filter);
+  }
+  announce(cluster::ControlKind::End);
+}
+
+void Cluster::control(const uint8_t* data, size_t len, int64_t now_ms) {
+  cluster::Control c;
+  if (!cluster::decodeControl(data, len, c)) {
+    ++counters_.dropped;
+    LOG_WARN("cluster: a control message no Petrel node sends; dropped");
+    return;
+  }
+  if (c.node == node_id_) return;
+  switch (c.kind) {
+    case cluster::ControlKind::Add: remote_.add(c.node, c.gen, c.filter, now_ms); break;
+    case cluster::ControlKind::Remove: remote_.remove(c.node, c.filter, now_ms); break;
+    case cluster::ControlKind::All: remote_.all(c.node, c.gen, now_ms); break;
+    case cluster::ControlKind::End: remote_.end(c.node, c.gen, now_ms); break;
+    case cluster::ControlKind::Hello: announceAll(); break;  // a node (re)joined: it learns this one's filters
+  }
 }
 
 void Cluster::stop() {
@@ -234,10 +294,16 @@ void Cluster::stop() {
     inbox_->async = nullptr;
     inbox_->batch.clear();
   }
+  if (refresh_open_) {
+    refresh_open_ = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&refresh_), nullptr);
+  }
   if (nc_) {
     // Flushes what was published, then closes; no callback reaches the
     // loop after the lock above.
     natsConnection_FlushTimeout(nc_, 1000);
+    if (control_sub_) natsSubscription_Destroy(control_sub_);
+    control_sub_ = nullptr;
     for (auto& [filter, i] : interest_) {
       for (natsSubscription* sub : i.subs) natsSubscription_Destroy(sub);
       i.subs.clear();
@@ -269,7 +335,14 @@ void Cluster::onInterest(std::string_view filter, bool on) {
   if (stopped_) return;
   if (on) {
     auto [it, added] = interest_.try_emplace(std::string(filter));
-    if (added && nc_) subscribe(it->first, it->second);
+    if (!added) return;
+    if (nc_) subscribe(it->first, it->second);
+    if (announcing_all_) return;
+    if (interest_.size() > kAnnounceMax) {
+      announceAll();  // "every message" from now on
+    } else {
+      announce(cluster::ControlKind::Add, filter);
+    }
     return;
   }
   auto it = interest_.find(std::string(filter));
@@ -279,12 +352,21 @@ void Cluster::onInterest(std::string_view filter, bool on) {
     natsSubscription_Destroy(sub);
   }
   interest_.erase(it);
+  if (!announcing_all_) {
+    announce(cluster::ControlKind::Remove, filter);
+  } else if (interest_.size() < kAnnounceMax / 2) {
+    announceAll();  // the filters again, one by one
+  }
 }
 
 void Cluster::forward(const MessagePtr& m) {
   if (!nc_ || stopped_ || m->from_cluster) return;
   // $SYS is each node's own.
   if (m->topic.compare(0, 4, "$SYS") == 0 && (m->topic.size() == 4 || m->topic[4] == '/')) return;
+  if (!remote_.wants(m->topic)) {
+    ++counters_.kept;  // no other node has a filter that matches
+    return;
+  }
   subject_ = cluster::topicSubject(cfg_.name, m->topic);
   cluster::encodeWire(*m, node_id_, ++seq_, body_);
   const natsStatus s = natsConnection_Publish(nc_, subject_.c_str(), body_.data(), static_cast<int>(body_.size()));
@@ -301,21 +383,32 @@ void Cluster::onAsync(uv_async_t* h) { static_cast<Cluster*>(h->data)->takeInbox
 void Cluster::takeInbox() {
   // work_ was emptied after the last turn: it goes to the client's thread
   // with its capacity, and what that thread gathered comes here.
-  std::vector<std::string> notes;
+  std::vector<std::pair<std::string, int>> notes;
   {
     std::lock_guard<std::mutex> lock(inbox_->mu);
     std::swap(work_->items, inbox_->batch.items);
     std::swap(work_->bytes, inbox_->batch.bytes);
     notes.swap(inbox_->notes);
   }
-  for (const std::string& n : notes) LOG_NOTICE("%s", n.c_str());
+  for (const auto& [text, up] : notes) {
+    LOG_NOTICE("%s", text.c_str());
+    // (Re)linked: the other nodes learn this one's filters, and it theirs.
+    if (up == 1) {
+      announceAll();
+      announce(cluster::ControlKind::Hello);
+    }
+  }
   const uint64_t now = static_cast<uint64_t>(clock_.wallMs());
   std::string topic;
   const std::string& bytes = work_->bytes;
   for (const InboxBatch::Item& item : work_->items) {
+    const std::string_view subject(bytes.data() + item.subject_off, item.subject_len);
+    if (subject == control_subject_) {
+      control(reinterpret_cast<const uint8_t*>(bytes.data()) + item.body_off, item.body_len, int64_t(now));
+      continue;
+    }
     auto msg = makeMessage();
     cluster::WireInfo info;
-    const std::string_view subject(bytes.data() + item.subject_off, item.subject_len);
     if (!cluster::subjectTopic(cfg_.name, subject, topic) || !mqtt::validTopicName(topic) ||
         !cluster::decodeWire(reinterpret_cast<const uint8_t*>(bytes.data()) + item.body_off, item.body_len, *msg,
                              info)) {
@@ -374,6 +467,7 @@ void Cluster::publishSys() {
   put("duplicates", std::to_string(c.duplicates));
   put("dropped", std::to_string(c.dropped));
   put("send_failed", std::to_string(c.send_failed));
+  put("kept", std::to_string(c.kept));
 }
 
 Cluster::Counters Cluster::counters() const {

@@ -3,12 +3,19 @@
 //
 // Routing across nodes: for every filter this node has subscriptions to
 // (plain or a share group's; TopicTree's interest hook) it subscribes to
-// the filter's subjects (subjects.h), and every message routed here that
-// did not come from another node is published on its topic's subject. So a
-// message reaches each node that has a matching subscription once, not
-// once per subscriber, and a node with none never sees it. A node matches
-// what arrives against its own subscriptions as if a client had published
-// it here, and never sends it on.
+// the filter's subjects (subjects.h) and announces the filter to the other
+// nodes (remote_interest.h). Every message routed here that did not come
+// from another node, and that some other node's filter matches, is
+// published on its topic's subject. So a message reaches each node that has
+// a matching subscription once, not once per subscriber; a node with none
+// never sees it; and traffic among one node's own clients never leaves it.
+// A node matches what arrives against its own subscriptions as if a client
+// had published it here, and never sends it on.
+//
+// A node's announcements and its messages travel on its one NATS
+// connection, in order, and reach the other nodes through one delivery
+// thread, in order: a node that subscribes and then publishes a request
+// is known to want the reply before anyone has the request.
 //
 // Threads: the NATS client reads and calls back on its own threads (one
 // delivery thread for every subscription, so messages arrive in the order
@@ -34,6 +41,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "src/cluster/remote_interest.h"
+#include "src/cluster/wire.h"
 #include "src/config/config.h"
 #include "src/routing/message.h"
 
@@ -61,7 +70,16 @@ class Cluster {
     uint64_t duplicates = 0;     // the same message through a second subscription
     uint64_t dropped = 0;        // lost on the way in: inbox full, slow consumer, undecodable
     uint64_t send_failed = 0;    // the client refused a publish (its buffer full while reconnecting)
+    uint64_t kept = 0;           // not sent: no other node has a filter that matches
   };
+
+  // A node with more filters than this announces "every message" instead
+  // of each one (and lists them again below half of it).
+  static constexpr size_t kAnnounceMax = 10000;
+  // Full announcements every kRefreshMs; a node not heard from for
+  // kForgetMs is forgotten (it died; a live one says hello when it is back).
+  static constexpr uint64_t kRefreshMs = 60 * 1000;
+  static constexpr uint64_t kForgetMs = 5 * kRefreshMs;
 
   // What the client's threads share with the loop (cluster.cpp).
   struct Inbox;
@@ -86,7 +104,7 @@ class Cluster {
   bool connected() const { return connected_.load(); }
   const std::string& nodeName() const { return node_name_; }
   Counters counters() const;
-  // $SYS/broker/cluster/state|node|sent|received|duplicates|dropped|send_failed
+  // $SYS/broker/cluster/state|node|sent|received|duplicates|dropped|send_failed|kept
   // (every mqtt.sys_interval): this node's own, never sent to the others.
   void publishSys();
 
@@ -99,6 +117,11 @@ class Cluster {
   void forward(const MessagePtr& m);
   static void onAsync(uv_async_t* h);
   void takeInbox();
+  void control(const uint8_t* data, size_t len, int64_t now_ms);
+  void announce(cluster::ControlKind kind, std::string_view filter = {});
+  // Every filter again, as generation gen_ + 1; then "end".
+  void announceAll();
+  static void onRefresh(uv_timer_t* t);
 
   const ClusterConfig& cfg_;
   uv_loop_t* loop_;
@@ -118,6 +141,14 @@ class Cluster {
   bool stopped_ = false;
   std::atomic<bool> connected_{false};
   std::unordered_map<std::string, Interest> interest_;  // by filter
+  __natsSubscription* control_sub_ = nullptr;
+  std::string control_subject_;
+  std::string control_body_;
+  uint64_t gen_ = 0;              // of this node's announcements
+  bool announcing_all_ = false;   // "every message" announced, not the filters
+  cluster::RemoteInterest remote_;
+  uv_timer_t refresh_;
+  bool refresh_open_ = false;
   // The last sequence number taken from each node (by node id), and when.
   struct Seen {
     uint64_t seq = 0;

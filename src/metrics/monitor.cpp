@@ -187,6 +187,7 @@ MetricsSnapshot Monitor::snapshot() {
     s.cluster.duplicates = c.duplicates;
     s.cluster.dropped = c.dropped;
     s.cluster.send_failed = c.send_failed;
+    s.cluster.kept = c.kept;
   }
 
   s.lag_bounds.assign(std::begin(kLagBounds), std::end(kLagBounds));

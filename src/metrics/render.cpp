@@ -173,6 +173,8 @@ std::string prometheusText(const MetricsSnapshot& s) {
             "Messages from other nodes lost on the way in (this node behind, or undecodable).", c.dropped);
     counter("petrel_cluster_send_failed_total",
             "Messages the NATS client refused to send (its buffer full while reconnecting).", c.send_failed);
+    counter("petrel_cluster_kept_total", "Messages not sent to NATS: no other node has a filter that matches.",
+            c.kept);
   }
   return e.take();
 }
@@ -304,6 +306,7 @@ std::string statsJson(const MetricsSnapshot& s, size_t max_groups) {
     j.member("duplicates", s.cluster.duplicates);
     j.member("dropped", s.cluster.dropped);
     j.member("send_failed", s.cluster.send_failed);
+    j.member("kept", s.cluster.kept);
   }
   j.endObject();
 

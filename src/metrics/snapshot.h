@@ -65,7 +65,7 @@ struct MetricsSnapshot {
     bool enabled = false;
     bool up = false;
     std::string node;
-    uint64_t sent = 0, received = 0, duplicates = 0, dropped = 0, send_failed = 0;
+    uint64_t sent = 0, received = 0, duplicates = 0, dropped = 0, send_failed = 0, kept = 0;
   };
   Cluster cluster;
 

@@ -10,7 +10,12 @@ Petrel nodes that name it. What is checked:
   levels, UTF-8, '$') arrive exactly as published; `$` topics follow
   [MQTT-4.7.2-1] across nodes too; `$SYS` stays on its node;
 * a node receives only what its subscriptions ask for: after the last
-  unsubscribe nothing more comes to it;
+  unsubscribe nothing more comes to it; and sends only what another node
+  asks for: traffic among its own clients never goes to NATS (`kept`);
+* the nodes know each other's filters across restarts: a node killed and
+  restarted is wanted again for the subscriptions in its store, a restarted
+  node learns the others' at once (hello); a node over 10,000 filters asks
+  for every message, and lists its filters again below 5,000;
 * share groups and durable sessions on a node get what other nodes publish
   (the offline durable subscriber finds it queued when it comes back);
 * MQTT 5 properties and the expiry cross with the message;
@@ -169,7 +174,7 @@ def receive(client, n, prefix, timeout=15.0):
     return got
 
 
-def route_ready(pub_node, *subs, timeout=10.0):
+def route_ready(pub_node, *subs, timeout=10.0, tag=""):
     """Waits until each subscriber's interest has reached NATS.
 
     Each subscriber subscribes to its probe topic after its other filters;
@@ -178,7 +183,7 @@ def route_ready(pub_node, *subs, timeout=10.0):
     """
     p = pub_node.connected("prober-%d" % time.monotonic_ns())
     for i, s in enumerate(subs):
-        topic = "probe/%d/%d" % (id(s), i)
+        topic = "probe/%d/%d%s" % (id(s), i, tag)
         mid = s.next_mid()
         s.send(m.subscribe(mid, [(topic, 0)], None, s.v5))
         s.wait_for(m.SUBACK, mid)  # what comes first is kept for the test
@@ -580,3 +585,105 @@ def test_request_response_across_nodes_never_misses_the_reply(nats, nodes):
         got = receive(requester, 1, reply, timeout=5)
         assert [p.payload for p in got] == [b"answer-%d" % i]
         requester.unsubscribe(reply)
+
+
+def counter(node, what):
+    return int(sys_value(node, what))
+
+
+def test_traffic_among_one_nodes_clients_stays_on_it(nats, nodes):
+    a, b = nodes(nats, 2)
+    other = b.connected("other-b")
+    other.subscribe([("other/#", 0)])
+    local = a.connected("local-a")
+    local.subscribe([("loc/#", 1)])
+    route_ready(a, other)  # a knows b's filters
+    time.sleep(1.2)
+    sent0, kept0 = counter(a, "sent"), counter(a, "kept")
+    pub = a.connected("local-pub")
+    for i in range(200):
+        pub.publish("loc/x", b"%d" % i, qos=1)
+    assert len(receive(local, 200, "loc/")) == 200
+    kept = int(wait_sys(a, "kept", lambda v: int(v) >= kept0 + 200))
+    assert kept >= kept0 + 200
+    assert counter(a, "sent") == sent0  # none of it went to NATS
+    # Once b wants it, it goes.
+    sb = b.connected("loc-b")
+    sb.subscribe([("loc/#", 1)])
+    route_ready(a, sb)
+    for i in range(20):
+        pub.publish("loc/y", b"%d" % i, qos=1)
+    assert [int(p.payload) for p in receive(sb, 20, "loc/y")] == list(range(20))
+    assert int(wait_sys(a, "sent", lambda v: int(v) >= sent0 + 20)) >= sent0 + 20
+
+
+def test_a_restarted_node_is_wanted_again_for_its_stored_subscriptions(nats, nodes):
+    """kill -9 of node b, which holds a durable session: when it is back,
+    its subscriptions come from its store, not from a client, and node a
+    learns them from b's announcement."""
+    a, b = nodes(nats, 2, persistence={"enabled": True})
+    d = b.connected("durable-r", clean=False)
+    d.subscribe([("r/#", 1)])
+    route_ready(a, d)
+    d.close()
+    b.kill()
+    b.start()
+    d = b.connected("durable-r", clean=False)
+    assert d.connack.session_present
+    pub = a.connected("r-pub")
+    deadline = time.monotonic() + 10
+    while not receive(d, 1, "r/probe", timeout=0.3):
+        pub.publish("r/probe", b"p", qos=1)
+        assert time.monotonic() < deadline, "node a never learned the restarted node's filters"
+    receive(d, 1000, "r/probe", timeout=0.5)
+    for i in range(50):
+        pub.publish("r/t", b"%d" % i, qos=1)
+    assert [int(p.payload) for p in receive(d, 50, "r/t")] == list(range(50))
+
+
+def test_a_restarted_node_learns_the_others_filters_at_once(nats, nodes):
+    """Node a restarts: its hello makes b announce its filters again, long
+    before the periodic announcement (a minute)."""
+    a, b = nodes(nats, 2)
+    sb = b.connected("hello-b")
+    sb.subscribe([("h/#", 0)])
+    route_ready(a, sb)
+    a.kill()
+    a.start()
+    pub = a.connected("hello-pub")
+    deadline = time.monotonic() + 10
+    got = []
+    while not got:
+        pub.publish("h/x", b"again")
+        got = [p for p in publishes(sb, 0.2) if p.topic == "h/x"]
+        assert time.monotonic() < deadline, "the restarted node never learned b's filter"
+
+
+def test_a_node_with_very_many_filters_asks_for_everything(nats, nodes):
+    a, b = nodes(nats, 2)
+    many = b.client(timeout=30)
+    many.connack = many.connect("many")
+    filters = [("many/%d" % i, 0) for i in range(10_001)]  # one over the limit
+    ack = many.subscribe(filters)
+    assert ack.codes == [0] * len(filters)
+    probe = b.connected("many-probe")
+    route_ready(a, probe)
+    pub = a.connected("many-pub")
+    # "Every message": what no filter of b matches goes to NATS too.
+    time.sleep(1.2)
+    sent0 = counter(a, "sent")
+    for _ in range(10):
+        pub.publish("unrelated/x", b"u")
+    assert int(wait_sys(a, "sent", lambda v: int(v) >= sent0 + 10)) >= sent0 + 10
+    pub.publish("many/17", b"m")
+    assert [p.payload for p in publishes(many) if p.topic == "many/17"] == [b"m"]
+    # Back under half the limit: the filters one by one again.
+    many.unsubscribe(["many/%d" % i for i in range(6_000)])
+    route_ready(a, probe, tag="again")  # a new filter: announced after the unsubscribes
+    time.sleep(1.2)
+    kept0 = counter(a, "kept")
+    for _ in range(10):
+        pub.publish("unrelated/x", b"u")
+    assert int(wait_sys(a, "kept", lambda v: int(v) >= kept0 + 10)) >= kept0 + 10
+    pub.publish("many/9000", b"still")
+    assert [p.payload for p in publishes(many) if p.topic == "many/9000"] == [b"still"]
