@@ -459,7 +459,7 @@ def test_metrics_and_stats_show_the_link(nats, nodes):
         time.sleep(0.3)
     assert 'petrel_cluster_up{node="node1"} 1' in text
     assert int(received[0].split()[1]) >= 10
-    for family in ("sent", "duplicates", "dropped", "send_failed"):
+    for family in ("sent", "duplicates", "dropped", "send_failed", "kept"):
         assert "petrel_cluster_%s_total " % family in text
     stats = json.loads(urllib.request.urlopen("http://%s:%d/api/v1/stats" % (HOST, http_port), timeout=5).read())
     assert stats["cluster"]["enabled"] and stats["cluster"]["up"] and stats["cluster"]["node"] == "node1"
