@@ -102,6 +102,10 @@ class Cluster {
   void stop();
 
   bool connected() const { return connected_.load(); }
+  // Another node has a filter that matches `topic`, as far as this node has
+  // heard (for "no matching subscribers": the message is sent exactly when
+  // this is true).
+  bool othersWant(std::string_view topic) const { return enabled() && remote_.wants(topic); }
   const std::string& nodeName() const { return node_name_; }
   Counters counters() const;
   // $SYS/broker/cluster/state|node|sent|received|duplicates|dropped|send_failed|kept

@@ -118,8 +118,8 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
   if (fc && p.qos == 1 && retained_refs == 0) fc->early_ack = std::move(routed.early_ack);
 
   if (p.qos == 1) {
-    // In a cluster, another node may have subscribers: no "no matching".
-    if (v5 && n == 0 && !cluster_.enabled()) {
+    // In a cluster, "no matching" means on no node.
+    if (v5 && n == 0 && !cluster_.othersWant(m->topic)) {
       mqtt::Ack ack;
       ack.type = mqtt::PacketType::Puback;
       ack.packet_id = p.packet_id;
@@ -134,7 +134,7 @@ void Broker::handlePublish(Connection& c, const mqtt::Frame& f, FrameContext* fc
     mqtt::Ack rec;
     rec.type = mqtt::PacketType::Pubrec;
     rec.packet_id = p.packet_id;
-    if (v5 && n == 0 && !cluster_.enabled()) rec.reason = Reason::NoMatchingSubscribers;
+    if (v5 && n == 0 && !cluster_.othersWant(m->topic)) rec.reason = Reason::NoMatchingSubscribers;
     mqtt::encode(rec, c.version, c.out());
   }
 }

@@ -687,3 +687,25 @@ def test_a_node_with_very_many_filters_asks_for_everything(nats, nodes):
     assert int(wait_sys(a, "kept", lambda v: int(v) >= kept0 + 10)) >= kept0 + 10
     pub.publish("many/9000", b"still")
     assert [p.payload for p in publishes(many) if p.topic == "many/9000"] == [b"still"]
+
+
+def test_no_matching_subscribers_means_on_no_node(nats, nodes):
+    """MQTT 5 PUBACK/PUBREC 0x10 when no node has a matching subscription;
+    success when only another node has one."""
+    a, b = nodes(nats, 2)
+    sb = b.connected("nm-b")
+    sb.subscribe([("nm/wanted", 1)])
+    route_ready(a, sb)
+    pub = a.connected("nm-pub", version=5)
+    for qos, ack in ((1, m.PUBACK), (2, m.PUBREC)):
+        mid = pub.publish("nm/wanted", b"x", qos=qos, wait_ack=False)
+        assert pub.wait_for(ack, mid).reason == 0x00
+        if qos == 2:
+            pub.send(m.pubrel(mid))
+            pub.wait_for(m.PUBCOMP, mid)
+        mid = pub.publish("nm/nobody", b"x", qos=qos, wait_ack=False)
+        assert pub.wait_for(ack, mid).reason == 0x10
+        if qos == 2:
+            pub.send(m.pubrel(mid))
+            pub.wait_for(m.PUBCOMP, mid)
+    assert len(receive(sb, 2, "nm/wanted")) == 2
