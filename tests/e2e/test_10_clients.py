@@ -56,7 +56,10 @@ class Sub:
         buf = b""
         while not any("SUBACK" in ln for ln in self.lines):
             remaining = deadline - time.monotonic()
-            if self.proc.poll() is not None:
+            # Asked once: if it exited between two asks, the second would
+            # see the exit without its output having been read.
+            exited = self.proc.poll() is not None
+            if exited:
                 # It may have got SUBACK and its messages and exited (-C)
                 # before its output was read here: read the rest first.
                 buf += self.proc.stdout.read()
@@ -64,7 +67,7 @@ class Sub:
                 self.lines += [d.decode("utf-8", "replace") for d in done]
                 if any("SUBACK" in ln for ln in self.lines):
                     break
-            if remaining <= 0 or self.proc.poll() is not None:
+            if remaining <= 0 or exited:
                 self.proc.kill()
                 raise AssertionError("mosquitto_sub not subscribed: %r" % self.lines)
             r, _, _ = select.select([self.proc.stdout], [], [], remaining)
