@@ -63,18 +63,43 @@ bool decodeLevel(std::string_view token, std::string& out) {
 
 std::string controlSubject(std::string_view name) { return std::string(name) + ".c"; }
 
+namespace {
+
+// The topic's levels as tokens, joined by '.'.
+void appendTokens(std::string_view topic, std::string& out) {
+  size_t pos = 0;
+  while (true) {
+    const size_t end = topic.find('/', pos);
+    encodeLevel(topic.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos), out);
+    if (end == std::string_view::npos) return;
+    out += '.';
+    pos = end + 1;
+  }
+}
+
+// The reverse of appendTokens() (`topic` is cleared first).
+bool parseTokens(std::string_view tokens, std::string& topic) {
+  topic.clear();
+  size_t pos = 0;
+  while (true) {
+    const size_t end = tokens.find('.', pos);
+    const std::string_view token =
+        tokens.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
+    if (!decodeLevel(token, topic)) return false;
+    if (end == std::string_view::npos) return true;
+    topic += '/';
+    pos = end + 1;
+  }
+}
+
+}  // namespace
+
 std::string topicSubject(std::string_view name, std::string_view topic) {
   std::string s;
   s.reserve(name.size() + 3 + topic.size() + topic.size() / 4);
   prefix(name, s);
-  size_t pos = 0;
-  while (true) {
-    const size_t end = topic.find('/', pos);
-    s += '.';
-    encodeLevel(topic.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos), s);
-    if (end == std::string_view::npos) break;
-    pos = end + 1;
-  }
+  s += '.';
+  appendTokens(topic, s);
   return s;
 }
 
@@ -84,17 +109,17 @@ bool subjectTopic(std::string_view name, std::string_view subject, std::string& 
   prefix(name, p);
   p += '.';
   if (subject.size() <= p.size() || subject.substr(0, p.size()) != p) return false;
-  size_t pos = p.size();
-  while (true) {
-    const size_t end = subject.find('.', pos);
-    const std::string_view token =
-        subject.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
-    if (!decodeLevel(token, topic)) return false;
-    if (end == std::string_view::npos) return true;
-    topic += '/';
-    pos = end + 1;
-  }
+  return parseTokens(subject.substr(p.size()), topic);
 }
+
+std::string topicKey(std::string_view topic) {
+  std::string k;
+  k.reserve(topic.size() + topic.size() / 4);
+  appendTokens(topic, k);
+  return k;
+}
+
+bool keyTopic(std::string_view key, std::string& topic) { return parseTokens(key, topic); }
 
 std::vector<std::string> filterSubjects(std::string_view name, std::string_view filter) {
   std::string s;

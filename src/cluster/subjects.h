@@ -34,6 +34,12 @@ bool subjectTopic(std::string_view name, std::string_view subject, std::string& 
 // a $share prefix): one, or two for a filter ending in "/#".
 std::vector<std::string> filterSubjects(std::string_view name, std::string_view filter);
 
+// The key of `topic` in a key-value bucket (the retained messages): its
+// tokens as in its subject, without the prefix ("a/b" is "a.b"). Every
+// token is of the characters a key may hold; keyTopic() reverses it.
+std::string topicKey(std::string_view topic);
+bool keyTopic(std::string_view key, std::string& topic);
+
 // The subject of the nodes' control messages (wire.h): "<name>.c", which
 // no topic's subject is.
 std::string controlSubject(std::string_view name);

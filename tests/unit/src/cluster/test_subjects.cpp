@@ -3,6 +3,7 @@
 // '$' rule, which the receiving node applies itself).
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <random>
 #include <set>
 
@@ -58,6 +59,12 @@ void expectRoundTrip(const std::string& topic) {
   size_t levels = 1;
   for (char c : topic) levels += c == '/';
   ASSERT_EQ(tokens(subject).size(), levels + 2) << subject;
+  // The bucket key: the same tokens, of the characters a NATS key allows.
+  const std::string key = topicKey(topic);
+  ASSERT_EQ("petrel.m." + key, subject);
+  for (char c : key) ASSERT_TRUE(isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') << key;
+  ASSERT_TRUE(keyTopic(key, back)) << key;
+  ASSERT_EQ(back, topic) << key;
 }
 
 TEST(ClusterSubjects, Examples) {
@@ -69,6 +76,19 @@ TEST(ClusterSubjects, Examples) {
   EXPECT_EQ(topicSubject("petrel", "_"), "petrel.m._5F");
   EXPECT_EQ(topicSubject("petrel", "*/>/ "), "petrel.m._2A._3E._20");
   EXPECT_EQ(topicSubject("c1", "\xC3\xA9t\xC3\xA9"), "c1.m._C3_A9t_C3_A9");
+}
+
+TEST(ClusterSubjects, BucketKeys) {
+  EXPECT_EQ(topicKey("a/b"), "a.b");
+  EXPECT_EQ(topicKey("$SYS/x"), "_24SYS.x");
+  EXPECT_EQ(topicKey("/"), "_._");
+  std::string t = "junk";
+  ASSERT_TRUE(keyTopic("a._.b", t));
+  EXPECT_EQ(t, "a//b");
+  EXPECT_FALSE(keyTopic("a..b", t));
+  EXPECT_FALSE(keyTopic("", t));
+  EXPECT_FALSE(keyTopic("a.", t));
+  EXPECT_FALSE(keyTopic("a/b", t));  // '/' is never in a token
 }
 
 TEST(ClusterSubjects, EveryByteAloneAndBetweenOthersRoundTrips) {
