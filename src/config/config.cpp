@@ -410,6 +410,8 @@ void readCluster(const YAML::Node& n, const std::string& k, ClusterConfig& cl) {
     {"max_pending_mb", [&](const YAML::Node& v, const std::string& kk) {
        cl.max_pending_bytes = readInt<uint64_t>(v, kk, 1, 4095) << 20;  // a batch's offsets are 32-bit
      }},
+    {"jetstream", [&](const YAML::Node& v, const std::string& kk) { cl.jetstream = readBool(v, kk); }},
+    {"replicas", [&](const YAML::Node& v, const std::string& kk) { cl.replicas = readInt<int>(v, kk, 1, 5); }},
   });
   if (n.IsNull() || !n.IsMap()) throw ConfigError(lineOf(n), k + ": expected a mapping with servers");
   if (cl.servers.empty()) throw ConfigError(lineOf(n), k + ".servers: at least one NATS server URL is needed");
