@@ -1,0 +1,204 @@
+"""Real nats-servers and Petrel nodes linked to them, for the cluster tests.
+
+`Nats` is one nats-server on loopback (restartable on its port; with
+JetStream when asked), `NatsCluster` three routed as one (JetStream
+clustered when asked). The `nodes` fixture starts Petrel nodes of one
+cluster; the helpers read what reaches a client and the nodes' $SYS
+values.
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+import mqttraw as m
+from conftest import DEFAULT_CONFIG, HOST, Broker, free_port, merge
+
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+
+class Nats:
+    """A real nats-server on loopback, restartable on its port."""
+
+    def __init__(self, workdir, port=None, jetstream=False):
+        self.port = port or free_port()
+        self.log_path = os.path.join(str(workdir), "nats-%d.log" % self.port)
+        self.proc = None
+        self.extra = []
+        if jetstream:
+            # Its store survives a restart, as on a real server.
+            store = os.path.join(str(workdir), "nats-js-%d" % self.port)
+            self.extra = ["--jetstream", "--store_dir", store, "--server_name", "n%d" % self.port]
+
+    @property
+    def url(self):
+        return "nats://%s:%d" % (HOST, self.port)
+
+    def start(self):
+        assert os.access(NATS_SERVER, os.X_OK), "nats-server not installed (Debian package nats-server)"
+        self.proc = subprocess.Popen([NATS_SERVER, "-a", HOST, "-p", str(self.port)] + self.extra,
+                                     stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((HOST, self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("nats-server did not come up")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class NatsCluster:
+    """Three nats-servers routed to each other: one NATS of three servers."""
+
+    def __init__(self, workdir, jetstream=False):
+        self.servers = [Nats(workdir, jetstream=jetstream) for _ in range(3)]
+        self.route_ports = [free_port() for _ in range(3)]
+
+    def start(self):
+        routes = ",".join("nats://%s:%d" % (HOST, p) for p in self.route_ports)
+        for srv, rp in zip(self.servers, self.route_ports):
+            srv.extra += ["--cluster_name", "petrel-test", "--cluster", "nats://%s:%d" % (HOST, rp),
+                          "--routes", routes]
+            srv.start()
+        return self
+
+    def stop(self):
+        for srv in self.servers:
+            srv.kill()
+
+
+@pytest.fixture
+def nats(tmp_path):
+    n = Nats(tmp_path).start()
+    yield n
+    n.stop()
+
+
+@pytest.fixture
+def nodes(request, tmp_path):
+    """nodes(nats, count, **overrides) -> started Petrel nodes of one cluster."""
+    made = []
+
+    def factory(nats_server, count=2, start=True, **overrides):
+        out = []
+        for _ in range(count):
+            name = "node%d" % len(made)
+            urls = [x.url for x in nats_server.servers] if isinstance(nats_server, NatsCluster) else [nats_server.url]
+            cfg = merge(DEFAULT_CONFIG, merge({"cluster": {"servers": urls, "node": name},
+                                               "mqtt": {"sys_interval": 1}}, overrides))
+            b = Broker(tmp_path, cfg, name=name)
+            made.append(b)
+            if start:
+                b.start()
+            out.append(b)
+        return out
+
+    yield factory
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for b in made:
+        b.kill()
+        if failed:
+            print("\n----- %s log -----\n%s" % (b.name, b.log()))
+
+
+def publishes(client, timeout=1.0):
+    return [p for p in client.collect(timeout, m.PUBLISH)]
+
+
+def read_for(client, seconds):
+    """Every PUBLISH that arrives within `seconds` (however steady)."""
+    out = []
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return out
+        try:
+            p = client.recv(left)
+        except m.ReadTimeout:
+            return out
+        if p.type == m.PUBLISH:
+            out.append(p)
+
+
+def receive(client, n, prefix, timeout=15.0):
+    """The payloads of the first `n` PUBLISHes on topics under `prefix`,
+    each acknowledged as it comes (the in-flight window stays open)."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        try:
+            p = client.recv(max(0.01, deadline - time.monotonic()))
+        except m.ReadTimeout:
+            break
+        if p.type != m.PUBLISH:
+            continue
+        client.ack(p)
+        if p.topic.startswith(prefix):
+            got.append(p)
+    return got
+
+
+def route_ready(pub_node, *subs, timeout=10.0, tag=""):
+    """Waits until each subscriber's interest has reached NATS.
+
+    Each subscriber subscribes to its probe topic after its other filters;
+    NATS takes a connection's subscriptions in order, so once a probe
+    published on `pub_node` arrives, every earlier filter is in place too.
+    """
+    p = pub_node.connected("prober-%d" % time.monotonic_ns())
+    for i, s in enumerate(subs):
+        topic = "probe/%d/%d%s" % (id(s), i, tag)
+        mid = s.next_mid()
+        s.send(m.subscribe(mid, [(topic, 0)], None, s.v5))
+        s.wait_for(m.SUBACK, mid)  # what comes first is kept for the test
+        deadline = time.monotonic() + timeout
+        while True:
+            p.publish(topic, b"probe")
+            got = [x for x in s.collect(0.1, m.PUBLISH) if x.topic == topic]
+            if got:
+                break
+            assert time.monotonic() < deadline, "a probe from another node never arrived"
+        s.collect(0.2)  # further probes
+    p.close()
+
+
+def sys_value(node, what, timeout=5.0):
+    """$SYS/broker/cluster/<what> on `node` (published every second)."""
+    c = node.connected("sys-%d" % time.monotonic_ns())
+    c.subscribe([("$SYS/broker/cluster/" + what, 0)])
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            p = c.recv(max(0.01, deadline - time.monotonic()))
+            if p.type == m.PUBLISH:
+                return p.payload.decode()
+    finally:
+        c.close()
+
+
+def wait_sys(node, what, pred, timeout=8.0):
+    deadline = time.monotonic() + timeout
+    v = None
+    while time.monotonic() < deadline:
+        v = sys_value(node, what)
+        if pred(v):
+            return v
+        time.sleep(0.3)
+    raise AssertionError("$SYS/broker/cluster/%s stayed %r" % (what, v))
