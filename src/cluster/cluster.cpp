@@ -44,7 +44,8 @@ struct Cluster::Inbox {
   uint64_t max_bytes = 0;
   Batch batch;
   // Link events for the loop: what to log, and the link's state (1 up, 0
-  // down, -1 unchanged).
+  // down, -1 unchanged; 2 unchanged, but a server's heartbeats were missed:
+  // JetStream's watch may have ended).
   std::vector<std::pair<std::string, int>> notes;
   uint64_t dropped = 0;
   std::atomic<bool>* connected = nullptr;
@@ -57,7 +58,7 @@ struct Cluster::Inbox {
   void note(std::string what, int up) {
     std::lock_guard<std::mutex> lock(mu);
     if (!async) return;
-    if (up >= 0) connected->store(up == 1);
+    if (up == 0 || up == 1) connected->store(up == 1);
     notes.emplace_back(std::move(what), up);
     wake();
   }
@@ -125,7 +126,20 @@ void onDisconnected(natsConnection*, void* closure) {
 }
 void onError(natsConnection*, natsSubscription*, natsStatus err, void* closure) {
   // A slow consumer's drops are counted per subscription (counters()).
-  static_cast<Cluster::Inbox*>(closure)->note(std::string("cluster: NATS: ") + natsStatus_GetText(err), -1);
+  static_cast<Cluster::Inbox*>(closure)->note(std::string("cluster: NATS: ") + natsStatus_GetText(err),
+                                               err == NATS_MISSED_HEARTBEAT ? 2 : -1);
+}
+
+// $SYS is each node's own.
+bool isSys(std::string_view topic) {
+  return topic.compare(0, 4, "$SYS") == 0 && (topic.size() == 4 || topic[4] == '/');
+}
+
+// Two retained messages a node need not replace one with the other.
+bool sameRetained(const Message& a, const Message& b) {
+  if (a.payload != b.payload || a.qos != b.qos || a.expires_at_ms != b.expires_at_ms) return false;
+  if (!a.props || !b.props) return !a.props && !b.props;
+  return *a.props == *b.props;
 }
 
 std::string hostName() {
@@ -155,6 +169,7 @@ void Cluster::attach() {
   if (!enabled()) return;
   router_.setRouteHook([this](const MessagePtr& m) { forward(m); });
   router_.tree().setInterestHook([this](std::string_view filter, bool on) { onInterest(filter, on); });
+  if (cfg_.jetstream) router_.setRetainHook([this](const MessagePtr& m) { onRetain(m); });
 }
 
 bool Cluster::start(std::string& err) {
@@ -232,6 +247,14 @@ bool Cluster::start(std::string& err) {
     return false;
   }
   for (auto& [filter, i] : interest_) subscribe(filter, i);
+  if (cfg_.jetstream) {
+    bucket_ = std::make_unique<cluster::RetainedBucket>(nc_, cfg_.name + "_retained", cfg_.replicas,
+                                                         cfg_.max_pending_bytes, [in] {
+                                                           std::lock_guard<std::mutex> lock(in->mu);
+                                                           in->wake();
+                                                         });
+    bucket_->start();
+  }
   if (connected_) {
     announceAll();
     announce(cluster::ControlKind::Hello);
@@ -294,6 +317,8 @@ void Cluster::stop() {
     inbox_->async = nullptr;
     inbox_->batch.clear();
   }
+  // Its last puts go out before the link closes.
+  if (bucket_) bucket_->stop();
   if (refresh_open_) {
     refresh_open_ = false;
     uv_close(reinterpret_cast<uv_handle_t*>(&refresh_), nullptr);
@@ -360,9 +385,7 @@ void Cluster::onInterest(std::string_view filter, bool on) {
 }
 
 void Cluster::forward(const MessagePtr& m) {
-  if (!nc_ || stopped_ || m->from_cluster) return;
-  // $SYS is each node's own.
-  if (m->topic.compare(0, 4, "$SYS") == 0 && (m->topic.size() == 4 || m->topic[4] == '/')) return;
+  if (!nc_ || stopped_ || m->from_cluster || isSys(m->topic)) return;
   if (!remote_.wants(m->topic)) {
     ++counters_.kept;  // no other node has a filter that matches
     return;
@@ -397,8 +420,17 @@ void Cluster::takeInbox() {
       announceAll();
       announce(cluster::ControlKind::Hello);
     }
+    // JetStream's watch of the retained messages starts again, with the
+    // bucket's values: while the link was down (or a server went), the
+    // server it was reading from may have ended it.
+    if ((up == 1 || up == 2) && bucket_) bucket_->rewatch();
   }
   const uint64_t now = static_cast<uint64_t>(clock_.wallMs());
+  if (bucket_) {
+    bucket_->take(bucket_events_);
+    for (auto& e : bucket_events_) bucketEvent(e, int64_t(now));
+    bucket_events_.clear();
+  }
   std::string topic;
   const std::string& bytes = work_->bytes;
   for (const InboxBatch::Item& item : work_->items) {
@@ -447,6 +479,95 @@ void Cluster::takeInbox() {
   }
 }
 
+void Cluster::onRetain(const MessagePtr& m) {
+  if (!bucket_ || stopped_ || isSys(m->topic)) return;
+  putRetained(*m);
+}
+
+void Cluster::putRetained(const Message& m) {
+  const uint64_t seq = ++seq_;
+  cluster::encodeWire(m, node_id_, seq, retained_body_);
+  own_pending_[m.topic] = seq;
+  bucket_->put(cluster::topicKey(m.topic), retained_body_);
+}
+
+// The bucket's order is the cluster's: every node applies the entries of a
+// topic in that order, so all end with the bucket's last. This node's own
+// entry coming back is skipped when its store still has it (nothing else
+// came between); when another node's entry came between, the bucket has
+// this one after it, so it is applied again.
+void Cluster::bucketEvent(cluster::RetainedBucket::Event& e, int64_t now_ms) {
+  using Event = cluster::RetainedBucket::Event;
+  if (e.kind == Event::SyncStart) {
+    syncing_ = true;
+    synced_.clear();
+    return;
+  }
+  if (e.kind == Event::SyncEnd) return endSync(now_ms);
+  std::string topic;
+  if (!cluster::keyTopic(e.key, topic) || !mqtt::validTopicName(topic) || isSys(topic)) {
+    ++counters_.dropped;
+    LOG_WARN("cluster: key %s in bucket %s is not one a Petrel node puts; ignored", e.key.c_str(),
+             bucket_->name().c_str());
+    return;
+  }
+  if (syncing_) synced_.insert(topic);
+  auto msg = makeMessage();
+  if (e.kind == Event::Put) {
+    cluster::WireInfo info;
+    if (!cluster::decodeWire(reinterpret_cast<const uint8_t*>(e.value.data()), e.value.size(), *msg, info)) {
+      ++counters_.dropped;
+      LOG_WARN("cluster: the value of key %s in bucket %s is not one a Petrel node puts; ignored", e.key.c_str(),
+               bucket_->name().c_str());
+      return;
+    }
+    auto own = own_pending_.find(topic);
+    if (info.node == node_id_ && own != own_pending_.end()) {
+      if (info.seq < own->second) return;  // a later one of this node's follows
+      own_pending_.erase(own);
+      return;  // the store has it
+    }
+    if (own != own_pending_.end()) own_pending_.erase(own);  // another node's came first; this node's follows
+    if (info.node != node_id_) ++counters_.retained_taken;
+  }
+  // Deleted or purged in the bucket (by hand: nodes put an empty payload),
+  // cleared, or run out: no retained message.
+  msg->topic = std::move(topic);
+  msg->retain = true;
+  msg->from_cluster = true;
+  const bool clear = e.kind == Event::Delete || msg->payload.empty() || (msg->expires_at_ms && msg->expires_at_ms <= now_ms);
+  const MessagePtr* have = router_.retained().find(msg->topic);
+  if (clear) {
+    if (!have) return;
+    msg->payload.clear();
+  } else {
+    if (have && sameRetained(**have, *msg)) return;  // a node rejoining: its store has it
+    msg->id = durable_.newMessageId();
+  }
+  MessagePtr m = std::move(msg);
+  const uint32_t refs = router_.retain(m);
+  if (refs && durable_.enabled()) durable_.putMessage(*m, refs);
+}
+
+// The bucket's values are all here. A retained message this node has and
+// the bucket never had (published while the node was cut off from NATS, or
+// before it joined the cluster) goes to the bucket now. A topic cleared
+// while the node was away is in the bucket (an empty payload), so it was
+// cleared here above.
+void Cluster::endSync(int64_t now_ms) {
+  syncing_ = false;
+  std::vector<MessagePtr> missing;
+  router_.retained().forEach([&](const MessagePtr& m) {
+    if (isSys(m->topic) || synced_.count(m->topic) || own_pending_.count(m->topic)) return;
+    if (m->expires_at_ms && m->expires_at_ms <= now_ms) return;
+    missing.push_back(m);
+  });
+  std::unordered_set<std::string>().swap(synced_);
+  for (const MessagePtr& m : missing) putRetained(*m);
+  if (!missing.empty())
+    LOG_NOTICE("cluster: %zu retained messages of this node put in bucket %s", missing.size(), bucket_->name().c_str());
+}
+
 void Cluster::publishSys() {
   if (!enabled()) return;
   const Counters c = counters();
@@ -468,10 +589,22 @@ void Cluster::publishSys() {
   put("dropped", std::to_string(c.dropped));
   put("send_failed", std::to_string(c.send_failed));
   put("kept", std::to_string(c.kept));
+  if (bucket_) {
+    put("retained/bucket", c.retained_watching ? "1" : "0");
+    put("retained/put", std::to_string(c.retained_put));
+    put("retained/taken", std::to_string(c.retained_taken));
+    put("retained/failed", std::to_string(c.retained_failed));
+  }
 }
 
 Cluster::Counters Cluster::counters() const {
   Counters c = counters_;
+  if (bucket_) {
+    const cluster::RetainedBucket::Counters b = bucket_->counters();
+    c.retained_put = b.put;
+    c.retained_failed = b.put_failed;
+    c.retained_watching = b.watching;
+  }
   if (inbox_) {
     std::lock_guard<std::mutex> lock(inbox_->mu);
     c.dropped += inbox_->dropped;

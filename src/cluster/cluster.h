@@ -25,10 +25,15 @@
 // lines in the client, which its own thread writes: the loop never waits
 // for the network.
 //
+// Retained messages are the cluster's (with JetStream): each node puts
+// the ones published on it in a key-value bucket and takes every other
+// node's from it (retained_bucket.h; bucketEvent() says how the two copies
+// stay in step).
+//
 // What this does not yet give (see the README of this folder): a message
 // crosses to another node at most once (core NATS: a link down, or a node
 // behind by more than max_pending_mb, loses what was in transit, counted);
-// sessions, retained messages and share groups are per node.
+// sessions and share groups are per node.
 #pragma once
 
 #include <uv.h>
@@ -39,9 +44,11 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "src/cluster/remote_interest.h"
+#include "src/cluster/retained_bucket.h"
 #include "src/cluster/wire.h"
 #include "src/config/config.h"
 #include "src/routing/message.h"
@@ -71,6 +78,11 @@ class Cluster {
     uint64_t dropped = 0;        // lost on the way in: inbox full, slow consumer, undecodable
     uint64_t send_failed = 0;    // the client refused a publish (its buffer full while reconnecting)
     uint64_t kept = 0;           // not sent: no other node has a filter that matches
+    // The retained messages' bucket (retained_bucket.h):
+    uint64_t retained_put = 0;       // this node's retained messages (and clearings) the bucket took
+    uint64_t retained_taken = 0;     // other nodes' taken from it into this node's store
+    uint64_t retained_failed = 0;    // the bucket refused (too large for NATS, a bad key)
+    bool retained_watching = false;  // the bucket is open and watched (JetStream answers)
   };
 
   // A node with more filters than this announces "every message" instead
@@ -102,6 +114,8 @@ class Cluster {
   void stop();
 
   bool connected() const { return connected_.load(); }
+  // Retained messages go through the cluster's bucket (cluster.jetstream).
+  bool jetstream() const { return enabled() && cfg_.jetstream; }
   // Another node has a filter that matches `topic`, as far as this node has
   // heard (for "no matching subscribers": the message is sent exactly when
   // this is true).
@@ -119,6 +133,12 @@ class Cluster {
   void onInterest(std::string_view filter, bool on);
   void subscribe(const std::string& filter, Interest& i);
   void forward(const MessagePtr& m);
+  // Retained messages (jetstream: true): a local one to the bucket; what
+  // the bucket's watch sees into this node's store.
+  void onRetain(const MessagePtr& m);
+  void putRetained(const Message& m);
+  void bucketEvent(cluster::RetainedBucket::Event& e, int64_t now_ms);
+  void endSync(int64_t now_ms);
   static void onAsync(uv_async_t* h);
   void takeInbox();
   void control(const uint8_t* data, size_t len, int64_t now_ms);
@@ -160,6 +180,15 @@ class Cluster {
   };
   std::unordered_map<uint64_t, Seen> seen_;
   Counters counters_;
+  std::unique_ptr<cluster::RetainedBucket> bucket_;
+  std::vector<cluster::RetainedBucket::Event> bucket_events_;
+  std::string retained_body_;
+  // Topics whose latest retained message from this node is not yet back
+  // from the bucket's watch: the sequence number it went with.
+  std::unordered_map<std::string, uint64_t> own_pending_;
+  // While a watch delivers the bucket's values: the topics it had.
+  bool syncing_ = false;
+  std::unordered_set<std::string> synced_;
 };
 
 }  // namespace petrel

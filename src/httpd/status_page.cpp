@@ -266,7 +266,8 @@ const std::string_view kStatusJs = R"PAGE("use strict";
     const c = s.cluster;
     $("cluster").textContent = c && c.enabled
       ? "node " + c.node + " · " + (c.up ? "linked" : "link down") + " · sent " + num(c.sent) +
-        " · received " + num(c.received) + " · dropped " + num(c.dropped)
+        " · received " + num(c.received) + " · dropped " + num(c.dropped) +
+        (c.retained ? " · retained bucket " + (c.retained.bucket_up ? "open" : "not open") : "")
       : "alone";
     draw();
   }

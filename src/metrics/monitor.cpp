@@ -188,6 +188,11 @@ MetricsSnapshot Monitor::snapshot() {
     s.cluster.dropped = c.dropped;
     s.cluster.send_failed = c.send_failed;
     s.cluster.kept = c.kept;
+    s.cluster.jetstream = p_.cluster.jetstream();
+    s.cluster.retained_watching = c.retained_watching;
+    s.cluster.retained_put = c.retained_put;
+    s.cluster.retained_taken = c.retained_taken;
+    s.cluster.retained_failed = c.retained_failed;
   }
 
   s.lag_bounds.assign(std::begin(kLagBounds), std::end(kLagBounds));

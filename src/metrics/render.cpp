@@ -175,6 +175,18 @@ std::string prometheusText(const MetricsSnapshot& s) {
             "Messages the NATS client refused to send (its buffer full while reconnecting).", c.send_failed);
     counter("petrel_cluster_kept_total", "Messages not sent to NATS: no other node has a filter that matches.",
             c.kept);
+    if (c.jetstream) {
+      e.family("petrel_cluster_retained_bucket_up", "gauge",
+               "1 while the cluster's bucket of retained messages is open and watched.");
+      e.sample("petrel_cluster_retained_bucket_up", uint64_t{c.retained_watching}, {{"node", c.node}});
+      counter("petrel_cluster_retained_put_total",
+              "Retained messages (and clearings) of this node the cluster's bucket took.", c.retained_put);
+      counter("petrel_cluster_retained_taken_total",
+              "Retained messages of other nodes taken from the bucket into this node's store.", c.retained_taken);
+      counter("petrel_cluster_retained_failed_total",
+              "Retained messages the bucket refused (larger than NATS allows, a bad key); they stay on this node.",
+              c.retained_failed);
+    }
   }
   return e.take();
 }
@@ -307,6 +319,14 @@ std::string statsJson(const MetricsSnapshot& s, size_t max_groups) {
     j.member("dropped", s.cluster.dropped);
     j.member("send_failed", s.cluster.send_failed);
     j.member("kept", s.cluster.kept);
+    if (s.cluster.jetstream) {
+      j.key("retained").beginObject();
+      j.member("bucket_up", s.cluster.retained_watching);
+      j.member("put", s.cluster.retained_put);
+      j.member("taken", s.cluster.retained_taken);
+      j.member("failed", s.cluster.retained_failed);
+      j.endObject();
+    }
   }
   j.endObject();
 

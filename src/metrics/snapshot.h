@@ -66,6 +66,9 @@ struct MetricsSnapshot {
     bool up = false;
     std::string node;
     uint64_t sent = 0, received = 0, duplicates = 0, dropped = 0, send_failed = 0, kept = 0;
+    bool jetstream = false;          // retained messages in the cluster's bucket
+    bool retained_watching = false;  // the bucket is open and watched
+    uint64_t retained_put = 0, retained_taken = 0, retained_failed = 0;
   };
   Cluster cluster;
 

@@ -19,6 +19,16 @@ class RetainedStore {
   // Calls f(const MessagePtr&) for each retained message matching `filter`.
   template <typename F>
   void forEachMatch(std::string_view filter, F&& f) const;
+  // The retained message of `topic`, or null.
+  const MessagePtr* find(std::string_view topic) const {
+    auto it = by_topic_.find(topic);
+    return it == by_topic_.end() ? nullptr : &it->second;
+  }
+  // Calls f(const MessagePtr&) for every retained message, '$' topics too.
+  template <typename F>
+  void forEach(F&& f) const {
+    for (const auto& [topic, m] : by_topic_) f(m);
+  }
   size_t size() const { return by_topic_.size(); }
 
  private:

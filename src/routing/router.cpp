@@ -113,6 +113,7 @@ RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
 
 uint32_t Router::retain(const MessagePtr& m) {
   retained_.set(m);
+  if (on_retain_ && !m->from_cluster) on_retain_(m);
   if (!durable_.enabled()) return 0;
   // [MQTT-3.3.1-6/7] an empty payload clears the slot.
   durable_.batch().setRetained(m->topic, m->payload.empty() ? 0 : m->id);

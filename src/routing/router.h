@@ -65,6 +65,11 @@ class Router {
   using RouteHook = std::function<void(const MessagePtr&)>;
   void setRouteHook(RouteHook h) { on_route_ = std::move(h); }
 
+  // Called by retain() with every retained message (or clearing) that did
+  // not come from another node (the cluster's bucket of retained messages).
+  using RetainHook = std::function<void(const MessagePtr&)>;
+  void setRetainHook(RetainHook h) { on_retain_ = std::move(h); }
+
   TopicTree& tree() { return tree_; }
   SharedGroups& groups() { return groups_; }
   RetainedStore& retained() { return retained_; }
@@ -87,6 +92,7 @@ class Router {
   TopicTree tree_;
   RetainedStore retained_;
   RouteHook on_route_;
+  RetainHook on_retain_;
   uint64_t match_gen_ = 0;
   // route()'s lists, kept between calls so that a publish allocates none
   // (a route() within a route() finds them taken and uses its own).

@@ -64,6 +64,7 @@ DEFAULT_CONFIG = {
 def pytest_configure(config):
     config.addinivalue_line("markers", "petrel_only: Petrel-specific test, skipped against mosquitto")
     config.addinivalue_line("markers", "xfail_mosquitto(reason): mosquitto deviates from the spec here")
+    config.addinivalue_line("markers", "time_limit(seconds): a longer bound than PETREL_TEST_TIMEOUT for this test")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -88,11 +89,16 @@ class TestTimeout(Exception):
 
 
 @pytest.fixture(autouse=True)
-def _bounded_test():
+def _bounded_test(request):
+    # @pytest.mark.time_limit(s): a test that waits on something slower
+    # than Petrel (JetStream electing leaders) gets longer.
+    mark = request.node.get_closest_marker("time_limit")
+    limit = max(TEST_TIMEOUT_S, mark.args[0]) if mark else TEST_TIMEOUT_S
+
     def on_alarm(signum, frame):
-        raise TestTimeout("test exceeded %d s" % TEST_TIMEOUT_S)
+        raise TestTimeout("test exceeded %d s" % limit)
     old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(TEST_TIMEOUT_S)
+    signal.alarm(limit)
     try:
         yield
     finally:

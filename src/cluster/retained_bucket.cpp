@@ -1,0 +1,306 @@
+#include "src/cluster/retained_bucket.h"
+
+#include <nats/nats.h>
+
+#include <chrono>
+#include <iterator>
+
+#include "src/util/log.h"
+
+namespace petrel::cluster {
+
+namespace {
+
+constexpr int kWaitMs = 1500;      // for a JetStream answer
+constexpr int kRetryMs = 1000;     // between attempts to open the bucket
+constexpr int kIdleWatchMs = 20;   // a put waits at most this long to be made
+constexpr auto kCheckEvery = std::chrono::seconds(1);  // is the watch keeping up?
+
+std::string errorText(natsStatus s) {
+  natsStatus detail = NATS_OK;
+  const char* text = nats_GetLastError(&detail);
+  return text && *text ? text : natsStatus_GetText(s);
+}
+
+// The link or JetStream is away for now: the put is tried again.
+bool transient(natsStatus s) {
+  switch (s) {
+    case NATS_TIMEOUT:
+    case NATS_NO_RESPONDERS:
+    case NATS_CONNECTION_CLOSED:
+    case NATS_CONNECTION_DISCONNECTED:
+    case NATS_NOT_YET_CONNECTED:
+    case NATS_STALE_CONNECTION:
+    case NATS_IO_ERROR:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+RetainedBucket::RetainedBucket(natsConnection* nc, std::string bucket, int replicas, uint64_t max_pending_bytes,
+                               std::function<void()> wake)
+    : nc_(nc), bucket_(std::move(bucket)), replicas_(replicas), max_bytes_(max_pending_bytes), wake_(std::move(wake)) {}
+
+RetainedBucket::~RetainedBucket() { stop(); }
+
+void RetainedBucket::start() { thread_ = std::thread([this] { run(); }); }
+
+void RetainedBucket::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void RetainedBucket::put(const std::string& key, std::string value) {
+  std::lock_guard<std::mutex> lock(mu_);
+  puts_[key] = std::move(value);
+}
+
+void RetainedBucket::take(std::vector<Event>& out) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (out.empty()) {
+      out.swap(events_);
+    } else {
+      for (auto& e : events_) out.push_back(std::move(e));
+      events_.clear();
+    }
+    event_bytes_ = 0;
+  }
+  cv_.notify_all();  // the watch may be read on
+}
+
+RetainedBucket::Counters RetainedBucket::counters() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return counters_;
+}
+
+void RetainedBucket::pause(int ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_; });
+}
+
+void RetainedBucket::push(Event e) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    event_bytes_ += e.key.size() + e.value.size() + sizeof(Event);
+    events_.push_back(std::move(e));
+    if (events_.size() > 1) return;  // the loop was told of the first
+  }
+  wake_();
+}
+
+bool RetainedBucket::open() {
+  if (natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) return false;  // tried once linked
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Wait = kWaitMs;
+  natsStatus s = js_ ? NATS_OK : natsConnection_JetStream(&js_, nc_, &o);
+  std::string what = "JetStream";
+  if (s == NATS_OK && !kv_) {
+    // Created if missing; a bucket that exists (made by another node, or
+    // with other settings) is used as it is.
+    kvConfig c;
+    kvConfig_Init(&c);
+    c.Bucket = bucket_.c_str();
+    c.Description = "Petrel: the retained message of each topic";
+    c.History = 1;
+    c.Replicas = replicas_;
+    c.StorageType = js_FileStorage;
+    what = "bucket " + bucket_;
+    s = js_CreateKeyValue(&kv_, js_, &c);
+    if (s != NATS_OK) kv_ = nullptr;
+    if (s != NATS_OK && !transient(s)) {
+      s = js_KeyValue(&kv_, js_, bucket_.c_str());
+      if (s != NATS_OK) kv_ = nullptr;
+    }
+  }
+  if (s == NATS_OK && !watcher_) {
+    kvWatchOptions w;
+    kvWatchOptions_Init(&w);
+    w.Timeout = kWaitMs;
+    what = "watching bucket " + bucket_;
+    kvWatcher* made = nullptr;
+    s = kvStore_WatchAll(&made, kv_, &w);
+    if (s == NATS_OK) {
+      std::lock_guard<std::mutex> lock(mu_);
+      watcher_ = made;
+      last_revision_ = checked_revision_ = 0;
+      behind_checks_ = 0;
+    }
+  }
+  if (s != NATS_OK) {
+    const std::string e = what + ": " + errorText(s);
+    if (e != last_error_) {
+      LOG_WARN("cluster: retained messages: %s; they stay on each node until it works (trying again every %d s)",
+               e.c_str(), kRetryMs / 1000);
+      last_error_ = e;
+    }
+    return false;
+  }
+  if (!last_error_.empty()) LOG_NOTICE("cluster: retained messages: bucket %s open", bucket_.c_str());
+  last_error_.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  counters_.watching = true;
+  return true;
+}
+
+void RetainedBucket::close() {
+  kvWatcher* w = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    w = watcher_;
+    watcher_ = nullptr;
+    counters_.watching = false;
+  }
+  if (w) {
+    kvWatcher_Stop(w);
+    kvWatcher_Destroy(w);
+  }
+}
+
+bool RetainedBucket::makePuts(bool last) {
+  std::unordered_map<std::string, std::string> batch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    batch.swap(puts_);
+  }
+  if (batch.empty()) return true;
+  if (last && natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) {
+    LOG_WARN("cluster: stopping unlinked with %zu retained messages not put in bucket %s", batch.size(),
+             bucket_.c_str());
+    std::lock_guard<std::mutex> lock(mu_);
+    counters_.put_failed += batch.size();
+    return false;
+  }
+  const int64_t max_payload = natsConnection_GetMaxPayload(nc_);
+  bool ok = true;
+  for (auto it = batch.begin(); it != batch.end(); ++it) {
+    const std::string& key = it->first;
+    const std::string& value = it->second;
+    natsStatus s = NATS_MAX_PAYLOAD;
+    if (max_payload <= 0 || int64_t(value.size()) < max_payload)
+      s = kvStore_Put(nullptr, kv_, key.c_str(), value.data(), static_cast<int>(value.size()));
+    if (s == NATS_OK) {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++counters_.put;
+      continue;
+    }
+    if (transient(s)) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (last) {
+        // Stopping with the link down: these stay on this node (and go to
+        // the bucket when it next joins, unless the bucket has the topic).
+        const auto left = static_cast<unsigned long>(std::distance(it, batch.end()));
+        LOG_WARN("cluster: stopping with %lu retained messages not put in bucket %s: %s", left, bucket_.c_str(),
+                 errorText(s).c_str());
+        counters_.put_failed += left;
+        return false;
+      }
+      // These go back, unless the loop has put a newer value since.
+      for (; it != batch.end(); ++it) puts_.try_emplace(it->first, std::move(it->second));
+      ok = false;
+      break;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++counters_.put_failed;
+    }
+    LOG_WARN("cluster: retained message of key %s not put in bucket %s: %s (it stays on this node)", key.c_str(),
+             bucket_.c_str(), s == NATS_MAX_PAYLOAD ? "larger than the NATS server's max_payload" : errorText(s).c_str());
+  }
+  return ok;
+}
+
+void RetainedBucket::readWatch() {
+  bool puts_waiting = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    puts_waiting = !puts_.empty();
+  }
+  for (int i = 0; i < 4096; ++i) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      // The loop is behind: the entries wait in the bucket.
+      if (event_bytes_ > max_bytes_) {
+        cv_.wait_for(lock, std::chrono::milliseconds(kIdleWatchMs), [this] { return stopping_ || event_bytes_ <= max_bytes_; });
+        return;
+      }
+      if (stopping_) return;
+    }
+    kvEntry* e = nullptr;
+    const natsStatus s = kvWatcher_Next(&e, watcher_, i == 0 && !puts_waiting ? kIdleWatchMs : 1);
+    if (s == NATS_TIMEOUT) return;
+    if (s != NATS_OK) {
+      LOG_WARN("cluster: retained messages: the watch on bucket %s ended (%s); watching again", bucket_.c_str(),
+               errorText(s).c_str());
+      close();
+      return;
+    }
+    if (!e) {
+      push({Event::SyncEnd, {}, {}});
+      continue;
+    }
+    last_revision_ = kvEntry_Revision(e);
+    const kvOperation op = kvEntry_Operation(e);
+    Event ev{op == kvOp_Put ? Event::Put : Event::Delete, kvEntry_Key(e), {}};
+    if (ev.kind == Event::Put)
+      ev.value.assign(static_cast<const char*>(kvEntry_Value(e)), static_cast<size_t>(kvEntry_ValueLen(e)));
+    kvEntry_Destroy(e);
+    push(std::move(ev));
+  }
+}
+
+bool RetainedBucket::watchStuck() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_check_) return false;
+  next_check_ = now + kCheckEvery;
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  const std::string stream = "KV_" + bucket_;
+  if (js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, &jerr) != NATS_OK || !si) return false;
+  const uint64_t last = si->State.LastSeq;
+  jsStreamInfo_Destroy(si);
+  const bool behind = last > last_revision_ && last_revision_ == checked_revision_;
+  checked_revision_ = last_revision_;
+  behind_checks_ = behind ? behind_checks_ + 1 : 0;
+  if (behind_checks_ < 2) return false;
+  behind_checks_ = 0;
+  LOG_NOTICE("cluster: retained messages: the watch on bucket %s stopped at revision %llu of %llu; watching again",
+             bucket_.c_str(), static_cast<unsigned long long>(last_revision_), static_cast<unsigned long long>(last));
+  return true;
+}
+
+void RetainedBucket::run() {
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) break;
+    }
+    if (rewatch_.exchange(false) && watcher_) close();
+    if (watcher_ && watchStuck()) close();
+    if (!watcher_) {
+      if (!open()) {
+        pause(kRetryMs);
+        continue;
+      }
+      push({Event::SyncStart, {}, {}});
+    }
+    if (!makePuts(false)) pause(200);
+    if (watcher_) readWatch();
+  }
+  if (kv_) makePuts(true);
+  close();
+  if (kv_) kvStore_Destroy(kv_);
+  kv_ = nullptr;
+  if (js_) jsCtx_Destroy(js_);
+  js_ = nullptr;
+}
+
+}  // namespace petrel::cluster

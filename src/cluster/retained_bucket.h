@@ -1,0 +1,125 @@
+// src/cluster/retained_bucket.h — the cluster's retained messages, in one
+// JetStream key-value bucket that every node writes and watches.
+//
+// Each node puts the retained messages published on it (and the clearing
+// of one: an empty payload, kept as an entry so that a node away at the
+// time learns it too), keyed by topic (subjects.h topicKey), and watches
+// the whole bucket: what any node puts reaches every node, in the bucket's
+// order, which is the same for all. The bucket is the cluster's copy; each
+// node's store holds the node's own, kept in step by the watch.
+//
+// This class is the JetStream side, on its own thread (JetStream calls
+// block; the loop never waits for them): it opens (or creates) the bucket
+// and a watch on it, makes the puts the loop asks for, and passes what the
+// watch sees to the loop (take()) in order, between a SyncStart and a
+// SyncEnd for the values the bucket held when the watch began. When the
+// watch fails (the link or JetStream gone), it opens a new one, which
+// begins with the bucket's values again.
+//
+// Puts are coalesced per key: under a flood of retained messages on one
+// topic the bucket gets the latest, not every one between.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+struct __natsConnection;
+struct __jsCtx;
+struct __kvStore;
+struct __kvWatcher;
+
+namespace petrel::cluster {
+
+class RetainedBucket {
+ public:
+  struct Event {
+    enum Kind : uint8_t {
+      Put,        // key, value (a node's wire body)
+      Delete,     // key: deleted or purged in the bucket (by an operator)
+      SyncStart,  // a watch begins: the bucket's values follow,
+      SyncEnd,    // and are all there
+    } kind;
+    std::string key;
+    std::string value;
+  };
+  struct Counters {
+    uint64_t put = 0;         // puts the bucket took
+    uint64_t put_failed = 0;  // puts it refused (too large, a bad key)
+    bool watching = false;    // the bucket is open and watched
+  };
+
+  // `wake` is called on the bucket's thread when events wait for take().
+  // Events beyond `max_pending_bytes` wait in the bucket (the watch is read
+  // no further) until the loop has taken them.
+  RetainedBucket(__natsConnection* nc, std::string bucket, int replicas, uint64_t max_pending_bytes,
+                 std::function<void()> wake);
+  ~RetainedBucket();
+  RetainedBucket(const RetainedBucket&) = delete;
+  RetainedBucket& operator=(const RetainedBucket&) = delete;
+
+  void start();
+  // Makes the puts still waiting (for up to about two seconds while the
+  // link is down), then ends the thread.
+  void stop();
+
+  // The watch is to be opened again (a new one starts with the bucket's
+  // values): after the link came back, or when the client says the
+  // server's heartbeats stopped. Any thread.
+  void rewatch() { rewatch_ = true; }
+
+  // The loop's side. `value` replaces a put of `key` not yet made.
+  void put(const std::string& key, std::string value);
+  // The events since the last take(), in order, appended to `out`.
+  void take(std::vector<Event>& out);
+  Counters counters() const;
+
+  const std::string& name() const { return bucket_; }
+
+ private:
+  void run();
+  bool open();
+  void close();
+  // The puts waiting; false when one must be tried again later.
+  bool makePuts(bool last);
+  void readWatch();
+  void push(Event e);
+  // The watch is behind the bucket and has not moved for a while (the
+  // server it read from went, and the client has not noticed yet).
+  bool watchStuck();
+  // Sleeps up to `ms`, less when stopping.
+  void pause(int ms);
+
+  __natsConnection* nc_;
+  const std::string bucket_;
+  const int replicas_;
+  const uint64_t max_bytes_;
+  std::function<void()> wake_;
+  __jsCtx* js_ = nullptr;
+  __kvStore* kv_ = nullptr;
+  __kvWatcher* watcher_ = nullptr;
+  std::string last_error_;  // logged once, until it changes or the bucket opens
+  uint64_t last_revision_ = 0;     // of the last entry the watch gave
+  uint64_t checked_revision_ = 0;  // last_revision_ at the last check
+  int behind_checks_ = 0;          // checks in a row that found the watch behind, not moving
+  std::chrono::steady_clock::time_point next_check_{};
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_map<std::string, std::string> puts_;  // by key: the latest value
+  std::vector<Event> events_;
+  uint64_t event_bytes_ = 0;
+  Counters counters_;
+  bool stopping_ = false;
+  std::atomic<bool> rewatch_{false};
+  std::thread thread_;
+};
+
+}  // namespace petrel::cluster

@@ -1,0 +1,321 @@
+"""Retained messages of a cluster: one JetStream bucket for all nodes.
+
+Real nats-servers with JetStream and Petrel nodes on loopback. What is
+checked:
+
+* a retained message published on any node is what a subscriber on every
+  node gets; a newer one replaces it everywhere, an empty one clears it
+  everywhere; `$SYS` stays each node's own;
+* nodes publishing to one topic at once end with the same message;
+* a node that joins later, or comes back after changes (restarted, or
+  killed with kill -9), finds every retained message as the others have
+  it, far more of them than its pending limit holds at once, and its own
+  store keeps them across a restart;
+* a retained message published while a node is cut off from NATS reaches
+  the others once the link is back; one too large for NATS stays on its
+  node, counted;
+* with three NATS servers (the bucket on all three), kill -9 of the one a
+  node is linked to: its next retained messages still reach the others;
+* without JetStream (or with `jetstream: false`) retained messages stay on
+  their node, said once in the log; nothing else changes.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+import mqttraw as m
+from conftest import HOST, free_port
+from natsrun import Nats, NatsCluster, nodes, receive, sys_value, wait_sys  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.petrel_only
+
+
+@pytest.fixture
+def js(tmp_path):
+    n = Nats(tmp_path, jetstream=True).start()
+    yield n
+    n.stop()
+
+
+def retained(node, filt, quiet=0.4, timeout=10.0, qos=0):
+    """{topic: payload} of the retained messages a new subscriber to `filt`
+    on `node` gets."""
+    c = node.connected("ret-%d" % time.monotonic_ns())
+    try:
+        c.subscribe([(filt, qos)])
+        out = {}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                p = c.recv(quiet)
+            except m.ReadTimeout:
+                break
+            if p.type == m.PUBLISH:
+                assert p.retain, "a live message where only retained ones were expected: %r" % (p,)
+                c.ack(p)
+                out[p.topic] = p.payload
+        return out
+    finally:
+        c.close()
+
+
+def wait_retained(node, filt, expected, timeout=15.0):
+    """Until a new subscriber on `node` gets exactly `expected`."""
+    deadline = time.monotonic() + timeout
+    got = None
+    while time.monotonic() < deadline:
+        got = retained(node, filt, quiet=0.2)
+        if got == expected:
+            return
+        time.sleep(0.1)
+    raise AssertionError("%s: retained under %s is %r, not %r" % (node.name, filt, got, expected))
+
+
+def publish_retained(node, items, qos=1):
+    """Publishes {topic: payload} retained on `node`; returns once every
+    PUBACK is in."""
+    c = node.connected("rpub-%d" % time.monotonic_ns())
+    if qos == 2:
+        for topic, payload in items.items():
+            c.publish(topic, payload, qos=2, retain=True)
+        c.close()
+        return
+    mids = set()
+    for topic, payload in items.items():
+        mids.add(c.publish(topic, payload, qos=qos, retain=True, wait_ack=False))
+        if len(mids) >= 500:
+            for p in c.collect(0.05, m.PUBACK):
+                mids.discard(p.mid)
+    deadline = time.monotonic() + 30
+    while qos and mids and time.monotonic() < deadline:
+        try:
+            p = c.recv(1.0)
+        except m.ReadTimeout:
+            continue
+        if p.type == m.PUBACK:
+            mids.discard(p.mid)
+    assert not mids or not qos, "%d PUBACKs missing" % len(mids)
+    c.close()
+
+
+def test_retained_messages_are_the_clusters(js, nodes):
+    a, b, c = nodes(js, 3)
+    for n in (a, b, c):
+        wait_sys(n, "retained/bucket", lambda v: v == "1", timeout=15)
+    publish_retained(a, {"cfg/x": b"one", "cfg/y": b"why", "$app/z": b"dollar"})
+    for n in (a, b, c):
+        wait_retained(n, "cfg/#", {"cfg/x": b"one", "cfg/y": b"why"})
+        wait_retained(n, "$app/#", {"$app/z": b"dollar"})
+    # A newer one from another node replaces it everywhere; an empty one
+    # from a third clears it everywhere.
+    publish_retained(b, {"cfg/x": b"two"})
+    for n in (a, b, c):
+        wait_retained(n, "cfg/#", {"cfg/x": b"two", "cfg/y": b"why"})
+    publish_retained(c, {"cfg/y": b""})
+    for n in (a, b, c):
+        wait_retained(n, "cfg/#", {"cfg/x": b"two"})
+    # $SYS is each node's own: a's node name is not b's.
+    assert sys_value(a, "node") == "node0"
+    assert sys_value(b, "node") == "node1"
+    # QoS and the retain flag as published; a QoS 2 retained message too.
+    publish_retained(b, {"q/two": b"2"}, qos=2)
+    s = c.connected("q-sub")
+    deadline = time.monotonic() + 15
+    while True:
+        s.subscribe([("q/two", 2)])
+        got = s.collect(0.5, m.PUBLISH)
+        if got:
+            break
+        assert time.monotonic() < deadline, "the QoS 2 retained message never reached node2"
+        s.unsubscribe("q/two")
+    assert got[0].qos == 2 and got[0].retain and got[0].payload == b"2"
+    assert int(sys_value(a, "retained/put")) >= 3
+    assert int(sys_value(a, "retained/taken")) >= 2
+    assert sys_value(a, "retained/failed") == "0"
+
+
+def test_nodes_publishing_to_one_topic_at_once_end_the_same(js, nodes):
+    a, b, c = nodes(js, 3)
+    for n in (a, b, c):
+        wait_sys(n, "retained/bucket", lambda v: v == "1", timeout=15)
+    pa, pb = a.connected("race-a"), b.connected("race-b")
+    for i in range(300):
+        pa.publish("race/t", b"a%d" % i, qos=0, retain=True)
+        pb.publish("race/t", b"b%d" % i, qos=0, retain=True)
+    pa.publish("race/t", b"a299", qos=1, retain=True, wait_ack=True)
+    pb.publish("race/t", b"b299", qos=1, retain=True, wait_ack=True)
+    # All three end with the same one of the two last, and stay with it.
+    final = ({"race/t": b"a299"}, {"race/t": b"b299"})
+    deadline = time.monotonic() + 15
+    while True:
+        views = [retained(n, "race/t") for n in (a, b, c)]
+        if views[0] == views[1] == views[2] and views[0] in final:
+            break
+        assert time.monotonic() < deadline, "the nodes disagree: %r" % views
+        time.sleep(0.3)
+    time.sleep(1.0)
+    assert [retained(n, "race/t") for n in (a, b, c)] == views
+
+
+def test_a_node_joining_later_finds_them_all_far_past_its_pending_limit(js, nodes):
+    """10,000 retained messages (5 MB in the bucket) reach a node allowed
+    1 MB of pending entries: it reads the bucket no faster than it stores
+    them, loses none, and keeps them across a restart."""
+    a, = nodes(js, 1)
+    wait_sys(a, "retained/bucket", lambda v: v == "1", timeout=15)
+    items = {"fleet/%05d/state" % i: b"v%d-" % i + b"x" * 500 for i in range(10000)}
+    publish_retained(a, items)
+    wait_sys(a, "retained/put", lambda v: int(v) >= 10000, timeout=20)
+    late, = nodes(js, 1, persistence={"enabled": True},
+                  limits={"max_queued_messages": 100000, "max_inflight": 1000},
+                  cluster={"servers": [js.url], "node": "late", "max_pending_mb": 1})
+    wait_sys(late, "retained/taken", lambda v: int(v) == 10000, timeout=20)
+    got = retained(late, "fleet/#", quiet=1.0, timeout=20, qos=1)
+    assert got == items
+    # Its own store has them: restarted with NATS gone, it still serves them.
+    late.stop()
+    js.stop()
+    late.start()
+    got = retained(late, "fleet/+/state", quiet=1.0, timeout=20, qos=1)
+    assert len(got) == 10000 and got["fleet/01234/state"] == items["fleet/01234/state"]
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_a_node_coming_back_catches_up_on_changes(js, nodes, how):
+    a, b = nodes(js, 2, persistence={"enabled": True})
+    for n in (a, b):
+        wait_sys(n, "retained/bucket", lambda v: v == "1", timeout=15)
+    publish_retained(a, {"back/1": b"old", "back/2": b"old", "back/3": b"same"})
+    wait_retained(b, "back/#", {"back/1": b"old", "back/2": b"old", "back/3": b"same"})
+    if how == "kill":
+        b.kill()
+    else:
+        assert b.stop() == 0
+    # While b is away: one changed, one cleared, one new.
+    publish_retained(a, {"back/1": b"new", "back/2": b"", "back/4": b"added"})
+    b.start()
+    wait_retained(b, "back/#", {"back/1": b"new", "back/3": b"same", "back/4": b"added"})
+    # b's store followed: restarted with NATS gone, it serves the same.
+    assert b.stop() == 0
+    js.stop()
+    b.start()
+    assert retained(b, "back/#") == {"back/1": b"new", "back/3": b"same", "back/4": b"added"}
+
+
+def test_retained_published_while_cut_off_reaches_the_others_when_linked(tmp_path, nodes):
+    n = Nats(tmp_path, jetstream=True)  # not started yet
+    a, = nodes(n, 1, persistence={"enabled": True})
+    publish_retained(a, {"cut/off": b"kept"})
+    assert retained(a, "cut/#") == {"cut/off": b"kept"}
+    n.start()
+    try:
+        b, = nodes(n, 1)
+        wait_retained(b, "cut/#", {"cut/off": b"kept"}, timeout=20)
+        # Published before a ever joined a cluster, and later too: both go.
+        publish_retained(a, {"cut/later": b"too"})
+        wait_retained(b, "cut/#", {"cut/off": b"kept", "cut/later": b"too"})
+    finally:
+        n.stop()
+
+
+def test_a_retained_message_too_large_for_nats_stays_on_its_node(js, nodes):
+    # nats-server allows 1 MB per message by default.
+    a, b = nodes(js, 2, limits={"max_packet_size": 4 << 20})
+    for x in (a, b):
+        wait_sys(x, "retained/bucket", lambda v: v == "1", timeout=15)
+    big = b"B" * (2 << 20)
+    publish_retained(a, {"big/one": big, "big/small": b"s"})
+    wait_retained(b, "big/#", {"big/small": b"s"})
+    assert retained(a, "big/one", timeout=20) == {"big/one": big}
+    wait_sys(a, "retained/failed", lambda v: v == "1")
+    assert "not put in bucket" in a.log()
+
+
+@pytest.mark.time_limit(60)
+def test_a_nats_server_killed_retained_messages_still_cross(tmp_path, nodes):
+    """The bucket kept by all three NATS servers (replicas: 3); kill -9 of
+    the one node a is linked to. JetStream elects new leaders for the
+    bucket (5 to 15 s on a 2-core machine), then it serves again."""
+    nc = NatsCluster(tmp_path, jetstream=True).start()
+    try:
+        a, b = nodes(nc, 2, cluster={"servers": [s.url for s in nc.servers], "replicas": 3})
+        for x in (a, b):
+            wait_sys(x, "retained/bucket", lambda v: v == "1", timeout=30)
+        publish_retained(a, {"ha/before": b"1"})
+        wait_retained(b, "ha/#", {"ha/before": b"1"})
+        port = int(re.search(r"node node0 connected to nats://[\d.]+:(\d+)", a.log()).group(1))
+        next(s for s in nc.servers if s.port == port).kill()
+        deadline = time.monotonic() + 20
+        while "reconnected to" not in a.log():
+            assert time.monotonic() < deadline, "node0 did not move to another NATS server"
+            time.sleep(0.1)
+        publish_retained(a, {"ha/after": b"2"})
+        wait_retained(b, "ha/#", {"ha/before": b"1", "ha/after": b"2"}, timeout=30)
+        publish_retained(b, {"ha/before": b"3"})
+        wait_retained(a, "ha/#", {"ha/before": b"3", "ha/after": b"2"}, timeout=30)
+    finally:
+        nc.stop()
+
+
+def test_metrics_stats_and_status_page_show_the_bucket(js, nodes):
+    http_port = free_port()
+    a, = nodes(js, 1)
+    b, = nodes(js, 1, http={"enabled": True, "address": HOST, "port": http_port})
+    wait_sys(b, "retained/bucket", lambda v: v == "1", timeout=15)
+    publish_retained(a, {"mr/1": b"1", "mr/2": b"2"})
+    publish_retained(b, {"mr/3": b"3"})
+    wait_retained(b, "mr/#", {"mr/1": b"1", "mr/2": b"2", "mr/3": b"3"})
+    base = "http://%s:%d" % (HOST, http_port)
+    deadline = time.monotonic() + 5
+    while True:
+        text = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+        if "petrel_cluster_retained_taken_total 2" in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert 'petrel_cluster_retained_bucket_up{node="node1"} 1' in text
+    assert "petrel_cluster_retained_put_total 1\n" in text
+    assert "petrel_cluster_retained_taken_total 2\n" in text
+    assert "petrel_cluster_retained_failed_total 0\n" in text
+    stats = json.loads(urllib.request.urlopen(base + "/api/v1/stats", timeout=5).read())
+    assert stats["cluster"]["retained"] == {"bucket_up": True, "put": 1, "taken": 2, "failed": 0}
+    chromium = shutil.which("chromium")
+    if not chromium:
+        pytest.skip("chromium not installed: the status page's cluster line is not rendered")
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
+                          "--dump-dom", base + "/"], capture_output=True, text=True, timeout=25).stdout
+    line = re.search(r'<p id="cluster"[^>]*>([^<]*)', dom)
+    assert line and line.group(1).endswith("\u00b7 retained bucket open"), dom[-2000:]
+
+
+@pytest.mark.parametrize("jetstream", [True, False])
+def test_without_jetstream_retained_messages_stay_on_their_node(tmp_path, nats_plain, nodes, jetstream):
+    a, b = nodes(nats_plain, 2, cluster={"servers": [nats_plain.url], "jetstream": jetstream})
+    publish_retained(a, {"own/x": b"1"})
+    # Routing works as ever: a live message crosses.
+    s = b.connected("own-sub")
+    s.subscribe([("own/#", 1)])
+    deadline = time.monotonic() + 10
+    pub = a.connected("own-pub")
+    while not receive(s, 1, "own/live", timeout=0.3):
+        pub.publish("own/live", b"l", qos=1)
+        assert time.monotonic() < deadline, "routing does not work"
+    assert retained(a, "own/x") == {"own/x": b"1"}
+    assert retained(b, "own/x") == {}
+    said = "retained messages: " in a.log()
+    assert said == jetstream, a.log()
+    if jetstream:
+        assert sys_value(a, "retained/bucket") == "0"
+        assert a.log().count("they stay on each node") == 1
+
+
+@pytest.fixture
+def nats_plain(tmp_path):
+    n = Nats(tmp_path).start()
+    yield n
+    n.stop()
