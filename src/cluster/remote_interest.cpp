@@ -166,4 +166,11 @@ void RemoteInterest::expire(int64_t before_ms) {
   }
 }
 
+void RemoteInterest::forget(uint64_t node) {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) return;
+  drop(it->second);
+  nodes_.erase(it);
+}
+
 }  // namespace petrel::cluster

@@ -49,6 +49,8 @@ class RemoteInterest {
   void end(uint64_t node, uint64_t gen, int64_t now_ms);
   // Nodes not heard from since `before_ms` are forgotten.
   void expire(int64_t before_ms);
+  // The node said it is leaving: forgotten now.
+  void forget(uint64_t node);
 
   // Some other node wants `topic`.
   bool wants(std::string_view topic) const { return all_nodes_ > 0 || filters_.matches(topic); }

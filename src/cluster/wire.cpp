@@ -71,13 +71,31 @@ void encodeControl(ControlKind kind, uint64_t node, uint64_t gen, std::string_vi
 bool decodeControl(const uint8_t* data, size_t len, Control& out) {
   if (len < 18 || data[0] != kWireVersion) return false;
   const auto kind = static_cast<ControlKind>(data[1]);
-  const bool with_filter = kind == ControlKind::Add || kind == ControlKind::Remove;
-  if (!with_filter && kind != ControlKind::All && kind != ControlKind::End && kind != ControlKind::Hello) return false;
-  if (with_filter != (len > 18)) return false;  // a filter where one belongs, and only there
+  const bool with_rest = kind == ControlKind::Add || kind == ControlKind::Remove || kind == ControlKind::Status;
+  if (!with_rest && kind != ControlKind::All && kind != ControlKind::End && kind != ControlKind::Hello &&
+      kind != ControlKind::Bye)
+    return false;
+  if (with_rest != (len > 18)) return false;  // a filter or status where one belongs, and only there
   out.kind = kind;
   out.node = get64(data + 2);
   out.gen = get64(data + 10);
   out.filter = std::string_view(reinterpret_cast<const char*>(data) + 18, len - 18);
+  return true;
+}
+
+void encodeStatus(const NodeStatus& s, std::string& out) {
+  out.clear();
+  for (uint64_t v : {s.clients, s.sessions, s.filters, s.sent, s.received, s.retained}) put64(out, v);
+  out += s.name;
+}
+
+bool decodeStatus(std::string_view rest, NodeStatus& out) {
+  constexpr size_t kFixed = 6 * 8;
+  if (rest.size() <= kFixed) return false;  // a name is never empty
+  const auto* d = reinterpret_cast<const uint8_t*>(rest.data());
+  uint64_t* fields[] = {&out.clients, &out.sessions, &out.filters, &out.sent, &out.received, &out.retained};
+  for (size_t i = 0; i < 6; ++i) *fields[i] = get64(d + 8 * i);
+  out.name.assign(rest.substr(kFixed));
   return true;
 }
 

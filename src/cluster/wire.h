@@ -41,11 +41,20 @@ bool decodeWire(const uint8_t* data, size_t len, Message& m, WireInfo& info);
 // announces of its filters (remote_interest.h).
 //   u8   version (1)
 //   u8   kind: '+' a filter, '-' no more that filter, 'A' every message,
-//        'E' the end of a full announcement, 'H' hello (announce in full)
+//        'E' the end of a full announcement, 'H' hello (announce in full),
+//        'S' the node's status, 'B' bye (the node stops)
 //   u64  the node's id, big-endian
 //   u64  the generation of its announcements
-//   ...  the filter ('+', '-'): the rest
-enum class ControlKind : uint8_t { Add = '+', Remove = '-', All = 'A', End = 'E', Hello = 'H' };
+//   ...  the rest: the filter ('+', '-'), the status ('S', NodeStatus)
+enum class ControlKind : uint8_t {
+  Add = '+',
+  Remove = '-',
+  All = 'A',
+  End = 'E',
+  Hello = 'H',
+  Status = 'S',
+  Bye = 'B',
+};
 
 struct Control {
   ControlKind kind = ControlKind::Hello;
@@ -56,5 +65,19 @@ struct Control {
 
 void encodeControl(ControlKind kind, uint64_t node, uint64_t gen, std::string_view filter, std::string& out);
 bool decodeControl(const uint8_t* data, size_t len, Control& out);
+
+// What a node tells the others of itself every few seconds (its 'S'
+// control message's rest): six u64 big-endian, then its name.
+struct NodeStatus {
+  uint64_t clients = 0;    // connected
+  uint64_t sessions = 0;   // connected and offline durable ones
+  uint64_t filters = 0;    // the filters it has subscriptions to
+  uint64_t sent = 0;       // messages it sent to the other nodes
+  uint64_t received = 0;   // and took from them
+  uint64_t retained = 0;   // retained messages in its store
+  std::string name;
+};
+void encodeStatus(const NodeStatus& s, std::string& out);
+bool decodeStatus(std::string_view rest, NodeStatus& out);
 
 }  // namespace petrel::cluster

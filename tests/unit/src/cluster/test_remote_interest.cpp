@@ -115,6 +115,54 @@ TEST(ClusterRemoteInterest, NodesNotHeardFromAreForgotten) {
   EXPECT_EQ(r.nodes(), 1u);
 }
 
+TEST(ClusterRemoteInterest, ANodeThatSaysByeIsForgottenAtOnce) {
+  RemoteInterest r;
+  r.add(1, 1, "x", 1000);
+  r.all(2, 1, 1000);
+  r.forget(2);
+  r.forget(9);  // never heard of
+  EXPECT_TRUE(r.wants("x"));
+  EXPECT_FALSE(r.wants("z"));
+  EXPECT_EQ(r.nodes(), 1u);
+  r.forget(1);
+  EXPECT_FALSE(r.wants("x"));
+  EXPECT_EQ(r.filters(), 0u);
+}
+
+TEST(ClusterControl, StatusRoundTripsAndByeHasNoRest) {
+  NodeStatus st;
+  st.clients = 1;
+  st.sessions = 0xFFFFFFFFFFull;
+  st.filters = 3;
+  st.sent = 4;
+  st.received = 5;
+  st.retained = 6;
+  st.name = "node-\xC3\xA9 7";
+  std::string rest, body;
+  encodeStatus(st, rest);
+  encodeControl(ControlKind::Status, 9, 1, rest, body);
+  Control c;
+  ASSERT_TRUE(decodeControl(reinterpret_cast<const uint8_t*>(body.data()), body.size(), c));
+  EXPECT_EQ(c.kind, ControlKind::Status);
+  NodeStatus back;
+  ASSERT_TRUE(decodeStatus(c.filter, back));
+  EXPECT_EQ(back.clients, 1u);
+  EXPECT_EQ(back.sessions, 0xFFFFFFFFFFull);
+  EXPECT_EQ(back.filters, 3u);
+  EXPECT_EQ(back.sent, 4u);
+  EXPECT_EQ(back.received, 5u);
+  EXPECT_EQ(back.retained, 6u);
+  EXPECT_EQ(back.name, st.name);
+  EXPECT_FALSE(decodeStatus(std::string_view(rest).substr(0, 48), back));  // no name
+  EXPECT_FALSE(decodeStatus(std::string_view(rest).substr(0, 20), back));
+  encodeControl(ControlKind::Status, 9, 1, "", body);
+  EXPECT_FALSE(decodeControl(reinterpret_cast<const uint8_t*>(body.data()), body.size(), c));  // without a status
+  encodeControl(ControlKind::Bye, 9, 1, "", body);
+  ASSERT_TRUE(decodeControl(reinterpret_cast<const uint8_t*>(body.data()), body.size(), c));
+  EXPECT_EQ(c.kind, ControlKind::Bye);
+  EXPECT_FALSE(decodeControl(reinterpret_cast<const uint8_t*>((body + "x").data()), body.size() + 1, c));
+}
+
 TEST(ClusterControl, RoundTripAndRefusals) {
   std::string body;
   encodeControl(ControlKind::Add, 0xA1B2C3D4E5F60718ull, 42, "a/+/#", body);
