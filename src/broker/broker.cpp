@@ -26,6 +26,7 @@ Broker::Broker(uv_loop_t* loop, Config cfg)
       read_buf_(kReadBufferSize) {
   // Before any subscription exists: each one counts as interest.
   cluster_.attach();
+  cluster_.setLocalCounts([this] { return Cluster::LocalCounts{stats_.clients_connected, sessions_.size()}; });
   groups_.declareQueues();  // before the store's subscriptions join them
 }
 

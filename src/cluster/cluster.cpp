@@ -3,6 +3,7 @@
 #include <nats/nats.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <random>
@@ -264,7 +265,55 @@ bool Cluster::start(std::string& err) {
   refresh_open_ = true;
   uv_timer_start(&refresh_, &Cluster::onRefresh, kRefreshMs, kRefreshMs);
   uv_unref(reinterpret_cast<uv_handle_t*>(&refresh_));
+  uv_timer_init(loop_, &status_timer_);
+  status_timer_.data = this;
+  status_open_ = true;
+  uv_timer_start(&status_timer_, &Cluster::onStatusTimer, kStatusMs, kStatusMs);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&status_timer_));
+  if (connected_) sendStatus();
   return true;
+}
+
+void Cluster::onStatusTimer(uv_timer_t* t) {
+  auto* c = static_cast<Cluster*>(t->data);
+  c->sendStatus();
+  const int64_t gone_before = c->clock_.wallMs() - int64_t(kGoneMs);
+  for (auto it = c->peers_.begin(); it != c->peers_.end();) {
+    if (it->second.heard_ms < gone_before) it = c->peers_.erase(it);
+    else ++it;
+  }
+}
+
+cluster::NodeStatus Cluster::ownStatus() const {
+  cluster::NodeStatus st;
+  if (local_counts_) {
+    const LocalCounts lc = local_counts_();
+    st.clients = lc.clients;
+    st.sessions = lc.sessions;
+  }
+  st.filters = interest_.size();
+  st.sent = counters_.sent;
+  st.received = counters_.received;
+  st.retained = router_.retained().size();
+  st.name = node_name_;
+  return st;
+}
+
+void Cluster::sendStatus() {
+  cluster::encodeStatus(ownStatus(), status_rest_);
+  announce(cluster::ControlKind::Status, status_rest_);
+}
+
+std::vector<Cluster::NodeView> Cluster::nodes() const {
+  std::vector<NodeView> out;
+  if (!enabled()) return out;
+  out.push_back({ownStatus(), true, 0});
+  const int64_t now = clock_.wallMs();
+  for (const auto& [id, p] : peers_)
+    out.push_back({p.status, false, static_cast<uint64_t>(std::max<int64_t>(0, now - p.heard_ms))});
+  std::sort(out.begin() + 1, out.end(),
+            [](const NodeView& a, const NodeView& b) { return a.status.name < b.status.name; });
+  return out;
 }
 
 void Cluster::onRefresh(uv_timer_t* t) {
@@ -305,7 +354,25 @@ void Cluster::control(const uint8_t* data, size_t len, int64_t now_ms) {
     case cluster::ControlKind::Remove: remote_.remove(c.node, c.filter, now_ms); break;
     case cluster::ControlKind::All: remote_.all(c.node, c.gen, now_ms); break;
     case cluster::ControlKind::End: remote_.end(c.node, c.gen, now_ms); break;
-    case cluster::ControlKind::Hello: announceAll(); break;  // a node (re)joined: it learns this one's filters
+    case cluster::ControlKind::Hello:  // a node (re)joined: it learns this one's filters and status
+      announceAll();
+      sendStatus();
+      break;
+    case cluster::ControlKind::Status: {
+      Peer& p = peers_[c.node];
+      if (!cluster::decodeStatus(c.filter, p.status)) {
+        peers_.erase(c.node);
+        ++counters_.dropped;
+        LOG_WARN("cluster: a node status no Petrel node sends; dropped");
+        return;
+      }
+      p.heard_ms = now_ms;
+      break;
+    }
+    case cluster::ControlKind::Bye:  // stopping: its filters and status go now
+      remote_.forget(c.node);
+      peers_.erase(c.node);
+      break;
   }
 }
 
@@ -319,6 +386,15 @@ void Cluster::stop() {
   }
   // Its last puts go out before the link closes.
   if (bucket_) bucket_->stop();
+  // The others forget this node's filters now, not in kForgetMs.
+  if (nc_) {
+    cluster::encodeControl(cluster::ControlKind::Bye, node_id_, gen_, {}, control_body_);
+    natsConnection_Publish(nc_, control_subject_.c_str(), control_body_.data(), static_cast<int>(control_body_.size()));
+  }
+  if (status_open_) {
+    status_open_ = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&status_timer_), nullptr);
+  }
   if (refresh_open_) {
     refresh_open_ = false;
     uv_close(reinterpret_cast<uv_handle_t*>(&refresh_), nullptr);
@@ -419,6 +495,7 @@ void Cluster::takeInbox() {
     if (up == 1) {
       announceAll();
       announce(cluster::ControlKind::Hello);
+      sendStatus();
     }
     // JetStream's watch of the retained messages starts again, with the
     // bucket's values: while the link was down (or a server went), the
@@ -589,6 +666,7 @@ void Cluster::publishSys() {
   put("dropped", std::to_string(c.dropped));
   put("send_failed", std::to_string(c.send_failed));
   put("kept", std::to_string(c.kept));
+  put("nodes", std::to_string(1 + peers_.size()));
   if (bucket_) {
     put("retained/bucket", c.retained_watching ? "1" : "0");
     put("retained/put", std::to_string(c.retained_put));

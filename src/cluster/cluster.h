@@ -40,6 +40,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -88,6 +89,11 @@ class Cluster {
   // A node with more filters than this announces "every message" instead
   // of each one (and lists them again below half of it).
   static constexpr size_t kAnnounceMax = 10000;
+  // Each node's status (NodeStatus) to the others every kStatusMs; a node
+  // whose status has not come for kGoneMs is no longer listed (its filters
+  // stay until kForgetMs: it may be cut off from NATS for a moment).
+  static constexpr uint64_t kStatusMs = 5000;
+  static constexpr uint64_t kGoneMs = 3 * kStatusMs;
   // Full announcements every kRefreshMs; a node not heard from for
   // kForgetMs is forgotten (it died; a live one says hello when it is back).
   static constexpr uint64_t kRefreshMs = 60 * 1000;
@@ -97,12 +103,25 @@ class Cluster {
   struct Inbox;
   struct InboxBatch;
 
+  // What this node tells the others of its clients (the broker's counts).
+  struct LocalCounts {
+    uint64_t clients = 0;
+    uint64_t sessions = 0;
+  };
+  // A node of the cluster, as its last status said.
+  struct NodeView {
+    cluster::NodeStatus status;
+    bool self = false;
+    uint64_t heard_ms_ago = 0;
+  };
+
   explicit Cluster(const Parts& p);
   ~Cluster();
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;
 
   bool enabled() const { return cfg_.enabled; }
+  void setLocalCounts(std::function<LocalCounts()> f) { local_counts_ = std::move(f); }
   // Hooks the router and the topic tree. Before the store is loaded, so
   // that the subscriptions it holds count as interest.
   void attach();
@@ -122,6 +141,8 @@ class Cluster {
   bool othersWant(std::string_view topic) const { return enabled() && remote_.wants(topic); }
   const std::string& nodeName() const { return node_name_; }
   Counters counters() const;
+  // This node first, then the others heard from within kGoneMs, by name.
+  std::vector<NodeView> nodes() const;
   // $SYS/broker/cluster/state|node|sent|received|duplicates|dropped|send_failed|kept
   // (every mqtt.sys_interval): this node's own, never sent to the others.
   void publishSys();
@@ -146,6 +167,9 @@ class Cluster {
   // Every filter again, as generation gen_ + 1; then "end".
   void announceAll();
   static void onRefresh(uv_timer_t* t);
+  static void onStatusTimer(uv_timer_t* t);
+  cluster::NodeStatus ownStatus() const;
+  void sendStatus();
 
   const ClusterConfig& cfg_;
   uv_loop_t* loop_;
@@ -173,6 +197,15 @@ class Cluster {
   cluster::RemoteInterest remote_;
   uv_timer_t refresh_;
   bool refresh_open_ = false;
+  uv_timer_t status_timer_;
+  bool status_open_ = false;
+  std::function<LocalCounts()> local_counts_;
+  std::string status_rest_;
+  struct Peer {
+    cluster::NodeStatus status;
+    int64_t heard_ms = 0;
+  };
+  std::unordered_map<uint64_t, Peer> peers_;  // by node id
   // The last sequence number taken from each node (by node id), and when.
   struct Seen {
     uint64_t seq = 0;

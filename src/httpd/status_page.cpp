@@ -36,7 +36,7 @@ const std::string_view kStatusHtml = R"PAGE(<!DOCTYPE html>
     <div class="panel"><h2>Share groups <span id="groups-count" class="dim"></span></h2><table id="groups"><thead><tr><th>group · filter</th><th class="num">members</th><th class="num">queued</th><th class="num">in flight</th><th class="barcol"></th></tr></thead><tbody></tbody></table><p class="empty" id="groups-empty">no share groups</p></div>
     <div class="panel"><h2>Bridges</h2><table id="bridges"><thead><tr><th>bridge</th><th class="num">forwarded</th><th class="num">received</th><th class="num">queued</th><th class="num">reconnects</th></tr></thead><tbody></tbody></table><p class="empty" id="bridges-empty">no bridges</p>
       <h2 class="second">Delayed</h2><p id="delayed" class="dim"></p>
-      <h2 class="second">Cluster</h2><p id="cluster" class="dim"></p></div>
+      <h2 class="second">Cluster</h2><p id="cluster" class="dim"></p><table id="nodes"><thead><tr><th>node</th><th class="num">clients</th><th class="num">sessions</th><th class="num">filters</th><th class="num">sent</th><th class="num">received</th></tr></thead><tbody></tbody></table><p class="empty" id="nodes-empty"></p></div>
   </section>
 </main>
 </body>
@@ -269,6 +269,15 @@ const std::string_view kStatusJs = R"PAGE("use strict";
         " · received " + num(c.received) + " · dropped " + num(c.dropped) +
         (c.retained ? " · retained bucket " + (c.retained.bucket_up ? "open" : "not open") : "")
       : "alone";
+    table("nodes", c && c.nodes ? c.nodes : [], (row, n) => {
+      const td = cell(row, n.self ? n.name + " (this node)" : n.name);
+      td.title = n.self ? "this node" : "heard " + (n.heard_ms_ago / 1000).toFixed(1) + " s ago";
+      cell(row, num(n.clients), "num");
+      cell(row, num(n.sessions), "num");
+      cell(row, num(n.filters), "num");
+      cell(row, num(n.sent), "num");
+      cell(row, num(n.received), "num");
+    });
     draw();
   }
   function draw() {

@@ -193,6 +193,11 @@ MetricsSnapshot Monitor::snapshot() {
     s.cluster.retained_put = c.retained_put;
     s.cluster.retained_taken = c.retained_taken;
     s.cluster.retained_failed = c.retained_failed;
+    for (const Cluster::NodeView& v : p_.cluster.nodes()) {
+      const cluster::NodeStatus& st = v.status;
+      s.cluster.nodes.push_back(
+          {st.name, v.self, st.clients, st.sessions, st.filters, st.sent, st.received, st.retained, v.heard_ms_ago});
+    }
   }
 
   s.lag_bounds.assign(std::begin(kLagBounds), std::end(kLagBounds));

@@ -175,6 +175,17 @@ std::string prometheusText(const MetricsSnapshot& s) {
             "Messages the NATS client refused to send (its buffer full while reconnecting).", c.send_failed);
     counter("petrel_cluster_kept_total", "Messages not sent to NATS: no other node has a filter that matches.",
             c.kept);
+    e.family("petrel_cluster_nodes", "gauge", "Nodes of the cluster this node hears from, itself included.");
+    e.sample("petrel_cluster_nodes", static_cast<uint64_t>(c.nodes.size()), {{"node", c.node}});
+    // Every node's figures as its last status said (every 5 s), by node.
+    auto per_node = [&](const char* name, const char* help, uint64_t MetricsSnapshot::Cluster::Node::*field) {
+      e.family(name, "gauge", help);
+      for (const auto& n : c.nodes) e.sample(name, n.*field, {{"node", n.name}});
+    };
+    per_node("petrel_cluster_node_clients", "Clients connected to each node of the cluster.",
+             &MetricsSnapshot::Cluster::Node::clients);
+    per_node("petrel_cluster_node_sessions", "Sessions (connected and offline durable) on each node of the cluster.",
+             &MetricsSnapshot::Cluster::Node::sessions);
     if (c.jetstream) {
       e.family("petrel_cluster_retained_bucket_up", "gauge",
                "1 while the cluster's bucket of retained messages is open and watched.");
@@ -319,6 +330,21 @@ std::string statsJson(const MetricsSnapshot& s, size_t max_groups) {
     j.member("dropped", s.cluster.dropped);
     j.member("send_failed", s.cluster.send_failed);
     j.member("kept", s.cluster.kept);
+    j.key("nodes").beginArray();
+    for (const auto& n : s.cluster.nodes) {
+      j.beginObject();
+      j.member("name", n.name);
+      j.member("self", n.self);
+      j.member("clients", n.clients);
+      j.member("sessions", n.sessions);
+      j.member("filters", n.filters);
+      j.member("sent", n.sent);
+      j.member("received", n.received);
+      j.member("retained", n.retained);
+      j.member("heard_ms_ago", n.heard_ms_ago);
+      j.endObject();
+    }
+    j.endArray();
     if (s.cluster.jetstream) {
       j.key("retained").beginObject();
       j.member("bucket_up", s.cluster.retained_watching);

@@ -69,6 +69,14 @@ struct MetricsSnapshot {
     bool jetstream = false;          // retained messages in the cluster's bucket
     bool retained_watching = false;  // the bucket is open and watched
     uint64_t retained_put = 0, retained_taken = 0, retained_failed = 0;
+    // This node first, then the others heard from lately (their status).
+    struct Node {
+      std::string name;
+      bool self = false;
+      uint64_t clients = 0, sessions = 0, filters = 0, sent = 0, received = 0, retained = 0;
+      uint64_t heard_ms_ago = 0;
+    };
+    std::vector<Node> nodes;
   };
   Cluster cluster;
 

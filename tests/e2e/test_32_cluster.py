@@ -531,3 +531,74 @@ def test_no_matching_subscribers_means_on_no_node(nats, nodes):
             pub.send(m.pubrel(mid))
             pub.wait_for(m.PUBCOMP, mid)
     assert len(receive(sb, 2, "nm/wanted")) == 2
+
+
+def stats_of(port):
+    import json
+    import urllib.request
+    return json.loads(urllib.request.urlopen("http://%s:%d/api/v1/stats" % (HOST, port), timeout=5).read())
+
+
+def wait_nodes(port, pred, timeout=10.0):
+    """The `cluster.nodes` list of the node serving HTTP on `port`, once
+    `pred` holds for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = stats_of(port)["cluster"]["nodes"]
+        if pred(got):
+            return got
+        assert time.monotonic() < deadline, "cluster.nodes stayed %r" % got
+        time.sleep(0.2)
+
+
+@pytest.mark.time_limit(60)
+def test_every_node_lists_the_cluster_and_forgets_a_node_that_leaves(nats, nodes):
+    """Each node tells the others its name, clients, sessions and filters
+    every 5 s. One that stops says bye: it is off the list and its filters
+    are forgotten at once (nothing more is sent towards it). One killed
+    with kill -9 is off the list within 15 s."""
+    import urllib.request
+    http_port = free_port()
+    a, = nodes(nats, 1, http={"enabled": True, "address": HOST, "port": http_port})
+    b, c = nodes(nats, 2)
+    cb1, cb2 = b.connected("nb-1"), b.connected("nb-2")
+    cb1.subscribe([("nl/#", 0), ("nl/+/x", 0)])
+    cc = c.connected("nc-1", clean=False)
+    cc.subscribe([("other/#", 1)])
+
+    def by_name(ns):
+        return {n["name"]: n for n in ns}
+
+    ns = wait_nodes(http_port, lambda ns: len(ns) == 3 and by_name(ns)["node1"]["clients"] == 2
+                    and by_name(ns)["node2"]["filters"] == 1, timeout=15)
+    assert [n["name"] for n in ns] == ["node0", "node1", "node2"] and ns[0]["self"]
+    assert by_name(ns)["node1"]["filters"] == 2 and by_name(ns)["node1"]["sessions"] == 2
+    assert by_name(ns)["node2"]["clients"] == 1 and by_name(ns)["node2"]["sessions"] == 1
+    assert all(n["heard_ms_ago"] < 10000 for n in ns)
+    text = urllib.request.urlopen("http://%s:%d/metrics" % (HOST, http_port), timeout=5).read().decode()
+    assert 'petrel_cluster_nodes{node="node0"} 3' in text
+    assert 'petrel_cluster_node_clients{node="node1"} 2' in text
+    assert 'petrel_cluster_node_sessions{node="node2"} 1' in text
+    assert sys_value(a, "nodes") == "3"
+    # The status page lists them, rendered by a real browser.
+    chromium = shutil.which("chromium")
+    if chromium:
+        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
+                              "--dump-dom", "http://%s:%d/" % (HOST, http_port)],
+                             capture_output=True, text=True, timeout=25).stdout
+        table = re.search(r'<table id="nodes".*?</table>', dom, re.S)
+        assert table and "node0 (this node)" in table.group(0) and "node2" in table.group(0), dom[-3000:]
+    # b stops: off the list, and a sends it nothing more.
+    route_ready(a, cb1)
+    pub = a.connected("nl-pub")
+    time.sleep(1.2)  # a's $SYS values come every second: the last probe is in
+    sent_before = int(sys_value(a, "sent"))
+    assert b.stop() == 0
+    wait_nodes(http_port, lambda ns: [n["name"] for n in ns] == ["node0", "node2"], timeout=3)
+    for i in range(50):
+        pub.publish("nl/%d/x" % i, b"gone")
+    time.sleep(1.2)  # a's $SYS values come every second
+    assert int(sys_value(a, "sent")) == sent_before
+    # c is killed: it says nothing, and is off the list within 15 s.
+    c.kill()
+    wait_nodes(http_port, lambda ns: [n["name"] for n in ns] == ["node0"], timeout=25)
