@@ -9,6 +9,7 @@
 #include "src/config/config.h"
 #include "src/security/security.h"
 #include "tls/tls_context.h"
+#include "src/tools/cluster_inspect.h"
 #include "src/tools/inspect.h"
 #include "src/util/log.h"
 #include "src/util/service_notify.h"
@@ -20,6 +21,7 @@ void usage(FILE* f) {
   std::fprintf(f,
       "Usage: petrel [--config FILE] [--port N] [--check-config]\n"
       "       petrel inspect [--data DIR | --config FILE] [-v]\n"
+      "       petrel inspect --cluster [--config FILE]\n"
       "       petrel passwd [-c | -D] [-b] FILE USER [PASSWORD]\n"
       "       petrel --help | --version\n"
       "\n"
@@ -31,7 +33,9 @@ void usage(FILE* f) {
       "\n"
       "petrel inspect prints the sessions, subscriptions, queue depths, retained\n"
       "count and size of a data store (the broker may be running); DIR defaults\n"
-      "to persistence.dir of the configuration.\n");
+      "to persistence.dir of the configuration. With --cluster it asks the nodes\n"
+      "of the configuration's cluster (over NATS) for their status, and prints\n"
+      "them and the bucket of retained messages.\n");
 }
 
 struct Signals {
@@ -124,16 +128,36 @@ bool checkFiles(const petrel::Config& cfg, std::string& err) {
 
 int runInspect(int argc, char** argv) {
   std::string dir, config_path;
-  bool verbose = false;
+  bool verbose = false, cluster = false;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     if ((a == "--data" || a == "-d") && i + 1 < argc) dir = argv[++i];
+    else if (a == "--cluster") cluster = true;
     else if ((a == "--config" || a == "-c") && i + 1 < argc) config_path = argv[++i];
     else if (a == "-v" || a == "--verbose") verbose = true;
     else {
       std::fprintf(stderr, "petrel inspect: unknown argument '%s'\n", a.c_str());
       return 2;
     }
+  }
+  if (cluster) {
+    if (!dir.empty()) {
+      std::fprintf(stderr, "petrel inspect: --cluster reads no data store (--data)\n");
+      return 2;
+    }
+    petrel::Config cfg;
+    std::string err;
+    if (config_path.empty()) {  // as the broker: config.yaml when present
+      if (FILE* f = std::fopen("config.yaml", "r")) {
+        std::fclose(f);
+        config_path = "config.yaml";
+      }
+    }
+    if (!config_path.empty() && !petrel::loadConfig(config_path, cfg, err)) {
+      std::fprintf(stderr, "petrel: configuration error: %s\n", err.c_str());
+      return 1;
+    }
+    return petrel::inspectCluster(cfg.cluster);
   }
   if (dir.empty()) {
     petrel::Config cfg;

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "mqtt/topic.h"
+#include "src/cluster/nats_options.h"
 #include "src/cluster/subjects.h"
 #include "src/cluster/wire.h"
 #include "src/durable/durable.h"
@@ -104,11 +105,7 @@ void onMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) 
   natsMsg_Destroy(msg);
 }
 
-std::string lastError(natsStatus s) {
-  natsStatus detail = NATS_OK;
-  const char* text = nats_GetLastError(&detail);
-  return text && *text ? text : natsStatus_GetText(s);
-}
+std::string lastError(natsStatus s) { return cluster::natsErrorText(s); }
 
 std::string serverOf(natsConnection* nc) {
   char url[256] = {};
@@ -189,39 +186,21 @@ bool Cluster::start(std::string& err) {
   inbox_->connected = &connected_;
   Inbox* in = inbox_.get();
 
-  natsOptions* opts = nullptr;
-  natsStatus s = natsOptions_Create(&opts);
-  std::vector<const char*> urls;
-  for (const auto& u : cfg_.servers) urls.push_back(u.c_str());
   const std::string client_name = "petrel " + node_name_;
-  if (s == NATS_OK) s = natsOptions_SetServers(opts, urls.data(), static_cast<int>(urls.size()));
-  if (s == NATS_OK) s = natsOptions_SetName(opts, client_name.c_str());
+  natsOptions* opts = cluster::natsOptionsFor(cfg_, client_name, err);
+  if (!opts) return false;
   // A node's own messages do not come back to it.
-  if (s == NATS_OK) s = natsOptions_SetNoEcho(opts, true);
+  natsStatus s = natsOptions_SetNoEcho(opts, true);
   // One delivery thread for all subscriptions: arrival in the server's order.
   if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(opts, true);
-  if (s == NATS_OK) s = natsOptions_SetTimeout(opts, 2000);
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 500);
   if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(opts, true, &onConnected, in);
   if (s == NATS_OK) s = natsOptions_SetReconnectedCB(opts, &onReconnected, in);
   if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts, &onDisconnected, in);
   if (s == NATS_OK) s = natsOptions_SetErrorHandler(opts, &onError, in);
-  if (s == NATS_OK && cfg_.user)
-    s = natsOptions_SetUserInfo(opts, cfg_.user->c_str(), cfg_.password ? cfg_.password->c_str() : nullptr);
-  if (s == NATS_OK && cfg_.token) s = natsOptions_SetToken(opts, cfg_.token->c_str());
-  const bool tls = !cfg_.ca_file.empty() || !cfg_.cert_file.empty();
-  if (s == NATS_OK && tls) s = natsOptions_SetSecure(opts, true);
-  if (s == NATS_OK && !cfg_.ca_file.empty()) {
-    s = natsOptions_LoadCATrustedCertificates(opts, cfg_.ca_file.c_str());
-    if (s != NATS_OK) err = "cluster.ca_file: " + cfg_.ca_file + ": " + lastError(s);
-  }
-  if (s == NATS_OK && !cfg_.cert_file.empty()) {
-    s = natsOptions_LoadCertificatesChain(opts, cfg_.cert_file.c_str(), cfg_.key_file.c_str());
-    if (s != NATS_OK) err = "cluster.cert_file/key_file: " + lastError(s);
-  }
   if (s != NATS_OK) {
-    if (err.empty()) err = "cluster: NATS options: " + lastError(s);
+    err = "cluster: NATS options: " + lastError(s);
     natsOptions_Destroy(opts);
     return false;
   }
@@ -294,7 +273,8 @@ cluster::NodeStatus Cluster::ownStatus() const {
   st.filters = interest_.size();
   st.sent = counters_.sent;
   st.received = counters_.received;
-  st.retained = router_.retained().size();
+  // $SYS values are each node's own, in memory.
+  st.retained = router_.retained().size() - router_.retained().countWithPrefix("$SYS/");
   st.name = node_name_;
   return st;
 }
@@ -369,6 +349,7 @@ void Cluster::control(const uint8_t* data, size_t len, int64_t now_ms) {
       p.heard_ms = now_ms;
       break;
     }
+    case cluster::ControlKind::Query: sendStatus(); break;  // petrel inspect --cluster asks
     case cluster::ControlKind::Bye:  // stopping: its filters and status go now
       remote_.forget(c.node);
       peers_.erase(c.node);

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <iterator>
 
+#include "src/cluster/nats_options.h"
 #include "src/util/log.h"
 
 namespace petrel::cluster {
@@ -16,11 +17,7 @@ constexpr int kRetryMs = 1000;     // between attempts to open the bucket
 constexpr int kIdleWatchMs = 20;   // a put waits at most this long to be made
 constexpr auto kCheckEvery = std::chrono::seconds(1);  // is the watch keeping up?
 
-std::string errorText(natsStatus s) {
-  natsStatus detail = NATS_OK;
-  const char* text = nats_GetLastError(&detail);
-  return text && *text ? text : natsStatus_GetText(s);
-}
+std::string errorText(natsStatus s) { return natsErrorText(s); }
 
 // The link or JetStream is away for now: the put is tried again.
 bool transient(natsStatus s) {

@@ -73,7 +73,7 @@ bool decodeControl(const uint8_t* data, size_t len, Control& out) {
   const auto kind = static_cast<ControlKind>(data[1]);
   const bool with_rest = kind == ControlKind::Add || kind == ControlKind::Remove || kind == ControlKind::Status;
   if (!with_rest && kind != ControlKind::All && kind != ControlKind::End && kind != ControlKind::Hello &&
-      kind != ControlKind::Bye)
+      kind != ControlKind::Bye && kind != ControlKind::Query)
     return false;
   if (with_rest != (len > 18)) return false;  // a filter or status where one belongs, and only there
   out.kind = kind;

@@ -42,7 +42,8 @@ bool decodeWire(const uint8_t* data, size_t len, Message& m, WireInfo& info);
 //   u8   version (1)
 //   u8   kind: '+' a filter, '-' no more that filter, 'A' every message,
 //        'E' the end of a full announcement, 'H' hello (announce in full),
-//        'S' the node's status, 'B' bye (the node stops)
+//        'S' the node's status, 'B' bye (the node stops), 'Q' a query
+//        (every node sends its status now: petrel inspect --cluster)
 //   u64  the node's id, big-endian
 //   u64  the generation of its announcements
 //   ...  the rest: the filter ('+', '-'), the status ('S', NodeStatus)
@@ -54,6 +55,7 @@ enum class ControlKind : uint8_t {
   Hello = 'H',
   Status = 'S',
   Bye = 'B',
+  Query = 'Q',
 };
 
 struct Control {

@@ -30,6 +30,12 @@ class RetainedStore {
     for (const auto& [topic, m] : by_topic_) f(m);
   }
   size_t size() const { return by_topic_.size(); }
+  // Those whose topic starts with `prefix` (linear in their number).
+  size_t countWithPrefix(std::string_view prefix) const {
+    size_t n = 0;
+    for (auto it = by_topic_.lower_bound(prefix); it != by_topic_.end() && it->first.starts_with(prefix); ++it) ++n;
+    return n;
+  }
 
  private:
   std::map<std::string, MessagePtr, std::less<>> by_topic_;

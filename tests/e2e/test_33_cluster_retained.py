@@ -319,3 +319,44 @@ def nats_plain(tmp_path):
     n = Nats(tmp_path).start()
     yield n
     n.stop()
+
+
+def test_petrel_inspect_cluster_lists_the_nodes_and_the_bucket(tmp_path, js, nodes):
+    from conftest import PETREL_BIN
+    a, b = nodes(js, 2)
+    for x in (a, b):
+        wait_sys(x, "retained/bucket", lambda v: v == "1", timeout=15)
+    publish_retained(a, {"in/1": b"1", "in/2": b"2"})
+    publish_retained(b, {"in/3": b"3"})
+    wait_retained(a, "in/#", {"in/1": b"1", "in/2": b"2", "in/3": b"3"})
+    held = [b.connected("held-%d" % i) for i in range(3)]
+    cfg = tmp_path / "inspect.yaml"
+    cfg.write_text("cluster:\n  servers: [%s]\n" % js.url)
+    deadline = time.monotonic() + 10
+    while True:  # the held clients are in b's next status, which the query asks for at once
+        r = subprocess.run([PETREL_BIN, "inspect", "--cluster", "--config", str(cfg)], capture_output=True,
+                           text=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+        rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines() if line.startswith("  node")}
+        if rows.get("node1", [None])[0] == "3":
+            break
+        assert time.monotonic() < deadline, r.stdout
+        time.sleep(0.2)
+    assert "cluster petrel, through %s" % js.url in r.stdout
+    assert "nodes: 2 answered" in r.stdout
+    # node1: 3 clients, 3 sessions; each node holds the 3 retained messages.
+    assert rows["node1"][0:2] == ["3", "3"] and rows["node0"][-1] == "3" and rows["node1"][-1] == "3", r.stdout
+    assert re.search(r"bucket petrel_retained: 3 entries \(cleared topics included\), \d+ bytes, 1 replicas",
+                     r.stdout), r.stdout
+    for c in held:
+        c.close()
+    # Errors: no cluster section; no NATS answering.
+    cfg.write_text("log_level: info\n")
+    r = subprocess.run([PETREL_BIN, "inspect", "--cluster", "--config", str(cfg)], capture_output=True, text=True,
+                       timeout=20)
+    assert r.returncode == 2 and "no cluster: section" in r.stderr
+    js.stop()
+    cfg.write_text("cluster:\n  servers: [%s]\n" % js.url)
+    r = subprocess.run([PETREL_BIN, "inspect", "--cluster", "--config", str(cfg)], capture_output=True, text=True,
+                       timeout=20)
+    assert r.returncode == 1 and "no NATS server of cluster.servers answers" in r.stderr, r.stderr

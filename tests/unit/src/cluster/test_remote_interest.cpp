@@ -157,9 +157,11 @@ TEST(ClusterControl, StatusRoundTripsAndByeHasNoRest) {
   EXPECT_FALSE(decodeStatus(std::string_view(rest).substr(0, 20), back));
   encodeControl(ControlKind::Status, 9, 1, "", body);
   EXPECT_FALSE(decodeControl(reinterpret_cast<const uint8_t*>(body.data()), body.size(), c));  // without a status
-  encodeControl(ControlKind::Bye, 9, 1, "", body);
-  ASSERT_TRUE(decodeControl(reinterpret_cast<const uint8_t*>(body.data()), body.size(), c));
-  EXPECT_EQ(c.kind, ControlKind::Bye);
+  for (ControlKind k : {ControlKind::Bye, ControlKind::Query}) {
+    encodeControl(k, 9, 1, "", body);
+    ASSERT_TRUE(decodeControl(reinterpret_cast<const uint8_t*>(body.data()), body.size(), c));
+    EXPECT_EQ(c.kind, k);
+  }
   EXPECT_FALSE(decodeControl(reinterpret_cast<const uint8_t*>((body + "x").data()), body.size() + 1, c));
 }
 
@@ -187,7 +189,7 @@ TEST(ClusterControl, RoundTripAndRefusals) {
   EXPECT_TRUE(refused(body + "x"));  // an end with one
   EXPECT_TRUE(refused(body.substr(0, 17)));
   std::string unknown = body;
-  unknown[1] = 'Q';
+  unknown[1] = 'Z';
   EXPECT_TRUE(refused(unknown));
   std::string v2 = body;
   v2[0] = 2;

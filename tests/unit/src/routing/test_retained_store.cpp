@@ -63,6 +63,20 @@ TEST(RetainedStore, SetReplaceAndClear) {
   EXPECT_EQ(r.size(), 2u);
 }
 
+TEST(RetainedStore, FindEveryOneAndCountByPrefix) {
+  RetainedStore r;
+  for (const char* t : {"$SYS", "$SYS/a", "$SYS/b/c", "$SYS-x", "$SYSX", "a", "$app/x"}) r.set(msg(t, "p"));
+  ASSERT_NE(r.find("$SYS/a"), nullptr);
+  EXPECT_EQ((*r.find("$SYS/a"))->topic, "$SYS/a");
+  EXPECT_EQ(r.find("$SYS/"), nullptr);
+  EXPECT_EQ(r.countWithPrefix("$SYS/"), 2u);
+  EXPECT_EQ(r.countWithPrefix("$"), 6u);
+  EXPECT_EQ(r.countWithPrefix("b"), 0u);
+  size_t n = 0;
+  r.forEach([&](const MessagePtr&) { ++n; });
+  EXPECT_EQ(n, 7u);
+}
+
 TEST(RetainedStore, StoresTheMessageItself) {
   RetainedStore r;
   MessagePtr m = msg("x", "p");

@@ -1,0 +1,44 @@
+#include "src/cluster/nats_options.h"
+
+#include <nats/nats.h>
+
+#include <vector>
+
+namespace petrel::cluster {
+
+std::string natsErrorText(int status) {
+  natsStatus detail = NATS_OK;
+  const char* text = nats_GetLastError(&detail);
+  return text && *text ? text : natsStatus_GetText(static_cast<natsStatus>(status));
+}
+
+natsOptions* natsOptionsFor(const ClusterConfig& cfg, const std::string& client_name, std::string& err) {
+  natsOptions* opts = nullptr;
+  natsStatus s = natsOptions_Create(&opts);
+  std::vector<const char*> urls;
+  for (const auto& u : cfg.servers) urls.push_back(u.c_str());
+  if (s == NATS_OK) s = natsOptions_SetServers(opts, urls.data(), static_cast<int>(urls.size()));
+  if (s == NATS_OK) s = natsOptions_SetName(opts, client_name.c_str());
+  if (s == NATS_OK) s = natsOptions_SetTimeout(opts, 2000);
+  if (s == NATS_OK && cfg.user)
+    s = natsOptions_SetUserInfo(opts, cfg.user->c_str(), cfg.password ? cfg.password->c_str() : nullptr);
+  if (s == NATS_OK && cfg.token) s = natsOptions_SetToken(opts, cfg.token->c_str());
+  const bool tls = !cfg.ca_file.empty() || !cfg.cert_file.empty();
+  if (s == NATS_OK && tls) s = natsOptions_SetSecure(opts, true);
+  if (s == NATS_OK && !cfg.ca_file.empty()) {
+    s = natsOptions_LoadCATrustedCertificates(opts, cfg.ca_file.c_str());
+    if (s != NATS_OK) err = "cluster.ca_file: " + cfg.ca_file + ": " + natsErrorText(s);
+  }
+  if (s == NATS_OK && !cfg.cert_file.empty()) {
+    s = natsOptions_LoadCertificatesChain(opts, cfg.cert_file.c_str(), cfg.key_file.c_str());
+    if (s != NATS_OK) err = "cluster.cert_file/key_file: " + natsErrorText(s);
+  }
+  if (s != NATS_OK) {
+    if (err.empty()) err = "cluster: NATS options: " + natsErrorText(s);
+    natsOptions_Destroy(opts);
+    return nullptr;
+  }
+  return opts;
+}
+
+}  // namespace petrel::cluster

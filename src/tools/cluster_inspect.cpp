@@ -1,0 +1,117 @@
+#include "src/tools/cluster_inspect.h"
+
+#include <nats/nats.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <map>
+#include <random>
+
+#include "src/cluster/nats_options.h"
+#include "src/cluster/subjects.h"
+#include "src/cluster/wire.h"
+
+namespace petrel {
+
+namespace {
+
+// How long the nodes have to answer the query (they answer at once).
+constexpr int64_t kAnswerMs = 1500;
+
+void printBucket(natsConnection* nc, const ClusterConfig& cfg) {
+  const std::string bucket = cfg.name + "_retained";
+  if (!cfg.jetstream) {
+    std::printf("retained messages: each node's own (cluster.jetstream: false)\n");
+    return;
+  }
+  jsCtx* js = nullptr;
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = natsConnection_JetStream(&js, nc, nullptr);
+  const std::string stream = "KV_" + bucket;
+  if (s == NATS_OK) s = js_GetStreamInfo(&si, js, stream.c_str(), nullptr, &jerr);
+  if (s != NATS_OK || !si) {
+    std::printf("retained messages: bucket %s not readable: %s\n", bucket.c_str(), cluster::natsErrorText(s).c_str());
+  } else {
+    std::printf("retained messages: bucket %s: %" PRIu64 " entries (cleared topics included), %" PRIu64
+                " bytes, %" PRId64 " replicas",
+                bucket.c_str(), si->State.Msgs, si->State.Bytes, si->Config ? si->Config->Replicas : int64_t{0});
+    if (si->Cluster && si->Cluster->Leader) std::printf(", leader %s", si->Cluster->Leader);
+    std::printf("\n");
+    jsStreamInfo_Destroy(si);
+  }
+  if (js) jsCtx_Destroy(js);
+}
+
+}  // namespace
+
+int inspectCluster(const ClusterConfig& cfg) {
+  if (!cfg.enabled) {
+    std::fprintf(stderr, "petrel inspect: the configuration has no cluster: section\n");
+    return 2;
+  }
+  std::string err;
+  natsOptions* opts = cluster::natsOptionsFor(cfg, "petrel inspect", err);
+  if (!opts) {
+    std::fprintf(stderr, "petrel inspect: %s\n", err.c_str());
+    return 1;
+  }
+  natsConnection* nc = nullptr;
+  natsStatus s = natsConnection_Connect(&nc, opts);
+  natsOptions_Destroy(opts);
+  if (s != NATS_OK) {
+    std::fprintf(stderr, "petrel inspect: no NATS server of cluster.servers answers: %s\n",
+                 cluster::natsErrorText(s).c_str());
+    return 1;
+  }
+  char url[256] = {};
+  natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+  std::printf("cluster %s, through %s\n", cfg.name.c_str(), url);
+
+  // Every node answers a query with its status.
+  const std::string subject = cluster::controlSubject(cfg.name);
+  natsSubscription* sub = nullptr;
+  s = natsConnection_SubscribeSync(&sub, nc, subject.c_str());
+  std::random_device rd;
+  const uint64_t id = (uint64_t(rd()) << 32 | rd()) | 1;
+  std::string body;
+  cluster::encodeControl(cluster::ControlKind::Query, id, 0, {}, body);
+  if (s == NATS_OK) s = natsConnection_Publish(nc, subject.c_str(), body.data(), static_cast<int>(body.size()));
+  if (s == NATS_OK) s = natsConnection_Flush(nc);
+  std::map<std::string, cluster::NodeStatus> nodes;  // by name
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kAnswerMs);
+  while (s == NATS_OK) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) break;
+    natsMsg* msg = nullptr;
+    if (natsSubscription_NextMsg(&msg, sub, left) != NATS_OK) break;
+    cluster::Control c;
+    cluster::NodeStatus st;
+    if (cluster::decodeControl(reinterpret_cast<const uint8_t*>(natsMsg_GetData(msg)),
+                               static_cast<size_t>(natsMsg_GetDataLength(msg)), c) &&
+        c.kind == cluster::ControlKind::Status && cluster::decodeStatus(c.filter, st))
+      nodes[st.name] = st;
+    natsMsg_Destroy(msg);
+  }
+  if (s != NATS_OK) {
+    std::fprintf(stderr, "petrel inspect: asking the nodes on %s: %s\n", subject.c_str(),
+                 cluster::natsErrorText(s).c_str());
+  }
+  std::printf("nodes: %zu answered within %.1f s\n", nodes.size(), kAnswerMs / 1000.0);
+  if (!nodes.empty()) {
+    std::printf("  %-24s %10s %10s %8s %12s %12s %10s\n", "node", "clients", "sessions", "filters", "sent",
+                "received", "retained");
+    for (const auto& [name, st] : nodes)
+      std::printf("  %-24s %10" PRIu64 " %10" PRIu64 " %8" PRIu64 " %12" PRIu64 " %12" PRIu64 " %10" PRIu64 "\n",
+                  name.c_str(), st.clients, st.sessions, st.filters, st.sent, st.received, st.retained);
+  }
+  printBucket(nc, cfg);
+  if (sub) natsSubscription_Destroy(sub);
+  natsConnection_Close(nc);
+  natsConnection_Destroy(nc);
+  return s == NATS_OK ? 0 : 1;
+}
+
+}  // namespace petrel
