@@ -21,6 +21,7 @@ checked:
 """
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -360,3 +361,102 @@ def test_petrel_inspect_cluster_lists_the_nodes_and_the_bucket(tmp_path, js, nod
     r = subprocess.run([PETREL_BIN, "inspect", "--cluster", "--config", str(cfg)], capture_output=True, text=True,
                        timeout=20)
     assert r.returncode == 1 and "no NATS server of cluster.servers answers" in r.stderr, r.stderr
+
+
+EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                       "packaging", "cluster")
+
+
+@pytest.mark.time_limit(60)
+def test_the_three_node_example_runs(tmp_path):
+    """packaging/cluster/ as shipped (its ports moved to free ones): three
+    NATS servers with JetStream as one, three Petrel nodes; a retained
+    message and a live one cross, the bucket is on all three servers."""
+    import yaml
+    from conftest import PETREL_BIN, Broker
+    from natsrun import NATS_SERVER
+    ports = {p: free_port() for p in (4222, 4223, 4224, 6222, 6223, 6224)}
+
+    def moved(text):
+        for old, new in ports.items():
+            text = text.replace("127.0.0.1:%d" % old, "127.0.0.1:%d" % new)
+        return text
+    servers, nodes_ = [], []
+    try:
+        for i in (1, 2, 3):
+            d = tmp_path / ("nats-%d" % i)
+            d.mkdir()
+            conf = d / "nats.conf"
+            conf.write_text(moved(open(os.path.join(EXAMPLE, "nats-%d.conf" % i)).read()))
+            servers.append(subprocess.Popen([NATS_SERVER, "--config", str(conf)], cwd=str(d),
+                                            stdout=open(str(d / "log"), "wb"), stderr=subprocess.STDOUT))
+        for i in (1, 2, 3):
+            cfg = yaml.safe_load(moved(open(os.path.join(EXAMPLE, "node-%d.yaml" % i)).read()))
+            assert cfg["listeners"][0]["port"] == 1882 + i and cfg["persistence"]["dir"] == "./data"
+            cfg["cluster"]["servers"] = [moved(u) for u in cfg["cluster"]["servers"]]
+            cfg["mqtt"] = {"sys_interval": 1}
+            # Each in a working directory of its own, as its unit's (the
+            # store is ./data); on a port of the test's choosing.
+            d = tmp_path / ("node-%d" % i)
+            d.mkdir()
+            b = Broker(d, cfg, name="node-%d" % i)
+            nodes_.append(b.start())
+        n1, n2, n3 = nodes_
+        for b in nodes_:
+            wait_sys(b, "retained/bucket", lambda v: v == "1", timeout=40)
+        publish_retained(n1, {"example/config": b"v1"})
+        wait_retained(n3, "example/#", {"example/config": b"v1"})
+        s = n1.connected("example-sub")
+        s.subscribe([("live/#", 1)])
+        pub = n2.connected("example-pub")
+        deadline = time.monotonic() + 10
+        while not receive(s, 1, "live/x", timeout=0.3):
+            pub.publish("live/x", b"hello", qos=1)
+            assert time.monotonic() < deadline, "a live message did not cross"
+        r = subprocess.run([PETREL_BIN, "inspect", "--cluster", "--config", n1.config_path], capture_output=True,
+                           text=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+        assert "nodes: 3 answered" in r.stdout and "node-3" in r.stdout, r.stdout
+        assert "bucket petrel_retained: 1 entries (cleared topics included)" in r.stdout
+        assert ", 3 replicas, leader nats-" in r.stdout, r.stdout
+    finally:
+        for b in nodes_:
+            b.kill()
+        for p in servers:
+            p.kill()
+            p.wait(5)
+
+
+def test_the_example_units_verify(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        pytest.skip("systemd-analyze is not installed")
+    from conftest import PETREL_BIN
+    from natsrun import NATS_SERVER
+    etc = tmp_path / "etc"
+    (etc / "petrel" / "cluster").mkdir(parents=True)
+    for name in os.listdir(EXAMPLE):
+        if name.endswith((".conf", ".yaml")):
+            shutil.copy(os.path.join(EXAMPLE, name), etc / "petrel" / "cluster" / name)
+    text = open(os.path.join(EXAMPLE, "petrel-node@.service.in")).read()
+    text = text.replace("@CMAKE_INSTALL_FULL_BINDIR@", os.path.dirname(PETREL_BIN)).replace(
+        "@CMAKE_INSTALL_FULL_SYSCONFDIR@", str(etc))
+    assert not re.search(r"@[A-Z_]+@", text)
+    unit = tmp_path / "petrel-node@2.service"
+    unit.write_text(text)
+    nats_text = open(os.path.join(EXAMPLE, "nats-node@.service")).read().replace(
+        "/usr/sbin/nats-server", NATS_SERVER).replace("/etc/petrel", str(etc / "petrel"))
+    nats_unit = tmp_path / "nats-node@2.service"
+    nats_unit.write_text(nats_text)
+    for u in (unit, nats_unit):
+        r = subprocess.run([analyze, "verify", str(u)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stderr.strip() == "" and r.stdout.strip() == "", r.stdout + r.stderr
+    # Each node's configuration is valid as shipped, and names its own files.
+    for i in (1, 2, 3):
+        cfg = str(etc / "petrel" / "cluster" / ("node-%d.yaml" % i))
+        assert subprocess.run([PETREL_BIN, "--check-config", "--config", cfg], capture_output=True,
+                              timeout=10).returncode == 0
+    assert "--config %s/petrel/cluster/node-%%i.yaml" % etc in text
+    r = subprocess.run([analyze, "security", "--offline=yes", str(unit)], capture_output=True, text=True, timeout=60)
+    m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout)
+    assert m and float(m.group(1)) <= 2.0, r.stdout[-500:]
