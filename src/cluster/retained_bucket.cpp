@@ -15,6 +15,7 @@ namespace {
 constexpr int kWaitMs = 1500;      // for a JetStream answer
 constexpr int kRetryMs = 1000;     // between attempts to open the bucket
 constexpr int kIdleWatchMs = 20;   // a put waits at most this long to be made
+constexpr int kMaxInFlight = 4096;  // puts awaiting JetStream's answer
 constexpr auto kCheckEvery = std::chrono::seconds(1);  // is the watch keeping up?
 
 std::string errorText(natsStatus s) { return natsErrorText(s); }
@@ -39,7 +40,16 @@ bool transient(natsStatus s) {
 
 RetainedBucket::RetainedBucket(natsConnection* nc, std::string bucket, int replicas, uint64_t max_pending_bytes,
                                std::function<void()> wake)
-    : nc_(nc), bucket_(std::move(bucket)), replicas_(replicas), max_bytes_(max_pending_bytes), wake_(std::move(wake)) {}
+    : nc_(nc), bucket_(std::move(bucket)), replicas_(replicas), max_bytes_(max_pending_bytes), wake_(std::move(wake)) {
+  acks_ = std::make_shared<AckSink>();
+  acks_->bucket = this;
+  // The client may answer a put after this object is gone (it answers on
+  // its own thread until the connection is destroyed): the sink stays.
+  static auto* kept = new std::vector<std::shared_ptr<AckSink>>();
+  static auto* kept_mu = new std::mutex();
+  std::lock_guard<std::mutex> lock(*kept_mu);
+  kept->push_back(acks_);
+}
 
 RetainedBucket::~RetainedBucket() { stop(); }
 
@@ -52,6 +62,8 @@ void RetainedBucket::stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  std::lock_guard<std::mutex> lock(acks_->mu);
+  acks_->bucket = nullptr;
 }
 
 void RetainedBucket::put(const std::string& key, std::string value) {
@@ -98,6 +110,10 @@ bool RetainedBucket::open() {
   jsOptions o;
   jsOptions_Init(&o);
   o.Wait = kWaitMs;
+  o.PublishAsync.MaxPending = kMaxInFlight;
+  o.PublishAsync.AckHandler = &RetainedBucket::onAck;
+  o.PublishAsync.AckHandlerClosure = acks_.get();
+  o.PublishAsync.StallWait = kWaitMs;
   natsStatus s = js_ ? NATS_OK : natsConnection_JetStream(&js_, nc_, &o);
   std::string what = "JetStream";
   if (s == NATS_OK && !kv_) {
@@ -162,6 +178,10 @@ void RetainedBucket::close() {
   }
 }
 
+// Puts go out pipelined (up to kMaxInFlight awaiting JetStream's answer),
+// each batch answered before the next goes, so two values of one key are
+// never in flight at once; onAck() counts them, and takes back for another
+// try the ones refused for a passing reason.
 bool RetainedBucket::makePuts(bool last) {
   std::unordered_map<std::string, std::string> batch;
   {
@@ -177,42 +197,71 @@ bool RetainedBucket::makePuts(bool last) {
     return false;
   }
   const int64_t max_payload = natsConnection_GetMaxPayload(nc_);
+  const std::string prefix = "$KV." + bucket_ + ".";
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = kWaitMs;  // an answer that does not come is an error (onAck), not a wait for ever
   bool ok = true;
+  std::string subject;
   for (auto it = batch.begin(); it != batch.end(); ++it) {
     const std::string& key = it->first;
-    const std::string& value = it->second;
-    natsStatus s = NATS_MAX_PAYLOAD;
-    if (max_payload <= 0 || int64_t(value.size()) < max_payload)
-      s = kvStore_Put(nullptr, kv_, key.c_str(), value.data(), static_cast<int>(value.size()));
-    if (s == NATS_OK) {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++counters_.put;
+    std::string& value = it->second;
+    if (max_payload > 0 && int64_t(value.size()) >= max_payload) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++counters_.put_failed;
+      }
+      LOG_WARN("cluster: retained message of key %s not put in bucket %s: larger than the NATS server's max_payload "
+               "(it stays on this node)", key.c_str(), bucket_.c_str());
       continue;
     }
-    if (transient(s)) {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (last) {
-        // Stopping with the link down: these stay on this node (and go to
-        // the bucket when it next joins, unless the bucket has the topic).
-        const auto left = static_cast<unsigned long>(std::distance(it, batch.end()));
-        LOG_WARN("cluster: stopping with %lu retained messages not put in bucket %s: %s", left, bucket_.c_str(),
-                 errorText(s).c_str());
-        counters_.put_failed += left;
-        return false;
-      }
-      // These go back, unless the loop has put a newer value since.
-      for (; it != batch.end(); ++it) puts_.try_emplace(it->first, std::move(it->second));
+    subject = prefix + key;
+    const natsStatus s = js_PublishAsync(js_, subject.c_str(), value.data(), static_cast<int>(value.size()), &po);
+    if (s == NATS_OK) continue;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (last || !transient(s)) {
+      const auto left = static_cast<unsigned long>(std::distance(it, batch.end()));
+      LOG_WARN("cluster: %lu retained messages not put in bucket %s: %s (they stay on this node)", left,
+               bucket_.c_str(), errorText(s).c_str());
+      counters_.put_failed += left;
       ok = false;
       break;
     }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++counters_.put_failed;
-    }
-    LOG_WARN("cluster: retained message of key %s not put in bucket %s: %s (it stays on this node)", key.c_str(),
-             bucket_.c_str(), s == NATS_MAX_PAYLOAD ? "larger than the NATS server's max_payload" : errorText(s).c_str());
+    // These go back, unless the loop has put a newer value since.
+    for (; it != batch.end(); ++it) puts_.try_emplace(it->first, std::move(it->second));
+    ok = false;
+    break;
   }
-  return ok;
+  jsPubOptions wait;
+  jsPubOptions_Init(&wait);
+  wait.MaxWait = 2 * kWaitMs;
+  if (js_PublishAsyncComplete(js_, &wait) != NATS_OK) ok = false;
+  std::lock_guard<std::mutex> lock(mu_);
+  return ok && puts_.empty();
+}
+
+void RetainedBucket::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
+  auto* sink = static_cast<AckSink*>(closure);
+  std::lock_guard<std::mutex> hold(sink->mu);
+  RetainedBucket* self = sink->bucket;
+  if (self) {
+    std::lock_guard<std::mutex> lock(self->mu_);
+    if (pa) {
+      ++self->counters_.put;
+    } else if (pae && transient(pae->Err)) {
+      // Tried again, unless the loop has put a newer value since.
+      const std::string_view subject = natsMsg_GetSubject(msg);
+      const size_t skip = 4 + self->bucket_.size() + 1;  // "$KV." bucket "."
+      if (subject.size() > skip)
+        self->puts_.try_emplace(std::string(subject.substr(skip)), natsMsg_GetData(msg),
+                                static_cast<size_t>(natsMsg_GetDataLength(msg)));
+    } else {
+      ++self->counters_.put_failed;
+      LOG_WARN("cluster: a retained message not put in bucket %s: %s (it stays on this node)", self->bucket_.c_str(),
+               pae && pae->ErrText ? pae->ErrText : "refused");
+    }
+  }
+  natsMsg_Destroy(msg);
 }
 
 void RetainedBucket::readWatch() {

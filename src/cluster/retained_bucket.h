@@ -17,7 +17,9 @@
 // begins with the bucket's values again.
 //
 // Puts are coalesced per key: under a flood of retained messages on one
-// topic the bucket gets the latest, not every one between.
+// topic the bucket gets the latest, not every one between. They go out
+// pipelined (thousands awaiting JetStream's answer at once), each batch
+// answered before the next.
 #pragma once
 
 #include <atomic>
@@ -25,6 +27,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -35,6 +38,9 @@ struct __natsConnection;
 struct __jsCtx;
 struct __kvStore;
 struct __kvWatcher;
+struct __natsMsg;
+struct jsPubAck;
+struct jsPubAckErr;
 
 namespace petrel::cluster {
 
@@ -84,6 +90,13 @@ class RetainedBucket {
   const std::string& name() const { return bucket_; }
 
  private:
+  // JetStream's answer to a put (the client's thread).
+  struct AckSink {
+    std::mutex mu;
+    RetainedBucket* bucket = nullptr;  // null once stopped
+  };
+  static void onAck(__jsCtx* js, __natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure);
+
   void run();
   bool open();
   void close();
@@ -105,6 +118,7 @@ class RetainedBucket {
   __jsCtx* js_ = nullptr;
   __kvStore* kv_ = nullptr;
   __kvWatcher* watcher_ = nullptr;
+  std::shared_ptr<AckSink> acks_;
   std::string last_error_;  // logged once, until it changes or the bucket opens
   uint64_t last_revision_ = 0;     // of the last entry the watch gave
   uint64_t checked_revision_ = 0;  // last_revision_ at the last check

@@ -460,3 +460,25 @@ def test_the_example_units_verify(tmp_path):
     r = subprocess.run([analyze, "security", "--offline=yes", str(unit)], capture_output=True, text=True, timeout=60)
     m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout)
     assert m and float(m.group(1)) <= 2.0, r.stdout[-500:]
+
+
+def test_a_key_deleted_in_the_bucket_by_hand_clears_the_topic_on_every_node(js, nodes):
+    """What `nats kv del petrel_retained <key>` sends (a delete marker, a
+    header and no body), sent here over a raw NATS connection."""
+    import socket
+    a, b = nodes(js, 2)
+    for x in (a, b):
+        wait_sys(x, "retained/bucket", lambda v: v == "1", timeout=15)
+    publish_retained(a, {"by/hand": b"x", "by/keep": b"k"})
+    wait_retained(b, "by/#", {"by/hand": b"x", "by/keep": b"k"})
+    with socket.create_connection(("127.0.0.1", js.port), timeout=5) as s:
+        s.recv(4096)  # INFO
+        headers = b"NATS/1.0\r\nKV-Operation: DEL\r\n\r\n"
+        s.sendall(b'CONNECT {"verbose":false,"headers":true,"protocol":1}\r\n' +
+                  b"HPUB $KV.petrel_retained.by.hand %d %d\r\n%s\r\nPING\r\n" % (len(headers), len(headers), headers))
+        got = b""
+        while b"PONG" not in got:
+            got += s.recv(4096)
+        assert b"-ERR" not in got, got
+    for x in (a, b):
+        wait_retained(x, "by/#", {"by/keep": b"k"})
