@@ -482,3 +482,32 @@ def test_a_key_deleted_in_the_bucket_by_hand_clears_the_topic_on_every_node(js, 
         assert b"-ERR" not in got, got
     for x in (a, b):
         wait_retained(x, "by/#", {"by/keep": b"k"})
+
+
+def test_mqtt5_properties_and_expiry_of_a_retained_message_hold_on_every_node(js, nodes):
+    """A retained message's properties reach the other nodes' subscribers
+    as published; its expiry counts from the publish on every node: after
+    it, no node sends it, and a node joining later does not take it."""
+    a, b = nodes(js, 2)
+    for x in (a, b):
+        wait_sys(x, "retained/bucket", lambda v: v == "1", timeout=15)
+    pub = a.connected("rp-pub", version=5)
+    props = {"content_type": "text/plain", "user_property": [("k", "v")], "message_expiry_interval": 4}
+    pub.publish("rp/short", b"brief", qos=1, retain=True, props=props)
+    pub.publish("rp/long", b"stays", qos=1, retain=True,
+                props={"content_type": "text/plain", "message_expiry_interval": 3600})
+    published = time.monotonic()
+    wait_retained(b, "rp/#", {"rp/short": b"brief", "rp/long": b"stays"})
+    s = b.connected("rp-sub", version=5)
+    s.subscribe([("rp/short", 1)])
+    got = [p for p in s.collect(0.5, m.PUBLISH)]
+    assert len(got) == 1 and got[0].retain
+    assert got[0].props["content_type"] == "text/plain" and got[0].props["user_property"] == [("k", "v")]
+    assert 1 <= got[0].props["message_expiry_interval"] <= 4
+    s.close()
+    time.sleep(max(0.0, 4.5 - (time.monotonic() - published)))
+    for x in (a, b):
+        assert retained(x, "rp/#") == {"rp/long": b"stays"}
+    late, = nodes(js, 1)
+    wait_retained(late, "rp/#", {"rp/long": b"stays"})
+    assert int(sys_value(late, "retained/taken")) >= 1
