@@ -27,6 +27,20 @@ Broker::Broker(uv_loop_t* loop, Config cfg)
   // Before any subscription exists: each one counts as interest.
   cluster_.attach();
   cluster_.setLocalCounts([this] { return Cluster::LocalCounts{stats_.clients_connected, sessions_.size()}; });
+  cluster_.setTakeOver(
+      [this](const std::string& id) {
+        const Session* s = sessions_.find(id);
+        return s && s->conn;
+      },
+      [this](const std::string& id, const std::string& by) {
+        Session* s = sessions_.find(id);
+        if (!s || !s->conn) return;
+        // As a takeover here, but the session stays on this node, offline
+        // (it does not move to the other node): the connection ends
+        // abnormally (its will, the session's expiry).
+        LOG_INFO("client %s: session taken over on node %s", s->clientId().c_str(), by.c_str());
+        s->conn->disconnect(mqtt::Reason::SessionTakenOver);
+      });
   groups_.declareQueues();  // before the store's subscriptions join them
 }
 

@@ -228,12 +228,18 @@ bool Cluster::start(std::string& err) {
   }
   for (auto& [filter, i] : interest_) subscribe(filter, i);
   if (cfg_.jetstream) {
-    bucket_ = std::make_unique<cluster::RetainedBucket>(nc_, cfg_.name + "_retained", cfg_.replicas,
-                                                         cfg_.max_pending_bytes, [in] {
-                                                           std::lock_guard<std::mutex> lock(in->mu);
-                                                           in->wake();
-                                                         });
+    auto wake = [in] {
+      std::lock_guard<std::mutex> lock(in->mu);
+      in->wake();
+    };
+    bucket_ = std::make_unique<cluster::Bucket>(nc_, cfg_.name + "_retained", "retained messages",
+                                                "Petrel: the retained message of each topic", cfg_.replicas,
+                                                cfg_.max_pending_bytes, wake);
+    registry_ = std::make_unique<cluster::Bucket>(nc_, cfg_.name + "_sessions", "session registry",
+                                                  "Petrel: the node each client id last connected to",
+                                                  cfg_.replicas, cfg_.max_pending_bytes, wake);
     bucket_->start();
+    registry_->start();
   }
   if (connected_) {
     announceAll();
@@ -367,6 +373,7 @@ void Cluster::stop() {
   }
   // Its last puts go out before the link closes.
   if (bucket_) bucket_->stop();
+  if (registry_) registry_->stop();
   // The others forget this node's filters now, not in kForgetMs.
   if (nc_) {
     cluster::encodeControl(cluster::ControlKind::Bye, node_id_, gen_, {}, control_body_);
@@ -481,12 +488,18 @@ void Cluster::takeInbox() {
     // JetStream's watch of the retained messages starts again, with the
     // bucket's values: while the link was down (or a server went), the
     // server it was reading from may have ended it.
-    if ((up == 1 || up == 2) && bucket_) bucket_->rewatch();
+    if ((up == 1 || up == 2) && bucket_) {
+      bucket_->rewatch();
+      registry_->rewatch();
+    }
   }
   const uint64_t now = static_cast<uint64_t>(clock_.wallMs());
   if (bucket_) {
     bucket_->take(bucket_events_);
     for (auto& e : bucket_events_) bucketEvent(e, int64_t(now));
+    bucket_events_.clear();
+    registry_->take(bucket_events_);
+    for (const auto& e : bucket_events_) registryEvent(e);
     bucket_events_.clear();
   }
   std::string topic;
@@ -554,8 +567,8 @@ void Cluster::putRetained(const Message& m) {
 // entry coming back is skipped when its store still has it (nothing else
 // came between); when another node's entry came between, the bucket has
 // this one after it, so it is applied again.
-void Cluster::bucketEvent(cluster::RetainedBucket::Event& e, int64_t now_ms) {
-  using Event = cluster::RetainedBucket::Event;
+void Cluster::bucketEvent(cluster::Bucket::Event& e, int64_t now_ms) {
+  using Event = cluster::Bucket::Event;
   if (e.kind == Event::SyncStart) {
     syncing_ = true;
     synced_.clear();
@@ -626,6 +639,55 @@ void Cluster::endSync(int64_t now_ms) {
     LOG_NOTICE("cluster: %zu retained messages of this node put in bucket %s", missing.size(), bucket_->name().c_str());
 }
 
+void Cluster::clientConnected(const std::string& client_id) {
+  if (!registry_ || stopped_) return;
+  // Value: this node's id and the registration's number, then its name
+  // (for the log of the node that closes its connection).
+  const uint64_t seq = ++seq_;
+  registry_body_.clear();
+  for (int i = 7; i >= 0; --i) registry_body_ += static_cast<char>(node_id_ >> (8 * i));
+  for (int i = 7; i >= 0; --i) registry_body_ += static_cast<char>(seq >> (8 * i));
+  registry_body_ += node_name_;
+  registered_[client_id] = {seq, false};
+  std::string key;
+  cluster::encodeLevel(client_id, key);
+  registry_->put(key, registry_body_);
+  // Clients long gone are forgotten now and then (the map holds the ones
+  // that connected here since).
+  if (connected_here_ && registered_.size() > 4096 &&
+      registered_.size() > 2 * (local_counts_ ? local_counts_().clients : 0)) {
+    for (auto it = registered_.begin(); it != registered_.end();) {
+      if (it->second.echoed && it->first != client_id && !connected_here_(it->first)) it = registered_.erase(it);
+      else ++it;
+    }
+  }
+}
+
+// The bucket's order decides which connection of a client stays: a node's
+// registration seen before another node's is older, and its connection
+// closes; one not seen yet is newer (the other node closes its own when it
+// sees this one).
+void Cluster::registryEvent(const cluster::Bucket::Event& e) {
+  using Event = cluster::Bucket::Event;
+  if (e.kind != Event::Put || e.value.size() < 16) return;
+  std::string client_id;
+  if (!cluster::decodeLevel(e.key, client_id)) return;
+  uint64_t node = 0, seq = 0;
+  for (int i = 0; i < 8; ++i) node = node << 8 | static_cast<uint8_t>(e.value[i]);
+  for (int i = 8; i < 16; ++i) seq = seq << 8 | static_cast<uint8_t>(e.value[i]);
+  auto it = registered_.find(client_id);
+  if (it == registered_.end()) return;
+  if (node == node_id_) {
+    if (seq == it->second.seq) it->second.echoed = true;
+    return;
+  }
+  if (!it->second.echoed) return;  // this node's registration comes after: the other closes
+  registered_.erase(it);
+  if (!connected_here_ || !connected_here_(client_id)) return;
+  ++counters_.taken_over;
+  take_over_(client_id, e.value.substr(16));
+}
+
 void Cluster::publishSys() {
   if (!enabled()) return;
   const Counters c = counters();
@@ -653,13 +715,14 @@ void Cluster::publishSys() {
     put("retained/put", std::to_string(c.retained_put));
     put("retained/taken", std::to_string(c.retained_taken));
     put("retained/failed", std::to_string(c.retained_failed));
+    put("taken_over", std::to_string(c.taken_over));
   }
 }
 
 Cluster::Counters Cluster::counters() const {
   Counters c = counters_;
   if (bucket_) {
-    const cluster::RetainedBucket::Counters b = bucket_->counters();
+    const cluster::Bucket::Counters b = bucket_->counters();
     c.retained_put = b.put;
     c.retained_failed = b.put_failed;
     c.retained_watching = b.watching;

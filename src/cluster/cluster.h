@@ -27,8 +27,14 @@
 //
 // Retained messages are the cluster's (with JetStream): each node puts
 // the ones published on it in a key-value bucket and takes every other
-// node's from it (retained_bucket.h; bucketEvent() says how the two copies
-// stay in step).
+// node's from it (bucket.h; bucketEvent() says how the two copies stay in
+// step).
+//
+// A client id is connected to one node at a time, cluster-wide (with
+// JetStream): each node puts "client X connected here" in the session
+// registry's bucket, and a node whose client X was registered before
+// another node's registration of X (in the bucket's order) closes that
+// connection with 0x8E, session taken over (registryEvent()).
 //
 // What this does not yet give (see the README of this folder): a message
 // crosses to another node at most once (core NATS: a link down, or a node
@@ -49,7 +55,7 @@
 #include <vector>
 
 #include "src/cluster/remote_interest.h"
-#include "src/cluster/retained_bucket.h"
+#include "src/cluster/bucket.h"
 #include "src/cluster/wire.h"
 #include "src/config/config.h"
 #include "src/routing/message.h"
@@ -79,11 +85,12 @@ class Cluster {
     uint64_t dropped = 0;        // lost on the way in: inbox full, slow consumer, undecodable
     uint64_t send_failed = 0;    // the client refused a publish (its buffer full while reconnecting)
     uint64_t kept = 0;           // not sent: no other node has a filter that matches
-    // The retained messages' bucket (retained_bucket.h):
+    // The retained messages' bucket (bucket.h):
     uint64_t retained_put = 0;       // this node's retained messages (and clearings) the bucket took
     uint64_t retained_taken = 0;     // other nodes' taken from it into this node's store
     uint64_t retained_failed = 0;    // the bucket refused (too large for NATS, a bad key)
     bool retained_watching = false;  // the bucket is open and watched (JetStream answers)
+    uint64_t taken_over = 0;         // this node's clients closed (0x8E): they connected to another node
   };
 
   // A node with more filters than this announces "every message" instead
@@ -122,6 +129,15 @@ class Cluster {
 
   bool enabled() const { return cfg_.enabled; }
   void setLocalCounts(std::function<LocalCounts()> f) { local_counts_ = std::move(f); }
+  // Whether a client is connected to this node, and closing its
+  // connection (0x8E) when it has connected to node `by` since.
+  void setTakeOver(std::function<bool(const std::string& client_id)> connected_here,
+                   std::function<void(const std::string& client_id, const std::string& by)> take_over) {
+    connected_here_ = std::move(connected_here);
+    take_over_ = std::move(take_over);
+  }
+  // A client connected to this node (after its CONNACK is written).
+  void clientConnected(const std::string& client_id);
   // Hooks the router and the topic tree. Before the store is loaded, so
   // that the subscriptions it holds count as interest.
   void attach();
@@ -158,7 +174,8 @@ class Cluster {
   // the bucket's watch sees into this node's store.
   void onRetain(const MessagePtr& m);
   void putRetained(const Message& m);
-  void bucketEvent(cluster::RetainedBucket::Event& e, int64_t now_ms);
+  void bucketEvent(cluster::Bucket::Event& e, int64_t now_ms);
+  void registryEvent(const cluster::Bucket::Event& e);
   void endSync(int64_t now_ms);
   static void onAsync(uv_async_t* h);
   void takeInbox();
@@ -200,6 +217,8 @@ class Cluster {
   uv_timer_t status_timer_;
   bool status_open_ = false;
   std::function<LocalCounts()> local_counts_;
+  std::function<bool(const std::string&)> connected_here_;
+  std::function<void(const std::string&, const std::string&)> take_over_;
   std::string status_rest_;
   struct Peer {
     cluster::NodeStatus status;
@@ -213,8 +232,16 @@ class Cluster {
   };
   std::unordered_map<uint64_t, Seen> seen_;
   Counters counters_;
-  std::unique_ptr<cluster::RetainedBucket> bucket_;
-  std::vector<cluster::RetainedBucket::Event> bucket_events_;
+  std::unique_ptr<cluster::Bucket> bucket_;  // the retained messages
+  std::vector<cluster::Bucket::Event> bucket_events_;
+  // The session registry: client id -> the node it last connected to.
+  std::unique_ptr<cluster::Bucket> registry_;
+  struct Registration {
+    uint64_t seq = 0;     // of this node's latest put for the client
+    bool echoed = false;  // the watch has shown it: in the bucket's order
+  };
+  std::unordered_map<std::string, Registration> registered_;  // by client id
+  std::string registry_body_;
   std::string retained_body_;
   // Topics whose latest retained message from this node is not yet back
   // from the bucket's watch: the sequence number it went with.

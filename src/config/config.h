@@ -127,8 +127,9 @@ struct ClusterConfig {
   // Messages from other nodes waiting for this node's loop, in bytes;
   // beyond, they are dropped and counted.
   uint64_t max_pending_bytes = 64ull << 20;
-  // JetStream (the server's, for the retained messages' bucket); false:
-  // retained messages stay on the node they were published on.
+  // JetStream (the server's, for the buckets of retained messages and of
+  // the session registry); false: retained messages stay on the node they
+  // were published on, and a client id may be connected to two nodes.
   bool jetstream = true;
   int replicas = 1;                   // copies JetStream keeps of the bucket (1..5)
 };

@@ -338,6 +338,8 @@ void Broker::continueConnect(Connection& c, mqtt::Connect&& p, const PasswordFil
            c.peer().c_str(), v == Version::V5 ? "5.0" : v == Version::V311 ? "3.1.1" : "3.1",
            present ? "session resumed" : "new session", keepalive);
   sessions_.resume(*s, c);
+  // In a cluster: the client's connection to any other node closes (0x8E).
+  cluster_.clientConnected(s->clientId());
 }
 
 }  // namespace petrel

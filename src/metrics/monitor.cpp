@@ -193,6 +193,7 @@ MetricsSnapshot Monitor::snapshot() {
     s.cluster.retained_put = c.retained_put;
     s.cluster.retained_taken = c.retained_taken;
     s.cluster.retained_failed = c.retained_failed;
+    s.cluster.taken_over = c.taken_over;
     for (const Cluster::NodeView& v : p_.cluster.nodes()) {
       const cluster::NodeStatus& st = v.status;
       s.cluster.nodes.push_back(

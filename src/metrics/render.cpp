@@ -194,6 +194,9 @@ std::string prometheusText(const MetricsSnapshot& s) {
               "Retained messages (and clearings) of this node the cluster's bucket took.", c.retained_put);
       counter("petrel_cluster_retained_taken_total",
               "Retained messages of other nodes taken from the bucket into this node's store.", c.retained_taken);
+      counter("petrel_cluster_taken_over_total",
+              "Clients of this node whose connection closed (0x8E) because they connected to another node.",
+              c.taken_over);
       counter("petrel_cluster_retained_failed_total",
               "Retained messages the bucket refused (larger than NATS allows, a bad key); they stay on this node.",
               c.retained_failed);
@@ -352,6 +355,7 @@ std::string statsJson(const MetricsSnapshot& s, size_t max_groups) {
       j.member("taken", s.cluster.retained_taken);
       j.member("failed", s.cluster.retained_failed);
       j.endObject();
+      j.member("taken_over", s.cluster.taken_over);
     }
   }
   j.endObject();

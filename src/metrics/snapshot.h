@@ -69,6 +69,7 @@ struct MetricsSnapshot {
     bool jetstream = false;          // retained messages in the cluster's bucket
     bool retained_watching = false;  // the bucket is open and watched
     uint64_t retained_put = 0, retained_taken = 0, retained_failed = 0;
+    uint64_t taken_over = 0;  // clients closed here: connected to another node since
     // This node first, then the others heard from lately (their status).
     struct Node {
       std::string name;

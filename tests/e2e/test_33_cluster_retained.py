@@ -283,8 +283,10 @@ def test_metrics_stats_and_status_page_show_the_bucket(js, nodes):
     assert "petrel_cluster_retained_put_total 1\n" in text
     assert "petrel_cluster_retained_taken_total 2\n" in text
     assert "petrel_cluster_retained_failed_total 0\n" in text
+    assert "petrel_cluster_taken_over_total 0\n" in text
     stats = json.loads(urllib.request.urlopen(base + "/api/v1/stats", timeout=5).read())
     assert stats["cluster"]["retained"] == {"bucket_up": True, "put": 1, "taken": 2, "failed": 0}
+    assert stats["cluster"]["taken_over"] == 0
     chromium = shutil.which("chromium")
     if not chromium:
         pytest.skip("chromium not installed: the status page's cluster line is not rendered")
@@ -312,7 +314,9 @@ def test_without_jetstream_retained_messages_stay_on_their_node(tmp_path, nats_p
     assert said == jetstream, a.log()
     if jetstream:
         assert sys_value(a, "retained/bucket") == "0"
-        assert a.log().count("they stay on each node") == 1
+        # Said once for each bucket, not at every attempt.
+        assert a.log().count("cluster: retained messages: ") == 1
+        assert a.log().count("cluster: session registry: ") == 1
 
 
 @pytest.fixture
@@ -511,3 +515,48 @@ def test_mqtt5_properties_and_expiry_of_a_retained_message_hold_on_every_node(js
     late, = nodes(js, 1)
     wait_retained(late, "rp/#", {"rp/long": b"stays"})
     assert int(sys_value(late, "retained/taken")) >= 1
+
+
+def test_a_client_id_is_connected_to_one_node_at_a_time(js, nodes):
+    """A client that connects to node b while its connection to node a is
+    open: a closes the old one, MQTT 5 with DISCONNECT 0x8E (session taken
+    over), 3.1.1 by closing it. The newer connection stays, also when the
+    client goes back and forth quickly; the old connection's will goes out."""
+    a, b, c = nodes(js, 3)
+    for x in (a, b, c):
+        wait_sys(x, "retained/bucket", lambda v: v == "1", timeout=15)
+    watcher = c.connected("will-watch")
+    watcher.subscribe([("wills/#", 0)])
+    old = a.client(version=5)
+    old.connect("roamer", clean=True, will={"topic": "wills/roamer", "payload": b"gone", "qos": 0})
+    time.sleep(0.3)  # a's registration is in the bucket before b's
+    new = b.connected("roamer", version=5)
+    pkt = old.expect(m.DISCONNECT, timeout=10)
+    assert pkt.reason == 0x8E
+    with pytest.raises((m.ConnectionClosed, m.ReadTimeout)):
+        old.recv(2.0)
+    new.send(m.pingreq())
+    new.expect(m.PINGRESP)
+    assert "client roamer: session taken over on node node1" in a.log()
+    wait_sys(a, "taken_over", lambda v: v == "1")
+    assert sys_value(b, "taken_over") == "0"
+    # The old connection's will, published on a, reaches c.
+    got = [p for p in watcher.collect(2.0, m.PUBLISH) if p.topic == "wills/roamer"]
+    assert [p.payload for p in got] == [b"gone"]
+    # MQTT 3.1.1: the old connection is closed. Back and forth ten times,
+    # each time the newest connection is the one left open.
+    conns = []
+    for i in range(10):
+        node = (a, b, c)[i % 3]
+        conns.append(node.connected("hopper"))
+        time.sleep(0.15)
+    time.sleep(1.5)
+    open_ = []
+    for x in conns:
+        try:
+            x.send(m.pingreq())
+            x.expect(m.PINGRESP, timeout=1.0)
+            open_.append(x)
+        except (m.ConnectionClosed, m.ReadTimeout, OSError):
+            pass
+    assert open_ == [conns[-1]]

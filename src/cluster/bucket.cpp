@@ -1,4 +1,4 @@
-#include "src/cluster/retained_bucket.h"
+#include "src/cluster/bucket.h"
 
 #include <nats/nats.h>
 
@@ -38,9 +38,15 @@ bool transient(natsStatus s) {
 
 }  // namespace
 
-RetainedBucket::RetainedBucket(natsConnection* nc, std::string bucket, int replicas, uint64_t max_pending_bytes,
-                               std::function<void()> wake)
-    : nc_(nc), bucket_(std::move(bucket)), replicas_(replicas), max_bytes_(max_pending_bytes), wake_(std::move(wake)) {
+Bucket::Bucket(natsConnection* nc, std::string bucket, std::string what, std::string description, int replicas,
+               uint64_t max_pending_bytes, std::function<void()> wake)
+    : nc_(nc),
+      bucket_(std::move(bucket)),
+      what_(std::move(what)),
+      description_(std::move(description)),
+      replicas_(replicas),
+      max_bytes_(max_pending_bytes),
+      wake_(std::move(wake)) {
   acks_ = std::make_shared<AckSink>();
   acks_->bucket = this;
   // The client may answer a put after this object is gone (it answers on
@@ -51,11 +57,11 @@ RetainedBucket::RetainedBucket(natsConnection* nc, std::string bucket, int repli
   kept->push_back(acks_);
 }
 
-RetainedBucket::~RetainedBucket() { stop(); }
+Bucket::~Bucket() { stop(); }
 
-void RetainedBucket::start() { thread_ = std::thread([this] { run(); }); }
+void Bucket::start() { thread_ = std::thread([this] { run(); }); }
 
-void RetainedBucket::stop() {
+void Bucket::stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -66,12 +72,12 @@ void RetainedBucket::stop() {
   acks_->bucket = nullptr;
 }
 
-void RetainedBucket::put(const std::string& key, std::string value) {
+void Bucket::put(const std::string& key, std::string value) {
   std::lock_guard<std::mutex> lock(mu_);
   puts_[key] = std::move(value);
 }
 
-void RetainedBucket::take(std::vector<Event>& out) {
+void Bucket::take(std::vector<Event>& out) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (out.empty()) {
@@ -85,17 +91,17 @@ void RetainedBucket::take(std::vector<Event>& out) {
   cv_.notify_all();  // the watch may be read on
 }
 
-RetainedBucket::Counters RetainedBucket::counters() const {
+Bucket::Counters Bucket::counters() const {
   std::lock_guard<std::mutex> lock(mu_);
   return counters_;
 }
 
-void RetainedBucket::pause(int ms) {
+void Bucket::pause(int ms) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_; });
 }
 
-void RetainedBucket::push(Event e) {
+void Bucket::push(Event e) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     event_bytes_ += e.key.size() + e.value.size() + sizeof(Event);
@@ -105,13 +111,13 @@ void RetainedBucket::push(Event e) {
   wake_();
 }
 
-bool RetainedBucket::open() {
+bool Bucket::open() {
   if (natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) return false;  // tried once linked
   jsOptions o;
   jsOptions_Init(&o);
   o.Wait = kWaitMs;
   o.PublishAsync.MaxPending = kMaxInFlight;
-  o.PublishAsync.AckHandler = &RetainedBucket::onAck;
+  o.PublishAsync.AckHandler = &Bucket::onAck;
   o.PublishAsync.AckHandlerClosure = acks_.get();
   o.PublishAsync.StallWait = kWaitMs;
   natsStatus s = js_ ? NATS_OK : natsConnection_JetStream(&js_, nc_, &o);
@@ -122,7 +128,7 @@ bool RetainedBucket::open() {
     kvConfig c;
     kvConfig_Init(&c);
     c.Bucket = bucket_.c_str();
-    c.Description = "Petrel: the retained message of each topic";
+    c.Description = description_.c_str();
     c.History = 1;
     c.Replicas = replicas_;
     c.StorageType = js_FileStorage;
@@ -151,20 +157,20 @@ bool RetainedBucket::open() {
   if (s != NATS_OK) {
     const std::string e = what + ": " + errorText(s);
     if (e != last_error_) {
-      LOG_WARN("cluster: retained messages: %s; they stay on each node until it works (trying again every %d s)",
+      LOG_WARN("cluster: %s: %s; each node keeps its own until it works (trying again every %d s)", what_.c_str(),
                e.c_str(), kRetryMs / 1000);
       last_error_ = e;
     }
     return false;
   }
-  if (!last_error_.empty()) LOG_NOTICE("cluster: retained messages: bucket %s open", bucket_.c_str());
+  if (!last_error_.empty()) LOG_NOTICE("cluster: %s: bucket %s open", what_.c_str(), bucket_.c_str());
   last_error_.clear();
   std::lock_guard<std::mutex> lock(mu_);
   counters_.watching = true;
   return true;
 }
 
-void RetainedBucket::close() {
+void Bucket::close() {
   kvWatcher* w = nullptr;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -182,7 +188,7 @@ void RetainedBucket::close() {
 // each batch answered before the next goes, so two values of one key are
 // never in flight at once; onAck() counts them, and takes back for another
 // try the ones refused for a passing reason.
-bool RetainedBucket::makePuts(bool last) {
+bool Bucket::makePuts(bool last) {
   std::unordered_map<std::string, std::string> batch;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -190,7 +196,7 @@ bool RetainedBucket::makePuts(bool last) {
   }
   if (batch.empty()) return true;
   if (last && natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) {
-    LOG_WARN("cluster: stopping unlinked with %zu retained messages not put in bucket %s", batch.size(),
+    LOG_WARN("cluster: stopping unlinked with %zu entries (%s) not put in bucket %s", batch.size(), what_.c_str(),
              bucket_.c_str());
     std::lock_guard<std::mutex> lock(mu_);
     counters_.put_failed += batch.size();
@@ -211,7 +217,7 @@ bool RetainedBucket::makePuts(bool last) {
         std::lock_guard<std::mutex> lock(mu_);
         ++counters_.put_failed;
       }
-      LOG_WARN("cluster: retained message of key %s not put in bucket %s: larger than the NATS server's max_payload "
+      LOG_WARN("cluster: key %s not put in bucket %s: larger than the NATS server's max_payload "
                "(it stays on this node)", key.c_str(), bucket_.c_str());
       continue;
     }
@@ -221,7 +227,7 @@ bool RetainedBucket::makePuts(bool last) {
     std::lock_guard<std::mutex> lock(mu_);
     if (last || !transient(s)) {
       const auto left = static_cast<unsigned long>(std::distance(it, batch.end()));
-      LOG_WARN("cluster: %lu retained messages not put in bucket %s: %s (they stay on this node)", left,
+      LOG_WARN("cluster: %lu entries (%s) not put in bucket %s: %s (they stay on this node)", left, what_.c_str(),
                bucket_.c_str(), errorText(s).c_str());
       counters_.put_failed += left;
       ok = false;
@@ -240,10 +246,10 @@ bool RetainedBucket::makePuts(bool last) {
   return ok && puts_.empty();
 }
 
-void RetainedBucket::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
+void Bucket::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
   auto* sink = static_cast<AckSink*>(closure);
   std::lock_guard<std::mutex> hold(sink->mu);
-  RetainedBucket* self = sink->bucket;
+  Bucket* self = sink->bucket;
   if (self) {
     std::lock_guard<std::mutex> lock(self->mu_);
     if (pa) {
@@ -257,14 +263,14 @@ void RetainedBucket::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae,
                                 static_cast<size_t>(natsMsg_GetDataLength(msg)));
     } else {
       ++self->counters_.put_failed;
-      LOG_WARN("cluster: a retained message not put in bucket %s: %s (it stays on this node)", self->bucket_.c_str(),
+      LOG_WARN("cluster: an entry not put in bucket %s: %s (it stays on this node)", self->bucket_.c_str(),
                pae && pae->ErrText ? pae->ErrText : "refused");
     }
   }
   natsMsg_Destroy(msg);
 }
 
-void RetainedBucket::readWatch() {
+void Bucket::readWatch() {
   bool puts_waiting = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -284,7 +290,7 @@ void RetainedBucket::readWatch() {
     const natsStatus s = kvWatcher_Next(&e, watcher_, i == 0 && !puts_waiting ? kIdleWatchMs : 1);
     if (s == NATS_TIMEOUT) return;
     if (s != NATS_OK) {
-      LOG_WARN("cluster: retained messages: the watch on bucket %s ended (%s); watching again", bucket_.c_str(),
+      LOG_WARN("cluster: %s: the watch on bucket %s ended (%s); watching again", what_.c_str(), bucket_.c_str(),
                errorText(s).c_str());
       close();
       return;
@@ -303,7 +309,7 @@ void RetainedBucket::readWatch() {
   }
 }
 
-bool RetainedBucket::watchStuck() {
+bool Bucket::watchStuck() {
   const auto now = std::chrono::steady_clock::now();
   if (now < next_check_) return false;
   next_check_ = now + kCheckEvery;
@@ -318,12 +324,12 @@ bool RetainedBucket::watchStuck() {
   behind_checks_ = behind ? behind_checks_ + 1 : 0;
   if (behind_checks_ < 2) return false;
   behind_checks_ = 0;
-  LOG_NOTICE("cluster: retained messages: the watch on bucket %s stopped at revision %llu of %llu; watching again",
+  LOG_NOTICE("cluster: %s: the watch on bucket %s stopped at revision %llu of %llu; watching again", what_.c_str(),
              bucket_.c_str(), static_cast<unsigned long long>(last_revision_), static_cast<unsigned long long>(last));
   return true;
 }
 
-void RetainedBucket::run() {
+void Bucket::run() {
   while (true) {
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -1,12 +1,11 @@
-// src/cluster/retained_bucket.h — the cluster's retained messages, in one
-// JetStream key-value bucket that every node writes and watches.
+// src/cluster/bucket.h — a JetStream key-value bucket that every node of
+// the cluster writes and watches: the retained messages (keyed by topic)
+// and the session registry (keyed by client id, the node a client last
+// connected to).
 //
-// Each node puts the retained messages published on it (and the clearing
-// of one: an empty payload, kept as an entry so that a node away at the
-// time learns it too), keyed by topic (subjects.h topicKey), and watches
-// the whole bucket: what any node puts reaches every node, in the bucket's
-// order, which is the same for all. The bucket is the cluster's copy; each
-// node's store holds the node's own, kept in step by the watch.
+// Each node puts its own entries and watches the whole bucket: what any
+// node puts reaches every node, in the bucket's order, which is the same
+// for all (Cluster decides what an entry means).
 //
 // This class is the JetStream side, on its own thread (JetStream calls
 // block; the loop never waits for them): it opens (or creates) the bucket
@@ -44,7 +43,7 @@ struct jsPubAckErr;
 
 namespace petrel::cluster {
 
-class RetainedBucket {
+class Bucket {
  public:
   struct Event {
     enum Kind : uint8_t {
@@ -65,11 +64,12 @@ class RetainedBucket {
   // `wake` is called on the bucket's thread when events wait for take().
   // Events beyond `max_pending_bytes` wait in the bucket (the watch is read
   // no further) until the loop has taken them.
-  RetainedBucket(__natsConnection* nc, std::string bucket, int replicas, uint64_t max_pending_bytes,
-                 std::function<void()> wake);
-  ~RetainedBucket();
-  RetainedBucket(const RetainedBucket&) = delete;
-  RetainedBucket& operator=(const RetainedBucket&) = delete;
+  // `what` names the bucket's use in the log ("retained messages").
+  Bucket(__natsConnection* nc, std::string bucket, std::string what, std::string description, int replicas,
+         uint64_t max_pending_bytes, std::function<void()> wake);
+  ~Bucket();
+  Bucket(const Bucket&) = delete;
+  Bucket& operator=(const Bucket&) = delete;
 
   void start();
   // Makes the puts still waiting (for up to about two seconds while the
@@ -93,7 +93,7 @@ class RetainedBucket {
   // JetStream's answer to a put (the client's thread).
   struct AckSink {
     std::mutex mu;
-    RetainedBucket* bucket = nullptr;  // null once stopped
+    Bucket* bucket = nullptr;  // null once stopped
   };
   static void onAck(__jsCtx* js, __natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure);
 
@@ -112,6 +112,8 @@ class RetainedBucket {
 
   __natsConnection* nc_;
   const std::string bucket_;
+  const std::string what_;
+  const std::string description_;
   const int replicas_;
   const uint64_t max_bytes_;
   std::function<void()> wake_;
