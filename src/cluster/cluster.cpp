@@ -641,13 +641,10 @@ void Cluster::endSync(int64_t now_ms) {
 
 void Cluster::clientConnected(const std::string& client_id) {
   if (!registry_ || stopped_) return;
-  // Value: this node's id and the registration's number, then its name
-  // (for the log of the node that closes its connection).
+  // The node's name goes with it, for the log of the node that closes
+  // its connection.
   const uint64_t seq = ++seq_;
-  registry_body_.clear();
-  for (int i = 7; i >= 0; --i) registry_body_ += static_cast<char>(node_id_ >> (8 * i));
-  for (int i = 7; i >= 0; --i) registry_body_ += static_cast<char>(seq >> (8 * i));
-  registry_body_ += node_name_;
+  cluster::encodeRegistration(node_id_, seq, node_name_, registry_body_);
   registered_[client_id] = {seq, false};
   std::string key;
   cluster::encodeLevel(client_id, key);
@@ -669,23 +666,21 @@ void Cluster::clientConnected(const std::string& client_id) {
 // sees this one).
 void Cluster::registryEvent(const cluster::Bucket::Event& e) {
   using Event = cluster::Bucket::Event;
-  if (e.kind != Event::Put || e.value.size() < 16) return;
+  cluster::Registration reg;
   std::string client_id;
-  if (!cluster::decodeLevel(e.key, client_id)) return;
-  uint64_t node = 0, seq = 0;
-  for (int i = 0; i < 8; ++i) node = node << 8 | static_cast<uint8_t>(e.value[i]);
-  for (int i = 8; i < 16; ++i) seq = seq << 8 | static_cast<uint8_t>(e.value[i]);
+  if (e.kind != Event::Put || !cluster::decodeRegistration(e.value, reg) || !cluster::decodeLevel(e.key, client_id))
+    return;
   auto it = registered_.find(client_id);
   if (it == registered_.end()) return;
-  if (node == node_id_) {
-    if (seq == it->second.seq) it->second.echoed = true;
+  if (reg.node == node_id_) {
+    if (reg.seq == it->second.seq) it->second.echoed = true;
     return;
   }
   if (!it->second.echoed) return;  // this node's registration comes after: the other closes
   registered_.erase(it);
   if (!connected_here_ || !connected_here_(client_id)) return;
   ++counters_.taken_over;
-  take_over_(client_id, e.value.substr(16));
+  take_over_(client_id, std::string(reg.name));
 }
 
 void Cluster::publishSys() {

@@ -99,4 +99,20 @@ bool decodeStatus(std::string_view rest, NodeStatus& out) {
   return true;
 }
 
+void encodeRegistration(uint64_t node, uint64_t seq, std::string_view name, std::string& out) {
+  out.clear();
+  put64(out, node);
+  put64(out, seq);
+  out.append(name);
+}
+
+bool decodeRegistration(std::string_view value, Registration& out) {
+  if (value.size() < 16) return false;
+  const auto* d = reinterpret_cast<const uint8_t*>(value.data());
+  out.node = get64(d);
+  out.seq = get64(d + 8);
+  out.name = value.substr(16);
+  return true;
+}
+
 }  // namespace petrel::cluster

@@ -82,4 +82,17 @@ struct NodeStatus {
 void encodeStatus(const NodeStatus& s, std::string& out);
 bool decodeStatus(std::string_view rest, NodeStatus& out);
 
+// A value of the session registry's bucket (cluster.h): the node a client
+// connected to, the node's number for that registration, and its name.
+//   u64  node id, big-endian
+//   u64  registration number
+//   ...  the node's name: the rest
+struct Registration {
+  uint64_t node = 0;
+  uint64_t seq = 0;
+  std::string_view name;  // into the decoded value
+};
+void encodeRegistration(uint64_t node, uint64_t seq, std::string_view name, std::string& out);
+bool decodeRegistration(std::string_view value, Registration& out);
+
 }  // namespace petrel::cluster

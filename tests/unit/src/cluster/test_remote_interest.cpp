@@ -165,6 +165,19 @@ TEST(ClusterControl, StatusRoundTripsAndByeHasNoRest) {
   EXPECT_FALSE(decodeControl(reinterpret_cast<const uint8_t*>((body + "x").data()), body.size() + 1, c));
 }
 
+TEST(ClusterRegistry, RegistrationRoundTripsAndShortValuesAreRefused) {
+  std::string v;
+  encodeRegistration(0x0102030405060708ull, 42, "node-1", v);
+  Registration r;
+  ASSERT_TRUE(decodeRegistration(v, r));
+  EXPECT_EQ(r.node, 0x0102030405060708ull);
+  EXPECT_EQ(r.seq, 42u);
+  EXPECT_EQ(r.name, "node-1");
+  EXPECT_FALSE(decodeRegistration(std::string_view(v).substr(0, 15), r));
+  ASSERT_TRUE(decodeRegistration(std::string_view(v).substr(0, 16), r));  // a name is not needed
+  EXPECT_EQ(r.name, "");
+}
+
 TEST(ClusterControl, RoundTripAndRefusals) {
   std::string body;
   encodeControl(ControlKind::Add, 0xA1B2C3D4E5F60718ull, 42, "a/+/#", body);
