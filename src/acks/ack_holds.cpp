@@ -4,8 +4,9 @@
 
 namespace petrel {
 
-void AckHolds::hold(Connection& c, Connection::OutMark mark, uint64_t ticket, const AckGatePtr& gate) {
-  c.holdSince(mark, ticket, gate);
+void AckHolds::hold(Connection& c, Connection::OutMark mark, uint64_t ticket, const AckGatePtr& gate,
+                    const AckGatePtr& required) {
+  c.holdSince(mark, ticket, gate, required);
   if (!c.in_held_list) {
     c.in_held_list = true;
     held_.push_back(&c);

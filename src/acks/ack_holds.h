@@ -20,8 +20,10 @@ namespace petrel {
 
 class AckHolds {
  public:
-  // Holds what `c` wrote since `mark` until `ticket` commits or `gate` opens.
-  void hold(Connection& c, Connection::OutMark mark, uint64_t ticket, const AckGatePtr& gate = nullptr);
+  // Holds what `c` wrote since `mark` until `ticket` commits or `gate`
+  // opens, and in any case until `required` opens.
+  void hold(Connection& c, Connection::OutMark mark, uint64_t ticket, const AckGatePtr& gate = nullptr,
+            const AckGatePtr& required = nullptr);
   // A receiver's acknowledgement opened a gate: releaseIfGatesOpened() at
   // the end of the loop turn looks at the held output again.
   void gateOpened() { gates_opened_ = true; }

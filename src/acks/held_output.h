@@ -36,8 +36,11 @@ class HeldOutput {
     return {held_.size(), held_.back().bytes.size()};
   }
   // Holds what was written since `mark` (to `out`, or to the tail) until
-  // `ticket` commits, or until `gate` opens when there is one.
-  void holdSince(Mark mark, std::string& out, uint64_t ticket, const AckGatePtr& gate = nullptr);
+  // `ticket` commits, or until `gate` opens when there is one; and, with
+  // `required`, in any case until that opens (another node's copies of a
+  // message stored in the cluster's stream: src/cluster/stream.h).
+  void holdSince(Mark mark, std::string& out, uint64_t ticket, const AckGatePtr& gate = nullptr,
+                 const AckGatePtr& required = nullptr);
   // Appends the segments that may go now to `out`; true if any did.
   bool release(uint64_t committed, std::string& out);
   size_t bytes() const;
@@ -49,8 +52,9 @@ class HeldOutput {
     std::string bytes;
     std::vector<AckGatePtr> gates;
     bool needs_commit = false;  // some of it waits for the commit in any case
+    std::vector<AckGatePtr> required;  // gates it waits for whatever else
     bool releasable(uint64_t committed) const;
-    void waitFor(uint64_t t, const AckGatePtr& gate);
+    void waitFor(uint64_t t, const AckGatePtr& gate, const AckGatePtr& req);
   };
   std::vector<Segment> held_;
 };

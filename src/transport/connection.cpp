@@ -319,9 +319,9 @@ void Connection::notifyWritable() {
   }
 }
 
-void Connection::holdSince(OutMark mark, uint64_t ticket, const AckGatePtr& gate) {
+void Connection::holdSince(OutMark mark, uint64_t ticket, const AckGatePtr& gate, const AckGatePtr& required) {
   if (!held_) held_ = std::make_unique<HeldOutput>();
-  held_->holdSince(mark, out_, ticket, gate);
+  held_->holdSince(mark, out_, ticket, gate, required);
 }
 
 bool Connection::release(uint64_t committed) {

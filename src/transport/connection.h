@@ -94,7 +94,8 @@ class Connection final : private StreamHandler {
   // holdSince() then holds what it wrote.
   using OutMark = HeldOutput::Mark;
   OutMark outMark() const { return held_ ? held_->mark(out_) : OutMark{0, out_.size()}; }
-  void holdSince(OutMark mark, uint64_t ticket, const AckGatePtr& gate = nullptr);
+  void holdSince(OutMark mark, uint64_t ticket, const AckGatePtr& gate = nullptr,
+                 const AckGatePtr& required = nullptr);
   // Releases held output up to the committed ticket; true while some stays.
   bool release(uint64_t committed);
   bool holding() const { return held_ && !held_->empty(); }

@@ -137,5 +137,59 @@ TEST(HeldOutput, ClearDropsEverything) {
   EXPECT_EQ(out, "");
 }
 
+// Another node's copies of a message in the cluster's stream: a required
+// gate holds the answer whatever the commit or the early gate say.
+TEST(HeldOutput, ARequiredGateHoldsPastTheCommit) {
+  HeldOutput h;
+  std::string out;
+  auto stored = std::make_shared<AckGate>();
+  stored->addReceiver();
+  stored->addReceiver();
+  auto m = h.mark(out);
+  out += "ACK1";
+  h.holdSince(m, out, 5, nullptr, stored);
+  EXPECT_FALSE(h.release(5, out));  // committed here, not yet in the stream
+  EXPECT_EQ(out, "");
+  stored->receiverDone();
+  EXPECT_FALSE(h.release(9, out));
+  stored->receiverDone();
+  EXPECT_TRUE(h.release(5, out));
+  EXPECT_EQ(out, "ACK1");
+}
+
+TEST(HeldOutput, ARequiredGateAloneHoldsWithoutAnyStoreWrite) {
+  HeldOutput h;
+  std::string out = "x";
+  auto stored = std::make_shared<AckGate>();
+  stored->addReceiver();
+  auto m = h.mark(out);
+  out += "ACK1";
+  h.holdSince(m, out, 0, nullptr, stored);  // ticket 0: nothing to commit
+  handle(h, out, "ACK2", 0);                 // written after it: waits behind it
+  EXPECT_FALSE(h.release(0, out));
+  EXPECT_EQ(out, "x");
+  stored->receiverDone();
+  EXPECT_TRUE(h.release(0, out));
+  EXPECT_EQ(out, "xACK1ACK2");
+  EXPECT_TRUE(h.empty());
+}
+
+TEST(HeldOutput, ARequiredGateWaitsForTheEarlyGateOrTheCommitToo) {
+  HeldOutput h;
+  std::string out;
+  auto early = std::make_shared<AckGate>();
+  early->addReceiver();
+  auto stored = std::make_shared<AckGate>();
+  stored->addReceiver();
+  auto m = h.mark(out);
+  out += "ACK1";
+  h.holdSince(m, out, 7, early, stored);
+  stored->receiverDone();
+  EXPECT_FALSE(h.release(6, out));  // neither committed nor acknowledged by the receivers
+  early->receiverDone();
+  EXPECT_TRUE(h.release(6, out));
+  EXPECT_EQ(out, "ACK1");
+}
+
 }  // namespace
 }  // namespace petrel
