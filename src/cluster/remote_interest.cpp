@@ -114,8 +114,10 @@ RemoteInterest::Node& RemoteInterest::heard(uint64_t node, int64_t now_ms) {
 void RemoteInterest::add(uint64_t node, uint64_t gen, std::string_view filter, int64_t now_ms) {
   Node& n = heard(node, now_ms);
   auto [it, added] = n.filters.try_emplace(std::string(filter), gen);
-  if (added) filters_.add(filter);
-  else if (it->second < gen) it->second = gen;
+  if (added) {
+    filters_.add(filter);
+    n.set.add(filter);
+  } else if (it->second < gen) it->second = gen;
 }
 
 void RemoteInterest::remove(uint64_t node, std::string_view filter, int64_t now_ms) {
@@ -123,6 +125,7 @@ void RemoteInterest::remove(uint64_t node, std::string_view filter, int64_t now_
   auto it = n.filters.find(std::string(filter));
   if (it == n.filters.end()) return;
   filters_.remove(filter);
+  n.set.remove(filter);
   n.filters.erase(it);
 }
 
@@ -137,6 +140,7 @@ void RemoteInterest::end(uint64_t node, uint64_t gen, int64_t now_ms) {
   for (auto it = n.filters.begin(); it != n.filters.end();) {
     if (it->second < gen) {
       filters_.remove(it->first);
+      n.set.remove(it->first);
       it = n.filters.erase(it);
     } else {
       ++it;
@@ -149,7 +153,10 @@ void RemoteInterest::end(uint64_t node, uint64_t gen, int64_t now_ms) {
 }
 
 void RemoteInterest::drop(Node& n) {
-  for (const auto& [filter, gen] : n.filters) filters_.remove(filter);
+  for (const auto& [filter, gen] : n.filters) {
+    filters_.remove(filter);
+    n.set.remove(filter);
+  }
   n.filters.clear();
   if (n.all_gen != 0) --all_nodes_;
   n.all_gen = 0;

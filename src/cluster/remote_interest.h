@@ -54,12 +54,21 @@ class RemoteInterest {
 
   // Some other node wants `topic`.
   bool wants(std::string_view topic) const { return all_nodes_ > 0 || filters_.matches(topic); }
+  // Calls f(node id) for each node that wants `topic`.
+  template <typename F>
+  void forEachWanting(std::string_view topic, F&& f) const {
+    for (const auto& [id, n] : nodes_)
+      if (n.all_gen != 0 || n.set.matches(topic)) f(id);
+  }
+  // The node has been heard from (and not forgotten).
+  bool knows(uint64_t node) const { return nodes_.count(node) != 0; }
   size_t nodes() const { return nodes_.size(); }
   size_t filters() const { return filters_.size(); }
 
  private:
   struct Node {
     std::unordered_map<std::string, uint64_t> filters;  // filter -> generation
+    FilterSet set;  // the same filters, to match a topic against
     uint64_t all_gen = 0;  // 0: not "all"
     int64_t heard_ms = 0;
   };

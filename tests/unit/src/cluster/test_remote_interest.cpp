@@ -2,6 +2,9 @@
 // and the table of announcements with its generations, "all" and expiry.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <vector>
+
 #include <random>
 #include <string>
 #include <vector>
@@ -210,4 +213,34 @@ TEST(ClusterControl, RoundTripAndRefusals) {
 }
 
 }  // namespace
+// Which nodes a message goes to through the stream: each node by its own
+// filters, "all" included; a forgotten node by none.
+TEST(ClusterRemoteInterest, EachNodeWantingATopic) {
+  RemoteInterest r;
+  r.add(1, 1, "a/+", 0);
+  r.add(2, 1, "a/#", 0);
+  r.add(3, 1, "b/c", 0);
+  r.all(4, 1, 0);
+  auto wanting = [&](std::string_view topic) {
+    std::vector<uint64_t> ids;
+    r.forEachWanting(topic, [&](uint64_t id) { ids.push_back(id); });
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  };
+  EXPECT_EQ(wanting("a/x"), (std::vector<uint64_t>{1, 2, 4}));
+  EXPECT_EQ(wanting("a"), (std::vector<uint64_t>{2, 4}));
+  EXPECT_EQ(wanting("b/c"), (std::vector<uint64_t>{3, 4}));
+  // '+' and '#' do not match a '$' topic; "all" takes it (the receiving
+  // node applies MQTT's rule to its own subscriptions).
+  EXPECT_EQ(wanting("$app/x"), (std::vector<uint64_t>{4}));
+  r.remove(2, "a/#", 0);
+  EXPECT_EQ(wanting("a"), (std::vector<uint64_t>{4}));
+  r.end(1, 2, 0);  // a full announcement without a/+
+  EXPECT_EQ(wanting("a/x"), (std::vector<uint64_t>{4}));
+  r.forget(4);
+  EXPECT_EQ(wanting("a/x"), (std::vector<uint64_t>{}));
+  EXPECT_TRUE(r.knows(3));
+  EXPECT_FALSE(r.knows(4));
+}
+
 }  // namespace petrel::cluster
