@@ -41,6 +41,9 @@ Broker::Broker(uv_loop_t* loop, Config cfg)
         LOG_INFO("client %s: session taken over on node %s", s->clientId().c_str(), by.c_str());
         s->conn->disconnect(mqtt::Reason::SessionTakenOver);
       });
+  // Another node's copies of a message are in the cluster's stream: its
+  // held PUBACK (PUBREC) may go.
+  cluster_.setOnStored([this] { holds_.gateOpened(); });
   groups_.declareQueues();  // before the store's subscriptions join them
 }
 
@@ -235,10 +238,8 @@ void Broker::onWritable(Connection& c) {
 void Broker::flushAll() {
   // Group commit: everything this loop turn wrote to the store goes to the
   // writer thread as one batch.
-  if (durable_.enabled()) {
-    durable_.submit();
-    holds_.releaseIfGatesOpened(durable_.committed());
-  }
+  if (durable_.enabled()) durable_.submit();
+  holds_.releaseIfGatesOpened(durable_.enabled() ? durable_.committed() : 0);
   // A flush can make more connections dirty (a write error closes and a
   // will is published), so loop until stable.
   while (!dirty_.empty()) {
@@ -298,8 +299,11 @@ void Broker::onFrame(Connection& c, const mqtt::Frame& f) {
   // send next depends on those deletes having reached the disk, so they
   // hold nothing back (a subscriber draining its queue is not paced by the
   // disk).
-  if (!durable_.enabled() || f.type == PacketType::Puback || f.type == PacketType::Pubcomp ||
-      f.type == PacketType::Pingreq)
+  // In a cluster with JetStream a QoS 1 or 2 message that other nodes
+  // want is acknowledged once the cluster's stream has stored their
+  // copies too (src/cluster/stream.h), whether or not this node stores it.
+  if ((!durable_.enabled() && !cluster_.holdsAcks()) || f.type == PacketType::Puback ||
+      f.type == PacketType::Pubcomp || f.type == PacketType::Pingreq)
     return dispatch(c, f, nullptr);
   dispatchHolding(c, f);
 }
@@ -307,9 +311,16 @@ void Broker::onFrame(Connection& c, const mqtt::Frame& f) {
 void Broker::dispatchHolding(Connection& c, const mqtt::Frame& f) {
   FrameContext fc;
   const Connection::OutMark mark = c.outMark();
-  const size_t ops = durable_.batch().count();
+  const bool durable = durable_.enabled();
+  const size_t ops = durable ? durable_.batch().count() : 0;
+  AckGatePtr stored;  // the other nodes' copies in the cluster's stream
+  cluster_.collectGate(&stored);
   dispatch(c, f, &fc);
-  if (durable_.batch().count() != ops && !c.closing()) holds_.hold(c, mark, durable_.awaitedTicket(), fc.early_ack);
+  cluster_.collectGate(nullptr);
+  if (c.closing()) return;
+  const bool wrote = durable && durable_.batch().count() != ops;
+  if (wrote) holds_.hold(c, mark, durable_.awaitedTicket(), fc.early_ack, stored);
+  else if (stored) holds_.hold(c, mark, 0, nullptr, stored);
 }
 
 void Broker::dispatch(Connection& c, const mqtt::Frame& f, FrameContext* fc) {

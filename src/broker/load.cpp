@@ -133,6 +133,7 @@ void Broker::onCommit(bool failed) {
   sessions_.afterCommit(done);
   groups_.afterCommit();
   delayed_.afterCommit(done);
+  cluster_.afterCommit(done, failed);
   // Messages loaded from disk and no longer used by any session.
   durable_.trimCache(4 * Sessions::kRamWindow);
   flushAll();

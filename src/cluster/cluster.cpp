@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <random>
@@ -134,6 +135,18 @@ bool isSys(std::string_view topic) {
 }
 
 // Two retained messages a node need not replace one with the other.
+bool parseHex(std::string_view s, uint64_t& v) {
+  v = 0;
+  for (char c : s) {
+    int d;
+    if (c >= '0' && c <= '9') d = c - '0';
+    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+    else return false;
+    v = v << 4 | uint64_t(d);
+  }
+  return true;
+}
+
 bool sameRetained(const Message& a, const Message& b) {
   if (a.payload != b.payload || a.qos != b.qos || a.expires_at_ms != b.expires_at_ms) return false;
   if (!a.props || !b.props) return !a.props && !b.props;
@@ -240,8 +253,16 @@ bool Cluster::start(std::string& err) {
                                                   cfg_.replicas, cfg_.max_pending_bytes, wake);
     bucket_->start();
     registry_->start();
+    std::string node;
+    cluster::encodeLevel(node_name_, node);
+    stream_ = std::make_unique<cluster::Stream>(nc_, cfg_.name + "_messages", cfg_.name + ".q.", node, cfg_.replicas,
+                                                wake);
+    stream_->start();
   }
+  // The status first: it names this node, which the others need before
+  // they send it QoS 1 and 2 messages through the stream.
   if (connected_) {
+    sendStatus();
     announceAll();
     announce(cluster::ControlKind::Hello);
   }
@@ -255,7 +276,6 @@ bool Cluster::start(std::string& err) {
   status_open_ = true;
   uv_timer_start(&status_timer_, &Cluster::onStatusTimer, kStatusMs, kStatusMs);
   uv_unref(reinterpret_cast<uv_handle_t*>(&status_timer_));
-  if (connected_) sendStatus();
   return true;
 }
 
@@ -305,7 +325,25 @@ std::vector<Cluster::NodeView> Cluster::nodes() const {
 void Cluster::onRefresh(uv_timer_t* t) {
   auto* c = static_cast<Cluster*>(t->data);
   c->announceAll();
-  c->remote_.expire(c->clock_.wallMs() - int64_t(kForgetMs));
+  c->remote_.expire(c->clock_.wallMs() - int64_t(c->stream_ && c->stream_->ready() ? kAwayKeepMs : kForgetMs));
+  for (auto it = c->names_.begin(); it != c->names_.end();) {
+    if (!c->remote_.knows(it->first) && !c->peers_.count(it->first)) it = c->names_.erase(it);
+    else ++it;
+  }
+}
+
+void Cluster::forgetOlder(uint64_t node) {
+  auto self = names_.find(node);
+  if (self == names_.end()) return;
+  for (auto it = names_.begin(); it != names_.end();) {
+    if (it->first != node && it->second == self->second) {
+      remote_.forget(it->first);
+      peers_.erase(it->first);
+      it = names_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 void Cluster::announce(cluster::ControlKind kind, std::string_view filter) {
@@ -339,10 +377,13 @@ void Cluster::control(const uint8_t* data, size_t len, int64_t now_ms) {
     case cluster::ControlKind::Add: remote_.add(c.node, c.gen, c.filter, now_ms); break;
     case cluster::ControlKind::Remove: remote_.remove(c.node, c.filter, now_ms); break;
     case cluster::ControlKind::All: remote_.all(c.node, c.gen, now_ms); break;
-    case cluster::ControlKind::End: remote_.end(c.node, c.gen, now_ms); break;
-    case cluster::ControlKind::Hello:  // a node (re)joined: it learns this one's filters and status
-      announceAll();
+    case cluster::ControlKind::End:
+      remote_.end(c.node, c.gen, now_ms);
+      forgetOlder(c.node);
+      break;
+    case cluster::ControlKind::Hello:  // a node (re)joined: it learns this one's status and filters
       sendStatus();
+      announceAll();
       break;
     case cluster::ControlKind::Status: {
       Peer& p = peers_[c.node];
@@ -353,11 +394,17 @@ void Cluster::control(const uint8_t* data, size_t len, int64_t now_ms) {
         return;
       }
       p.heard_ms = now_ms;
+      std::string& name = names_[c.node];
+      name.clear();
+      cluster::encodeLevel(p.status.name, name);
       break;
     }
     case cluster::ControlKind::Query: sendStatus(); break;  // petrel inspect --cluster asks
-    case cluster::ControlKind::Bye:  // stopping: its filters and status go now
-      remote_.forget(c.node);
+    case cluster::ControlKind::Bye:  // stopping: it leaves the list
+      // Without the stream its filters go now. With it they stay (for
+      // kAwayKeepMs): what its durable sessions are owed waits in the
+      // stream until it is back.
+      if (!stream_ || !stream_->ready()) remote_.forget(c.node);
       peers_.erase(c.node);
       break;
   }
@@ -374,6 +421,12 @@ void Cluster::stop() {
   // Its last puts go out before the link closes.
   if (bucket_) bucket_->stop();
   if (registry_) registry_->stop();
+  // Copies taken and not stored yet come again to this node's next run.
+  if (stream_) {
+    for (const Unacked& u : unacked_) stream_->release(u.msg);
+    unacked_.clear();
+    stream_->stop();
+  }
   // The others forget this node's filters now, not in kForgetMs.
   if (nc_) {
     cluster::encodeControl(cluster::ControlKind::Bye, node_id_, gen_, {}, control_body_);
@@ -454,6 +507,7 @@ void Cluster::forward(const MessagePtr& m) {
     ++counters_.kept;  // no other node has a filter that matches
     return;
   }
+  if (m->qos > 0 && stream_ && stream_->ready() && forwardStored(*m)) return;
   subject_ = cluster::topicSubject(cfg_.name, m->topic);
   cluster::encodeWire(*m, node_id_, ++seq_, body_);
   const natsStatus s = natsConnection_Publish(nc_, subject_.c_str(), body_.data(), static_cast<int>(body_.size()));
@@ -463,6 +517,141 @@ void Cluster::forward(const MessagePtr& m) {
     ++counters_.send_failed;
     LOG_DEBUG("cluster: publish to %s failed: %s", subject_.c_str(), natsStatus_GetText(s));
   }
+}
+
+bool Cluster::forwardStored(const Message& m) {
+  // The nodes that want it, by name (a node that restarted may be known
+  // under its old id as well, until its new one has announced its filters).
+  dests_.clear();
+  bool unnamed = false;
+  remote_.forEachWanting(m.topic, [&](uint64_t id) {
+    auto it = names_.find(id);
+    if (it == names_.end()) {
+      unnamed = true;
+      return;
+    }
+    // One copy per node. Addressed to the run of the node that wants it:
+    // its current one when that wants it too, else an earlier one (the
+    // node is down or restarting; only its durable sessions are owed it).
+    for (Dest& d : dests_) {
+      if (*d.name != it->second) continue;
+      auto now = peers_.find(id);
+      auto was = peers_.find(d.id);
+      if (now != peers_.end() && (was == peers_.end() || now->second.heard_ms > was->second.heard_ms)) d.id = id;
+      return;
+    }
+    dests_.push_back({&it->second, id});
+  });
+  if (unnamed) {
+    ++counters_.unnamed;
+    return false;
+  }
+  if (dests_.empty()) return false;
+  if (stream_->unstored() > kStreamWaitingMax) {
+    if (counters_.stream_overflow++ == 0)
+      LOG_WARN("cluster: more than %zu messages for other nodes wait for the stream; QoS 1 and 2 messages go to "
+               "them at most once until it catches up (counted: stream_overflow)", kStreamWaitingMax);
+    return false;
+  }
+  cluster::encodeWire(m, node_id_, ++seq_, body_);
+  const std::string tokens = cluster::topicKey(m.topic);
+  char id[24];
+  for (const Dest& d : dests_) {
+    cluster::Stream::Out o;
+    std::snprintf(id, sizeof(id), "%016llx.", static_cast<unsigned long long>(d.id));
+    o.subject = stream_->nodePrefix(*d.name) + id + tokens;
+    o.body = body_;
+    o.token = ++next_token_;
+    if (collecting_) {
+      if (!*collecting_) *collecting_ = std::make_shared<AckGate>();
+      (*collecting_)->addReceiver();
+      awaiting_.emplace(o.token, *collecting_);
+    }
+    stream_->publish(std::move(o));
+  }
+  ++counters_.sent;
+  return true;
+}
+
+// What the stream has for this node, and which copies for other nodes it
+// has stored.
+void Cluster::takeStream(int64_t now_ms) {
+  stream_->take(stream_in_, stream_done_);
+  bool opened = false;
+  for (const cluster::Stream::Done& d : stream_done_) {
+    auto it = awaiting_.find(d.token);
+    if (it == awaiting_.end()) continue;
+    // Refused for good (too large for NATS): logged and counted; the
+    // PUBACK goes, as it would for a message no node wants.
+    if (it->second->receiverDone()) opened = true;
+    awaiting_.erase(it);
+  }
+  stream_done_.clear();
+  if (opened && on_stored_) on_stored_();
+  std::string topic;
+  const std::string& own = stream_->ownPrefix();
+  for (cluster::Stream::In& in : stream_in_) {
+    auto msg = makeMessage();
+    cluster::WireInfo info;
+    // "<name>.q.<node>.<run id>.<topic's tokens>"
+    const std::string_view subject(in.subject);
+    uint64_t to = 0;
+    const bool addressed = subject.size() > own.size() + 17 && subject.compare(0, own.size(), own) == 0 &&
+                           subject[own.size() + 16] == '.' && parseHex(subject.substr(own.size(), 16), to);
+    if (!addressed || !cluster::keyTopic(subject.substr(own.size() + 17), topic) || !mqtt::validTopicName(topic) ||
+        !cluster::decodeWire(reinterpret_cast<const uint8_t*>(in.body.data()), in.body.size(), *msg, info)) {
+      ++counters_.dropped;
+      LOG_WARN("cluster: a message on %s in stream %s is not one a Petrel node sends; dropped", in.subject.c_str(),
+               (cfg_.name + "_messages").c_str());
+      stream_->ack(in.msg);  // it would only come again
+      continue;
+    }
+    // A copy that comes again: taken by this node before it was killed or
+    // restarted (routed now), or its acknowledgement was lost (routed
+    // again: at least once), or it still waits for this node's commit (the
+    // first one is acknowledged then).
+    if (in.delivered > 1) {
+      const bool waiting = std::any_of(unacked_.begin(), unacked_.end(),
+                                       [&](const Unacked& u) { return u.seq == in.stream_seq; });
+      if (waiting) {
+        ++counters_.duplicates;
+        stream_->release(in.msg);
+        continue;
+      }
+    }
+    ++counters_.received;
+    if (msg->expires_at_ms && msg->expires_at_ms <= now_ms) {  // ran out on the way
+      stream_->ack(in.msg);
+      continue;
+    }
+    msg->topic = std::move(topic);
+    topic.clear();
+    msg->from_cluster = true;
+    // Sent to an earlier run of this node: owed to the durable sessions
+    // that were here then, not to clean ones made since.
+    msg->durable_only = to != node_id_;
+    msg->id = durable_.newMessageId();
+    const bool durable = durable_.enabled();
+    const size_t ops = durable ? durable_.batch().count() : 0;
+    router_.route(MessagePtr(std::move(msg)));
+    // Stored by this node (a durable session's queue): acknowledged to the
+    // stream once that has committed. Otherwise it is delivered or dropped
+    // as a message published here would be: acknowledged now.
+    if (durable && durable_.batch().count() != ops) unacked_.push_back({durable_.awaitedTicket(), in.stream_seq, in.msg});
+    else stream_->ack(in.msg);
+  }
+  stream_in_.clear();
+}
+
+void Cluster::afterCommit(uint64_t committed, bool failed) {
+  if (unacked_.empty()) return;
+  size_t n = 0;
+  for (; n < unacked_.size() && unacked_[n].ticket <= committed; ++n) {
+    // Not stored: the stream sends it again (after its ack wait).
+    if (failed) stream_->release(unacked_[n].msg);
+    else stream_->ack(unacked_[n].msg);
+  }
+  unacked_.erase(unacked_.begin(), unacked_.begin() + static_cast<std::ptrdiff_t>(n));
 }
 
 void Cluster::onAsync(uv_async_t* h) { static_cast<Cluster*>(h->data)->takeInbox(); }
@@ -481,9 +670,9 @@ void Cluster::takeInbox() {
     LOG_NOTICE("%s", text.c_str());
     // (Re)linked: the other nodes learn this one's filters, and it theirs.
     if (up == 1) {
+      sendStatus();
       announceAll();
       announce(cluster::ControlKind::Hello);
-      sendStatus();
     }
     // JetStream's watch of the retained messages starts again, with the
     // bucket's values: while the link was down (or a server went), the
@@ -502,6 +691,7 @@ void Cluster::takeInbox() {
     for (const auto& e : bucket_events_) registryEvent(e);
     bucket_events_.clear();
   }
+  if (stream_) takeStream(int64_t(now));
   std::string topic;
   const std::string& bytes = work_->bytes;
   for (const InboxBatch::Item& item : work_->items) {
@@ -711,6 +901,12 @@ void Cluster::publishSys() {
     put("retained/taken", std::to_string(c.retained_taken));
     put("retained/failed", std::to_string(c.retained_failed));
     put("taken_over", std::to_string(c.taken_over));
+    put("stream/up", c.stream_ready ? "1" : "0");
+    put("stream/stored", std::to_string(c.stream_stored));
+    put("stream/failed", std::to_string(c.stream_failed));
+    put("stream/taken", std::to_string(c.stream_taken));
+    put("stream/waiting", std::to_string(c.stream_waiting));
+    put("stream/overflow", std::to_string(c.stream_overflow));
   }
 }
 
@@ -721,6 +917,14 @@ Cluster::Counters Cluster::counters() const {
     c.retained_put = b.put;
     c.retained_failed = b.put_failed;
     c.retained_watching = b.watching;
+  }
+  if (stream_) {
+    const cluster::Stream::Counters s = stream_->counters();
+    c.stream_ready = s.ready;
+    c.stream_stored = s.stored;
+    c.stream_failed = s.failed;
+    c.stream_taken = s.taken;
+    c.stream_waiting = stream_->unstored();
   }
   if (inbox_) {
     std::lock_guard<std::mutex> lock(inbox_->mu);

@@ -54,14 +54,17 @@
 #include <unordered_set>
 #include <vector>
 
+#include "src/acks/ack_gate.h"
 #include "src/cluster/remote_interest.h"
 #include "src/cluster/bucket.h"
+#include "src/cluster/stream.h"
 #include "src/cluster/wire.h"
 #include "src/config/config.h"
 #include "src/routing/message.h"
 
 struct __natsConnection;
 struct __natsSubscription;
+struct __natsMsg;
 
 namespace petrel {
 
@@ -91,6 +94,14 @@ class Cluster {
     uint64_t retained_failed = 0;    // the bucket refused (too large for NATS, a bad key)
     bool retained_watching = false;  // the bucket is open and watched (JetStream answers)
     uint64_t taken_over = 0;         // this node's clients closed (0x8E): they connected to another node
+    // QoS 1 and 2 between nodes, through the cluster's stream (stream.h):
+    bool stream_ready = false;       // the stream and this node's consumer are open
+    uint64_t stream_stored = 0;      // copies for other nodes the stream stored
+    uint64_t stream_failed = 0;      // copies it refused for good (too large)
+    uint64_t stream_taken = 0;       // copies for this node taken from it
+    uint64_t stream_waiting = 0;     // copies for other nodes not stored yet (now)
+    uint64_t stream_overflow = 0;    // sent at most once instead: too many waiting
+    uint64_t unnamed = 0;            // sent at most once instead: a node not known by name yet
   };
 
   // A node with more filters than this announces "every message" instead
@@ -105,6 +116,14 @@ class Cluster {
   // kForgetMs is forgotten (it died; a live one says hello when it is back).
   static constexpr uint64_t kRefreshMs = 60 * 1000;
   static constexpr uint64_t kForgetMs = 5 * kRefreshMs;
+  // With JetStream a node that stopped or was not heard from keeps its
+  // filters this long (its durable sessions are owed what matches them: the
+  // stream keeps it until the node is back).
+  static constexpr uint64_t kAwayKeepMs = 60 * 60 * 1000;
+  // Copies for other nodes waiting for the stream (its link down, or
+  // JetStream slower than the publishers), at most; beyond it QoS 1 and 2
+  // messages go the core way (at most once), counted.
+  static constexpr size_t kStreamWaitingMax = 100000;
 
   // What the client's threads share with the loop (cluster.cpp).
   struct Inbox;
@@ -136,6 +155,17 @@ class Cluster {
     connected_here_ = std::move(connected_here);
     take_over_ = std::move(take_over);
   }
+  // QoS 1 and 2 messages other nodes want are acknowledged once the
+  // cluster's stream has their copies (cluster.jetstream).
+  bool holdsAcks() const { return jetstream(); }
+  // While a client's packet is handled: a QoS 1 or 2 message it publishes
+  // that goes to the stream makes `*g` (made if null) wait for its copies.
+  void collectGate(AckGatePtr* g) { collecting_ = g; }
+  // Called on the loop when such a gate opened.
+  void setOnStored(std::function<void()> f) { on_stored_ = std::move(f); }
+  // The store committed up to `committed` (or failed to): copies taken
+  // from the stream that this node has stored are acknowledged to it.
+  void afterCommit(uint64_t committed, bool failed);
   // A client connected to this node (after its CONNACK is written).
   void clientConnected(const std::string& client_id);
   // Hooks the router and the topic tree. Before the store is loaded, so
@@ -170,6 +200,14 @@ class Cluster {
   void onInterest(std::string_view filter, bool on);
   void subscribe(const std::string& filter, Interest& i);
   void forward(const MessagePtr& m);
+  // A QoS 1 or 2 message to the nodes that want it, through the stream;
+  // false when it must go the core way (a node not known by name yet, too
+  // many copies waiting).
+  bool forwardStored(const Message& m);
+  void takeStream(int64_t now_ms);
+  // A node's full announcement ended: the same node under an older id (it
+  // restarted) is forgotten.
+  void forgetOlder(uint64_t node);
   // Retained messages (jetstream: true): a local one to the bucket; what
   // the bucket's watch sees into this node's store.
   void onRetain(const MessagePtr& m);
@@ -246,6 +284,28 @@ class Cluster {
   // Topics whose latest retained message from this node is not yet back
   // from the bucket's watch: the sequence number it went with.
   std::unordered_map<std::string, uint64_t> own_pending_;
+  // QoS 1 and 2 between nodes (stream.h).
+  std::unique_ptr<cluster::Stream> stream_;
+  std::unordered_map<uint64_t, std::string> names_;  // node id -> its name's token
+  struct Dest {
+    const std::string* name;
+    uint64_t id;
+  };
+  std::vector<Dest> dests_;  // forwardStored()'s
+  AckGatePtr* collecting_ = nullptr;
+  std::function<void()> on_stored_;
+  uint64_t next_token_ = 0;
+  std::unordered_map<uint64_t, AckGatePtr> awaiting_;  // by token
+  std::vector<cluster::Stream::In> stream_in_;
+  std::vector<cluster::Stream::Done> stream_done_;
+  // Copies taken and routed, acknowledged to the stream once their batch
+  // has committed.
+  struct Unacked {
+    uint64_t ticket;
+    uint64_t seq;  // in the stream
+    __natsMsg* msg;
+  };
+  std::vector<Unacked> unacked_;
   // While a watch delivers the bucket's values: the topics it had.
   bool syncing_ = false;
   std::unordered_set<std::string> synced_;

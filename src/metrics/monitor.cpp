@@ -194,6 +194,12 @@ MetricsSnapshot Monitor::snapshot() {
     s.cluster.retained_taken = c.retained_taken;
     s.cluster.retained_failed = c.retained_failed;
     s.cluster.taken_over = c.taken_over;
+    s.cluster.stream_up = c.stream_ready;
+    s.cluster.stream_stored = c.stream_stored;
+    s.cluster.stream_failed = c.stream_failed;
+    s.cluster.stream_taken = c.stream_taken;
+    s.cluster.stream_waiting = c.stream_waiting;
+    s.cluster.stream_overflow = c.stream_overflow;
     for (const Cluster::NodeView& v : p_.cluster.nodes()) {
       const cluster::NodeStatus& st = v.status;
       s.cluster.nodes.push_back(

@@ -200,6 +200,19 @@ std::string prometheusText(const MetricsSnapshot& s) {
       counter("petrel_cluster_retained_failed_total",
               "Retained messages the bucket refused (larger than NATS allows, a bad key); they stay on this node.",
               c.retained_failed);
+      e.family("petrel_cluster_stream_up", "gauge",
+               "1 while the cluster's stream (QoS 1 and 2 messages between nodes) and this node's consumer are open.");
+      e.sample("petrel_cluster_stream_up", uint64_t{c.stream_up}, {{"node", c.node}});
+      counter("petrel_cluster_stream_stored_total",
+              "Copies of QoS 1 and 2 messages for other nodes the cluster's stream stored.", c.stream_stored);
+      counter("petrel_cluster_stream_failed_total",
+              "Copies for other nodes the stream refused for good (larger than NATS allows).", c.stream_failed);
+      counter("petrel_cluster_stream_taken_total", "Copies for this node taken from the stream.", c.stream_taken);
+      counter("petrel_cluster_stream_overflow_total",
+              "QoS 1 and 2 messages sent to other nodes at most once: too many copies waited for the stream.",
+              c.stream_overflow);
+      e.family("petrel_cluster_stream_waiting", "gauge", "Copies for other nodes not stored by the stream yet.");
+      e.sample("petrel_cluster_stream_waiting", c.stream_waiting, {{"node", c.node}});
     }
   }
   return e.take();
@@ -356,6 +369,14 @@ std::string statsJson(const MetricsSnapshot& s, size_t max_groups) {
       j.member("failed", s.cluster.retained_failed);
       j.endObject();
       j.member("taken_over", s.cluster.taken_over);
+      j.key("stream").beginObject();
+      j.member("up", s.cluster.stream_up);
+      j.member("stored", s.cluster.stream_stored);
+      j.member("failed", s.cluster.stream_failed);
+      j.member("taken", s.cluster.stream_taken);
+      j.member("waiting", s.cluster.stream_waiting);
+      j.member("overflow", s.cluster.stream_overflow);
+      j.endObject();
     }
   }
   j.endObject();

@@ -70,6 +70,9 @@ struct MetricsSnapshot {
     bool retained_watching = false;  // the bucket is open and watched
     uint64_t retained_put = 0, retained_taken = 0, retained_failed = 0;
     uint64_t taken_over = 0;  // clients closed here: connected to another node since
+    // QoS 1 and 2 between nodes through the cluster's stream.
+    bool stream_up = false;
+    uint64_t stream_stored = 0, stream_failed = 0, stream_taken = 0, stream_waiting = 0, stream_overflow = 0;
     // This node first, then the others heard from lately (their status).
     struct Node {
       std::string name;

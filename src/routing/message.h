@@ -35,6 +35,10 @@ struct Message {
   // Came from another node of the cluster: not sent to the others again
   // (src/cluster/).
   bool from_cluster = false;
+  // Owed only to the durable sessions that wanted it: it waited in the
+  // cluster's stream while this node was down or restarting, and sessions
+  // made since (every clean one) came after it.
+  bool durable_only = false;
   // Id in the persistent store (assigned to every message when persistence
   // is on; the record is written only when a durable holder exists).
   uint64_t id = 0;

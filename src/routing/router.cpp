@@ -88,6 +88,7 @@ RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
     groups_.dispatch(*g);
   }
   for (Target& t : targets) {
+    if (m->durable_only && !sessions_.durable(*t.session)) continue;
     // ACL: read access of the receiving client, checked at delivery time.
     if (!sessions_.mayReceive(*t.session, m->topic)) continue;
     Delivery d;

@@ -1,0 +1,148 @@
+// src/cluster/stream.h — QoS 1 and 2 between nodes: a JetStream stream that
+// keeps each message until the node it is for has stored it.
+//
+// Core NATS stores nothing: what is in transit while a node's link is down
+// is lost. So a QoS 1 or 2 message that another node wants goes through
+// JetStream instead: one copy per node that wants it, on the subject
+// "<name>.q.<node>.<topic tokens>" of the stream "<name>_messages" (a work
+// queue: a message leaves it when its node has acknowledged it). The
+// publisher's PUBACK (PUBREC) waits until JetStream has stored every copy
+// (on `replicas` servers), so what a node acknowledged does not live only
+// on its disk. Each node reads its own subject through a durable consumer
+// named after it, and acknowledges a message to JetStream once it has
+// stored it (the commit of the batch its routing wrote), or at once when no
+// durable receiver of this node wanted it. A node that is down, restarting
+// or killed finds what was sent to it while it was away, and what it had
+// taken but not yet stored comes again.
+//
+// This class is the JetStream side, on two threads of its own (JetStream
+// calls block; the loop never waits for them): one publishes what the loop
+// asks, pipelined (thousands awaiting JetStream's answer at once), and tries
+// again what was refused for a passing reason (JetStream's duplicate window
+// drops a copy stored twice); the other fetches this node's messages, at
+// most kWindow taken and not yet acknowledged.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+struct __natsConnection;
+struct __natsSubscription;
+struct __jsCtx;
+struct __natsMsg;
+struct jsPubAck;
+struct jsPubAckErr;
+
+namespace petrel::cluster {
+
+class Stream {
+ public:
+  // Messages taken and not yet acknowledged, at most (the consumer's
+  // MaxAckPending too).
+  static constexpr int kWindow = 4096;
+
+  // A copy for another node: `token` comes back in done() once stored.
+  struct Out {
+    std::string subject;
+    std::string body;
+    uint64_t token = 0;
+  };
+  // A copy for this node. `msg` is acknowledged (ack()) or let go
+  // (release()) by the loop.
+  struct In {
+    std::string subject;
+    std::string body;
+    uint64_t stream_seq = 0;
+    uint64_t delivered = 1;  // 2 and more: it came before (not acknowledged in time)
+    __natsMsg* msg = nullptr;
+  };
+  struct Done {
+    uint64_t token;
+    bool stored;  // false: refused for good (too large, no such stream)
+  };
+  struct Counters {
+    uint64_t stored = 0;     // copies JetStream stored for other nodes
+    uint64_t failed = 0;     // copies it refused for good
+    uint64_t retried = 0;    // copies tried again (no answer, no leader yet)
+    uint64_t taken = 0;      // this node's copies fetched
+    bool ready = false;      // the stream and this node's consumer are open
+  };
+
+  // `subject_prefix` is "<name>.q."; `node` this node's token. `wake` is
+  // called on the stream's threads when something waits for take().
+  Stream(__natsConnection* nc, std::string stream, std::string subject_prefix, std::string node, int replicas,
+         std::function<void()> wake);
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  void start();
+  // Tries for about two seconds to have what waits stored, then ends the
+  // threads. Copies taken and not acknowledged come again to the node's
+  // next run.
+  void stop();
+
+  bool ready() const { return ready_.load(); }
+  // "<name>.q.<node>." of `node`.
+  std::string nodePrefix(const std::string& node) const { return prefix_ + node + "."; }
+  const std::string& ownPrefix() const { return own_prefix_; }
+
+  // The loop's side.
+  void publish(Out o);
+  void take(std::vector<In>& in, std::vector<Done>& done);
+  void ack(__natsMsg* m);
+  void release(__natsMsg* m);
+  Counters counters() const;
+  // Copies waiting to be stored (published, or to be published).
+  size_t unstored() const;
+
+ private:
+  struct AckSink {
+    std::mutex mu;
+    Stream* stream = nullptr;  // null once stopped
+  };
+  static void onAck(__jsCtx* js, __natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure);
+
+  bool open();
+  void runPublish();
+  void runFetch();
+  void pause(int ms);
+  // A copy taken was acknowledged or let go.
+  void settled();
+
+  __natsConnection* nc_;
+  const std::string stream_;
+  const std::string prefix_;
+  const std::string node_;
+  const std::string own_prefix_;
+  const int replicas_;
+  std::function<void()> wake_;
+  std::shared_ptr<AckSink> acks_;
+  __jsCtx* js_ = nullptr;
+  __natsSubscription* sub_ = nullptr;
+  std::mutex open_mu_;  // js_, sub_ being made
+  std::string last_error_;
+  std::atomic<bool> ready_{false};
+  std::atomic<int> outstanding_{0};  // taken and not yet acknowledged or let go
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Out> out_;
+  size_t in_flight_ = 0;  // published, no answer yet
+  std::vector<In> in_;
+  std::vector<Done> done_;
+  Counters counters_;
+  bool stopping_ = false;
+  std::thread publisher_;
+  std::thread fetcher_;
+};
+
+}  // namespace petrel::cluster
