@@ -1,0 +1,328 @@
+"""QoS 1 and 2 between nodes: the cluster's JetStream stream.
+
+Real nats-servers with JetStream and Petrel nodes on loopback. What is
+checked:
+
+* QoS 1 and 2 messages published on one node reach durable and online
+  subscribers on the others, each exactly once in a run without failures,
+  in order, far more of them than a node takes from the stream at once
+  (its window, 4,096);
+* the publisher's PUBACK waits until JetStream has stored the copies for
+  the other nodes: with NATS down no PUBACK comes; when it is back the
+  PUBACK comes and the message arrives;
+* a node that is stopped, or killed with kill -9, while messages for its
+  durable sessions are published finds every one of them when it is back;
+* kill -9 of the publishing node under unthrottled QoS 1 load: every
+  message it acknowledged reaches the subscriber on another node;
+* kill -9 of the receiving node under the same load, restarted: every
+  acknowledged message reaches its durable subscriber;
+* three NATS servers (the stream on all three), kill -9 of one under load:
+  nothing acknowledged is lost;
+* the counters in $SYS, /metrics and /api/v1/stats.
+"""
+
+import json
+import random
+import struct
+import threading
+import time
+import urllib.request
+
+import pytest
+
+import fastclient as fc
+import mqttraw as m
+from conftest import HOST, free_port
+from natsrun import Nats, NatsCluster, nodes, receive, route_ready, sys_value, wait_sys  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.petrel_only
+
+WINDOW = 4096  # cluster::Stream::kWindow
+BIG_QUEUES = {"max_queued_messages": 1000000}
+
+
+@pytest.fixture
+def js(tmp_path):
+    n = Nats(tmp_path, jetstream=True).start()
+    yield n
+    n.stop()
+
+
+def durable(node, cid, filt, qos=1, version=4):
+    """A durable subscriber (fastclient.Sub) on `node`, subscribed."""
+    s = fc.Sub(HOST, node.port, cid, version=version, clean=False, expiry=3600 if version == 5 else None)
+    s.connect(subscribe=filt, qos=qos)
+    return s
+
+
+def stream_ready(*nodes_):
+    for n in nodes_:
+        wait_sys(n, "stream/up", lambda v: v == "1", timeout=15)
+
+
+def ready_for(pub_node, sub_node, filt_topic, timeout=10.0):
+    """Until a QoS 1 probe published on pub_node reaches a probe subscriber
+    on sub_node (interest and the node's name known)."""
+    probe = sub_node.connected("probe-%d" % time.monotonic_ns())
+    probe.subscribe([(filt_topic, 1)])
+    p = pub_node.connected("prober-%d" % time.monotonic_ns())
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            p.publish(filt_topic, b"probe", qos=1)
+            got = [x for x in probe.collect(0.3, m.PUBLISH)]
+            for x in got:
+                probe.ack(x)
+            if got:
+                return
+        raise AssertionError("a probe from another node never arrived")
+    finally:
+        p.close()
+        probe.close()
+
+
+def acked_seqs(pub):
+    """The sequence numbers fastclient.Pub sent and had acknowledged."""
+    unacked = set()
+    for pkt in pub.unacked.values():
+        payload = pkt[pkt.index(pub.name + b":"):]
+        unacked.add(int(payload.split(b":")[1]))
+    return set(range(pub.next_seq)) - unacked
+
+
+def got_seqs(sub, pub_name):
+    return {seq for (p, seq) in sub.first_seen if p == pub_name}
+
+
+def drain_until_all(sub, pub_name, wanted, timeout, before=()):
+    """Reads `sub` until it (with the subscribers in `before`, closed) has
+    every sequence number in `wanted`; returns those still missing."""
+    had = set()
+    for b in before:
+        had |= got_seqs(b, pub_name)
+    missing = set(wanted) - had
+    deadline = time.monotonic() + timeout
+    while True:
+        missing -= got_seqs(sub, pub_name)
+        left = deadline - time.monotonic()
+        if not missing or left <= 0:
+            return missing
+        # Reads (and acknowledges) a second at a time, or until as many new
+        # messages as are missing have come.
+        target = sub.unique(pub_name) + len(missing)
+        fc.run([sub], lambda: sub.unique(pub_name) >= target, min(1.0, left))
+
+
+def publish_in_background(pub, topic, n, qos=1):
+    """Publishes unthrottled (1,000 in flight) on a thread; returns it."""
+    err = []
+
+    def run():
+        try:
+            pub.publish(topic, n, qos=qos, window=1000, timeout=120)
+        except (OSError, ConnectionError, AssertionError) as e:
+            err.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.err = err
+    t.start()
+    return t
+
+
+@pytest.mark.time_limit(120)
+def test_qos1_and_qos2_cross_nodes_exactly_once_far_past_the_window(js, nodes):
+    a, b, c = nodes(js, 3, persistence={"enabled": True}, limits=BIG_QUEUES)
+    stream_ready(a, b, c)
+    sb = durable(b, "dur-b", "x/#", qos=1)
+    sc = durable(c, "dur-c", "x/#", qos=2, version=5)
+    ready_for(a, b, "x/probe-b")
+    ready_for(a, c, "x/probe-c")
+    pub = fc.Pub(HOST, a.port, "pub-a").connect()
+    n1, n2 = 5 * WINDOW, 2000
+    t0 = time.monotonic()
+    pub.publish("x/1", n1, qos=1, window=1000, timeout=120)
+    pub.publish("x/2", n2, qos=2, window=1000, timeout=120)
+    total = n1 + n2
+    print("published in %.1f s" % (time.monotonic() - t0))
+    fc.run([sb, sc], lambda: sb.unique(b"pub-a") >= total and sc.unique(b"pub-a") >= total, 60)
+    print("b has %d, c has %d" % (sb.unique(b"pub-a"), sc.unique(b"pub-a")))
+    took = time.monotonic() - t0
+    print("%d messages across nodes to two subscribers in %.1f s" % (total, took))
+    for s in (sb, sc):
+        assert s.unique(b"pub-a") == total
+        assert s.dups == 0 and s.order_errors == 0
+    assert sc.dups_qos2 == 0
+    assert int(wait_sys(a, "stream/stored", lambda v: int(v) >= 2 * total)) >= 2 * total
+    assert int(sys_value(b, "stream/taken")) >= total
+    assert int(sys_value(a, "stream/waiting")) == 0
+
+
+@pytest.mark.time_limit(120)
+def test_the_puback_waits_until_the_stream_has_the_message(tmp_path, nodes):
+    js = Nats(tmp_path, jetstream=True).start()
+    try:
+        a, b = nodes(js, 2, persistence={"enabled": True}, limits=BIG_QUEUES)
+        stream_ready(a, b)
+        sb = b.connected("held-sub", clean=False)
+        sb.subscribe([("held/#", 1)])
+        ready_for(a, b, "held/probe")
+        pub = a.connected("held-pub")
+        js.kill()  # NATS gone: JetStream cannot store the copy for b
+        time.sleep(0.3)
+        mid = pub.next_mid()
+        pub.send(m.publish("held/1", b"stored first", 1, mid=mid))
+        # No PUBACK while the copy for b is not stored (acknowledged means
+        # stored, for the other nodes too).
+        assert [p for p in pub.collect(3.0) if p.type == m.PUBACK] == []
+        js.start()
+        pub.wait_for(m.PUBACK, mid, timeout=20)
+        got = receive(sb, 1, "held/1", timeout=20)
+        assert [p.payload for p in got] == [b"stored first"]
+    finally:
+        js.kill()
+
+
+@pytest.mark.time_limit(120)
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_a_node_away_gets_what_was_sent_for_it_when_back(js, nodes, how):
+    a, b = nodes(js, 2, persistence={"enabled": True}, limits=BIG_QUEUES)
+    stream_ready(a, b)
+    sb = durable(b, "away", "away/#")
+    ready_for(a, b, "away/probe")
+    sb.close()
+    if how == "kill":
+        b.kill()
+    else:
+        b.stop()
+    # a keeps b's filters (its durable session is owed what matches), and
+    # the stream keeps the copies, far more than b takes at once.
+    n = 3 * WINDOW
+    pub = fc.Pub(HOST, a.port, "pub-away").connect()
+    pub.publish("away/t", n, qos=1, window=1000, timeout=60)
+    wait_sys(a, "stream/waiting", lambda v: v == "0")
+    b.start()
+    sb = durable(b, "away", "away/#")
+    assert sb.session_present
+    assert fc.run([sb], lambda: sb.unique(b"pub-away") >= n, 60)
+    assert got_seqs(sb, b"pub-away") == set(range(n))
+    assert sb.order_errors == 0
+
+
+@pytest.mark.time_limit(120)
+def test_what_waited_for_a_node_goes_to_its_durable_sessions_not_to_newer_clean_ones(tmp_path, nodes):
+    js = Nats(tmp_path, jetstream=True).start()
+    try:
+        a, b = nodes(js, 2, persistence={"enabled": True}, limits=BIG_QUEUES)
+        stream_ready(a, b)
+        sb = durable(b, "owed", "owed/#")
+        ready_for(a, b, "owed/probe")
+        sb.close()
+        b.kill()
+        pub = fc.Pub(HOST, a.port, "pub-owed").connect()
+        pub.publish("owed/t", 500, qos=1, window=100, timeout=30)
+        wait_sys(a, "stream/waiting", lambda v: v == "0")
+        # b comes back while NATS is down: a clean subscriber is there
+        # before b can take anything from the stream.
+        js.kill()
+        b.start()
+        clean = b.connected("newcomer")
+        clean.subscribe([("owed/#", 1)])
+        js.start()
+        sb = durable(b, "owed", "owed/#")
+        missing = drain_until_all(sb, b"pub-owed", range(500), 30)
+        assert not missing, "%d messages owed to the durable session lost" % len(missing)
+        # Published before it subscribed: the clean subscriber gets none.
+        assert [p for p in clean.collect(1.0, m.PUBLISH) if p.topic == "owed/t"] == []
+    finally:
+        js.kill()
+
+
+@pytest.mark.time_limit(120)
+def test_kill9_of_the_publishing_node_loses_nothing_it_acknowledged(js, nodes):
+    a, b = nodes(js, 2, persistence={"enabled": True}, limits=BIG_QUEUES)
+    stream_ready(a, b)
+    sb = durable(b, "victim-sub", "load/#")
+    ready_for(a, b, "load/probe")
+    pub = fc.Pub(HOST, a.port, "pub-k", version=4).connect()
+    t = publish_in_background(pub, "load/t", 200000)
+    # Unthrottled QoS 1 for a random moment, then kill -9 of the publisher's node.
+    delay = random.uniform(1.0, 3.0)
+    print("kill -9 of the publishing node after %.2f s" % delay)
+    time.sleep(delay)
+    a.kill()
+    t.join(30)
+    acked = acked_seqs(pub)
+    assert len(acked) > WINDOW, "too few acknowledged before the kill (%d) to test anything" % len(acked)
+    missing = drain_until_all(sb, b"pub-k", acked, 60)
+    assert not missing, "%d acknowledged messages lost" % len(missing)
+    print("%d acknowledged before the kill, all delivered" % len(acked))
+
+
+@pytest.mark.time_limit(120)
+def test_kill9_of_the_receiving_node_loses_nothing_acknowledged(js, nodes):
+    a, b = nodes(js, 2, persistence={"enabled": True}, limits=BIG_QUEUES)
+    stream_ready(a, b)
+    sb = durable(b, "dies", "die/#")
+    ready_for(a, b, "die/probe")
+    pub = fc.Pub(HOST, a.port, "pub-d", version=4).connect()
+    n = 25 * WINDOW
+    t = publish_in_background(pub, "die/t", n)
+    fc.run([sb], lambda: sb.unique(b"pub-d") >= random.randint(WINDOW, 3 * WINDOW), 30)
+    b.kill()
+    sb.close()
+    time.sleep(random.uniform(0.2, 1.0))
+    b.start()
+    restarted = time.monotonic()
+    t.join(120)
+    assert not t.err, t.err
+    assert len(acked_seqs(pub)) == n
+    print("all %d acknowledged %.1f s after the restart" % (n, time.monotonic() - restarted))
+    sb2 = durable(b, "dies", "die/#")
+    assert sb2.session_present
+    missing = drain_until_all(sb2, b"pub-d", range(n), 60, before=[sb])
+    assert not missing, "%d acknowledged messages lost" % len(missing)
+    print("before the kill %d, after %d (duplicates %d)" % (sb.unique(), sb2.unique(), sb2.dups))
+
+
+@pytest.mark.time_limit(120)
+def test_a_nats_server_killed_under_load_nothing_acknowledged_is_lost(tmp_path, nodes):
+    nc = NatsCluster(tmp_path, jetstream=True).start()
+    try:
+        a, b = nodes(nc, 2, persistence={"enabled": True}, limits=BIG_QUEUES, cluster={"replicas": 3})
+        stream_ready(a, b)
+        sb = durable(b, "r3-sub", "r3/#")
+        ready_for(a, b, "r3/probe")
+        pub = fc.Pub(HOST, a.port, "pub-r3", version=4).connect()
+        n = 5 * WINDOW
+        t = publish_in_background(pub, "r3/t", n)
+        time.sleep(0.5)
+        nc.servers[0].kill()
+        t.join(120)
+        assert not t.err, t.err
+        missing = drain_until_all(sb, b"pub-r3", range(n), 60)
+        assert not missing, "%d acknowledged messages lost" % len(missing)
+    finally:
+        nc.stop()
+
+
+def test_stream_counters_in_metrics_and_stats(js, nodes):
+    pa, pb = free_port(), free_port()
+    a, = nodes(js, 1, http={"enabled": True, "address": HOST, "port": pa})
+    b, = nodes(js, 1, http={"enabled": True, "address": HOST, "port": pb})
+    stream_ready(a, b)
+    sb = b.connected("cnt-sub")
+    sb.subscribe([("cnt/#", 1)])
+    ready_for(a, b, "cnt/probe")
+    pub = a.connected("cnt-pub")
+    for i in range(10):
+        pub.publish("cnt/t", b"%d" % i, qos=1)
+    assert len(receive(sb, 10, "cnt/t")) == 10
+    text = urllib.request.urlopen("http://%s:%d/metrics" % (HOST, pa), timeout=5).read().decode()
+    stored = [l for l in text.splitlines() if l.startswith("petrel_cluster_stream_stored_total ")]
+    assert stored and int(float(stored[0].split()[1])) >= 10  # the probes too
+    assert 'petrel_cluster_stream_up{node="node0"} 1' in text
+    assert 'petrel_cluster_stream_waiting{node="node0"} 0' in text
+    assert "petrel_cluster_stream_failed_total 0\n" in text
+    stats = json.load(urllib.request.urlopen("http://%s:%d/api/v1/stats" % (HOST, pb), timeout=5))
+    assert stats["cluster"]["stream"]["taken"] >= 10
+    assert stats["cluster"]["stream"]["up"] is True
