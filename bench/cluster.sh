@@ -13,6 +13,11 @@
 #
 #   bench/cluster.sh          (after building: build/petrel, build/bench/petrel_loadgen)
 #
+# With JETSTREAM=1 nats-server runs with JetStream (file storage), and QoS
+# 1 and 2 messages cross through the cluster's stream: the publisher's
+# PUBACK waits until the other node's copy is stored (README, "Cluster").
+# Without it they cross the core way, at most once.
+#
 # Needs nats-server (Debian package). Every process shares the machine's
 # cores: on a small machine the figures say more about the machine.
 set -euo pipefail
@@ -53,7 +58,9 @@ YAML
   echo "node $1 did not start:" >&2; cat "$work/$1.log" >&2; exit 1
 }
 
-nats-server -a 127.0.0.1 -p "$nats_port" >"$work/nats.log" 2>&1 &
+js=()
+if [ "${JETSTREAM:-0}" = 1 ]; then js=(--jetstream --store_dir "$work/nats-js"); fi
+nats-server -a 127.0.0.1 -p "$nats_port" "${js[@]}" >"$work/nats.log" 2>&1 &
 nats_pid=$!; pids+=($nats_pid)
 for _ in $(seq 100); do ss -ltn "sport = :$nats_port" | grep -q LISTEN && break; sleep 0.1; done
 node a "$port_a" cluster; pid_a=${pids[-1]}

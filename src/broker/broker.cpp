@@ -238,6 +238,7 @@ void Broker::onWritable(Connection& c) {
 void Broker::flushAll() {
   // Group commit: everything this loop turn wrote to the store goes to the
   // writer thread as one batch.
+  cluster_.flushStream();  // QoS 1 and 2 messages for other nodes, a batch per node
   if (durable_.enabled()) durable_.submit();
   holds_.releaseIfGatesOpened(durable_.enabled() ? durable_.committed() : 0);
   // A flush can make more connections dirty (a write error closes and a

@@ -423,6 +423,7 @@ void Cluster::stop() {
   if (registry_) registry_->stop();
   // Copies taken and not stored yet come again to this node's next run.
   if (stream_) {
+    flushStream();  // what this turn gathered (a will at shutdown)
     for (const Unacked& u : unacked_) stream_->release(u.msg);
     unacked_.clear();
     stream_->stop();
@@ -547,30 +548,49 @@ bool Cluster::forwardStored(const Message& m) {
     return false;
   }
   if (dests_.empty()) return false;
-  if (stream_->unstored() > kStreamWaitingMax) {
+  if (waiting_copies_ > kStreamWaitingMax) {
     if (counters_.stream_overflow++ == 0)
       LOG_WARN("cluster: more than %zu messages for other nodes wait for the stream; QoS 1 and 2 messages go to "
                "them at most once until it catches up (counted: stream_overflow)", kStreamWaitingMax);
     return false;
   }
   cluster::encodeWire(m, node_id_, ++seq_, body_);
-  const std::string tokens = cluster::topicKey(m.topic);
   char id[24];
   for (const Dest& d : dests_) {
-    cluster::Stream::Out o;
-    std::snprintf(id, sizeof(id), "%016llx.", static_cast<unsigned long long>(d.id));
-    o.subject = stream_->nodePrefix(*d.name) + id + tokens;
-    o.body = body_;
-    o.token = ++next_token_;
+    // Into the batch for that node's run, which goes to the stream at the
+    // end of this loop turn (flushStream()) or once it is large.
+    std::snprintf(id, sizeof(id), "%016llx", static_cast<unsigned long long>(d.id));
+    subject_ = stream_->nodePrefix(*d.name) + id;
+    OutBatch& b = batches_[subject_];
+    if (!b.body.empty() && b.body.size() + body_.size() + m.topic.size() > kBatchBytes) sendBatch(subject_, b);
+    cluster::appendBatchEntry(m.topic, body_, b.body);
+    ++b.copies;
+    ++waiting_copies_;
     if (collecting_) {
       if (!*collecting_) *collecting_ = std::make_shared<AckGate>();
       (*collecting_)->addReceiver();
-      awaiting_.emplace(o.token, *collecting_);
+      b.gates.push_back(*collecting_);
     }
-    stream_->publish(std::move(o));
   }
   ++counters_.sent;
   return true;
+}
+
+void Cluster::sendBatch(const std::string& subject, OutBatch& b) {
+  cluster::Stream::Out o;
+  o.subject = subject;
+  o.body.swap(b.body);
+  o.token = ++next_token_;
+  awaiting_.emplace(o.token, Awaiting{std::move(b.gates), b.copies});
+  b.gates.clear();
+  b.copies = 0;
+  stream_->publish(std::move(o));
+}
+
+void Cluster::sendBatches() {
+  for (auto& [subject, b] : batches_)
+    if (!b.body.empty()) sendBatch(subject, b);
+  batches_.clear();
 }
 
 // What the stream has for this node, and which copies for other nodes it
@@ -581,9 +601,13 @@ void Cluster::takeStream(int64_t now_ms) {
   for (const cluster::Stream::Done& d : stream_done_) {
     auto it = awaiting_.find(d.token);
     if (it == awaiting_.end()) continue;
+    const uint32_t copies = it->second.copies;
+    waiting_copies_ -= std::min<uint64_t>(waiting_copies_, copies);
     // Refused for good (too large for NATS): logged and counted; the
     // PUBACK goes, as it would for a message no node wants.
-    if (it->second->receiverDone()) opened = true;
+    (d.stored ? counters_.stream_stored : counters_.stream_failed) += copies;
+    for (const AckGatePtr& g : it->second.gates)
+      if (g->receiverDone()) opened = true;
     awaiting_.erase(it);
   }
   stream_done_.clear();
@@ -591,15 +615,11 @@ void Cluster::takeStream(int64_t now_ms) {
   std::string topic;
   const std::string& own = stream_->ownPrefix();
   for (cluster::Stream::In& in : stream_in_) {
-    auto msg = makeMessage();
-    cluster::WireInfo info;
-    // "<name>.q.<node>.<run id>.<topic's tokens>"
+    // "<name>.q.<node>.<run id>": the run of this node it was sent to.
     const std::string_view subject(in.subject);
     uint64_t to = 0;
-    const bool addressed = subject.size() > own.size() + 17 && subject.compare(0, own.size(), own) == 0 &&
-                           subject[own.size() + 16] == '.' && parseHex(subject.substr(own.size(), 16), to);
-    if (!addressed || !cluster::keyTopic(subject.substr(own.size() + 17), topic) || !mqtt::validTopicName(topic) ||
-        !cluster::decodeWire(reinterpret_cast<const uint8_t*>(in.body.data()), in.body.size(), *msg, info)) {
+    if (subject.size() != own.size() + 16 || subject.compare(0, own.size(), own) != 0 ||
+        !parseHex(subject.substr(own.size()), to)) {
       ++counters_.dropped;
       LOG_WARN("cluster: a message on %s in stream %s is not one a Petrel node sends; dropped", in.subject.c_str(),
                (cfg_.name + "_messages").c_str());
@@ -619,24 +639,38 @@ void Cluster::takeStream(int64_t now_ms) {
         continue;
       }
     }
-    ++counters_.received;
-    if (msg->expires_at_ms && msg->expires_at_ms <= now_ms) {  // ran out on the way
-      stream_->ack(in.msg);
-      continue;
-    }
-    msg->topic = std::move(topic);
-    topic.clear();
-    msg->from_cluster = true;
-    // Sent to an earlier run of this node: owed to the durable sessions
-    // that were here then, not to clean ones made since.
-    msg->durable_only = to != node_id_;
-    msg->id = durable_.newMessageId();
     const bool durable = durable_.enabled();
     const size_t ops = durable ? durable_.batch().count() : 0;
-    router_.route(MessagePtr(std::move(msg)));
+    size_t pos = 0;
+    std::string_view entry_topic, entry_body;
+    bool bad = false;
+    while (cluster::nextBatchEntry(in.body, pos, entry_topic, entry_body, bad)) {
+      auto msg = makeMessage();
+      cluster::WireInfo info;
+      if (!mqtt::validTopicName(entry_topic) ||
+          !cluster::decodeWire(reinterpret_cast<const uint8_t*>(entry_body.data()), entry_body.size(), *msg, info)) {
+        bad = true;
+        continue;
+      }
+      ++counters_.received;
+      ++counters_.stream_taken;
+      if (msg->expires_at_ms && msg->expires_at_ms <= now_ms) continue;  // ran out on the way
+      msg->topic.assign(entry_topic);
+      msg->from_cluster = true;
+      // Sent to an earlier run of this node: owed to the durable sessions
+      // that were here then, not to clean ones made since.
+      msg->durable_only = to != node_id_;
+      msg->id = durable_.newMessageId();
+      router_.route(MessagePtr(std::move(msg)));
+    }
+    if (bad) {
+      ++counters_.dropped;
+      LOG_WARN("cluster: an entry of a message on %s in stream %s is not one a Petrel node sends; dropped",
+               in.subject.c_str(), (cfg_.name + "_messages").c_str());
+    }
     // Stored by this node (a durable session's queue): acknowledged to the
-    // stream once that has committed. Otherwise it is delivered or dropped
-    // as a message published here would be: acknowledged now.
+    // stream once that has committed. Otherwise delivered or dropped as a
+    // message published here would be: acknowledged now.
     if (durable && durable_.batch().count() != ops) unacked_.push_back({durable_.awaitedTicket(), in.stream_seq, in.msg});
     else stream_->ack(in.msg);
   }
@@ -921,10 +955,7 @@ Cluster::Counters Cluster::counters() const {
   if (stream_) {
     const cluster::Stream::Counters s = stream_->counters();
     c.stream_ready = s.ready;
-    c.stream_stored = s.stored;
-    c.stream_failed = s.failed;
-    c.stream_taken = s.taken;
-    c.stream_waiting = stream_->unstored();
+    c.stream_waiting = waiting_copies_;
   }
   if (inbox_) {
     std::lock_guard<std::mutex> lock(inbox_->mu);

@@ -36,10 +36,15 @@
 // another node's registration of X (in the bucket's order) closes that
 // connection with 0x8E, session taken over (registryEvent()).
 //
-// What this does not yet give (see the README of this folder): a message
-// crosses to another node at most once (core NATS: a link down, or a node
-// behind by more than max_pending_mb, loses what was in transit, counted);
-// sessions and share groups are per node.
+// QoS 1 and 2 messages cross through a JetStream stream instead (with
+// JetStream): stored before the publisher's PUBACK, acknowledged by the
+// receiving node once it has stored them (stream.h; forwardStored(),
+// takeStream()). QoS 0 crosses the core way, at most once (a link down, or
+// a node behind by more than max_pending_mb, loses what was in transit,
+// counted).
+//
+// What this does not yet give (see the README of this folder): sessions
+// and share groups are per node.
 #pragma once
 
 #include <uv.h>
@@ -98,7 +103,7 @@ class Cluster {
     bool stream_ready = false;       // the stream and this node's consumer are open
     uint64_t stream_stored = 0;      // copies for other nodes the stream stored
     uint64_t stream_failed = 0;      // copies it refused for good (too large)
-    uint64_t stream_taken = 0;       // copies for this node taken from it
+    uint64_t stream_taken = 0;       // copies for this node taken from it (a stream message holds several)
     uint64_t stream_waiting = 0;     // copies for other nodes not stored yet (now)
     uint64_t stream_overflow = 0;    // sent at most once instead: too many waiting
     uint64_t unnamed = 0;            // sent at most once instead: a node not known by name yet
@@ -166,6 +171,11 @@ class Cluster {
   // The store committed up to `committed` (or failed to): copies taken
   // from the stream that this node has stored are acknowledged to it.
   void afterCommit(uint64_t committed, bool failed);
+  // The end of a loop turn: what forwardStored() gathered goes to the
+  // stream (a batch per node).
+  void flushStream() {
+    if (!batches_.empty()) sendBatches();
+  }
   // A client connected to this node (after its CONNACK is written).
   void clientConnected(const std::string& client_id);
   // Hooks the router and the topic tree. Before the store is loaded, so
@@ -295,7 +305,24 @@ class Cluster {
   AckGatePtr* collecting_ = nullptr;
   std::function<void()> on_stored_;
   uint64_t next_token_ = 0;
-  std::unordered_map<uint64_t, AckGatePtr> awaiting_;  // by token
+  // Copies for one run of another node, gathered in a loop turn: one
+  // stream message (wire.h's batch entries), and the gates of the PUBACKs
+  // that wait for it.
+  struct OutBatch {
+    std::string body;
+    std::vector<AckGatePtr> gates;
+    uint32_t copies = 0;
+  };
+  struct Awaiting {
+    std::vector<AckGatePtr> gates;
+    uint32_t copies = 0;
+  };
+  uint64_t waiting_copies_ = 0;  // gathered or published, not yet stored
+  static constexpr size_t kBatchBytes = 64 * 1024;
+  std::unordered_map<std::string, OutBatch> batches_;  // by subject
+  void sendBatch(const std::string& subject, OutBatch& b);
+  void sendBatches();
+  std::unordered_map<uint64_t, Awaiting> awaiting_;  // by token
   std::vector<cluster::Stream::In> stream_in_;
   std::vector<cluster::Stream::Done> stream_done_;
   // Copies taken and routed, acknowledged to the stream once their batch

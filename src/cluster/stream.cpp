@@ -313,7 +313,6 @@ void Stream::runPublish() {
       LOG_WARN("cluster: a message for another node not stored in stream %s: %s", stream_.c_str(),
                natsErrorText(s).c_str());
       std::lock_guard<std::mutex> lock(mu_);
-      ++counters_.failed;
       done_.push_back({o.token, false});
       batch.pop_front();
       if (done_.size() == 1) wake_();
@@ -352,7 +351,6 @@ void Stream::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* c
       std::lock_guard<std::mutex> lock(self->mu_);
       if (self->in_flight_) --self->in_flight_;
       if (pa) {
-        ++self->counters_.stored;
         if (known) self->done_.push_back({token, true});
         wake = self->done_.size() == 1;
       } else if (pae && transient(pae->Err) && !self->stopping_ && known) {
@@ -366,7 +364,6 @@ void Stream::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* c
         self->out_.push_back(std::move(o));
         self->cv_.notify_all();
       } else {
-        ++self->counters_.failed;
         if (known) self->done_.push_back({token, false});
         wake = self->done_.size() == 1;
         LOG_WARN("cluster: a message for another node not stored in stream %s: %s", self->stream_.c_str(),
@@ -431,7 +428,6 @@ void Stream::runFetch() {
     bool wake = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      counters_.taken += got.size();
       wake = in_.empty();
       for (In& i : got) in_.push_back(std::move(i));
     }

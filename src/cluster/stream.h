@@ -69,11 +69,8 @@ class Stream {
     bool stored;  // false: refused for good (too large, no such stream)
   };
   struct Counters {
-    uint64_t stored = 0;     // copies JetStream stored for other nodes
-    uint64_t failed = 0;     // copies it refused for good
-    uint64_t retried = 0;    // copies tried again (no answer, no leader yet)
-    uint64_t taken = 0;      // this node's copies fetched
-    bool ready = false;      // the stream and this node's consumer are open
+    uint64_t retried = 0;  // stream messages tried again (no answer, no leader yet)
+    bool ready = false;    // the stream and this node's consumer are open
   };
 
   // `subject_prefix` is "<name>.q."; `node` this node's token. `wake` is

@@ -115,4 +115,36 @@ bool decodeRegistration(std::string_view value, Registration& out) {
   return true;
 }
 
+void appendBatchEntry(std::string_view topic, std::string_view body, std::string& out) {
+  auto u32 = [&out](size_t v) {
+    const char b[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+    out.append(b, 4);
+  };
+  u32(topic.size());
+  out.append(topic);
+  u32(body.size());
+  out.append(body);
+}
+
+bool nextBatchEntry(std::string_view batch, size_t& pos, std::string_view& topic, std::string_view& body,
+                    bool& bad) {
+  bad = false;
+  if (pos >= batch.size()) return false;
+  auto field = [&](std::string_view& v) {
+    if (batch.size() - pos < 4) return false;
+    const auto* p = reinterpret_cast<const uint8_t*>(batch.data() + pos);
+    const size_t n = size_t(p[0]) << 24 | size_t(p[1]) << 16 | size_t(p[2]) << 8 | p[3];
+    pos += 4;
+    if (batch.size() - pos < n) return false;
+    v = batch.substr(pos, n);
+    pos += n;
+    return true;
+  };
+  if (!field(topic) || !field(body)) {
+    bad = true;
+    return false;
+  }
+  return true;
+}
+
 }  // namespace petrel::cluster

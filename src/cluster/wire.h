@@ -95,4 +95,13 @@ struct Registration {
 void encodeRegistration(uint64_t node, uint64_t seq, std::string_view name, std::string& out);
 bool decodeRegistration(std::string_view value, Registration& out);
 
+// QoS 1 and 2 messages for one node through the cluster's stream
+// (stream.h) go several to a stream message: entries one after another,
+//   u32  the topic's length, big-endian; the topic
+//   u32  the wire body's length, big-endian; the body (encodeWire)
+void appendBatchEntry(std::string_view topic, std::string_view body, std::string& out);
+// The entry at `pos` of `batch`, and `pos` moved past it; false at the end
+// or when the rest is not an entry (`bad` true then).
+bool nextBatchEntry(std::string_view batch, size_t& pos, std::string_view& topic, std::string_view& body, bool& bad);
+
 }  // namespace petrel::cluster

@@ -131,7 +131,7 @@ struct ClusterConfig {
   // the session registry); false: retained messages stay on the node they
   // were published on, and a client id may be connected to two nodes.
   bool jetstream = true;
-  int replicas = 1;                   // copies JetStream keeps of the bucket (1..5)
+  int replicas = 1;                   // copies JetStream keeps of the buckets and the stream (1..5)
 };
 
 // The most event loops `workers:` may ask for.

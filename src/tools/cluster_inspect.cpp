@@ -44,6 +44,42 @@ void printBucket(natsConnection* nc, const ClusterConfig& cfg) {
   if (js) jsCtx_Destroy(js);
 }
 
+// QoS 1 and 2 messages on their way between nodes (src/cluster/stream.h):
+// the stream, and per node what waits for it.
+void printStream(natsConnection* nc, const ClusterConfig& cfg) {
+  if (!cfg.jetstream) return;
+  const std::string stream = cfg.name + "_messages";
+  jsCtx* js = nullptr;
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = natsConnection_JetStream(&js, nc, nullptr);
+  if (s == NATS_OK) s = js_GetStreamInfo(&si, js, stream.c_str(), nullptr, &jerr);
+  if (s != NATS_OK || !si) {
+    std::printf("messages between nodes: stream %s not readable: %s\n", stream.c_str(),
+                cluster::natsErrorText(s).c_str());
+    if (js) jsCtx_Destroy(js);
+    return;
+  }
+  std::printf("messages between nodes: stream %s: %" PRIu64 " waiting, %" PRIu64 " bytes, %" PRId64 " replicas",
+              stream.c_str(), si->State.Msgs, si->State.Bytes, si->Config ? si->Config->Replicas : int64_t{0});
+  if (si->Cluster && si->Cluster->Leader) std::printf(", leader %s", si->Cluster->Leader);
+  std::printf("\n");
+  jsStreamInfo_Destroy(si);
+  jsConsumerInfoList* list = nullptr;
+  if (js_Consumers(&list, js, stream.c_str(), nullptr, &jerr) == NATS_OK && list) {
+    std::printf("  %-24s %12s %12s %12s\n", "for node", "waiting", "taken", "taken again");
+    for (int i = 0; i < list->Count; ++i) {
+      const jsConsumerInfo* ci = list->List[i];
+      std::string name;
+      if (!cluster::decodeLevel(ci->Name ? ci->Name : "", name)) name = ci->Name ? ci->Name : "?";
+      std::printf("  %-24s %12" PRIu64 " %12" PRId64 " %12" PRId64 "\n", name.c_str(), ci->NumPending,
+                  ci->NumAckPending, ci->NumRedelivered);
+    }
+    jsConsumerInfoList_Destroy(list);
+  }
+  jsCtx_Destroy(js);
+}
+
 }  // namespace
 
 int inspectCluster(const ClusterConfig& cfg) {
@@ -108,6 +144,7 @@ int inspectCluster(const ClusterConfig& cfg) {
                   name.c_str(), st.clients, st.sessions, st.filters, st.sent, st.received, st.retained);
   }
   printBucket(nc, cfg);
+  printStream(nc, cfg);
   if (sub) natsSubscription_Destroy(sub);
   natsConnection_Close(nc);
   natsConnection_Destroy(nc);

@@ -101,4 +101,35 @@ TEST(ClusterWire, WhatNoNodeSendsIsRefused) {
 }
 
 }  // namespace
+TEST(ClusterWire, BatchEntriesRoundTripAndATruncatedOneIsBad) {
+  std::string batch;
+  appendBatchEntry("a/b", "body-1", batch);
+  appendBatchEntry("", std::string(70000, 'x'), batch);  // lengths past 16 bits
+  appendBatchEntry("c", "", batch);
+  size_t pos = 0;
+  std::string_view topic, body;
+  bool bad = true;
+  ASSERT_TRUE(nextBatchEntry(batch, pos, topic, body, bad));
+  EXPECT_EQ(topic, "a/b");
+  EXPECT_EQ(body, "body-1");
+  ASSERT_TRUE(nextBatchEntry(batch, pos, topic, body, bad));
+  EXPECT_EQ(topic, "");
+  EXPECT_EQ(body.size(), 70000u);
+  ASSERT_TRUE(nextBatchEntry(batch, pos, topic, body, bad));
+  EXPECT_EQ(topic, "c");
+  EXPECT_EQ(body, "");
+  EXPECT_FALSE(nextBatchEntry(batch, pos, topic, body, bad));
+  EXPECT_FALSE(bad);  // the end
+  for (size_t cut = 1; cut < 20; ++cut) {
+    const std::string part = batch.substr(0, batch.size() - cut);
+    pos = 0;
+    size_t n = 0;
+    while (nextBatchEntry(part, pos, topic, body, bad)) ++n;
+    // The last entry is 9 bytes: without all of it the batch ends cleanly
+    // after the second; with part of it (or of the second) it is bad.
+    EXPECT_EQ(n, cut <= 9 ? 2u : 1u) << cut;
+    EXPECT_EQ(bad, cut != 9) << cut;
+  }
+}
+
 }  // namespace petrel::cluster
