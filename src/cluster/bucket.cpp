@@ -20,21 +20,7 @@ constexpr auto kCheckEvery = std::chrono::seconds(1);  // is the watch keeping u
 
 std::string errorText(natsStatus s) { return natsErrorText(s); }
 
-// The link or JetStream is away for now: the put is tried again.
-bool transient(natsStatus s) {
-  switch (s) {
-    case NATS_TIMEOUT:
-    case NATS_NO_RESPONDERS:
-    case NATS_CONNECTION_CLOSED:
-    case NATS_CONNECTION_DISCONNECTED:
-    case NATS_NOT_YET_CONNECTED:
-    case NATS_STALE_CONNECTION:
-    case NATS_IO_ERROR:
-      return true;
-    default:
-      return false;
-  }
-}
+bool transient(natsStatus s) { return transientNatsError(s); }
 
 }  // namespace
 

@@ -134,7 +134,7 @@ bool isSys(std::string_view topic) {
   return topic.compare(0, 4, "$SYS") == 0 && (topic.size() == 4 || topic[4] == '/');
 }
 
-// Two retained messages a node need not replace one with the other.
+// A node run's id in a stream subject: lower-case hex digits.
 bool parseHex(std::string_view s, uint64_t& v) {
   v = 0;
   for (char c : s) {
@@ -147,6 +147,7 @@ bool parseHex(std::string_view s, uint64_t& v) {
   return true;
 }
 
+// Two retained messages a node need not replace one with the other.
 bool sameRetained(const Message& a, const Message& b) {
   if (a.payload != b.payload || a.qos != b.qos || a.expires_at_ms != b.expires_at_ms) return false;
   if (!a.props || !b.props) return !a.props && !b.props;
@@ -256,7 +257,7 @@ bool Cluster::start(std::string& err) {
     std::string node;
     cluster::encodeLevel(node_name_, node);
     stream_ = std::make_unique<cluster::Stream>(nc_, cfg_.name + "_messages", cfg_.name + ".q.", node, cfg_.replicas,
-                                                wake);
+                                                cfg_.max_pending_bytes, wake);
     stream_->start();
   }
   // The status first: it names this node, which the others need before
@@ -544,7 +545,9 @@ bool Cluster::forwardStored(const Message& m) {
     dests_.push_back({&it->second, id});
   });
   if (unnamed) {
-    ++counters_.unnamed;
+    if (counters_.unnamed++ == 0)
+      LOG_NOTICE("cluster: a node wants a QoS 1 or 2 message before it has said its name; such messages go to it at "
+                 "most once (counted: stream/unnamed)");
     return false;
   }
   if (dests_.empty()) return false;
@@ -612,7 +615,6 @@ void Cluster::takeStream(int64_t now_ms) {
   }
   stream_done_.clear();
   if (opened && on_stored_) on_stored_();
-  std::string topic;
   const std::string& own = stream_->ownPrefix();
   for (cluster::Stream::In& in : stream_in_) {
     // "<name>.q.<node>.<run id>": the run of this node it was sent to.
@@ -941,6 +943,7 @@ void Cluster::publishSys() {
     put("stream/taken", std::to_string(c.stream_taken));
     put("stream/waiting", std::to_string(c.stream_waiting));
     put("stream/overflow", std::to_string(c.stream_overflow));
+    put("stream/unnamed", std::to_string(c.unnamed));
   }
 }
 

@@ -41,4 +41,20 @@ natsOptions* natsOptionsFor(const ClusterConfig& cfg, const std::string& client_
   return opts;
 }
 
+bool transientNatsError(int status) {
+  switch (static_cast<natsStatus>(status)) {
+    case NATS_TIMEOUT:
+    case NATS_NO_RESPONDERS:
+    case NATS_CONNECTION_CLOSED:
+    case NATS_CONNECTION_DISCONNECTED:
+    case NATS_NOT_YET_CONNECTED:
+    case NATS_STALE_CONNECTION:
+    case NATS_IO_ERROR:
+    case NATS_SLOW_CONSUMER:
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace petrel::cluster

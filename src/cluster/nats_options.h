@@ -18,4 +18,8 @@ __natsOptions* natsOptionsFor(const ClusterConfig& cfg, const std::string& clien
 // The client's last error, or the status's text.
 std::string natsErrorText(int status);
 
+// The link or JetStream is away for now (reconnecting, no answer, no
+// leader yet after a server died): what failed is tried again.
+bool transientNatsError(int status);
+
 }  // namespace petrel::cluster

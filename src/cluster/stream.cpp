@@ -24,23 +24,7 @@ constexpr int kFetchWaitMs = 500;   // a fetch with nothing to take returns afte
 constexpr int64_t kAckWaitMs = 30 * 1000;  // a copy taken and not acknowledged comes again after this
 constexpr int64_t kDuplicatesMs = 2 * 60 * 1000;  // JetStream drops a copy stored twice within this
 
-// The link or JetStream is away for now (no leader yet after a server
-// died): tried again.
-bool transient(natsStatus s) {
-  switch (s) {
-    case NATS_TIMEOUT:
-    case NATS_NO_RESPONDERS:
-    case NATS_CONNECTION_CLOSED:
-    case NATS_CONNECTION_DISCONNECTED:
-    case NATS_NOT_YET_CONNECTED:
-    case NATS_STALE_CONNECTION:
-    case NATS_IO_ERROR:
-    case NATS_SLOW_CONSUMER:
-      return true;
-    default:
-      return false;
-  }
-}
+bool transient(natsStatus s) { return transientNatsError(s); }
 
 // Every copy's id, for JetStream's duplicate window: this run's random id
 // and the copy's token.
@@ -70,13 +54,14 @@ uint64_t& runId() {
 }  // namespace
 
 Stream::Stream(natsConnection* nc, std::string stream, std::string subject_prefix, std::string node, int replicas,
-               std::function<void()> wake)
+               uint64_t max_pending_bytes, std::function<void()> wake)
     : nc_(nc),
       stream_(std::move(stream)),
       prefix_(std::move(subject_prefix)),
       node_(std::move(node)),
       own_prefix_(prefix_ + node_ + "."),
       replicas_(replicas),
+      max_bytes_(max_pending_bytes),
       wake_(std::move(wake)) {
   acks_ = std::make_shared<AckSink>();
   acks_->stream = this;
@@ -137,17 +122,17 @@ void Stream::ack(natsMsg* m) {
   // Buffered by the client (its thread writes it): the loop does not wait.
   // One lost (the link down) makes the copy come again after kAckWaitMs.
   natsMsg_Ack(m, nullptr);
-  natsMsg_Destroy(m);
-  settled();
+  settled(m);
 }
 
-void Stream::release(natsMsg* m) {
-  natsMsg_Destroy(m);
-  settled();
-}
+void Stream::release(natsMsg* m) { settled(m); }
 
-void Stream::settled() {
-  if (outstanding_.fetch_sub(1) != kWindow) return;
+void Stream::settled(natsMsg* m) {
+  const bool had_room = roomToTake();
+  outstanding_bytes_ -= static_cast<uint64_t>(natsMsg_GetDataLength(m));
+  natsMsg_Destroy(m);
+  --outstanding_;
+  if (had_room) return;
   { std::lock_guard<std::mutex> lock(mu_); }  // the fetcher is waiting, not about to
   cv_.notify_all();
 }
@@ -379,22 +364,31 @@ void Stream::runFetch() {
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      // The loop has kWindow copies it has not stored yet: the rest wait in
-      // the stream.
-      cv_.wait(lock, [this] { return stopping_ || outstanding_.load() < kWindow; });
+      // The loop has as much as it may hold not stored yet: the rest waits
+      // in the stream.
+      cv_.wait(lock, [this] { return stopping_ || roomToTake(); });
       if (stopping_) break;
     }
     if (!ready_ && !open()) {
       pause(kRetryMs);
       continue;
     }
-    const int room = kWindow - outstanding_.load();
     natsMsgList list{};
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    const natsStatus s = natsSubscription_Fetch(&list, sub_, std::min(room, kFetchBatch), kFetchWaitMs, &jerr);
+    jsFetchRequest req;
+    jsFetchRequest_Init(&req);
+    req.Batch = std::min(kWindow - outstanding_.load(), kFetchBatch);
+    // The room left; none while nothing is held, so that a message larger
+    // than the room is taken when the loop has nothing else.
+    const uint64_t used = outstanding_bytes_.load();
+    const int held = outstanding_.load();
+    req.MaxBytes = held == 0 ? 0 : static_cast<int64_t>(used < max_bytes_ ? max_bytes_ - used : 1);
+    req.Expires = int64_t(kFetchWaitMs) * 1000 * 1000;  // nanoseconds
+    const natsStatus s = natsSubscription_FetchRequest(&list, sub_, &req);
     if (s == NATS_TIMEOUT) continue;
     if (s != NATS_OK) {
-      if (!transient(s)) {
+      // With messages held, a refusal may only say the next one is larger
+      // than the room left: it comes once the loop has acknowledged them.
+      if (!transient(s) && held == 0) {
         LOG_WARN("cluster: fetching from stream %s: %s; opening it again", stream_.c_str(), natsErrorText(s).c_str());
         std::lock_guard<std::mutex> lock(open_mu_);
         ready_ = false;
@@ -424,6 +418,9 @@ void Stream::runFetch() {
     }
     natsMsgList_Destroy(&list);
     if (got.empty()) continue;
+    uint64_t bytes = 0;
+    for (const In& i : got) bytes += static_cast<uint64_t>(natsMsg_GetDataLength(i.msg));
+    outstanding_bytes_ += bytes;
     outstanding_ += static_cast<int>(got.size());
     bool wake = false;
     {

@@ -15,12 +15,17 @@
 // or killed finds what was sent to it while it was away, and what it had
 // taken but not yet stored comes again.
 //
+// The copies for one node gathered in a loop turn travel as one stream
+// message (Cluster's batches, wire.h's batch entries): JetStream stores and
+// answers a batch at a time.
+//
 // This class is the JetStream side, on two threads of its own (JetStream
 // calls block; the loop never waits for them): one publishes what the loop
 // asks, pipelined (thousands awaiting JetStream's answer at once), and tries
 // again what was refused for a passing reason (JetStream's duplicate window
-// drops a copy stored twice); the other fetches this node's messages, at
-// most kWindow taken and not yet acknowledged.
+// drops a stream message stored twice); the other fetches this node's, at
+// most kWindow stream messages and `max_pending_bytes` taken and not yet
+// acknowledged (the rest wait in the stream).
 #pragma once
 
 #include <atomic>
@@ -45,18 +50,19 @@ namespace petrel::cluster {
 
 class Stream {
  public:
-  // Messages taken and not yet acknowledged, at most (the consumer's
-  // MaxAckPending too).
+  // Stream messages taken and not yet acknowledged, at most (the
+  // consumer's MaxAckPending too); their bytes are bounded as well.
   static constexpr int kWindow = 4096;
 
-  // A copy for another node: `token` comes back in done() once stored.
+  // A stream message for another node: `token` comes back in done() once
+  // stored.
   struct Out {
     std::string subject;
     std::string body;
     uint64_t token = 0;
   };
-  // A copy for this node. `msg` is acknowledged (ack()) or let go
-  // (release()) by the loop.
+  // A stream message for this node. `msg` is acknowledged (ack()) or let
+  // go (release()) by the loop.
   struct In {
     std::string subject;
     std::string body;
@@ -76,7 +82,7 @@ class Stream {
   // `subject_prefix` is "<name>.q."; `node` this node's token. `wake` is
   // called on the stream's threads when something waits for take().
   Stream(__natsConnection* nc, std::string stream, std::string subject_prefix, std::string node, int replicas,
-         std::function<void()> wake);
+         uint64_t max_pending_bytes, std::function<void()> wake);
   ~Stream();
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
@@ -98,7 +104,7 @@ class Stream {
   void ack(__natsMsg* m);
   void release(__natsMsg* m);
   Counters counters() const;
-  // Copies waiting to be stored (published, or to be published).
+  // Stream messages waiting to be stored (published, or to be published).
   size_t unstored() const;
 
  private:
@@ -112,8 +118,8 @@ class Stream {
   void runPublish();
   void runFetch();
   void pause(int ms);
-  // A copy taken was acknowledged or let go.
-  void settled();
+  // A stream message taken was acknowledged or let go.
+  void settled(__natsMsg* m);
 
   __natsConnection* nc_;
   const std::string stream_;
@@ -121,6 +127,7 @@ class Stream {
   const std::string node_;
   const std::string own_prefix_;
   const int replicas_;
+  const uint64_t max_bytes_;
   std::function<void()> wake_;
   std::shared_ptr<AckSink> acks_;
   __jsCtx* js_ = nullptr;
@@ -129,6 +136,8 @@ class Stream {
   std::string last_error_;
   std::atomic<bool> ready_{false};
   std::atomic<int> outstanding_{0};  // taken and not yet acknowledged or let go
+  std::atomic<uint64_t> outstanding_bytes_{0};  // their bytes
+  bool roomToTake() const { return outstanding_.load() < kWindow && outstanding_bytes_.load() < max_bytes_; }
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

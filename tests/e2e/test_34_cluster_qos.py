@@ -22,6 +22,7 @@ checked:
 """
 
 import json
+import os
 import random
 import struct
 import threading
@@ -37,7 +38,14 @@ from natsrun import Nats, NatsCluster, nodes, receive, route_ready, sys_value, w
 
 pytestmark = pytest.mark.petrel_only
 
-WINDOW = 4096  # cluster::Stream::kWindow
+# What a node holds of the stream at once: cluster::Stream::kWindow stream
+# messages, and cluster.max_pending_mb of them (1 MiB here); the tests send
+# many times that.
+WINDOW = 4096
+SMALL = {"max_pending_mb": 1}
+# Under ASan the nodes are several times slower: fewer messages, still far
+# past the window.
+SANITIZED = os.environ.get("PETREL_SANITIZED") == "1"
 BIG_QUEUES = {"max_queued_messages": 1000000}
 
 
@@ -113,13 +121,13 @@ def drain_until_all(sub, pub_name, wanted, timeout, before=()):
         fc.run([sub], lambda: sub.unique(pub_name) >= target, min(1.0, left))
 
 
-def publish_in_background(pub, topic, n, qos=1):
+def publish_in_background(pub, topic, n, qos=1, payload_size=16):
     """Publishes unthrottled (1,000 in flight) on a thread; returns it."""
     err = []
 
     def run():
         try:
-            pub.publish(topic, n, qos=qos, window=1000, timeout=120)
+            pub.publish(topic, n, qos=qos, window=1000, timeout=120, payload_size=payload_size)
         except (OSError, ConnectionError, AssertionError) as e:
             err.append(e)
 
@@ -131,16 +139,16 @@ def publish_in_background(pub, topic, n, qos=1):
 
 @pytest.mark.time_limit(120)
 def test_qos1_and_qos2_cross_nodes_exactly_once_far_past_the_window(js, nodes):
-    a, b, c = nodes(js, 3, persistence={"enabled": True}, limits=BIG_QUEUES)
+    a, b, c = nodes(js, 3, persistence={"enabled": True}, limits=BIG_QUEUES, cluster=SMALL)
     stream_ready(a, b, c)
     sb = durable(b, "dur-b", "x/#", qos=1)
     sc = durable(c, "dur-c", "x/#", qos=2, version=5)
     ready_for(a, b, "x/probe-b")
     ready_for(a, c, "x/probe-c")
     pub = fc.Pub(HOST, a.port, "pub-a").connect()
-    n1, n2 = 5 * WINDOW, 2000
+    n1, n2 = (3 if SANITIZED else 5) * WINDOW, 2000
     t0 = time.monotonic()
-    pub.publish("x/1", n1, qos=1, window=1000, timeout=120)
+    pub.publish("x/1", n1, qos=1, window=1000, timeout=120, payload_size=1000)  # 12-20 MB
     pub.publish("x/2", n2, qos=2, window=1000, timeout=120)
     total = n1 + n2
     print("published in %.1f s" % (time.monotonic() - t0))
@@ -185,7 +193,7 @@ def test_the_puback_waits_until_the_stream_has_the_message(tmp_path, nodes):
 @pytest.mark.time_limit(120)
 @pytest.mark.parametrize("how", ["stop", "kill"])
 def test_a_node_away_gets_what_was_sent_for_it_when_back(js, nodes, how):
-    a, b = nodes(js, 2, persistence={"enabled": True}, limits=BIG_QUEUES)
+    a, b = nodes(js, 2, persistence={"enabled": True}, limits=BIG_QUEUES, cluster=SMALL)
     stream_ready(a, b)
     sb = durable(b, "away", "away/#")
     ready_for(a, b, "away/probe")
@@ -198,7 +206,7 @@ def test_a_node_away_gets_what_was_sent_for_it_when_back(js, nodes, how):
     # the stream keeps the copies, far more than b takes at once.
     n = 3 * WINDOW
     pub = fc.Pub(HOST, a.port, "pub-away").connect()
-    pub.publish("away/t", n, qos=1, window=1000, timeout=60)
+    pub.publish("away/t", n, qos=1, window=1000, timeout=60, payload_size=1000)  # 12 MB
     wait_sys(a, "stream/waiting", lambda v: v == "0")
     b.start()
     sb = durable(b, "away", "away/#")
@@ -244,7 +252,7 @@ def test_kill9_of_the_publishing_node_loses_nothing_it_acknowledged(js, nodes):
     sb = durable(b, "victim-sub", "load/#")
     ready_for(a, b, "load/probe")
     pub = fc.Pub(HOST, a.port, "pub-k", version=4).connect()
-    n = 400000
+    n = 150000 if SANITIZED else 400000
     t = publish_in_background(pub, "load/t", n)
     # Unthrottled QoS 1 for a random moment, then kill -9 of the publisher's node.
     delay = random.uniform(0.5, 1.5)
@@ -262,13 +270,13 @@ def test_kill9_of_the_publishing_node_loses_nothing_it_acknowledged(js, nodes):
 
 @pytest.mark.time_limit(120)
 def test_kill9_of_the_receiving_node_loses_nothing_acknowledged(js, nodes):
-    a, b = nodes(js, 2, persistence={"enabled": True}, limits=BIG_QUEUES)
+    a, b = nodes(js, 2, persistence={"enabled": True}, limits=BIG_QUEUES, cluster=SMALL)
     stream_ready(a, b)
     sb = durable(b, "dies", "die/#")
     ready_for(a, b, "die/probe")
     pub = fc.Pub(HOST, a.port, "pub-d", version=4).connect()
-    n = 25 * WINDOW
-    t = publish_in_background(pub, "die/t", n)
+    n = (10 if SANITIZED else 25) * WINDOW
+    t = publish_in_background(pub, "die/t", n, payload_size=200)  # 8-20 MB
     fc.run([sb], lambda: sb.unique(b"pub-d") >= random.randint(WINDOW, 3 * WINDOW), 30)
     b.kill()
     sb.close()
