@@ -67,13 +67,12 @@ void printStream(natsConnection* nc, const ClusterConfig& cfg) {
   jsStreamInfo_Destroy(si);
   jsConsumerInfoList* list = nullptr;
   if (js_Consumers(&list, js, stream.c_str(), nullptr, &jerr) == NATS_OK && list) {
-    std::printf("  %-24s %12s %12s %12s\n", "for node", "waiting", "taken", "taken again");
     for (int i = 0; i < list->Count; ++i) {
       const jsConsumerInfo* ci = list->List[i];
       std::string name;
       if (!cluster::decodeLevel(ci->Name ? ci->Name : "", name)) name = ci->Name ? ci->Name : "?";
-      std::printf("  %-24s %12" PRIu64 " %12" PRId64 " %12" PRId64 "\n", name.c_str(), ci->NumPending,
-                  ci->NumAckPending, ci->NumRedelivered);
+      std::printf("  for %s: %" PRIu64 " waiting, %" PRId64 " taken and not yet stored, %" PRId64 " taken again\n",
+                  name.c_str(), ci->NumPending, ci->NumAckPending, ci->NumRedelivered);
     }
     jsConsumerInfoList_Destroy(list);
   }

@@ -24,6 +24,8 @@ checked:
 import json
 import os
 import random
+import re
+import subprocess
 import struct
 import threading
 import time
@@ -192,7 +194,7 @@ def test_the_puback_waits_until_the_stream_has_the_message(tmp_path, nodes):
 
 @pytest.mark.time_limit(120)
 @pytest.mark.parametrize("how", ["stop", "kill"])
-def test_a_node_away_gets_what_was_sent_for_it_when_back(js, nodes, how):
+def test_a_node_away_gets_what_was_sent_for_it_when_back(tmp_path, js, nodes, how):
     a, b = nodes(js, 2, persistence={"enabled": True}, limits=BIG_QUEUES, cluster=SMALL)
     stream_ready(a, b)
     sb = durable(b, "away", "away/#")
@@ -208,6 +210,16 @@ def test_a_node_away_gets_what_was_sent_for_it_when_back(js, nodes, how):
     pub = fc.Pub(HOST, a.port, "pub-away").connect()
     pub.publish("away/t", n, qos=1, window=1000, timeout=60, payload_size=1000)  # 12 MB
     wait_sys(a, "stream/waiting", lambda v: v == "0")
+    # What waits for b, as an operator sees it.
+    from conftest import PETREL_BIN
+    cfg = tmp_path / "inspect.yaml"
+    cfg.write_text("cluster:\n  servers: [%s]\n" % js.url)
+    r = subprocess.run([PETREL_BIN, "inspect", "--cluster", "--config", str(cfg)], capture_output=True, text=True,
+                       timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert "messages between nodes: stream petrel_messages:" in r.stdout, r.stdout
+    waiting = re.search(r"for node1: (\d+) waiting", r.stdout)
+    assert waiting and int(waiting.group(1)) > 0, r.stdout
     b.start()
     sb = durable(b, "away", "away/#")
     assert sb.session_present
