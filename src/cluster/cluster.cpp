@@ -121,7 +121,7 @@ void onReconnected(natsConnection* nc, void* closure) {
   static_cast<Cluster::Inbox*>(closure)->note("cluster: reconnected to " + serverOf(nc), 1);
 }
 void onDisconnected(natsConnection*, void* closure) {
-  static_cast<Cluster::Inbox*>(closure)->note("cluster: link to NATS lost; reconnecting (messages in transit are lost)", 0);
+  static_cast<Cluster::Inbox*>(closure)->note("cluster: link to NATS lost; reconnecting (what crosses the core way meanwhile is lost)", 0);
 }
 void onError(natsConnection*, natsSubscription*, natsStatus err, void* closure) {
   // A slow consumer's drops are counted per subscription (counters()).
