@@ -944,6 +944,7 @@ void Cluster::publishSys() {
     put("stream/waiting", std::to_string(c.stream_waiting));
     put("stream/overflow", std::to_string(c.stream_overflow));
     put("stream/unnamed", std::to_string(c.unnamed));
+    put("stream/retried", std::to_string(c.stream_retried));
   }
 }
 
@@ -959,6 +960,7 @@ Cluster::Counters Cluster::counters() const {
     const cluster::Stream::Counters s = stream_->counters();
     c.stream_ready = s.ready;
     c.stream_waiting = waiting_copies_;
+    c.stream_retried = s.retried;
   }
   if (inbox_) {
     std::lock_guard<std::mutex> lock(inbox_->mu);

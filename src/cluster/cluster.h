@@ -105,6 +105,7 @@ class Cluster {
     uint64_t stream_failed = 0;      // copies it refused for good (too large)
     uint64_t stream_taken = 0;       // copies for this node taken from it (a stream message holds several)
     uint64_t stream_waiting = 0;     // copies for other nodes not stored yet (now)
+    uint64_t stream_retried = 0;     // stream messages published again (no answer, no leader yet)
     uint64_t stream_overflow = 0;    // sent at most once instead: too many waiting
     uint64_t unnamed = 0;            // sent at most once instead: a node not known by name yet
   };

@@ -144,11 +144,6 @@ Stream::Counters Stream::counters() const {
   return c;
 }
 
-size_t Stream::unstored() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return out_.size() + in_flight_;
-}
-
 void Stream::pause(int ms) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_; });
@@ -271,17 +266,7 @@ void Stream::runPublish() {
       po.MsgId = id.c_str();
       natsMsg* m = nullptr;
       natsStatus s = natsMsg_Create(&m, o.subject.c_str(), nullptr, o.body.data(), static_cast<int>(o.body.size()));
-      if (s == NATS_OK) {
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          ++in_flight_;
-        }
-        s = js_PublishMsgAsync(js_, &m, &po);
-        if (s != NATS_OK) {
-          std::lock_guard<std::mutex> lock(mu_);
-          --in_flight_;
-        }
-      }
+      if (s == NATS_OK) s = js_PublishMsgAsync(js_, &m, &po);
       if (m) natsMsg_Destroy(m);  // not taken by the client
       if (s == NATS_OK) {
         batch.pop_front();
@@ -295,7 +280,7 @@ void Stream::runPublish() {
         batch.clear();
         break;
       }
-      LOG_WARN("cluster: a message for another node not stored in stream %s: %s", stream_.c_str(),
+      LOG_WARN("cluster: messages for another node not stored in stream %s: %s", stream_.c_str(),
                natsErrorText(s).c_str());
       std::lock_guard<std::mutex> lock(mu_);
       done_.push_back({o.token, false});
@@ -334,7 +319,6 @@ void Stream::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* c
     bool wake = false;
     {
       std::lock_guard<std::mutex> lock(self->mu_);
-      if (self->in_flight_) --self->in_flight_;
       if (pa) {
         if (known) self->done_.push_back({token, true});
         wake = self->done_.size() == 1;
@@ -351,7 +335,7 @@ void Stream::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* c
       } else {
         if (known) self->done_.push_back({token, false});
         wake = self->done_.size() == 1;
-        LOG_WARN("cluster: a message for another node not stored in stream %s: %s", self->stream_.c_str(),
+        LOG_WARN("cluster: messages for another node not stored in stream %s: %s", self->stream_.c_str(),
                  pae && pae->ErrText ? pae->ErrText : pae ? natsStatus_GetText(pae->Err) : "refused");
       }
     }

@@ -104,8 +104,6 @@ class Stream {
   void ack(__natsMsg* m);
   void release(__natsMsg* m);
   Counters counters() const;
-  // Stream messages waiting to be stored (published, or to be published).
-  size_t unstored() const;
 
  private:
   struct AckSink {
@@ -142,7 +140,6 @@ class Stream {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Out> out_;
-  size_t in_flight_ = 0;  // published, no answer yet
   std::vector<In> in_;
   std::vector<Done> done_;
   Counters counters_;

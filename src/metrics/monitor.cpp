@@ -200,6 +200,8 @@ MetricsSnapshot Monitor::snapshot() {
     s.cluster.stream_taken = c.stream_taken;
     s.cluster.stream_waiting = c.stream_waiting;
     s.cluster.stream_overflow = c.stream_overflow;
+    s.cluster.stream_unnamed = c.unnamed;
+    s.cluster.stream_retried = c.stream_retried;
     for (const Cluster::NodeView& v : p_.cluster.nodes()) {
       const cluster::NodeStatus& st = v.status;
       s.cluster.nodes.push_back(

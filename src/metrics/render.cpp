@@ -211,6 +211,12 @@ std::string prometheusText(const MetricsSnapshot& s) {
       counter("petrel_cluster_stream_overflow_total",
               "QoS 1 and 2 messages sent to other nodes at most once: too many copies waited for the stream.",
               c.stream_overflow);
+      counter("petrel_cluster_stream_unnamed_total",
+              "QoS 1 and 2 messages sent to another node at most once: it had not said its name yet.",
+              c.stream_unnamed);
+      counter("petrel_cluster_stream_retried_total",
+              "Stream messages (batches of copies) published again after JetStream did not answer.",
+              c.stream_retried);
       e.family("petrel_cluster_stream_waiting", "gauge", "Copies for other nodes not stored by the stream yet.");
       e.sample("petrel_cluster_stream_waiting", c.stream_waiting, {{"node", c.node}});
     }
@@ -376,6 +382,8 @@ std::string statsJson(const MetricsSnapshot& s, size_t max_groups) {
       j.member("taken", s.cluster.stream_taken);
       j.member("waiting", s.cluster.stream_waiting);
       j.member("overflow", s.cluster.stream_overflow);
+      j.member("unnamed", s.cluster.stream_unnamed);
+      j.member("retried", s.cluster.stream_retried);
       j.endObject();
     }
   }

@@ -73,6 +73,7 @@ struct MetricsSnapshot {
     // QoS 1 and 2 between nodes through the cluster's stream.
     bool stream_up = false;
     uint64_t stream_stored = 0, stream_failed = 0, stream_taken = 0, stream_waiting = 0, stream_overflow = 0;
+    uint64_t stream_unnamed = 0, stream_retried = 0;
     // This node first, then the others heard from lately (their status).
     struct Node {
       std::string name;

@@ -345,6 +345,10 @@ def test_stream_counters_in_metrics_and_stats(js, nodes):
     assert 'petrel_cluster_stream_up{node="node0"} 1' in text
     assert 'petrel_cluster_stream_waiting{node="node0"} 0' in text
     assert "petrel_cluster_stream_failed_total 0\n" in text
+    assert "petrel_cluster_stream_unnamed_total 0\n" in text
+    assert "petrel_cluster_stream_overflow_total 0\n" in text
+    assert "petrel_cluster_stream_retried_total " in text
     stats = json.load(urllib.request.urlopen("http://%s:%d/api/v1/stats" % (HOST, pb), timeout=5))
     assert stats["cluster"]["stream"]["taken"] >= 10
     assert stats["cluster"]["stream"]["up"] is True
+    assert {"stored", "failed", "waiting", "overflow", "unnamed", "retried"} <= set(stats["cluster"]["stream"])
