@@ -4,8 +4,8 @@
 // Core NATS stores nothing: what is in transit while a node's link is down
 // is lost. So a QoS 1 or 2 message that another node wants goes through
 // JetStream instead: one copy per node that wants it, on the subject
-// "<name>.q.<node>.<topic tokens>" of the stream "<name>_messages" (a work
-// queue: a message leaves it when its node has acknowledged it). The
+// "<name>.q.<node>.<run id>" of the stream "<name>_messages" (a work queue:
+// a message leaves it when its node has acknowledged it). The
 // publisher's PUBACK (PUBREC) waits until JetStream has stored every copy
 // (on `replicas` servers), so what a node acknowledged does not live only
 // on its disk. Each node reads its own subject through a durable consumer
