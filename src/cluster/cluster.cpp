@@ -727,7 +727,6 @@ void Cluster::takeInbox() {
     for (const auto& e : bucket_events_) registryEvent(e);
     bucket_events_.clear();
   }
-  if (stream_) takeStream(int64_t(now));
   std::string topic;
   const std::string& bytes = work_->bytes;
   for (const InboxBatch::Item& item : work_->items) {
@@ -764,6 +763,10 @@ void Cluster::takeInbox() {
     router_.route(MessagePtr(std::move(msg)));
   }
   work_->clear();
+  // The stream's after the core messages: an announcement (a node's new
+  // subscription to a reply topic) that came before a request through the
+  // stream is known when the request is routed.
+  if (stream_) takeStream(int64_t(now));
   // After a burst: do not keep its peak for ever.
   if (work_->bytes.capacity() > cfg_.max_pending_bytes / 4) std::string().swap(work_->bytes);
   // Nodes that restarted (a new id each time) are forgotten after a while.

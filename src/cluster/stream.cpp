@@ -344,7 +344,13 @@ void Stream::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* c
   natsMsg_Destroy(msg);
 }
 
+// Two kinds of fetch take turns: one that returns at once with what the
+// stream has (up to kFetchBatch), and, when it had nothing, one that waits
+// up to kFetchWaitMs for a single message and returns as soon as it comes.
+// A fetch for a full batch that waited would return only once the batch
+// was full or the wait over: a lone message would wait for it.
 void Stream::runFetch() {
+  bool wait = false;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -360,15 +366,22 @@ void Stream::runFetch() {
     natsMsgList list{};
     jsFetchRequest req;
     jsFetchRequest_Init(&req);
-    req.Batch = std::min(kWindow - outstanding_.load(), kFetchBatch);
+    req.Batch = wait ? 1 : std::min(kWindow - outstanding_.load(), kFetchBatch);
     // The room left; none while nothing is held, so that a message larger
     // than the room is taken when the loop has nothing else.
     const uint64_t used = outstanding_bytes_.load();
     const int held = outstanding_.load();
     req.MaxBytes = held == 0 ? 0 : static_cast<int64_t>(used < max_bytes_ ? max_bytes_ - used : 1);
     req.Expires = int64_t(kFetchWaitMs) * 1000 * 1000;  // nanoseconds
+    req.NoWait = !wait;
     const natsStatus s = natsSubscription_FetchRequest(&list, sub_, &req);
-    if (s == NATS_TIMEOUT) continue;
+    if (s == NATS_OK && list.Count > 0) {
+      wait = false;  // more may be there: take it at once
+    } else if (s == NATS_OK || s == NATS_TIMEOUT || s == NATS_NOT_FOUND) {
+      natsMsgList_Destroy(&list);
+      wait = !wait;  // nothing now: wait for the next one (or look again after a wait)
+      continue;
+    }
     if (s != NATS_OK) {
       // With messages held, a refusal may only say the next one is larger
       // than the room left: it comes once the loop has acknowledged them.

@@ -58,8 +58,15 @@ def retained(node, filt, quiet=0.4, timeout=10.0, qos=0):
             except m.ReadTimeout:
                 break
             if p.type == m.PUBLISH:
-                assert p.retain, "a live message where only retained ones were expected: %r" % (p,)
                 c.ack(p)
+                # A QoS 1 message published on another node just before
+                # this subscription may also come live, through the
+                # cluster's stream, when an earlier subscriber to the filter
+                # on this node had just gone (README, "Cluster"): not a
+                # retained message, so not counted as one.
+                if not p.retain and p.qos > 0:
+                    continue
+                assert p.retain, "a live message where only retained ones were expected: %r" % (p,)
                 out[p.topic] = p.payload
         return out
     finally:

@@ -267,7 +267,7 @@ def test_kill9_of_the_publishing_node_loses_nothing_it_acknowledged(js, nodes):
     n = 150000 if SANITIZED else 400000
     t = publish_in_background(pub, "load/t", n)
     # Unthrottled QoS 1 for a random moment, then kill -9 of the publisher's node.
-    delay = random.uniform(0.5, 1.5)
+    delay = random.uniform(0.3, 0.8)
     print("kill -9 of the publishing node after %.2f s" % delay)
     time.sleep(delay)
     a.kill()
@@ -352,3 +352,28 @@ def test_stream_counters_in_metrics_and_stats(js, nodes):
     assert stats["cluster"]["stream"]["taken"] >= 10
     assert stats["cluster"]["stream"]["up"] is True
     assert {"stored", "failed", "waiting", "overflow", "unnamed", "retried"} <= set(stats["cluster"]["stream"])
+
+
+def test_qos1_request_response_through_the_stream_finds_the_new_reply_subscription(js, nodes):
+    """A requester subscribes to a fresh reply topic on one node and at once
+    sends a QoS 1 request, which crosses through the stream; the responder
+    on another node answers at once, at QoS 1: the reply finds the new
+    subscription (its announcement came first on the same connection, and
+    the node takes announcements before the stream's messages)."""
+    a, b = nodes(js, 2)
+    stream_ready(a, b)
+    responder = a.connected("responder", version=5)
+    responder.subscribe([("req/#", 1)])
+    requester = b.connected("requester", version=5)
+    ready_for(b, a, "req/probe")
+    for i in range(50):
+        reply = "resp/%d" % i
+        requester.subscribe([(reply, 1)])
+        requester.publish("req/%d" % i, b"q", qos=1, props={"response_topic": reply})
+        req = receive(responder, 1, "req/%d" % i, timeout=5)
+        assert req and req[0].props["response_topic"] == reply
+        responder.publish(reply, b"answer-%d" % i, qos=1)
+        got = receive(requester, 1, reply, timeout=5)
+        assert [p.payload for p in got] == [b"answer-%d" % i]
+        requester.unsubscribe(reply)
+    assert int(wait_sys(a, "stream/taken", lambda v: int(v) >= 50)) >= 50  # the requests took the stream
