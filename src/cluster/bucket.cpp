@@ -37,10 +37,7 @@ Bucket::Bucket(natsConnection* nc, std::string bucket, std::string what, std::st
   acks_->bucket = this;
   // The client may answer a put after this object is gone (it answers on
   // its own thread until the connection is destroyed): the sink stays.
-  static auto* kept = new std::vector<std::shared_ptr<AckSink>>();
-  static auto* kept_mu = new std::mutex();
-  std::lock_guard<std::mutex> lock(*kept_mu);
-  kept->push_back(acks_);
+  keepForGood(acks_);
 }
 
 Bucket::~Bucket() { stop(); }

@@ -69,16 +69,6 @@ struct Cluster::Inbox {
 
 namespace {
 
-std::vector<std::shared_ptr<void>>& keptForGood() {
-  static auto* kept = new std::vector<std::shared_ptr<void>>();  // never freed: see Inbox
-  return *kept;
-}
-
-std::mutex& keptMutex() {
-  static auto* mu = new std::mutex();
-  return *mu;
-}
-
 void onMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
   auto* in = static_cast<Cluster::Inbox*>(closure);
   const char* subject = natsMsg_GetSubject(msg);
@@ -188,10 +178,7 @@ bool Cluster::start(std::string& err) {
   if (!enabled()) return true;
   inbox_ = std::make_shared<Inbox>();
   work_ = std::make_unique<InboxBatch>();
-  {
-    std::lock_guard<std::mutex> lock(keptMutex());
-    keptForGood().push_back(inbox_);
-  }
+  cluster::keepForGood(inbox_);
   uv_async_init(loop_, &async_, &Cluster::onAsync);
   async_.data = this;
   async_open_ = true;

@@ -2,6 +2,7 @@
 
 #include <nats/nats.h>
 
+#include <mutex>
 #include <vector>
 
 namespace petrel::cluster {
@@ -55,6 +56,13 @@ bool transientNatsError(int status) {
     default:
       return false;
   }
+}
+
+void keepForGood(std::shared_ptr<void> p) {
+  static auto* kept = new std::vector<std::shared_ptr<void>>();  // never freed, on purpose
+  static auto* mu = new std::mutex();
+  std::lock_guard<std::mutex> lock(*mu);
+  kept->push_back(std::move(p));
 }
 
 }  // namespace petrel::cluster

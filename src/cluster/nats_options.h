@@ -3,6 +3,7 @@
 // `petrel inspect --cluster`).
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "src/config/config.h"
@@ -17,6 +18,11 @@ __natsOptions* natsOptionsFor(const ClusterConfig& cfg, const std::string& clien
 
 // The client's last error, or the status's text.
 std::string natsErrorText(int status);
+
+// Keeps `p` alive until the process ends: what the NATS client's threads
+// may still call back into after its owner is gone (they run until the
+// connection is destroyed, not before the process ends).
+void keepForGood(std::shared_ptr<void> p);
 
 // The link or JetStream is away for now (reconnecting, no answer, no
 // leader yet after a server died): what failed is tried again.

@@ -67,10 +67,7 @@ Stream::Stream(natsConnection* nc, std::string stream, std::string subject_prefi
   acks_->stream = this;
   // The client may answer a publish after this object is gone (it answers
   // on its own thread until the connection is destroyed): the sink stays.
-  static auto* kept = new std::vector<std::shared_ptr<AckSink>>();
-  static auto* kept_mu = new std::mutex();
-  std::lock_guard<std::mutex> lock(*kept_mu);
-  kept->push_back(acks_);
+  keepForGood(acks_);
 }
 
 Stream::~Stream() { stop(); }
