@@ -23,57 +23,18 @@ bool Broker::loadStore(std::string& err) {
   std::vector<std::string> expired;
   bool ok = st.forEachSession(
       [&](std::string_view cid, const persistence::SessionRecord& r) {
-        auto s = std::make_unique<Session>(std::string(cid));
-        s->version = static_cast<mqtt::Version>(r.version);
-        s->expiry_interval = r.expiry_interval;
-        s->stored = true;
-        s->evicted = true;
-        s->username = r.username;
-        // A session that was connected when the broker stopped starts its
-        // expiry now; one that was offline keeps its wall-clock deadline.
-        s->expires_at_ms = r.expires_at_ms;
-        if (!s->expires_at_ms && s->expiry_interval != 0xFFFFFFFF)
-          s->expires_at_ms = now + int64_t(s->expiry_interval) * 1000;
-        if (r.will) {
-          s->will = std::make_unique<mqtt::Will>(willFromRecord(*r.will));
-          // The connection of a will without a deadline ended when the
-          // broker stopped: an abnormal end, so its will is due (after its
-          // delay, counted from now).
-          s->will_at_ms = r.will_at_ms ? r.will_at_ms
-                                       : now + int64_t(s->will->props.will_delay_interval.value_or(0)) * 1000;
-        }
-        const auto qi = st.queueInfo(cid);
-        s->disk_count = qi.count;
-        s->next_read_seq = qi.first_seq;
-        s->next_seq = qi.last_seq + 1;
-        s->queued_bytes = qi.bytes;
-        n_queued += qi.count;
-        if (s->expires_at_ms && s->expires_at_ms <= now) expired.push_back(s->clientId());
-        sessions_.adopt(std::move(s));
+        Session& s = sessions_.restore(cid, r, now);
+        n_queued += s.disk_count;
+        if (s.expires_at_ms && s.expires_at_ms <= now) expired.push_back(s.clientId());
         ++n_sessions;
       },
       err);
   if (!ok) return false;
   ok = st.forEachSubscription(
       [&](std::string_view cid, const persistence::SubscriptionRecord& r) {
-        Session* sp = sessions_.find(cid);
-        if (!sp) return;  // orphan: ignored
-        Session& s = *sp;
-        const SubscriptionOptions o = subscriptionOptions(r);
-        std::string_view queue;
-        if (parseQueueFilter(r.key, queue)) {
-          // `$queue/<name>`: the queue's groups were declared already.
-          if (DeclaredQueue* q = groups_.findQueue(queue)) groups_.joinQueue(s, *q, o, nullptr);
-          else LOG_NOTICE("client %s: queue %.*s is no longer declared; its subscription '%s' has no effect",
-                          s.clientId().c_str(), static_cast<int>(queue.size()), queue.data(), r.key.c_str());
-          s.subscriptions.set(r.key, o);
-          s.has_shared = true;
-          ++n_subs;
-          return;
-        }
-        router_.tree().subscribe(r.filter, r.group, &s, o);
-        s.subscriptions.set(r.key, o);
-        if (!r.group.empty()) s.has_shared = true;
+        Session* s = sessions_.find(cid);
+        if (!s) return;  // orphan: ignored
+        sessions_.restoreSubscription(*s, r);
         ++n_subs;
       },
       err);
@@ -134,6 +95,7 @@ void Broker::onCommit(bool failed) {
   groups_.afterCommit();
   delayed_.afterCommit(done);
   cluster_.afterCommit(done, failed);
+  moves_.afterCommit(done);
   // Messages loaded from disk and no longer used by any session.
   durable_.trimCache(4 * Sessions::kRamWindow);
   flushAll();

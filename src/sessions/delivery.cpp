@@ -71,6 +71,7 @@ DeliverOutcome Sessions::deliver(Session& s, Delivery&& d, const AckGatePtr& gat
     return DeliverOutcome::NotStored;
   }
   if (persist) d.seq = s.next_seq++;
+  if (s.moving && move_hook_) move_hook_(s, d);
   s.queued_bytes += bytes;
   if (window_free) {
     // Fast path: the window has room, send now; the store entry carries the

@@ -3,6 +3,8 @@
 // a session, wills (§3.1.2.5, §3.1.3.2) and session expiry.
 #include "src/acks/ack_holds.h"
 #include "src/durable/durable.h"
+#include "src/durable/records.h"
+#include "src/queues/queue_policy.h"
 #include "src/queues/shared_groups.h"
 #include "src/routing/router.h"
 #include "src/security/security.h"
@@ -128,6 +130,54 @@ void Sessions::end(Session* s) {
   if (s->bridge) own_limits_.erase(s);
   const std::string id = s->clientId();  // the key dies with the session
   map_.erase(id);
+}
+
+Session& Sessions::restore(std::string_view client_id, const persistence::SessionRecord& r, int64_t now) {
+  auto s = std::make_unique<Session>(std::string(client_id));
+  s->version = static_cast<mqtt::Version>(r.version);
+  s->expiry_interval = r.expiry_interval;
+  s->stored = true;
+  s->evicted = true;
+  s->username = r.username;
+  // A session that was connected (when the broker stopped, or on the node
+  // it moved from) starts its expiry now; one that was offline keeps its
+  // wall-clock deadline.
+  s->expires_at_ms = r.expires_at_ms;
+  if (!s->expires_at_ms && s->expiry_interval != 0xFFFFFFFF)
+    s->expires_at_ms = now + int64_t(s->expiry_interval) * 1000;
+  if (r.will) {
+    s->will = std::make_unique<mqtt::Will>(willFromRecord(*r.will));
+    // The connection of a will without a deadline ended abnormally: its
+    // will is due (after its delay, counted from now).
+    s->will_at_ms = r.will_at_ms ? r.will_at_ms : now + int64_t(s->will->props.will_delay_interval.value_or(0)) * 1000;
+  }
+  const auto qi = durable_.store().queueInfo(client_id);
+  s->disk_count = qi.count;
+  s->next_read_seq = qi.first_seq;
+  s->next_seq = qi.last_seq + 1;
+  s->queued_bytes = qi.bytes;
+  return adopt(std::move(s));
+}
+
+bool Sessions::restoreSubscription(Session& s, const persistence::SubscriptionRecord& r) {
+  const SubscriptionOptions o = subscriptionOptions(r);
+  std::string_view queue;
+  if (parseQueueFilter(r.key, queue)) {
+    // `$queue/<name>`: the queue's groups were declared already.
+    s.subscriptions.set(r.key, o);
+    s.has_shared = true;
+    if (DeclaredQueue* q = groups_.findQueue(queue)) {
+      groups_.joinQueue(s, *q, o, nullptr);
+      return true;
+    }
+    LOG_NOTICE("client %s: queue %.*s is no longer declared; its subscription '%s' has no effect",
+               s.clientId().c_str(), static_cast<int>(queue.size()), queue.data(), r.key.c_str());
+    return false;
+  }
+  router_.tree().subscribe(r.filter, r.group, &s, o);
+  s.subscriptions.set(r.key, o);
+  if (!r.group.empty()) s.has_shared = true;
+  return true;
 }
 
 }  // namespace petrel

@@ -212,6 +212,7 @@ class PacketIdSet {
     return 0;
   }
   size_t size() const { return ids_.size(); }
+  const std::vector<uint16_t>& ids() const { return ids_; }
 
  private:
   std::vector<uint16_t> ids_;
@@ -347,6 +348,9 @@ class Session {
   // own messages are never sent back to it, and retain flags go as
   // published, on every subscription.
   bool peer_bridge = false;
+  // Moving to or from another node of a cluster: what it is given is told
+  // to the move (Sessions::setMoveHook).
+  bool moving = false;
   uint16_t client_receive_max = 65535;
   uint16_t client_topic_alias_max = 0;
 

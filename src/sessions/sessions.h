@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -81,6 +82,14 @@ class Sessions {
   Session& create(const std::string& client_id);
   // A session loaded from the store at start-up.
   Session& adopt(std::unique_ptr<Session> s);
+  // A durable session as the store holds it (start-up, or moved here from
+  // another node of a cluster): offline, its queue on disk. `now` is the
+  // wall clock; expires_at_ms is set if the record has none.
+  Session& restore(std::string_view client_id, const persistence::SessionRecord& r, int64_t now);
+  // One of its subscriptions, as stored: into the topic tree, its share
+  // group or its declared queue. False when it has no effect (a queue no
+  // longer declared).
+  bool restoreSubscription(Session& s, const persistence::SubscriptionRecord& r);
   size_t size() const { return map_.size(); }
   template <typename F>
   void forEach(F&& f) {
@@ -128,6 +137,10 @@ class Sessions {
     PETREL_CHECK(s.bridge);  // deliver() looks them up for bridge sessions only
     own_limits_[&s] = l;
   }
+
+  // Told of every QoS 1 and 2 delivery to a session marked `moving` (after
+  // its queue position is set).
+  void setMoveHook(std::function<void(Session&, const Delivery&)> f) { move_hook_ = std::move(f); }
 
   // --- delivery (delivery.cpp) ---
   // Sends or queues `d` for `s`. With a gate, a durable QoS 1 delivery
@@ -198,6 +211,7 @@ class Sessions {
   std::unordered_map<std::string_view, std::unique_ptr<Session>> map_;
   std::unordered_map<const Session*, QueueLimits> own_limits_;
   std::vector<Session*> evict_pending_;
+  std::function<void(Session&, const Delivery&)> move_hook_;
   std::vector<Session*> refill_pending_;
   PublishCache encoded_;
   mqtt::Properties scratch_props_;  // sendPublish's per-receiver properties
