@@ -22,6 +22,7 @@ Broker::Broker(uv_loop_t* loop, Config cfg)
                 cluster_}),
       http_(loop, timers_, cfg_.http, httpEndpoints()),
       cluster_({cfg_.cluster, loop, router_, durable_, clock_}),
+      moves_({cluster_, sessions_, router_, durable_, timers_, clock_}),
       sys_timer_(&Broker::onSysTimer, this),
       read_buf_(kReadBufferSize) {
   // Before any subscription exists: each one counts as interest.
@@ -44,6 +45,33 @@ Broker::Broker(uv_loop_t* loop, Config cfg)
   // Another node's copies of a message are in the cluster's stream: its
   // held PUBACK (PUBREC) may go.
   cluster_.setOnStored([this] { holds_.gateOpened(); });
+  // A session moving between nodes (src/cluster/session_moves.h): the
+  // CONNECT that waited for it goes on.
+  cluster_.setOnMove([this](std::string_view body) { moves_.onMessage(body); });
+  sessions_.setMoveHook([this](Session& s, const Delivery& d) { moves_.delivered(s, d); });
+  cluster_.setMoveCounters([this](Cluster::Counters& c) {
+    const SessionMoves::Counters m = moves_.counters();
+    c.moved_in = m.moved_in;
+    c.moved_out = m.moved_out;
+    c.moved_messages_in = m.entries_in;
+    c.moved_messages_out = m.entries_out;
+    c.move_failed = m.failed;
+  });
+  moves_.setOnDone([this](uint64_t ticket, bool replaced) {
+    auto it = waiting_connects_.find(ticket);
+    if (it == waiting_connects_.end()) return;  // the client went away meanwhile
+    WaitingConnect w = std::move(it->second);
+    waiting_connects_.erase(it);
+    Connection& c = *w.conn;
+    c.auth_ticket = 0;
+    if (replaced) {
+      // The same client connected again while it waited: that connection
+      // waits for the move instead.
+      c.closeAfterFlush();
+      return;
+    }
+    resumeConnect(c, std::move(w.connect), w.checked ? &*w.checked : nullptr, true);
+  });
   groups_.declareQueues();  // before the store's subscriptions join them
 }
 

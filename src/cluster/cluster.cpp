@@ -155,6 +155,7 @@ std::string hostName() {
 Cluster::Cluster(const Parts& p)
     : cfg_(p.cfg), loop_(p.loop), router_(p.router), durable_(p.durable), clock_(p.clock) {
   node_name_ = cfg_.node.empty() ? hostName() : cfg_.node;
+  cluster::encodeLevel(node_name_, own_token_);
   std::random_device rd;
   node_id_ = (uint64_t(rd()) << 32 | rd()) | 1;  // never 0
 }
@@ -229,6 +230,12 @@ bool Cluster::start(std::string& err) {
   }
   for (auto& [filter, i] : interest_) subscribe(filter, i);
   if (cfg_.jetstream) {
+    move_subject_ = cluster::moveSubject(cfg_.name, own_token_);
+    s = natsConnection_Subscribe(&move_sub_, nc_, move_subject_.c_str(), &onMessage, in);
+    if (s != NATS_OK) {
+      err = "cluster: subscribing to " + move_subject_ + ": " + lastError(s);
+      return false;
+    }
     auto wake = [in] {
       std::lock_guard<std::mutex> lock(in->mu);
       in->wake();
@@ -241,9 +248,7 @@ bool Cluster::start(std::string& err) {
                                                   cfg_.replicas, cfg_.max_pending_bytes, wake);
     bucket_->start();
     registry_->start();
-    std::string node;
-    cluster::encodeLevel(node_name_, node);
-    stream_ = std::make_unique<cluster::Stream>(nc_, cfg_.name + "_messages", cfg_.name + ".q.", node, cfg_.replicas,
+    stream_ = std::make_unique<cluster::Stream>(nc_, cfg_.name + "_messages", cfg_.name + ".q.", own_token_, cfg_.replicas,
                                                 cfg_.max_pending_bytes, wake);
     stream_->start();
   }
@@ -435,6 +440,8 @@ void Cluster::stop() {
     natsConnection_FlushTimeout(nc_, 1000);
     if (control_sub_) natsSubscription_Destroy(control_sub_);
     control_sub_ = nullptr;
+    if (move_sub_) natsSubscription_Destroy(move_sub_);
+    move_sub_ = nullptr;
     for (auto& [filter, i] : interest_) {
       for (natsSubscription* sub : i.subs) natsSubscription_Destroy(sub);
       i.subs.clear();
@@ -499,6 +506,7 @@ void Cluster::forward(const MessagePtr& m) {
   if (m->qos > 0 && stream_ && stream_->ready() && forwardStored(*m)) return;
   subject_ = cluster::topicSubject(cfg_.name, m->topic);
   cluster::encodeWire(*m, node_id_, ++seq_, body_);
+  stamp(*m, seq_);
   const natsStatus s = natsConnection_Publish(nc_, subject_.c_str(), body_.data(), static_cast<int>(body_.size()));
   if (s == NATS_OK) {
     ++counters_.sent;
@@ -506,6 +514,15 @@ void Cluster::forward(const MessagePtr& m) {
     ++counters_.send_failed;
     LOG_DEBUG("cluster: publish to %s failed: %s", subject_.c_str(), natsStatus_GetText(s));
   }
+}
+
+// A message of this node's that goes to others carries its identity here
+// as well (Message::cluster_node): set on the loop while it is routed,
+// before any session holds it.
+void Cluster::stamp(const Message& m, uint64_t seq) {
+  auto& w = const_cast<Message&>(m);
+  w.cluster_node = node_id_;
+  w.cluster_seq = seq;
 }
 
 bool Cluster::forwardStored(const Message& m) {
@@ -545,6 +562,7 @@ bool Cluster::forwardStored(const Message& m) {
     return false;
   }
   cluster::encodeWire(m, node_id_, ++seq_, body_);
+  stamp(m, seq_);
   char id[24];
   for (const Dest& d : dests_) {
     // Into the batch for that node's run, which goes to the stream at the
@@ -649,6 +667,8 @@ void Cluster::takeStream(int64_t now_ms) {
       // Sent to an earlier run of this node: owed to the durable sessions
       // that were here then, not to clean ones made since.
       msg->durable_only = to != node_id_;
+      msg->cluster_node = info.node;
+      msg->cluster_seq = info.seq;
       msg->id = durable_.newMessageId();
       router_.route(MessagePtr(std::move(msg)));
     }
@@ -722,6 +742,10 @@ void Cluster::takeInbox() {
       control(reinterpret_cast<const uint8_t*>(bytes.data()) + item.body_off, item.body_len, int64_t(now));
       continue;
     }
+    if (!move_subject_.empty() && subject == move_subject_) {
+      if (on_move_) on_move_(std::string_view(bytes.data() + item.body_off, item.body_len));
+      continue;
+    }
     auto msg = makeMessage();
     cluster::WireInfo info;
     if (!cluster::subjectTopic(cfg_.name, subject, topic) || !mqtt::validTopicName(topic) ||
@@ -746,6 +770,8 @@ void Cluster::takeInbox() {
     msg->topic = std::move(topic);
     topic.clear();
     msg->from_cluster = true;
+    msg->cluster_node = info.node;
+    msg->cluster_seq = info.seq;
     msg->id = durable_.newMessageId();
     router_.route(MessagePtr(std::move(msg)));
   }
@@ -753,7 +779,10 @@ void Cluster::takeInbox() {
   // The stream's after the core messages: an announcement (a node's new
   // subscription to a reply topic) that came before a request through the
   // stream is known when the request is routed.
-  if (stream_) takeStream(int64_t(now));
+  if (stream_) {
+    stream_empty_seen_ = stream_->emptyFetches();
+    takeStream(int64_t(now));
+  }
   // After a burst: do not keep its peak for ever.
   if (work_->bytes.capacity() > cfg_.max_pending_bytes / 4) std::string().swap(work_->bytes);
   // Nodes that restarted (a new id each time) are forgotten after a while.
@@ -886,6 +915,15 @@ void Cluster::registryEvent(const cluster::Bucket::Event& e) {
   std::string client_id;
   if (e.kind != Event::Put || !cluster::decodeRegistration(e.value, reg) || !cluster::decodeLevel(e.key, client_id))
     return;
+  if (reg.node == node_id_) {
+    owners_.erase(client_id);
+  } else {
+    Owner& o = owners_[client_id];
+    o.node = reg.node;
+    o.name.assign(reg.name);
+    o.token.clear();
+    cluster::encodeLevel(o.name, o.token);
+  }
   auto it = registered_.find(client_id);
   if (it == registered_.end()) return;
   if (reg.node == node_id_) {
@@ -897,6 +935,18 @@ void Cluster::registryEvent(const cluster::Bucket::Event& e) {
   if (!connected_here_ || !connected_here_(client_id)) return;
   ++counters_.taken_over;
   take_over_(client_id, std::string(reg.name));
+}
+
+const Cluster::Owner* Cluster::ownerElsewhere(const std::string& client_id) const {
+  auto it = owners_.find(client_id);
+  if (it == owners_.end() || !peers_.count(it->second.node)) return nullptr;
+  return &it->second;
+}
+
+bool Cluster::sendMove(std::string_view token, const std::string& body) {
+  if (!nc_ || stopped_) return false;
+  const std::string subject = cluster::moveSubject(cfg_.name, token);
+  return natsConnection_Publish(nc_, subject.c_str(), body.data(), static_cast<int>(body.size())) == NATS_OK;
 }
 
 void Cluster::publishSys() {
@@ -935,6 +985,11 @@ void Cluster::publishSys() {
     put("stream/overflow", std::to_string(c.stream_overflow));
     put("stream/unnamed", std::to_string(c.unnamed));
     put("stream/retried", std::to_string(c.stream_retried));
+    put("moves/in", std::to_string(c.moved_in));
+    put("moves/out", std::to_string(c.moved_out));
+    put("moves/messages_in", std::to_string(c.moved_messages_in));
+    put("moves/messages_out", std::to_string(c.moved_messages_out));
+    put("moves/failed", std::to_string(c.move_failed));
   }
 }
 
@@ -952,6 +1007,7 @@ Cluster::Counters Cluster::counters() const {
     c.stream_waiting = waiting_copies_;
     c.stream_retried = s.retried;
   }
+  if (move_counters_) move_counters_(c);
   if (inbox_) {
     std::lock_guard<std::mutex> lock(inbox_->mu);
     c.dropped += inbox_->dropped;

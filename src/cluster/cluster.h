@@ -108,6 +108,12 @@ class Cluster {
     uint64_t stream_retried = 0;     // stream messages published again (no answer, no leader yet)
     uint64_t stream_overflow = 0;    // sent at most once instead: too many waiting
     uint64_t unnamed = 0;            // sent at most once instead: a node not known by name yet
+    // Durable sessions moved between nodes (session_moves.h):
+    uint64_t moved_in = 0;           // sessions taken from other nodes
+    uint64_t moved_out = 0;          // sessions other nodes took from this one
+    uint64_t moved_messages_in = 0;  // queued messages they brought here
+    uint64_t moved_messages_out = 0; // and that this node sent
+    uint64_t move_failed = 0;        // moves given up (no answer in time, a bad part)
   };
 
   // A node with more filters than this announces "every message" instead
@@ -179,6 +185,32 @@ class Cluster {
   }
   // A client connected to this node (after its CONNACK is written).
   void clientConnected(const std::string& client_id);
+
+  // Moving durable sessions between nodes (src/cluster/session_moves.h):
+  // each node reads its own subject "<name>.h.<node>"; what comes there
+  // goes to `f`, on the loop.
+  void setOnMove(std::function<void(std::string_view body)> f) { on_move_ = std::move(f); }
+  // Fills the move counters of counters().
+  void setMoveCounters(std::function<void(Counters&)> f) { move_counters_ = std::move(f); }
+  // To node `token`'s subject; false when the client refused it.
+  bool sendMove(std::string_view token, const std::string& body);
+  // This node's name as a subject token, and its id (new at every start).
+  const std::string& ownToken() const { return own_token_; }
+  uint64_t nodeId() const { return node_id_; }
+  // Sessions can move: the registry and the stream are open.
+  bool movesSessions() const { return jetstream() && registry_ && connected(); }
+  // The node the session registry last named for `client_id`, when that
+  // is another node whose status came within kGoneMs; null otherwise.
+  struct Owner {
+    uint64_t node = 0;
+    std::string name;
+    std::string token;
+  };
+  const Owner* ownerElsewhere(const std::string& client_id) const;
+  // Stream::emptyFetches() as read before the loop last took what the
+  // stream had: once it has grown by two since a moment, everything the
+  // stream held for this node then has been routed.
+  uint64_t streamEmptySeen() const { return stream_empty_seen_; }
   // Hooks the router and the topic tree. Before the store is loaded, so
   // that the subscriptions it holds count as interest.
   void attach();
@@ -215,6 +247,7 @@ class Cluster {
   // false when it must go the core way (a node not known by name yet, too
   // many copies waiting).
   bool forwardStored(const Message& m);
+  void stamp(const Message& m, uint64_t seq);
   void takeStream(int64_t now_ms);
   // A node's full announcement ended: the same node under an older id (it
   // restarted) is forgotten.
@@ -290,6 +323,14 @@ class Cluster {
     bool echoed = false;  // the watch has shown it: in the bucket's order
   };
   std::unordered_map<std::string, Registration> registered_;  // by client id
+  // Clients whose latest registration is another node's.
+  std::unordered_map<std::string, Owner> owners_;
+  std::string own_token_;
+  std::string move_subject_;
+  __natsSubscription* move_sub_ = nullptr;
+  std::function<void(std::string_view)> on_move_;
+  std::function<void(Counters&)> move_counters_;
+  uint64_t stream_empty_seen_ = 0;
   std::string registry_body_;
   std::string retained_body_;
   // Topics whose latest retained message from this node is not yet back

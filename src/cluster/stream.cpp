@@ -376,6 +376,7 @@ void Stream::runFetch() {
       wait = false;  // more may be there: take it at once
     } else if (s == NATS_OK || s == NATS_TIMEOUT || s == NATS_NOT_FOUND) {
       natsMsgList_Destroy(&list);
+      ++empty_fetches_;
       wait = !wait;  // nothing now: wait for the next one (or look again after a wait)
       continue;
     }

@@ -61,6 +61,13 @@ bool decodeLevel(std::string_view token, std::string& out) {
   return true;
 }
 
+std::string moveSubject(std::string_view name, std::string_view node_token) {
+  std::string s(name);
+  s += ".h.";
+  s += node_token;
+  return s;
+}
+
 std::string controlSubject(std::string_view name) { return std::string(name) + ".c"; }
 
 namespace {

@@ -43,6 +43,9 @@ bool keyTopic(std::string_view key, std::string& topic);
 // The subject of the nodes' control messages (wire.h): "<name>.c", which
 // no topic's subject is.
 std::string controlSubject(std::string_view name);
+// The subject a node reads the messages that move sessions on
+// ("<name>.h.<node token>", move_wire.h).
+std::string moveSubject(std::string_view name, std::string_view node_token);
 
 // One level's token, and back (false: not a token encodeLevel makes).
 void encodeLevel(std::string_view level, std::string& out);

@@ -226,6 +226,23 @@ void Broker::continueConnect(Connection& c, mqtt::Connect&& p, const PasswordFil
   if (p.client_id.compare(0, 8, "$bridge/") == 0)
     return refuse(Refusal::ClientId, Reason::ClientIdentifierNotValid, "client identifier reserved for bridges");
 
+  // In a cluster, the session comes first from the node the client last
+  // connected to (src/cluster/session_moves.h); the CONNECT waits for it.
+  // Every CONNECT of a client whose session is on its way here waits too.
+  if (!old_input_read && !assigned && (!p.clean_start || moves_.movingIn(p.client_id))) {
+    const uint64_t ticket = next_auth_ticket_++;
+    if (moves_.moveIn(p.client_id, ticket)) {
+      c.auth_ticket = ticket;
+      WaitingConnect w{&c, std::move(p), std::nullopt};
+      if (checked) w.checked = *checked;
+      waiting_connects_.emplace(ticket, std::move(w));
+      c.pauseInput();
+      return;
+    }
+  }
+  // A clean start here ends the session it had on another node.
+  if (p.clean_start && !assigned) moves_.discardElsewhere(p.client_id);
+
   // The will (§3.1.2.5): check it now, so a bad one refuses the connection.
   if (p.will) {
     if (!mqtt::validTopicName(p.will->topic, cfg_.max_topic_levels))

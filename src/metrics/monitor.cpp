@@ -202,6 +202,11 @@ MetricsSnapshot Monitor::snapshot() {
     s.cluster.stream_overflow = c.stream_overflow;
     s.cluster.stream_unnamed = c.unnamed;
     s.cluster.stream_retried = c.stream_retried;
+    s.cluster.moved_in = c.moved_in;
+    s.cluster.moved_out = c.moved_out;
+    s.cluster.moved_messages_in = c.moved_messages_in;
+    s.cluster.moved_messages_out = c.moved_messages_out;
+    s.cluster.move_failed = c.move_failed;
     for (const Cluster::NodeView& v : p_.cluster.nodes()) {
       const cluster::NodeStatus& st = v.status;
       s.cluster.nodes.push_back(

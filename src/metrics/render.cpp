@@ -217,6 +217,17 @@ std::string prometheusText(const MetricsSnapshot& s) {
       counter("petrel_cluster_stream_retried_total",
               "Stream messages (batches of copies) published again after JetStream did not answer.",
               c.stream_retried);
+      counter("petrel_cluster_sessions_moved_in_total",
+              "Durable sessions taken from other nodes (their clients connected here).", c.moved_in);
+      counter("petrel_cluster_sessions_moved_out_total",
+              "Durable sessions other nodes took from this one (their clients connected there).", c.moved_out);
+      counter("petrel_cluster_moved_messages_in_total", "Queued messages moved here with sessions.",
+              c.moved_messages_in);
+      counter("petrel_cluster_moved_messages_out_total", "Queued messages this node sent with sessions that moved.",
+              c.moved_messages_out);
+      counter("petrel_cluster_session_moves_failed_total",
+              "Session moves given up: the other node did not answer in time, or sent a part that could not be read.",
+              c.move_failed);
       e.family("petrel_cluster_stream_waiting", "gauge", "Copies for other nodes not stored by the stream yet.");
       e.sample("petrel_cluster_stream_waiting", c.stream_waiting, {{"node", c.node}});
     }
@@ -384,6 +395,13 @@ std::string statsJson(const MetricsSnapshot& s, size_t max_groups) {
       j.member("overflow", s.cluster.stream_overflow);
       j.member("unnamed", s.cluster.stream_unnamed);
       j.member("retried", s.cluster.stream_retried);
+      j.endObject();
+      j.key("moves").beginObject();
+      j.member("in", s.cluster.moved_in);
+      j.member("out", s.cluster.moved_out);
+      j.member("messages_in", s.cluster.moved_messages_in);
+      j.member("messages_out", s.cluster.moved_messages_out);
+      j.member("failed", s.cluster.move_failed);
       j.endObject();
     }
   }

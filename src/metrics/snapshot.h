@@ -74,6 +74,7 @@ struct MetricsSnapshot {
     bool stream_up = false;
     uint64_t stream_stored = 0, stream_failed = 0, stream_taken = 0, stream_waiting = 0, stream_overflow = 0;
     uint64_t stream_unnamed = 0, stream_retried = 0;
+    uint64_t moved_in = 0, moved_out = 0, moved_messages_in = 0, moved_messages_out = 0, move_failed = 0;
     // This node first, then the others heard from lately (their status).
     struct Node {
       std::string name;

@@ -39,6 +39,12 @@ struct Message {
   // cluster's stream while this node was down or restarting, and sessions
   // made since (every clean one) came after it.
   bool durable_only = false;
+  // Its identity in the cluster: the id of the node it was published on and
+  // that node's sequence number for it, once it has gone to (or come from)
+  // another node; 0 otherwise. A session moving between nodes uses it to
+  // tell a message it got twice (src/cluster/session_moves.h).
+  uint64_t cluster_node = 0;
+  uint64_t cluster_seq = 0;
   // Id in the persistent store (assigned to every message when persistence
   // is on; the record is written only when a durable holder exists).
   uint64_t id = 0;
