@@ -1,0 +1,253 @@
+"""A durable session follows its client from node to node.
+
+Real nats-server with JetStream, Petrel nodes with LMDB persistence on
+loopback. What is checked (src/cluster/session_moves.h):
+
+* a durable client that connected to node A and connects to node B gets
+  its session there: session present, its subscriptions, and every
+  message queued for it on A, in order -- far more than a session keeps in
+  RAM (its window, 1,000) and than one part of a move carries;
+* messages in flight keep their packet ids: QoS 1 sent again with DUP,
+  a QoS 2 message the client had PUBREC'd gets its PUBREL again;
+* a client still connected to A is disconnected there (0x8E) when it
+  connects to B, and a publisher that keeps publishing during the move
+  loses nothing (duplicates allowed: at least once);
+* MQTT 5 session expiry and subscription options travel with it; the old
+  node drops its copy after the move;
+* a client that starts clean on B ends its session on A;
+* with the old node down, B answers at once with what it has.
+"""
+
+import os
+import threading
+import time
+
+import pytest
+
+import fastclient as fc
+import mqttraw as m
+from conftest import HOST
+from natsrun import Nats, nodes, receive, sys_value, wait_sys  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.petrel_only
+
+SANITIZED = os.environ.get("PETREL_SANITIZED") == "1"
+BIG_QUEUES = {"max_queued_messages": 1000000}
+RAM_WINDOW = 1000  # Sessions::kRamWindow
+
+
+@pytest.fixture
+def js(tmp_path):
+    n = Nats(tmp_path, jetstream=True).start()
+    yield n
+    n.stop()
+
+
+def stream_ready(*nodes_):
+    for n in nodes_:
+        wait_sys(n, "stream/up", lambda v: v == "1", timeout=15)
+
+
+def moved_in(node, n, timeout=10.0):
+    return wait_sys(node, "moves/in", lambda v: int(v) >= n, timeout=timeout)
+
+
+def moved_out(node, n, timeout=15.0):
+    """The old node finishes after the grace (2 s) and once its stream had
+    nothing more for it."""
+    return wait_sys(node, "moves/out", lambda v: int(v) >= n, timeout=timeout)
+
+
+def registry_settles():
+    """The session registry's entry of a client that just connected reaches
+    every node through JetStream's watch: a few milliseconds; this leaves
+    room."""
+    time.sleep(0.5)
+
+
+@pytest.mark.time_limit(150)
+def test_a_durable_session_moves_with_its_queue_and_back(js, nodes):
+    a, b, c = nodes(js, 3, persistence={"enabled": True}, limits=BIG_QUEUES)
+    stream_ready(a, b, c)
+    s = fc.Sub(HOST, a.port, "mover", version=4, clean=False)
+    s.connect(subscribe="mv/#", qos=1)
+    assert s.session_present is False
+    s.close()
+    registry_settles()
+    pub = fc.Pub(HOST, c.port, "pub-c").connect()
+    # 10x the RAM window of a session, 40 parts of a move (256 KiB each).
+    n = (2 if SANITIZED else 10) * RAM_WINDOW
+    pub.publish("mv/1", n, qos=1, window=1000, timeout=120, payload_size=1000)
+    t0 = time.monotonic()
+    s2 = fc.Sub(HOST, b.port, "mover", version=4, clean=False)
+    s2.connect()
+    print("CONNACK on b after %.2f s (the move of %d queued messages)" % (time.monotonic() - t0, n))
+    assert s2.session_present is True
+    fc.run([s2], lambda: s2.unique(b"pub-c") >= n, 60)
+    assert s2.unique(b"pub-c") == n
+    assert s2.order_errors == 0 and s2.dups == 0
+    assert int(moved_in(b, 1)) == 1
+    assert int(sys_value(b, "moves/messages_in")) >= n
+    # A drops its copy after the move; its subscription came to B: a
+    # message published on A reaches the client on B, once.
+    assert int(moved_out(a, 1)) == 1
+    pub_a = fc.Pub(HOST, a.port, "pub-a").connect()
+    pub_a.publish("mv/2", 10, qos=1, timeout=30)
+    fc.run([s2], lambda: s2.unique(b"pub-a") >= 10, 15)
+    assert s2.unique(b"pub-a") == 10
+    s2.close()
+    registry_settles()
+    # And back to A, with what was published for it meanwhile.
+    pub.publish("mv/3", 500, qos=1, timeout=60)
+    s3 = fc.Sub(HOST, a.port, "mover", version=4, clean=False)
+    s3.connect()
+    assert s3.session_present is True
+    fc.run([s3], lambda: s3.unique(b"pub-c") >= 500, 30)
+    assert s3.unique(b"pub-c") == 500 and s3.dups == 0
+    assert int(moved_in(a, 1)) == 1
+    assert int(moved_out(b, 1)) == 1
+    assert sys_value(a, "moves/failed") == "0" and sys_value(b, "moves/failed") == "0"
+
+
+@pytest.mark.time_limit(90)
+def test_messages_in_flight_keep_their_packet_ids(js, nodes):
+    a, b = nodes(js, 2, persistence={"enabled": True})
+    stream_ready(a, b)
+    c = a.connected("inflight", version=5, clean=False, props={"session_expiry_interval": 600})
+    c.subscribe([("if/1", 1), ("if/2", 2)])
+    p = a.connected("if-pub")
+    p.publish("if/1", b"one", qos=1)
+    p.publish("if/2", b"two", qos=2)
+    p.publish("if/2", b"three", qos=2)
+    got = [c.expect(m.PUBLISH) for _ in range(3)]
+    by = {x.payload: x for x in got}
+    # "one" not acknowledged; "two" PUBREC'd (its PUBREL comes), not
+    # completed; "three" not answered.
+    c.send(m.pubrec(by[b"two"].mid, v5=True))
+    c.wait_for(m.PUBREL, by[b"two"].mid)
+    # A QoS 2 message of its own, PUBREC'd by the broker, not released.
+    c.send(m.publish("if/own", b"own", 2, mid=77, v5=True))
+    c.wait_for(m.PUBREC, 77)
+    registry_settles()
+    c2 = b.connected("inflight", version=5, clean=False, props={"session_expiry_interval": 600})
+    assert c2.connack.session_present is True
+    # The old connection on A was closed as taken over (0x8E).
+    d = c.expect(m.DISCONNECT, timeout=5)
+    assert d.reason == 0x8E
+    again = c2.collect(2.0)
+    pubs = {x.payload: x for x in again if x.type == m.PUBLISH}
+    rels = [x for x in again if x.type == m.PUBREL]
+    assert pubs[b"one"].dup and pubs[b"one"].mid == by[b"one"].mid
+    assert pubs[b"three"].dup and pubs[b"three"].mid == by[b"three"].mid
+    assert b"two" not in pubs
+    assert [x.mid for x in rels] == [by[b"two"].mid]
+    # Its own QoS 2 message: the PUBREL completes it on B, and it is not
+    # routed a second time.
+    c2.send(m.pubrel(77, v5=True))
+    assert c2.wait_for(m.PUBCOMP, 77).mid == 77
+    c2.subscribe([("if/own", 2)])
+    assert [x for x in c2.collect(1.0) if x.type == m.PUBLISH and x.topic == "if/own"] == []
+
+
+@pytest.mark.time_limit(90)
+def test_expiry_and_subscription_options_move_too(js, nodes):
+    a, b = nodes(js, 2, persistence={"enabled": True})
+    stream_ready(a, b)
+    c = a.connected("opts", version=5, clean=False, props={"session_expiry_interval": 900})
+    c.subscribe([("op/#", m.sub_options(qos=1, no_local=True))], props={"subscription_identifier": 42})
+    c.disconnect()
+    registry_settles()
+    p = a.connected("op-pub", version=5)
+    p.publish("op/x", b"queued", qos=1)
+    c2 = b.connected("opts", version=5, clean=False, props={"session_expiry_interval": 900})
+    assert c2.connack.session_present is True
+    x = c2.expect(m.PUBLISH)
+    assert x.payload == b"queued" and x.props.get("subscription_identifier") in (42, [42])
+    c2.ack(x)
+    # No Local came along: its own message does not come back to it.
+    c2.publish("op/own", b"own", qos=1)
+    # And the subscription identifier on what B routes itself.
+    p_b = b.connected("op-pub-b", version=5)
+    p_b.publish("op/y", b"live", qos=1)
+    got = [x for x in c2.collect(1.5) if x.type == m.PUBLISH]
+    assert [x.payload for x in got] == [b"live"]
+    assert got[0].props.get("subscription_identifier") in (42, [42])
+
+
+@pytest.mark.time_limit(90)
+def test_a_clean_start_elsewhere_ends_the_session(js, nodes):
+    a, b = nodes(js, 2, persistence={"enabled": True})
+    stream_ready(a, b)
+    c = a.connected("cleaner", clean=False)
+    c.subscribe([("cl/#", 1)])
+    c.close()
+    registry_settles()
+    c2 = b.connected("cleaner", clean=True)
+    assert c2.connack.session_present is False
+    c2.disconnect()
+    registry_settles()
+    # A dropped its copy: a durable connect there starts a new session.
+    c3 = a.connected("cleaner", clean=False)
+    assert c3.connack.session_present is False
+
+
+@pytest.mark.time_limit(90)
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_with_the_old_node_down_the_client_connects_without_it(js, nodes, how):
+    a, b = nodes(js, 2, persistence={"enabled": True})
+    stream_ready(a, b)
+    c = a.connected("orphan", clean=False)
+    c.subscribe([("or/#", 1)])
+    c.close()
+    registry_settles()
+    if how == "stop":
+        a.stop()
+    else:
+        a.kill()
+    t0 = time.monotonic()
+    c2 = b.client(timeout=10)
+    connack = c2.connect("orphan", clean=False)
+    took = time.monotonic() - t0
+    assert connack.session_present is False
+    # Stopped: B knows at once (its bye). Killed: B asks, and waits for an
+    # answer at most 5 s (SessionMoves::kAnswerMs).
+    assert took < (1.0 if how == "stop" else 7.0), took
+    if how == "kill":
+        wait_sys(b, "moves/failed", lambda v: v == "1")
+
+
+@pytest.mark.time_limit(150)
+def test_a_move_under_load_loses_nothing(js, nodes):
+    a, b, c = nodes(js, 3, persistence={"enabled": True}, limits=BIG_QUEUES)
+    stream_ready(a, b, c)
+    s = fc.Sub(HOST, a.port, "busy", version=4, clean=False)
+    s.connect(subscribe="ld/#", qos=1)
+    registry_settles()
+    pubs = [fc.Pub(HOST, n.port, "pub-%s" % n.name).connect() for n in (a, c)]
+    n = 10000 if SANITIZED else 40000
+    threads = []
+    for p in pubs:
+        t = threading.Thread(target=p.publish, args=("ld/x", n), kwargs=dict(qos=1, window=500, timeout=120),
+                             daemon=True)
+        t.start()
+        threads.append(t)
+    # Reads on A until a quarter has come, then connects to B.
+    fc.run([s], lambda: s.count >= n // 4, 30)
+    s2 = fc.Sub(HOST, b.port, "busy", version=4, clean=False)
+    s2.connect()
+    assert s2.session_present is True
+    for t in threads:
+        t.join(120)
+    total = 0
+    for p in pubs:
+        name = p.name if isinstance(p.name, bytes) else p.name.encode()
+        want = set(range(p.next_seq))
+        missing = want - {seq for (q, seq) in s.first_seen if q == name}
+        deadline = time.monotonic() + 60
+        while missing and time.monotonic() < deadline:
+            fc.run([s2], lambda: False, 1.0)
+            missing -= {seq for (q, seq) in s2.first_seen if q == name}
+        assert not missing, "%d of %s's messages lost, e.g. %r" % (len(missing), name, sorted(missing)[:5])
+        total += len(want)
+    dups = sum(1 for k in s2.first_seen if k in s.first_seen) + s2.dups
+    print("%d messages, %d before the move, %d duplicates" % (total, s.unique(), dups))
