@@ -780,7 +780,7 @@ void Cluster::takeInbox() {
   // subscription to a reply topic) that came before a request through the
   // stream is known when the request is routed.
   if (stream_) {
-    stream_empty_seen_ = stream_->emptyFetches();
+    stream_settled_seen_ = stream_->settledMarks();
     takeStream(int64_t(now));
   }
   // After a burst: do not keep its peak for ever.
@@ -941,6 +941,21 @@ const Cluster::Owner* Cluster::ownerElsewhere(const std::string& client_id) cons
   auto it = owners_.find(client_id);
   if (it == owners_.end() || !peers_.count(it->second.node)) return nullptr;
   return &it->second;
+}
+
+const std::string* Cluster::registeredToken(const std::string& client_id) const {
+  if (auto it = owners_.find(client_id); it != owners_.end()) return &it->second.token;
+  // This node's own registration: owners_ holds other nodes' only.
+  if (registered_.count(client_id)) return &own_token_;
+  return nullptr;
+}
+
+bool Cluster::nodeUp(std::string_view token) const {
+  for (const auto& [id, p] : peers_) {
+    auto n = names_.find(id);
+    if (n != names_.end() && n->second == token) return true;
+  }
+  return false;
 }
 
 bool Cluster::sendMove(std::string_view token, const std::string& body) {

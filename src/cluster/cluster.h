@@ -207,10 +207,18 @@ class Cluster {
     std::string token;
   };
   const Owner* ownerElsewhere(const std::string& client_id) const;
-  // Stream::emptyFetches() as read before the loop last took what the
+  // The registry's latest node for `client_id` (up or not, this node
+  // too), by its name's token; null when it has none.
+  const std::string* registeredToken(const std::string& client_id) const;
+  // A node of that name's token is up (its status came within kGoneMs).
+  bool nodeUp(std::string_view token) const;
+  // Stream::settledMarks() as read before the loop last took what the
   // stream had: once it has grown by two since a moment, everything the
-  // stream held for this node then has been routed.
-  uint64_t streamEmptySeen() const { return stream_empty_seen_; }
+  // stream held for this node then has been routed. Counted while watched.
+  void watchStreamSettled(bool on) {
+    if (stream_) stream_->watchSettled(on);
+  }
+  uint64_t streamSettledSeen() const { return stream_settled_seen_; }
   // Hooks the router and the topic tree. Before the store is loaded, so
   // that the subscriptions it holds count as interest.
   void attach();
@@ -330,7 +338,7 @@ class Cluster {
   __natsSubscription* move_sub_ = nullptr;
   std::function<void(std::string_view)> on_move_;
   std::function<void(Counters&)> move_counters_;
-  uint64_t stream_empty_seen_ = 0;
+  uint64_t stream_settled_seen_ = 0;
   std::string registry_body_;
   std::string retained_body_;
   // Topics whose latest retained message from this node is not yet back

@@ -99,7 +99,8 @@ void encodeMovePart(const MoveHeader& h, const MovePart& p, std::string& out) {
 bool decodeMoveHeader(std::string_view data, MoveHeader& h) {
   if (data.size() < kHeader || static_cast<uint8_t>(data[0]) != kMoveVersion) return false;
   const auto kind = static_cast<MoveKind>(data[1]);
-  if (kind != MoveKind::Take && kind != MoveKind::Part && kind != MoveKind::Finish && kind != MoveKind::Discard)
+  if (kind != MoveKind::Take && kind != MoveKind::Part && kind != MoveKind::Finish && kind != MoveKind::Discard &&
+      kind != MoveKind::Resume)
     return false;
   Reader r{data.substr(2)};
   h.kind = kind;

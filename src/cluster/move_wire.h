@@ -5,7 +5,9 @@
 // The node a client connects to asks ('T', take) the node the session
 // registry names; that one answers part by part ('P'); the asking node
 // ends the move ('F', finish) or asks it to drop the session ('X', the
-// client started clean). Every message starts with
+// client started clean). An old node whose new node restarted before it
+// took what came after the snapshot asks it to ('R', resume). Every
+// message starts with
 //   u8   version (1)
 //   u8   kind
 //   u64  the move's number (the asking node's), big-endian
@@ -14,6 +16,7 @@
 //   'T'  u8 phase (1: the first part, 2: what came after the snapshot),
 //        u64 the queue position to read from, str the node to answer
 //        (its name's token), str the client id
+//   'R'  as 'T' (phase 2): the position to ask from, the old node's token
 //   'F', 'X'  str the client id
 //   'P'  u8 status (MoveStatus), u8 flags (1: the session's record,
 //        subscriptions and inbound QoS 2 ids follow; 2: the last part),
@@ -40,7 +43,7 @@ namespace petrel::cluster {
 
 constexpr uint8_t kMoveVersion = 1;
 
-enum class MoveKind : uint8_t { Take = 'T', Part = 'P', Finish = 'F', Discard = 'X' };
+enum class MoveKind : uint8_t { Take = 'T', Part = 'P', Finish = 'F', Discard = 'X', Resume = 'R' };
 
 enum class MoveStatus : uint8_t {
   None = 0,  // no such session here: the asking node goes on without it

@@ -41,6 +41,8 @@ uint64_t SessionMoves::writtenTicket() {
 void SessionMoves::onTimer(Timer& t) { t.owner<SessionMoves>()->tick(); }
 
 void SessionMoves::arm() {
+  // The stream's "settled" marks are asked for while a session moves away.
+  cluster_.watchStreamSettled(!out_.empty());
   if (!timer_.armed() && (!in_.empty() || !out_.empty() || !pending_.empty())) timers_.armAfter(timer_, kTickMs);
 }
 
@@ -104,6 +106,7 @@ void SessionMoves::onMessage(std::string_view body) {
   switch (h.kind) {
     case cluster::MoveKind::Take: onTake(h, body); break;
     case cluster::MoveKind::Part: onPart(h, body); break;
+    case cluster::MoveKind::Resume: onResume(h, body); break;
     case cluster::MoveKind::Finish:
     case cluster::MoveKind::Discard: {
       std::string client_id;
@@ -147,9 +150,15 @@ void SessionMoves::onPart(const cluster::MoveHeader& h, std::string_view body) {
   const int64_t now = static_cast<int64_t>(timers_.now());
   switch (part.status) {
     case cluster::MoveStatus::None:
+      // After the snapshot: the old node restarted and does not know yet
+      // that this node has it (its registry's watch): asked again, until
+      // kTailMs.
+      if (in.state == In::State::Tail) {
+        in.retry_at_ms = now + int64_t(kRetryMs);
+        return;
+      }
       // Not there (it ended, or moved on): the CONNECT goes on with what
-      // this node has. Half written, or after the snapshot (the old node
-      // dropped it already): a move that failed.
+      // this node has. Half written: a move that failed.
       return finishIn(in.move, !in.wrote);
     case cluster::MoveStatus::Busy:
     case cluster::MoveStatus::Wait:
@@ -177,11 +186,14 @@ void SessionMoves::onPart(const cluster::MoveHeader& h, std::string_view body) {
 void SessionMoves::writePart(In& in, cluster::MovePart& part) {
   persistence::Batch& b = durable_.batch();
   if (part.has_session && !in.wrote) {
-    // An older copy here (the client was on this node before) gives way.
+    // An older copy here (the client was on this node before) gives way,
+    // and so does what a move killed half-way left in the store.
     if (Session* old = sessions_.find(in.client_id)) {
       if (old->conn) old->conn->disconnect(mqtt::Reason::SessionTakenOver);
       old->will.reset();  // its connection ended long ago: its will went or is void
       sessions_.end(old);
+    } else {
+      b.deleteSession(in.client_id);
     }
     in.record = part.session;
     in.record.expires_at_ms = 0;  // its client is connecting
@@ -189,9 +201,6 @@ void SessionMoves::writePart(In& in, cluster::MovePart& part) {
     in.record.will_at_ms = 0;
     in.subscriptions = std::move(part.subscriptions);
     in.inbound_qos2 = std::move(part.inbound_qos2);
-    b.putSession(in.client_id, in.record);
-    for (const auto& s : in.subscriptions) b.putSubscription(in.client_id, s);
-    for (uint16_t id : in.inbound_qos2) b.putInboundQos2(in.client_id, id);
     in.wrote = true;
   }
   if (!in.wrote) return;
@@ -203,6 +212,13 @@ void SessionMoves::writePart(In& in, cluster::MovePart& part) {
   }
   in.entries += part.entries.size();
   counters_.entries_in += part.entries.size();
+  if (!part.last) return;
+  // The session's record last: a node killed half-way through loads no
+  // half of a session at its restart (the entries written go with the
+  // next move's first part).
+  b.putSession(in.client_id, in.record);
+  for (const auto& s : in.subscriptions) b.putSubscription(in.client_id, s);
+  for (uint16_t id : in.inbound_qos2) b.putInboundQos2(in.client_id, id);
 }
 
 void SessionMoves::install(In& in) {
@@ -313,8 +329,28 @@ void SessionMoves::onTake(const cluster::MoveHeader& h, std::string_view body) {
   }
   auto out = out_.find(t.client_id);
   if (t.phase == 2) {
-    if (out == out_.end() || out->second.move != h.move || out->second.node != h.node || !s)
-      return reply(answer_h, t.reply_to, none);
+    if (!s || s->conn) return reply(answer_h, t.reply_to, none);
+    if (out == out_.end() || out->second.move != h.move || out->second.node != h.node) {
+      // What came after the snapshot, asked for by the node the registry
+      // names now, under a move this node does not know: this node
+      // restarted during the move, or that one did ('R'). It goes to it.
+      const std::string* owner = cluster_.registeredToken(t.client_id);
+      if (!owner || *owner != t.reply_to) return reply(answer_h, t.reply_to, none);
+      if (out == out_.end()) {
+        Out& o = out_[t.client_id];
+        o.snapshot_done = true;
+        o.snapshot_end_ms = static_cast<int64_t>(timers_.now()) - int64_t(kGraceMs);
+        o.settled_mark = cluster_.streamSettledSeen();
+        o.next = t.from;
+        s->moving = true;
+        LOG_INFO("client %s: node %s takes what was queued here after its session moved", t.client_id.c_str(),
+                 t.reply_to.c_str());
+        out = out_.find(t.client_id);
+      }
+      out->second.move = h.move;
+      out->second.node = h.node;
+      out->second.reply_to = t.reply_to;
+    }
   } else {
     if (!s || !s->stored || !durable_.enabled() || s->bridge) return reply(answer_h, t.reply_to, none);
     if (out == out_.end() || out->second.move != h.move || out->second.node != h.node) {
@@ -454,12 +490,13 @@ void SessionMoves::answer(const Pending& p) {
     part.last = true;
     o.snapshot_done = true;
     o.snapshot_end_ms = now;
-    o.empty_mark = cluster_.streamEmptySeen();
+    o.next = from;
+    o.settled_mark = cluster_.streamSettledSeen();
   } else if (part.entries.empty()) {
     // After the grace, and once the stream has had nothing more for this
     // node since the snapshot: nothing more can come for it here.
     const bool over = o.snapshot_done && now >= o.snapshot_end_ms + int64_t(kGraceMs) &&
-                      cluster_.streamEmptySeen() >= o.empty_mark + 2;
+                      cluster_.streamSettledSeen() >= o.settled_mark + 2;
     if (over && !o.unsubscribed) {
       // Nothing more is queued for it here; what was, up to now, goes
       // once committed.
@@ -492,7 +529,41 @@ void SessionMoves::onFinish(const cluster::MoveHeader& h, const std::string& cli
   s->will.reset();      // it went with the move (or came with the new connection)
   sessions_.end(s);
   ++counters_.moved_out;
+  arm();
   LOG_INFO("client %s: session moved to another node; dropped here", client_id.c_str());
+}
+
+// The old node of a session this node took, and whose move it forgot
+// (it restarted after the install): what came after the snapshot is taken
+// now. What this node got itself meanwhile is not known any more: such
+// messages may arrive twice.
+void SessionMoves::onResume(const cluster::MoveHeader& h, std::string_view body) {
+  cluster::MoveTake t;
+  if (!cluster::decodeMoveTake(body, t)) {
+    LOG_WARN("cluster: a session move request no Petrel node sends; dropped");
+    return;
+  }
+  Session* s = sessions_.find(t.client_id);
+  if (!s || in_by_client_.count(t.client_id)) return;
+  const std::string* owner = cluster_.registeredToken(t.client_id);
+  if (owner && *owner != cluster_.ownToken()) return;  // it moved on since
+  const uint64_t move = next_move_++;
+  In& in = in_[move];
+  in.move = move;
+  in.client_id = t.client_id;
+  in.from_node = h.node;
+  in.from_token = t.reply_to;
+  in.from_name = t.reply_to;
+  in.state = In::State::Tail;
+  in.phase = 2;
+  in.next = t.from;
+  in.wrote = true;
+  in.started_ms = static_cast<int64_t>(timers_.now());
+  in_by_client_[t.client_id] = move;
+  s->moving = true;
+  LOG_INFO("client %s: taking what node %s queued for it after its move", t.client_id.c_str(), t.reply_to.c_str());
+  ask(in);
+  arm();
 }
 
 void SessionMoves::onDiscard(const std::string& client_id) {
@@ -535,6 +606,23 @@ void SessionMoves::tick() {
   }
   for (uint64_t m : given_up) finishIn(m, false);
   for (auto it = out_.begin(); it != out_.end();) {
+    Out& o = it->second;
+    if (o.snapshot_done && now - o.heard_ms > int64_t(kResumeAfterMs) && now - o.resumed_ms > int64_t(kResumeAfterMs)) {
+      // The new node went quiet after the snapshot: restarted? When the
+      // registry still names it and a node of that name is up, it is
+      // asked to take the rest.
+      const std::string* owner = cluster_.registeredToken(it->first);
+      if (owner && *owner == o.reply_to && cluster_.nodeUp(o.reply_to)) {
+        cluster::MoveTake t;
+        t.phase = 2;
+        t.from = o.next;
+        t.reply_to = cluster_.ownToken();
+        t.client_id = it->first;
+        cluster::encodeMoveTake({cluster::MoveKind::Resume, o.move, cluster_.nodeId()}, t, buf_);
+        cluster_.sendMove(o.reply_to, buf_);
+        o.resumed_ms = now;
+      }
+    }
     if (now - it->second.heard_ms > int64_t(kOutIdleMs)) {
       LOG_WARN("client %s: node %s stopped taking its session; it stays here", it->first.c_str(),
                it->second.reply_to.c_str());

@@ -74,6 +74,7 @@ class SessionMoves {
   static constexpr uint64_t kGraceMs = 2000;       // the old node keeps the session after its snapshot
   static constexpr uint64_t kTailMs = 60 * 1000;   // asking for what came after the snapshot, at most
   static constexpr uint64_t kOutIdleMs = 2 * 60 * 1000;  // a move out with no word from the new node ends
+  static constexpr uint64_t kResumeAfterMs = 3000;      // the new node quiet this long after the snapshot: 'R'
   static constexpr size_t kPartBytes = 256 * 1024;
 
   explicit SessionMoves(const Parts& p);
@@ -135,8 +136,10 @@ class SessionMoves {
     int64_t heard_ms = 0;      // uv time of its last request
     bool snapshot_done = false;
     int64_t snapshot_end_ms = 0;
-    uint64_t empty_mark = 0;   // Cluster::streamEmptySeen() then
+    uint64_t settled_mark = 0; // Cluster::streamSettledSeen() then
     bool unsubscribed = false; // its subscriptions left the topic tree here
+    uint64_t next = 0;         // queue position after the snapshot
+    int64_t resumed_ms = 0;    // uv time of the last 'R' sent
     // The cluster identity of what was queued for it since the move
     // began, by queue position.
     std::unordered_map<uint64_t, std::pair<uint64_t, uint64_t>> ids;
@@ -156,6 +159,7 @@ class SessionMoves {
   void onTake(const cluster::MoveHeader& h, std::string_view body);
   void onFinish(const cluster::MoveHeader& h, const std::string& client_id);
   void onDiscard(const std::string& client_id);
+  void onResume(const cluster::MoveHeader& h, std::string_view body);
   void answer(const Pending& p);
   void reply(const cluster::MoveHeader& h, const std::string& to, const cluster::MovePart& part);
   void install(In& in);

@@ -341,6 +341,15 @@ void Stream::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* c
   natsMsg_Destroy(msg);
 }
 
+void Stream::checkSettled() {
+  jsConsumerInfo* ci = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  if (js_GetConsumerInfo(&ci, js_, stream_.c_str(), node_.c_str(), nullptr, &jerr) != NATS_OK || !ci) return;
+  const bool settled = ci->NumPending == 0 && ci->NumAckPending <= int64_t(outstanding_.load());
+  jsConsumerInfo_Destroy(ci);
+  if (settled) ++settled_marks_;
+}
+
 // Two kinds of fetch take turns: one that returns at once with what the
 // stream has (up to kFetchBatch), and, when it had nothing, one that waits
 // up to kFetchWaitMs for a single message and returns as soon as it comes.
@@ -376,7 +385,7 @@ void Stream::runFetch() {
       wait = false;  // more may be there: take it at once
     } else if (s == NATS_OK || s == NATS_TIMEOUT || s == NATS_NOT_FOUND) {
       natsMsgList_Destroy(&list);
-      ++empty_fetches_;
+      if (watch_settled_ && !wait) checkSettled();
       wait = !wait;  // nothing now: wait for the next one (or look again after a wait)
       continue;
     }

@@ -104,10 +104,14 @@ class Stream {
   void ack(__natsMsg* m);
   void release(__natsMsg* m);
   Counters counters() const;
-  // Fetches that found nothing for this node, so far. Read before take():
-  // once it has grown by two since a moment, everything the stream held for
-  // this node at that moment has been taken.
-  uint64_t emptyFetches() const { return empty_fetches_.load(); }
+  // While watched: how often a fetch found nothing for this node and the
+  // consumer then had nothing pending and no message out with an earlier
+  // run of this node (killed: what it took comes again after the ack
+  // wait). Read before take(): once it has grown by two since a moment,
+  // everything the stream held for this node at that moment has been
+  // taken.
+  void watchSettled(bool on) { watch_settled_ = on; }
+  uint64_t settledMarks() const { return settled_marks_.load(); }
 
  private:
   struct AckSink {
@@ -137,7 +141,9 @@ class Stream {
   std::mutex open_mu_;  // js_, sub_ being made
   std::string last_error_;
   std::atomic<bool> ready_{false};
-  std::atomic<uint64_t> empty_fetches_{0};
+  std::atomic<bool> watch_settled_{false};
+  std::atomic<uint64_t> settled_marks_{0};
+  void checkSettled();
   std::atomic<int> outstanding_{0};  // taken and not yet acknowledged or let go
   std::atomic<uint64_t> outstanding_bytes_{0};  // their bytes
   bool roomToTake() const { return outstanding_.load() < kWindow && outstanding_bytes_.load() < max_bytes_; }

@@ -251,3 +251,84 @@ def test_a_move_under_load_loses_nothing(js, nodes):
         total += len(want)
     dups = sum(1 for k in s2.first_seen if k in s.first_seen) + s2.dups
     print("%d messages, %d before the move, %d duplicates" % (total, s.unique(), dups))
+
+
+def wait_log(node, text, timeout=30.0, step=0.01):
+    deadline = time.monotonic() + timeout
+    while text not in node.log():
+        assert time.monotonic() < deadline, "%s never logged %r" % (node.name, text)
+        time.sleep(step)
+
+
+@pytest.mark.time_limit(180)
+def test_kill_9_of_the_new_node_mid_move_then_the_whole_queue_moves(js, nodes):
+    """100x the RAM window queued on A; B is killed while it takes them
+    (before the last part), restarted, and the client's next connect moves
+    the whole queue, once."""
+    a, b, c = nodes(js, 3, persistence={"enabled": True}, limits=BIG_QUEUES)
+    stream_ready(a, b, c)
+    s = fc.Sub(HOST, a.port, "big", version=4, clean=False)
+    s.connect(subscribe="bg/#", qos=1)
+    s.close()
+    registry_settles()
+    n = (20 if SANITIZED else 100) * RAM_WINDOW
+    pub = fc.Pub(HOST, c.port, "pub-big").connect()
+    pub.publish("bg/1", n, qos=1, window=1000, timeout=150, payload_size=200)
+    first = fc.Sub(HOST, b.port, "big", version=4, clean=False)
+    t = threading.Thread(target=lambda: pytest.raises(Exception, first.connect), daemon=True)
+    t.start()
+    wait_log(b, "client big: taking its session from node node0")
+    time.sleep(0.05)
+    b.kill()
+    t.join(10)
+    assert "session moved here" not in b.log(), "the move finished before the kill"
+    b.start()
+    stream_ready(b)
+    registry_settles()
+    t0 = time.monotonic()
+    s2 = fc.Sub(HOST, b.port, "big", version=4, clean=False)
+    s2.connect()
+    print("%d queued messages moved in %.2f s (CONNACK)" % (n, time.monotonic() - t0))
+    assert s2.session_present is True
+    fc.run([s2], lambda: s2.unique(b"pub-big") >= n, 90)
+    assert s2.unique(b"pub-big") == n
+    assert s2.dups == 0 and s2.order_errors == 0
+
+
+@pytest.mark.time_limit(150)
+def test_kill_9_of_the_old_node_after_the_move_loses_nothing(js, nodes):
+    """A publisher keeps publishing while the client moves from A to B;
+    A is killed right after B's CONNACK (its grace not over) and restarted:
+    what it queued after the snapshot still reaches B."""
+    a, b, c = nodes(js, 3, persistence={"enabled": True}, limits=BIG_QUEUES)
+    stream_ready(a, b, c)
+    s = fc.Sub(HOST, a.port, "hop", version=4, clean=False)
+    s.connect(subscribe="hp/#", qos=1)
+    registry_settles()
+    pubs = [fc.Pub(HOST, x.port, "pub-%s" % x.name).connect() for x in (c, b)]
+    n = 5000 if SANITIZED else 20000
+    threads = []
+    for p in pubs:
+        th = threading.Thread(target=p.publish, args=("hp/x", n), kwargs=dict(qos=1, window=200, timeout=120),
+                              daemon=True)
+        th.start()
+        threads.append(th)
+    fc.run([s], lambda: s.count >= n // 10, 30)
+    s2 = fc.Sub(HOST, b.port, "hop", version=4, clean=False)
+    s2.connect()
+    assert s2.session_present is True
+    a.kill()
+    time.sleep(0.5)
+    a.start()
+    for th in threads:
+        th.join(120)
+    for p in pubs:
+        want = set(range(p.next_seq))
+        missing = want - {seq for (q, seq) in s.first_seen if q == p.name}
+        deadline = time.monotonic() + 60
+        while missing and time.monotonic() < deadline:
+            fc.run([s2], lambda: False, 1.0)
+            missing -= {seq for (q, seq) in s2.first_seen if q == p.name}
+        assert not missing, "%d of %s's messages lost, e.g. %r" % (len(missing), p.name, sorted(missing)[:5])
+    dups = sum(1 for k in s2.first_seen if k in s.first_seen) + s2.dups
+    print("%d duplicates" % dups)

@@ -72,6 +72,18 @@ TEST(ClusterMoveWire, TakeRoundTrip) {
   EXPECT_EQ(out.client_id, t.client_id);
 }
 
+TEST(ClusterMoveWire, ResumeIsATakeOfTheRest) {
+  std::string body;
+  encodeMoveTake({MoveKind::Resume, 4, 8}, MoveTake{2, 501, "old", "c-9"}, body);
+  MoveHeader h;
+  ASSERT_TRUE(decodeMoveHeader(body, h));
+  EXPECT_EQ(h.kind, MoveKind::Resume);
+  MoveTake t;
+  ASSERT_TRUE(decodeMoveTake(body, t));
+  EXPECT_EQ(t.from, 501u);
+  EXPECT_EQ(t.reply_to, "old");
+}
+
 TEST(ClusterMoveWire, FinishAndDiscardCarryTheClient) {
   for (MoveKind k : {MoveKind::Finish, MoveKind::Discard}) {
     std::string body;
