@@ -43,8 +43,12 @@
 // a node behind by more than max_pending_mb, loses what was in transit,
 // counted).
 //
-// What this does not yet give (see the README of this folder): sessions
-// and share groups are per node.
+// A durable session follows its client to another node
+// (session_moves.h: the moves' messages travel on each node's own
+// subject, sendMove() and setOnMove()).
+//
+// What this does not yet give (see the README of this folder): share
+// groups are per node.
 #pragma once
 
 #include <uv.h>
