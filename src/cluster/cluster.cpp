@@ -938,8 +938,10 @@ void Cluster::registryEvent(const cluster::Bucket::Event& e) {
 }
 
 const Cluster::Owner* Cluster::ownerElsewhere(const std::string& client_id) const {
+  // By name: a node that restarted since the registration (a new id) is
+  // asked as well; an earlier run of this node is not another node.
   auto it = owners_.find(client_id);
-  if (it == owners_.end() || !peers_.count(it->second.node)) return nullptr;
+  if (it == owners_.end() || it->second.token == own_token_ || !nodeUp(it->second.token)) return nullptr;
   return &it->second;
 }
 

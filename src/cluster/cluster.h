@@ -204,7 +204,8 @@ class Cluster {
   // Sessions can move: the registry and the stream are open.
   bool movesSessions() const { return jetstream() && registry_ && connected(); }
   // The node the session registry last named for `client_id`, when that
-  // is another node whose status came within kGoneMs; null otherwise.
+  // is another node (by name) whose status came within kGoneMs; null
+  // otherwise.
   struct Owner {
     uint64_t node = 0;
     std::string name;

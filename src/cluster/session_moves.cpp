@@ -121,6 +121,12 @@ void SessionMoves::onMessage(std::string_view body) {
   }
 }
 
+std::string SessionMoves::firstKey(uint64_t node, std::string_view topic) {
+  std::string k(reinterpret_cast<const char*>(&node), sizeof node);
+  k.append(topic);
+  return k;
+}
+
 void SessionMoves::delivered(Session& s, const Delivery& d) {
   const Message& m = *d.msg;
   if (!m.cluster_node) return;
@@ -129,7 +135,7 @@ void SessionMoves::delivered(Session& s, const Delivery& d) {
     return;
   }
   if (auto it = in_by_client_.find(s.clientId()); it != in_by_client_.end()) {
-    auto [first, added] = in_[it->second].first_seen.try_emplace(m.cluster_node, m.cluster_seq);
+    auto [first, added] = in_[it->second].first_seen.try_emplace(firstKey(m.cluster_node, m.topic), m.cluster_seq);
     if (!added && m.cluster_seq < first->second) first->second = m.cluster_seq;
   }
 }
@@ -261,7 +267,7 @@ void SessionMoves::deliverTail(In& in, cluster::MovePart& part) {
     if (e.node) {
       // Its node sent it here too, knowing this node wanted it: it came
       // through this node's own subscriptions.
-      auto first = in.first_seen.find(e.node);
+      auto first = in.first_seen.find(firstKey(e.node, e.message.topic));
       if (first != in.first_seen.end() && e.seq >= first->second) {
         ++in.duplicates;
         ++counters_.duplicates;

@@ -122,10 +122,12 @@ class SessionMoves {
     std::vector<persistence::SubscriptionRecord> subscriptions;
     std::vector<uint16_t> inbound_qos2;
     uint64_t entries = 0;
-    // From its install on: the first sequence number of each node whose
-    // messages it was given here. What the old node queued after the
-    // snapshot from that node, from that number on, was sent here as well.
-    std::unordered_map<uint64_t, uint64_t> first_seen;
+    // From its install on: the first sequence number of each node's
+    // messages it was given here, per topic (firstKey()). The node that
+    // published one knew then that this node wants the topic, and sent it
+    // every later one on it: what the old node queued after the snapshot
+    // from that node on that topic, from that number on, came here too.
+    std::unordered_map<std::string, uint64_t> first_seen;
     uint64_t duplicates = 0;
   };
   // A's side: a session another node takes.
@@ -154,6 +156,7 @@ class SessionMoves {
     bool conn_gone = false;  // its connection here had ended when the ticket was taken
   };
 
+  static std::string firstKey(uint64_t node, std::string_view topic);
   void ask(In& in);
   void onPart(const cluster::MoveHeader& h, std::string_view body);
   void onTake(const cluster::MoveHeader& h, std::string_view body);

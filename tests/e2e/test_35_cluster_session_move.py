@@ -332,3 +332,25 @@ def test_kill_9_of_the_old_node_after_the_move_loses_nothing(js, nodes):
         assert not missing, "%d of %s's messages lost, e.g. %r" % (len(missing), p.name, sorted(missing)[:5])
     dups = sum(1 for k in s2.first_seen if k in s.first_seen) + s2.dups
     print("%d duplicates" % dups)
+
+
+@pytest.mark.time_limit(120)
+def test_a_session_moves_from_a_node_that_restarted_since(js, nodes):
+    """The registry names the node's earlier run: the node is asked by name."""
+    a, b, c = nodes(js, 3, persistence={"enabled": True})
+    stream_ready(a, b, c)
+    s = fc.Sub(HOST, a.port, "sleeper", version=4, clean=False)
+    s.connect(subscribe="sl/#", qos=1)
+    s.close()
+    registry_settles()
+    pub = fc.Pub(HOST, c.port, "pub-sl").connect()
+    pub.publish("sl/1", 500, qos=1, timeout=60)
+    a.stop()
+    a.start()
+    stream_ready(a)
+    wait_sys(b, "nodes", lambda v: v == "3", timeout=15)
+    s2 = fc.Sub(HOST, b.port, "sleeper", version=4, clean=False)
+    s2.connect()
+    assert s2.session_present is True
+    fc.run([s2], lambda: s2.unique(b"pub-sl") >= 500, 30)
+    assert s2.unique(b"pub-sl") == 500 and s2.dups == 0
