@@ -57,21 +57,9 @@ Broker::Broker(uv_loop_t* loop, Config cfg)
     c.moved_messages_out = m.entries_out;
     c.move_failed = m.failed;
   });
-  moves_.setOnDone([this](uint64_t ticket, bool replaced) {
-    auto it = waiting_connects_.find(ticket);
-    if (it == waiting_connects_.end()) return;  // the client went away meanwhile
-    WaitingConnect w = std::move(it->second);
-    waiting_connects_.erase(it);
-    Connection& c = *w.conn;
-    c.auth_ticket = 0;
-    if (replaced) {
-      // The same client connected again while it waited: that connection
-      // waits for the move instead.
-      c.closeAfterFlush();
-      return;
-    }
-    resumeConnect(c, std::move(w.connect), w.checked ? &*w.checked : nullptr, true);
-  });
+  // `replaced`: the same client connected again while it waited; that
+  // connection waits for the move instead, this one closes.
+  moves_.setOnDone([this](uint64_t ticket, bool replaced) { resumeWaitingConnect(ticket, replaced); });
   groups_.declareQueues();  // before the store's subscriptions join them
 }
 

@@ -129,6 +129,9 @@ class Broker : private BrokerParts {
   // (`old` is on this loop, or closing); the CONNECT goes on now.
   bool waitForInputOf(Connection& old, Connection& c, mqtt::Connect& p, const PasswordFile::Result* checked);
   void inputOfOldRead(uint64_t ticket);
+  // A CONNECT that waited under `ticket` (the old connection's input, a
+  // session moving here from another node) goes on, or closes.
+  void resumeWaitingConnect(uint64_t ticket, bool close);
   void startPasswordChecks();
   static void checkPasswordWork(uv_work_t* req);
   static void passwordChecked(uv_work_t* req, int status);

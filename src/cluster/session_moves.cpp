@@ -363,7 +363,9 @@ void SessionMoves::onTake(const cluster::MoveHeader& h, std::string_view body) {
       // A new move (one to another node before is over: that node's next
       // request finds nothing).
       Out& o = out_[t.client_id];
+      const bool unsubscribed = o.unsubscribed;  // by an earlier move that did not finish
       o = Out{};
+      o.unsubscribed = unsubscribed;
       o.move = h.move;
       o.node = h.node;
       o.reply_to = t.reply_to;

@@ -173,13 +173,19 @@ bool Broker::waitForInputOf(Connection& old, Connection& c, mqtt::Connect& p, co
   return true;
 }
 
-void Broker::inputOfOldRead(uint64_t ticket) {
+void Broker::inputOfOldRead(uint64_t ticket) { resumeWaitingConnect(ticket, false); }
+
+void Broker::resumeWaitingConnect(uint64_t ticket, bool close) {
   auto it = waiting_connects_.find(ticket);
   if (it == waiting_connects_.end()) return;  // the client went away meanwhile
   WaitingConnect w = std::move(it->second);
   waiting_connects_.erase(it);
   Connection& c = *w.conn;
   c.auth_ticket = 0;
+  if (close) {
+    c.closeAfterFlush();
+    return;
+  }
   resumeConnect(c, std::move(w.connect), w.checked ? &*w.checked : nullptr, true);
 }
 

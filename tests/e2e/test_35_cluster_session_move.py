@@ -48,6 +48,35 @@ def stream_ready(*nodes_):
         wait_sys(n, "stream/up", lambda v: v == "1", timeout=15)
 
 
+def publish_in_background(pubs, topic, n, window):
+    """Each publisher publishes `n` QoS 1 messages unthrottled on a thread
+    of its own; returns the threads."""
+    threads = []
+    for p in pubs:
+        t = threading.Thread(target=p.publish, args=(topic, n), kwargs=dict(qos=1, window=window, timeout=120),
+                             daemon=True)
+        t.start()
+        threads.append(t)
+    return threads
+
+
+def assert_none_lost(pubs, before, sub, timeout=60):
+    """Every message each publisher had acknowledged (all it sent: nothing
+    failed) reached the client: through the closed subscribers `before`,
+    or `sub`, which is read until they are all there or `timeout`."""
+    for p in pubs:
+        missing = set(range(p.next_seq))
+        for b in before:
+            missing -= {seq for (q, seq) in b.first_seen if q == p.name}
+        deadline = time.monotonic() + timeout
+        while True:
+            missing -= {seq for (q, seq) in sub.first_seen if q == p.name}
+            if not missing or time.monotonic() > deadline:
+                break
+            fc.run([sub], lambda: False, 1.0)
+        assert not missing, "%d of %s's messages lost, e.g. %r" % (len(missing), p.name, sorted(missing)[:5])
+
+
 def moved_in(node, n, timeout=10.0):
     return wait_sys(node, "moves/in", lambda v: int(v) >= n, timeout=timeout)
 
@@ -225,12 +254,7 @@ def test_a_move_under_load_loses_nothing(js, nodes):
     registry_settles()
     pubs = [fc.Pub(HOST, n.port, "pub-%s" % n.name).connect() for n in (a, c)]
     n = 10000 if SANITIZED else 40000
-    threads = []
-    for p in pubs:
-        t = threading.Thread(target=p.publish, args=("ld/x", n), kwargs=dict(qos=1, window=500, timeout=120),
-                             daemon=True)
-        t.start()
-        threads.append(t)
+    threads = publish_in_background(pubs, "ld/x", n, 500)
     # Reads on A until a quarter has come, then connects to B.
     fc.run([s], lambda: s.count >= n // 4, 30)
     s2 = fc.Sub(HOST, b.port, "busy", version=4, clean=False)
@@ -238,17 +262,8 @@ def test_a_move_under_load_loses_nothing(js, nodes):
     assert s2.session_present is True
     for t in threads:
         t.join(120)
-    total = 0
-    for p in pubs:
-        name = p.name if isinstance(p.name, bytes) else p.name.encode()
-        want = set(range(p.next_seq))
-        missing = want - {seq for (q, seq) in s.first_seen if q == name}
-        deadline = time.monotonic() + 60
-        while missing and time.monotonic() < deadline:
-            fc.run([s2], lambda: False, 1.0)
-            missing -= {seq for (q, seq) in s2.first_seen if q == name}
-        assert not missing, "%d of %s's messages lost, e.g. %r" % (len(missing), name, sorted(missing)[:5])
-        total += len(want)
+    assert_none_lost(pubs, [s], s2)
+    total = sum(p.next_seq for p in pubs)
     dups = sum(1 for k in s2.first_seen if k in s.first_seen) + s2.dups
     print("%d messages, %d before the move, %d duplicates" % (total, s.unique(), dups))
 
@@ -307,12 +322,7 @@ def test_kill_9_of_the_old_node_after_the_move_loses_nothing(js, nodes):
     registry_settles()
     pubs = [fc.Pub(HOST, x.port, "pub-%s" % x.name).connect() for x in (c, b)]
     n = 5000 if SANITIZED else 20000
-    threads = []
-    for p in pubs:
-        th = threading.Thread(target=p.publish, args=("hp/x", n), kwargs=dict(qos=1, window=200, timeout=120),
-                              daemon=True)
-        th.start()
-        threads.append(th)
+    threads = publish_in_background(pubs, "hp/x", n, 200)
     fc.run([s], lambda: s.count >= n // 10, 30)
     s2 = fc.Sub(HOST, b.port, "hop", version=4, clean=False)
     s2.connect()
@@ -322,14 +332,7 @@ def test_kill_9_of_the_old_node_after_the_move_loses_nothing(js, nodes):
     a.start()
     for th in threads:
         th.join(120)
-    for p in pubs:
-        want = set(range(p.next_seq))
-        missing = want - {seq for (q, seq) in s.first_seen if q == p.name}
-        deadline = time.monotonic() + 60
-        while missing and time.monotonic() < deadline:
-            fc.run([s2], lambda: False, 1.0)
-            missing -= {seq for (q, seq) in s2.first_seen if q == p.name}
-        assert not missing, "%d of %s's messages lost, e.g. %r" % (len(missing), p.name, sorted(missing)[:5])
+    assert_none_lost(pubs, [s], s2)
     dups = sum(1 for k in s2.first_seen if k in s.first_seen) + s2.dups
     print("%d duplicates" % dups)
 
@@ -354,3 +357,37 @@ def test_a_session_moves_from_a_node_that_restarted_since(js, nodes):
     assert s2.session_present is True
     fc.run([s2], lambda: s2.unique(b"pub-sl") >= 500, 30)
     assert s2.unique(b"pub-sl") == 500 and s2.dups == 0
+
+
+@pytest.mark.time_limit(150)
+def test_kill_9_of_the_new_node_after_the_move_loses_nothing(js, nodes):
+    """B is killed right after its CONNACK, before it took what A queued
+    during the grace, and restarted: A asks it to take the rest ('R')."""
+    a, b, c = nodes(js, 3, persistence={"enabled": True}, limits=BIG_QUEUES)
+    stream_ready(a, b, c)
+    s = fc.Sub(HOST, a.port, "back", version=4, clean=False)
+    s.connect(subscribe="bk/#", qos=1)
+    registry_settles()
+    pubs = [fc.Pub(HOST, x.port, "pub-%s" % x.name).connect() for x in (a, c)]
+    n = 5000 if SANITIZED else 20000
+    threads = publish_in_background(pubs, "bk/x", n, 200)
+    fc.run([s], lambda: s.count >= n // 10, 30)
+    s2 = fc.Sub(HOST, b.port, "back", version=4, clean=False)
+    s2.connect()
+    assert s2.session_present is True
+    b.kill()
+    assert "its move is complete" not in b.log()
+    time.sleep(0.5)
+    b.start()
+    stream_ready(b)
+    for th in threads:
+        th.join(120)
+    # Registered on B before the kill: A asks B to take the rest ('R').
+    # Or not yet (the kill came first): the registry still names A, and
+    # this connect takes the session from A again.
+    s3 = fc.Sub(HOST, b.port, "back", version=4, clean=False)
+    s3.connect()
+    assert s3.session_present is True
+    assert_none_lost(pubs, [s, s2], s3)
+    wait_log(a, "session moved to another node; dropped here", timeout=60)
+    print("the rest taken through 'R': %s" % ("taking what node node0 queued for it after its move" in b.log()))
