@@ -259,6 +259,9 @@ bool Cluster::start(std::string& err) {
     announceAll();
     announce(cluster::ControlKind::Hello);
   }
+  uv_timer_init(loop_, &control_wait_);
+  control_wait_.data = this;
+  control_wait_open_ = true;
   uv_timer_init(loop_, &refresh_);
   refresh_.data = this;
   refresh_open_ = true;
@@ -323,6 +326,10 @@ void Cluster::onRefresh(uv_timer_t* t) {
     if (!c->remote_.knows(it->first) && !c->peers_.count(it->first)) it = c->names_.erase(it);
     else ++it;
   }
+  for (auto it = c->last_control_.begin(); it != c->last_control_.end();) {
+    if (!c->names_.count(it->first) && !c->peers_.count(it->first)) it = c->last_control_.erase(it);
+    else ++it;
+  }
 }
 
 void Cluster::forgetOlder(uint64_t node) {
@@ -341,7 +348,7 @@ void Cluster::forgetOlder(uint64_t node) {
 
 void Cluster::announce(cluster::ControlKind kind, std::string_view filter) {
   if (!nc_ || stopped_) return;
-  cluster::encodeControl(kind, node_id_, gen_, filter, control_body_);
+  cluster::encodeControl(kind, node_id_, gen_, filter, control_body_, ++control_index_);
   // Refused only while the client's buffer is full (reconnecting): the
   // full announcement after the reconnect makes up for it.
   natsConnection_Publish(nc_, control_subject_.c_str(), control_body_.data(), static_cast<int>(control_body_.size()));
@@ -366,6 +373,8 @@ void Cluster::control(const uint8_t* data, size_t len, int64_t now_ms) {
     return;
   }
   if (c.node == node_id_) return;
+  uint64_t& last = last_control_[c.node];
+  if (c.index > last) last = c.index;
   switch (c.kind) {
     case cluster::ControlKind::Add: remote_.add(c.node, c.gen, c.filter, now_ms); break;
     case cluster::ControlKind::Remove: remote_.remove(c.node, c.filter, now_ms); break;
@@ -419,16 +428,22 @@ void Cluster::stop() {
     flushStream();  // what this turn gathered (a will at shutdown)
     for (const Unacked& u : unacked_) stream_->release(u.msg);
     unacked_.clear();
+    for (WaitingIn& w : waiting_in_) stream_->release(w.in.msg);
+    waiting_in_.clear();
     stream_->stop();
   }
   // The others forget this node's filters now, not in kForgetMs.
   if (nc_) {
-    cluster::encodeControl(cluster::ControlKind::Bye, node_id_, gen_, {}, control_body_);
+    cluster::encodeControl(cluster::ControlKind::Bye, node_id_, gen_, {}, control_body_, ++control_index_);
     natsConnection_Publish(nc_, control_subject_.c_str(), control_body_.data(), static_cast<int>(control_body_.size()));
   }
   if (status_open_) {
     status_open_ = false;
     uv_close(reinterpret_cast<uv_handle_t*>(&status_timer_), nullptr);
+  }
+  if (control_wait_open_) {
+    control_wait_open_ = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&control_wait_), nullptr);
   }
   if (refresh_open_) {
     refresh_open_ = false;
@@ -586,7 +601,11 @@ bool Cluster::forwardStored(const Message& m) {
 
 void Cluster::sendBatch(const std::string& subject, OutBatch& b) {
   cluster::Stream::Out o;
-  o.subject = subject;
+  // The number of this node's last control message so far: the receiving
+  // node takes the copies once it has that one (waitsForControl()).
+  char index[24];
+  std::snprintf(index, sizeof(index), ".%llx", static_cast<unsigned long long>(control_index_));
+  o.subject = subject + index;
   o.body.swap(b.body);
   o.token = ++next_token_;
   awaiting_.emplace(o.token, Awaiting{std::move(b.gates), b.copies});
@@ -620,70 +639,112 @@ void Cluster::takeStream(int64_t now_ms) {
   }
   stream_done_.clear();
   if (opened && on_stored_) on_stored_();
+  // In the order they came; one from a node whose control messages sent
+  // before it (a new subscription's announcement, say) have not arrived
+  // here yet waits for them, up to kControlWaitMs: the two come through
+  // different threads of the NATS client. So a request through the
+  // stream finds the requester's reply subscription known here.
+  for (cluster::Stream::In& in : stream_in_) waiting_in_.push_back({std::move(in), now_ms});
+  stream_in_.clear();
+  while (!waiting_in_.empty()) {
+    WaitingIn& w = waiting_in_.front();
+    if (now_ms - w.since_ms < int64_t(kControlWaitMs) && waitsForControl(w.in)) {
+      if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&control_wait_)))
+        uv_timer_start(&control_wait_, &Cluster::onControlWait, 10, 0);
+      break;
+    }
+    routeStream(w.in, now_ms);
+    waiting_in_.pop_front();
+  }
+}
+
+// "<name>.q.<node>.<run id>.<control index>" of this node: the run and
+// the sender's control index (absent: 0), both lower-case hex.
+bool Cluster::parseStreamSubject(std::string_view subject, uint64_t& to, uint64_t& index) const {
   const std::string& own = stream_->ownPrefix();
-  for (cluster::Stream::In& in : stream_in_) {
-    // "<name>.q.<node>.<run id>": the run of this node it was sent to.
-    const std::string_view subject(in.subject);
-    uint64_t to = 0;
-    if (subject.size() != own.size() + 16 || subject.compare(0, own.size(), own) != 0 ||
-        !parseHex(subject.substr(own.size()), to)) {
-      ++counters_.dropped;
-      LOG_WARN("cluster: a message on %s in stream %s is not one a Petrel node sends; dropped", in.subject.c_str(),
-               (cfg_.name + "_messages").c_str());
-      stream_->ack(in.msg);  // it would only come again
+  index = 0;
+  if (subject.size() < own.size() + 16 || subject.compare(0, own.size(), own) != 0) return false;
+  std::string_view rest = subject.substr(own.size());
+  if (!parseHex(rest.substr(0, 16), to)) return false;
+  if (rest.size() == 16) return true;
+  rest.remove_prefix(16);
+  return rest.size() >= 2 && rest.size() <= 17 && rest[0] == '.' && parseHex(rest.substr(1), index);
+}
+
+bool Cluster::waitsForControl(const cluster::Stream::In& in) const {
+  uint64_t to = 0, index = 0;
+  if (!parseStreamSubject(in.subject, to, index) || index == 0) return false;
+  size_t pos = 0;
+  std::string_view topic, body;
+  bool bad = false;
+  uint64_t sender = 0;
+  if (!cluster::nextBatchEntry(in.body, pos, topic, body, bad) || !cluster::wireNode(body, sender)) return false;
+  auto it = last_control_.find(sender);
+  return it == last_control_.end() || it->second < index;
+}
+
+void Cluster::onControlWait(uv_timer_t* t) { static_cast<Cluster*>(t->data)->takeInbox(); }
+
+void Cluster::routeStream(cluster::Stream::In& in, int64_t now_ms) {
+  // "<name>.q.<node>.<run id>.<control index>": the run of this node it
+  // was sent to.
+  uint64_t to = 0, index = 0;
+  if (!parseStreamSubject(in.subject, to, index)) {
+    ++counters_.dropped;
+    LOG_WARN("cluster: a message on %s in stream %s is not one a Petrel node sends; dropped", in.subject.c_str(),
+             (cfg_.name + "_messages").c_str());
+    stream_->ack(in.msg);  // it would only come again
+    return;
+  }
+  // A copy that comes again: taken by this node before it was killed or
+  // restarted (routed now), or its acknowledgement was lost (routed
+  // again: at least once), or it still waits for this node's commit (the
+  // first one is acknowledged then).
+  if (in.delivered > 1) {
+    const bool waiting = std::any_of(unacked_.begin(), unacked_.end(),
+                                     [&](const Unacked& u) { return u.seq == in.stream_seq; });
+    if (waiting) {
+      ++counters_.duplicates;
+      stream_->release(in.msg);
+      return;
+    }
+  }
+  const bool durable = durable_.enabled();
+  const size_t ops = durable ? durable_.batch().count() : 0;
+  size_t pos = 0;
+  std::string_view entry_topic, entry_body;
+  bool bad = false;
+  while (cluster::nextBatchEntry(in.body, pos, entry_topic, entry_body, bad)) {
+    auto msg = makeMessage();
+    cluster::WireInfo info;
+    if (!mqtt::validTopicName(entry_topic) ||
+        !cluster::decodeWire(reinterpret_cast<const uint8_t*>(entry_body.data()), entry_body.size(), *msg, info)) {
+      bad = true;
       continue;
     }
-    // A copy that comes again: taken by this node before it was killed or
-    // restarted (routed now), or its acknowledgement was lost (routed
-    // again: at least once), or it still waits for this node's commit (the
-    // first one is acknowledged then).
-    if (in.delivered > 1) {
-      const bool waiting = std::any_of(unacked_.begin(), unacked_.end(),
-                                       [&](const Unacked& u) { return u.seq == in.stream_seq; });
-      if (waiting) {
-        ++counters_.duplicates;
-        stream_->release(in.msg);
-        continue;
-      }
-    }
-    const bool durable = durable_.enabled();
-    const size_t ops = durable ? durable_.batch().count() : 0;
-    size_t pos = 0;
-    std::string_view entry_topic, entry_body;
-    bool bad = false;
-    while (cluster::nextBatchEntry(in.body, pos, entry_topic, entry_body, bad)) {
-      auto msg = makeMessage();
-      cluster::WireInfo info;
-      if (!mqtt::validTopicName(entry_topic) ||
-          !cluster::decodeWire(reinterpret_cast<const uint8_t*>(entry_body.data()), entry_body.size(), *msg, info)) {
-        bad = true;
-        continue;
-      }
-      ++counters_.received;
-      ++counters_.stream_taken;
-      if (msg->expires_at_ms && msg->expires_at_ms <= now_ms) continue;  // ran out on the way
-      msg->topic.assign(entry_topic);
-      msg->from_cluster = true;
-      // Sent to an earlier run of this node: owed to the durable sessions
-      // that were here then, not to clean ones made since.
-      msg->durable_only = to != node_id_;
-      msg->cluster_node = info.node;
-      msg->cluster_seq = info.seq;
-      msg->id = durable_.newMessageId();
-      router_.route(MessagePtr(std::move(msg)));
-    }
-    if (bad) {
-      ++counters_.dropped;
-      LOG_WARN("cluster: an entry of a message on %s in stream %s is not one a Petrel node sends; dropped",
-               in.subject.c_str(), (cfg_.name + "_messages").c_str());
-    }
-    // Stored by this node (a durable session's queue): acknowledged to the
-    // stream once that has committed. Otherwise delivered or dropped as a
-    // message published here would be: acknowledged now.
-    if (durable && durable_.batch().count() != ops) unacked_.push_back({durable_.awaitedTicket(), in.stream_seq, in.msg});
-    else stream_->ack(in.msg);
+    ++counters_.received;
+    ++counters_.stream_taken;
+    if (msg->expires_at_ms && msg->expires_at_ms <= now_ms) continue;  // ran out on the way
+    msg->topic.assign(entry_topic);
+    msg->from_cluster = true;
+    // Sent to an earlier run of this node: owed to the durable sessions
+    // that were here then, not to clean ones made since.
+    msg->durable_only = to != node_id_;
+    msg->cluster_node = info.node;
+    msg->cluster_seq = info.seq;
+    msg->id = durable_.newMessageId();
+    router_.route(MessagePtr(std::move(msg)));
   }
-  stream_in_.clear();
+  if (bad) {
+    ++counters_.dropped;
+    LOG_WARN("cluster: an entry of a message on %s in stream %s is not one a Petrel node sends; dropped",
+             in.subject.c_str(), (cfg_.name + "_messages").c_str());
+  }
+  // Stored by this node (a durable session's queue): acknowledged to the
+  // stream once that has committed. Otherwise delivered or dropped as a
+  // message published here would be: acknowledged now.
+  if (durable && durable_.batch().count() != ops) unacked_.push_back({durable_.awaitedTicket(), in.stream_seq, in.msg});
+  else stream_->ack(in.msg);
 }
 
 void Cluster::afterCommit(uint64_t committed, bool failed) {

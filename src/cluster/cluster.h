@@ -55,6 +55,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -140,6 +141,9 @@ class Cluster {
   // JetStream slower than the publishers), at most; beyond it QoS 1 and 2
   // messages go the core way (at most once), counted.
   static constexpr size_t kStreamWaitingMax = 100000;
+  // A stream message waits this long, at most, for the control messages
+  // its node sent before it.
+  static constexpr uint64_t kControlWaitMs = 250;
 
   // What the client's threads share with the loop (cluster.cpp).
   struct Inbox;
@@ -262,6 +266,12 @@ class Cluster {
   bool forwardStored(const Message& m);
   void stamp(const Message& m, uint64_t seq);
   void takeStream(int64_t now_ms);
+  void routeStream(cluster::Stream::In& in, int64_t now_ms);
+  bool parseStreamSubject(std::string_view subject, uint64_t& to, uint64_t& index) const;
+  // `in` came from a node whose control messages sent before it have not
+  // all arrived here yet.
+  bool waitsForControl(const cluster::Stream::In& in) const;
+  static void onControlWait(uv_timer_t* t);
   // A node's full announcement ended: the same node under an older id (it
   // restarted) is forgotten.
   void forgetOlder(uint64_t node);
@@ -388,6 +398,16 @@ class Cluster {
     __natsMsg* msg;
   };
   std::vector<Unacked> unacked_;
+  // Stream messages taken and not routed yet (waitsForControl()), in order.
+  struct WaitingIn {
+    cluster::Stream::In in;
+    int64_t since_ms;
+  };
+  std::deque<WaitingIn> waiting_in_;
+  uv_timer_t control_wait_;
+  bool control_wait_open_ = false;
+  uint64_t control_index_ = 0;  // of this node's control messages
+  std::unordered_map<uint64_t, uint64_t> last_control_;  // by node id: the index of its last one here
   // While a watch delivers the bucket's values: the topics it had.
   bool syncing_ = false;
   std::unordered_set<std::string> synced_;

@@ -38,6 +38,12 @@ void encodeWire(const Message& m, uint64_t node, uint64_t seq, std::string& out)
   out += m.payload;
 }
 
+bool wireNode(std::string_view body, uint64_t& node) {
+  if (body.size() < kWireHeader || static_cast<uint8_t>(body[0]) != kWireVersion) return false;
+  node = get64(reinterpret_cast<const uint8_t*>(body.data()) + 2);
+  return true;
+}
+
 bool decodeWire(const uint8_t* data, size_t len, Message& m, WireInfo& info) {
   if (len < kWireHeader || data[0] != kWireVersion) return false;
   const uint8_t flags = data[1];
@@ -59,27 +65,31 @@ bool decodeWire(const uint8_t* data, size_t len, Message& m, WireInfo& info) {
   return true;
 }
 
-void encodeControl(ControlKind kind, uint64_t node, uint64_t gen, std::string_view filter, std::string& out) {
+void encodeControl(ControlKind kind, uint64_t node, uint64_t gen, std::string_view filter, std::string& out,
+                   uint64_t index) {
   out.clear();
   out += static_cast<char>(kWireVersion);
   out += static_cast<char>(kind);
   put64(out, node);
   put64(out, gen);
+  put64(out, index);
   out.append(filter);
 }
 
 bool decodeControl(const uint8_t* data, size_t len, Control& out) {
-  if (len < 18 || data[0] != kWireVersion) return false;
+  constexpr size_t kFixed = 26;
+  if (len < kFixed || data[0] != kWireVersion) return false;
   const auto kind = static_cast<ControlKind>(data[1]);
   const bool with_rest = kind == ControlKind::Add || kind == ControlKind::Remove || kind == ControlKind::Status;
   if (!with_rest && kind != ControlKind::All && kind != ControlKind::End && kind != ControlKind::Hello &&
       kind != ControlKind::Bye && kind != ControlKind::Query)
     return false;
-  if (with_rest != (len > 18)) return false;  // a filter or status where one belongs, and only there
+  if (with_rest != (len > kFixed)) return false;  // a filter or status where one belongs, and only there
   out.kind = kind;
   out.node = get64(data + 2);
   out.gen = get64(data + 10);
-  out.filter = std::string_view(reinterpret_cast<const char*>(data) + 18, len - 18);
+  out.index = get64(data + 18);
+  out.filter = std::string_view(reinterpret_cast<const char*>(data) + kFixed, len - kFixed);
   return true;
 }
 

@@ -33,6 +33,9 @@ struct WireInfo {
   uint64_t node = 0;
   uint64_t seq = 0;
 };
+// The sending node's id in a body; false when it is not one encodeWire
+// makes.
+bool wireNode(std::string_view body, uint64_t& node);
 // Fills `m` (all but its topic) from a body; false when it is not one
 // encodeWire makes (another version, truncated, bad properties).
 bool decodeWire(const uint8_t* data, size_t len, Message& m, WireInfo& info);
@@ -46,6 +49,9 @@ bool decodeWire(const uint8_t* data, size_t len, Message& m, WireInfo& info);
 //        (every node sends its status now: petrel inspect --cluster)
 //   u64  the node's id, big-endian
 //   u64  the generation of its announcements
+//   u64  the message's number among the node's control messages (from 1;
+//        0 from `petrel inspect`): a node's stream messages say how many
+//        it had sent (Cluster::takeStream waits for them)
 //   ...  the rest: the filter ('+', '-'), the status ('S', NodeStatus)
 enum class ControlKind : uint8_t {
   Add = '+',
@@ -62,10 +68,12 @@ struct Control {
   ControlKind kind = ControlKind::Hello;
   uint64_t node = 0;
   uint64_t gen = 0;
+  uint64_t index = 0;
   std::string_view filter;  // into the decoded body
 };
 
-void encodeControl(ControlKind kind, uint64_t node, uint64_t gen, std::string_view filter, std::string& out);
+void encodeControl(ControlKind kind, uint64_t node, uint64_t gen, std::string_view filter, std::string& out,
+                   uint64_t index = 0);
 bool decodeControl(const uint8_t* data, size_t len, Control& out);
 
 // What a node tells the others of itself every few seconds (its 'S'

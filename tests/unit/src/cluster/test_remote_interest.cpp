@@ -183,12 +183,13 @@ TEST(ClusterRegistry, RegistrationRoundTripsAndShortValuesAreRefused) {
 
 TEST(ClusterControl, RoundTripAndRefusals) {
   std::string body;
-  encodeControl(ControlKind::Add, 0xA1B2C3D4E5F60718ull, 42, "a/+/#", body);
+  encodeControl(ControlKind::Add, 0xA1B2C3D4E5F60718ull, 42, "a/+/#", body, 0x0102030405060708ull);
   Control c;
   ASSERT_TRUE(decodeControl(reinterpret_cast<const uint8_t*>(body.data()), body.size(), c));
   EXPECT_EQ(c.kind, ControlKind::Add);
   EXPECT_EQ(c.node, 0xA1B2C3D4E5F60718ull);
   EXPECT_EQ(c.gen, 42u);
+  EXPECT_EQ(c.index, 0x0102030405060708ull);
   EXPECT_EQ(c.filter, "a/+/#");
   for (ControlKind k : {ControlKind::All, ControlKind::End, ControlKind::Hello}) {
     encodeControl(k, 1, 2, "", body);
@@ -200,10 +201,10 @@ TEST(ClusterControl, RoundTripAndRefusals) {
     return !decodeControl(reinterpret_cast<const uint8_t*>(b.data()), b.size(), c);
   };
   encodeControl(ControlKind::Add, 1, 2, "f", body);
-  EXPECT_TRUE(refused(body.substr(0, 18)));  // an add without its filter
+  EXPECT_TRUE(refused(body.substr(0, 26)));  // an add without its filter
   encodeControl(ControlKind::End, 1, 2, "", body);
   EXPECT_TRUE(refused(body + "x"));  // an end with one
-  EXPECT_TRUE(refused(body.substr(0, 17)));
+  EXPECT_TRUE(refused(body.substr(0, 25)));
   std::string unknown = body;
   unknown[1] = 'Z';
   EXPECT_TRUE(refused(unknown));
