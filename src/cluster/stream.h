@@ -4,7 +4,7 @@
 // Core NATS stores nothing: what is in transit while a node's link is down
 // is lost. So a QoS 1 or 2 message that another node wants goes through
 // JetStream instead: one copy per node that wants it, on the subject
-// "<name>.q.<node>.<run id>" of the stream "<name>_messages" (a work queue:
+// "<name>.q.<node>.<run id>.<control count>" of the stream "<name>_messages" (a work queue:
 // a message leaves it when its node has acknowledged it). The
 // publisher's PUBACK (PUBREC) waits until JetStream has stored every copy
 // (on `replicas` servers), so what a node acknowledged does not live only
