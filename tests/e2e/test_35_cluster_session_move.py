@@ -77,6 +77,23 @@ def assert_none_lost(pubs, before, sub, timeout=60):
         assert not missing, "%d of %s's messages lost, e.g. %r" % (len(missing), p.name, sorted(missing)[:5])
 
 
+def move_under_load(a, b, pub_nodes, cid, topic, n, window, part):
+    """A durable client subscribed to `topic`/# on `a`; a publisher on each
+    of `pub_nodes` sends `n` QoS 1 messages unthrottled; once 1/`part` of
+    them has come, the client connects to `b` (session present). Returns
+    the two subscribers, the publishers and their threads."""
+    s = fc.Sub(HOST, a.port, cid, version=4, clean=False)
+    s.connect(subscribe=topic + "/#", qos=1)
+    registry_settles()
+    pubs = [fc.Pub(HOST, x.port, "pub-%s" % x.name).connect() for x in pub_nodes]
+    threads = publish_in_background(pubs, topic + "/x", n, window)
+    fc.run([s], lambda: s.count >= n // part, 30)
+    s2 = fc.Sub(HOST, b.port, cid, version=4, clean=False)
+    s2.connect()
+    assert s2.session_present is True
+    return s, s2, pubs, threads
+
+
 def moved_in(node, n, timeout=10.0):
     return wait_sys(node, "moves/in", lambda v: int(v) >= n, timeout=timeout)
 
@@ -249,17 +266,9 @@ def test_with_the_old_node_down_the_client_connects_without_it(js, nodes, how):
 def test_a_move_under_load_loses_nothing(js, nodes):
     a, b, c = nodes(js, 3, persistence={"enabled": True}, limits=BIG_QUEUES)
     stream_ready(a, b, c)
-    s = fc.Sub(HOST, a.port, "busy", version=4, clean=False)
-    s.connect(subscribe="ld/#", qos=1)
-    registry_settles()
-    pubs = [fc.Pub(HOST, n.port, "pub-%s" % n.name).connect() for n in (a, c)]
     n = 10000 if SANITIZED else 40000
-    threads = publish_in_background(pubs, "ld/x", n, 500)
     # Reads on A until a quarter has come, then connects to B.
-    fc.run([s], lambda: s.count >= n // 4, 30)
-    s2 = fc.Sub(HOST, b.port, "busy", version=4, clean=False)
-    s2.connect()
-    assert s2.session_present is True
+    s, s2, pubs, threads = move_under_load(a, b, (a, c), "busy", "ld", n, 500, 4)
     for t in threads:
         t.join(120)
     assert_none_lost(pubs, [s], s2)
@@ -317,16 +326,8 @@ def test_kill_9_of_the_old_node_after_the_move_loses_nothing(js, nodes):
     what it queued after the snapshot still reaches B."""
     a, b, c = nodes(js, 3, persistence={"enabled": True}, limits=BIG_QUEUES)
     stream_ready(a, b, c)
-    s = fc.Sub(HOST, a.port, "hop", version=4, clean=False)
-    s.connect(subscribe="hp/#", qos=1)
-    registry_settles()
-    pubs = [fc.Pub(HOST, x.port, "pub-%s" % x.name).connect() for x in (c, b)]
     n = 5000 if SANITIZED else 20000
-    threads = publish_in_background(pubs, "hp/x", n, 200)
-    fc.run([s], lambda: s.count >= n // 10, 30)
-    s2 = fc.Sub(HOST, b.port, "hop", version=4, clean=False)
-    s2.connect()
-    assert s2.session_present is True
+    s, s2, pubs, threads = move_under_load(a, b, (c, b), "hop", "hp", n, 200, 10)
     a.kill()
     time.sleep(0.5)
     a.start()
@@ -365,16 +366,8 @@ def test_kill_9_of_the_new_node_after_the_move_loses_nothing(js, nodes):
     during the grace, and restarted: A asks it to take the rest ('R')."""
     a, b, c = nodes(js, 3, persistence={"enabled": True}, limits=BIG_QUEUES)
     stream_ready(a, b, c)
-    s = fc.Sub(HOST, a.port, "back", version=4, clean=False)
-    s.connect(subscribe="bk/#", qos=1)
-    registry_settles()
-    pubs = [fc.Pub(HOST, x.port, "pub-%s" % x.name).connect() for x in (a, c)]
     n = 5000 if SANITIZED else 20000
-    threads = publish_in_background(pubs, "bk/x", n, 200)
-    fc.run([s], lambda: s.count >= n // 10, 30)
-    s2 = fc.Sub(HOST, b.port, "back", version=4, clean=False)
-    s2.connect()
-    assert s2.session_present is True
+    s, s2, pubs, threads = move_under_load(a, b, (a, c), "back", "bk", n, 200, 10)
     b.kill()
     assert "its move is complete" not in b.log()
     time.sleep(0.5)
@@ -391,3 +384,39 @@ def test_kill_9_of_the_new_node_after_the_move_loses_nothing(js, nodes):
     assert_none_lost(pubs, [s, s2], s3)
     wait_log(a, "session moved to another node; dropped here", timeout=60)
     print("the rest taken through 'R': %s" % ("taking what node node0 queued for it after its move" in b.log()))
+
+
+@pytest.mark.time_limit(150)
+def test_many_sessions_move_at_once(js, nodes):
+    """20 durable clients, each with 2,000 messages queued on A (2x the RAM
+    window each, 40,000 in all), connect to B at the same moment: every
+    session moves, with every message, once."""
+    a, b, c = nodes(js, 3, persistence={"enabled": True}, limits=BIG_QUEUES)
+    stream_ready(a, b, c)
+    k, per = (8, 1000) if SANITIZED else (20, 2000)
+    for i in range(k):
+        s = fc.Sub(HOST, a.port, "many-%d" % i, version=4, clean=False)
+        s.connect(subscribe="mn/%d/#" % i, qos=1)
+        s.close()
+    registry_settles()
+    pubs = [fc.Pub(HOST, c.port, "pub-mn-%d" % i).connect() for i in range(k)]
+    threads = [threading.Thread(target=p.publish, args=("mn/%d/x" % i, per),
+                                kwargs=dict(qos=1, window=500, timeout=120), daemon=True)
+               for i, p in enumerate(pubs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    subs = [fc.Sub(HOST, b.port, "many-%d" % i, version=4, clean=False) for i in range(k)]
+    connecting = [threading.Thread(target=x.connect, daemon=True) for x in subs]
+    t0 = time.monotonic()
+    for t in connecting:
+        t.start()
+    for t in connecting:
+        t.join(30)
+    print("%d sessions with %d queued messages each moved in %.2f s" % (k, per, time.monotonic() - t0))
+    assert all(x.session_present is True for x in subs)
+    fc.run(subs, lambda: all(x.unique(p.name) >= per for x, p in zip(subs, pubs)), 60)
+    for x, p in zip(subs, pubs):
+        assert x.unique(p.name) == per and x.dups == 0 and x.order_errors == 0
+    assert int(moved_in(b, k)) == k
