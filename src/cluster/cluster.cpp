@@ -14,6 +14,7 @@
 #include "src/cluster/subjects.h"
 #include "src/cluster/wire.h"
 #include "src/durable/durable.h"
+#include "src/queues/shared_groups.h"
 #include "src/routing/router.h"
 #include "src/timers/clock.h"
 #include "src/util/log.h"
@@ -172,7 +173,16 @@ void Cluster::attach() {
   if (!enabled()) return;
   router_.setRouteHook([this](const MessagePtr& m) { forward(m); });
   router_.tree().setInterestHook([this](std::string_view filter, bool on) { onInterest(filter, on); });
-  if (cfg_.jetstream) router_.setRetainHook([this](const MessagePtr& m) { onRetain(m); });
+  if (!cfg_.jetstream) return;
+  router_.setRetainHook([this](const MessagePtr& m) { onRetain(m); });
+  // Share groups are the cluster's: their messages wait in the groups'
+  // stream (group_stream.h).
+  router_.setGroupHook([this](SharedGroup& g, const MessagePtr& m) { return toGroup(g, m); });
+  SharedGroups::ClusterLink link;
+  link.group = [this](SharedGroup& g, bool made) { groupMade(g, made); };
+  link.settle = [this](const Message& m, bool done) { settleGroup(m, done); };
+  link.room = [this](SharedGroup& g) { groupRoom(g); };
+  router_.groups().setClusterLink(std::move(link));
 }
 
 bool Cluster::start(std::string& err) {
@@ -250,7 +260,18 @@ bool Cluster::start(std::string& err) {
     registry_->start();
     stream_ = std::make_unique<cluster::Stream>(nc_, cfg_.name + "_messages", cfg_.name + ".q.", own_token_, cfg_.replicas,
                                                 cfg_.max_pending_bytes, wake);
+    stream_->alsoOpen(cfg_.name + "_groups", cfg_.name + ".g.>", "Petrel: the messages of share groups");
     stream_->start();
+    groups_js_ = std::make_unique<cluster::GroupStream>(nc_, cfg_.name + "_groups", cfg_.name, wake);
+    for (auto& [gid, g] : local_groups_) {
+      groups_js_->add(gid, g->name, g->filter);
+      groups_js_->setCredit(gid, router_.groups().room(*g));
+    }
+    uv_timer_init(loop_, &group_progress_);
+    group_progress_.data = this;
+    group_progress_open_ = true;
+    uv_timer_start(&group_progress_, &Cluster::onGroupProgress, kGroupProgressMs, kGroupProgressMs);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&group_progress_));
   }
   // The status first: it names this node, which the others need before
   // they send it QoS 1 and 2 messages through the stream.
@@ -423,6 +444,18 @@ void Cluster::stop() {
   // Its last puts go out before the link closes.
   if (bucket_) bucket_->stop();
   if (registry_) registry_->stop();
+  // Share group messages held here go back to the groups' stream for the
+  // other nodes at once (a member that had one may see it again: QoS 1).
+  if (groups_js_) {
+    for (auto& [token, msg] : held_) groups_js_->nak(msg);
+    counters_.group_returned += held_.size();
+    held_.clear();
+    groups_js_->stop();
+  }
+  if (group_progress_open_) {
+    group_progress_open_ = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&group_progress_), nullptr);
+  }
   // Copies taken and not stored yet come again to this node's next run.
   if (stream_) {
     flushStream();  // what this turn gathered (a will at shutdown)
@@ -632,13 +665,17 @@ void Cluster::takeStream(int64_t now_ms) {
     waiting_copies_ -= std::min<uint64_t>(waiting_copies_, copies);
     // Refused for good (too large for NATS): logged and counted; the
     // PUBACK goes, as it would for a message no node wants.
-    (d.stored ? counters_.stream_stored : counters_.stream_failed) += copies;
+    if (it->second.group && d.stored) counters_.group_stored += copies;
+    else (d.stored ? counters_.stream_stored : counters_.stream_failed) += copies;
     for (const AckGatePtr& g : it->second.gates)
       if (g->receiverDone()) opened = true;
     awaiting_.erase(it);
   }
   stream_done_.clear();
-  if (opened && on_stored_) on_stored_();
+  if (opened) {
+    if (on_stored_) on_stored_();
+    ackRouted();
+  }
   // In the order they came; one from a node whose control messages sent
   // before it (a new subscription's announcement, say) have not arrived
   // here yet waits for them, up to kControlWaitMs: the two come through
@@ -711,6 +748,11 @@ void Cluster::routeStream(cluster::Stream::In& in, int64_t now_ms) {
   }
   const bool durable = durable_.enabled();
   const size_t ops = durable ? durable_.batch().count() : 0;
+  // A share group's copy its routing sends to the groups' stream must be
+  // stored there before this copy is acknowledged.
+  AckGatePtr gate;
+  AckGatePtr* const was_collecting = collecting_;
+  collecting_ = &gate;
   size_t pos = 0;
   std::string_view entry_topic, entry_body;
   bool bad = false;
@@ -740,22 +782,150 @@ void Cluster::routeStream(cluster::Stream::In& in, int64_t now_ms) {
     LOG_WARN("cluster: an entry of a message on %s in stream %s is not one a Petrel node sends; dropped",
              in.subject.c_str(), (cfg_.name + "_messages").c_str());
   }
+  collecting_ = was_collecting;
   // Stored by this node (a durable session's queue): acknowledged to the
-  // stream once that has committed. Otherwise delivered or dropped as a
-  // message published here would be: acknowledged now.
-  if (durable && durable_.batch().count() != ops) unacked_.push_back({durable_.awaitedTicket(), in.stream_seq, in.msg});
-  else stream_->ack(in.msg);
+  // stream once that has committed (and the groups' copies are stored).
+  // Otherwise delivered or dropped as a message published here would be:
+  // acknowledged now.
+  const bool wrote = durable && durable_.batch().count() != ops;
+  if (wrote || (gate && !gate->open())) {
+    unacked_.push_back({wrote ? durable_.awaitedTicket() : 0, in.stream_seq, in.msg, std::move(gate)});
+  } else {
+    stream_->ack(in.msg);
+  }
 }
 
 void Cluster::afterCommit(uint64_t committed, bool failed) {
+  committed_ = std::max(committed_, committed);
   if (unacked_.empty()) return;
-  size_t n = 0;
-  for (; n < unacked_.size() && unacked_[n].ticket <= committed; ++n) {
-    // Not stored: the stream sends it again (after its ack wait).
-    if (failed) stream_->release(unacked_[n].msg);
-    else stream_->ack(unacked_[n].msg);
+  if (failed) {
+    // Not stored: the stream sends them again (after its ack wait).
+    size_t n = 0;
+    for (; n < unacked_.size() && unacked_[n].ticket <= committed; ++n) stream_->release(unacked_[n].msg);
+    unacked_.erase(unacked_.begin(), unacked_.begin() + static_cast<std::ptrdiff_t>(n));
+    return;
   }
-  unacked_.erase(unacked_.begin(), unacked_.begin() + static_cast<std::ptrdiff_t>(n));
+  ackRouted();
+}
+
+void Cluster::ackRouted() {
+  auto done = [this](const Unacked& u) {
+    if (u.ticket > committed_ || (u.gate && !u.gate->open())) return false;
+    stream_->ack(u.msg);
+    return true;
+  };
+  unacked_.erase(std::remove_if(unacked_.begin(), unacked_.end(), done), unacked_.end());
+}
+
+bool Cluster::toGroup(SharedGroup& g, const MessagePtr& mp) {
+  if (stopped_ || !stream_ || isSys(mp->topic)) return false;  // $SYS is each node's own
+  const Message& m = *mp;
+  if (!SharedGroups::accepts(g, m)) return true;  // left out, as it would be here
+  // Every node with the group that routes the message publishes the
+  // group's copy under the same id (the message's cluster identity):
+  // JetStream keeps one.
+  if (!m.cluster_node) stamp(m, ++seq_);
+  const uint64_t gid = cluster::groupId(g.name, g.filter);
+  cluster::encodeWire(m, m.cluster_node, m.cluster_seq, wire_);
+  group_body_.clear();
+  cluster::appendBatchEntry(m.topic, wire_, group_body_);
+  cluster::Stream::Out o;
+  o.subject = cluster::groupSubject(cfg_.name, gid);
+  o.body = group_body_;
+  o.token = ++next_token_;
+  o.msg_id = cluster::groupMsgId(m.cluster_node, m.cluster_seq, gid);
+  Awaiting a;
+  a.copies = 1;
+  a.group = true;
+  // The publisher's PUBACK (or the acknowledgement of the copy this came
+  // in) waits until the groups' stream has it.
+  if (collecting_ && m.qos > 0) {
+    if (!*collecting_) *collecting_ = std::make_shared<AckGate>();
+    (*collecting_)->addReceiver();
+    a.gates.push_back(*collecting_);
+  }
+  awaiting_.emplace(o.token, std::move(a));
+  ++waiting_copies_;
+  stream_->publish(std::move(o));
+  return true;
+}
+
+void Cluster::takeGroups(int64_t now_ms) {
+  groups_js_->take(group_in_);
+  for (cluster::GroupStream::In& in : group_in_) {
+    auto it = local_groups_.find(in.gid);
+    size_t pos = 0;
+    std::string_view topic, body;
+    bool bad = false;
+    auto msg = makeMessage();
+    cluster::WireInfo info;
+    if (!cluster::nextBatchEntry(in.body, pos, topic, body, bad) || !mqtt::validTopicName(topic) ||
+        !cluster::decodeWire(reinterpret_cast<const uint8_t*>(body.data()), body.size(), *msg, info)) {
+      ++counters_.dropped;
+      LOG_WARN("cluster: a message in stream %s is not one a Petrel node sends; dropped",
+               (cfg_.name + "_groups").c_str());
+      groups_js_->ack(in.msg);  // it would only come again
+      continue;
+    }
+    if (it == local_groups_.end()) {
+      // The group left this node meanwhile: for another node.
+      ++counters_.group_returned;
+      groups_js_->nak(in.msg);
+      continue;
+    }
+    if (msg->expires_at_ms && msg->expires_at_ms <= now_ms) {
+      groups_js_->ack(in.msg);  // ran out while it waited
+      continue;
+    }
+    msg->topic.assign(topic);
+    msg->from_cluster = true;
+    msg->cluster_node = info.node;
+    msg->cluster_seq = info.seq;
+    msg->id = durable_.newMessageId();
+    msg->group_token = ++next_group_token_;
+    held_.emplace(msg->group_token, in.msg);
+    ++counters_.group_taken;
+    router_.groups().enqueueTaken(*it->second, MessagePtr(std::move(msg)), in.delivered > 1);
+  }
+  group_in_.clear();
+}
+
+void Cluster::groupMade(SharedGroup& g, bool made) {
+  const uint64_t gid = cluster::groupId(g.name, g.filter);
+  if (made) {
+    local_groups_[gid] = &g;
+    if (groups_js_) groups_js_->add(gid, g.name, g.filter);
+  } else {
+    local_groups_.erase(gid);
+    if (groups_js_) groups_js_->remove(gid);
+  }
+}
+
+void Cluster::settleGroup(const Message& m, bool done) {
+  auto it = held_.find(m.group_token);
+  if (it == held_.end() || !groups_js_) return;
+  if (done) {
+    groups_js_->ack(it->second);
+  } else {
+    groups_js_->nak(it->second);
+    ++counters_.group_returned;
+  }
+  held_.erase(it);
+}
+
+void Cluster::groupRoom(SharedGroup& g) {
+  if (groups_js_) groups_js_->setCredit(cluster::groupId(g.name, g.filter), router_.groups().room(g));
+}
+
+// What a member holds a while (a slow consumer) is kept from the
+// consumer's ack wait: it is not sent to another node meanwhile.
+void Cluster::onGroupProgress(uv_timer_t* t) {
+  auto* c = static_cast<Cluster*>(t->data);
+  if (!c->groups_js_) return;
+  for (auto& [token, msg] : c->held_) c->groups_js_->inProgress(msg);
+  // Members' room also changes without a dispatch (a member that went
+  // away): the credit is set again.
+  for (auto& [gid, g] : c->local_groups_) c->groupRoom(*g);
 }
 
 void Cluster::onAsync(uv_async_t* h) { static_cast<Cluster*>(h->data)->takeInbox(); }
@@ -844,6 +1014,7 @@ void Cluster::takeInbox() {
     stream_settled_seen_ = stream_->settledMarks();
     takeStream(int64_t(now));
   }
+  if (groups_js_) takeGroups(int64_t(now));
   // After a burst: do not keep its peak for ever.
   if (work_->bytes.capacity() > cfg_.max_pending_bytes / 4) std::string().swap(work_->bytes);
   // Nodes that restarted (a new id each time) are forgotten after a while.
@@ -1068,6 +1239,11 @@ void Cluster::publishSys() {
     put("moves/messages_in", std::to_string(c.moved_messages_in));
     put("moves/messages_out", std::to_string(c.moved_messages_out));
     put("moves/failed", std::to_string(c.move_failed));
+    put("groups/count", std::to_string(c.groups));
+    put("groups/stored", std::to_string(c.group_stored));
+    put("groups/taken", std::to_string(c.group_taken));
+    put("groups/returned", std::to_string(c.group_returned));
+    put("groups/held", std::to_string(c.group_held));
   }
 }
 
@@ -1086,6 +1262,8 @@ Cluster::Counters Cluster::counters() const {
     c.stream_retried = s.retried;
   }
   if (move_counters_) move_counters_(c);
+  c.groups = local_groups_.size();
+  c.group_held = held_.size();
   if (inbox_) {
     std::lock_guard<std::mutex> lock(inbox_->mu);
     c.dropped += inbox_->dropped;

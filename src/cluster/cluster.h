@@ -47,8 +47,9 @@
 // (session_moves.h: the moves' messages travel on each node's own
 // subject, sendMove() and setOnMove()).
 //
-// What this does not yet give (see the README of this folder): share
-// groups are per node.
+// Share groups are the cluster's (with JetStream): a group's messages
+// wait in the groups' stream, one consumer per group read by every node
+// with members of it (group_stream.h; toGroup(), takeGroups()).
 #pragma once
 
 #include <uv.h>
@@ -67,6 +68,7 @@
 #include "src/acks/ack_gate.h"
 #include "src/cluster/remote_interest.h"
 #include "src/cluster/bucket.h"
+#include "src/cluster/group_stream.h"
 #include "src/cluster/stream.h"
 #include "src/cluster/wire.h"
 #include "src/config/config.h"
@@ -81,6 +83,7 @@ namespace petrel {
 class Clock;
 class Durable;
 class Router;
+struct SharedGroup;
 
 class Cluster {
  public:
@@ -119,6 +122,12 @@ class Cluster {
     uint64_t moved_messages_in = 0;  // queued messages they brought here
     uint64_t moved_messages_out = 0; // and that this node sent
     uint64_t move_failed = 0;        // moves given up (no answer in time, a bad part)
+    // Share groups across the cluster (group_stream.h):
+    uint64_t groups = 0;             // groups with members (or declared) here (now)
+    uint64_t group_stored = 0;       // group copies the groups' stream stored (or had already)
+    uint64_t group_taken = 0;        // taken from it for members here
+    uint64_t group_returned = 0;     // given back to it: no member here could take them
+    uint64_t group_held = 0;         // taken and not yet acknowledged by a member (now)
   };
 
   // A node with more filters than this announces "every message" instead
@@ -144,6 +153,9 @@ class Cluster {
   // A stream message waits this long, at most, for the control messages
   // its node sent before it.
   static constexpr uint64_t kControlWaitMs = 250;
+  // Share group messages held here are kept from the groups' consumer's
+  // ack wait (30 s) this often.
+  static constexpr uint64_t kGroupProgressMs = 10 * 1000;
 
   // What the client's threads share with the loop (cluster.cpp).
   struct Inbox;
@@ -265,6 +277,19 @@ class Cluster {
   // many copies waiting).
   bool forwardStored(const Message& m);
   void stamp(const Message& m, uint64_t seq);
+  // Share groups (group_stream.h): a group's copy of a message routed
+  // here to the groups' stream (the router's group hook); what the stream
+  // has for this node's members; a group made or dropped here; a taken
+  // message done with or given back; how many more the group may take.
+  bool toGroup(SharedGroup& g, const MessagePtr& m);
+  void takeGroups(int64_t now_ms);
+  void groupMade(SharedGroup& g, bool made);
+  void settleGroup(const Message& m, bool done);
+  void groupRoom(SharedGroup& g);
+  static void onGroupProgress(uv_timer_t* t);
+  // Stream messages taken and routed whose commit and group copies are
+  // done are acknowledged.
+  void ackRouted();
   void takeStream(int64_t now_ms);
   void routeStream(cluster::Stream::In& in, int64_t now_ms);
   bool parseStreamSubject(std::string_view subject, uint64_t& to, uint64_t& index) const;
@@ -381,6 +406,7 @@ class Cluster {
   struct Awaiting {
     std::vector<AckGatePtr> gates;
     uint32_t copies = 0;
+    bool group = false;  // a share group's copy (toGroup())
   };
   uint64_t waiting_copies_ = 0;  // gathered or published, not yet stored
   static constexpr size_t kBatchBytes = 64 * 1024;
@@ -391,13 +417,26 @@ class Cluster {
   std::vector<cluster::Stream::In> stream_in_;
   std::vector<cluster::Stream::Done> stream_done_;
   // Copies taken and routed, acknowledged to the stream once their batch
-  // has committed.
+  // has committed and the share groups' copies their routing made are
+  // stored (`gate`).
   struct Unacked {
-    uint64_t ticket;
-    uint64_t seq;  // in the stream
+    uint64_t ticket;  // 0: nothing written
+    uint64_t seq;     // in the stream
     __natsMsg* msg;
+    AckGatePtr gate;
   };
   std::vector<Unacked> unacked_;
+  uint64_t committed_ = 0;  // the store's last commit seen
+  // Share groups across the cluster.
+  std::unique_ptr<cluster::GroupStream> groups_js_;
+  std::unordered_map<uint64_t, SharedGroup*> local_groups_;  // by group id
+  std::unordered_map<uint64_t, __natsMsg*> held_;           // by Message::group_token
+  uint64_t next_group_token_ = 0;
+  std::vector<cluster::GroupStream::In> group_in_;
+  std::string group_body_;
+  std::string wire_;
+  uv_timer_t group_progress_;
+  bool group_progress_open_ = false;
   // Stream messages taken and not routed yet (waitsForControl()), in order.
   struct WaitingIn {
     cluster::Stream::In in;

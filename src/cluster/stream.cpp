@@ -168,24 +168,15 @@ bool Stream::open() {
   jsErrCode jerr = static_cast<jsErrCode>(0);
   if (s == NATS_OK) {
     what = "stream " + stream_;
-    const std::string subjects = prefix_ + ">";
-    const char* list[] = {subjects.c_str()};
-    jsStreamConfig c;
-    jsStreamConfig_Init(&c);
-    c.Name = stream_.c_str();
-    c.Description = "Petrel: QoS 1 and 2 messages on their way to another node";
-    c.Subjects = list;
-    c.SubjectsLen = 1;
-    c.Retention = js_WorkQueuePolicy;
-    c.Storage = js_FileStorage;
-    c.Replicas = replicas_;
-    c.Duplicates = kDuplicatesMs * 1000 * 1000;  // nanoseconds
-    jsStreamInfo* si = nullptr;
-    s = js_AddStream(&si, js_, &c, nullptr, &jerr);
-    if (si) jsStreamInfo_Destroy(si);
-    // One that exists (made by another node, or with other settings) is
-    // used as it is.
-    if (s != NATS_OK && jerr == JSStreamNameExistErr) s = NATS_OK;
+    int e = 0;
+    s = static_cast<natsStatus>(addStream(stream_, prefix_ + ">", "Petrel: QoS 1 and 2 messages on their way to another node", e));
+    jerr = static_cast<jsErrCode>(e);
+  }
+  for (size_t i = 0; s == NATS_OK && i < extra_.size(); ++i) {
+    what = "stream " + extra_[i].name;
+    int e = 0;
+    s = static_cast<natsStatus>(addStream(extra_[i].name, extra_[i].subjects, extra_[i].description, e));
+    jerr = static_cast<jsErrCode>(e);
   }
   if (s == NATS_OK && !sub_) {
     what = "consumer " + node_ + " of stream " + stream_;
@@ -232,6 +223,30 @@ bool Stream::open() {
   return true;
 }
 
+int Stream::addStream(const std::string& name, const std::string& subjects, const std::string& description,
+                      int& jerr) {
+  const char* list[] = {subjects.c_str()};
+  jsStreamConfig c;
+  jsStreamConfig_Init(&c);
+  c.Name = name.c_str();
+  c.Description = description.c_str();
+  c.Subjects = list;
+  c.SubjectsLen = 1;
+  c.Retention = js_WorkQueuePolicy;
+  c.Storage = js_FileStorage;
+  c.Replicas = replicas_;
+  c.Duplicates = kDuplicatesMs * 1000 * 1000;  // nanoseconds
+  jsStreamInfo* si = nullptr;
+  jsErrCode e = static_cast<jsErrCode>(0);
+  natsStatus s = js_AddStream(&si, js_, &c, nullptr, &e);
+  if (si) jsStreamInfo_Destroy(si);
+  // One that exists (made by another node, or with other settings) is
+  // used as it is.
+  if (s != NATS_OK && e == JSStreamNameExistErr) s = NATS_OK;
+  jerr = static_cast<int>(e);
+  return static_cast<int>(s);
+}
+
 void Stream::runPublish() {
   jsPubOptions po;
   jsPubOptions_Init(&po);
@@ -259,7 +274,11 @@ void Stream::runPublish() {
     }
     while (!batch.empty()) {
       Out& o = batch.front();
-      const std::string id = msgId(runId(), o.token);
+      const std::string id = o.msg_id.empty() ? msgId(runId(), o.token) : o.msg_id;
+      if (!o.msg_id.empty()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        named_.emplace(o.msg_id, o.token);
+      }
       po.MsgId = id.c_str();
       natsMsg* m = nullptr;
       natsStatus s = natsMsg_Create(&m, o.subject.c_str(), nullptr, o.body.data(), static_cast<int>(o.body.size()));
@@ -312,10 +331,19 @@ void Stream::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* c
     const char* id = nullptr;
     uint64_t token = 0;
     natsMsgHeader_Get(msg, "Nats-Msg-Id", &id);
-    const bool known = tokenOf(id, token);
+    bool known = tokenOf(id, token);
+    bool named = false;
     bool wake = false;
     {
       std::lock_guard<std::mutex> lock(self->mu_);
+      if (!known && id) {
+        auto it = self->named_.find(id);
+        if (it != self->named_.end()) {
+          token = it->second;
+          self->named_.erase(it);
+          known = named = true;
+        }
+      }
       if (pa) {
         if (known) self->done_.push_back({token, true});
         wake = self->done_.size() == 1;
@@ -327,6 +355,7 @@ void Stream::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* c
         o.subject = natsMsg_GetSubject(msg);
         o.body.assign(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg)));
         o.token = token;
+        if (named) o.msg_id = id;
         self->out_.push_back(std::move(o));
         self->cv_.notify_all();
       } else {

@@ -37,6 +37,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 struct __natsConnection;
@@ -60,6 +61,10 @@ class Stream {
     std::string subject;
     std::string body;
     uint64_t token = 0;
+    // JetStream's message id when the copy has one of its own (a share
+    // group's copy: the same from every node that publishes it, so that
+    // the stream keeps one); empty: one made from this run and the token.
+    std::string msg_id;
   };
   // A stream message for this node. `msg` is acknowledged (ack()) or let
   // go (release()) by the loop.
@@ -86,6 +91,13 @@ class Stream {
   ~Stream();
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
+
+  // Another stream opened (created if missing: a work queue over
+  // `subjects`) along with this one, before start(): the share groups'
+  // (group_stream.h), whose copies this publishes.
+  void alsoOpen(std::string stream, std::string subjects, std::string description) {
+    extra_.push_back({std::move(stream), std::move(subjects), std::move(description)});
+  }
 
   void start();
   // Tries for about two seconds to have what waits stored, then ends the
@@ -151,6 +163,15 @@ class Stream {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Out> out_;
+  // Copies published under an id of their own (Out::msg_id): their tokens.
+  std::unordered_multimap<std::string, uint64_t> named_;
+  struct Extra {
+    std::string name, subjects, description;
+  };
+  std::vector<Extra> extra_;
+  // Creates it (one that exists is used as it is); the NATS status, and
+  // JetStream's error code in `jerr`.
+  int addStream(const std::string& name, const std::string& subjects, const std::string& description, int& jerr);
   std::vector<In> in_;
   std::vector<Done> done_;
   Counters counters_;

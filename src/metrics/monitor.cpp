@@ -207,6 +207,11 @@ MetricsSnapshot Monitor::snapshot() {
     s.cluster.moved_messages_in = c.moved_messages_in;
     s.cluster.moved_messages_out = c.moved_messages_out;
     s.cluster.move_failed = c.move_failed;
+    s.cluster.groups = c.groups;
+    s.cluster.group_stored = c.group_stored;
+    s.cluster.group_taken = c.group_taken;
+    s.cluster.group_returned = c.group_returned;
+    s.cluster.group_held = c.group_held;
     for (const Cluster::NodeView& v : p_.cluster.nodes()) {
       const cluster::NodeStatus& st = v.status;
       s.cluster.nodes.push_back(

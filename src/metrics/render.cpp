@@ -230,6 +230,19 @@ std::string prometheusText(const MetricsSnapshot& s) {
               c.move_failed);
       e.family("petrel_cluster_stream_waiting", "gauge", "Copies for other nodes not stored by the stream yet.");
       e.sample("petrel_cluster_stream_waiting", c.stream_waiting, {{"node", c.node}});
+      counter("petrel_cluster_group_stored_total",
+              "Share groups' copies of messages routed here that the groups' stream stored (or had already).",
+              c.group_stored);
+      counter("petrel_cluster_group_taken_total", "Share group messages taken from the groups' stream for members here.",
+              c.group_taken);
+      counter("petrel_cluster_group_returned_total",
+              "Share group messages given back to the groups' stream: no member here could take them.",
+              c.group_returned);
+      e.family("petrel_cluster_groups", "gauge", "Share groups with members here, read from the groups' stream.");
+      e.sample("petrel_cluster_groups", c.groups, {{"node", c.node}});
+      e.family("petrel_cluster_group_held", "gauge",
+               "Share group messages taken from the groups' stream and not yet acknowledged by a member here.");
+      e.sample("petrel_cluster_group_held", c.group_held, {{"node", c.node}});
     }
   }
   return e.take();
@@ -402,6 +415,13 @@ std::string statsJson(const MetricsSnapshot& s, size_t max_groups) {
       j.member("messages_in", s.cluster.moved_messages_in);
       j.member("messages_out", s.cluster.moved_messages_out);
       j.member("failed", s.cluster.move_failed);
+      j.endObject();
+      j.key("groups").beginObject();
+      j.member("count", s.cluster.groups);
+      j.member("stored", s.cluster.group_stored);
+      j.member("taken", s.cluster.group_taken);
+      j.member("returned", s.cluster.group_returned);
+      j.member("held", s.cluster.group_held);
       j.endObject();
     }
   }

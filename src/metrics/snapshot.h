@@ -75,6 +75,8 @@ struct MetricsSnapshot {
     uint64_t stream_stored = 0, stream_failed = 0, stream_taken = 0, stream_waiting = 0, stream_overflow = 0;
     uint64_t stream_unnamed = 0, stream_retried = 0;
     uint64_t moved_in = 0, moved_out = 0, moved_messages_in = 0, moved_messages_out = 0, move_failed = 0;
+    // Share groups across the cluster (the groups' stream).
+    uint64_t groups = 0, group_stored = 0, group_taken = 0, group_returned = 0, group_held = 0;
     // This node first, then the others heard from lately (their status).
     struct Node {
       std::string name;

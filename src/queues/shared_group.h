@@ -79,6 +79,10 @@ struct GroupQueue {
   std::vector<uint64_t> handed_back;
 
   uint64_t bytes = 0;            // payload bytes queued (RAM window and disk)
+  // The group's messages are the cluster's (SharedGroups::ClusterLink):
+  // they wait in its stream, and what is here was taken from it for the
+  // members online here; never stored on this node.
+  bool cluster = false;
 
   size_t queued() const { return queue.size() + disk_count; }
   bool empty() const { return queue.empty() && disk_count == 0 && inflight == 0; }

@@ -19,9 +19,76 @@
 
 namespace petrel {
 
+bool SharedGroups::accepts(const SharedGroup& g, const Message& m) {
+  return !(g.declared && m.qos == 0 && !g.declared->cfg.qos0_queue);  // qos0: drop
+}
+
+void SharedGroups::setClusterLink(ClusterLink link) {
+  link_ = std::move(link);
+  tree_.forEachGroup([&](SharedGroup& g) {
+    if (!g.work) return;
+    g.work->cluster = true;
+    link_.group(g, true);
+  });
+}
+
+void SharedGroups::enqueueTaken(SharedGroup& g, const MessagePtr& m, bool redelivery) {
+  GroupEntry e;
+  e.msg = m;
+  e.redelivery = redelivery;
+  if (g.declared) {
+    const DeclaredQueue* dq = g.declared;
+    e.queued_at_ms = clock_.wallMs();
+    e.deadline_ms = queueEntryDeadline(e.queued_at_ms, m->expires_at_ms, dq->cfg.message_ttl, dq->cfg.retention);
+  }
+  g.work->bytes += m->payload.size();
+  g.work->queue.push_back(std::move(e));
+  dispatch(g);
+}
+
+int SharedGroups::room(const SharedGroup& g) const {
+  // Each member online may be handed this many more at once, at most; the
+  // rest waits in the cluster's stream, for whichever node has room first.
+  constexpr int kPerMember = 256;
+  constexpr int kMax = 4096;
+  int room = 0;
+  for (const Subscriber& x : g.members) {
+    const Session& s = *x.session;
+    const Connection* c = s.conn;
+    if (!c || !c->connected || c->closing()) continue;
+    const size_t used = s.inflight.size();
+    room += used >= s.client_receive_max ? 0 : int(std::min<size_t>(s.client_receive_max - used, kPerMember));
+    if (room >= kMax) break;
+  }
+  if (!g.work) return 0;
+  return std::max(0, std::min(room, kMax) - int(g.work->queue.size()));
+}
+
+void SharedGroups::handBack(SharedGroup& g) {
+  bool online = false;
+  for (const Subscriber& x : g.members) {
+    const Connection* c = x.session->conn;
+    online = online || (c && c->connected && !c->closing());
+  }
+  if (!online) {
+    // Nobody here can take them: back to the cluster's stream, for a
+    // member on another node (or here, once one is back).
+    for (auto it = g.work->queue.begin(); it != g.work->queue.end();) {
+      if (!it->msg->group_token) {
+        ++it;
+        continue;
+      }
+      settleTaken(*it->msg, false);
+      g.work->bytes -= std::min<uint64_t>(g.work->bytes, it->msg->payload.size());
+      it = g.work->queue.erase(it);
+    }
+  }
+  if (link_.room) link_.room(g);
+}
+
 bool SharedGroups::enqueue(SharedGroup& g, const MessagePtr& m) {
   const DeclaredQueue* dq = g.declared;
-  if (dq && m->qos == 0 && !dq->cfg.qos0_queue) return false;  // qos0: drop
+  if (!accepts(g, *m)) return false;
   const uint32_t max = dq && dq->cfg.max_messages ? dq->cfg.max_messages : cfg_.shared_max_queued;
   const uint64_t max_bytes = dq ? dq->cfg.max_bytes : 0;
   auto full = [&] {
@@ -91,6 +158,7 @@ void SharedGroups::moveToGroup(SharedGroup& g, Session& s, uint64_t member_seq, 
 }
 
 void SharedGroups::dropEntry(SharedGroup& g, LazyDeque<GroupEntry>::iterator pos, bool expired) {
+  settleTaken(*pos->msg, true);  // gone for good: not for another node either
   if (pos->seq && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), pos->seq, pos->msg->id);
   g.work->bytes -= std::min<uint64_t>(g.work->bytes, pos->msg->payload.size());
   ++stats_.messages_dropped;
@@ -242,6 +310,7 @@ void SharedGroups::dispatch(SharedGroup& g) {
       durable_.batch().deleteQueue(g.owner(), group_seq, msg_id);
     }
   }
+  if (g.work->cluster) handBack(g);
 }
 
 void SharedGroups::returnAfterRestart() {
@@ -292,6 +361,7 @@ SharedGroup* SharedGroups::byOwner(std::string_view owner) {
 
 void SharedGroups::release(SharedGroup& g, const Delivery& d) {
   if (g.work->inflight) --g.work->inflight;
+  if (d.msg) settleTaken(*d.msg, true);
   if (d.group_seq && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), d.group_seq, d.msg ? d.msg->id : 0);
 }
 
@@ -354,6 +424,7 @@ void SharedGroups::maybeDrop(SharedGroup& g) {
   if (!g.unused()) return;
   for (auto& p : refill_pending_)
     if (p == &g) p = nullptr;
+  if (g.work && g.work->cluster && link_.group) link_.group(g, false);
   const std::string filter = g.filter, name = g.name;  // g dies in dropGroup
   tree_.dropGroup(filter, name);
   queues_.erase(SharedGroup::ownerKey(name, filter));  // empty: nothing is lost
@@ -367,6 +438,10 @@ void SharedGroups::configure(SharedGroup& g) {
     auto& q = queues_[g.owner()];
     if (!q) q = std::make_unique<GroupQueue>(g);
     g.work = q.get();
+    if (link_.group) {
+      g.work->cluster = true;
+      link_.group(g, true);
+    }
   }
 }
 

@@ -73,6 +73,32 @@ class SharedGroups {
 
   // Queues `m` in `g`; true if it was written to the store for the group.
   bool enqueue(SharedGroup& g, const MessagePtr& m);
+  // False when `g` leaves `m` out (a declared queue's `qos0: drop`).
+  static bool accepts(const SharedGroup& g, const Message& m);
+
+  // Share groups across a cluster (src/cluster/group_stream.h): a group's
+  // messages wait in the cluster's stream, and a node takes some for its
+  // members online (enqueueTaken()). Each such message (Message::
+  // group_token set) leaves the group through `settle`: done (its member
+  // acknowledged it, or it was dropped for good) or back (no member of
+  // this node can take it: for another node). `group` hears of each group
+  // made (true) and dropped (false) here; `room` that a group's members
+  // may take more, or less.
+  struct ClusterLink {
+    std::function<void(SharedGroup&, bool made)> group;
+    std::function<void(const Message&, bool done)> settle;
+    std::function<void(SharedGroup&)> room;
+  };
+  // Set once, before the store is loaded; the groups that exist already
+  // are told of at once.
+  void setClusterLink(ClusterLink link);
+  // A message taken from the cluster's stream for `g`, queued ahead of
+  // the group's limits (what a node takes is bounded by its members' room)
+  // and never stored here; then handed to a member if one has room.
+  void enqueueTaken(SharedGroup& g, const MessagePtr& m, bool redelivery);
+  // How many more messages `g` could hand to its members online here at
+  // once, less what waits in its queue; 0 with none online.
+  int room(const SharedGroup& g) const;
   // Hands queued messages to members with room.
   void dispatch(SharedGroup& g);
   // A member's window has room again: its groups may hand it more.
@@ -149,6 +175,14 @@ class SharedGroups {
   // Sessions subscribed to `$queue/<name>` of `q` join `g` (a group the
   // queue gained on a reload).
   void joinQueueMembers(DeclaredQueue& q, SharedGroup& g);
+
+  // A group's messages taken from the cluster that no member online here
+  // can take go back (ClusterLink::settle).
+  void handBack(SharedGroup& g);
+  void settleTaken(const Message& m, bool done) {
+    if (m.group_token && link_.settle) link_.settle(m, done);
+  }
+  ClusterLink link_;
 
   const Config& cfg_;
   BrokerStats& stats_;

@@ -45,6 +45,9 @@ struct Message {
   // tell a message it got twice (src/cluster/session_moves.h).
   uint64_t cluster_node = 0;
   uint64_t cluster_seq = 0;
+  // Taken from a cluster-wide share group's stream (src/cluster/
+  // group_stream.h): the node's handle to acknowledge it there; 0 otherwise.
+  uint64_t group_token = 0;
   // Id in the persistent store (assigned to every message when persistence
   // is on; the record is written only when a durable holder exists).
   uint64_t id = 0;

@@ -81,6 +81,7 @@ RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
   }
   bool must_commit = false;  // a stored copy waits in a queue: the commit decides
   for (SharedGroup* g : groups) {
+    if (on_group_ && g->work && g->work->cluster && on_group_(*g, m)) continue;
     if (groups_.enqueue(*g, m)) {
       ++stored;
       must_commit = true;  // the group queue holds it until a member acks

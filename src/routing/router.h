@@ -70,6 +70,12 @@ class Router {
   using RetainHook = std::function<void(const MessagePtr&)>;
   void setRetainHook(RetainHook h) { on_retain_ = std::move(h); }
 
+  // Called instead of queueing a message in a share group whose messages
+  // are the cluster's (GroupQueue::cluster): the group's copy goes to the
+  // cluster's stream. False: it is queued here after all.
+  using GroupHook = std::function<bool(SharedGroup&, const MessagePtr&)>;
+  void setGroupHook(GroupHook h) { on_group_ = std::move(h); }
+
   TopicTree& tree() { return tree_; }
   SharedGroups& groups() { return groups_; }
   RetainedStore& retained() { return retained_; }
@@ -93,6 +99,7 @@ class Router {
   RetainedStore retained_;
   RouteHook on_route_;
   RetainHook on_retain_;
+  GroupHook on_group_;
   uint64_t match_gen_ = 0;
   // route()'s lists, kept between calls so that a publish allocates none
   // (a route() within a route() finds them taken and uses its own).

@@ -1,0 +1,296 @@
+#include "src/cluster/group_stream.h"
+
+#include <nats/nats.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+
+#include "src/cluster/nats_options.h"
+#include "src/util/log.h"
+
+namespace petrel::cluster {
+
+namespace {
+
+constexpr int kWaitMs = 2000;          // for a JetStream answer
+constexpr int kRetryMs = 1000;         // between attempts to open a group's consumer
+constexpr int kFetchBatch = 256;
+constexpr int kFetchWaitMs = 500;      // a fetch with nothing to take returns after this
+constexpr int64_t kAckWaitMs = 30 * 1000;  // held by a node that went away: comes again after this
+constexpr int kMaxAckPending = 20000;  // taken by all the nodes together, not yet acknowledged
+
+}  // namespace
+
+uint64_t groupId(std::string_view share_name, std::string_view filter) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  auto mix = [&h](std::string_view s) {
+    for (unsigned char c : s) {
+      h ^= c;
+      h *= 0x100000001b3ULL;
+    }
+  };
+  mix(share_name);
+  mix(std::string_view("\0", 1));  // a share name holds no NUL: the split is unambiguous
+  mix(filter);
+  return h;
+}
+
+std::string groupSubject(std::string_view cluster_name, uint64_t gid) {
+  char id[24];
+  std::snprintf(id, sizeof(id), "%016" PRIx64, gid);
+  std::string s(cluster_name);
+  s += ".g.";
+  s += id;
+  return s;
+}
+
+std::string groupMsgId(uint64_t node, uint64_t seq, uint64_t gid) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "g%016" PRIx64 ".%" PRIx64 ".%016" PRIx64, node, seq, gid);
+  return buf;
+}
+
+GroupStream::GroupStream(natsConnection* nc, std::string stream, std::string cluster_name, std::function<void()> wake)
+    : nc_(nc), stream_(std::move(stream)), cluster_name_(std::move(cluster_name)), wake_(std::move(wake)) {}
+
+GroupStream::~GroupStream() { stop(); }
+
+void GroupStream::add(uint64_t gid, const std::string& share_name, const std::string& filter) {
+  reap();
+  if (stopped_ || groups_.count(gid)) return;
+  auto g = std::make_unique<Group>();
+  g->gid = gid;
+  char id[24];
+  std::snprintf(id, sizeof(id), "%016" PRIx64, gid);
+  g->durable = "g_" + std::string(id);
+  g->subject = groupSubject(cluster_name_, gid);
+  g->description = "Petrel: share group $share/" + share_name + "/" + filter;
+  Group* raw = g.get();
+  groups_.emplace(gid, std::move(g));
+  raw->thread = std::thread([this, raw] { run(*raw); });
+}
+
+void GroupStream::remove(uint64_t gid) {
+  auto it = groups_.find(gid);
+  if (it == groups_.end()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    it->second->stopping = true;
+  }
+  cv_.notify_all();
+  retired_.push_back(std::move(it->second));
+  groups_.erase(it);
+  reap();
+}
+
+void GroupStream::reap() {
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    if (!(*it)->finished.load()) {
+      ++it;
+      continue;
+    }
+    (*it)->thread.join();
+    it = retired_.erase(it);
+  }
+}
+
+void GroupStream::setCredit(uint64_t gid, int credit) {
+  auto it = groups_.find(gid);
+  if (it == groups_.end()) return;
+  Group& g = *it->second;
+  const int c = credit - g.in_transit.load();
+  const int was = g.credit.exchange(c);
+  if (was > 0 || c <= 0) return;
+  { std::lock_guard<std::mutex> lock(mu_); }  // the thread is waiting, not about to
+  cv_.notify_all();
+}
+
+void GroupStream::take(std::vector<In>& in) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    in.swap(in_);
+  }
+  for (const In& i : in) {
+    auto it = groups_.find(i.gid);
+    if (it != groups_.end()) --it->second->in_transit;
+  }
+}
+
+void GroupStream::ack(natsMsg* m) {
+  // Buffered by the client (its thread writes it): the loop does not wait.
+  natsMsg_Ack(m, nullptr);
+  natsMsg_Destroy(m);
+}
+
+void GroupStream::nak(natsMsg* m) {
+  natsMsg_Nak(m, nullptr);
+  natsMsg_Destroy(m);
+}
+
+void GroupStream::inProgress(natsMsg* m) { natsMsg_InProgress(m, nullptr); }
+
+size_t GroupStream::groups() const { return groups_.size(); }
+
+void GroupStream::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    for (auto& [gid, g] : groups_) g->stopping = true;
+  }
+  cv_.notify_all();
+  for (auto& [gid, g] : groups_) retired_.push_back(std::move(g));
+  groups_.clear();
+  for (auto& g : retired_)
+    if (g->thread.joinable()) g->thread.join();
+  retired_.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  // Taken and not handed over: JetStream sends them again (to another
+  // node) at once.
+  for (In& i : in_) {
+    natsMsg_Nak(i.msg, nullptr);
+    natsMsg_Destroy(i.msg);
+  }
+  in_.clear();
+  if (js_) jsCtx_Destroy(js_);
+  js_ = nullptr;
+}
+
+void GroupStream::pause(int ms, const Group& g) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, std::chrono::milliseconds(ms), [&g] { return g.stopping.load(); });
+}
+
+// The group's consumer (created if missing; one that exists is used as
+// it is) and a pull subscription bound to it: every node with members of
+// the group reads the same consumer, and JetStream hands each message to
+// one of them.
+bool GroupStream::open(Group& g, natsSubscription*& sub) {
+  if (natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) return false;
+  natsStatus s = NATS_OK;
+  {
+    std::lock_guard<std::mutex> lock(js_mu_);
+    if (!js_) {
+      jsOptions o;
+      jsOptions_Init(&o);
+      o.Wait = kWaitMs;
+      s = natsConnection_JetStream(&js_, nc_, &o);
+      if (s != NATS_OK) js_ = nullptr;
+    }
+  }
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  if (s == NATS_OK) {
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = g.durable.c_str();
+    cc.Description = g.description.c_str();
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = kAckWaitMs * 1000 * 1000;  // nanoseconds
+    cc.MaxAckPending = kMaxAckPending;
+    cc.FilterSubject = g.subject.c_str();
+    jsConsumerInfo* ci = nullptr;
+    s = js_AddConsumer(&ci, js_, stream_.c_str(), &cc, nullptr, &jerr);
+    if (ci) jsConsumerInfo_Destroy(ci);
+    // Made by another node (perhaps at this moment, or with other
+    // settings): used as it is. A stream that is missing shows below.
+    if (s != NATS_OK && !transientNatsError(s)) s = NATS_OK;
+  }
+  if (s == NATS_OK) {
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = stream_.c_str();
+    so.Consumer = g.durable.c_str();
+    jerr = static_cast<jsErrCode>(0);
+    s = js_PullSubscribe(&sub, js_, g.subject.c_str(), g.durable.c_str(), nullptr, &so, &jerr);
+    if (s != NATS_OK) sub = nullptr;
+  }
+  if (s != NATS_OK) {
+    // The stream may not exist yet (Stream opens it): said once per group.
+    LOG_DEBUG("cluster: share group consumer %s of stream %s: %s (JetStream error %d); trying again",
+              g.durable.c_str(), stream_.c_str(), natsErrorText(s).c_str(), int(jerr));
+    return false;
+  }
+  return true;
+}
+
+// As Stream::runFetch: a fetch that returns at once with what there is
+// alternates with one that waits up to kFetchWaitMs for a single message,
+// so that a lone message is taken as soon as it comes.
+void GroupStream::run(Group& g) {
+  natsSubscription* sub = nullptr;
+  bool wait = false;
+  int failures = 0;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&g] { return g.stopping.load() || g.credit.load() > 0; });
+      if (g.stopping) break;
+    }
+    if (!sub && !open(g, sub)) {
+      if (++failures == 10)
+        LOG_WARN("cluster: share group consumer %s of stream %s cannot be opened; its messages wait in the stream "
+                 "(trying again every %d s)", g.durable.c_str(), stream_.c_str(), kRetryMs / 1000);
+      pause(kRetryMs, g);
+      continue;
+    }
+    if (failures >= 10) LOG_NOTICE("cluster: share group consumer %s open", g.durable.c_str());
+    failures = 0;
+    natsMsgList list{};
+    jsFetchRequest req;
+    jsFetchRequest_Init(&req);
+    req.Batch = wait ? 1 : std::max(1, std::min(g.credit.load(), kFetchBatch));
+    req.Expires = int64_t(kFetchWaitMs) * 1000 * 1000;  // nanoseconds
+    req.NoWait = !wait;
+    const natsStatus s = natsSubscription_FetchRequest(&list, sub, &req);
+    if (s == NATS_OK && list.Count > 0) {
+      wait = false;  // more may be there: take it at once
+    } else if (s == NATS_OK || s == NATS_TIMEOUT || s == NATS_NOT_FOUND) {
+      natsMsgList_Destroy(&list);
+      wait = !wait;
+      continue;
+    } else {
+      natsMsgList_Destroy(&list);
+      if (!transientNatsError(s)) {
+        LOG_WARN("cluster: fetching share group consumer %s: %s; opening it again", g.durable.c_str(),
+                 natsErrorText(s).c_str());
+        natsSubscription_Destroy(sub);
+        sub = nullptr;
+      }
+      pause(200, g);
+      continue;
+    }
+    std::vector<In> got;
+    got.reserve(static_cast<size_t>(list.Count));
+    for (int i = 0; i < list.Count; ++i) {
+      natsMsg* m = list.Msgs[i];
+      list.Msgs[i] = nullptr;
+      In in;
+      in.gid = g.gid;
+      in.body.assign(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
+      jsMsgMetaData* meta = nullptr;
+      if (natsMsg_GetMetaData(&meta, m) == NATS_OK && meta) {
+        in.delivered = meta->NumDelivered;
+        jsMsgMetaData_Destroy(meta);
+      }
+      in.msg = m;
+      got.push_back(std::move(in));
+    }
+    natsMsgList_Destroy(&list);
+    if (got.empty()) continue;
+    g.credit -= static_cast<int>(got.size());
+    g.in_transit += static_cast<int>(got.size());
+    bool wake = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      wake = in_.empty();
+      for (In& i : got) in_.push_back(std::move(i));
+    }
+    if (wake) wake_();
+  }
+  if (sub) natsSubscription_Destroy(sub);  // the consumer stays: it is the group's
+  g.finished = true;
+}
+
+}  // namespace petrel::cluster

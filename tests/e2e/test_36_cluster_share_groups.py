@@ -1,0 +1,259 @@
+"""Share groups across the cluster: each message to one member, whichever
+node it is on.
+
+Real nats-server with JetStream, Petrel nodes with LMDB persistence on
+loopback. What is checked (src/cluster/group_stream.h):
+
+* a group with members on three nodes gets every message exactly once
+  (QoS 1, unthrottled publishers on two nodes, far more messages than a
+  node takes for its members at once), and every member gets some;
+* published on a node with no member, the group's copy is made by each
+  node with members, and JetStream keeps one: still exactly once;
+* a member that leaves without acknowledging what it had: those messages
+  go to the members on the other nodes at once;
+* kill -9 of a node whose member held messages: they go to the members
+  on the other nodes (after the consumer's ack wait);
+* with no member online anywhere the messages wait in the stream, and a
+  member coming back on any node gets them all;
+* QoS 0 through a group, and the counters in $SYS.
+"""
+
+import os
+import time
+
+import pytest
+
+import fastclient as fc
+import mqttraw as m
+from conftest import HOST
+from natsrun import Nats, nodes, sys_value, wait_sys  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.petrel_only
+
+SANITIZED = os.environ.get("PETREL_SANITIZED") == "1"
+GROUP = "$share/workers/jobs/#"
+ACK_WAIT = 30  # the groups' consumer's ack wait, seconds (group_stream.cpp)
+
+
+@pytest.fixture
+def js(tmp_path):
+    n = Nats(tmp_path, jetstream=True).start()
+    yield n
+    n.stop()
+
+
+def stream_ready(*nodes_):
+    for n in nodes_:
+        wait_sys(n, "stream/up", lambda v: v == "1", timeout=15)
+
+
+def member(node, cid, version=4, clean=True, receive_max=None, qos=1):
+    s = fc.Sub(HOST, node.port, cid, version=version, clean=clean, expiry=3600 if version == 5 and not clean else None,
+               receive_max=receive_max)
+    s.connect(subscribe=GROUP, qos=qos)
+    return s
+
+
+def groups_ready(*nodes_):
+    for n in nodes_:
+        wait_sys(n, "groups/count", lambda v: v == "1", timeout=10)
+
+
+def seqs(subs, pub_name):
+    out = []
+    for s in subs:
+        out += [seq for (p, seq) in s.first_seen if p == pub_name]
+    return out
+
+
+def drain(subs, until, timeout):
+    fc.run(subs, until, timeout)
+
+
+@pytest.mark.time_limit(150)
+def test_members_on_three_nodes_get_each_message_once(js, nodes):
+    a, b, c = nodes(js, 3)
+    stream_ready(a, b, c)
+    subs = [member(n, "w-%d" % i) for i, n in enumerate((a, b, c))]
+    groups_ready(a, b, c)
+    n = 3000 if SANITIZED else 20000
+    pubs = [fc.Pub(HOST, x.port, "pub-%d" % i, version=4, name="p%d" % i).connect() for i, x in enumerate((a, c))]
+    for p in pubs:
+        p.publish("jobs/x", n, qos=1, window=1000, timeout=120)
+    total = 2 * n
+    drain(subs, lambda: sum(s.count for s in subs) >= total, 60)
+    time.sleep(1.0)  # nothing more comes
+    drain(subs, lambda: False, 0.5)
+    for p in pubs:
+        got = seqs(subs, p.name)
+        assert sorted(got) == list(range(n)), "%s: %d of %d, %d distinct" % (p.name, len(got), n, len(set(got)))
+    assert sum(s.count for s in subs) == total  # no message twice, none twice to one member
+    for s in subs:
+        assert s.count > 0, "%s got nothing: the group's messages did not reach its node" % s.cid
+    for p in pubs:
+        p.close()
+    for s in subs:
+        s.close()
+
+
+@pytest.mark.time_limit(120)
+def test_published_where_no_member_is_once_all_the_same(js, nodes):
+    # The publishing node has no member: the message reaches the nodes with
+    # members through the stream between nodes, and each of them makes the
+    # group's copy under the same id.
+    a, b, c = nodes(js, 3)
+    stream_ready(a, b, c)
+    subs = [member(b, "w-b"), member(c, "w-c")]
+    groups_ready(b, c)
+    # Until the others' interest has reached the publishing node.
+    probe = a.connected("probe")
+    deadline = time.monotonic() + 10
+    while True:
+        probe.publish("jobs/probe", b"p:0:", qos=1)
+        drain(subs, lambda: sum(s.count for s in subs) >= 1, 0.3)
+        if sum(s.count for s in subs):
+            break
+        assert time.monotonic() < deadline, "the group on the other nodes never got a message"
+    probe.close()
+    drain(subs, lambda: False, 1.0)
+    before = sum(s.count for s in subs)
+    n = 2000 if SANITIZED else 10000
+    p = fc.Pub(HOST, a.port, "pub", version=4, name="pa").connect()
+    p.publish("jobs/y", n, qos=1, window=1000, timeout=120)
+    drain(subs, lambda: sum(s.count for s in subs) - before >= n, 60)
+    time.sleep(1.0)
+    drain(subs, lambda: False, 0.5)
+    got = seqs(subs, b"pa")
+    assert sorted(got) == list(range(n)), "%d of %d, %d distinct" % (len(got), n, len(set(got)))
+    assert sum(s.count for s in subs) - before == n
+    assert int(sys_value(b, "groups/stored")) > 0 and int(sys_value(c, "groups/stored")) > 0
+    p.close()
+    for s in subs:
+        s.close()
+
+
+def hold_without_acking(node, cid, want):
+    """A member that reads `want` messages and acknowledges none."""
+    c = node.client(4)
+    c.connect(cid, clean=True)
+    c.subscribe([(GROUP, 1)])
+    got = []
+    deadline = time.monotonic() + 20
+    while len(got) < want and time.monotonic() < deadline:
+        try:
+            pkt = c.recv(0.5)
+        except m.ReadTimeout:
+            continue
+        if pkt.type == m.PUBLISH:
+            got.append(pkt)
+    return c, got
+
+
+@pytest.mark.time_limit(90)
+def test_a_member_that_leaves_unacknowledged_gives_its_messages_to_the_others(js, nodes):
+    a, b, c = nodes(js, 3)
+    stream_ready(a, b, c)
+    holder, _ = hold_without_acking(b, "holder", 0)
+    groups_ready(b)
+    # Only the holder is a member: everything published goes to it (as
+    # many as it and its node may hold; the rest waits in the stream).
+    n = 500
+    p = fc.Pub(HOST, a.port, "pub", version=4, name="pa").connect()
+    p.publish("jobs/z", n, qos=1, window=100, timeout=60)
+    held = []
+    deadline = time.monotonic() + 20
+    while len(held) < 10 and time.monotonic() < deadline:
+        try:
+            pkt = holder.recv(0.5)
+        except m.ReadTimeout:
+            continue
+        if pkt.type == m.PUBLISH:
+            held.append(pkt)
+    assert len(held) >= 10, "the only member got %d messages" % len(held)
+    # Members join on the other nodes; the holder goes without a PUBACK.
+    subs = [member(a, "w-a"), member(c, "w-c")]
+    time.sleep(0.5)
+    holder.close()
+    drain(subs, lambda: len(set(seqs(subs, b"pa"))) >= n, 30)
+    got = seqs(subs, b"pa")
+    assert sorted(set(got)) == list(range(n)), "%d of %d" % (len(set(got)), n)
+    for s in subs:
+        s.close()
+    p.close()
+
+
+@pytest.mark.time_limit(120)
+def test_kill_9_of_a_node_holding_group_messages_gives_them_to_the_others(js, nodes):
+    a, b, c = nodes(js, 3)
+    stream_ready(a, b, c)
+    holder, _ = hold_without_acking(b, "holder", 0)
+    groups_ready(b)
+    n = 300
+    p = fc.Pub(HOST, a.port, "pub", version=4, name="pa").connect()
+    p.publish("jobs/k", n, qos=1, window=100, timeout=60)
+    held = []
+    deadline = time.monotonic() + 20
+    while len(held) < 10 and time.monotonic() < deadline:
+        try:
+            pkt = holder.recv(0.5)
+        except m.ReadTimeout:
+            continue
+        if pkt.type == m.PUBLISH:
+            held.append(pkt)
+    assert held
+    wait_sys(b, "groups/held", lambda v: int(v) > 0)
+    subs = [member(a, "w-a"), member(c, "w-c")]
+    b.kill()
+    # What b held comes again once the consumer's ack wait is over.
+    drain(subs, lambda: len(set(seqs(subs, b"pa"))) >= n, ACK_WAIT + 30)
+    got = seqs(subs, b"pa")
+    assert sorted(set(got)) == list(range(n)), "%d of %d" % (len(set(got)), n)
+    p.close()
+    for s in subs:
+        s.close()
+
+
+@pytest.mark.time_limit(120)
+def test_with_no_member_online_messages_wait_in_the_stream(js, nodes):
+    a, b, c = nodes(js, 3)
+    stream_ready(a, b, c)
+    # Durable members on b and c, offline while the messages are published.
+    for node, cid in ((b, "d-b"), (c, "d-c")):
+        s = member(node, cid, clean=False)
+        s.close()
+    time.sleep(0.5)
+    # The publishing node needs to know the group's filter: its members
+    # are durable, so their nodes keep announcing it.
+    n = 5000
+    p = fc.Pub(HOST, a.port, "pub", version=4, name="pa").connect()
+    p.publish("jobs/w", n, qos=1, window=1000, timeout=60)
+    time.sleep(1.0)
+    back = fc.Sub(HOST, c.port, "d-c", clean=False)
+    back.connect()
+    drain([back], lambda: len(set(seqs([back], b"pa"))) >= n, 60)
+    assert sorted(set(seqs([back], b"pa"))) == list(range(n))
+    assert back.count == n
+    back.close()
+    p.close()
+
+
+@pytest.mark.time_limit(60)
+def test_qos_0_through_a_group_and_the_counters(js, nodes):
+    a, b = nodes(js, 2)
+    stream_ready(a, b)
+    subs = [member(a, "w-a", qos=0), member(b, "w-b", qos=0)]
+    groups_ready(a, b)
+    n = 2000
+    p = fc.Pub(HOST, a.port, "pub", version=4, name="pa").connect()
+    p.publish("jobs/q0", n, qos=0, timeout=60)
+    drain(subs, lambda: sum(s.count for s in subs) >= n, 30)
+    time.sleep(0.5)
+    drain(subs, lambda: False, 0.5)
+    got = seqs(subs, b"pa")
+    assert sorted(got) == list(range(n))
+    taken = int(sys_value(a, "groups/taken")) + int(sys_value(b, "groups/taken"))
+    assert taken >= n
+    assert int(sys_value(a, "groups/held")) == 0
+    p.close()
+    for s in subs:
+        s.close()
