@@ -818,7 +818,10 @@ void Cluster::ackRouted() {
 }
 
 bool Cluster::toGroup(SharedGroup& g, const MessagePtr& mp) {
-  if (stopped_ || !stream_ || isSys(mp->topic)) return false;  // $SYS is each node's own
+  // $SYS is each node's own. While the streams cannot be reached (NATS
+  // down, JetStream off on the servers) the group is this node's, as it
+  // would be without a cluster: its members here get what is routed here.
+  if (stopped_ || !stream_ || !stream_->ready() || isSys(mp->topic)) return false;
   const Message& m = *mp;
   if (!SharedGroups::accepts(g, m)) return true;  // left out, as it would be here
   // Every node with the group that routes the message publishes the
