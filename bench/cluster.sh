@@ -16,7 +16,10 @@
 # With JETSTREAM=1 nats-server runs with JetStream (file storage), and QoS
 # 1 and 2 messages cross through the cluster's stream: the publisher's
 # PUBACK waits until the other node's copy is stored (README, "Cluster").
-# Without it they cross the core way, at most once.
+# Without it they cross the core way, at most once. With it a share
+# group's messages (the "shared" case: ten members of one group) go
+# through the groups' stream even when publishers and members are on one
+# node ("local"), since members may be on any node.
 #
 # Needs nats-server (Debian package). Every process shares the machine's
 # cores: on a small machine the figures say more about the machine.
@@ -38,6 +41,7 @@ cases=(
   "qos1-10to10|--qos 1 --pubs 10 --subs 10"
   "qos0-10to10|--qos 0 --pubs 10 --subs 10"
   "fanout100-qos0|--qos 0 --pubs 1 --subs 100 --sub-filter all"
+  "shared-qos1-10to10|--qos 1 --pubs 10 --subs 10 --shared 1"
 )
 
 node() {  # name port [cluster]

@@ -267,8 +267,8 @@ const std::string_view kStatusJs = R"PAGE("use strict";
     $("cluster").textContent = c && c.enabled
       ? "node " + c.node + " · " + (c.up ? "linked" : "link down") + " · sent " + num(c.sent) +
         " · received " + num(c.received) + " · dropped " + num(c.dropped) +
-        (c.retained ? " · retained bucket " + (c.retained.bucket_up ? "open" : "not open") : "") +
-        (c.groups ? " · share groups " + num(c.groups.count) + ", " + num(c.groups.held) + " messages held" : "")
+        (c.groups ? " · share groups " + num(c.groups.count) + ", " + num(c.groups.held) + " messages held" : "") +
+        (c.retained ? " · retained bucket " + (c.retained.bucket_up ? "open" : "not open") : "")
       : "alone";
     table("nodes", c && c.nodes ? c.nodes : [], (row, n) => {
       const td = cell(row, n.self ? n.name + " (this node)" : n.name);
