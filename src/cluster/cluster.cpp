@@ -182,6 +182,7 @@ void Cluster::attach() {
   link.group = [this](SharedGroup& g, bool made) { groupMade(g, made); };
   link.settle = [this](const Message& m, bool done) { settleGroup(m, done); };
   link.room = [this](SharedGroup& g) { groupRoom(g); };
+  link.give = [this](SharedGroup& g, const MessagePtr& m, uint64_t seq) { return giveToGroup(g, m, seq); };
   router_.groups().setClusterLink(std::move(link));
 }
 
@@ -397,9 +398,15 @@ void Cluster::control(const uint8_t* data, size_t len, int64_t now_ms) {
   uint64_t& last = last_control_[c.node];
   if (c.index > last) last = c.index;
   switch (c.kind) {
-    case cluster::ControlKind::Add: remote_.add(c.node, c.gen, c.filter, now_ms); break;
+    case cluster::ControlKind::Add:
+      remote_.add(c.node, c.gen, c.filter, now_ms);
+      gained_interest_ = true;
+      break;
     case cluster::ControlKind::Remove: remote_.remove(c.node, c.filter, now_ms); break;
-    case cluster::ControlKind::All: remote_.all(c.node, c.gen, now_ms); break;
+    case cluster::ControlKind::All:
+      remote_.all(c.node, c.gen, now_ms);
+      gained_interest_ = true;
+      break;
     case cluster::ControlKind::End:
       remote_.end(c.node, c.gen, now_ms);
       forgetOlder(c.node);
@@ -641,7 +648,10 @@ void Cluster::sendBatch(const std::string& subject, OutBatch& b) {
   o.subject = subject + index;
   o.body.swap(b.body);
   o.token = ++next_token_;
-  awaiting_.emplace(o.token, Awaiting{std::move(b.gates), b.copies});
+  Awaiting a;
+  a.gates = std::move(b.gates);
+  a.copies = b.copies;
+  awaiting_.emplace(o.token, std::move(a));
   b.gates.clear();
   b.copies = 0;
   stream_->publish(std::move(o));
@@ -667,6 +677,16 @@ void Cluster::takeStream(int64_t now_ms) {
     // PUBACK goes, as it would for a message no node wants.
     if (it->second.group && d.stored) counters_.group_stored += copies;
     else (d.stored ? counters_.stream_stored : counters_.stream_failed) += copies;
+    if (Awaiting& a = it->second; a.given) {
+      // A message a group here gave to the cluster: its store entry goes
+      // now; refused, it is queued here again.
+      if (!d.stored) {
+        router_.groups().putBack(a.owner, a.given, a.given_seq);
+      } else {
+        ++counters_.group_returned;
+        if (a.given_seq && durable_.enabled()) durable_.batch().deleteQueue(a.owner, a.given_seq, a.given->id);
+      }
+    }
     for (const AckGatePtr& g : it->second.gates)
       if (g->receiverDone()) opened = true;
     awaiting_.erase(it);
@@ -822,12 +842,45 @@ bool Cluster::toGroup(SharedGroup& g, const MessagePtr& mp) {
   // down, JetStream off on the servers) the group is this node's, as it
   // would be without a cluster: its members here get what is routed here.
   if (stopped_ || !stream_ || !stream_->ready() || isSys(mp->topic)) return false;
+  // No other node has a filter that matches: no group elsewhere can want
+  // the message, and this node's group queues it as a node alone would
+  // (without a round trip through JetStream). Another node that joins the
+  // group meanwhile may make a copy too before this node hears of it: a
+  // message can then reach two members (at least once).
+  if (!remote_.wants(mp->topic)) return false;
   const Message& m = *mp;
   if (!SharedGroups::accepts(g, m)) return true;  // left out, as it would be here
   // Every node with the group that routes the message publishes the
   // group's copy under the same id (the message's cluster identity):
   // JetStream keeps one.
   if (!m.cluster_node) stamp(m, ++seq_);
+  const uint64_t gid = cluster::groupId(g.name, g.filter);
+  Awaiting a;
+  // The publisher's PUBACK (or the acknowledgement of the copy this came
+  // in) waits until the groups' stream has it.
+  if (collecting_ && m.qos > 0) {
+    if (!*collecting_) *collecting_ = std::make_shared<AckGate>();
+    (*collecting_)->addReceiver();
+    a.gates.push_back(*collecting_);
+  }
+  publishGroupCopy(g, m, cluster::groupMsgId(m.cluster_node, m.cluster_seq, gid), std::move(a));
+  return true;
+}
+
+bool Cluster::giveToGroup(SharedGroup& g, const MessagePtr& m, uint64_t seq) {
+  if (stopped_ || !stream_ || !stream_->ready() || isSys(m->topic) || !remote_.wants(m->topic)) return false;
+  if (waiting_copies_ > kStreamWaitingMax) return false;  // the next round
+  Awaiting a;
+  a.given = m;
+  a.owner = g.owner();
+  a.given_seq = seq;
+  // An id of this run's own (Stream's): the group's copy made when the
+  // message was routed here did not exist (no other node wanted it then).
+  publishGroupCopy(g, *m, {}, std::move(a));
+  return true;
+}
+
+void Cluster::publishGroupCopy(SharedGroup& g, const Message& m, std::string msg_id, Awaiting a) {
   const uint64_t gid = cluster::groupId(g.name, g.filter);
   cluster::encodeWire(m, m.cluster_node, m.cluster_seq, wire_);
   group_body_.clear();
@@ -836,21 +889,12 @@ bool Cluster::toGroup(SharedGroup& g, const MessagePtr& mp) {
   o.subject = cluster::groupSubject(cfg_.name, gid);
   o.body = group_body_;
   o.token = ++next_token_;
-  o.msg_id = cluster::groupMsgId(m.cluster_node, m.cluster_seq, gid);
-  Awaiting a;
+  o.msg_id = std::move(msg_id);
   a.copies = 1;
   a.group = true;
-  // The publisher's PUBACK (or the acknowledgement of the copy this came
-  // in) waits until the groups' stream has it.
-  if (collecting_ && m.qos > 0) {
-    if (!*collecting_) *collecting_ = std::make_shared<AckGate>();
-    (*collecting_)->addReceiver();
-    a.gates.push_back(*collecting_);
-  }
   awaiting_.emplace(o.token, std::move(a));
   ++waiting_copies_;
   stream_->publish(std::move(o));
-  return true;
 }
 
 void Cluster::takeGroups(int64_t now_ms) {
@@ -929,6 +973,9 @@ void Cluster::onGroupProgress(uv_timer_t* t) {
   // Members' room also changes without a dispatch (a member that went
   // away): the credit is set again.
   for (auto& [gid, g] : c->local_groups_) c->groupRoom(*g);
+  // What groups queued here as their own, with no member online here,
+  // goes to members elsewhere (once another node wants it).
+  c->router_.groups().handBackAll();
 }
 
 void Cluster::onAsync(uv_async_t* h) { static_cast<Cluster*>(h->data)->takeInbox(); }
@@ -1018,6 +1065,10 @@ void Cluster::takeInbox() {
     takeStream(int64_t(now));
   }
   if (groups_js_) takeGroups(int64_t(now));
+  // Another node gained a filter: what groups here queued as their own,
+  // with no member online here, may go to members there.
+  if (gained_interest_ && groups_js_) router_.groups().handBackAll();
+  gained_interest_ = false;
   // After a burst: do not keep its peak for ever.
   if (work_->bytes.capacity() > cfg_.max_pending_bytes / 4) std::string().swap(work_->bytes);
   // Nodes that restarted (a new id each time) are forgotten after a while.

@@ -282,6 +282,7 @@ class Cluster {
   // has for this node's members; a group made or dropped here; a taken
   // message done with or given back; how many more the group may take.
   bool toGroup(SharedGroup& g, const MessagePtr& m);
+  bool giveToGroup(SharedGroup& g, const MessagePtr& m, uint64_t seq);
   void takeGroups(int64_t now_ms);
   void groupMade(SharedGroup& g, bool made);
   void settleGroup(const Message& m, bool done);
@@ -407,6 +408,11 @@ class Cluster {
     std::vector<AckGatePtr> gates;
     uint32_t copies = 0;
     bool group = false;  // a share group's copy (toGroup())
+    // A message a group here gave to the cluster (giveToGroup()): its
+    // store entry goes once the stream has it.
+    MessagePtr given;
+    std::string owner;
+    uint64_t given_seq = 0;
   };
   uint64_t waiting_copies_ = 0;  // gathered or published, not yet stored
   static constexpr size_t kBatchBytes = 64 * 1024;
@@ -414,6 +420,8 @@ class Cluster {
   void sendBatch(const std::string& subject, OutBatch& b);
   void sendBatches();
   std::unordered_map<uint64_t, Awaiting> awaiting_;  // by token
+  // A group's copy into the groups' stream; `a` what waits for its answer.
+  void publishGroupCopy(SharedGroup& g, const Message& m, std::string msg_id, Awaiting a);
   std::vector<cluster::Stream::In> stream_in_;
   std::vector<cluster::Stream::Done> stream_done_;
   // Copies taken and routed, acknowledged to the stream once their batch
@@ -432,6 +440,7 @@ class Cluster {
   std::unordered_map<uint64_t, SharedGroup*> local_groups_;  // by group id
   std::unordered_map<uint64_t, __natsMsg*> held_;           // by Message::group_token
   uint64_t next_group_token_ = 0;
+  bool gained_interest_ = false;  // in this turn's control messages
   std::vector<cluster::GroupStream::In> group_in_;
   std::string group_body_;
   std::string wire_;

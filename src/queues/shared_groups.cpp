@@ -72,18 +72,56 @@ void SharedGroups::handBack(SharedGroup& g) {
   }
   if (!online) {
     // Nobody here can take them: back to the cluster's stream, for a
-    // member on another node (or here, once one is back).
-    for (auto it = g.work->queue.begin(); it != g.work->queue.end();) {
-      if (!it->msg->group_token) {
-        ++it;
-        continue;
+    // member on another node (or here, once one is back). What this node
+    // queued as its own goes too when another node may want it; it
+    // leaves the store once the stream has it. At most kGiveMax at a
+    // time: the rest waits on disk for the next round (handBackAll()).
+    constexpr size_t kGiveMax = 4096;
+    size_t given = 0;
+    while (true) {
+      for (auto it = g.work->queue.begin(); it != g.work->queue.end() && given < kGiveMax;) {
+        if (it->msg->group_token) {
+          settleTaken(*it->msg, false);
+        } else if (!link_.give || !link_.give(g, it->msg, it->seq)) {
+          ++it;
+          continue;
+        } else {
+          ++given;
+        }
+        g.work->bytes -= std::min<uint64_t>(g.work->bytes, it->msg->payload.size());
+        it = g.work->queue.erase(it);
       }
-      settleTaken(*it->msg, false);
-      g.work->bytes -= std::min<uint64_t>(g.work->bytes, it->msg->payload.size());
-      it = g.work->queue.erase(it);
+      if (given < kGiveMax && g.work->queue.empty() && g.work->disk_count > 0 && refill(g) > 0) continue;
+      break;
     }
   }
   if (link_.room) link_.room(g);
+}
+
+void SharedGroups::handBackAll() {
+  for (auto& [owner, q] : queues_) {
+    SharedGroup& g = *q->group;
+    if (q->cluster && q->queued() > 0) {
+      refill(g);
+      handBack(g);
+    }
+  }
+}
+
+void SharedGroups::putBack(const std::string& owner, const MessagePtr& m, uint64_t seq) {
+  SharedGroup* g = byOwner(owner);
+  if (!g) {
+    // The group went meanwhile (it had nothing queued): the store entry
+    // goes too.
+    if (seq && durable_.enabled()) durable_.batch().deleteQueue(owner, seq, m->id);
+    return;
+  }
+  GroupEntry e;
+  e.msg = m;
+  e.seq = seq;
+  g->work->bytes += m->payload.size();
+  g->work->queue.push_front(std::move(e));
+  dispatch(*g);
 }
 
 bool SharedGroups::enqueue(SharedGroup& g, const MessagePtr& m) {

@@ -83,11 +83,16 @@ class SharedGroups {
   // acknowledged it, or it was dropped for good) or back (no member of
   // this node can take it: for another node). `group` hears of each group
   // made (true) and dropped (false) here; `room` that a group's members
-  // may take more, or less.
+  // may take more, or less. `give` offers a message queued here (the
+  // node's own: no other node wanted its topic when it came) to the
+  // cluster once no member is online here: true when the cluster took it
+  // (its store entry, `seq` when not 0, is the cluster's to delete once
+  // the stream has it; or to put back with putBack()).
   struct ClusterLink {
     std::function<void(SharedGroup&, bool made)> group;
     std::function<void(const Message&, bool done)> settle;
     std::function<void(SharedGroup&)> room;
+    std::function<bool(SharedGroup&, const MessagePtr&, uint64_t seq)> give;
   };
   // Set once, before the store is loaded; the groups that exist already
   // are told of at once.
@@ -99,6 +104,13 @@ class SharedGroups {
   // How many more messages `g` could hand to its members online here at
   // once, less what waits in its queue; 0 with none online.
   int room(const SharedGroup& g) const;
+  // A message give() handed to the cluster that the stream refused: back
+  // to the front of its group's queue (under its store entry `seq`).
+  void putBack(const std::string& owner, const MessagePtr& m, uint64_t seq);
+  // Groups with messages queued here and no member online: offered to
+  // the cluster again (what one handBack() left on disk, or what the
+  // cluster could not take then).
+  void handBackAll();
   // Hands queued messages to members with room.
   void dispatch(SharedGroup& g);
   // A member's window has room again: its groups may hand it more.

@@ -200,25 +200,19 @@ def test_a_member_that_leaves_unacknowledged_gives_its_messages_to_the_others(js
 
 @pytest.mark.time_limit(120)
 def test_kill_9_of_a_node_holding_group_messages_gives_them_to_the_others(js, nodes):
+    # Members on three nodes; the one on b takes messages and acknowledges
+    # none. b is killed: what it held goes to the others.
     a, b, c = nodes(js, 3)
     stream_ready(a, b, c)
     holder, _ = hold_without_acking(b, "holder", 0)
-    groups_ready(b)
-    n = 300
-    p = fc.Pub(HOST, a.port, "pub", version=4, name="pa").connect()
-    p.publish("jobs/k", n, qos=1, window=100, timeout=60)
-    held = []
-    deadline = time.monotonic() + 20
-    while len(held) < 10 and time.monotonic() < deadline:
-        try:
-            pkt = holder.recv(0.5)
-        except m.ReadTimeout:
-            continue
-        if pkt.type == m.PUBLISH:
-            held.append(pkt)
-    assert held
-    wait_sys(b, "groups/held", lambda v: int(v) > 0)
     subs = [member(a, "w-a"), member(c, "w-c")]
+    groups_ready(a, b, c)
+    n = 3000
+    p = fc.Pub(HOST, a.port, "pub", version=4, name="pa").connect()
+    p.publish("jobs/k", n, qos=1, window=1000, timeout=60)
+    drain(subs, lambda: False, 1.0)
+    wait_sys(b, "groups/held", lambda v: int(v) > 0)
+    assert len(set(seqs(subs, b"pa"))) < n  # some are with the holder
     b.kill()
     # What b held comes again once the consumer's ack wait is over.
     drain(subs, lambda: len(set(seqs(subs, b"pa"))) >= n, ACK_WAIT + 30)
@@ -328,3 +322,30 @@ def test_group_counters_in_metrics_and_stats(js, nodes):
     p.close()
     for s in subs:
         s.close()
+
+
+@pytest.mark.time_limit(120)
+def test_a_group_on_one_node_queues_as_its_own_and_gives_to_a_member_elsewhere(js, nodes):
+    # Only b has the group (a durable member, offline): no other node wants
+    # the topic, so b queues the messages in its own store, as a node alone
+    # would (not through JetStream). A member then joins on c: b gives what
+    # it holds to the cluster, and c's member gets every message once.
+    a, b, c = nodes(js, 3, persistence={"enabled": True})
+    stream_ready(a, b, c)
+    d = member(b, "d-b", clean=False)
+    d.close()
+    groups_ready(b)
+    n = 5000
+    p = fc.Pub(HOST, b.port, "pub", version=4, name="pb").connect()
+    p.publish("jobs/own", n, qos=1, window=1000, timeout=60)
+    assert sys_value(b, "groups/stored") == "0"
+    # b restarts: its store has them.
+    b.stop()
+    b.start()
+    stream_ready(b)
+    w = member(c, "w-c")
+    drain([w], lambda: len(set(seqs([w], b"pb"))) >= n, 60)
+    assert sorted(seqs([w], b"pb")) == list(range(n))
+    wait_sys(b, "groups/returned", lambda v: int(v) == n)
+    w.close()
+    p.close()
