@@ -1067,8 +1067,13 @@ void Cluster::takeInbox() {
   if (groups_js_) takeGroups(int64_t(now));
   // Another node gained a filter: what groups here queued as their own,
   // with no member online here, may go to members there.
-  if (gained_interest_ && groups_js_) router_.groups().handBackAll();
-  gained_interest_ = false;
+  // At most once a second: every group with messages and no member here
+  // is looked at.
+  if (gained_interest_ && groups_js_ && now >= last_hand_back_ms_ + 1000) {
+    last_hand_back_ms_ = now;
+    gained_interest_ = false;
+    router_.groups().handBackAll();
+  }
   // After a burst: do not keep its peak for ever.
   if (work_->bytes.capacity() > cfg_.max_pending_bytes / 4) std::string().swap(work_->bytes);
   // Nodes that restarted (a new id each time) are forgotten after a while.

@@ -440,7 +440,10 @@ class Cluster {
   std::unordered_map<uint64_t, SharedGroup*> local_groups_;  // by group id
   std::unordered_map<uint64_t, __natsMsg*> held_;           // by Message::group_token
   uint64_t next_group_token_ = 0;
-  bool gained_interest_ = false;  // in this turn's control messages
+  // Another node gained a filter since the groups last gave what they
+  // hold (at most once a second; the group timer looks every 10 s too).
+  bool gained_interest_ = false;
+  uint64_t last_hand_back_ms_ = 0;
   std::vector<cluster::GroupStream::In> group_in_;
   std::string group_body_;
   std::string wire_;

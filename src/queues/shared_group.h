@@ -83,6 +83,7 @@ struct GroupQueue {
   // they wait in its stream, and what is here was taken from it for the
   // members online here; never stored on this node.
   bool cluster = false;
+  size_t taken = 0;  // entries of `queue` taken from the cluster's stream
 
   size_t queued() const { return queue.size() + disk_count; }
   bool empty() const { return queue.empty() && disk_count == 0 && inflight == 0; }

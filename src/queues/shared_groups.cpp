@@ -43,6 +43,7 @@ void SharedGroups::enqueueTaken(SharedGroup& g, const MessagePtr& m, bool redeli
   }
   g.work->bytes += m->payload.size();
   g.work->queue.push_back(std::move(e));
+  ++g.work->taken;
   dispatch(g);
 }
 
@@ -64,7 +65,11 @@ int SharedGroups::room(const SharedGroup& g) const {
   return std::max(0, std::min(room, kMax) - int(g.work->queue.size()));
 }
 
-void SharedGroups::handBack(SharedGroup& g) {
+void SharedGroups::handBack(SharedGroup& g, bool give_own) {
+  if (g.work->taken == 0 && !give_own) {
+    if (link_.room) link_.room(g);
+    return;
+  }
   bool online = false;
   for (const Subscriber& x : g.members) {
     const Connection* c = x.session->conn;
@@ -72,17 +77,19 @@ void SharedGroups::handBack(SharedGroup& g) {
   }
   if (!online) {
     // Nobody here can take them: back to the cluster's stream, for a
-    // member on another node (or here, once one is back). What this node
-    // queued as its own goes too when another node may want it; it
-    // leaves the store once the stream has it. At most kGiveMax at a
-    // time: the rest waits on disk for the next round (handBackAll()).
+    // member on another node (or here, once one is back). With
+    // `give_own`, what this node queued as its own goes too when another
+    // node may want it; it leaves the store once the stream has it. At
+    // most kGiveMax at a time: the rest waits on disk for the next round
+    // (handBackAll()).
     constexpr size_t kGiveMax = 4096;
     size_t given = 0;
     while (true) {
       for (auto it = g.work->queue.begin(); it != g.work->queue.end() && given < kGiveMax;) {
         if (it->msg->group_token) {
           settleTaken(*it->msg, false);
-        } else if (!link_.give || !link_.give(g, it->msg, it->seq)) {
+          --g.work->taken;
+        } else if (!give_own || !link_.give || !link_.give(g, it->msg, it->seq)) {
           ++it;
           continue;
         } else {
@@ -103,7 +110,7 @@ void SharedGroups::handBackAll() {
     SharedGroup& g = *q->group;
     if (q->cluster && q->queued() > 0) {
       refill(g);
-      handBack(g);
+      handBack(g, true);
     }
   }
 }
@@ -196,7 +203,10 @@ void SharedGroups::moveToGroup(SharedGroup& g, Session& s, uint64_t member_seq, 
 }
 
 void SharedGroups::dropEntry(SharedGroup& g, LazyDeque<GroupEntry>::iterator pos, bool expired) {
-  settleTaken(*pos->msg, true);  // gone for good: not for another node either
+  if (pos->msg->group_token) {
+    settleTaken(*pos->msg, true);  // gone for good: not for another node either
+    --g.work->taken;
+  }
   if (pos->seq && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), pos->seq, pos->msg->id);
   g.work->bytes -= std::min<uint64_t>(g.work->bytes, pos->msg->payload.size());
   ++stats_.messages_dropped;
@@ -320,6 +330,7 @@ void SharedGroups::dispatch(SharedGroup& g) {
     d.group_deadline_ms = e.deadline_ms;
     const bool again = e.redelivery;
     g.work->bytes -= std::min<uint64_t>(g.work->bytes, e.msg->payload.size());
+    if (e.msg->group_token) --g.work->taken;
     g.work->queue.erase(pos);
     ++g.work->delivered;
     if (again) ++g.work->redelivered;
@@ -348,7 +359,7 @@ void SharedGroups::dispatch(SharedGroup& g) {
       durable_.batch().deleteQueue(g.owner(), group_seq, msg_id);
     }
   }
-  if (g.work->cluster) handBack(g);
+  if (g.work->cluster) handBack(g, false);
 }
 
 void SharedGroups::returnAfterRestart() {
@@ -404,16 +415,20 @@ void SharedGroups::release(SharedGroup& g, const Delivery& d) {
 }
 
 void SharedGroups::dispatchMemberGroupsOf(Session& s) {
+  forEachGroupOf(s, [&](SharedGroup& g) { dispatch(g); });
+}
+
+void SharedGroups::forEachGroupOf(const Session& s, const std::function<void(SharedGroup&)>& f) {
   for (const auto& e : s.subscriptions) {
     std::string_view qname;
     if (parseQueueFilter(e.key, qname)) {
       if (DeclaredQueue* q = findQueue(qname))
-        for (SharedGroup* g : q->groups) dispatch(*g);
+        for (SharedGroup* g : q->groups) f(*g);
       continue;
     }
     mqtt::SharedFilter sf;
     if (!mqtt::parseSharedFilter(e.key, sf) || !sf.shared) continue;
-    if (SharedGroup* g = tree_.findGroup(sf.filter, sf.group, false)) dispatch(*g);
+    if (SharedGroup* g = tree_.findGroup(sf.filter, sf.group, false)) f(*g);
   }
 }
 
@@ -447,6 +462,7 @@ void SharedGroups::returnToGroups(Session& s, bool session_ends) {
       if (g.work->disk_count > 0) g.work->handed_back.push_back(e.seq);
     }
     if (g.work->inflight) --g.work->inflight;
+    if (e.msg->group_token) ++g.work->taken;
     g.work->queue.push_front(std::move(e));
     touched.push_back(&g);
     s.queued_bytes -= std::min<uint64_t>(s.queued_bytes, it->d.msg->payload.size());
@@ -456,6 +472,11 @@ void SharedGroups::returnToGroups(Session& s, bool session_ends) {
     LOG_INFO("client %s left with %zu unacknowledged shared-subscription messages: handed back to their groups",
              s.clientId().c_str(), touched.size());
   for (SharedGroup* g : touched) dispatch(*g);
+  // Its groups here may have no member online now: what they queued as
+  // their own goes to members on other nodes (a cluster's groups).
+  if (link_.give) forEachGroupOf(s, [&](SharedGroup& g) {
+    if (g.work && g.work->cluster && g.work->queued() > 0) handBack(g, true);
+  });
 }
 
 void SharedGroups::maybeDrop(SharedGroup& g) {

@@ -190,7 +190,9 @@ class SharedGroups {
 
   // A group's messages taken from the cluster that no member online here
   // can take go back (ClusterLink::settle).
-  void handBack(SharedGroup& g);
+  void handBack(SharedGroup& g, bool give_own);
+  // The share groups `s` is a member of.
+  void forEachGroupOf(const Session& s, const std::function<void(SharedGroup&)>& f);
   void settleTaken(const Message& m, bool done) {
     if (m.group_token && link_.settle) link_.settle(m, done);
   }
