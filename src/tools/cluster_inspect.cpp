@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <map>
 #include <random>
+#include <string_view>
 
 #include "src/cluster/nats_options.h"
 #include "src/cluster/subjects.h"
@@ -79,6 +80,43 @@ void printStream(natsConnection* nc, const ClusterConfig& cfg) {
   jsCtx_Destroy(js);
 }
 
+// Share groups across the nodes (src/cluster/group_stream.h): the groups'
+// stream, and per group what waits for a member.
+void printGroups(natsConnection* nc, const ClusterConfig& cfg) {
+  if (!cfg.jetstream) return;
+  const std::string stream = cfg.name + "_groups";
+  jsCtx* js = nullptr;
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = natsConnection_JetStream(&js, nc, nullptr);
+  if (s == NATS_OK) s = js_GetStreamInfo(&si, js, stream.c_str(), nullptr, &jerr);
+  if (s != NATS_OK || !si) {
+    std::printf("share groups: stream %s not readable: %s\n", stream.c_str(), cluster::natsErrorText(s).c_str());
+    if (js) jsCtx_Destroy(js);
+    return;
+  }
+  std::printf("share groups: stream %s: %" PRIu64 " waiting, %" PRIu64 " bytes, %" PRId64 " replicas",
+              stream.c_str(), si->State.Msgs, si->State.Bytes, si->Config ? si->Config->Replicas : int64_t{0});
+  if (si->Cluster && si->Cluster->Leader) std::printf(", leader %s", si->Cluster->Leader);
+  std::printf("\n");
+  jsStreamInfo_Destroy(si);
+  jsConsumerInfoList* list = nullptr;
+  if (js_Consumers(&list, js, stream.c_str(), nullptr, &jerr) == NATS_OK && list) {
+    // The consumer's description names the group ("... $share/<name>/<filter>").
+    constexpr std::string_view kPrefix = "Petrel: share group ";
+    for (int i = 0; i < list->Count; ++i) {
+      const jsConsumerInfo* ci = list->List[i];
+      std::string_view what = ci->Config && ci->Config->Description ? ci->Config->Description : "";
+      if (what.substr(0, kPrefix.size()) == kPrefix) what.remove_prefix(kPrefix.size());
+      else what = ci->Name ? ci->Name : "?";
+      std::printf("  %.*s: %" PRIu64 " waiting, %" PRId64 " with members, %" PRId64 " taken again\n",
+                  int(what.size()), what.data(), ci->NumPending, ci->NumAckPending, ci->NumRedelivered);
+    }
+    jsConsumerInfoList_Destroy(list);
+  }
+  jsCtx_Destroy(js);
+}
+
 }  // namespace
 
 int inspectCluster(const ClusterConfig& cfg) {
@@ -144,6 +182,7 @@ int inspectCluster(const ClusterConfig& cfg) {
   }
   printBucket(nc, cfg);
   printStream(nc, cfg);
+  printGroups(nc, cfg);
   if (sub) natsSubscription_Destroy(sub);
   natsConnection_Close(nc);
   natsConnection_Destroy(nc);

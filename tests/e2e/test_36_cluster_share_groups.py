@@ -23,6 +23,7 @@ loopback. What is checked (src/cluster/group_stream.h):
 
 import json
 import os
+import subprocess
 import threading
 import time
 import urllib.request
@@ -31,7 +32,7 @@ import pytest
 
 import fastclient as fc
 import mqttraw as m
-from conftest import HOST, free_port
+from conftest import HOST, PETREL_BIN, free_port
 from natsrun import Nats, NatsCluster, nodes, sys_value, wait_sys  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.petrel_only
@@ -319,6 +320,12 @@ def test_group_counters_in_metrics_and_stats(js, nodes):
     stats = json.load(urllib.request.urlopen("http://%s:%d/api/v1/stats" % (HOST, pa), timeout=5))
     g = stats["cluster"]["groups"]
     assert g["count"] == 1 and g["taken"] == subs[0].count and g["returned"] == 0
+    # petrel inspect --cluster lists the groups' stream and each group.
+    r = subprocess.run([PETREL_BIN, "inspect", "--cluster", "--config", a.config_path], capture_output=True,
+                       text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert "share groups: stream petrel_groups:" in r.stdout, r.stdout
+    assert "  $share/workers/jobs/#: 0 waiting" in r.stdout, r.stdout
     p.close()
     for s in subs:
         s.close()
