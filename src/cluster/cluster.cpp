@@ -668,6 +668,7 @@ void Cluster::sendBatches() {
 void Cluster::takeStream(int64_t now_ms) {
   stream_->take(stream_in_, stream_done_);
   bool opened = false;
+  bool gave = false;
   for (const cluster::Stream::Done& d : stream_done_) {
     auto it = awaiting_.find(d.token);
     if (it == awaiting_.end()) continue;
@@ -680,6 +681,7 @@ void Cluster::takeStream(int64_t now_ms) {
     if (Awaiting& a = it->second; a.given) {
       // A message a group here gave to the cluster: its store entry goes
       // now; refused, it is queued here again.
+      gave = true;
       if (!d.stored) {
         router_.groups().putBack(a.owner, a.given, a.given_seq);
       } else {
@@ -692,6 +694,9 @@ void Cluster::takeStream(int64_t now_ms) {
     awaiting_.erase(it);
   }
   stream_done_.clear();
+  // The stream has what groups here gave: the next round of what they
+  // hold (kGiveMax at a time) goes.
+  if (gave) router_.groups().handBackAll();
   if (opened) {
     if (on_stored_) on_stored_();
     ackRouted();

@@ -342,9 +342,11 @@ def test_a_group_on_one_node_queues_as_its_own_and_gives_to_a_member_elsewhere(j
     d = member(b, "d-b", clean=False)
     d.close()
     groups_ready(b)
-    n = 5000
+    # 100 times what a group holds in RAM (1,000), 25 times what it gives
+    # at once (4,096).
+    n = 20000 if SANITIZED else 100000
     p = fc.Pub(HOST, b.port, "pub", version=4, name="pb").connect()
-    p.publish("jobs/own", n, qos=1, window=1000, timeout=60)
+    p.publish("jobs/own", n, qos=1, window=1000, timeout=120)
     assert sys_value(b, "groups/stored") == "0"
     # b restarts: its store has them.
     b.stop()
@@ -356,3 +358,89 @@ def test_a_group_on_one_node_queues_as_its_own_and_gives_to_a_member_elsewhere(j
     wait_sys(b, "groups/returned", lambda v: int(v) == n)
     w.close()
     p.close()
+
+
+def acked_seqs(pub):
+    """The sequence numbers fastclient.Pub sent and had acknowledged."""
+    unacked = set()
+    for pkt in pub.unacked.values():
+        payload = pkt[pkt.index(pub.name + b":"):]
+        unacked.add(int(payload.split(b":")[1]))
+    return set(range(pub.next_seq)) - unacked
+
+
+@pytest.mark.time_limit(120)
+def test_kill_9_of_the_publishing_node_loses_nothing_it_acknowledged(js, nodes):
+    # Members on b and c; an unthrottled QoS 1 publisher on a, whose node is
+    # killed mid-load: every message a acknowledged was in the groups'
+    # stream (or the nodes' stream), and reaches a member.
+    a, b, c = nodes(js, 3)
+    stream_ready(a, b, c)
+    subs = [member(b, "w-b"), member(c, "w-c")]
+    groups_ready(b, c)
+    probe = a.connected("probe")
+    deadline = time.monotonic() + 10
+    while not sum(s.count for s in subs):
+        probe.publish("jobs/probe", b"p:0:", qos=1)
+        drain(subs, lambda: sum(s.count for s in subs) >= 1, 0.3)
+        assert time.monotonic() < deadline, "the group on the other nodes never got a message"
+    probe.close()
+    p = fc.Pub(HOST, a.port, "pub", version=4, name="pa").connect()
+    n = 200000
+
+    def run():
+        try:
+            p.publish("jobs/kill", n, qos=1, window=1000, timeout=60)
+        except (OSError, ConnectionError, AssertionError):
+            pass
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    drain(subs, lambda: False, 1.5)
+    a.kill()
+    t.join(30)
+    acked = acked_seqs(p)
+    assert 1000 < len(acked) < n, "%d acknowledged before the kill: nothing to test" % len(acked)
+    drain(subs, lambda: acked <= set(seqs(subs, b"pa")), 60)
+    missing = acked - set(seqs(subs, b"pa"))
+    assert not missing, "%d acknowledged messages lost" % len(missing)
+    for s in subs:
+        s.close()
+
+
+@pytest.mark.time_limit(120)
+def test_a_message_held_longer_than_the_ack_wait_stays_with_its_member(js, nodes):
+    # The node renews what its members hold (every 10 s): JetStream does
+    # not send it to another node after its ack wait (30 s).
+    a, b = nodes(js, 2)
+    stream_ready(a, b)
+    holder, _ = hold_without_acking(a, "slow", 0)
+    other = member(b, "w-b")
+    groups_ready(a, b)
+    pub = b.connected("pub-slow")
+    deadline = time.monotonic() + 10
+    held = []
+    while not held:
+        pub.publish("jobs/slow", b"pa:%d:" % len(held), qos=1)
+        try:
+            pkt = holder.recv(0.3)
+            if pkt.type == m.PUBLISH:
+                held.append(pkt)
+        except m.ReadTimeout:
+            pass
+        assert time.monotonic() < deadline, "the holder never got a message"
+    held += [x for x in holder.collect(0.5, m.PUBLISH)]
+    drain([other], lambda: False, 1.0)
+    before = other.count
+    time.sleep(ACK_WAIT + 10)
+    drain([other], lambda: False, 1.0)
+    assert other.count == before, "a message the holder had went to the other member"
+    # The holder acknowledges at last: it leaves JetStream, and comes to
+    # nobody again.
+    for x in held:
+        holder.ack(x)
+    time.sleep(1.0)
+    holder.close()
+    drain([other], lambda: False, 2.0)
+    assert other.count == before
+    other.close()
