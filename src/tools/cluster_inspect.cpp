@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <random>
 #include <string_view>
@@ -45,76 +46,58 @@ void printBucket(natsConnection* nc, const ClusterConfig& cfg) {
   if (js) jsCtx_Destroy(js);
 }
 
-// QoS 1 and 2 messages on their way between nodes (src/cluster/stream.h):
-// the stream, and per node what waits for it.
-void printStream(natsConnection* nc, const ClusterConfig& cfg) {
-  if (!cfg.jetstream) return;
-  const std::string stream = cfg.name + "_messages";
+// One of the cluster's streams, with `label`: its messages, bytes,
+// replicas and leader, then (`each`) a line per consumer.
+void printStreamOf(natsConnection* nc, const std::string& stream, const char* label,
+                   const std::function<void(const jsConsumerInfo&)>& each) {
   jsCtx* js = nullptr;
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = natsConnection_JetStream(&js, nc, nullptr);
   if (s == NATS_OK) s = js_GetStreamInfo(&si, js, stream.c_str(), nullptr, &jerr);
   if (s != NATS_OK || !si) {
-    std::printf("messages between nodes: stream %s not readable: %s\n", stream.c_str(),
-                cluster::natsErrorText(s).c_str());
+    std::printf("%s: stream %s not readable: %s\n", label, stream.c_str(), cluster::natsErrorText(s).c_str());
     if (js) jsCtx_Destroy(js);
     return;
   }
-  std::printf("messages between nodes: stream %s: %" PRIu64 " waiting, %" PRIu64 " bytes, %" PRId64 " replicas",
-              stream.c_str(), si->State.Msgs, si->State.Bytes, si->Config ? si->Config->Replicas : int64_t{0});
+  std::printf("%s: stream %s: %" PRIu64 " waiting, %" PRIu64 " bytes, %" PRId64 " replicas", label, stream.c_str(),
+              si->State.Msgs, si->State.Bytes, si->Config ? si->Config->Replicas : int64_t{0});
   if (si->Cluster && si->Cluster->Leader) std::printf(", leader %s", si->Cluster->Leader);
   std::printf("\n");
   jsStreamInfo_Destroy(si);
   jsConsumerInfoList* list = nullptr;
   if (js_Consumers(&list, js, stream.c_str(), nullptr, &jerr) == NATS_OK && list) {
-    for (int i = 0; i < list->Count; ++i) {
-      const jsConsumerInfo* ci = list->List[i];
-      std::string name;
-      if (!cluster::decodeLevel(ci->Name ? ci->Name : "", name)) name = ci->Name ? ci->Name : "?";
-      std::printf("  for %s: %" PRIu64 " waiting, %" PRId64 " taken and not yet stored, %" PRId64 " taken again\n",
-                  name.c_str(), ci->NumPending, ci->NumAckPending, ci->NumRedelivered);
-    }
+    for (int i = 0; i < list->Count; ++i) each(*list->List[i]);
     jsConsumerInfoList_Destroy(list);
   }
   jsCtx_Destroy(js);
+}
+
+// QoS 1 and 2 messages on their way between nodes (src/cluster/stream.h):
+// the stream, and per node what waits for it.
+void printStream(natsConnection* nc, const ClusterConfig& cfg) {
+  if (!cfg.jetstream) return;
+  printStreamOf(nc, cfg.name + "_messages", "messages between nodes", [](const jsConsumerInfo& ci) {
+    std::string name;
+    if (!cluster::decodeLevel(ci.Name ? ci.Name : "", name)) name = ci.Name ? ci.Name : "?";
+    std::printf("  for %s: %" PRIu64 " waiting, %" PRId64 " taken and not yet stored, %" PRId64 " taken again\n",
+                name.c_str(), ci.NumPending, ci.NumAckPending, ci.NumRedelivered);
+  });
 }
 
 // Share groups across the nodes (src/cluster/group_stream.h): the groups'
 // stream, and per group what waits for a member.
 void printGroups(natsConnection* nc, const ClusterConfig& cfg) {
   if (!cfg.jetstream) return;
-  const std::string stream = cfg.name + "_groups";
-  jsCtx* js = nullptr;
-  jsStreamInfo* si = nullptr;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = natsConnection_JetStream(&js, nc, nullptr);
-  if (s == NATS_OK) s = js_GetStreamInfo(&si, js, stream.c_str(), nullptr, &jerr);
-  if (s != NATS_OK || !si) {
-    std::printf("share groups: stream %s not readable: %s\n", stream.c_str(), cluster::natsErrorText(s).c_str());
-    if (js) jsCtx_Destroy(js);
-    return;
-  }
-  std::printf("share groups: stream %s: %" PRIu64 " waiting, %" PRIu64 " bytes, %" PRId64 " replicas",
-              stream.c_str(), si->State.Msgs, si->State.Bytes, si->Config ? si->Config->Replicas : int64_t{0});
-  if (si->Cluster && si->Cluster->Leader) std::printf(", leader %s", si->Cluster->Leader);
-  std::printf("\n");
-  jsStreamInfo_Destroy(si);
-  jsConsumerInfoList* list = nullptr;
-  if (js_Consumers(&list, js, stream.c_str(), nullptr, &jerr) == NATS_OK && list) {
+  printStreamOf(nc, cfg.name + "_groups", "share groups", [](const jsConsumerInfo& ci) {
     // The consumer's description names the group ("... $share/<name>/<filter>").
     constexpr std::string_view kPrefix = "Petrel: share group ";
-    for (int i = 0; i < list->Count; ++i) {
-      const jsConsumerInfo* ci = list->List[i];
-      std::string_view what = ci->Config && ci->Config->Description ? ci->Config->Description : "";
-      if (what.substr(0, kPrefix.size()) == kPrefix) what.remove_prefix(kPrefix.size());
-      else what = ci->Name ? ci->Name : "?";
-      std::printf("  %.*s: %" PRIu64 " waiting, %" PRId64 " with members, %" PRId64 " taken again\n",
-                  int(what.size()), what.data(), ci->NumPending, ci->NumAckPending, ci->NumRedelivered);
-    }
-    jsConsumerInfoList_Destroy(list);
-  }
-  jsCtx_Destroy(js);
+    std::string_view what = ci.Config && ci.Config->Description ? ci.Config->Description : "";
+    if (what.substr(0, kPrefix.size()) == kPrefix) what.remove_prefix(kPrefix.size());
+    else what = ci.Name ? ci.Name : "?";
+    std::printf("  %.*s: %" PRIu64 " waiting, %" PRId64 " with members, %" PRId64 " taken again\n",
+                int(what.size()), what.data(), ci.NumPending, ci.NumAckPending, ci.NumRedelivered);
+  });
 }
 
 }  // namespace

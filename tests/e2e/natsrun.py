@@ -91,6 +91,14 @@ def nats(tmp_path):
 
 
 @pytest.fixture
+def js(tmp_path):
+    """One nats-server with JetStream (file storage)."""
+    n = Nats(tmp_path, jetstream=True).start()
+    yield n
+    n.stop()
+
+
+@pytest.fixture
 def nodes(request, tmp_path):
     """nodes(nats, count, **overrides) -> started Petrel nodes of one cluster."""
     made = []
@@ -202,3 +210,18 @@ def wait_sys(node, what, pred, timeout=8.0):
             return v
         time.sleep(0.3)
     raise AssertionError("$SYS/broker/cluster/%s stayed %r" % (what, v))
+
+
+def stream_ready(*nodes_):
+    """Until each node's stream and consumer are open (stream/up)."""
+    for n in nodes_:
+        wait_sys(n, "stream/up", lambda v: v == "1", timeout=15)
+
+
+def acked_seqs(pub):
+    """The sequence numbers fastclient.Pub sent and had acknowledged."""
+    unacked = set()
+    for pkt in pub.unacked.values():
+        payload = pkt[pkt.index(pub.name + b":"):]
+        unacked.add(int(payload.split(b":")[1]))
+    return set(range(pub.next_seq)) - unacked

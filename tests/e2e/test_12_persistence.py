@@ -317,6 +317,10 @@ def with_backlog(b, cid, topic, n, qos_of):
     s = durable(b, cid)
     s.subscribe([(topic, 2)])
     s.disconnect()
+    # The broker closes the connection once it has taken the DISCONNECT:
+    # from then on the session is offline, whichever loop the publisher's
+    # connection is on, and what follows is its backlog.
+    s.expect_closed(5)
     s.close()
     pub = b.connected(cid + "-pub")
     for i in range(n):

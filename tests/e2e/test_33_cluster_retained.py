@@ -32,16 +32,9 @@ import pytest
 
 import mqttraw as m
 from conftest import HOST, free_port
-from natsrun import Nats, NatsCluster, nodes, receive, sys_value, wait_sys  # noqa: F401 (fixture)
+from natsrun import Nats, NatsCluster, js, nodes, receive, sys_value, wait_sys  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.petrel_only
-
-
-@pytest.fixture
-def js(tmp_path):
-    n = Nats(tmp_path, jetstream=True).start()
-    yield n
-    n.stop()
 
 
 def retained(node, filt, quiet=0.4, timeout=10.0, qos=0):

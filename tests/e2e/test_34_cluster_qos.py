@@ -36,7 +36,8 @@ import pytest
 import fastclient as fc
 import mqttraw as m
 from conftest import HOST, free_port
-from natsrun import Nats, NatsCluster, nodes, receive, route_ready, sys_value, wait_sys  # noqa: F401 (fixture)
+from natsrun import (Nats, NatsCluster, acked_seqs, js, nodes, receive, route_ready,  # noqa: F401 (fixtures)
+                     stream_ready, sys_value, wait_sys)
 
 pytestmark = pytest.mark.petrel_only
 
@@ -51,23 +52,11 @@ SANITIZED = os.environ.get("PETREL_SANITIZED") == "1"
 BIG_QUEUES = {"max_queued_messages": 1000000}
 
 
-@pytest.fixture
-def js(tmp_path):
-    n = Nats(tmp_path, jetstream=True).start()
-    yield n
-    n.stop()
-
-
 def durable(node, cid, filt, qos=1, version=4):
     """A durable subscriber (fastclient.Sub) on `node`, subscribed."""
     s = fc.Sub(HOST, node.port, cid, version=version, clean=False, expiry=3600 if version == 5 else None)
     s.connect(subscribe=filt, qos=qos)
     return s
-
-
-def stream_ready(*nodes_):
-    for n in nodes_:
-        wait_sys(n, "stream/up", lambda v: v == "1", timeout=15)
 
 
 def ready_for(pub_node, sub_node, filt_topic, timeout=10.0):
@@ -89,15 +78,6 @@ def ready_for(pub_node, sub_node, filt_topic, timeout=10.0):
     finally:
         p.close()
         probe.close()
-
-
-def acked_seqs(pub):
-    """The sequence numbers fastclient.Pub sent and had acknowledged."""
-    unacked = set()
-    for pkt in pub.unacked.values():
-        payload = pkt[pkt.index(pub.name + b":"):]
-        unacked.add(int(payload.split(b":")[1]))
-    return set(range(pub.next_seq)) - unacked
 
 
 def got_seqs(sub, pub_name):

@@ -27,25 +27,13 @@ import pytest
 import fastclient as fc
 import mqttraw as m
 from conftest import HOST
-from natsrun import Nats, nodes, receive, sys_value, wait_sys  # noqa: F401 (fixture)
+from natsrun import Nats, js, nodes, receive, stream_ready, sys_value, wait_sys  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.petrel_only
 
 SANITIZED = os.environ.get("PETREL_SANITIZED") == "1"
 BIG_QUEUES = {"max_queued_messages": 1000000}
 RAM_WINDOW = 1000  # Sessions::kRamWindow
-
-
-@pytest.fixture
-def js(tmp_path):
-    n = Nats(tmp_path, jetstream=True).start()
-    yield n
-    n.stop()
-
-
-def stream_ready(*nodes_):
-    for n in nodes_:
-        wait_sys(n, "stream/up", lambda v: v == "1", timeout=15)
 
 
 def publish_in_background(pubs, topic, n, window):

@@ -33,25 +33,13 @@ import pytest
 import fastclient as fc
 import mqttraw as m
 from conftest import HOST, PETREL_BIN, free_port
-from natsrun import Nats, NatsCluster, nodes, sys_value, wait_sys  # noqa: F401 (fixture)
+from natsrun import Nats, NatsCluster, acked_seqs, js, nodes, stream_ready, sys_value, wait_sys  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.petrel_only
 
 SANITIZED = os.environ.get("PETREL_SANITIZED") == "1"
 GROUP = "$share/workers/jobs/#"
 ACK_WAIT = 30  # the groups' consumer's ack wait, seconds (group_stream.cpp)
-
-
-@pytest.fixture
-def js(tmp_path):
-    n = Nats(tmp_path, jetstream=True).start()
-    yield n
-    n.stop()
-
-
-def stream_ready(*nodes_):
-    for n in nodes_:
-        wait_sys(n, "stream/up", lambda v: v == "1", timeout=15)
 
 
 def member(node, cid, version=4, clean=True, receive_max=None, qos=1):
@@ -64,6 +52,18 @@ def member(node, cid, version=4, clean=True, receive_max=None, qos=1):
 def groups_ready(*nodes_):
     for n in nodes_:
         wait_sys(n, "groups/count", lambda v: v == "1", timeout=10)
+
+
+def reaches_the_group(node, subs, timeout=10.0):
+    """Until a QoS 1 probe published on `node` reaches one of `subs` (the
+    members' nodes' filters are known there)."""
+    probe = node.connected("probe-%d" % time.monotonic_ns())
+    deadline = time.monotonic() + timeout
+    while not sum(s.count for s in subs):
+        probe.publish("jobs/probe", b"probe:0:", qos=1)
+        fc.run(subs, lambda: sum(s.count for s in subs) >= 1, 0.3)
+        assert time.monotonic() < deadline, "the group on the other nodes never got a message"
+    probe.close()
 
 
 def seqs(subs, pub_name):
@@ -119,16 +119,7 @@ def test_published_where_no_member_is_once_all_the_same(js, nodes):
     stream_ready(a, b, c)
     subs = [member(b, "w-b"), member(c, "w-c")]
     groups_ready(b, c)
-    # Until the others' interest has reached the publishing node.
-    probe = a.connected("probe")
-    deadline = time.monotonic() + 10
-    while True:
-        probe.publish("jobs/probe", b"p:0:", qos=1)
-        drain(subs, lambda: sum(s.count for s in subs) >= 1, 0.3)
-        if sum(s.count for s in subs):
-            break
-        assert time.monotonic() < deadline, "the group on the other nodes never got a message"
-    probe.close()
+    reaches_the_group(a, subs)
     drain(subs, lambda: False, 1.0)
     before = sum(s.count for s in subs)
     n = 2000 if SANITIZED else 10000
@@ -360,15 +351,6 @@ def test_a_group_on_one_node_queues_as_its_own_and_gives_to_a_member_elsewhere(j
     p.close()
 
 
-def acked_seqs(pub):
-    """The sequence numbers fastclient.Pub sent and had acknowledged."""
-    unacked = set()
-    for pkt in pub.unacked.values():
-        payload = pkt[pkt.index(pub.name + b":"):]
-        unacked.add(int(payload.split(b":")[1]))
-    return set(range(pub.next_seq)) - unacked
-
-
 @pytest.mark.time_limit(120)
 def test_kill_9_of_the_publishing_node_loses_nothing_it_acknowledged(js, nodes):
     # Members on b and c; an unthrottled QoS 1 publisher on a, whose node is
@@ -378,13 +360,7 @@ def test_kill_9_of_the_publishing_node_loses_nothing_it_acknowledged(js, nodes):
     stream_ready(a, b, c)
     subs = [member(b, "w-b"), member(c, "w-c")]
     groups_ready(b, c)
-    probe = a.connected("probe")
-    deadline = time.monotonic() + 10
-    while not sum(s.count for s in subs):
-        probe.publish("jobs/probe", b"p:0:", qos=1)
-        drain(subs, lambda: sum(s.count for s in subs) >= 1, 0.3)
-        assert time.monotonic() < deadline, "the group on the other nodes never got a message"
-    probe.close()
+    reaches_the_group(a, subs)
     p = fc.Pub(HOST, a.port, "pub", version=4, name="pa").connect()
     n = 200000
 
