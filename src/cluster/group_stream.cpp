@@ -207,7 +207,8 @@ bool GroupStream::open(Group& g, natsSubscription*& sub) {
     if (s != NATS_OK) sub = nullptr;
   }
   if (s != NATS_OK) {
-    // The stream may not exist yet (Stream opens it): said once per group.
+    // The stream may not exist yet (Stream opens it); run() warns after
+    // ten tries.
     LOG_DEBUG("cluster: share group consumer %s of stream %s: %s (JetStream error %d); trying again",
               g.durable.c_str(), stream_.c_str(), natsErrorText(s).c_str(), int(jerr));
     return false;

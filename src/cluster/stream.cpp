@@ -288,6 +288,16 @@ void Stream::runPublish() {
         batch.pop_front();
         continue;
       }
+      if (!o.msg_id.empty()) {
+        // No answer will come for this one: its id is forgotten.
+        std::lock_guard<std::mutex> lock(mu_);
+        auto range = named_.equal_range(o.msg_id);
+        for (auto it = range.first; it != range.second; ++it) {
+          if (it->second != o.token) continue;
+          named_.erase(it);
+          break;
+        }
+      }
       if (transient(s)) {
         // The link is down: these wait for it, in order.
         std::lock_guard<std::mutex> lock(mu_);

@@ -80,8 +80,10 @@ struct GroupQueue {
 
   uint64_t bytes = 0;            // payload bytes queued (RAM window and disk)
   // The group's messages are the cluster's (SharedGroups::ClusterLink):
-  // they wait in its stream, and what is here was taken from it for the
-  // members online here; never stored on this node.
+  // they wait in its stream, and what was taken from it for the members
+  // online here is never stored on this node. What the group queued as
+  // its own (no other node wanted the topic) is, as without a cluster,
+  // until it gives it to the cluster.
   bool cluster = false;
   size_t taken = 0;  // entries of `queue` taken from the cluster's stream
 
