@@ -49,7 +49,9 @@
 //
 // Share groups are the cluster's (with JetStream): a group's messages
 // wait in the groups' stream, one consumer per group read by every node
-// with members of it (group_stream.h; toGroup(), takeGroups()).
+// with members of it (group_stream.h; toGroup(), takeGroups()); what no
+// other node's filter matches stays the node's own until another node
+// wants it (giveToGroup()).
 #pragma once
 
 #include <uv.h>
