@@ -131,19 +131,31 @@ def test_unknown_user_costs_what_a_wrong_password_costs(make_broker, tmp_path):
         return time.perf_counter() - t0, cpu() - c0
     for _ in range(3):
         timed("slow"), timed("nobody")  # warm up
-    # Alternated, in pairs: a burst of load on the machine falls on one
-    # pair's two attempts alike.
-    pairs = [(timed("slow"), timed("nobody-%d" % i)) for i in range(20)]
-    # The broker's own CPU time, which other processes' load does not move
-    # (the clock's wall time does: under a full parallel run the medians
-    # came out at 0.68 once and 1.54 once).
-    cpu_wrong = sum(w[1] for w, _ in pairs)
-    cpu_unknown = sum(u[1] for _, u in pairs)
+
+    def measure(round_):
+        # Alternated, in pairs: a burst of load on the machine falls on one
+        # pair's two attempts alike.
+        pairs = [(timed("slow"), timed("nobody-%d-%d" % (round_, i))) for i in range(20)]
+        # The broker's own CPU time, which other processes' load moves far
+        # less than the clock's wall time (under a full parallel run the
+        # wall medians came out at 0.68 once and 1.54 once).
+        cpu_wrong = sum(w[1] for w, _ in pairs)
+        cpu_unknown = sum(u[1] for _, u in pairs)
+        ratio = statistics.median(u[0] / w[0] for w, u in pairs)
+        return cpu_wrong, cpu_unknown, ratio, pairs
+
+    # Under the full suite on two cores the CPU time too was skewed once
+    # (0.63: every "slow" attempt 17 ms, every unknown one 10 ms, in one
+    # run of 20 pairs, not seen again alone or beside the cluster tests).
+    # A real difference shows in every round; a burst of load in one.
+    for round_ in range(3):
+        cpu_wrong, cpu_unknown, ratio, pairs = measure(round_)
+        if 0.7 < cpu_unknown / cpu_wrong < 1.4 and 0.5 < ratio < 2.0:
+            break
     assert cpu_wrong > 0.1, pairs  # PBKDF2 at 20,000 iterations: about 10 ms each
     assert 0.7 < cpu_unknown / cpu_wrong < 1.4, (cpu_wrong, cpu_unknown, pairs)
     # The clock: an unknown user is not answered without the work (that
     # would be far below half).
-    ratio = statistics.median(u[0] / w[0] for w, u in pairs)
     assert 0.5 < ratio < 2.0, (ratio, pairs)
 
 
