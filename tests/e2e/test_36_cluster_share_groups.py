@@ -10,7 +10,8 @@ loopback. What is checked (src/cluster/group_stream.h):
 * published on a node with no member, the group's copy is made by each
   node with members, and JetStream keeps one: still exactly once;
 * a member that leaves without acknowledging what it had: those messages
-  go to the members on the other nodes at once;
+  go to the members on the other nodes at once (what its node took from
+  the stream, and what its node had queued as its own);
 * kill -9 of a node whose member held messages: they go to the members
   on the other nodes (after the consumer's ack wait);
 * with no member online anywhere the messages wait in the stream, and a
@@ -155,13 +156,43 @@ def hold_without_acking(node, cid, want):
 
 
 @pytest.mark.time_limit(90)
+def test_a_member_that_leaves_unacknowledged_gives_what_it_took_from_the_stream_to_the_others(js, nodes):
+    # Members on three nodes when the messages come: the group's messages
+    # are in JetStream, and b takes some for its member, which acknowledges
+    # none and goes. b gives them back (nak) at once, for a and c.
+    a, b, c = nodes(js, 3)
+    stream_ready(a, b, c)
+    holder, _ = hold_without_acking(b, "holder", 0)
+    subs = [member(a, "w-a"), member(c, "w-c")]
+    groups_ready(a, b, c)
+    n = 3000
+    p = fc.Pub(HOST, a.port, "pub", version=4, name="pa").connect()
+    p.publish("jobs/nak", n, qos=1, window=1000, timeout=60)
+    drain(subs, lambda: False, 1.0)
+    wait_sys(b, "groups/held", lambda v: int(v) > 0)
+    assert len(set(seqs(subs, b"pa"))) < n  # some are with the holder
+    holder.close()
+    # At once: well before the consumer's ack wait would send them again.
+    t0 = time.monotonic()
+    drain(subs, lambda: len(set(seqs(subs, b"pa"))) >= n, ACK_WAIT / 3)
+    assert time.monotonic() - t0 < ACK_WAIT / 3
+    assert sorted(set(seqs(subs, b"pa"))) == list(range(n))
+    wait_sys(b, "groups/returned", lambda v: int(v) > 0)
+    for s in subs:
+        s.close()
+    p.close()
+
+
+@pytest.mark.time_limit(90)
 def test_a_member_that_leaves_unacknowledged_gives_its_messages_to_the_others(js, nodes):
+    # The holder on b is the group's only member when the messages come: b
+    # queues them as its own (no other node wants the topic). Members then
+    # join on a and c, and the holder goes without a PUBACK: b gives what
+    # it holds to JetStream at once, for them.
     a, b, c = nodes(js, 3)
     stream_ready(a, b, c)
     holder, _ = hold_without_acking(b, "holder", 0)
     groups_ready(b)
-    # Only the holder is a member: everything published goes to it (as
-    # many as it and its node may hold; the rest waits in the stream).
     n = 500
     p = fc.Pub(HOST, a.port, "pub", version=4, name="pa").connect()
     p.publish("jobs/z", n, qos=1, window=100, timeout=60)
