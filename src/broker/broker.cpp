@@ -141,6 +141,14 @@ void Broker::shutdown() {
       c->disconnect(mqtt::Reason::ServerShuttingDown);
   }
   flushAll();
+  // What the cluster's stream gave this node and this node has written is
+  // acknowledged to the stream before the link closes: the batches
+  // submitted so far are committed first. Otherwise the stream gives it
+  // again to the node's next run, which queues it a second time.
+  if (durable_.enabled() && cluster_.enabled()) {
+    durable_.store().drain();
+    cluster_.afterCommit(durable_.committed(), false);
+  }
   // After the connections: their wills went to the other nodes too.
   cluster_.stop();
   io_.stop();  // the worker loops end after their last connection
