@@ -194,6 +194,35 @@ struct LmdbStore::Impl {
   // The key of a queue entry, rebuilt in place for each op.
   std::string seq_key;
   int deletePrefix(MDB_txn* txn, MDB_dbi dbi, std::string_view prefix, bool deref_queue);
+  // The handle of a table named in a snapshot; false for none.
+  bool dbiOf(Table t, MDB_dbi& out) const {
+    switch (t) {
+      case Table::Meta: out = meta; return true;
+      case Table::Sessions: out = sessions; return true;
+      case Table::Subscriptions: out = subs; return true;
+      case Table::Queue: out = queue; return true;
+      case Table::InboundQos2: out = inq2; return true;
+      case Table::Messages: out = messages; return true;
+      case Table::Refs: out = refs; return true;
+      case Table::Retained: out = retained; return true;
+      case Table::Delayed: out = delayed; return has_delayed;
+    }
+    return false;
+  }
+  // A snapshot asked for (snapshot()): the writer begins its read
+  // transaction between two commits, once `snap_at_least` has committed.
+  bool snap_wanted = false;
+  uint64_t snap_at_least = 0;
+  MDB_txn* snap_txn = nullptr;
+  uint64_t snap_ticket = 0;
+  int snap_rc = 0;
+  bool snapReady() const { return snap_wanted && callback_done >= snap_at_least; }
+  void beginSnapshot() {
+    snap_rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &snap_txn);
+    if (snap_rc) snap_txn = nullptr;
+    snap_ticket = callback_done;
+    snap_wanted = false;
+  }
   // Bytes in the pages our tables use now. Unlike the file's high-water
   // mark this goes down again as entries are deleted (freed pages are
   // reused), so it is what the size cap compares.
@@ -419,6 +448,17 @@ int LmdbStore::Impl::apply(MDB_txn* txn, std::string_view ops) {
         if (rc == MDB_NOTFOUND) rc = 0;  // its batch failed to commit
         break;
       }
+      case Batch::Op::PutRaw: {
+        const auto table = static_cast<Table>(in.u8());
+        std::string_view k = in.view(), v = in.view();
+        MDB_dbi d = 0;
+        if (!dbiOf(table, d)) return MDB_CORRUPTED;
+        // The schema version is this store's own.
+        if (table == Table::Meta && k == "schema") break;
+        MDB_val key = val(k), value = val(v);
+        rc = mdb_put(txn, d, &key, &value, 0);
+        break;
+      }
       default:
         return MDB_CORRUPTED;  // an op log we did not write
     }
@@ -477,6 +517,7 @@ bool splitOps(std::string_view log, std::vector<ParsedOp>& out) {
       case Batch::Op::SetRetained: in.view(); in.fixed<uint64_t>(); break;
       case Batch::Op::PutDelayed: in.fixed<int64_t>(); in.fixed<uint64_t>(); in.view(); break;
       case Batch::Op::DeleteDelayed: in.fixed<int64_t>(); in.fixed<uint64_t>(); break;
+      case Batch::Op::PutRaw: in.u8(); in.view(); in.view(); break;
       default: return false;
     }
     if (!in.ok) return false;
@@ -887,6 +928,85 @@ void LmdbStore::drain() {
   });
 }
 
+namespace {
+
+// A snapshot's read: every table in Table order, each in key order.
+class LmdbSnapshot final : public Snapshot {
+ public:
+  LmdbSnapshot(MDB_txn* txn, uint64_t ticket, std::vector<std::pair<Table, MDB_dbi>> tables)
+      : txn_(txn), ticket_(ticket), tables_(std::move(tables)) {}
+  ~LmdbSnapshot() override {
+    if (cursor_) mdb_cursor_close(cursor_);
+    mdb_txn_abort(txn_);
+  }
+  uint64_t ticket() const override { return ticket_; }
+  const std::string& error() const override { return error_; }
+
+  bool next(Batch& out, size_t max_bytes) override {
+    const size_t start = out.ops().size();
+    while (i_ < tables_.size()) {
+      if (!cursor_) {
+        const int rc = mdb_cursor_open(txn_, tables_[i_].second, &cursor_);
+        if (rc) return fail(rc);
+        first_ = true;
+      }
+      MDB_val k, v;
+      const int rc = mdb_cursor_get(cursor_, &k, &v, first_ ? MDB_FIRST : MDB_NEXT);
+      first_ = false;
+      if (rc == MDB_NOTFOUND) {
+        mdb_cursor_close(cursor_);
+        cursor_ = nullptr;
+        ++i_;
+        continue;
+      }
+      if (rc) return fail(rc);
+      out.putRaw(tables_[i_].first, view(k), view(v));
+      if (out.ops().size() - start >= max_bytes) return true;
+    }
+    return out.ops().size() > start;
+  }
+
+ private:
+  bool fail(int rc) {
+    error_ = std::string("reading the store for a snapshot: ") + mdb_strerror(rc);
+    i_ = tables_.size();
+    return false;
+  }
+  MDB_txn* txn_;
+  uint64_t ticket_;
+  std::vector<std::pair<Table, MDB_dbi>> tables_;
+  size_t i_ = 0;
+  MDB_cursor* cursor_ = nullptr;
+  bool first_ = true;
+  std::string error_;
+};
+
+}  // namespace
+
+std::unique_ptr<Snapshot> LmdbStore::snapshot(uint64_t at_least) {
+  Impl& im = *impl_;
+  std::unique_lock<std::mutex> lk(im.mu);
+  if (!im.writer.joinable() || im.stop) return nullptr;
+  im.snap_wanted = true;
+  im.snap_at_least = at_least;
+  im.hurry = std::max(im.hurry, at_least);  // what it waits for is not deferred
+  im.cv.notify_one();
+  im.drained.wait(lk, [&] { return !im.snap_wanted || im.stop; });
+  if (im.snap_wanted) {  // stopped first
+    im.snap_wanted = false;
+    return nullptr;
+  }
+  MDB_txn* txn = im.snap_txn;
+  im.snap_txn = nullptr;
+  if (!txn) return nullptr;
+  std::vector<std::pair<Table, MDB_dbi>> tables = {
+      {Table::Meta, im.meta},   {Table::Sessions, im.sessions}, {Table::Subscriptions, im.subs},
+      {Table::Queue, im.queue}, {Table::InboundQos2, im.inq2},  {Table::Messages, im.messages},
+      {Table::Refs, im.refs},   {Table::Retained, im.retained}};
+  if (im.has_delayed) tables.emplace_back(Table::Delayed, im.delayed);
+  return std::make_unique<LmdbSnapshot>(txn, im.snap_ticket, std::move(tables));
+}
+
 void LmdbStore::writerMain() {
   Impl& im = *impl_;
   auto last_sync = std::chrono::steady_clock::now();
@@ -897,12 +1017,19 @@ void LmdbStore::writerMain() {
       std::unique_lock<std::mutex> lk(im.mu);
       const auto wait = std::chrono::milliseconds(options_.sync_interval_ms);
       if (options_.sync == SyncMode::Periodic && unsynced) {
-        im.cv.wait_for(lk, wait, [&] { return im.stop || !im.pending.empty(); });
+        im.cv.wait_for(lk, wait, [&] { return im.stop || !im.pending.empty() || im.snapReady(); });
       } else {
-        im.cv.wait(lk, [&] { return im.stop || !im.pending.empty(); });
+        im.cv.wait(lk, [&] { return im.stop || !im.pending.empty() || im.snapReady(); });
+      }
+      if (im.snapReady()) {
+        // Between two commits: the read sees exactly what callback_done
+        // committed.
+        im.beginSnapshot();
+        im.drained.notify_all();
       }
       if (im.pending.empty() && im.stop) break;
-      if (options_.sync == SyncMode::Fsync && !im.stop && im.hurry < im.pending.front().first) {
+      if (options_.sync == SyncMode::Fsync && !im.stop && !im.pending.empty() &&
+          im.hurry < im.pending.front().first) {
         // Only deletions nobody waits for: gather more of them into this
         // commit (a draining subscriber's acknowledgements), so that the
         // pages they touch are written and flushed once for many.

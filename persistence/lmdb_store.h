@@ -16,6 +16,7 @@ class LmdbStore final : public Store {
   void setCommitCallback(std::function<void(uint64_t ticket, bool ok)> cb) override;
   uint64_t committed() const override;
   void drain() override;
+  std::unique_ptr<Snapshot> snapshot(uint64_t at_least) override;
 
   bool forEachSession(const std::function<void(std::string_view, const SessionRecord&)>& f,
                       std::string& error) const override;

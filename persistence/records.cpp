@@ -249,6 +249,20 @@ void Batch::deleteDelayed(const DelayedKey& k) {
   o.u64(k.msg_id);
 }
 
+void Batch::putRaw(Table table, std::string_view key, std::string_view value) {
+  op(Op::PutRaw);
+  Out o{ops_};
+  o.u8(static_cast<uint8_t>(table));
+  o.str(key);
+  o.str(value);
+}
+
+void Batch::appendOps(std::string_view ops) {
+  ops_.append(ops);
+  ++count_;
+  deletes_only_ = false;
+}
+
 // --- keys ---
 
 void putU64Key(char out[8], uint64_t v) {

@@ -99,6 +99,12 @@ bool decodeSubscription(std::string_view key, std::string_view data, Subscriptio
 std::string encodeQueue(const QueueRecord& q);
 bool decodeQueue(uint64_t seq, std::string_view data, QueueRecord& q);
 
+// The store's tables, as a snapshot names them (Batch::putRaw).
+enum class Table : uint8_t {
+  Meta = 1, Sessions, Subscriptions, Queue, InboundQos2, Messages, Refs, Retained, Delayed,
+};
+constexpr uint8_t kTableCount = 9;
+
 // A batch of writes that commit together. The loop thread fills one batch
 // per loop turn; the writer thread applies it in one transaction.
 class Batch {
@@ -123,6 +129,12 @@ class Batch {
   // A delayed publish and its message; deleting it deletes both.
   void putDelayed(const DelayedKey& k, const MessageRecord& m);
   void deleteDelayed(const DelayedKey& k);
+  // A record of one of the store's tables as it is on disk (a snapshot of
+  // another store replayed: Store::snapshot, the cluster's replica).
+  void putRaw(Table table, std::string_view key, std::string_view value);
+  // An op log written by another batch (ops()), applied as it is: a
+  // replica's log replayed. Never deferred.
+  void appendOps(std::string_view ops);
 
   bool empty() const { return ops_.empty(); }
   size_t size() const { return ops_.size(); }
@@ -149,7 +161,7 @@ class Batch {
   enum class Op : uint8_t {
     PutMessage = 1, AddRefs, PutSession, DeleteSession, PutSubscription,
     DeleteSubscription, PutQueue, DeleteQueue, PutInboundQos2, DeleteInboundQos2,
-    SetRetained, PutDelayed, DeleteDelayed,
+    SetRetained, PutDelayed, DeleteDelayed, PutRaw,
   };
 
  private:

@@ -73,6 +73,21 @@ class CommitLatency {
   std::atomic<uint64_t> sum_ns_{0};
 };
 
+// Every record of a store as of one commit, read in pieces (the cluster's
+// replica of a node's store). Holds a read transaction: the store keeps the
+// pages it reads until it is gone, so it is read through and dropped.
+class Snapshot {
+ public:
+  virtual ~Snapshot() = default;
+  // The highest ticket whose batch it holds (of this run of the store).
+  virtual uint64_t ticket() const = 0;
+  // Appends the next records (Batch::putRaw) to `out` until about
+  // `max_bytes` were added; false once there are no more, or on a read
+  // error (`error` says which).
+  virtual bool next(Batch& out, size_t max_bytes) = 0;
+  virtual const std::string& error() const = 0;
+};
+
 // The store the broker writes to and reads from. LMDB today
 // (lmdb_store.h); a clustered backend implements the same interface.
 //
@@ -123,6 +138,10 @@ class Store {
   virtual uint64_t committed() const = 0;
   // Waits until everything submitted is committed (shutdown, tests).
   virtual void drain() = 0;
+  // Waits until the batch of `at_least` has committed, and reads the
+  // store as of a commit from then on, between two commits; null when the
+  // store is stopping or the read could not begin. Any thread.
+  virtual std::unique_ptr<Snapshot> snapshot(uint64_t at_least) = 0;
 
   // --- reading (any thread) ---
   virtual bool forEachSession(const std::function<void(std::string_view, const SessionRecord&)>& f,
