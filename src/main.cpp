@@ -9,6 +9,7 @@
 #include "src/config/config.h"
 #include "src/security/security.h"
 #include "tls/tls_context.h"
+#include "src/cluster/store_replica.h"
 #include "src/tools/cluster_inspect.h"
 #include "src/tools/inspect.h"
 #include "src/util/log.h"
@@ -99,6 +100,38 @@ void onHangup(uv_signal_t* h, int) {
   s->broker->reloadSecurity("SIGHUP");
   reloadQueues(*s);
   petrel::notifyServiceManager("READY=1");
+}
+
+// A cluster node started on an empty store (its disk lost, or a new
+// machine under its name) reads back the replica of its store that the
+// cluster's JetStream keeps (src/cluster/store_replica.h) before it loads.
+// False: the replica could not be read (the node does not start).
+bool restoreReplica(const petrel::Config& cfg, petrel::persistence::Store& store, petrel::Broker& broker) {
+  const petrel::persistence::StoreStats st = store.stats();
+  if (st.sessions || st.subscriptions || st.queued || st.messages || st.retained || st.inbound_qos2 || st.delayed)
+    return true;
+  bool checked = false;
+  petrel::cluster::RestoreReport r;
+  std::string err;
+  if (!petrel::cluster::restoreAtStart(cfg.cluster, store, 5000, checked, r, err)) {
+    LOG_ERROR("cluster: cannot read this node's store back from its replica in stream %s_replica: %s",
+              cfg.cluster.name.c_str(), err.c_str());
+    return false;
+  }
+  if (!checked) {
+    LOG_WARN("cluster: no NATS server answered within 5 s: this node starts on its empty store without reading "
+             "a replica of it back");
+    broker.guardEmptyReplica();
+  } else if (r.found) {
+    const petrel::persistence::StoreStats now = store.stats();
+    LOG_NOTICE("cluster: this node's store read back from its replica in stream %s_replica: %llu sessions, "
+               "%llu queued messages (a snapshot in %llu records and %llu batches after it%s)",
+               cfg.cluster.name.c_str(), static_cast<unsigned long long>(now.sessions),
+               static_cast<unsigned long long>(now.queued), static_cast<unsigned long long>(r.parts),
+               static_cast<unsigned long long>(r.batches),
+               r.hole ? "; the log stopped at a batch it never stored, which nothing acknowledged" : "");
+  }
+  return true;
 }
 
 // --check-config: loads what Broker::start would, on a loop of its own.
@@ -263,6 +296,7 @@ int main(int argc, char** argv) {
       if (store && notice.find("moved it aside") == std::string::npos) LOG_NOTICE("persistence: %s", notice.c_str());
       else LOG_ERROR("persistence: %s", notice.c_str());
     }
+    if (cfg.cluster.enabled && cfg.cluster.jetstream && !restoreReplica(cfg, *store, broker)) return 1;
     if (!broker.attachStore(std::move(store), err)) {
       LOG_ERROR("cannot load the persistent store: %s", err.c_str());
       return 1;

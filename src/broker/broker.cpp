@@ -146,7 +146,7 @@ void Broker::shutdown() {
   // submitted so far are committed first. Otherwise the stream gives it
   // again to the node's next run, which queues it a second time.
   if (durable_.enabled() && cluster_.enabled()) {
-    durable_.store().drain();
+    durable_.drain();
     cluster_.afterCommit(durable_.committed(), false);
   }
   // After the connections: their wills went to the other nodes too.

@@ -62,6 +62,9 @@ class Broker : private BrokerParts {
   // Takes the persistent store and loads durable sessions, subscriptions,
   // queues and retained messages from it. Call before start().
   bool attachStore(std::unique_ptr<persistence::Store> store, std::string& err);
+  // The store is empty and its cluster replica was not read back (NATS did
+  // not answer): a replica found later is left as it is. Before start().
+  void guardEmptyReplica() { cluster_.guardEmptyReplica(); }
   // Binds the listeners and starts the timers. On failure, `err` says why.
   bool start(std::string& err);
   // After the loop has ended: waits until everything is committed.

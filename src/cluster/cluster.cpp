@@ -145,17 +145,11 @@ bool sameRetained(const Message& a, const Message& b) {
   return *a.props == *b.props;
 }
 
-std::string hostName() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof(buf) - 1) != 0 || !buf[0]) return "petrel";
-  return buf;
-}
-
 }  // namespace
 
 Cluster::Cluster(const Parts& p)
     : cfg_(p.cfg), loop_(p.loop), router_(p.router), durable_(p.durable), clock_(p.clock) {
-  node_name_ = cfg_.node.empty() ? hostName() : cfg_.node;
+  node_name_ = cluster::nodeName(cfg_);
   cluster::encodeLevel(node_name_, own_token_);
   std::random_device rd;
   node_id_ = (uint64_t(rd()) << 32 | rd()) | 1;  // never 0
@@ -267,6 +261,14 @@ bool Cluster::start(std::string& err) {
     for (auto& [gid, g] : local_groups_) {
       groups_js_->add(gid, g->name, g->filter);
       groups_js_->setCredit(gid, router_.groups().room(*g));
+    }
+    if (durable_.enabled()) {
+      // The node's store, kept in JetStream too (store_replica.h).
+      replica_ = std::make_unique<cluster::StoreReplicaStream>(
+          nc_, cfg_.name + "_replica", cfg_.name + ".r.>", cfg_.name + ".r." + own_token_ + ".", cfg_.replicas,
+          durable_.store(), durable_.ticket() - 1, replica_guard_, [this] { durable_.replicaMoved(); });
+      durable_.setReplica(replica_.get());
+      replica_->start();
     }
     uv_timer_init(loop_, &group_progress_);
     group_progress_.data = this;
@@ -471,6 +473,11 @@ void Cluster::stop() {
     for (WaitingIn& w : waiting_in_) stream_->release(w.in.msg);
     waiting_in_.clear();
     stream_->stop();
+  }
+  // What the store wrote last is in the replica before the link closes.
+  if (replica_) {
+    replica_->stop();
+    durable_.setReplica(nullptr);
   }
   // The others forget this node's filters now, not in kForgetMs.
   if (nc_) {
@@ -1308,6 +1315,13 @@ void Cluster::publishSys() {
     put("groups/taken", std::to_string(c.group_taken));
     put("groups/returned", std::to_string(c.group_returned));
     put("groups/held", std::to_string(c.group_held));
+    if (c.replica) {
+      put("replica/live", c.replica_live ? "1" : "0");
+      put("replica/snapshots", std::to_string(c.replica_snapshots));
+      put("replica/bytes", std::to_string(c.replica_bytes));
+      put("replica/records", std::to_string(c.replica_records));
+      put("replica/stalls", std::to_string(c.replica_stalls));
+    }
   }
 }
 
@@ -1326,6 +1340,15 @@ Cluster::Counters Cluster::counters() const {
     c.stream_retried = s.retried;
   }
   if (move_counters_) move_counters_(c);
+  if (replica_) {
+    const cluster::StoreReplicaStream::Counters r = replica_->counters();
+    c.replica = true;
+    c.replica_live = r.live;
+    c.replica_snapshots = r.snapshots;
+    c.replica_bytes = r.snapshot_bytes + r.log_bytes;
+    c.replica_records = r.records;
+    c.replica_stalls = r.stalls;
+  }
   c.groups = local_groups_.size();
   c.group_held = held_.size();
   if (inbox_) {

@@ -71,6 +71,7 @@
 #include "src/cluster/remote_interest.h"
 #include "src/cluster/bucket.h"
 #include "src/cluster/group_stream.h"
+#include "src/cluster/store_replica.h"
 #include "src/cluster/stream.h"
 #include "src/cluster/wire.h"
 #include "src/config/config.h"
@@ -130,6 +131,13 @@ class Cluster {
     uint64_t group_taken = 0;        // taken from it for members here
     uint64_t group_returned = 0;     // given back to it: no member here could take them
     uint64_t group_held = 0;         // taken and not yet acknowledged by a member (now)
+    // The replica of this node's store (store_replica.h):
+    bool replica = false;            // kept (JetStream and persistence on)
+    bool replica_live = false;       // acknowledgements wait for it
+    uint64_t replica_snapshots = 0;  // snapshots stored in this run
+    uint64_t replica_bytes = 0;      // the last snapshot and the log after it
+    uint64_t replica_records = 0;    // log records stored in this run
+    uint64_t replica_stalls = 0;     // times it stopped being live
   };
 
   // A node with more filters than this announces "every message" instead
@@ -261,6 +269,9 @@ class Cluster {
   bool othersWant(std::string_view topic) const { return enabled() && remote_.wants(topic); }
   const std::string& nodeName() const { return node_name_; }
   Counters counters() const;
+  // The node started on an empty store without reading its replica back
+  // (NATS did not answer): a replica found is not overwritten. Before start().
+  void guardEmptyReplica() { replica_guard_ = true; }
   // This node first, then the others heard from within kGoneMs, by name.
   std::vector<NodeView> nodes() const;
   // $SYS/broker/cluster/state|node|sent|received|duplicates|dropped|send_failed|kept
@@ -439,6 +450,8 @@ class Cluster {
   uint64_t committed_ = 0;  // the store's last commit seen
   // Share groups across the cluster.
   std::unique_ptr<cluster::GroupStream> groups_js_;
+  std::unique_ptr<cluster::StoreReplicaStream> replica_;
+  bool replica_guard_ = false;
   std::unordered_map<uint64_t, SharedGroup*> local_groups_;  // by group id
   std::unordered_map<uint64_t, __natsMsg*> held_;           // by Message::group_token
   uint64_t next_group_token_ = 0;

@@ -2,10 +2,19 @@
 
 #include <nats/nats.h>
 
+#include <unistd.h>
+
 #include <mutex>
 #include <vector>
 
 namespace petrel::cluster {
+
+std::string nodeName(const ClusterConfig& cfg) {
+  if (!cfg.node.empty()) return cfg.node;
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0 || !buf[0]) return "petrel";
+  return buf;
+}
 
 std::string natsErrorText(int status) {
   natsStatus detail = NATS_OK;

@@ -16,6 +16,9 @@ namespace petrel::cluster {
 // NATS refused (a TLS file that does not load).
 __natsOptions* natsOptionsFor(const ClusterConfig& cfg, const std::string& client_name, std::string& err);
 
+// This node's name: `cluster.node`, or the host name.
+std::string nodeName(const ClusterConfig& cfg);
+
 // The client's last error, or the status's text.
 std::string natsErrorText(int status);
 

@@ -11,6 +11,7 @@
 
 #include <uv.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -23,6 +24,21 @@
 #include "src/routing/message.h"
 
 namespace petrel {
+
+// A copy of the store kept elsewhere (the cluster's replica of a node's
+// store, src/cluster/store_replica.h). Every batch goes to it as it is
+// submitted, and whoever waits for a batch's commit waits for the replica
+// to hold it too (Durable::committed()).
+class StoreReplica {
+ public:
+  virtual ~StoreReplica() = default;
+  // Loop thread: the batch about to be submitted under `ticket`.
+  virtual void add(uint64_t ticket, const persistence::Batch& batch) = 0;
+  // Any thread: the replica holds every batch up to this ticket.
+  virtual uint64_t covered() const = 0;
+  // Waits until covered() reaches `ticket`, at most `ms` (shutdown).
+  virtual void waitFor(uint64_t ticket, int ms) = 0;
+};
 
 class Durable {
  public:
@@ -47,11 +63,29 @@ class Durable {
   // The ticket of this turn's batch for whoever holds an acknowledgement
   // until it commits: such a batch is never deferred.
   uint64_t awaitedTicket() { return store_->awaitedTicket(); }
-  uint64_t committed() const { return store_->committed(); }
-  // Hands this loop turn's writes to the writer thread as one batch.
-  void submit() {
-    if (store_) store_->submit();
+  // Committed, and held by the replica when there is one.
+  uint64_t committed() const {
+    const uint64_t c = store_->committed();
+    return replica_ ? std::min(c, replica_->covered()) : c;
   }
+  // Hands this loop turn's writes to the writer thread as one batch (and
+  // to the replica).
+  void submit() {
+    if (!store_) return;
+    if (replica_ && !store_->batch().empty()) replica_->add(store_->ticket(), store_->batch());
+    store_->submit();
+  }
+  // Submits what this loop turn wrote and waits for every commit.
+  void drain() {
+    submit();
+    store_->drain();
+    if (replica_) replica_->waitFor(store_->committed(), 3000);
+  }
+  // From now on every batch also goes to `r` (null: no more). Loop thread.
+  void setReplica(StoreReplica* r) { replica_ = r; }
+  // Any thread: what the replica holds grew; the loop reads committed()
+  // again (as after a commit).
+  void replicaMoved() { uv_async_send(&commit_async_); }
 
   // Every message gets a store id while persistence is on (the record is
   // written only when a durable holder exists); 0 without persistence.
@@ -86,6 +120,7 @@ class Durable {
   size_t trim_at_ = 0;  // trimCache walks the cache from this size on
   uint64_t next_msg_id_ = 1;
   bool full_logged_ = false;
+  StoreReplica* replica_ = nullptr;
 };
 
 }  // namespace petrel
