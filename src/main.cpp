@@ -296,7 +296,8 @@ int main(int argc, char** argv) {
       if (store && notice.find("moved it aside") == std::string::npos) LOG_NOTICE("persistence: %s", notice.c_str());
       else LOG_ERROR("persistence: %s", notice.c_str());
     }
-    if (cfg.cluster.enabled && cfg.cluster.jetstream && !restoreReplica(cfg, *store, broker)) return 1;
+    if (cfg.cluster.enabled && cfg.cluster.jetstream && cfg.cluster.store_replica && !restoreReplica(cfg, *store, broker))
+      return 1;
     if (!broker.attachStore(std::move(store), err)) {
       LOG_ERROR("cannot load the persistent store: %s", err.c_str());
       return 1;

@@ -262,7 +262,7 @@ bool Cluster::start(std::string& err) {
       groups_js_->add(gid, g->name, g->filter);
       groups_js_->setCredit(gid, router_.groups().room(*g));
     }
-    if (durable_.enabled()) {
+    if (durable_.enabled() && cfg_.store_replica) {
       // The node's store, kept in JetStream too (store_replica.h).
       replica_ = std::make_unique<cluster::StoreReplicaStream>(
           nc_, cfg_.name + "_replica", cfg_.name + ".r.>", cfg_.name + ".r." + own_token_ + ".", cfg_.replicas,

@@ -334,6 +334,9 @@ bool StoreReplicaStream::publishQueued() {
 }
 
 void StoreReplicaStream::purge(const std::string& subject, uint64_t below) {
+  // JetStream reads a bound of 0 or 1 as none (everything on the subject
+  // would go); below 2 there is nothing to purge anyway.
+  if (below <= 1) return;
   jsOptions o;
   jsOptions_Init(&o);
   o.Stream.Purge.Subject = subject.c_str();

@@ -411,6 +411,7 @@ void readCluster(const YAML::Node& n, const std::string& k, ClusterConfig& cl) {
        cl.max_pending_bytes = readInt<uint64_t>(v, kk, 1, 4095) << 20;  // a batch's offsets are 32-bit
      }},
     {"jetstream", [&](const YAML::Node& v, const std::string& kk) { cl.jetstream = readBool(v, kk); }},
+    {"store_replica", [&](const YAML::Node& v, const std::string& kk) { cl.store_replica = readBool(v, kk); }},
     {"replicas", [&](const YAML::Node& v, const std::string& kk) { cl.replicas = readInt<int>(v, kk, 1, 5); }},
   });
   if (n.IsNull() || !n.IsMap()) throw ConfigError(lineOf(n), k + ": expected a mapping with servers");

@@ -131,6 +131,9 @@ struct ClusterConfig {
   // the session registry); false: retained messages stay on the node they
   // were published on, and a client id may be connected to two nodes.
   bool jetstream = true;
+  // With JetStream and persistence: the node's store kept in the stream
+  // <name>_replica too (src/cluster/store_replica.h); false: on its disk alone.
+  bool store_replica = true;
   int replicas = 1;                   // copies JetStream keeps of the buckets and the stream (1..5)
 };
 

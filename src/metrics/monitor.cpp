@@ -212,6 +212,12 @@ MetricsSnapshot Monitor::snapshot() {
     s.cluster.group_taken = c.group_taken;
     s.cluster.group_returned = c.group_returned;
     s.cluster.group_held = c.group_held;
+    s.cluster.replica = c.replica;
+    s.cluster.replica_live = c.replica_live;
+    s.cluster.replica_snapshots = c.replica_snapshots;
+    s.cluster.replica_bytes = c.replica_bytes;
+    s.cluster.replica_records = c.replica_records;
+    s.cluster.replica_stalls = c.replica_stalls;
     for (const Cluster::NodeView& v : p_.cluster.nodes()) {
       const cluster::NodeStatus& st = v.status;
       s.cluster.nodes.push_back(

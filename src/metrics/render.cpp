@@ -243,6 +243,21 @@ std::string prometheusText(const MetricsSnapshot& s) {
       e.family("petrel_cluster_group_held", "gauge",
                "Share group messages taken from the groups' stream and not yet acknowledged by a member here.");
       e.sample("petrel_cluster_group_held", c.group_held, {{"node", c.node}});
+      if (c.replica) {
+        e.family("petrel_cluster_replica_live", "gauge",
+                 "1 while acknowledgements wait for the replica of this node's store in JetStream.");
+        e.sample("petrel_cluster_replica_live", uint64_t(c.replica_live ? 1 : 0), {{"node", c.node}});
+        e.family("petrel_cluster_replica_bytes", "gauge",
+                 "Bytes of the replica of this node's store: its last snapshot and the log after it.");
+        e.sample("petrel_cluster_replica_bytes", c.replica_bytes, {{"node", c.node}});
+        counter("petrel_cluster_replica_snapshots_total", "Snapshots of this node's store stored in its replica.",
+                c.replica_snapshots);
+        counter("petrel_cluster_replica_records_total", "Log records of this node's store stored in its replica.",
+                c.replica_records);
+        counter("petrel_cluster_replica_stalls_total",
+                "Times the replica stopped being live (JetStream did not store for 10 s, or fell 64 MB behind).",
+                c.replica_stalls);
+      }
     }
   }
   return e.take();
@@ -423,6 +438,15 @@ std::string statsJson(const MetricsSnapshot& s, size_t max_groups) {
       j.member("returned", s.cluster.group_returned);
       j.member("held", s.cluster.group_held);
       j.endObject();
+      if (s.cluster.replica) {
+        j.key("replica").beginObject();
+        j.member("live", s.cluster.replica_live);
+        j.member("snapshots", s.cluster.replica_snapshots);
+        j.member("bytes", s.cluster.replica_bytes);
+        j.member("records", s.cluster.replica_records);
+        j.member("stalls", s.cluster.replica_stalls);
+        j.endObject();
+      }
     }
   }
   j.endObject();

@@ -77,6 +77,9 @@ struct MetricsSnapshot {
     uint64_t moved_in = 0, moved_out = 0, moved_messages_in = 0, moved_messages_out = 0, move_failed = 0;
     // Share groups across the cluster (the groups' stream).
     uint64_t groups = 0, group_stored = 0, group_taken = 0, group_returned = 0, group_held = 0;
+    // The replica of the node's store (src/cluster/store_replica.h).
+    bool replica = false, replica_live = false;
+    uint64_t replica_snapshots = 0, replica_bytes = 0, replica_records = 0, replica_stalls = 0;
     // This node first, then the others heard from lately (their status).
     struct Node {
       std::string name;

@@ -100,6 +100,47 @@ void printGroups(natsConnection* nc, const ClusterConfig& cfg) {
   });
 }
 
+// The replicas of the nodes' stores (src/cluster/store_replica.h): the
+// stream, and per node its snapshot's and its log's records.
+void printReplicas(natsConnection* nc, const ClusterConfig& cfg) {
+  if (!cfg.jetstream || !cfg.store_replica) return;
+  const std::string stream = cfg.name + "_replica", filter = cfg.name + ".r.>";
+  jsCtx* js = nullptr;
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Stream.Info.SubjectsFilter = filter.c_str();
+  natsStatus s = natsConnection_JetStream(&js, nc, nullptr);
+  if (s == NATS_OK) s = js_GetStreamInfo(&si, js, stream.c_str(), &o, &jerr);
+  if (s != NATS_OK || !si) {
+    std::printf("stores' replicas: stream %s not readable: %s\n", stream.c_str(), cluster::natsErrorText(s).c_str());
+    if (js) jsCtx_Destroy(js);
+    return;
+  }
+  std::printf("stores' replicas: stream %s: %" PRIu64 " records, %" PRIu64 " bytes, %" PRId64 " replicas\n",
+              stream.c_str(), si->State.Msgs, si->State.Bytes, si->Config ? si->Config->Replicas : int64_t{0});
+  // "<name>.r.<node>.s" and ".l", by node.
+  std::map<std::string, std::pair<uint64_t, uint64_t>> by_node;
+  const std::string prefix = cfg.name + ".r.";
+  if (si->State.Subjects) {
+    for (int i = 0; i < si->State.Subjects->Count; ++i) {
+      std::string_view subj = si->State.Subjects->List[i].Subject;
+      if (subj.size() < prefix.size() + 2 || subj.substr(0, prefix.size()) != prefix) continue;
+      const std::string_view token = subj.substr(prefix.size(), subj.size() - prefix.size() - 2);
+      std::string node;
+      if (!cluster::decodeLevel(token, node)) node = std::string(token);
+      auto& counts = by_node[node];
+      (subj.back() == 's' ? counts.first : counts.second) += si->State.Subjects->List[i].Msgs;
+    }
+  }
+  for (const auto& [node, counts] : by_node)
+    std::printf("  %s: a snapshot in %" PRIu64 " records, %" PRIu64 " log records after it\n", node.c_str(),
+                counts.first, counts.second);
+  jsStreamInfo_Destroy(si);
+  jsCtx_Destroy(js);
+}
+
 }  // namespace
 
 int inspectCluster(const ClusterConfig& cfg) {
@@ -166,6 +207,7 @@ int inspectCluster(const ClusterConfig& cfg) {
   printBucket(nc, cfg);
   printStream(nc, cfg);
   printGroups(nc, cfg);
+  printReplicas(nc, cfg);
   if (sub) natsSubscription_Destroy(sub);
   natsConnection_Close(nc);
   natsConnection_Destroy(nc);

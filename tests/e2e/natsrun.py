@@ -7,12 +7,14 @@ cluster; the helpers read what reaches a client and the nodes' $SYS
 values.
 """
 
+import json
 import os
 import re
 import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -25,8 +27,9 @@ NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 class Nats:
     """A real nats-server on loopback, restartable on its port."""
 
-    def __init__(self, workdir, port=None, jetstream=False):
+    def __init__(self, workdir, port=None, jetstream=False, monitor=False):
         self.port = port or free_port()
+        self.monitor_port = free_port() if monitor else None
         self.log_path = os.path.join(str(workdir), "nats-%d.log" % self.port)
         self.proc = None
         self.extra = []
@@ -34,6 +37,8 @@ class Nats:
             # Its store survives a restart, as on a real server.
             store = os.path.join(str(workdir), "nats-js-%d" % self.port)
             self.extra = ["--jetstream", "--store_dir", store, "--server_name", "n%d" % self.port]
+        if monitor:
+            self.extra += ["-m", str(self.monitor_port)]
 
     @property
     def url(self):
@@ -56,6 +61,18 @@ class Nats:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(5)
+
+    def stream_state(self, name):
+        """A JetStream stream's state (messages, bytes, first_seq...), from
+        the server's monitoring port (monitor=True)."""
+        url = "http://%s:%d/jsz?streams=true" % (HOST, self.monitor_port)
+        with urllib.request.urlopen(url, timeout=5) as r:
+            jsz = json.load(r)
+        for acc in jsz.get("account_details", []):
+            for st in acc.get("stream_detail", []):
+                if st["name"] == name:
+                    return st["state"]
+        return None
 
     def kill(self):
         if self.proc and self.proc.poll() is None:

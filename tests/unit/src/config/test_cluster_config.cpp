@@ -29,6 +29,7 @@ TEST(ClusterConfig, Values) {
       "  key_file: node.key\n"
       "  max_pending_mb: 8\n"
       "  jetstream: false\n"
+      "  store_replica: false\n"
       "  replicas: 3\n");
   ASSERT_TRUE(l.ok) << l.error;
   const ClusterConfig& c = l.cfg.cluster;
@@ -43,6 +44,7 @@ TEST(ClusterConfig, Values) {
   EXPECT_EQ(c.key_file, "node.key");
   EXPECT_EQ(c.max_pending_bytes, 8ull << 20);
   EXPECT_FALSE(c.jetstream);
+  EXPECT_FALSE(c.store_replica);
   EXPECT_EQ(c.replicas, 3);
 }
 
@@ -53,6 +55,7 @@ TEST(ClusterConfig, Defaults) {
   EXPECT_EQ(l.cfg.cluster.node, "");  // the host name, at start-up
   EXPECT_EQ(l.cfg.cluster.max_pending_bytes, 64ull << 20);
   EXPECT_TRUE(l.cfg.cluster.jetstream);
+  EXPECT_TRUE(l.cfg.cluster.store_replica);
   EXPECT_EQ(l.cfg.cluster.replicas, 1);
 }
 
@@ -72,6 +75,7 @@ TEST(ClusterConfig, ErrorsNameTheKeyAndLine) {
       {"cluster:\n  servers: [nats://a:1]\n  max_pending_mb: 0\n", ":3: cluster.max_pending_mb: 0 is out of range"},
       {"cluster:\n  servers: [nats://a:1]\n  max_pending_mb: 4096\n", ":3: cluster.max_pending_mb: 4096 is out of range 1..4095"},
       {"cluster:\n  servers: [nats://a:1]\n  replica: 3\n", ":3: cluster.replica: unknown key"},
+      {"cluster:\n  servers: [nats://a:1]\n  store_replica: maybe\n", ":3: cluster.store_replica: "},
       {"cluster:\n  servers: [nats://a:1]\n  replicas: 0\n", ":3: cluster.replicas: 0 is out of range 1..5"},
       {"cluster:\n  servers: [nats://a:1]\n  replicas: 7\n", ":3: cluster.replicas: 7 is out of range 1..5"},
       {"cluster:\n  servers: [nats://a:1]\n  jetstream: maybe\n", ":3: cluster.jetstream:"},

@@ -1,0 +1,236 @@
+"""The replica of a node's store in JetStream (src/cluster/store_replica.h).
+
+Real nats-server with JetStream (its monitoring port read for the stream's
+size), Petrel nodes with LMDB persistence on loopback. What is checked:
+
+* kill -9 of a node under unthrottled QoS 1 load into an offline durable
+  session (100x its RAM window), its data directory then deleted: started
+  again on an empty store, the node reads its replica back, and the
+  client finds its session and every message the publisher had
+  acknowledged;
+* the replica stays about the size of the store: far more log than its
+  snapshot threshold goes through it, new snapshots purge what came before
+  (the stream's bytes, read from NATS, stay bounded);
+* a node started on an empty store while NATS is away does not overwrite
+  the replica it could not read; started again with NATS there, it reads
+  it back;
+* the replica in $SYS, /metrics, /api/v1/stats and `petrel inspect
+  --cluster`; none with `store_replica: false`;
+* JetStream gone under load: acknowledgements wait for the replica, then
+  after its stall time follow the node's disk alone; JetStream back, the
+  replica is live again from a new snapshot, and what is acknowledged from
+  then on survives the loss of the disk again.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+
+import fastclient as fc
+import mqttraw as m
+from conftest import HOST, PETREL_BIN, free_port
+from natsrun import Nats, acked_seqs, nodes, sys_value, wait_sys  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.petrel_only
+
+SANITIZED = os.environ.get("PETREL_SANITIZED") == "1"
+BIG_QUEUES = {"max_queued_messages": 1000000}
+RAM_WINDOW = 1000  # Sessions::kRamWindow
+STREAM = "petrel_replica"
+
+
+@pytest.fixture
+def jsm(tmp_path):
+    """One nats-server with JetStream and its monitoring port."""
+    n = Nats(tmp_path, jetstream=True, monitor=True).start()
+    yield n
+    n.stop()
+
+
+def live(node, timeout=15.0):
+    wait_sys(node, "replica/live", lambda v: v == "1", timeout=timeout)
+
+
+def wipe(node):
+    shutil.rmtree(node.config["persistence"]["dir"])
+
+
+def park(node, cid, topic):
+    """A durable (clean session 0) QoS 1 subscriber of topic/#, gone offline."""
+    s = fc.Sub(HOST, node.port, cid, version=4, clean=False)
+    s.connect(subscribe=topic + "/#", qos=1)
+    s.close()
+
+
+def publish_until_killed(pub, topic, n):
+    """Publishes on a thread; returns it (the publisher fails when its node dies)."""
+    def go():
+        try:
+            pub.publish(topic, n, qos=1, window=1000, timeout=150, payload_size=100)
+        except (ConnectionError, OSError, AssertionError):
+            pass
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t
+
+
+def wait_acked(pub, n, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while pub.acked < n:
+        assert time.monotonic() < deadline, "only %d of %d acknowledged" % (pub.acked, n)
+        time.sleep(0.01)
+
+
+def assert_all_there(node, cid, pub_name, acked, timeout=90.0):
+    """The durable client connects again: session present, every
+    acknowledged message of `pub_name` there."""
+    s = fc.Sub(HOST, node.port, cid, version=4, clean=False)
+    s.connect()
+    assert s.session_present is True
+    missing = set(acked)
+    deadline = time.monotonic() + timeout
+    while missing and time.monotonic() < deadline:
+        fc.run([s], lambda: False, 0.5)
+        missing -= {seq for (q, seq) in s.first_seen if q == pub_name}
+    assert not missing, "%d of %d acknowledged messages lost, e.g. %r" % (
+        len(missing), len(acked), sorted(missing)[:5])
+    return s
+
+
+@pytest.mark.time_limit(180)
+def test_a_node_whose_disk_is_lost_comes_back_with_every_acknowledged_message(jsm, nodes):
+    a, = nodes(jsm, 1, persistence={"enabled": True}, limits=BIG_QUEUES)
+    live(a)
+    park(a, "keeper", "rp")
+    n = (20 if SANITIZED else 100) * RAM_WINDOW
+    pub = fc.Pub(HOST, a.port, "pub-a").connect()
+    t0 = time.monotonic()
+    th = publish_until_killed(pub, "rp/1", n)
+    wait_acked(pub, n * 3 // 4, timeout=120)
+    print("%d acknowledged in %.1f s" % (pub.acked, time.monotonic() - t0))
+    a.kill()
+    th.join(10)
+    acked = acked_seqs(pub)
+    assert len(acked) >= n * 3 // 4
+    wipe(a)
+    a.start()
+    assert "read back from its replica" in a.log(), a.log()
+    s = assert_all_there(a, "keeper", b"pub-a", acked)
+    # Nothing else came (what was sent and not acknowledged may be there).
+    assert {seq for (q, seq) in s.first_seen if q == b"pub-a"} <= set(range(pub.next_seq))
+
+
+@pytest.mark.time_limit(180)
+def test_the_replica_stays_the_size_of_the_store(jsm, nodes):
+    a, = nodes(jsm, 1, persistence={"enabled": True}, limits=BIG_QUEUES)
+    live(a)
+    s = fc.Sub(HOST, a.port, "drainer", version=4, clean=False)
+    s.connect(subscribe="big/#", qos=1)
+    # Every message is queued for the durable subscriber and acknowledged by
+    # it: two records per message go through the log, and the store stays
+    # small. 1,000-byte payloads: far past the 16 MB after which the log
+    # is folded into a new snapshot.
+    n = 20000 if SANITIZED else 60000
+    pub = fc.Pub(HOST, a.port, "pub-big").connect()
+    done = threading.Thread(target=pub.publish, args=("big/1", n),
+                            kwargs=dict(qos=1, window=500, payload_size=1000, timeout=150), daemon=True)
+    done.start()
+    fc.run([s], lambda: s.unique(b"pub-big") >= n, 150)
+    done.join(10)
+    assert s.unique(b"pub-big") == n
+    snapshots = int(wait_sys(a, "replica/snapshots", lambda v: v is not None and int(v) >= (2 if SANITIZED else 3), timeout=20))
+    state = jsm.stream_state(STREAM)
+    print("%d MB of payload; %d snapshots; stream %s: %d messages, %d bytes" % (
+        n * 1000 >> 20, snapshots, STREAM, state["messages"], state["bytes"]))
+    # A snapshot of a near-empty store plus at most the log threshold and
+    # one record.
+    assert state["bytes"] < 20 * 1024 * 1024
+    assert state["bytes"] < n * 1000 // 2
+
+
+@pytest.mark.time_limit(120)
+def test_an_empty_node_without_nats_leaves_its_replica_alone(jsm, nodes):
+    a, = nodes(jsm, 1, persistence={"enabled": True}, limits=BIG_QUEUES)
+    live(a)
+    park(a, "keeper", "em")
+    pub = fc.Pub(HOST, a.port, "pub-em").connect()
+    pub.publish("em/1", 2000, qos=1, window=200)
+    acked = acked_seqs(pub)
+    a.kill()
+    wipe(a)
+    jsm.stop()
+    a.start(timeout=15)
+    assert "without reading a replica of it back" in a.log()
+    jsm.start()
+    deadline = time.monotonic() + 20
+    while "left as it is" not in a.log():
+        assert time.monotonic() < deadline, a.log()
+        time.sleep(0.1)
+    assert sys_value(a, "replica/live") == "0"
+    a.kill()
+    a.start()
+    assert "read back from its replica" in a.log()
+    assert_all_there(a, "keeper", b"pub-em", acked)
+
+
+@pytest.mark.time_limit(150)
+def test_jetstream_away_then_back(jsm, nodes):
+    a, = nodes(jsm, 1, persistence={"enabled": True}, limits=BIG_QUEUES)
+    live(a)
+    park(a, "keeper", "aw")
+    pub = fc.Pub(HOST, a.port, "pub-aw").connect()
+    pub.publish("aw/1", 1000, qos=1, window=100)
+    jsm.kill()
+    # Acknowledgements wait for the replica, until it gives up (10 s).
+    t0 = time.monotonic()
+    pub.publish("aw/1", 1000, qos=1, window=100, timeout=60)
+    waited = time.monotonic() - t0
+    print("1,000 more acknowledged %.1f s after JetStream went" % waited)
+    assert waited > 5
+    assert sys_value(a, "replica/live") == "0"
+    assert int(sys_value(a, "replica/stalls")) == 1
+    jsm.start()
+    live(a, timeout=30)
+    # Live again from a new snapshot: what is acknowledged now survives the
+    # loss of the disk, with everything that was queued before.
+    pub.publish("aw/1", 1000, qos=1, window=100)
+    acked = acked_seqs(pub)
+    assert len(acked) == 3000
+    a.kill()
+    wipe(a)
+    a.start()
+    assert "read back from its replica" in a.log()
+    assert_all_there(a, "keeper", b"pub-aw", acked)
+
+
+def test_the_replica_in_metrics_stats_and_inspect(jsm, nodes):
+    pa = free_port()
+    a, = nodes(jsm, 1, persistence={"enabled": True}, http={"enabled": True, "address": HOST, "port": pa})
+    b, = nodes(jsm, 1, persistence={"enabled": True}, cluster={"store_replica": False})
+    live(a)
+    park(a, "keeper", "mt")
+    fc.Pub(HOST, a.port, "pub-mt").connect().publish("mt/1", 100, qos=1, window=100)
+    records = int(wait_sys(a, "replica/records", lambda v: v is not None and int(v) >= 1))
+    text = urllib.request.urlopen("http://%s:%d/metrics" % (HOST, pa), timeout=5).read().decode()
+    assert 'petrel_cluster_replica_live{node="node0"} 1' in text
+    assert "petrel_cluster_replica_snapshots_total 1\n" in text
+    assert "petrel_cluster_replica_stalls_total 0\n" in text
+    stats = json.load(urllib.request.urlopen("http://%s:%d/api/v1/stats" % (HOST, pa), timeout=5))
+    r = stats["cluster"]["replica"]
+    assert r["live"] is True and r["snapshots"] == 1 and r["records"] >= records and r["bytes"] > 100 * 16
+    # The node without a replica has none, and writes none.
+    wait_sys(b, "stream/up", lambda v: v == "1")
+    with pytest.raises(m.ReadTimeout):
+        sys_value(b, "replica/live", timeout=2)
+    out = subprocess.run([PETREL_BIN, "inspect", "--cluster", "--config", a.config_path], capture_output=True,
+                         text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    assert "stores' replicas: stream petrel_replica:" in out.stdout, out.stdout
+    assert "  node0: a snapshot in 2 records, " in out.stdout, out.stdout
+    assert "node1:" not in out.stdout.split("stores' replicas")[1], out.stdout
