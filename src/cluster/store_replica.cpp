@@ -21,8 +21,11 @@ namespace {
 // A record: a header, then what its kind carries.
 //   'L' (log):      pieces of batches, each: ticket, offset in the batch,
 //                   more (1: the batch goes on in the next record), bytes.
-//   'S' (snapshot): an op log of Batch::putRaw records.
-//   'E' (end):      the snapshot's record count and bytes; it is complete.
+//   'S' (snapshot): a piece of an op log of Batch::putRaw records: its
+//                   offset, more (1: the op log goes on in the next
+//                   record), bytes.
+//   'E' (end):      on its own subject: the snapshot's record count, bytes
+//                   and first record's stream sequence; it is complete.
 constexpr uint8_t kMagic = 'P';
 constexpr uint8_t kVersion = 1;
 constexpr uint8_t kLog = 'L';
@@ -81,6 +84,7 @@ StoreReplicaStream::StoreReplicaStream(natsConnection* nc, std::string stream, s
       stream_subjects_(std::move(stream_subjects)),
       log_subject_(subject_prefix + "l"),
       snap_subject_(subject_prefix + "s"),
+      end_subject_(subject_prefix + "e"),
       replicas_(replicas),
       store_(store),
       moved_(std::move(moved)),
@@ -181,13 +185,13 @@ bool StoreReplicaStream::open() {
   if (s == NATS_OK && guard_empty_) {
     natsMsg* m = nullptr;
     jsErrCode e = static_cast<jsErrCode>(0);
-    const natsStatus g = js_GetLastMsg(&m, js_, stream_.c_str(), snap_subject_.c_str(), nullptr, &e);
+    const natsStatus g = js_GetLastMsg(&m, js_, stream_.c_str(), end_subject_.c_str(), nullptr, &e);
     if (m) natsMsg_Destroy(m);
     if (g == NATS_OK) {
       LOG_ERROR("cluster: stream %s holds a replica of this node's store, and this node started on an empty "
                 "store without reading it back (NATS did not answer in time): it is left as it is, and this "
                 "node keeps no replica. Restart the node to restore it; or, to start afresh, purge subject "
-                "%s and %s of that stream first.", stream_.c_str(), snap_subject_.c_str(), log_subject_.c_str());
+                "%s.* of that stream first.", stream_.c_str(), log_subject_.substr(0, log_subject_.size() - 2).c_str());
       std::lock_guard<std::mutex> lock(mu_);
       accepting_ = false;
       refused_ = true;
@@ -206,6 +210,10 @@ bool StoreReplicaStream::open() {
     }
     return false;
   }
+  // Records fit the server's largest message.
+  const int64_t max_payload = natsConnection_GetMaxPayload(nc_);
+  if (max_payload > 0)
+    record_bytes_ = std::max<size_t>(8192, std::min<size_t>(kRecordBytes, static_cast<size_t>(max_payload) - 1024));
   last_error_.clear();
   return true;
 }
@@ -295,7 +303,7 @@ bool StoreReplicaStream::publishQueued() {
     size_t off = 0;
     do {
       if (!any) putHeader(rec, kLog, run_, gen_, 0);
-      size_t room = kRecordBytes > rec.size() + kPieceOverhead ? kRecordBytes - rec.size() - kPieceOverhead : 0;
+      size_t room = record_bytes_ > rec.size() + kPieceOverhead ? record_bytes_ - rec.size() - kPieceOverhead : 0;
       if (room < 4096 && any) {
         if (!flush()) {
           std::lock_guard<std::mutex> lock(mu_);
@@ -303,7 +311,7 @@ bool StoreReplicaStream::publishQueued() {
           break;
         }
         putHeader(rec, kLog, run_, gen_, 0);
-        room = kRecordBytes - rec.size() - kPieceOverhead;
+        room = record_bytes_ - rec.size() - kPieceOverhead;
       }
       const size_t n = std::min(room, p.ops.size() - off);
       persistence::Out o{rec};
@@ -369,18 +377,28 @@ bool StoreReplicaStream::snapshot() {
   uint64_t first_seq = 0, bytes = 0, parts = 0, seq = 0;
   persistence::Batch b;
   std::string rec;
+  const size_t piece_max = record_bytes_ - kHeaderBytes - kPieceOverhead;
   while (true) {
     b.clear();
-    if (!snap->next(b, kRecordBytes - kHeaderBytes - 1024)) break;
-    putHeader(rec, kPart, run_, gen_, t);
-    rec.append(b.ops());
-    if (!store(snap_subject_, rec, seq)) {
-      stall("storing a snapshot stopped");
-      return false;
+    if (!snap->next(b, piece_max)) break;
+    // A record larger than a stream message (a large message) goes in pieces.
+    const std::string& ops = b.ops();
+    for (size_t off = 0; off < ops.size();) {
+      const size_t n = std::min(piece_max, ops.size() - off);
+      putHeader(rec, kPart, run_, gen_, t);
+      persistence::Out o{rec};
+      o.u32(static_cast<uint32_t>(off));
+      o.u8(off + n < ops.size() ? 1 : 0);
+      o.str(std::string_view(ops).substr(off, n));
+      off += n;
+      if (!store(snap_subject_, rec, seq)) {
+        stall("storing a snapshot stopped");
+        return false;
+      }
+      if (!first_seq) first_seq = seq;
+      bytes += rec.size();
+      ++parts;
     }
-    if (!first_seq) first_seq = seq;
-    bytes += rec.size();
-    ++parts;
     // Acknowledgements keep moving during a long snapshot.
     if (!publishQueued()) return false;
   }
@@ -395,15 +413,18 @@ bool StoreReplicaStream::snapshot() {
   persistence::Out o{rec};
   o.u64(parts);
   o.u64(bytes);
-  if (!store(snap_subject_, rec, seq)) {
+  o.u64(first_seq);
+  if (!store(end_subject_, rec, seq)) {
     stall("storing a snapshot stopped");
     return false;
   }
   const uint64_t end_seq = seq;
-  if (!first_seq) first_seq = end_seq;
-  // What the new snapshot makes unneeded: older snapshots first, then the
-  // log up to its commit (so that a failure leaves a complete chain).
+  // What the new snapshot makes unneeded: the older snapshots, and the log
+  // up to its commit. The newest end names the snapshot a reader takes,
+  // and the log after it is kept, so a purge that fails leaves the
+  // replica whole.
   purge_failed_ = false;
+  purge(end_subject_, end_seq);
   purge(snap_subject_, first_seq);
   if (!purge_failed_) {
     uint64_t keep_from = end_seq;
@@ -452,6 +473,9 @@ void StoreReplicaStream::run() {
         cv_.wait(lock, [this] { return stopping_; });
         break;
       }
+      // Batches were dropped (a stall, or too many waiting): only a new
+      // snapshot covers them.
+      if (!accepting_) need_snapshot_ = true;
     }
     if (!opened) {
       opened = open();
@@ -473,127 +497,153 @@ void StoreReplicaStream::run() {
 
 namespace {
 
-// The stream message after `seq` (inclusive) on `subject`; null at the end.
-natsStatus nextOn(jsCtx* js, const std::string& stream, const std::string& subject, uint64_t seq, natsMsg** out,
-                  uint64_t& found_seq) {
-  jsDirectGetMsgOptions o;
-  jsDirectGetMsgOptions_Init(&o);
-  o.Sequence = seq;
-  o.NextBySubject = subject.c_str();
-  *out = nullptr;
-  natsStatus s = js_DirectGetMsg(out, js, stream.c_str(), nullptr, &o);
-  if (s != NATS_OK) return s;
-  const char* v = nullptr;
-  if (natsMsgHeader_Get(*out, "Nats-Sequence", &v) != NATS_OK || !v) {
-    natsMsg_Destroy(*out);
-    *out = nullptr;
-    return NATS_ERR;
-  }
-  found_seq = std::strtoull(v, nullptr, 10);
-  return NATS_OK;
-}
-
 std::string_view dataOf(natsMsg* m) {
   return std::string_view(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
+}
+
+// The last stream message on `subject` (through the stream's leader);
+// null with NATS_NOT_FOUND when there is none.
+natsStatus lastOn(jsCtx* js, const std::string& stream, const std::string& subject, natsMsg** m) {
+  jsErrCode e = static_cast<jsErrCode>(0);
+  *m = nullptr;
+  const natsStatus s = js_GetLastMsg(m, js, stream.c_str(), subject.c_str(), nullptr, &e);
+  if (s != NATS_OK && (e == JSNoMessageFoundErr || s == NATS_NOT_FOUND)) return NATS_NOT_FOUND;
+  return s;
+}
+
+// Calls `f` with each stream message on `subject` from sequence `from`
+// on, in order, up to the last one there now (an ordered consumer); `f`
+// returns false to stop. False with `err` on a JetStream error.
+bool readSubject(jsCtx* js, const std::string& stream, const std::string& subject, uint64_t from,
+                 const std::function<bool(natsMsg*, uint64_t seq)>& f, std::string& err) {
+  natsMsg* last = nullptr;
+  natsStatus s = lastOn(js, stream, subject, &last);
+  if (s == NATS_NOT_FOUND) return true;
+  if (s != NATS_OK) {
+    err = "reading " + subject + " in stream " + stream + ": " + natsErrorText(s);
+    return false;
+  }
+  const uint64_t last_seq = natsMsg_GetSequence(last);
+  natsMsg_Destroy(last);
+  if (last_seq < from) return true;
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = stream.c_str();
+  so.Ordered = true;
+  so.Config.DeliverPolicy = js_DeliverByStartSequence;
+  so.Config.OptStartSeq = std::max<uint64_t>(from, 1);
+  natsSubscription* sub = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  s = js_SubscribeSync(&sub, js, subject.c_str(), nullptr, &so, &jerr);
+  bool ok = s == NATS_OK;
+  if (!ok) err = "reading " + subject + " in stream " + stream + ": " + natsErrorText(s);
+  while (ok) {
+    natsMsg* m = nullptr;
+    s = natsSubscription_NextMsg(&m, sub, StoreReplicaStream::kWaitMs * 3);
+    if (s != NATS_OK) {
+      err = "reading " + subject + " in stream " + stream + ": " + natsErrorText(s);
+      ok = false;
+      break;
+    }
+    jsMsgMetaData* meta = nullptr;
+    uint64_t seq = 0;
+    if (natsMsg_GetMetaData(&meta, m) == NATS_OK && meta) {
+      seq = meta->Sequence.Stream;
+      jsMsgMetaData_Destroy(meta);
+    }
+    const bool go = f(m, seq);
+    natsMsg_Destroy(m);
+    if (!go || seq >= last_seq) break;
+  }
+  if (sub) {
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+  }
+  return ok;
 }
 
 }  // namespace
 
 bool restoreReplica(jsCtx* js, const std::string& stream, const std::string& subject_prefix,
                     persistence::Store& store, RestoreReport& r, std::string& err) {
-  const std::string snap_subject = subject_prefix + "s", log_subject = subject_prefix + "l";
-  // The newest complete snapshot, and where its records are.
-  struct Gen {
-    std::vector<uint64_t> seqs;
-    uint64_t ticket = 0;
-    bool complete = false;
-  };
-  std::map<std::pair<uint64_t, uint32_t>, Gen> gens;
-  std::pair<uint64_t, uint32_t> newest{0, 0};
-  bool have = false;
-  uint64_t seq = 1, at = 0;
-  while (true) {
-    natsMsg* m = nullptr;
-    const natsStatus s = nextOn(js, stream, snap_subject, seq, &m, at);
-    if (s == NATS_NOT_FOUND) break;
-    if (s != NATS_OK) {
-      err = "reading " + snap_subject + " in stream " + stream + ": " + natsErrorText(s);
-      return false;
-    }
-    persistence::In in{dataOf(m)};
-    Header h;
-    if (!readHeader(in, h)) {
-      natsMsg_Destroy(m);
-      err = "stream " + stream + ": record " + std::to_string(at) + " of " + snap_subject + " is not a Petrel replica record";
-      return false;
-    }
-    Gen& g = gens[{h.run, h.gen}];
-    g.ticket = h.ticket;
-    if (h.kind == kPart) g.seqs.push_back(at);
-    if (h.kind == kEnd) {
-      if (h.schema != persistence::Store::kSchemaVersion) {
-        natsMsg_Destroy(m);
-        err = "stream " + stream + ": the replica was written by a Petrel with store schema " + std::to_string(h.schema) +
-              ", this one writes " + std::to_string(persistence::Store::kSchemaVersion);
-        return false;
-      }
-      g.complete = true;
-      newest = {h.run, h.gen};
-      have = true;
-    }
-    r.bytes += static_cast<uint64_t>(natsMsg_GetDataLength(m));
-    natsMsg_Destroy(m);
-    seq = at + 1;
+  const std::string snap_subject = subject_prefix + "s", end_subject = subject_prefix + "e",
+                    log_subject = subject_prefix + "l";
+  // The newest complete snapshot: its end says where its records start.
+  natsMsg* end = nullptr;
+  natsStatus s = lastOn(js, stream, end_subject, &end);
+  if (s == NATS_NOT_FOUND) return true;
+  if (s != NATS_OK) {
+    err = "reading " + end_subject + " in stream " + stream + ": " + natsErrorText(s);
+    return false;
   }
-  if (!have) return true;
+  Header h;
+  uint64_t parts = 0, first_seq = 0;
+  {
+    persistence::In in{dataOf(end)};
+    const bool ok = readHeader(in, h) && h.kind == kEnd;
+    parts = in.fixed<uint64_t>();
+    in.fixed<uint64_t>();
+    first_seq = in.fixed<uint64_t>();
+    natsMsg_Destroy(end);
+    if (!ok || !in.ok) {
+      err = "stream " + stream + ": the last record of " + end_subject + " is not a Petrel replica record";
+      return false;
+    }
+  }
+  if (h.schema != persistence::Store::kSchemaVersion) {
+    err = "stream " + stream + ": the replica was written by a Petrel with store schema " +
+          std::to_string(h.schema) + ", this one writes " + std::to_string(persistence::Store::kSchemaVersion);
+    return false;
+  }
   r.found = true;
-  r.run = newest.first;
-  r.gen = newest.second;
-  const Gen& g = gens[newest];
-  r.ticket = g.ticket;
-  for (uint64_t s_at : g.seqs) {
-    natsMsg* m = nullptr;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    const natsStatus s = js_GetMsg(&m, js, stream.c_str(), s_at, nullptr, &jerr);
-    if (s != NATS_OK) {
-      err = "reading record " + std::to_string(s_at) + " of stream " + stream + ": " + natsErrorText(s);
+  r.run = h.run;
+  r.gen = h.gen;
+  r.ticket = h.ticket;
+  std::string ops;  // an op log in pieces
+  std::string bad;
+  bool ok = readSubject(js, stream, snap_subject, first_seq, [&](natsMsg* m, uint64_t at) {
+    persistence::In in{dataOf(m)};
+    Header ph;
+    if (!readHeader(in, ph) || ph.kind != kPart) {
+      bad = "record " + std::to_string(at) + " of " + snap_subject + " is not a Petrel replica record";
       return false;
     }
-    persistence::In in{dataOf(m)};
-    Header h;
-    readHeader(in, h);
-    store.batch().appendOps(dataOf(m).substr(in.p));
-    store.submit();
+    if (ph.run != h.run || ph.gen != h.gen) return r.parts < parts;  // another snapshot's
+    const uint32_t off = in.fixed<uint32_t>();
+    const bool more = in.u8() != 0;
+    const std::string_view piece = in.view();
+    // A piece stored twice (published again after no answer) is taken
+    // once; a whole record again only puts the same records again.
+    if (!in.ok || off > ops.size()) {
+      bad = "record " + std::to_string(at) + " of " + snap_subject + " is damaged or out of place";
+      return false;
+    }
+    r.bytes += piece.size();
     ++r.parts;
-    natsMsg_Destroy(m);
-  }
+    if (off < ops.size()) return r.parts < parts;
+    ops.append(piece);
+    if (!more) {
+      store.batch().appendOps(ops);
+      store.submit();
+      ops.clear();
+    }
+    return r.parts < parts;
+  }, err);
+  if (ok && bad.empty() && r.parts < parts) bad = "the snapshot ends before its last record (" + std::to_string(r.parts) +
+                                                  " of " + std::to_string(parts) + ")";
   // The log of that run after the snapshot's commit, in ticket order.
-  uint64_t last = g.ticket;
+  uint64_t last = h.ticket;
   std::string partial;
   uint64_t partial_ticket = 0;
-  seq = 1;
-  bool stop = false;
-  while (!stop) {
-    natsMsg* m = nullptr;
-    const natsStatus s = nextOn(js, stream, log_subject, seq, &m, at);
-    if (s == NATS_NOT_FOUND) break;
-    if (s != NATS_OK) {
-      err = "reading " + log_subject + " in stream " + stream + ": " + natsErrorText(s);
-      return false;
-    }
-    seq = at + 1;
+  if (ok && bad.empty()) ok = readSubject(js, stream, log_subject, 1, [&](natsMsg* m, uint64_t at) {
     r.bytes += static_cast<uint64_t>(natsMsg_GetDataLength(m));
     persistence::In in{dataOf(m)};
-    Header h;
-    if (!readHeader(in, h) || h.kind != kLog) {
-      natsMsg_Destroy(m);
-      err = "stream " + stream + ": record " + std::to_string(at) + " of " + log_subject + " is not a Petrel replica log record";
+    Header lh;
+    if (!readHeader(in, lh) || lh.kind != kLog) {
+      bad = "record " + std::to_string(at) + " of " + log_subject + " is not a Petrel replica log record";
       return false;
     }
-    if (h.run != r.run) {
-      natsMsg_Destroy(m);
-      continue;
-    }
+    if (lh.run != h.run) return true;
     while (!in.atEnd() && in.ok) {
       const uint64_t ticket = in.fixed<uint64_t>();
       const uint32_t off = in.fixed<uint32_t>();
@@ -603,8 +653,7 @@ bool restoreReplica(jsCtx* js, const std::string& stream, const std::string& sub
       if (ticket <= last) continue;  // in the snapshot, or stored twice
       if (ticket != last + 1) {      // a batch never stored: nothing after it was acknowledged
         r.hole = true;
-        stop = true;
-        break;
+        return false;
       }
       if (partial_ticket != ticket) {
         partial.clear();
@@ -613,8 +662,7 @@ bool restoreReplica(jsCtx* js, const std::string& stream, const std::string& sub
       if (off < partial.size()) continue;  // this piece again
       if (off > partial.size()) {
         r.hole = true;
-        stop = true;
-        break;
+        return false;
       }
       partial.append(piece);
       if (more) continue;
@@ -625,15 +673,15 @@ bool restoreReplica(jsCtx* js, const std::string& stream, const std::string& sub
       partial.clear();
       partial_ticket = 0;
     }
-    const bool bad = !in.ok;
-    natsMsg_Destroy(m);
-    if (bad) {
-      err = "stream " + stream + ": record " + std::to_string(at) + " of " + log_subject + " is damaged";
+    if (!in.ok) {
+      bad = "record " + std::to_string(at) + " of " + log_subject + " is damaged";
       return false;
     }
-  }
+    return true;
+  }, err);
   store.drain();
-  return true;
+  if (!bad.empty()) err = "stream " + stream + ": " + bad;
+  return ok && bad.empty();
 }
 
 bool restoreAtStart(const ClusterConfig& cfg, persistence::Store& store, int wait_ms, bool& checked,
@@ -664,6 +712,12 @@ bool restoreAtStart(const ClusterConfig& cfg, persistence::Store& store, int wai
       encodeLevel(node, token);
       ok = restoreReplica(js, stream, cfg.name + ".r." + token + ".", store, report, err);
       checked = ok;
+      if (!ok && report.parts == 0 && report.batches == 0) {
+        // Nothing written yet (JetStream not answering: no leader yet, a
+        // server gone): the node starts as when NATS is away.
+        LOG_WARN("cluster: reading this node's replica: %s", err.c_str());
+        ok = true;
+      }
     } else if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
       checked = true;  // no replica of any node yet
     }

@@ -7,7 +7,8 @@
 // stream on `replicas` servers); batches gathered while the last record
 // was being stored travel as one record. From time to time the whole store
 // is written on "<name>.r.<node>.s" as it was after one commit (a
-// snapshot: Store::snapshot, every record of every table), and what it
+// snapshot: Store::snapshot, every record of every table; its end on
+// "<name>.r.<node>.e" says it is complete and where it starts), and what it
 // makes unneeded is purged: the older snapshot, and the log up to the
 // snapshot's commit. So the replica holds one snapshot and the log after
 // it, about the size of the store plus twice that at most.
@@ -52,7 +53,8 @@ namespace petrel::cluster {
 
 class StoreReplicaStream final : public StoreReplica {
  public:
-  static constexpr size_t kRecordBytes = 512 * 1024;         // a stream message, at most (NATS allows 1 MB)
+  // A stream message, at most (less when the server allows less than 1 MB).
+  static constexpr size_t kRecordBytes = 512 * 1024;
   static constexpr uint64_t kMinLogBytes = 16ull << 20;      // log before a new snapshot, at least
   static constexpr size_t kMaxQueuedBytes = 64u << 20;       // batches waiting to be published
   static constexpr int kStallMs = 10000;                     // storing nothing this long: not live
@@ -120,6 +122,7 @@ class StoreReplicaStream final : public StoreReplica {
   const std::string stream_subjects_;
   const std::string log_subject_;
   const std::string snap_subject_;
+  const std::string end_subject_;
   const int replicas_;
   persistence::Store& store_;
   std::function<void()> moved_;
@@ -150,6 +153,7 @@ class StoreReplicaStream final : public StoreReplica {
   uint64_t snapshot_bytes_ = 0;
   std::string last_error_;
   bool purge_failed_ = false;
+  size_t record_bytes_ = kRecordBytes;
   std::thread thread_;
 };
 

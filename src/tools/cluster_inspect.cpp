@@ -120,7 +120,7 @@ void printReplicas(natsConnection* nc, const ClusterConfig& cfg) {
   }
   std::printf("stores' replicas: stream %s: %" PRIu64 " records, %" PRIu64 " bytes, %" PRId64 " replicas\n",
               stream.c_str(), si->State.Msgs, si->State.Bytes, si->Config ? si->Config->Replicas : int64_t{0});
-  // "<name>.r.<node>.s" and ".l", by node.
+  // "<name>.r.<node>.s", ".e" (the snapshot) and ".l" (the log), by node.
   std::map<std::string, std::pair<uint64_t, uint64_t>> by_node;
   const std::string prefix = cfg.name + ".r.";
   if (si->State.Subjects) {
@@ -131,7 +131,7 @@ void printReplicas(natsConnection* nc, const ClusterConfig& cfg) {
       std::string node;
       if (!cluster::decodeLevel(token, node)) node = std::string(token);
       auto& counts = by_node[node];
-      (subj.back() == 's' ? counts.first : counts.second) += si->State.Subjects->List[i].Msgs;
+      (subj.back() == 'l' ? counts.second : counts.first) += si->State.Subjects->List[i].Msgs;
     }
   }
   for (const auto& [node, counts] : by_node)

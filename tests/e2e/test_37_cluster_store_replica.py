@@ -234,3 +234,49 @@ def test_the_replica_in_metrics_stats_and_inspect(jsm, nodes):
     assert "stores' replicas: stream petrel_replica:" in out.stdout, out.stdout
     assert "  node0: a snapshot in 2 records, " in out.stdout, out.stdout
     assert "node1:" not in out.stdout.split("stores' replicas")[1], out.stdout
+
+
+@pytest.mark.time_limit(120)
+def test_large_messages_cross_in_pieces(jsm, nodes):
+    # 900 KB messages: a loop turn's batch, and a snapshot's record of one
+    # message, is larger than a stream message (512 KiB here): both go in
+    # pieces, and are put together again on the way back.
+    a, = nodes(jsm, 1, persistence={"enabled": True}, limits=BIG_QUEUES)
+    live(a)
+    park(a, "keeper", "lg")
+    pub = fc.Pub(HOST, a.port, "pub-lg").connect()
+    pub.publish("lg/1", 20, qos=1, window=10, payload_size=900 * 1024, timeout=60)
+    pub.close()
+    # A restart writes a new snapshot: the 20 messages are in it.
+    a.stop()
+    a.start()
+    live(a)
+    pub = fc.Pub(HOST, a.port, "pub-lg").connect()
+    pub.next_seq = 20
+    pub.publish("lg/1", 10, qos=1, window=10, payload_size=900 * 1024, timeout=60)
+    a.kill()
+    wipe(a)
+    a.start()
+    assert "read back from its replica" in a.log()
+    s = assert_all_there(a, "keeper", b"pub-lg", set(range(30)))
+    assert s.dups == 0
+
+
+@pytest.mark.time_limit(120)
+def test_more_than_64_mb_waiting_is_not_waited_for(jsm, nodes):
+    # JetStream gone, and 100 MB of QoS 1 messages in flight: the replica's
+    # queue passes its 64 MB before the 10 s stall; the acknowledgements
+    # then follow the node's disk, and the replica is live again once
+    # JetStream is back.
+    a, = nodes(jsm, 1, persistence={"enabled": True}, limits=BIG_QUEUES)
+    live(a)
+    park(a, "keeper", "ov")
+    jsm.kill()
+    pub = fc.Pub(HOST, a.port, "pub-ov").connect()
+    pub.publish("ov/1", 1000, qos=1, window=1000, payload_size=100 * 1024, timeout=90)
+    assert "more than 64 MB wait to be stored" in a.log()
+    assert sys_value(a, "replica/live") == "0"
+    assert int(sys_value(a, "replica/stalls")) == 1
+    jsm.start()
+    live(a, timeout=30)
+    assert int(sys_value(a, "replica/snapshots")) >= 2
