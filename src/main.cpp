@@ -119,8 +119,8 @@ bool restoreReplica(const petrel::Config& cfg, petrel::persistence::Store& store
     return false;
   }
   if (!checked) {
-    LOG_WARN("cluster: no NATS server answered within 5 s: this node starts on its empty store without reading "
-             "a replica of it back");
+    LOG_WARN("cluster: this node's replica could not be read (%s): it starts on its empty store without "
+             "reading a replica of it back", err.c_str());
     broker.guardEmptyReplica();
   } else if (r.found) {
     const petrel::persistence::StoreStats now = store.stats();

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <map>
 #include <random>
+#include <thread>
 
 #include "persistence/codec.h"
 #include "persistence/store.h"
@@ -33,6 +34,7 @@ constexpr uint8_t kPart = 'S';
 constexpr uint8_t kEnd = 'E';
 constexpr size_t kHeaderBytes = 3 + 4 + 8 + 4 + 8;
 constexpr size_t kPieceOverhead = 8 + 4 + 1 + 4;
+constexpr int kReadAttempts = 5;  // reading a subject back: consumers made
 
 struct Header {
   uint8_t kind = 0;
@@ -525,41 +527,52 @@ bool readSubject(jsCtx* js, const std::string& stream, const std::string& subjec
   }
   const uint64_t last_seq = natsMsg_GetSequence(last);
   natsMsg_Destroy(last);
-  if (last_seq < from) return true;
-  jsSubOptions so;
-  jsSubOptions_Init(&so);
-  so.Stream = stream.c_str();
-  so.Ordered = true;
-  so.Config.DeliverPolicy = js_DeliverByStartSequence;
-  so.Config.OptStartSeq = std::max<uint64_t>(from, 1);
-  natsSubscription* sub = nullptr;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  s = js_SubscribeSync(&sub, js, subject.c_str(), nullptr, &so, &jerr);
-  bool ok = s == NATS_OK;
-  if (!ok) err = "reading " + subject + " in stream " + stream + ": " + natsErrorText(s);
-  while (ok) {
-    natsMsg* m = nullptr;
-    s = natsSubscription_NextMsg(&m, sub, StoreReplicaStream::kWaitMs * 3);
-    if (s != NATS_OK) {
-      err = "reading " + subject + " in stream " + stream + ": " + natsErrorText(s);
-      ok = false;
-      break;
+  uint64_t next = std::max<uint64_t>(from, 1);
+  // A consumer that stops delivering (its server went, a new leader) is
+  // made again from where it stopped, a few times.
+  for (int attempt = 0; next <= last_seq; ++attempt) {
+    if (attempt == kReadAttempts) {
+      err = "reading " + subject + " in stream " + stream + ": " + natsErrorText(s) + " (" +
+            std::to_string(kReadAttempts) + " attempts)";
+      return false;
     }
-    jsMsgMetaData* meta = nullptr;
-    uint64_t seq = 0;
-    if (natsMsg_GetMetaData(&meta, m) == NATS_OK && meta) {
-      seq = meta->Sequence.Stream;
-      jsMsgMetaData_Destroy(meta);
+    if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = stream.c_str();
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = next;
+    natsSubscription* sub = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    s = js_SubscribeSync(&sub, js, subject.c_str(), nullptr, &so, &jerr);
+    bool stop = false;
+    while (s == NATS_OK && next <= last_seq) {
+      natsMsg* m = nullptr;
+      s = natsSubscription_NextMsg(&m, sub, StoreReplicaStream::kWaitMs * 2);
+      if (s != NATS_OK) break;
+      jsMsgMetaData* meta = nullptr;
+      uint64_t seq = 0;
+      if (natsMsg_GetMetaData(&meta, m) == NATS_OK && meta) {
+        seq = meta->Sequence.Stream;
+        jsMsgMetaData_Destroy(meta);
+      }
+      if (seq < next) {  // delivered again by a consumer made again
+        natsMsg_Destroy(m);
+        continue;
+      }
+      stop = !f(m, seq);
+      natsMsg_Destroy(m);
+      next = seq + 1;
+      if (stop) break;
     }
-    const bool go = f(m, seq);
-    natsMsg_Destroy(m);
-    if (!go || seq >= last_seq) break;
+    if (sub) {
+      natsSubscription_Unsubscribe(sub);
+      natsSubscription_Destroy(sub);
+    }
+    if (stop) return true;
   }
-  if (sub) {
-    natsSubscription_Unsubscribe(sub);
-    natsSubscription_Destroy(sub);
-  }
-  return ok;
+  return true;
 }
 
 }  // namespace
@@ -694,7 +707,10 @@ bool restoreAtStart(const ClusterConfig& cfg, persistence::Store& store, int wai
   natsConnection* nc = nullptr;
   natsStatus s = natsConnection_Connect(&nc, opts);
   natsOptions_Destroy(opts);
-  if (s != NATS_OK) return true;  // not checked
+  if (s != NATS_OK) {  // not checked
+    err = "no NATS server answered within " + std::to_string(wait_ms / 1000) + " s (" + natsErrorText(s) + ")";
+    return true;
+  }
   jsCtx* js = nullptr;
   jsOptions o;
   jsOptions_Init(&o);
@@ -715,12 +731,15 @@ bool restoreAtStart(const ClusterConfig& cfg, persistence::Store& store, int wai
       if (!ok && report.parts == 0 && report.batches == 0) {
         // Nothing written yet (JetStream not answering: no leader yet, a
         // server gone): the node starts as when NATS is away.
-        LOG_WARN("cluster: reading this node's replica: %s", err.c_str());
         ok = true;
       }
     } else if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
       checked = true;  // no replica of any node yet
+    } else {
+      err = "stream " + stream + ": " + natsErrorText(s);
     }
+  } else {
+    err = "JetStream: " + natsErrorText(s);
   }
   if (js) jsCtx_Destroy(js);
   natsConnection_Close(nc);

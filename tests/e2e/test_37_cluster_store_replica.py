@@ -14,6 +14,11 @@ size), Petrel nodes with LMDB persistence on loopback. What is checked:
 * a node started on an empty store while NATS is away does not overwrite
   the replica it could not read; started again with NATS there, it reads
   it back;
+* kill -9 during the snapshot a restart begins with: the replica read
+  back is the previous run's, with everything it had acknowledged;
+* three NATS servers keeping the replica (replicas: 3), one killed under
+  load: the node keeps acknowledging, and its replica, read back, has
+  every acknowledged message;
 * the replica in $SYS, /metrics, /api/v1/stats and `petrel inspect
   --cluster`; none with `store_replica: false`;
 * JetStream gone under load: acknowledgements wait for the replica, then
@@ -35,7 +40,7 @@ import pytest
 import fastclient as fc
 import mqttraw as m
 from conftest import HOST, PETREL_BIN, free_port
-from natsrun import Nats, acked_seqs, nodes, sys_value, wait_sys  # noqa: F401 (fixture)
+from natsrun import Nats, NatsCluster, acked_seqs, nodes, sys_value, wait_sys  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.petrel_only
 
@@ -280,3 +285,54 @@ def test_more_than_64_mb_waiting_is_not_waited_for(jsm, nodes):
     jsm.start()
     live(a, timeout=30)
     assert int(sys_value(a, "replica/snapshots")) >= 2
+
+
+@pytest.mark.time_limit(180)
+def test_kill_9_during_the_first_snapshot_of_a_run(jsm, nodes):
+    # 40,000 queued messages of 2 KB (80 MB): the snapshot a restart
+    # begins with takes a moment; the node is killed within it, so the
+    # replica's newest complete snapshot is the previous run's.
+    a, = nodes(jsm, 1, persistence={"enabled": True}, limits=BIG_QUEUES)
+    live(a)
+    park(a, "keeper", "fs")
+    n = 10000 if SANITIZED else 40000
+    pub = fc.Pub(HOST, a.port, "pub-fs").connect()
+    pub.publish("fs/1", n, qos=1, window=1000, payload_size=2000, timeout=150)
+    pub.close()
+    acked = acked_seqs(pub)
+    a.stop()
+    a.start()
+    a.kill()
+    assert "replica of the store live" not in a.log().split("petrel 0.1.0 started")[-1], \
+        "the snapshot was done before the kill"
+    wipe(a)
+    a.start()
+    assert "read back from its replica" in a.log()
+    s = assert_all_there(a, "keeper", b"pub-fs", acked, timeout=120)
+    assert s.dups == 0
+
+
+@pytest.mark.time_limit(180)
+def test_a_nats_server_killed_under_load_the_replica_holds(tmp_path, nodes):
+    nc = NatsCluster(tmp_path, jetstream=True).start()
+    try:
+        a, = nodes(nc, 1, persistence={"enabled": True}, limits=BIG_QUEUES, cluster={"replicas": 3})
+        live(a, timeout=30)
+        park(a, "keeper", "r3")
+        n = (10 if SANITIZED else 30) * RAM_WINDOW
+        pub = fc.Pub(HOST, a.port, "pub-r3").connect()
+        th = threading.Thread(target=pub.publish, args=("r3/1", n),
+                              kwargs=dict(qos=1, window=1000, payload_size=100, timeout=120), daemon=True)
+        th.start()
+        wait_acked(pub, n // 4)
+        nc.servers[0].kill()
+        th.join(120)
+        assert pub.acked == n
+        assert sys_value(a, "replica/live") == "1"
+        a.kill()
+        wipe(a)
+        a.start(timeout=20)
+        assert "read back from its replica" in a.log()
+        assert_all_there(a, "keeper", b"pub-r3", set(range(n)))
+    finally:
+        nc.stop()
