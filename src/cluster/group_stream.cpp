@@ -173,11 +173,9 @@ bool GroupStream::open(Group& g, natsSubscription*& sub) {
   {
     std::lock_guard<std::mutex> lock(js_mu_);
     if (!js_) {
-      jsOptions o;
-      jsOptions_Init(&o);
-      o.Wait = kWaitMs;
-      s = natsConnection_JetStream(&js_, nc_, &o);
-      if (s != NATS_OK) js_ = nullptr;
+      int st = NATS_OK;
+      js_ = jetStreamOf(nc_, kWaitMs, st);
+      s = static_cast<natsStatus>(st);
     }
   }
   jsErrCode jerr = static_cast<jsErrCode>(0);

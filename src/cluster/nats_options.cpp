@@ -16,6 +16,15 @@ std::string nodeName(const ClusterConfig& cfg) {
   return buf;
 }
 
+jsCtx* jetStreamOf(natsConnection* nc, int wait_ms, int& status) {
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Wait = wait_ms;
+  jsCtx* js = nullptr;
+  status = natsConnection_JetStream(&js, nc, &o);
+  return status == NATS_OK ? js : nullptr;
+}
+
 std::string natsErrorText(int status) {
   natsStatus detail = NATS_OK;
   const char* text = nats_GetLastError(&detail);

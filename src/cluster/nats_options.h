@@ -9,6 +9,8 @@
 #include "src/config/config.h"
 
 struct __natsOptions;
+struct __natsConnection;
+struct __jsCtx;
 
 namespace petrel::cluster {
 
@@ -18,6 +20,10 @@ __natsOptions* natsOptionsFor(const ClusterConfig& cfg, const std::string& clien
 
 // This node's name: `cluster.node`, or the host name.
 std::string nodeName(const ClusterConfig& cfg);
+
+// A JetStream context on `nc` whose requests wait up to `wait_ms`; null
+// on failure (the NATS status in `status`).
+__jsCtx* jetStreamOf(__natsConnection* nc, int wait_ms, int& status);
 
 // The client's last error, or the status's text.
 std::string natsErrorText(int status);

@@ -110,7 +110,7 @@ void StoreReplicaStream::stop() {
 }
 
 void StoreReplicaStream::add(uint64_t ticket, const persistence::Batch& batch) {
-  bool wake = false;
+  bool wake = false, overflow = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!accepting_) {
@@ -127,6 +127,7 @@ void StoreReplicaStream::add(uint64_t ticket, const persistence::Batch& batch) {
       accepting_ = false;
       if (live_.exchange(false)) ++counters_.stalls;
       wake = true;
+      overflow = true;
     } else {
       queue_.push_back({ticket, batch.ops()});
       queued_bytes_ += batch.ops().size();
@@ -134,6 +135,7 @@ void StoreReplicaStream::add(uint64_t ticket, const persistence::Batch& batch) {
     }
   }
   if (wake) cv_.notify_all();
+  if (overflow) moved_();  // what waited for the replica waits no more
 }
 
 uint64_t StoreReplicaStream::covered() const { return live_.load() ? covered_.load() : UINT64_MAX; }
@@ -160,11 +162,9 @@ bool StoreReplicaStream::open() {
   if (natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) return false;
   natsStatus s = NATS_OK;
   if (!js_) {
-    jsOptions o;
-    jsOptions_Init(&o);
-    o.Wait = kWaitMs;
-    s = natsConnection_JetStream(&js_, nc_, &o);
-    if (s != NATS_OK) js_ = nullptr;
+    int st = NATS_OK;
+    js_ = jetStreamOf(nc_, kWaitMs, st);
+    s = static_cast<natsStatus>(st);
   }
   jsErrCode jerr = static_cast<jsErrCode>(0);
   if (s == NATS_OK) {
@@ -711,11 +711,9 @@ bool restoreAtStart(const ClusterConfig& cfg, persistence::Store& store, int wai
     err = "no NATS server answered within " + std::to_string(wait_ms / 1000) + " s (" + natsErrorText(s) + ")";
     return true;
   }
-  jsCtx* js = nullptr;
-  jsOptions o;
-  jsOptions_Init(&o);
-  o.Wait = StoreReplicaStream::kWaitMs;
-  s = natsConnection_JetStream(&js, nc, &o);
+  int st = NATS_OK;
+  jsCtx* js = jetStreamOf(nc, StoreReplicaStream::kWaitMs, st);
+  s = static_cast<natsStatus>(st);
   bool ok = true;
   if (s == NATS_OK) {
     const std::string stream = cfg.name + "_replica";

@@ -73,6 +73,18 @@ def park(node, cid, topic):
     s.close()
 
 
+def queued_node(server, nodes, topic, n, window=200, payload_size=16, **overrides):
+    """A node (persistence on, its replica live) with a durable session
+    parked on topic/# and `n` QoS 1 messages from one publisher queued for
+    it; returns the node and the publisher."""
+    a, = nodes(server, 1, persistence={"enabled": True}, limits=BIG_QUEUES, **overrides)
+    live(a)
+    park(a, "keeper", topic)
+    pub = fc.Pub(HOST, a.port, "pub-" + topic).connect()
+    pub.publish(topic + "/1", n, qos=1, window=window, payload_size=payload_size, timeout=150)
+    return a, pub
+
+
 def publish_until_killed(pub, topic, n):
     """Publishes on a thread; returns it (the publisher fails when its node dies)."""
     def go():
@@ -161,11 +173,7 @@ def test_the_replica_stays_the_size_of_the_store(jsm, nodes):
 
 @pytest.mark.time_limit(120)
 def test_an_empty_node_without_nats_leaves_its_replica_alone(jsm, nodes):
-    a, = nodes(jsm, 1, persistence={"enabled": True}, limits=BIG_QUEUES)
-    live(a)
-    park(a, "keeper", "em")
-    pub = fc.Pub(HOST, a.port, "pub-em").connect()
-    pub.publish("em/1", 2000, qos=1, window=200)
+    a, pub = queued_node(jsm, nodes, "em", 2000)
     acked = acked_seqs(pub)
     a.kill()
     wipe(a)
@@ -186,11 +194,7 @@ def test_an_empty_node_without_nats_leaves_its_replica_alone(jsm, nodes):
 
 @pytest.mark.time_limit(150)
 def test_jetstream_away_then_back(jsm, nodes):
-    a, = nodes(jsm, 1, persistence={"enabled": True}, limits=BIG_QUEUES)
-    live(a)
-    park(a, "keeper", "aw")
-    pub = fc.Pub(HOST, a.port, "pub-aw").connect()
-    pub.publish("aw/1", 1000, qos=1, window=100)
+    a, pub = queued_node(jsm, nodes, "aw", 1000, window=100)
     jsm.kill()
     # Acknowledgements wait for the replica, until it gives up (10 s).
     t0 = time.monotonic()
@@ -198,7 +202,8 @@ def test_jetstream_away_then_back(jsm, nodes):
     waited = time.monotonic() - t0
     print("1,000 more acknowledged %.1f s after JetStream went" % waited)
     assert waited > 5
-    assert sys_value(a, "replica/live") == "0"
+    # ($SYS values are published every second: the next one says it.)
+    wait_sys(a, "replica/live", lambda v: v == "0", timeout=5)
     assert int(sys_value(a, "replica/stalls")) == 1
     jsm.start()
     live(a, timeout=30)
@@ -246,11 +251,7 @@ def test_large_messages_cross_in_pieces(jsm, nodes):
     # 900 KB messages: a loop turn's batch, and a snapshot's record of one
     # message, is larger than a stream message (512 KiB here): both go in
     # pieces, and are put together again on the way back.
-    a, = nodes(jsm, 1, persistence={"enabled": True}, limits=BIG_QUEUES)
-    live(a)
-    park(a, "keeper", "lg")
-    pub = fc.Pub(HOST, a.port, "pub-lg").connect()
-    pub.publish("lg/1", 20, qos=1, window=10, payload_size=900 * 1024, timeout=60)
+    a, pub = queued_node(jsm, nodes, "lg", 20, window=10, payload_size=900 * 1024)
     pub.close()
     # A restart writes a new snapshot: the 20 messages are in it.
     a.stop()
@@ -280,7 +281,7 @@ def test_more_than_64_mb_waiting_is_not_waited_for(jsm, nodes):
     pub = fc.Pub(HOST, a.port, "pub-ov").connect()
     pub.publish("ov/1", 1000, qos=1, window=1000, payload_size=100 * 1024, timeout=90)
     assert "more than 64 MB wait to be stored" in a.log()
-    assert sys_value(a, "replica/live") == "0"
+    wait_sys(a, "replica/live", lambda v: v == "0", timeout=5)
     assert int(sys_value(a, "replica/stalls")) == 1
     jsm.start()
     live(a, timeout=30)
@@ -292,12 +293,8 @@ def test_kill_9_during_the_first_snapshot_of_a_run(jsm, nodes):
     # 40,000 queued messages of 2 KB (80 MB): the snapshot a restart
     # begins with takes a moment; the node is killed within it, so the
     # replica's newest complete snapshot is the previous run's.
-    a, = nodes(jsm, 1, persistence={"enabled": True}, limits=BIG_QUEUES)
-    live(a)
-    park(a, "keeper", "fs")
     n = 10000 if SANITIZED else 40000
-    pub = fc.Pub(HOST, a.port, "pub-fs").connect()
-    pub.publish("fs/1", n, qos=1, window=1000, payload_size=2000, timeout=150)
+    a, pub = queued_node(jsm, nodes, "fs", n, window=1000, payload_size=2000)
     pub.close()
     acked = acked_seqs(pub)
     a.stop()
