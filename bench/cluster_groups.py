@@ -16,14 +16,10 @@ Not part of the test suite.
 """
 
 import argparse
-import os
-import sys
-import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
+import clusterbench
 
 
 def main():
@@ -31,25 +27,13 @@ def main():
     ap.add_argument("--count", type=int, default=20000)
     ap.add_argument("--pubs", type=int, default=2)
     ap.add_argument("--nodes", type=int, default=3)
-    ap.add_argument("--bin", default=os.path.join(HERE, "..", "build", "petrel"))
+    clusterbench.add_bin_argument(ap)
     args = ap.parse_args()
-    os.environ["PETREL_BIN"] = os.path.abspath(args.bin)
-    from conftest import DEFAULT_CONFIG, HOST, Broker, merge  # noqa: E402 (after PETREL_BIN)
+    clusterbench.use_binary(args.bin)
+    from conftest import HOST  # noqa: E402 (after use_binary)
     import fastclient as fc  # noqa: E402
-    from natsrun import Nats, sys_value  # noqa: E402
 
-    work = tempfile.mkdtemp(prefix="petrel-groups-")
-    nats = Nats(work, jetstream=True).start()
-    started = []
-
-    def node(name):
-        cfg = merge(DEFAULT_CONFIG, {"log_level": "notice", "mqtt": {"sys_interval": 1},
-                                     "cluster": {"servers": [nats.url], "node": name}})
-        b = Broker(work, cfg, name=name).start()
-        started.append(b)
-        while sys_value(b, "stream/up") != "1":
-            time.sleep(0.1)
-        return b
+    cluster = clusterbench.Cluster("petrel-groups-")
 
     def run(label, member_nodes, pub_node, tag):
         subs = []
@@ -87,13 +71,11 @@ def main():
             p.close()
 
     try:
-        nodes = [node("n%d" % i) for i in range(args.nodes)]
+        nodes = [cluster.node("n%d" % i) for i in range(args.nodes)]
         run("members on %d nodes" % args.nodes, nodes, nodes[0], "spread")
         run("members on the publishing node", [nodes[0]] * args.nodes, nodes[0], "local")
     finally:
-        for b in started:
-            b.kill()
-        nats.stop()
+        cluster.close()
 
 
 if __name__ == "__main__":

@@ -19,15 +19,10 @@ Not part of the test suite.
 """
 
 import argparse
-import os
-import shutil
-import sys
-import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
+import clusterbench
 
 
 def main():
@@ -36,28 +31,19 @@ def main():
     ap.add_argument("--pubs", type=int, default=2)
     ap.add_argument("--size", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--bin", default=os.path.join(HERE, "..", "build", "petrel"))
+    clusterbench.add_bin_argument(ap)
     args = ap.parse_args()
-    os.environ["PETREL_BIN"] = os.path.abspath(args.bin)
-    from conftest import DEFAULT_CONFIG, HOST, Broker, merge  # noqa: E402 (after PETREL_BIN)
+    clusterbench.use_binary(args.bin)
+    from conftest import HOST  # noqa: E402 (after use_binary)
     import fastclient as fc  # noqa: E402
-    from natsrun import Nats, sys_value  # noqa: E402
+    from natsrun import sys_value  # noqa: E402
 
     def one(replica, round_):
-        work = tempfile.mkdtemp(prefix="petrel-replica-")
-        nats = Nats(work, jetstream=True).start()
-        name = "r%d" % round_
-        cfg = merge(DEFAULT_CONFIG, {"log_level": "notice", "mqtt": {"sys_interval": 1},
-                                     "limits": {"max_queued_messages": 10000000},
-                                     "persistence": {"enabled": True},
-                                     "cluster": {"servers": [nats.url], "node": name, "store_replica": replica}})
-        b = Broker(work, cfg, name=name).start()
+        cluster = clusterbench.Cluster("petrel-replica-")
         try:
-            while sys_value(b, "stream/up") != "1":
-                time.sleep(0.1)
-            if replica:
-                while sys_value(b, "replica/live") != "1":
-                    time.sleep(0.1)
+            b = cluster.node("r%d" % round_, ready="replica/live" if replica else "stream/up",
+                             limits={"max_queued_messages": 10000000}, persistence={"enabled": True},
+                             cluster={"store_replica": replica})
             s = fc.Sub(HOST, b.port, "parked", version=4, clean=False)
             s.connect(subscribe="rb/#", qos=1)
             s.close()
@@ -80,6 +66,7 @@ def main():
             got = sum(s2.unique(p.name) for p in pubs)
             extra = ""
             if replica:
+                time.sleep(1.1)  # the next $SYS report
                 extra = ", replica: %s snapshots, %s records" % (sys_value(b, "replica/snapshots"),
                                                                  sys_value(b, "replica/records"))
             print("store_replica %-5s round %d: %d acknowledged at %7.0f msg/s; drained at %7.0f msg/s "
@@ -87,9 +74,7 @@ def main():
                                                    got / drain_s, got, total, s2.dups, extra), flush=True)
             return total / pub_s, got / drain_s
         finally:
-            b.stop()
-            nats.stop()
-            shutil.rmtree(work, ignore_errors=True)
+            cluster.close()
 
     results = {True: [], False: []}
     for r in range(args.rounds):

@@ -16,36 +16,23 @@ Not part of the test suite.
 """
 
 import argparse
-import os
-import sys
-import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
+import clusterbench
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=100000)
-    ap.add_argument("--bin", default=os.path.join(HERE, "..", "build", "petrel"))
+    clusterbench.add_bin_argument(ap)
     args = ap.parse_args()
-    os.environ["PETREL_BIN"] = os.path.abspath(args.bin)
-    from conftest import DEFAULT_CONFIG, Broker, merge  # noqa: E402 (after PETREL_BIN)
-    from natsrun import Nats, sys_value  # noqa: E402
+    clusterbench.use_binary(args.bin)
+    from natsrun import sys_value  # noqa: E402 (after use_binary)
 
-    work = tempfile.mkdtemp(prefix="petrel-retained-")
-    nats = Nats(work, jetstream=True).start()
-    started = []
+    cluster = clusterbench.Cluster("petrel-retained-")
 
     def node(name):
-        cfg = merge(DEFAULT_CONFIG, {"log_level": "notice", "mqtt": {"sys_interval": 1},
-                                     "cluster": {"servers": [nats.url], "node": name}})
-        b = Broker(work, cfg, name=name).start()
-        started.append(b)
-        while sys_value(b, "retained/bucket") != "1":
-            time.sleep(0.1)
-        return b
+        return cluster.node(name, ready="retained/bucket")
 
     def taken(b, n):
         while int(sys_value(b, "retained/taken")) < n:
@@ -71,9 +58,7 @@ def main():
         print("a node started afterwards had them all %.2f s after it started (%.0f/s)"
               % (joined, (args.count + 1) / joined))
     finally:
-        for x in started:
-            x.kill()
-        nats.stop()
+        cluster.close()
 
 
 if __name__ == "__main__":

@@ -155,22 +155,31 @@ def hold_without_acking(node, cid, want):
     return c, got
 
 
-@pytest.mark.time_limit(90)
-def test_a_member_that_leaves_unacknowledged_gives_what_it_took_from_the_stream_to_the_others(js, nodes):
-    # Members on three nodes when the messages come: the group's messages
-    # are in JetStream, and b takes some for its member, which acknowledges
-    # none and goes. b gives them back (nak) at once, for a and c.
+def holding_on_b(js, nodes, topic, n):
+    """Members of the group on three nodes; the one on b takes messages
+    from the groups' stream and acknowledges none. Publishes `n` on `topic`
+    from a and returns once b holds some: the nodes, the holder, the
+    members on a and c, the publisher."""
     a, b, c = nodes(js, 3)
     stream_ready(a, b, c)
     holder, _ = hold_without_acking(b, "holder", 0)
     subs = [member(a, "w-a"), member(c, "w-c")]
     groups_ready(a, b, c)
-    n = 3000
     p = fc.Pub(HOST, a.port, "pub", version=4, name="pa").connect()
-    p.publish("jobs/nak", n, qos=1, window=1000, timeout=60)
+    p.publish(topic, n, qos=1, window=1000, timeout=60)
     drain(subs, lambda: False, 1.0)
     wait_sys(b, "groups/held", lambda v: int(v) > 0)
     assert len(set(seqs(subs, b"pa"))) < n  # some are with the holder
+    return (a, b, c), holder, subs, p
+
+
+@pytest.mark.time_limit(90)
+def test_a_member_that_leaves_unacknowledged_gives_what_it_took_from_the_stream_to_the_others(js, nodes):
+    # Members on three nodes when the messages come: the group's messages
+    # are in JetStream, and b takes some for its member, which acknowledges
+    # none and goes. b gives them back (nak) at once, for a and c.
+    n = 3000
+    (a, b, c), holder, subs, p = holding_on_b(js, nodes, "jobs/nak", n)
     holder.close()
     # At once: well before the consumer's ack wait would send them again.
     t0 = time.monotonic()
@@ -225,17 +234,8 @@ def test_a_member_that_leaves_unacknowledged_gives_its_messages_to_the_others(js
 def test_kill_9_of_a_node_holding_group_messages_gives_them_to_the_others(js, nodes):
     # Members on three nodes; the one on b takes messages and acknowledges
     # none. b is killed: what it held goes to the others.
-    a, b, c = nodes(js, 3)
-    stream_ready(a, b, c)
-    holder, _ = hold_without_acking(b, "holder", 0)
-    subs = [member(a, "w-a"), member(c, "w-c")]
-    groups_ready(a, b, c)
     n = 3000
-    p = fc.Pub(HOST, a.port, "pub", version=4, name="pa").connect()
-    p.publish("jobs/k", n, qos=1, window=1000, timeout=60)
-    drain(subs, lambda: False, 1.0)
-    wait_sys(b, "groups/held", lambda v: int(v) > 0)
-    assert len(set(seqs(subs, b"pa"))) < n  # some are with the holder
+    (a, b, c), holder, subs, p = holding_on_b(js, nodes, "jobs/k", n)
     b.kill()
     # What b held comes again once the consumer's ack wait is over.
     drain(subs, lambda: len(set(seqs(subs, b"pa"))) >= n, ACK_WAIT + 30)
