@@ -79,6 +79,17 @@ Bucket::Counters Bucket::counters() const {
   return counters_;
 }
 
+namespace {
+
+int64_t steadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+void Bucket::rewatch() { rewatch_at_ = steadyMs() + kRewatchDelayMs; }
+
 void Bucket::pause(int ms) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_; });
@@ -318,7 +329,8 @@ void Bucket::run() {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) break;
     }
-    if (rewatch_.exchange(false) && watcher_) close();
+    int64_t at = rewatch_at_.load();
+    if (at && steadyMs() >= at && rewatch_at_.compare_exchange_strong(at, 0) && watcher_) close();
     if (watcher_ && watchStuck()) close();
     if (!watcher_) {
       if (!open()) {

@@ -78,8 +78,13 @@ class Bucket {
 
   // The watch is to be opened again (a new one starts with the bucket's
   // values): after the link came back, or when the client says the
-  // server's heartbeats stopped. Any thread.
-  void rewatch() { rewatch_ = true; }
+  // server's heartbeats stopped. Any thread. It is opened again
+  // kRewatchDelayMs later: at those moments the NATS client remakes the
+  // watch's consumer by itself, on a thread of its own, and stopping the
+  // watch while it does reads a string the client frees (seen under
+  // AddressSanitizer in kvWatcher_Stop, libnats 3.4.1).
+  static constexpr int64_t kRewatchDelayMs = 2000;
+  void rewatch();
 
   // The loop's side. `value` replaces a put of `key` not yet made.
   void put(const std::string& key, std::string value);
@@ -134,7 +139,7 @@ class Bucket {
   uint64_t event_bytes_ = 0;
   Counters counters_;
   bool stopping_ = false;
-  std::atomic<bool> rewatch_{false};
+  std::atomic<int64_t> rewatch_at_{0};  // steady clock ms; 0: none asked
   std::thread thread_;
 };
 
