@@ -80,7 +80,8 @@ bool decodeControl(const uint8_t* data, size_t len, Control& out) {
   constexpr size_t kFixed = 26;
   if (len < kFixed || data[0] != kWireVersion) return false;
   const auto kind = static_cast<ControlKind>(data[1]);
-  const bool with_rest = kind == ControlKind::Add || kind == ControlKind::Remove || kind == ControlKind::Status;
+  const bool with_rest = kind == ControlKind::Add || kind == ControlKind::Remove || kind == ControlKind::Status ||
+                         kind == ControlKind::Adopted;
   if (!with_rest && kind != ControlKind::All && kind != ControlKind::End && kind != ControlKind::Hello &&
       kind != ControlKind::Bye && kind != ControlKind::Query)
     return false;

@@ -46,13 +46,16 @@ bool decodeWire(const uint8_t* data, size_t len, Message& m, WireInfo& info);
 //   u8   kind: '+' a filter, '-' no more that filter, 'A' every message,
 //        'E' the end of a full announcement, 'H' hello (announce in full),
 //        'S' the node's status, 'B' bye (the node stops), 'Q' a query
-//        (every node sends its status now: petrel inspect --cluster)
+//        (every node sends its status now: petrel inspect --cluster),
+//        'D' another node's sessions are served by this one (it is down:
+//        src/cluster/adoption.h; its filters are forgotten)
 //   u64  the node's id, big-endian
 //   u64  the generation of its announcements
 //   u64  the message's number among the node's control messages (from 1;
 //        0 from `petrel inspect`): a node's stream messages say how many
 //        it had sent (Cluster::takeStream waits for them)
-//   ...  the rest: the filter ('+', '-'), the status ('S', NodeStatus)
+//   ...  the rest: the filter ('+', '-'), the status ('S', NodeStatus),
+//        the node's name as a subject token ('D')
 enum class ControlKind : uint8_t {
   Add = '+',
   Remove = '-',
@@ -62,6 +65,7 @@ enum class ControlKind : uint8_t {
   Status = 'S',
   Bye = 'B',
   Query = 'Q',
+  Adopted = 'D',
 };
 
 struct Control {

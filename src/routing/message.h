@@ -39,6 +39,10 @@ struct Message {
   // cluster's stream while this node was down or restarting, and sessions
   // made since (every clean one) came after it.
   bool durable_only = false;
+  // Taken from the cluster's stream on behalf of a node that is down, whose
+  // sessions this node took (src/cluster/adoption.h): owed only to those
+  // sessions (Session::adopted_from alike); 0 otherwise.
+  uint32_t adopted_from = 0;
   // Its identity in the cluster: the id of the node it was published on and
   // that node's sequence number for it, once it has gone to (or come from)
   // another node; 0 otherwise. A session moving between nodes uses it to

@@ -90,6 +90,7 @@ RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
   }
   for (Target& t : targets) {
     if (m->durable_only && !sessions_.durable(*t.session)) continue;
+    if (m->adopted_from && t.session->adopted_from != m->adopted_from) continue;
     // ACL: read access of the receiving client, checked at delivery time.
     if (!sessions_.mayReceive(*t.session, m->topic)) continue;
     Delivery d;

@@ -351,6 +351,9 @@ class Session {
   // Moving to or from another node of a cluster: what it is given is told
   // to the move (Sessions::setMoveHook).
   bool moving = false;
+  // Taken from a node that is down (src/cluster/adoption.h): its number
+  // there, which the copies still waiting for that node carry; 0 otherwise.
+  uint32_t adopted_from = 0;
   uint16_t client_receive_max = 65535;
   uint16_t client_topic_alias_max = 0;
 

@@ -166,6 +166,13 @@ TEST(ClusterControl, StatusRoundTripsAndByeHasNoRest) {
     EXPECT_EQ(c.kind, k);
   }
   EXPECT_FALSE(decodeControl(reinterpret_cast<const uint8_t*>((body + "x").data()), body.size() + 1, c));
+  // Another node's sessions served by this one: its name's token follows.
+  encodeControl(ControlKind::Adopted, 9, 1, "node-a", body);
+  ASSERT_TRUE(decodeControl(reinterpret_cast<const uint8_t*>(body.data()), body.size(), c));
+  EXPECT_EQ(c.kind, ControlKind::Adopted);
+  EXPECT_EQ(c.filter, "node-a");
+  encodeControl(ControlKind::Adopted, 9, 1, "", body);
+  EXPECT_FALSE(decodeControl(reinterpret_cast<const uint8_t*>(body.data()), body.size(), c));  // without a name
 }
 
 TEST(ClusterRegistry, RegistrationRoundTripsAndShortValuesAreRefused) {
