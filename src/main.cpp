@@ -102,6 +102,36 @@ void onHangup(uv_signal_t* h, int) {
   petrel::notifyServiceManager("READY=1");
 }
 
+// What another node of the cluster took while this node was down
+// (src/cluster/adoption.h) leaves its store before it loads: every
+// session (record, subscriptions, queue, inbound QoS 2 ids), what share
+// groups held here and the delayed publishes. Retained messages stay
+// (they are the cluster's).
+bool letGoOfAdopted(petrel::persistence::Store& store) {
+  std::vector<std::string> owners;
+  std::string err;
+  if (!store.forEachSession([&](std::string_view id, const petrel::persistence::SessionRecord&) { owners.emplace_back(id); },
+                            err)) {
+    LOG_ERROR("persistence: reading the sessions: %s", err.c_str());
+    return false;
+  }
+  store.forEachQueueOwner("", [&](std::string_view owner) { owners.emplace_back(owner); });
+  for (const std::string& o : owners) store.batch().deleteSession(o);
+  std::vector<petrel::persistence::DelayedKey> delayed;
+  petrel::persistence::DelayedKey after{};
+  for (;;) {
+    const size_t n = store.readDelayed(after, 4096, [&](const petrel::persistence::DelayedKey& k) { delayed.push_back(k); });
+    if (n == 0) break;
+    after = delayed.back();
+    if (n < 4096) break;
+  }
+  for (const auto& k : delayed) store.batch().deleteDelayed(k);
+  store.submit();
+  store.drain();
+  const petrel::persistence::StoreStats st = store.stats();
+  return st.sessions == 0 && st.queued == 0 && st.delayed == 0;
+}
+
 // A cluster node started on an empty store (its disk lost, or a new
 // machine under its name) reads back the replica of its store that the
 // cluster's JetStream keeps (src/cluster/store_replica.h) before it loads.
@@ -296,8 +326,22 @@ int main(int argc, char** argv) {
       if (store && notice.find("moved it aside") == std::string::npos) LOG_NOTICE("persistence: %s", notice.c_str());
       else LOG_ERROR("persistence: %s", notice.c_str());
     }
-    if (cfg.cluster.enabled && cfg.cluster.jetstream && cfg.cluster.store_replica && !restoreReplica(cfg, *store, broker))
-      return 1;
+    if (cfg.cluster.enabled && cfg.cluster.jetstream && cfg.cluster.store_replica) {
+      bool checked = false;
+      std::string by;
+      petrel::persistence::Store& st = *store;
+      if (!petrel::cluster::adoptedAtStart(cfg.cluster, 3000, [&] { return letGoOfAdopted(st); }, checked, by, err)) {
+        LOG_ERROR("cluster: %s", err.c_str());
+        return 1;
+      }
+      if (!checked)
+        LOG_WARN("cluster: whether another node took this node's sessions while it was down could not be "
+                 "read (%s): it serves those it has", err.c_str());
+      else if (!by.empty())
+        LOG_NOTICE("cluster: node %s took this node's sessions while it was down: its store let go of them",
+                   by.c_str());
+      if (!restoreReplica(cfg, *store, broker)) return 1;
+    }
     if (!broker.attachStore(std::move(store), err)) {
       LOG_ERROR("cannot load the persistent store: %s", err.c_str());
       return 1;

@@ -746,3 +746,98 @@ bool restoreAtStart(const ClusterConfig& cfg, persistence::Store& store, int wai
 }
 
 }  // namespace petrel::cluster
+
+namespace petrel::cluster {
+
+namespace {
+
+// Everything on `subject` in `stream` goes (JetStream's purge by subject).
+natsStatus purgeSubject(jsCtx* js, const std::string& stream, const std::string& subject) {
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Stream.Purge.Subject = subject.c_str();
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  return js_PurgeStream(js, stream.c_str(), &o, &jerr);
+}
+
+}  // namespace
+
+bool markAdopted(jsCtx* js, const std::string& stream, const std::string& prefix, const std::string& by,
+                 std::string& err) {
+  const std::string mark = prefix + "a";
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_Publish(nullptr, js, mark.c_str(), by.data(), static_cast<int>(by.size()), nullptr, &jerr);
+  if (s != NATS_OK) {
+    err = "storing the mark on " + mark + " in stream " + stream + ": " + natsErrorText(s);
+    return false;
+  }
+  for (const char* part : {"e", "s", "l"}) {
+    const std::string subject = prefix + part;
+    s = purgeSubject(js, stream, subject);
+    if (s != NATS_OK) {
+      err = "purging " + subject + " in stream " + stream + ": " + natsErrorText(s);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool adoptedAtStart(const ClusterConfig& cfg, int wait_ms, const std::function<bool()>& let_go, bool& checked,
+                    std::string& by, std::string& err) {
+  checked = false;
+  by.clear();
+  const std::string node = nodeName(cfg);
+  natsOptions* opts = natsOptionsFor(cfg, "petrel " + node + " (checking its sessions)", err);
+  if (!opts) return false;
+  natsOptions_SetTimeout(opts, wait_ms);
+  natsConnection* nc = nullptr;
+  natsStatus s = natsConnection_Connect(&nc, opts);
+  natsOptions_Destroy(opts);
+  if (s != NATS_OK) {
+    err = "no NATS server answered within " + std::to_string(wait_ms / 1000) + " s (" + natsErrorText(s) + ")";
+    return true;
+  }
+  int st = NATS_OK;
+  jsCtx* js = jetStreamOf(nc, StoreReplicaStream::kWaitMs, st);
+  bool ok = true;
+  if (js) {
+    std::string token;
+    encodeLevel(node, token);
+    const std::string stream = cfg.name + "_replica";
+    const std::string mark = cfg.name + ".r." + token + ".a";
+    natsMsg* m = nullptr;
+    s = lastOn(js, stream, mark, &m);
+    if (s == NATS_OK) {
+      by.assign(dataOf(m));
+      natsMsg_Destroy(m);
+      checked = true;
+      // The store lets go of what the other node took, then the mark goes.
+      if (!let_go()) {
+        err = "the store could not let go of the sessions another node took";
+        ok = false;
+      } else if ((s = purgeSubject(js, stream, mark)) != NATS_OK) {
+        err = "purging " + mark + " in stream " + stream + ": " + natsErrorText(s);
+        ok = false;
+      }
+    } else if (s == NATS_NOT_FOUND) {
+      checked = true;
+    } else {
+      jsStreamInfo* si = nullptr;
+      jsErrCode jerr = static_cast<jsErrCode>(0);
+      if (js_GetStreamInfo(&si, js, stream.c_str(), nullptr, &jerr) == NATS_NOT_FOUND ||
+          jerr == JSStreamNotFoundErr)
+        checked = true;  // no replica of any node yet
+      else
+        err = "stream " + stream + ": " + natsErrorText(s);
+      if (si) jsStreamInfo_Destroy(si);
+    }
+    jsCtx_Destroy(js);
+  } else {
+    err = "JetStream: " + natsErrorText(st);
+  }
+  natsConnection_Close(nc);
+  natsConnection_Destroy(nc);
+  return ok;
+}
+
+}  // namespace petrel::cluster

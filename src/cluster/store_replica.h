@@ -181,4 +181,17 @@ bool restoreReplica(__jsCtx* js, const std::string& stream, const std::string& s
 bool restoreAtStart(const ClusterConfig& cfg, persistence::Store& store, int wait_ms, bool& checked,
                     RestoreReport& report, std::string& err);
 
+// Another node took the sessions of node "<prefix>" (adoption.h): a mark
+// naming it (`by`) on "<prefix>a", then the node's replica purged, so that
+// the node, back on its old disk or an empty one, does not serve them
+// again. The mark stays until that node has let go (adoptedAtStart).
+bool markAdopted(__jsCtx* js, const std::string& stream, const std::string& prefix, const std::string& by,
+                 std::string& err);
+// At start-up (main.cpp): when another node took this node's sessions
+// while it was down, `let_go` empties its store of them (true when done),
+// then the mark goes; `by` names that node. `checked` false: NATS did not
+// answer (up to `wait_ms`), nothing was read. False with `err` on failure.
+bool adoptedAtStart(const ClusterConfig& cfg, int wait_ms, const std::function<bool()>& let_go, bool& checked,
+                    std::string& by, std::string& err);
+
 }  // namespace petrel::cluster

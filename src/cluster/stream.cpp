@@ -192,7 +192,16 @@ bool Stream::open() {
     cc.MaxAckPending = kWindow;
     cc.FilterSubject = filter.c_str();
     jsConsumerInfo* ci = nullptr;
-    s = js_AddConsumer(&ci, js_, stream_.c_str(), &cc, nullptr, &jerr);
+    if (renew_consumer_) {
+      // Made anew: what the dead node had taken and not acknowledged is
+      // delivered at once, not after kAckWaitMs (a work queue keeps every
+      // message no consumer acknowledged).
+      jsErrCode derr = static_cast<jsErrCode>(0);
+      const natsStatus d = js_DeleteConsumer(js_, stream_.c_str(), node_.c_str(), nullptr, &derr);
+      if (d != NATS_OK && d != NATS_NOT_FOUND && derr != JSConsumerNotFoundErr && transient(d)) s = d;
+      else renew_consumer_ = false;
+    }
+    if (s == NATS_OK) s = js_AddConsumer(&ci, js_, stream_.c_str(), &cc, nullptr, &jerr);
     if (ci) jsConsumerInfo_Destroy(ci);
     // One that exists with other settings is used as it is.
     if (s != NATS_OK && !transient(s)) s = NATS_OK;

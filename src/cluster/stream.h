@@ -99,6 +99,9 @@ class Stream {
     extra_.push_back({std::move(stream), std::move(subjects), std::move(description)});
   }
 
+  // Before start(): the node's consumer is deleted and made again (the
+  // node is dead: what it had taken comes at once; adoption.h).
+  void renewConsumer() { renew_consumer_ = true; }
   void start();
   // Tries for about two seconds to have what waits stored, then ends the
   // threads. Copies taken and not acknowledged come again to the node's
@@ -153,6 +156,7 @@ class Stream {
   std::mutex open_mu_;  // js_, sub_ being made
   std::string last_error_;
   std::atomic<bool> ready_{false};
+  bool renew_consumer_ = false;
   std::atomic<bool> watch_settled_{false};
   std::atomic<uint64_t> settled_marks_{0};
   void checkSettled();
