@@ -22,7 +22,8 @@ Broker::Broker(uv_loop_t* loop, Config cfg)
                 cluster_}),
       http_(loop, timers_, cfg_.http, httpEndpoints()),
       cluster_({cfg_.cluster, loop, router_, durable_, clock_}),
-      moves_({cluster_, sessions_, router_, durable_, timers_, clock_}),
+      adoption_({cluster_, sessions_, router_, durable_, delayed_, timers_, clock_, cfg_.data_dir + "/adopting"}),
+      moves_({cluster_, sessions_, router_, durable_, timers_, clock_, adoption_}),
       sys_timer_(&Broker::onSysTimer, this),
       read_buf_(kReadBufferSize) {
   // Before any subscription exists: each one counts as interest.
@@ -48,6 +49,10 @@ Broker::Broker(uv_loop_t* loop, Config cfg)
   // A session moving between nodes (src/cluster/session_moves.h): the
   // CONNECT that waited for it goes on.
   cluster_.setOnMove([this](std::string_view body) { moves_.onMessage(body); });
+  cluster_.setOnUnanswered([this](uint64_t move) { moves_.unanswered(move); });
+  // A down node's sessions taken here (src/cluster/adoption.h): the
+  // CONNECTs that waited go on.
+  adoption_.setOnDone([this](uint64_t ticket) { resumeWaitingConnect(ticket, false); });
   sessions_.setMoveHook([this](Session& s, const Delivery& d) { moves_.delivered(s, d); });
   cluster_.setMoveCounters([this](Cluster::Counters& c) {
     const SessionMoves::Counters m = moves_.counters();
@@ -56,6 +61,11 @@ Broker::Broker(uv_loop_t* loop, Config cfg)
     c.moved_messages_in = m.entries_in;
     c.moved_messages_out = m.entries_out;
     c.move_failed = m.failed;
+    const Adoption::Counters a = adoption_.counters();
+    c.adopted_nodes = a.nodes;
+    c.adopted_sessions = a.sessions;
+    c.adopted_messages = a.messages;
+    c.adopt_failed = a.failed;
   });
   // `replaced`: the same client connected again while it waited; that
   // connection waits for the move instead, this one closes.
@@ -150,6 +160,7 @@ void Broker::shutdown() {
     cluster_.afterCommit(durable_.committed(), false);
   }
   // After the connections: their wills went to the other nodes too.
+  adoption_.stop();  // its threads use the cluster's link
   cluster_.stop();
   io_.stop();  // the worker loops end after their last connection
   timers_.close();

@@ -39,6 +39,7 @@
 #include "src/bridges/bridges.h"
 #include "src/broker/parts.h"
 #include "src/cluster/cluster.h"
+#include "src/cluster/adoption.h"
 #include "src/cluster/session_moves.h"
 #include "src/httpd/http_server.h"
 #include "src/metrics/monitor.h"
@@ -191,6 +192,7 @@ class Broker : private BrokerParts {
   Monitor monitor_;
   HttpServer http_;
   Cluster cluster_;
+  Adoption adoption_;   // a down node's durable sessions, served here
   SessionMoves moves_;  // durable sessions following their clients between nodes
 
   std::vector<std::unique_ptr<uv_tcp_t>> listeners_;

@@ -96,6 +96,7 @@ void Broker::onCommit(bool failed) {
   delayed_.afterCommit(done);
   cluster_.afterCommit(done, failed);
   moves_.afterCommit(done);
+  adoption_.afterCommit(done);
   // Messages loaded from disk and no longer used by any session.
   durable_.trimCache(4 * Sessions::kRamWindow);
   flushAll();

@@ -241,6 +241,15 @@ bool Cluster::start(std::string& err) {
       err = "cluster: subscribing to " + move_subject_ + ": " + lastError(s);
       return false;
     }
+    // A move request nothing listened to: NATS answers "no responders"
+    // on its reply subject, "<move subject>.n.<the move's number>".
+    unanswered_prefix_ = move_subject_ + ".n.";
+    const std::string unanswered = unanswered_prefix_ + "*";
+    s = natsConnection_Subscribe(&unanswered_sub_, nc_, unanswered.c_str(), &onMessage, in);
+    if (s != NATS_OK) {
+      err = "cluster: subscribing to " + unanswered + ": " + lastError(s);
+      return false;
+    }
     auto wake = [in] {
       std::lock_guard<std::mutex> lock(in->mu);
       in->wake();
@@ -432,6 +441,9 @@ void Cluster::control(const uint8_t* data, size_t len, int64_t now_ms) {
       break;
     }
     case cluster::ControlKind::Query: sendStatus(); break;  // petrel inspect --cluster asks
+    case cluster::ControlKind::Adopted:  // a node that is down: its sessions are served by the sender
+      forgetNode(c.filter);
+      break;
     case cluster::ControlKind::Bye:  // stopping: it leaves the list
       // Without the stream its filters go now. With it they stay (for
       // kAwayKeepMs): what its durable sessions are owed waits in the
@@ -468,11 +480,13 @@ void Cluster::stop() {
   // Copies taken and not stored yet come again to this node's next run.
   if (stream_) {
     flushStream();  // what this turn gathered (a will at shutdown)
-    for (const Unacked& u : unacked_) stream_->release(u.msg);
+    for (const Unacked& u : unacked_) u.from->release(u.msg);
     unacked_.clear();
     for (WaitingIn& w : waiting_in_) stream_->release(w.in.msg);
     waiting_in_.clear();
     stream_->stop();
+    for (auto& [token, st] : stand_ins_) st.stream->stop();
+    stand_ins_.clear();
   }
   // What the store wrote last is in the replica before the link closes.
   if (replica_) {
@@ -504,6 +518,8 @@ void Cluster::stop() {
     control_sub_ = nullptr;
     if (move_sub_) natsSubscription_Destroy(move_sub_);
     move_sub_ = nullptr;
+    if (unanswered_sub_) natsSubscription_Destroy(unanswered_sub_);
+    unanswered_sub_ = nullptr;
     for (auto& [filter, i] : interest_) {
       for (natsSubscription* sub : i.subs) natsSubscription_Destroy(sub);
       i.subs.clear();
@@ -722,15 +738,16 @@ void Cluster::takeStream(int64_t now_ms) {
         uv_timer_start(&control_wait_, &Cluster::onControlWait, 10, 0);
       break;
     }
-    routeStream(w.in, now_ms);
+    routeStream(*stream_, w.in, now_ms);
     waiting_in_.pop_front();
   }
 }
 
 // "<name>.q.<node>.<run id>.<control index>" of this node: the run and
 // the sender's control index (absent: 0), both lower-case hex.
-bool Cluster::parseStreamSubject(std::string_view subject, uint64_t& to, uint64_t& index) const {
-  const std::string& own = stream_->ownPrefix();
+bool Cluster::parseStreamSubject(const cluster::Stream& from, std::string_view subject, uint64_t& to,
+                                 uint64_t& index) const {
+  const std::string& own = from.ownPrefix();
   index = 0;
   if (subject.size() < own.size() + 16 || subject.compare(0, own.size(), own) != 0) return false;
   std::string_view rest = subject.substr(own.size());
@@ -742,7 +759,7 @@ bool Cluster::parseStreamSubject(std::string_view subject, uint64_t& to, uint64_
 
 bool Cluster::waitsForControl(const cluster::Stream::In& in) const {
   uint64_t to = 0, index = 0;
-  if (!parseStreamSubject(in.subject, to, index) || index == 0) return false;
+  if (!parseStreamSubject(*stream_, in.subject, to, index) || index == 0) return false;
   size_t pos = 0;
   std::string_view topic, body;
   bool bad = false;
@@ -754,15 +771,15 @@ bool Cluster::waitsForControl(const cluster::Stream::In& in) const {
 
 void Cluster::onControlWait(uv_timer_t* t) { static_cast<Cluster*>(t->data)->takeInbox(); }
 
-void Cluster::routeStream(cluster::Stream::In& in, int64_t now_ms) {
+void Cluster::routeStream(cluster::Stream& from, cluster::Stream::In& in, int64_t now_ms, uint32_t adopted) {
   // "<name>.q.<node>.<run id>.<control index>": the run of this node it
   // was sent to.
   uint64_t to = 0, index = 0;
-  if (!parseStreamSubject(in.subject, to, index)) {
+  if (!parseStreamSubject(from, in.subject, to, index)) {
     ++counters_.dropped;
     LOG_WARN("cluster: a message on %s in stream %s is not one a Petrel node sends; dropped", in.subject.c_str(),
              (cfg_.name + "_messages").c_str());
-    stream_->ack(in.msg);  // it would only come again
+    from.ack(in.msg);  // it would only come again
     return;
   }
   // A copy that comes again: taken by this node before it was killed or
@@ -774,7 +791,7 @@ void Cluster::routeStream(cluster::Stream::In& in, int64_t now_ms) {
                                      [&](const Unacked& u) { return u.seq == in.stream_seq; });
     if (waiting) {
       ++counters_.duplicates;
-      stream_->release(in.msg);
+      from.release(in.msg);
       return;
     }
   }
@@ -803,7 +820,10 @@ void Cluster::routeStream(cluster::Stream::In& in, int64_t now_ms) {
     msg->from_cluster = true;
     // Sent to an earlier run of this node: owed to the durable sessions
     // that were here then, not to clean ones made since.
-    msg->durable_only = to != node_id_;
+    msg->durable_only = adopted || to != node_id_;
+    // Sent to a node that is down, whose sessions this node took: owed to
+    // those sessions alone.
+    msg->adopted_from = adopted;
     msg->cluster_node = info.node;
     msg->cluster_seq = info.seq;
     msg->id = durable_.newMessageId();
@@ -821,9 +841,9 @@ void Cluster::routeStream(cluster::Stream::In& in, int64_t now_ms) {
   // acknowledged now.
   const bool wrote = durable && durable_.batch().count() != ops;
   if (wrote || (gate && !gate->open())) {
-    unacked_.push_back({wrote ? durable_.awaitedTicket() : 0, in.stream_seq, in.msg, std::move(gate)});
+    unacked_.push_back({wrote ? durable_.awaitedTicket() : 0, in.stream_seq, in.msg, std::move(gate), &from});
   } else {
-    stream_->ack(in.msg);
+    from.ack(in.msg);
   }
 }
 
@@ -833,7 +853,7 @@ void Cluster::afterCommit(uint64_t committed, bool failed) {
   if (failed) {
     // Not stored: the stream sends them again (after its ack wait).
     size_t n = 0;
-    for (; n < unacked_.size() && unacked_[n].ticket <= committed; ++n) stream_->release(unacked_[n].msg);
+    for (; n < unacked_.size() && unacked_[n].ticket <= committed; ++n) unacked_[n].from->release(unacked_[n].msg);
     unacked_.erase(unacked_.begin(), unacked_.begin() + static_cast<std::ptrdiff_t>(n));
     return;
   }
@@ -843,7 +863,7 @@ void Cluster::afterCommit(uint64_t committed, bool failed) {
 void Cluster::ackRouted() {
   auto done = [this](const Unacked& u) {
     if (u.ticket > committed_ || (u.gate && !u.gate->open())) return false;
-    stream_->ack(u.msg);
+    u.from->ack(u.msg);
     return true;
   };
   unacked_.erase(std::remove_if(unacked_.begin(), unacked_.end(), done), unacked_.end());
@@ -1039,6 +1059,12 @@ void Cluster::takeInbox() {
       if (on_move_) on_move_(std::string_view(bytes.data() + item.body_off, item.body_len));
       continue;
     }
+    if (!unanswered_prefix_.empty() && subject.size() > unanswered_prefix_.size() &&
+        subject.compare(0, unanswered_prefix_.size(), unanswered_prefix_) == 0) {
+      uint64_t move = 0;
+      if (parseHex(subject.substr(unanswered_prefix_.size()), move) && on_unanswered_) on_unanswered_(move);
+      continue;
+    }
     auto msg = makeMessage();
     cluster::WireInfo info;
     if (!cluster::subjectTopic(cfg_.name, subject, topic) || !mqtt::validTopicName(topic) ||
@@ -1075,6 +1101,12 @@ void Cluster::takeInbox() {
   if (stream_) {
     stream_settled_seen_ = stream_->settledMarks();
     takeStream(int64_t(now));
+  }
+  for (auto& [token, st] : stand_ins_) {
+    st.stream->take(stand_in_in_, stream_done_);
+    stream_done_.clear();  // it publishes nothing
+    for (cluster::Stream::In& in : stand_in_in_) routeStream(*st.stream, in, int64_t(now), st.tag);
+    stand_in_in_.clear();
   }
   if (groups_js_) takeGroups(int64_t(now));
   // Another node gained a filter: what groups here queued as their own,
@@ -1263,6 +1295,106 @@ bool Cluster::nodeUp(std::string_view token) const {
   return false;
 }
 
+bool Cluster::sendMoveRequest(std::string_view token, const std::string& body, uint64_t move) {
+  if (!nc_ || stopped_ || unanswered_prefix_.empty()) return false;
+  const std::string subject = cluster::moveSubject(cfg_.name, token);
+  char hex[17];
+  snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(move));
+  const std::string reply = unanswered_prefix_ + hex;
+  return natsConnection_PublishRequest(nc_, subject.c_str(), reply.c_str(), body.data(),
+                                       static_cast<int>(body.size())) == NATS_OK;
+}
+
+void Cluster::unanswered(const std::string& token) { unanswered_[token] = clock_.wallMs(); }
+
+int64_t Cluster::lastHeard(std::string_view token) const {
+  int64_t heard = -1;
+  for (const auto& [id, p] : peers_) {
+    auto n = names_.find(id);
+    if (n != names_.end() && n->second == token) heard = std::max(heard, p.heard_ms);
+  }
+  return heard;
+}
+
+bool Cluster::nodeDown(std::string_view token) const {
+  if (token == own_token_) return false;
+  const int64_t heard = lastHeard(token);
+  if (heard < 0) return true;  // no status for kGoneMs
+  auto it = unanswered_.find(std::string(token));
+  return it != unanswered_.end() && it->second >= heard &&
+         clock_.wallMs() - heard > int64_t(kStatusMs + kDownSlackMs);
+}
+
+bool Cluster::nodeQuiet(std::string_view token) const {
+  const int64_t heard = lastHeard(token);
+  return heard < 0 || clock_.wallMs() - heard > int64_t(kStatusMs + kDownSlackMs);
+}
+
+std::string Cluster::adopterFor(std::string_view token) const {
+  std::string best = own_token_;
+  for (const auto& [id, p] : peers_) {
+    auto n = names_.find(id);
+    if (n == names_.end() || n->second == token || nodeDown(n->second)) continue;
+    if (n->second < best) best = n->second;
+  }
+  return best;
+}
+
+bool Cluster::standIn(const std::string& token, uint32_t tag) {
+  if (!nc_ || stopped_ || !stream_) return false;
+  if (stand_ins_.count(token)) return true;
+  auto in = inbox_;
+  auto wake = [in] {
+    std::lock_guard<std::mutex> lock(in->mu);
+    in->wake();
+  };
+  StandIn& st = stand_ins_[token];
+  st.tag = tag;
+  st.stream = std::make_unique<cluster::Stream>(nc_, cfg_.name + "_messages", cfg_.name + ".q.", token, cfg_.replicas,
+                                                cfg_.max_pending_bytes, wake);
+  st.stream->watchSettled(true);
+  st.stream->renewConsumer();
+  st.stream->start();
+  return true;
+}
+
+bool Cluster::standInReady(const std::string& token) const {
+  auto it = stand_ins_.find(token);
+  return it != stand_ins_.end() && it->second.stream->ready();
+}
+
+uint64_t Cluster::standInSettled(const std::string& token) const {
+  auto it = stand_ins_.find(token);
+  return it == stand_ins_.end() ? 0 : it->second.stream->settledMarks();
+}
+
+void Cluster::endStandIn(const std::string& token) {
+  auto it = stand_ins_.find(token);
+  if (it == stand_ins_.end()) return;
+  cluster::Stream* st = it->second.stream.get();
+  // What it took and has not stored comes again to that node's consumer.
+  for (size_t i = 0; i < unacked_.size();) {
+    if (unacked_[i].from != st) {
+      ++i;
+      continue;
+    }
+    st->release(unacked_[i].msg);
+    unacked_.erase(unacked_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+  st->stop();
+  stand_ins_.erase(it);
+}
+
+void Cluster::sendAdopted(const std::string& token) {
+  forgetNode(token);
+  announce(cluster::ControlKind::Adopted, token);
+}
+
+void Cluster::forgetNode(std::string_view token) {
+  for (const auto& [id, name] : names_)
+    if (name == token) remote_.forget(id);
+}
+
 bool Cluster::sendMove(std::string_view token, const std::string& body) {
   if (!nc_ || stopped_) return false;
   const std::string subject = cluster::moveSubject(cfg_.name, token);
@@ -1310,6 +1442,10 @@ void Cluster::publishSys() {
     put("moves/messages_in", std::to_string(c.moved_messages_in));
     put("moves/messages_out", std::to_string(c.moved_messages_out));
     put("moves/failed", std::to_string(c.move_failed));
+    put("adopted/nodes", std::to_string(c.adopted_nodes));
+    put("adopted/sessions", std::to_string(c.adopted_sessions));
+    put("adopted/messages", std::to_string(c.adopted_messages));
+    put("adopted/failed", std::to_string(c.adopt_failed));
     put("groups/count", std::to_string(c.groups));
     put("groups/stored", std::to_string(c.group_stored));
     put("groups/taken", std::to_string(c.group_taken));

@@ -125,6 +125,11 @@ class Cluster {
     uint64_t moved_messages_in = 0;  // queued messages they brought here
     uint64_t moved_messages_out = 0; // and that this node sent
     uint64_t move_failed = 0;        // moves given up (no answer in time, a bad part)
+    // Down nodes' durable sessions taken here (adoption.h):
+    uint64_t adopted_nodes = 0;      // nodes
+    uint64_t adopted_sessions = 0;   // their sessions
+    uint64_t adopted_messages = 0;   // the queued messages and delayed publishes they brought
+    uint64_t adopt_failed = 0;       // adoptions that failed (no replica, a read that failed)
     // Share groups across the cluster (group_stream.h):
     uint64_t groups = 0;             // groups with members (or declared) here (now)
     uint64_t group_stored = 0;       // group copies the groups' stream stored (or had already)
@@ -238,11 +243,51 @@ class Cluster {
     std::string token;
   };
   const Owner* ownerElsewhere(const std::string& client_id) const;
+  // The same, up or not; null when the registry names this node or none.
+  const Owner* registeredOwner(const std::string& client_id) const {
+    auto it = owners_.find(client_id);
+    return it == owners_.end() || it->second.token == own_token_ ? nullptr : &it->second;
+  }
+  // No status from node `token` for kStatusMs + kDownSlackMs (or kGoneMs).
+  bool nodeQuiet(std::string_view token) const;
   // The registry's latest node for `client_id` (up or not, this node
   // too), by its name's token; null when it has none.
   const std::string* registeredToken(const std::string& client_id) const;
   // A node of that name's token is up (its status came within kGoneMs).
   bool nodeUp(std::string_view token) const;
+
+  // Taking the sessions of a node that is down (src/cluster/adoption.h).
+  // A move request to node `token` (sendMove's), with a reply subject:
+  // when nothing listens on that node's subject, NATS says so at once and
+  // `f(move)` is called (setOnUnanswered), on the loop.
+  bool sendMoveRequest(std::string_view token, const std::string& body, uint64_t move);
+  void setOnUnanswered(std::function<void(uint64_t move)> f) { on_unanswered_ = std::move(f); }
+  // Nothing listened on node `token`'s subject just now.
+  void unanswered(const std::string& token);
+  // Node `token` is down: no status from it for kGoneMs; or none for
+  // kStatusMs + kDownSlackMs, and a move request to it found nothing
+  // listening since its last one (a process killed: NATS knows at once).
+  bool nodeDown(std::string_view token) const;
+  static constexpr uint64_t kDownSlackMs = 1000;
+  // The node that takes the sessions of node `token`, down: of this node
+  // and the others up, the one whose name's token sorts first.
+  std::string adopterFor(std::string_view token) const;
+  // Standing in for node `token`, down, whose sessions this node took:
+  // its consumer of the cluster's stream is read here too, and what it
+  // holds goes to the sessions tagged `tag` alone (Message::adopted_from),
+  // acknowledged once stored as this node's own. False without the stream.
+  bool standIn(const std::string& token, uint32_t tag);
+  bool standInReady(const std::string& token) const;
+  // Stream::settledMarks() of that consumer: grown by two since a moment,
+  // everything it held then has been taken.
+  uint64_t standInSettled(const std::string& token) const;
+  void endStandIn(const std::string& token);
+  // The other nodes (and this one) forget node `token`'s filters: its
+  // sessions are served here now, and nothing more is sent for it.
+  void sendAdopted(const std::string& token);
+  // The NATS link and the section, for the adoption's own thread.
+  __natsConnection* natsConnection() const { return nc_; }
+  const ClusterConfig& config() const { return cfg_; }
   // Stream::settledMarks() as read before the loop last took what the
   // stream had: once it has grown by two since a moment, everything the
   // stream held for this node then has been routed. Counted while watched.
@@ -305,8 +350,14 @@ class Cluster {
   // done are acknowledged.
   void ackRouted();
   void takeStream(int64_t now_ms);
-  void routeStream(cluster::Stream::In& in, int64_t now_ms);
-  bool parseStreamSubject(std::string_view subject, uint64_t& to, uint64_t& index) const;
+  // A stream message taken from `from` (this node's consumer, or a down
+  // node's it stands in for: `adopted` its sessions' tag).
+  void routeStream(cluster::Stream& from, cluster::Stream::In& in, int64_t now_ms, uint32_t adopted = 0);
+  bool parseStreamSubject(const cluster::Stream& from, std::string_view subject, uint64_t& to, uint64_t& index) const;
+  // The wall time of the last status from a node of that token; -1: none within kGoneMs.
+  int64_t lastHeard(std::string_view token) const;
+  // Every id a node of that token had is forgotten (its filters).
+  void forgetNode(std::string_view token);
   // `in` came from a node whose control messages sent before it have not
   // all arrived here yet.
   bool waitsForControl(const cluster::Stream::In& in) const;
@@ -391,6 +442,16 @@ class Cluster {
   std::string move_subject_;
   __natsSubscription* move_sub_ = nullptr;
   std::function<void(std::string_view)> on_move_;
+  std::string unanswered_prefix_;  // "<move subject>.n."
+  __natsSubscription* unanswered_sub_ = nullptr;
+  std::function<void(uint64_t)> on_unanswered_;
+  std::unordered_map<std::string, int64_t> unanswered_;  // node token -> wall time NATS found none listening
+  struct StandIn {
+    uint32_t tag = 0;
+    std::unique_ptr<cluster::Stream> stream;
+  };
+  std::unordered_map<std::string, StandIn> stand_ins_;  // by node token
+  std::vector<cluster::Stream::In> stand_in_in_;
   std::function<void(Counters&)> move_counters_;
   uint64_t stream_settled_seen_ = 0;
   std::string registry_body_;
@@ -445,6 +506,7 @@ class Cluster {
     uint64_t seq;     // in the stream
     __natsMsg* msg;
     AckGatePtr gate;
+    cluster::Stream* from;  // the consumer it came from
   };
   std::vector<Unacked> unacked_;
   uint64_t committed_ = 0;  // the store's last commit seen

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "src/cluster/adoption.h"
 #include "src/cluster/cluster.h"
 #include "src/durable/durable.h"
 #include "src/durable/records.h"
@@ -26,6 +27,7 @@ SessionMoves::SessionMoves(const Parts& p)
       durable_(p.durable),
       timers_(p.timers),
       clock_(p.clock),
+      adoption_(p.adoption),
       timer_(&SessionMoves::onTimer, this) {}
 
 SessionMoves::~SessionMoves() = default;
@@ -59,8 +61,16 @@ bool SessionMoves::moveIn(const std::string& client_id, uint64_t ticket) {
     return true;
   }
   if (out_.count(client_id)) return false;  // moving away from here: it stays (see the README)
+  // Its session comes with a down node's, being taken here.
+  if (adoption_.waitFor(client_id, ticket)) return true;
   const Cluster::Owner* owner = cluster_.ownerElsewhere(client_id);
-  if (!owner) return false;
+  const Cluster::Owner* down = nullptr;
+  if (!owner) {
+    // The node the registry names is down: its sessions are taken.
+    down = cluster_.registeredOwner(client_id);
+    if (!down || !cluster_.nodeDown(down->token)) return false;
+    owner = down;
+  }
   const uint64_t move = next_move_++;
   In& in = in_[move];
   in.move = move;
@@ -71,10 +81,60 @@ bool SessionMoves::moveIn(const std::string& client_id, uint64_t ticket) {
   in.ticket = ticket;
   in.started_ms = static_cast<int64_t>(timers_.now());
   in_by_client_[client_id] = move;
-  LOG_INFO("client %s: taking its session from node %s", client_id.c_str(), in.from_name.c_str());
-  ask(in);
+  if (down) {
+    toAdopter(in, down->token, down->name);
+  } else {
+    LOG_INFO("client %s: taking its session from node %s", client_id.c_str(), in.from_name.c_str());
+    ask(in);
+  }
   arm();
   return true;
+}
+
+void SessionMoves::toAdopter(In& in, const std::string& token, const std::string& name) {
+  const std::string adopter = cluster_.adopterFor(token);
+  in.down_token = token;
+  in.down_name = name;
+  if (adopter == cluster_.ownToken()) {
+    if (!adoption_.begin(token, name)) {
+      ++counters_.failed;
+      LOG_WARN("client %s: node %s is down and its sessions cannot be taken here (no replica of its store); it "
+               "connects without its session", in.client_id.c_str(), name.c_str());
+      in.cannot_adopt = true;  // the CONNECT goes on at the next tick
+      return;
+    }
+    // Taken here: the CONNECT goes on once they are.
+    const uint64_t ticket = in.ticket;
+    const std::string client_id = in.client_id;
+    in_by_client_.erase(in.client_id);
+    in_.erase(in.move);
+    LOG_INFO("client %s: node %s is down; its session comes with the others this node takes", client_id.c_str(),
+             name.c_str());
+    if (ticket) adoption_.wait(token, ticket);
+    return;
+  }
+  LOG_INFO("client %s: node %s is down; node %s takes its sessions, and this one takes the client's from there",
+           in.client_id.c_str(), name.c_str(), adopter.c_str());
+  in.from_token = adopter;
+  in.from_name = adopter;
+  in.from_node = 0;
+  in.patient = true;
+  in.silent = false;
+  in.waiting_answer = false;
+  in.retry_at_ms = 0;
+  in.started_ms = static_cast<int64_t>(timers_.now());
+  ask(in);
+}
+
+void SessionMoves::unanswered(uint64_t move) {
+  auto it = in_.find(move);
+  if (it == in_.end() || !it->second.waiting_answer) return;
+  In& in = it->second;
+  cluster_.unanswered(in.from_token);
+  if (in.state != In::State::Asking) return;
+  in.waiting_answer = false;
+  in.silent = true;
+  in.retry_at_ms = static_cast<int64_t>(timers_.now()) + 500;
 }
 
 void SessionMoves::discardElsewhere(const std::string& client_id) {
@@ -92,7 +152,7 @@ void SessionMoves::ask(In& in) {
   t.reply_to = cluster_.ownToken();
   t.client_id = in.client_id;
   cluster::encodeMoveTake({cluster::MoveKind::Take, in.move, cluster_.nodeId()}, t, buf_);
-  cluster_.sendMove(in.from_token, buf_);
+  cluster_.sendMoveRequest(in.from_token, buf_, in.move);
   in.waiting_answer = true;
   in.asked_ms = static_cast<int64_t>(timers_.now());
 }
@@ -329,9 +389,18 @@ void SessionMoves::onTake(const cluster::MoveHeader& h, std::string_view body) {
   cluster::MoveHeader answer_h{cluster::MoveKind::Part, h.move, h.node};
   cluster::MovePart none;
   Session* s = sessions_.find(t.client_id);
-  if (in_by_client_.count(t.client_id)) {
-    none.status = cluster::MoveStatus::Busy;  // it is moving here: ask again
+  if (in_by_client_.count(t.client_id) || (t.phase == 1 && adoption_.holding(t.client_id))) {
+    none.status = cluster::MoveStatus::Busy;  // it is moving here (or being taken): ask again
     return reply(answer_h, t.reply_to, none);
+  }
+  if (!s && t.phase == 1) {
+    // Asked as the node that takes a down node's sessions: taken now.
+    const Cluster::Owner* down = cluster_.registeredOwner(t.client_id);
+    if (down && down->token != t.reply_to && cluster_.nodeQuiet(down->token) &&
+        adoption_.begin(down->token, down->name) && adoption_.busy(down->token)) {
+      none.status = cluster::MoveStatus::Busy;
+      return reply(answer_h, t.reply_to, none);
+    }
   }
   auto out = out_.find(t.client_id);
   if (t.phase == 2) {
@@ -585,10 +654,25 @@ void SessionMoves::onDiscard(const std::string& client_id) {
 void SessionMoves::tick() {
   const int64_t now = static_cast<int64_t>(timers_.now());
   std::vector<uint64_t> given_up;
+  std::vector<uint64_t> to_adopter;
+  std::vector<uint64_t> without;
   for (auto& [move, in] : in_) {
-    if (in.waiting_answer) {
-      if (now - in.asked_ms > int64_t(kAnswerMs)) given_up.push_back(move);
+    if (in.cannot_adopt) {
+      without.push_back(move);
       continue;
+    }
+    if (in.waiting_answer) {
+      if (now - in.asked_ms <= int64_t(kAnswerMs)) continue;
+      // No answer: the node may be down (its machine gone: NATS still
+      // holds its subscriptions for a while). Asked again until it is
+      // known to be, then its sessions are taken.
+      if (in.state != In::State::Asking || now - in.started_ms >= int64_t(in.patient ? kAdoptWaitMs : kSilentMs)) {
+        given_up.push_back(move);
+        continue;
+      }
+      in.waiting_answer = false;
+      in.silent = true;
+      in.retry_at_ms = now;
     }
     if (in.state == In::State::Installing) continue;
     if (in.state == In::State::Grace || in.state == In::State::Tail) {
@@ -602,17 +686,29 @@ void SessionMoves::tick() {
         given_up.push_back(move);
         continue;
       }
-    } else if (now - in.started_ms > int64_t(kAnswerMs)) {
+    } else if (now - in.started_ms > int64_t(in.patient ? kAdoptWaitMs : in.silent ? kSilentMs : kAnswerMs)) {
       given_up.push_back(move);  // kept busy for too long
       continue;
     }
     if (in.retry_at_ms && now >= in.retry_at_ms) {
       in.retry_at_ms = 0;
+      if (in.state == In::State::Asking && in.silent && cluster_.nodeDown(in.from_token)) {
+        to_adopter.push_back(move);
+        continue;
+      }
       if (in.state == In::State::Grace) in.state = In::State::Tail;
       ask(in);
     }
   }
   for (uint64_t m : given_up) finishIn(m, false);
+  for (uint64_t m : without) finishIn(m, true);
+  for (uint64_t m : to_adopter) {
+    auto it = in_.find(m);
+    if (it == in_.end()) continue;
+    In& in = it->second;
+    if (in.patient) toAdopter(in, in.down_token, in.down_name);  // the adopter is down too
+    else toAdopter(in, in.from_token, in.from_name);
+  }
   for (auto it = out_.begin(); it != out_.end();) {
     Out& o = it->second;
     if (o.snapshot_done && now - o.heard_ms > int64_t(kResumeAfterMs) && now - o.resumed_ms > int64_t(kResumeAfterMs)) {

@@ -43,6 +43,7 @@
 
 namespace petrel {
 
+class Adoption;
 class Cluster;
 class Clock;
 class Router;
@@ -61,6 +62,7 @@ class SessionMoves {
     Durable& durable;
     LoopTimers& timers;
     const Clock& clock;
+    Adoption& adoption;
   };
   struct Counters {
     uint64_t moved_in = 0;       // sessions taken from other nodes
@@ -76,6 +78,11 @@ class SessionMoves {
   static constexpr uint64_t kOutIdleMs = 2 * 60 * 1000;  // a move out with no word from the new node ends
   static constexpr uint64_t kResumeAfterMs = 3000;      // the new node quiet this long after the snapshot: 'R'
   static constexpr size_t kPartBytes = 256 * 1024;
+  // Asking the node that takes a down node's sessions (adoption.h), at most.
+  static constexpr uint64_t kAdoptWaitMs = 60 * 1000;
+  // A node the registry names that does not answer: asked again until it
+  // is known to be down (then its sessions are taken), at most this long.
+  static constexpr uint64_t kSilentMs = 20 * 1000;
 
   explicit SessionMoves(const Parts& p);
   ~SessionMoves();
@@ -93,6 +100,8 @@ class SessionMoves {
   void setOnDone(std::function<void(uint64_t ticket, bool replaced)> f) { on_done_ = std::move(f); }
   // A message on this node's move subject.
   void onMessage(std::string_view body);
+  // Nothing listened to request `move` (Cluster::setOnUnanswered).
+  void unanswered(uint64_t move);
   // A QoS 1 or 2 delivery to a session marked moving (Sessions::setMoveHook).
   void delivered(Session& s, const Delivery& d);
   void afterCommit(uint64_t committed);
@@ -113,6 +122,12 @@ class SessionMoves {
     uint8_t phase = 1;
     uint64_t next = 0;          // queue position to ask from
     bool waiting_answer = false;
+    bool silent = false;
+    bool cannot_adopt = false;  // its node is down and its sessions cannot be taken: it goes on without        // the old node did not answer, or nothing listened: down?
+    // Asking the node that takes the sessions of `down_token` (down).
+    bool patient = false;
+    std::string down_token;
+    std::string down_name;
     int64_t asked_ms = 0;       // the last request (uv time)
     int64_t started_ms = 0;     // of the phase
     int64_t retry_at_ms = 0;    // Busy, Wait: ask again then
@@ -158,6 +173,9 @@ class SessionMoves {
 
   static std::string firstKey(uint64_t node, std::string_view topic);
   void ask(In& in);
+  // The node `in` asks is down: its sessions are taken here (the CONNECT
+  // waits for that), or by the node that takes them, asked instead.
+  void toAdopter(In& in, const std::string& token, const std::string& name);
   void onPart(const cluster::MoveHeader& h, std::string_view body);
   void onTake(const cluster::MoveHeader& h, std::string_view body);
   void onFinish(const cluster::MoveHeader& h, const std::string& client_id);
@@ -180,6 +198,7 @@ class SessionMoves {
   Durable& durable_;
   LoopTimers& timers_;
   const Clock& clock_;
+  Adoption& adoption_;
   std::function<void(uint64_t, bool)> on_done_;
   uint64_t next_move_ = 1;
   std::unordered_map<uint64_t, In> in_;                  // by move number

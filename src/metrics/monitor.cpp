@@ -207,6 +207,10 @@ MetricsSnapshot Monitor::snapshot() {
     s.cluster.moved_messages_in = c.moved_messages_in;
     s.cluster.moved_messages_out = c.moved_messages_out;
     s.cluster.move_failed = c.move_failed;
+    s.cluster.adopted_nodes = c.adopted_nodes;
+    s.cluster.adopted_sessions = c.adopted_sessions;
+    s.cluster.adopted_messages = c.adopted_messages;
+    s.cluster.adopt_failed = c.adopt_failed;
     s.cluster.groups = c.groups;
     s.cluster.group_stored = c.group_stored;
     s.cluster.group_taken = c.group_taken;

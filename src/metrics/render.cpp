@@ -228,6 +228,15 @@ std::string prometheusText(const MetricsSnapshot& s) {
       counter("petrel_cluster_session_moves_failed_total",
               "Session moves given up: the other node did not answer in time, or sent a part that could not be read.",
               c.move_failed);
+      counter("petrel_cluster_adopted_nodes_total",
+              "Nodes that were down whose durable sessions this node took.", c.adopted_nodes);
+      counter("petrel_cluster_adopted_sessions_total", "Durable sessions taken here from nodes that were down.",
+              c.adopted_sessions);
+      counter("petrel_cluster_adopted_messages_total",
+              "Queued messages and delayed publishes those sessions and nodes brought.", c.adopted_messages);
+      counter("petrel_cluster_adoptions_failed_total",
+              "Down nodes whose sessions could not be taken (no replica of their store, a read that failed).",
+              c.adopt_failed);
       e.family("petrel_cluster_stream_waiting", "gauge", "Copies for other nodes not stored by the stream yet.");
       e.sample("petrel_cluster_stream_waiting", c.stream_waiting, {{"node", c.node}});
       counter("petrel_cluster_group_stored_total",
@@ -430,6 +439,12 @@ std::string statsJson(const MetricsSnapshot& s, size_t max_groups) {
       j.member("messages_in", s.cluster.moved_messages_in);
       j.member("messages_out", s.cluster.moved_messages_out);
       j.member("failed", s.cluster.move_failed);
+      j.endObject();
+      j.key("adopted").beginObject();
+      j.member("nodes", s.cluster.adopted_nodes);
+      j.member("sessions", s.cluster.adopted_sessions);
+      j.member("messages", s.cluster.adopted_messages);
+      j.member("failed", s.cluster.adopt_failed);
       j.endObject();
       j.key("groups").beginObject();
       j.member("count", s.cluster.groups);

@@ -75,6 +75,7 @@ struct MetricsSnapshot {
     uint64_t stream_stored = 0, stream_failed = 0, stream_taken = 0, stream_waiting = 0, stream_overflow = 0;
     uint64_t stream_unnamed = 0, stream_retried = 0;
     uint64_t moved_in = 0, moved_out = 0, moved_messages_in = 0, moved_messages_out = 0, move_failed = 0;
+    uint64_t adopted_nodes = 0, adopted_sessions = 0, adopted_messages = 0, adopt_failed = 0;
     // Share groups across the cluster (the groups' stream).
     uint64_t groups = 0, group_stored = 0, group_taken = 0, group_returned = 0, group_held = 0;
     // The replica of the node's store (src/cluster/store_replica.h).
