@@ -74,7 +74,7 @@ class Sub:
         self.closed = False
         self.disconnect_reason = None
 
-    def connect(self, subscribe=None, qos=1):
+    def connect(self, subscribe=None, qos=1, connack_timeout=5):
         s = socket.create_connection((self.host, self.port), timeout=5)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         props = {}
@@ -88,9 +88,9 @@ class Sub:
         self.sock = s
         t0 = time.monotonic()
         while self.connack_at is None:
-            if time.monotonic() - t0 > 5:
+            if time.monotonic() - t0 > connack_timeout:
                 raise AssertionError("%s: no CONNACK" % self.cid)
-            self._read_once(5)
+            self._read_once(connack_timeout)
         if subscribe:
             s.sendall(m.subscribe(1, [(subscribe, qos)], v5=self.version == 5))
             t0 = time.monotonic()

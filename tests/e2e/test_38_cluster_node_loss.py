@@ -1,0 +1,231 @@
+"""A node of the cluster is lost: its durable sessions are served by
+another node (src/cluster/adoption.h).
+
+Real nats-server with JetStream, three Petrel nodes with LMDB persistence
+on loopback (node0 is the one killed; node1, whose name sorts first of
+those left, takes its sessions). What is checked:
+
+* kill -9 of node0 under unthrottled QoS 1 load from a publisher on it
+  and one on node2, into two durable sessions parked on node0: one client
+  reconnects to node1, the other to node2, and each finds its session
+  and every message either publisher had acknowledged -- those node0 had
+  queued (read back from its replica) and those node2 had sent node0
+  through the cluster's stream and node0 never took; a delayed publish
+  node0 had acknowledged is delivered when due;
+* node0, started again on its old disk, lets go of the sessions that were
+  taken (its replica was marked), and a client connecting to it takes its
+  session back from the node that has it;
+* the same with node0's disk lost as well: nothing comes back on node0;
+* node0 stopped gracefully (it says bye): its client connecting to node2
+  at once finds its session;
+* the counters in $SYS, /metrics and /api/v1/stats.
+"""
+
+import json
+import os
+import shutil
+import threading
+import time
+import urllib.request
+
+import pytest
+
+import fastclient as fc
+import mqttraw as m
+from conftest import HOST, free_port
+from natsrun import Nats, acked_seqs, nodes, stream_ready, sys_value, wait_sys  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.petrel_only
+
+SANITIZED = os.environ.get("PETREL_SANITIZED") == "1"
+BIG_QUEUES = {"max_queued_messages": 1000000}
+RAM_WINDOW = 1000  # Sessions::kRamWindow
+
+
+@pytest.fixture
+def jsm(tmp_path):
+    n = Nats(tmp_path, jetstream=True).start()
+    yield n
+    n.stop()
+
+
+def three(jsm, nodes):
+    made = []
+    for _ in range(3):
+        node, = nodes(jsm, 1, persistence={"enabled": True}, limits=BIG_QUEUES,
+                      http={"enabled": True, "address": HOST, "port": free_port()})
+        made.append(node)
+    a, b, c = made
+    stream_ready(a, b, c)
+    wait_sys(a, "replica/live", lambda v: v == "1", timeout=15)
+    wait_sys(b, "nodes", lambda v: v == "3", timeout=15)
+    return a, b, c
+
+
+def park(node, cid, topic):
+    s = fc.Sub(HOST, node.port, cid, version=4, clean=False)
+    s.connect(subscribe=topic, qos=1)
+    s.close()
+
+
+def registry_settles():
+    time.sleep(0.5)
+
+
+def reconnect(node, cid, timeout=60.0):
+    """As a client does: connects until a CONNACK comes (the node may keep
+    the CONNECT waiting while it takes the session)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = fc.Sub(HOST, node.port, cid, version=4, clean=False)
+        try:
+            return s.connect(connack_timeout=15)
+        except (AssertionError, OSError):
+            if s.sock:
+                s.sock.close()
+            assert time.monotonic() < deadline, "%s: no CONNACK from %s" % (cid, node.name)
+
+
+def publish_until_killed(pub, topic, n):
+    def go():
+        try:
+            pub.publish(topic, n, qos=1, window=1000, timeout=150, payload_size=100)
+        except (ConnectionError, OSError, AssertionError):
+            pass
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t
+
+
+def wait_acked(pub, n, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while pub.acked < n:
+        assert time.monotonic() < deadline, "only %d of %d acknowledged" % (pub.acked, n)
+        time.sleep(0.01)
+
+
+def assert_all_there(s, expected, timeout=90.0):
+    """`expected`: {publisher name: acknowledged sequence numbers}."""
+    deadline = time.monotonic() + timeout
+    missing = {}
+    while True:
+        missing = {p: seqs - {seq for (q, seq) in s.first_seen if q == p} for p, seqs in expected.items()}
+        if not any(missing.values()) or time.monotonic() > deadline:
+            break
+        fc.run([s], lambda: False, 0.5)
+    lost = {p.decode(): len(v) for p, v in missing.items() if v}
+    assert not lost, "acknowledged messages lost: %r of %r" % (lost, {p.decode(): len(v) for p, v in expected.items()})
+
+
+def wait_log(node, text, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while text not in node.log():
+        assert time.monotonic() < deadline, "%r not in %s's log" % (text, node.name)
+        time.sleep(0.05)
+
+
+@pytest.mark.time_limit(240)
+def test_kill_9_under_load_the_other_nodes_serve_its_sessions(jsm, nodes):
+    a, b, c = three(jsm, nodes)
+    park(a, "mail", "su/#")
+    park(a, "sms", "su/#")
+    registry_settles()
+    n = (5 if SANITIZED else 30) * RAM_WINDOW
+    # A delayed publish node0 acknowledged, due after the kill.
+    d = a.connected("delayer", version=5)
+    d.publish("$delayed/12/su/late", b"delayer:0:late", qos=1)  # waits for its PUBACK
+    d.close()
+    pa = fc.Pub(HOST, a.port, "pub-a").connect()
+    pc = fc.Pub(HOST, c.port, "pub-c").connect()
+    ta = publish_until_killed(pa, "su/a", n)
+    tc = threading.Thread(target=pc.publish, args=("su/c", n), kwargs=dict(qos=1, window=1000, timeout=150,
+                                                                             payload_size=100), daemon=True)
+    tc.start()
+    wait_acked(pa, n // 2, timeout=120)
+    a.kill()
+    killed_at = time.monotonic()
+    ta.join(10)
+    acked_a = acked_seqs(pa)
+    print("node0 killed: %d of pub-a's acknowledged, %d of pub-c's so far" % (len(acked_a), pc.acked))
+    assert len(acked_a) >= n // 2
+    # One client reconnects to the node that takes node0's sessions, the
+    # other to another node, which takes its session from there.
+    s1 = reconnect(b, "mail")
+    print("mail: CONNACK on node1 %.1f s after the kill" % (time.monotonic() - killed_at))
+    if os.environ.get("SHOWLOG"): print(b.log()[-6000:])
+    assert s1.session_present is True
+    s2 = reconnect(c, "sms")
+    assert s2.session_present is True
+    tc.join(150)
+    assert pc.acked == n
+    expected = {b"pub-a": acked_a, b"pub-c": set(range(n))}
+    assert_all_there(s1, expected)
+    assert_all_there(s2, expected)
+    # The delayed publish, when due, to both.
+    for s in (s1, s2):
+        fc.run([s], lambda: (b"delayer", 0) in s.first_seen, 30)
+        assert (b"delayer", 0) in s.first_seen
+    print("duplicates: mail %d, sms %d" % (s1.dups, s2.dups))
+    assert int(sys_value(b, "adopted/sessions")) >= 2
+    assert int(sys_value(b, "adopted/nodes")) == 1
+    assert int(sys_value(b, "adopted/failed")) == 0
+    # node0 back on its old disk: it lets go of what node1 took.
+    a.start()
+    wait_log(a, "took this node's sessions while it was down")
+    stream_ready(a)
+    wait_sys(a, "nodes", lambda v: v == "3", timeout=20)
+    # Its client connects to it: the session comes back from node1.
+    s1.close()
+    registry_settles()
+    s3 = reconnect(a, "mail")
+    assert s3.session_present is True
+    assert int(wait_sys(a, "moves/in", lambda v: v == "1", timeout=10)) == 1
+
+
+@pytest.mark.time_limit(180)
+def test_disk_lost_too_nothing_comes_back_on_the_dead_node(jsm, nodes):
+    a, b, c = three(jsm, nodes)
+    park(a, "lonely", "dl/#")
+    registry_settles()
+    n = (2 if SANITIZED else 10) * RAM_WINDOW
+    pub = fc.Pub(HOST, c.port, "pub-dl").connect()
+    pub.publish("dl/1", n, qos=1, window=500, timeout=120)
+    a.kill()
+    shutil.rmtree(a.config["persistence"]["dir"])
+    s = reconnect(c, "lonely")
+    assert s.session_present is True
+    assert_all_there(s, {b"pub-dl": set(range(n))})
+    # node0 on an empty disk: its replica was taken, nothing is read back.
+    a.start()
+    wait_log(a, "took this node's sessions while it was down")
+    assert "read back from its replica" not in a.log()
+    wait_sys(a, "replica/live", lambda v: v == "1", timeout=20)
+    st = json.load(urllib.request.urlopen("http://%s:%d/api/v1/stats" % (HOST, a.config['http']['port']), timeout=5))
+    assert st["clients"]["sessions_offline"] == 0, st["clients"]
+
+
+@pytest.mark.time_limit(120)
+def test_a_node_stopped_its_client_finds_its_session_elsewhere(jsm, nodes):
+    a, b, c = three(jsm, nodes)
+    park(a, "quiet", "qt/#")
+    registry_settles()
+    pub = fc.Pub(HOST, b.port, "pub-qt").connect()
+    pub.publish("qt/1", 3000, qos=1, window=500, timeout=60)
+    a.stop()
+    t0 = time.monotonic()
+    s = reconnect(c, "quiet")
+    took = time.monotonic() - t0
+    print("CONNACK %.1f s after the stop" % took)
+    assert s.session_present is True
+    # Stopped, it said bye: known down at once; reading its replica and
+    # what the stream held for it takes a few seconds.
+    assert took < 15, took
+    assert_all_there(s, {b"pub-qt": set(range(3000))})
+    # The counters.
+    metrics = urllib.request.urlopen("http://%s:%d/metrics" % (HOST, b.config['http']['port']), timeout=5).read().decode()
+    assert "petrel_cluster_adopted_sessions_total" in metrics
+    line = [x for x in metrics.splitlines() if x.startswith("petrel_cluster_adopted_sessions_total")][0]
+    assert float(line.split()[-1]) >= 1
+    st = json.load(urllib.request.urlopen("http://%s:%d/api/v1/stats" % (HOST, b.config['http']['port']), timeout=5))
+    assert st["cluster"]["adopted"]["sessions"] >= 1
+    assert st["cluster"]["adopted"]["nodes"] == 1
