@@ -60,8 +60,12 @@ bool Adoption::busy(const std::string& token) const {
   return it != jobs_.end() && it->second->state != Job::State::Done;
 }
 
+bool Adoption::possible() const {
+  return durable_.enabled() && cluster_.jetstream() && cluster_.config().store_replica;
+}
+
 bool Adoption::begin(const std::string& token, const std::string& name) {
-  if (!durable_.enabled() || !cluster_.jetstream() || !cluster_.config().store_replica) return false;
+  if (!possible()) return false;
   if (auto it = jobs_.find(token); it != jobs_.end()) {
     // Begun, or taken already (it has not come back since: tick()).
     Job& old = *it->second;

@@ -93,6 +93,9 @@ class Adoption {
   Adoption(const Adoption&) = delete;
   Adoption& operator=(const Adoption&) = delete;
 
+  // This node can take a down node's sessions (persistence, JetStream,
+  // the replicas).
+  bool possible() const;
   // Takes node `token`'s sessions (it is down), unless begun already.
   // False when this node cannot (no store, no stream).
   bool begin(const std::string& token, const std::string& name);

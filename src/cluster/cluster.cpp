@@ -217,6 +217,7 @@ bool Cluster::start(std::string& err) {
   natsOptions_Destroy(opts);
   if (s == NATS_OK) {
     connected_ = true;
+    linked_ms_ = clock_.wallMs();
     LOG_NOTICE("cluster '%s': node %s connected to %s", cfg_.name.c_str(), node_name_.c_str(), serverOf(nc_).c_str());
   } else if (s == NATS_NOT_YET_CONNECTED) {
     LOG_WARN("cluster '%s': no NATS server answers yet; node %s keeps trying", cfg_.name.c_str(), node_name_.c_str());
@@ -450,6 +451,7 @@ void Cluster::control(const uint8_t* data, size_t len, int64_t now_ms) {
       // stream until it is back.
       if (!stream_ || !stream_->ready()) remote_.forget(c.node);
       peers_.erase(c.node);
+      if (auto n = names_.find(c.node); n != names_.end()) byes_[n->second] = now_ms;
       break;
   }
 }
@@ -1026,6 +1028,7 @@ void Cluster::takeInbox() {
     LOG_NOTICE("%s", text.c_str());
     // (Re)linked: the other nodes learn this one's filters, and it theirs.
     if (up == 1) {
+      linked_ms_ = clock_.wallMs();
       sendStatus();
       announceAll();
       announce(cluster::ControlKind::Hello);
@@ -1319,7 +1322,14 @@ int64_t Cluster::lastHeard(std::string_view token) const {
 bool Cluster::nodeDown(std::string_view token) const {
   if (token == own_token_) return false;
   const int64_t heard = lastHeard(token);
-  if (heard < 0) return true;  // no status for kGoneMs
+  const int64_t now = clock_.wallMs();
+  if (heard < 0) {
+    // Not up. This node has been linked long enough to have heard its
+    // status; and one that said bye is given a moment to start again.
+    if (!linked_ms_ || now - linked_ms_ <= int64_t(kStatusMs + kDownSlackMs)) return false;
+    auto bye = byes_.find(std::string(token));
+    return bye == byes_.end() || now - bye->second > int64_t(kByeGraceMs);
+  }
   auto it = unanswered_.find(std::string(token));
   return it != unanswered_.end() && it->second >= heard &&
          clock_.wallMs() - heard > int64_t(kStatusMs + kDownSlackMs);
@@ -1327,7 +1337,8 @@ bool Cluster::nodeDown(std::string_view token) const {
 
 bool Cluster::nodeQuiet(std::string_view token) const {
   const int64_t heard = lastHeard(token);
-  return heard < 0 || clock_.wallMs() - heard > int64_t(kStatusMs + kDownSlackMs);
+  if (heard < 0) return nodeDown(token);
+  return clock_.wallMs() - heard > int64_t(kStatusMs + kDownSlackMs);
 }
 
 std::string Cluster::adopterFor(std::string_view token) const {

@@ -269,6 +269,8 @@ class Cluster {
   // listening since its last one (a process killed: NATS knows at once).
   bool nodeDown(std::string_view token) const;
   static constexpr uint64_t kDownSlackMs = 1000;
+  // A node that said bye is not down before this (it may be restarting).
+  static constexpr uint64_t kByeGraceMs = 3000;
   // The node that takes the sessions of node `token`, down: of this node
   // and the others up, the one whose name's token sorts first.
   std::string adopterFor(std::string_view token) const;
@@ -446,6 +448,8 @@ class Cluster {
   __natsSubscription* unanswered_sub_ = nullptr;
   std::function<void(uint64_t)> on_unanswered_;
   std::unordered_map<std::string, int64_t> unanswered_;  // node token -> wall time NATS found none listening
+  std::unordered_map<std::string, int64_t> byes_;        // node token -> wall time of its last bye
+  int64_t linked_ms_ = 0;  // wall time the link to NATS last came up
   struct StandIn {
     uint32_t tag = 0;
     std::unique_ptr<cluster::Stream> stream;

@@ -40,6 +40,10 @@ uint64_t SessionMoves::writtenTicket() {
   return durable_.awaitedTicket();
 }
 
+bool SessionMoves::movingIn(const std::string& client_id) const {
+  return in_by_client_.count(client_id) != 0 || adoption_.holding(client_id);
+}
+
 void SessionMoves::onTimer(Timer& t) { t.owner<SessionMoves>()->tick(); }
 
 void SessionMoves::arm() {
@@ -66,9 +70,11 @@ bool SessionMoves::moveIn(const std::string& client_id, uint64_t ticket) {
   const Cluster::Owner* owner = cluster_.ownerElsewhere(client_id);
   const Cluster::Owner* down = nullptr;
   if (!owner) {
-    // The node the registry names is down: its sessions are taken.
+    // The node the registry names is not up: once known to be down, its
+    // sessions are taken (it may be restarting, or this node has not
+    // heard from it yet).
     down = cluster_.registeredOwner(client_id);
-    if (!down || !cluster_.nodeDown(down->token)) return false;
+    if (!down || !adoption_.possible()) return false;
     owner = down;
   }
   const uint64_t move = next_move_++;
@@ -81,8 +87,13 @@ bool SessionMoves::moveIn(const std::string& client_id, uint64_t ticket) {
   in.ticket = ticket;
   in.started_ms = static_cast<int64_t>(timers_.now());
   in_by_client_[client_id] = move;
-  if (down) {
+  if (down && cluster_.nodeDown(down->token)) {
     toAdopter(in, down->token, down->name);
+  } else if (down) {
+    LOG_INFO("client %s: node %s, which has its session, is not up; waiting to learn whether it is down",
+             client_id.c_str(), in.from_name.c_str());
+    in.silent = true;
+    in.retry_at_ms = in.started_ms + 500;
   } else {
     LOG_INFO("client %s: taking its session from node %s", client_id.c_str(), in.from_name.c_str());
     ask(in);
@@ -132,6 +143,9 @@ void SessionMoves::unanswered(uint64_t move) {
   In& in = it->second;
   cluster_.unanswered(in.from_token);
   if (in.state != In::State::Asking) return;
+  // Nothing listens there, and no replica to take the session from: the
+  // CONNECT goes on without it.
+  if (!adoption_.possible()) return finishIn(move, false);
   in.waiting_answer = false;
   in.silent = true;
   in.retry_at_ms = static_cast<int64_t>(timers_.now()) + 500;
@@ -692,9 +706,15 @@ void SessionMoves::tick() {
     }
     if (in.retry_at_ms && now >= in.retry_at_ms) {
       in.retry_at_ms = 0;
-      if (in.state == In::State::Asking && in.silent && cluster_.nodeDown(in.from_token)) {
-        to_adopter.push_back(move);
-        continue;
+      if (in.state == In::State::Asking && in.silent) {
+        if (cluster_.nodeDown(in.from_token)) {
+          to_adopter.push_back(move);
+          continue;
+        }
+        if (!in.patient && !cluster_.nodeUp(in.from_token)) {
+          in.retry_at_ms = now + 500;  // not up, not known to be down yet
+          continue;
+        }
       }
       if (in.state == In::State::Grace) in.state = In::State::Tail;
       ask(in);

@@ -106,8 +106,9 @@ class SessionMoves {
   void delivered(Session& s, const Delivery& d);
   void afterCommit(uint64_t committed);
   Counters counters() const { return counters_; }
-  // Its session is moving here: every CONNECT of it waits (moveIn).
-  bool movingIn(const std::string& client_id) const { return in_by_client_.count(client_id) != 0; }
+  // Its session is moving here (or comes with a down node's being taken
+  // here): every CONNECT of it waits (moveIn).
+  bool movingIn(const std::string& client_id) const;
 
  private:
   // B's side: a session being taken from another node.

@@ -463,6 +463,34 @@ bool StoreReplicaStream::snapshot() {
   return true;
 }
 
+// Another node marked this node's replica as taken (adoption.h) while
+// this node runs: it was cut off from the cluster long enough to be
+// thought down, or started just before the mark. The sessions are on both
+// nodes now; the mark goes (a later start of this node must not let go of
+// what it holds then) and a new snapshot makes the replica whole again.
+void StoreReplicaStream::checkMark() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_mark_check_) return;
+  next_mark_check_ = now + std::chrono::milliseconds(kMarkCheckMs);
+  const std::string mark = log_subject_.substr(0, log_subject_.size() - 1) + "a";
+  natsMsg* m = nullptr;
+  jsErrCode e = static_cast<jsErrCode>(0);
+  const natsStatus s = js_GetLastMsg(&m, js_, stream_.c_str(), mark.c_str(), nullptr, &e);
+  if (s != NATS_OK || !m) return;
+  const std::string by(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
+  natsMsg_Destroy(m);
+  LOG_ERROR("cluster: node %s took this node's durable sessions while this node was running (cut off from the "
+            "cluster, or started as it took them): both hold copies now; each client's session is the one on the "
+            "node it connects to. This node's replica is written anew.", by.c_str());
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Stream.Purge.Subject = mark.c_str();
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  js_PurgeStream(js_, stream_.c_str(), &o, &jerr);
+  std::lock_guard<std::mutex> lock(mu_);
+  need_snapshot_ = true;
+}
+
 void StoreReplicaStream::run() {
   bool opened = false;
   while (true) {
@@ -491,6 +519,7 @@ void StoreReplicaStream::run() {
       continue;
     }
     publishQueued();
+    checkMark();
   }
   // Stopping: what waits is stored, for the node's next run or another
   // node reading the replica.

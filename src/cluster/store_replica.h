@@ -30,6 +30,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -116,6 +117,11 @@ class StoreReplicaStream final : public StoreReplica {
   // Stops being live: what waits is dropped, a new snapshot will cover it.
   void stall(const char* why);
   void pause(int ms);
+  // Every kMarkCheckMs: a mark of another node having taken this node's
+  // sessions (adoption.h) is removed, and a new snapshot written.
+  void checkMark();
+  static constexpr int kMarkCheckMs = 5000;
+  std::chrono::steady_clock::time_point next_mark_check_{};
 
   __natsConnection* nc_;
   const std::string stream_;

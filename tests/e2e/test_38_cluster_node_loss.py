@@ -130,7 +130,7 @@ def test_kill_9_under_load_the_other_nodes_serve_its_sessions(jsm, nodes):
     park(a, "mail", "su/#")
     park(a, "sms", "su/#")
     registry_settles()
-    n = (5 if SANITIZED else 30) * RAM_WINDOW
+    n = (5 if SANITIZED else 50) * RAM_WINDOW
     # A delayed publish node0 acknowledged, due after the kill.
     d = a.connected("delayer", version=5)
     d.publish("$delayed/12/su/late", b"delayer:0:late", qos=1)  # waits for its PUBACK
@@ -152,7 +152,6 @@ def test_kill_9_under_load_the_other_nodes_serve_its_sessions(jsm, nodes):
     # other to another node, which takes its session from there.
     s1 = reconnect(b, "mail")
     print("mail: CONNACK on node1 %.1f s after the kill" % (time.monotonic() - killed_at))
-    if os.environ.get("SHOWLOG"): print(b.log()[-6000:])
     assert s1.session_present is True
     s2 = reconnect(c, "sms")
     assert s2.session_present is True
