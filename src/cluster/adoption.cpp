@@ -181,7 +181,9 @@ void Adoption::write(Job& j) {
     j.error = "reading the replica read back: " + err;
     return finish(j, false);
   }
-  for (auto& [client, t] : taken) {
+  for (auto& entry : taken) {
+    const std::string& client = entry.first;  // (a structured binding cannot be captured)
+    Taken& t = entry.second;
     if (Session* old = sessions_.find(client)) {
       if (old->conn) {
         LOG_WARN("client %s: connected here while the registry gave it to node %s; its session there is not taken",
@@ -370,7 +372,7 @@ void Adoption::tick() {
         j.thread.join();
         if (r < 0) {
           finish(j, false);
-        } else if (!cluster_.nodeDown(j.token)) {
+        } else if (cluster_.nodeHeard(j.token)) {
           j.error = "it is back";
           finish(j, false);
         } else {
@@ -398,8 +400,8 @@ void Adoption::tick() {
         }
         break;
       case Job::State::Done:
-        // Back: it reads its consumer itself again.
-        if (cluster_.nodeUp(token) && !cluster_.nodeDown(token)) gone.push_back(token);
+        // Back (its status came again): it reads its consumer itself again.
+        if (cluster_.nodeHeard(token)) gone.push_back(token);
         break;
     }
   }

@@ -250,6 +250,11 @@ class Cluster {
   }
   // No status from node `token` for kStatusMs + kDownSlackMs (or kGoneMs).
   bool nodeQuiet(std::string_view token) const;
+  // Its status came within kStatusMs + kDownSlackMs: up, whatever NATS said before.
+  bool nodeHeard(std::string_view token) const {
+    const int64_t heard = lastHeard(token);
+    return heard >= 0 && !nodeQuiet(token);
+  }
   // The registry's latest node for `client_id` (up or not, this node
   // too), by its name's token; null when it has none.
   const std::string* registeredToken(const std::string& client_id) const;

@@ -102,7 +102,7 @@ bool SessionMoves::moveIn(const std::string& client_id, uint64_t ticket) {
   return true;
 }
 
-void SessionMoves::toAdopter(In& in, const std::string& token, const std::string& name) {
+void SessionMoves::toAdopter(In& in, const std::string token, const std::string name) {
   const std::string adopter = cluster_.adopterFor(token);
   in.down_token = token;
   in.down_name = name;

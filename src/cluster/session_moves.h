@@ -176,7 +176,7 @@ class SessionMoves {
   void ask(In& in);
   // The node `in` asks is down: its sessions are taken here (the CONNECT
   // waits for that), or by the node that takes them, asked instead.
-  void toAdopter(In& in, const std::string& token, const std::string& name);
+  void toAdopter(In& in, std::string token, std::string name);  // (copies: `in` may go)
   void onPart(const cluster::MoveHeader& h, std::string_view body);
   void onTake(const cluster::MoveHeader& h, std::string_view body);
   void onFinish(const cluster::MoveHeader& h, const std::string& client_id);

@@ -17,7 +17,9 @@ those left, takes its sessions). What is checked:
   session back from the node that has it;
 * the same with node0's disk lost as well: nothing comes back on node0;
 * node0 stopped gracefully (it says bye): its client connecting to node2
-  at once finds its session;
+  finds its session within seconds;
+* three NATS servers routed as one (replicas: 3) and one of them killed
+  as well, with node0: node0's client finds every acknowledged message;
 * the counters in $SYS, /metrics and /api/v1/stats.
 """
 
@@ -33,7 +35,7 @@ import pytest
 import fastclient as fc
 import mqttraw as m
 from conftest import HOST, free_port
-from natsrun import Nats, acked_seqs, nodes, stream_ready, sys_value, wait_sys  # noqa: F401 (fixture)
+from natsrun import Nats, NatsCluster, acked_seqs, nodes, stream_ready, sys_value, wait_sys  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.petrel_only
 
@@ -49,15 +51,15 @@ def jsm(tmp_path):
     n.stop()
 
 
-def three(jsm, nodes):
+def three(jsm, nodes, **overrides):
     made = []
     for _ in range(3):
         node, = nodes(jsm, 1, persistence={"enabled": True}, limits=BIG_QUEUES,
-                      http={"enabled": True, "address": HOST, "port": free_port()})
+                      http={"enabled": True, "address": HOST, "port": free_port()}, **overrides)
         made.append(node)
     a, b, c = made
     stream_ready(a, b, c)
-    wait_sys(a, "replica/live", lambda v: v == "1", timeout=15)
+    wait_sys(a, "replica/live", lambda v: v == "1", timeout=30)
     wait_sys(b, "nodes", lambda v: v == "3", timeout=15)
     return a, b, c
 
@@ -228,3 +230,33 @@ def test_a_node_stopped_its_client_finds_its_session_elsewhere(jsm, nodes):
     st = json.load(urllib.request.urlopen("http://%s:%d/api/v1/stats" % (HOST, b.config['http']['port']), timeout=5))
     assert st["cluster"]["adopted"]["sessions"] >= 1
     assert st["cluster"]["adopted"]["nodes"] == 1
+
+
+@pytest.mark.time_limit(240)
+def test_three_nats_servers_a_node_and_a_server_killed(tmp_path, nodes):
+    nc = NatsCluster(tmp_path, jetstream=True).start()
+    try:
+        a, b, c = three(nc, nodes, cluster={"replicas": 3})
+        park(a, "far", "fr/#")
+        registry_settles()
+        n = (3 if SANITIZED else 20) * RAM_WINDOW
+        pa = fc.Pub(HOST, a.port, "pub-fa").connect()
+        pc = fc.Pub(HOST, c.port, "pub-fc").connect()
+        ta = publish_until_killed(pa, "fr/a", n)
+        tc = threading.Thread(target=pc.publish, args=("fr/c", n), kwargs=dict(qos=1, window=1000, timeout=150),
+                              daemon=True)
+        tc.start()
+        wait_acked(pa, n // 2, timeout=120)
+        a.kill()
+        nc.servers[2].kill()
+        ta.join(10)
+        acked_a = acked_seqs(pa)
+        s = reconnect(b, "far", timeout=90)
+        assert s.session_present is True
+        tc.join(150)
+        assert pc.acked == n
+        assert_all_there(s, {b"pub-fa": acked_a, b"pub-fc": set(range(n))}, timeout=120)
+        print("node0 and a NATS server killed: %d + %d acknowledged messages all there, %d twice" % (
+            len(acked_a), n, s.dups))
+    finally:
+        nc.stop()
