@@ -53,7 +53,7 @@ void SessionMoves::arm() {
 }
 
 bool SessionMoves::moveIn(const std::string& client_id, uint64_t ticket) {
-  if (!cluster_.movesSessions() || !durable_.enabled()) return false;
+  if (!cluster_.jetstream() || !durable_.enabled()) return false;
   if (auto it = in_by_client_.find(client_id); it != in_by_client_.end()) {
     // The same client again while its session moves: the newer CONNECT
     // waits for it, the older connection closes.
@@ -67,14 +67,16 @@ bool SessionMoves::moveIn(const std::string& client_id, uint64_t ticket) {
   if (out_.count(client_id)) return false;  // moving away from here: it stays (see the README)
   // Its session comes with a down node's, being taken here.
   if (adoption_.waitFor(client_id, ticket)) return true;
-  const Cluster::Owner* owner = cluster_.ownerElsewhere(client_id);
+  const bool linked = cluster_.movesSessions();
+  const Cluster::Owner* owner = linked ? cluster_.ownerElsewhere(client_id) : nullptr;
   const Cluster::Owner* down = nullptr;
   if (!owner) {
     // The node the registry names is not up: once known to be down, its
     // sessions are taken (it may be restarting, or this node has not
-    // heard from it yet).
+    // heard from it yet). Or this node's link to NATS is down: the CONNECT
+    // waits for it (kSilentMs at most), as the registry last said.
     down = cluster_.registeredOwner(client_id);
-    if (!down || !adoption_.possible()) return false;
+    if (!down || (linked && !adoption_.possible())) return false;
     owner = down;
   }
   const uint64_t move = next_move_++;
@@ -87,11 +89,15 @@ bool SessionMoves::moveIn(const std::string& client_id, uint64_t ticket) {
   in.ticket = ticket;
   in.started_ms = static_cast<int64_t>(timers_.now());
   in_by_client_[client_id] = move;
-  if (down && cluster_.nodeDown(down->token)) {
+  if (down && linked && cluster_.nodeDown(down->token)) {
     toAdopter(in, down->token, down->name);
   } else if (down) {
-    LOG_INFO("client %s: node %s, which has its session, is not up; waiting to learn whether it is down",
-             client_id.c_str(), in.from_name.c_str());
+    if (linked)
+      LOG_INFO("client %s: node %s, which has its session, is not up; waiting to learn whether it is down",
+               client_id.c_str(), in.from_name.c_str());
+    else
+      LOG_INFO("client %s: node %s has its session, and this node's link to NATS is down; waiting for it",
+               client_id.c_str(), in.from_name.c_str());
     in.silent = true;
     in.retry_at_ms = in.started_ms + 500;
   } else {
@@ -706,6 +712,10 @@ void SessionMoves::tick() {
     }
     if (in.retry_at_ms && now >= in.retry_at_ms) {
       in.retry_at_ms = 0;
+      if (in.state == In::State::Asking && !cluster_.movesSessions()) {
+        in.retry_at_ms = now + 500;  // this node's link is down: asked once it is back
+        continue;
+      }
       if (in.state == In::State::Asking && in.silent) {
         if (cluster_.nodeDown(in.from_token)) {
           to_adopter.push_back(move);

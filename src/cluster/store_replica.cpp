@@ -519,7 +519,7 @@ void StoreReplicaStream::run() {
       continue;
     }
     publishQueued();
-    checkMark();
+    if (live_.load()) checkMark();
   }
   // Stopping: what waits is stored, for the node's next run or another
   // node reading the replica.
