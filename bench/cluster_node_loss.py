@@ -7,10 +7,12 @@ node a, and each client reconnects to node b (the node that takes them).
 Reports the time from the kill to the first CONNACK (session present),
 to the last one, and to the last queued message delivered, with the
 drain rate from the first CONNACK; checks that every message came.
+With --move, node a is not killed: the sessions move from it to node b
+as when a client connects elsewhere (session_moves.h), for comparison.
 A real nats-server with JetStream (Debian's, file storage) and Petrel
 nodes on loopback, all on the machine's cores together:
 
-    /usr/bin/python3 bench/cluster_node_loss.py [--count N] [--sessions S] [--size B] [--bin build/petrel]
+    /usr/bin/python3 bench/cluster_node_loss.py [--count N] [--sessions S] [--size B] [--move] [--bin build/petrel]
 
 Not part of the test suite.
 """
@@ -26,6 +28,7 @@ def main():
     ap.add_argument("--count", type=int, default=100000)
     ap.add_argument("--sessions", type=int, default=2)
     ap.add_argument("--size", type=int, default=200)
+    ap.add_argument("--move", action="store_true", help="node a stays up: the sessions move")
     clusterbench.add_bin_argument(ap)
     args = ap.parse_args()
     clusterbench.use_binary(args.bin)
@@ -51,7 +54,8 @@ def main():
         t0 = time.monotonic()
         pub.publish("nl/1", args.count, qos=1, window=1000, payload_size=args.size, timeout=600)
         queued_s = time.monotonic() - t0
-        a.kill()
+        if not args.move:
+            a.kill()
         killed = time.monotonic()
         subs, connacks = [], []
         for cid in cids:
@@ -71,11 +75,13 @@ def main():
         got = [s.unique(b"pub-nl") for s in subs]
         dups = sum(s.dups for s in subs)
         adopted = sys_value(b, "adopted/messages")
-        print("%d sessions x %d messages of %d bytes queued on node a (%.1f s to queue); kill -9 of node a"
-              % (args.sessions, args.count, args.size, queued_s))
-        print("first CONNACK (session present) on node b %.2f s after the kill, last %.2f s" % (connacks[0], connacks[-1]))
-        print("every queued message delivered %.2f s after the kill: %.0f msg/s from the first CONNACK"
-              % (drained, args.sessions * args.count / max(1e-9, drained - connacks[0])))
+        what = "the clients connecting to node b" if args.move else "the kill"
+        print("%d sessions x %d messages of %d bytes queued on node a (%.1f s to queue); %s"
+              % (args.sessions, args.count, args.size, queued_s,
+                 "they move to node b" if args.move else "kill -9 of node a"))
+        print("first CONNACK (session present) on node b %.2f s after %s, last %.2f s" % (connacks[0], what, connacks[-1]))
+        print("every queued message delivered %.2f s after %s: %.0f msg/s from the first CONNACK"
+              % (drained, what, args.sessions * args.count / max(1e-9, drained - connacks[0])))
         print("delivered %s of %d each, %d twice; node b: adopted/messages %s" % (got, args.count, dups, adopted))
         assert all(g == args.count for g in got)
     finally:
