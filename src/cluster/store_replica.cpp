@@ -726,20 +726,32 @@ bool restoreReplica(jsCtx* js, const std::string& stream, const std::string& sub
   return ok && bad.empty();
 }
 
+// A connection of its own at start-up, waiting up to `wait_ms`: false
+// with `err` on options NATS refuses; `*nc` null (with `err`) when no
+// server answered.
+bool connectAtStart(const ClusterConfig& cfg, const std::string& what, int wait_ms, natsConnection** nc,
+                    std::string& err) {
+  *nc = nullptr;
+  natsOptions* opts = natsOptionsFor(cfg, "petrel " + what, err);
+  if (!opts) return false;
+  natsOptions_SetTimeout(opts, wait_ms);
+  const natsStatus s = natsConnection_Connect(nc, opts);
+  natsOptions_Destroy(opts);
+  if (s != NATS_OK) {
+    *nc = nullptr;
+    err = "no NATS server answered within " + std::to_string(wait_ms / 1000) + " s (" + natsErrorText(s) + ")";
+  }
+  return true;
+}
+
 bool restoreAtStart(const ClusterConfig& cfg, persistence::Store& store, int wait_ms, bool& checked,
                     RestoreReport& report, std::string& err) {
   checked = false;
   const std::string node = nodeName(cfg);
-  natsOptions* opts = natsOptionsFor(cfg, "petrel " + node + " (restoring its store)", err);
-  if (!opts) return false;
-  natsOptions_SetTimeout(opts, wait_ms);
   natsConnection* nc = nullptr;
-  natsStatus s = natsConnection_Connect(&nc, opts);
-  natsOptions_Destroy(opts);
-  if (s != NATS_OK) {  // not checked
-    err = "no NATS server answered within " + std::to_string(wait_ms / 1000) + " s (" + natsErrorText(s) + ")";
-    return true;
-  }
+  natsStatus s = NATS_OK;
+  if (!connectAtStart(cfg, node + " (restoring its store)", wait_ms, &nc, err)) return false;
+  if (!nc) return true;  // not checked
   int st = NATS_OK;
   jsCtx* js = jetStreamOf(nc, StoreReplicaStream::kWaitMs, st);
   s = static_cast<natsStatus>(st);
@@ -816,16 +828,10 @@ bool adoptedAtStart(const ClusterConfig& cfg, int wait_ms, const std::function<b
   checked = false;
   by.clear();
   const std::string node = nodeName(cfg);
-  natsOptions* opts = natsOptionsFor(cfg, "petrel " + node + " (checking its sessions)", err);
-  if (!opts) return false;
-  natsOptions_SetTimeout(opts, wait_ms);
   natsConnection* nc = nullptr;
-  natsStatus s = natsConnection_Connect(&nc, opts);
-  natsOptions_Destroy(opts);
-  if (s != NATS_OK) {
-    err = "no NATS server answered within " + std::to_string(wait_ms / 1000) + " s (" + natsErrorText(s) + ")";
-    return true;
-  }
+  natsStatus s = NATS_OK;
+  if (!connectAtStart(cfg, node + " (checking its sessions)", wait_ms, &nc, err)) return false;
+  if (!nc) return true;  // not checked
   int st = NATS_OK;
   jsCtx* js = jetStreamOf(nc, StoreReplicaStream::kWaitMs, st);
   bool ok = true;

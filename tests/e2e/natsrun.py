@@ -13,6 +13,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -242,3 +243,24 @@ def acked_seqs(pub):
         payload = pkt[pkt.index(pub.name + b":"):]
         unacked.add(int(payload.split(b":")[1]))
     return set(range(pub.next_seq)) - unacked
+
+
+def publish_until_killed(pub, topic, n):
+    """Publishes `n` QoS 1 messages unthrottled (1,000 in flight) on a
+    thread; returns it (the publisher stops when its node dies)."""
+    def go():
+        try:
+            pub.publish(topic, n, qos=1, window=1000, timeout=150, payload_size=100)
+        except (ConnectionError, OSError, AssertionError):
+            pass
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t
+
+
+def wait_acked(pub, n, timeout=60.0):
+    """Until `pub` has `n` PUBACKs."""
+    deadline = time.monotonic() + timeout
+    while pub.acked < n:
+        assert time.monotonic() < deadline, "only %d of %d acknowledged" % (pub.acked, n)
+        time.sleep(0.01)

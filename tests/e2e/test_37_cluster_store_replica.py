@@ -40,7 +40,8 @@ import pytest
 import fastclient as fc
 import mqttraw as m
 from conftest import HOST, PETREL_BIN, free_port
-from natsrun import Nats, NatsCluster, acked_seqs, nodes, sys_value, wait_sys  # noqa: F401 (fixture)
+from natsrun import (Nats, NatsCluster, acked_seqs, nodes, publish_until_killed,  # noqa: F401 (fixture)
+                     sys_value, wait_acked, wait_sys)
 
 pytestmark = pytest.mark.petrel_only
 
@@ -83,25 +84,6 @@ def queued_node(server, nodes, topic, n, window=200, payload_size=16, **override
     pub = fc.Pub(HOST, a.port, "pub-" + topic).connect()
     pub.publish(topic + "/1", n, qos=1, window=window, payload_size=payload_size, timeout=150)
     return a, pub
-
-
-def publish_until_killed(pub, topic, n):
-    """Publishes on a thread; returns it (the publisher fails when its node dies)."""
-    def go():
-        try:
-            pub.publish(topic, n, qos=1, window=1000, timeout=150, payload_size=100)
-        except (ConnectionError, OSError, AssertionError):
-            pass
-    t = threading.Thread(target=go, daemon=True)
-    t.start()
-    return t
-
-
-def wait_acked(pub, n, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while pub.acked < n:
-        assert time.monotonic() < deadline, "only %d of %d acknowledged" % (pub.acked, n)
-        time.sleep(0.01)
 
 
 def assert_all_there(node, cid, pub_name, acked, timeout=90.0):

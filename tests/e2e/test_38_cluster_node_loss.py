@@ -35,7 +35,8 @@ import pytest
 import fastclient as fc
 import mqttraw as m
 from conftest import HOST, free_port
-from natsrun import Nats, NatsCluster, acked_seqs, nodes, stream_ready, sys_value, wait_sys  # noqa: F401 (fixture)
+from natsrun import (Nats, NatsCluster, acked_seqs, nodes, publish_until_killed,  # noqa: F401 (fixture)
+                     stream_ready, sys_value, wait_acked, wait_sys)
 
 pytestmark = pytest.mark.petrel_only
 
@@ -86,24 +87,6 @@ def reconnect(node, cid, timeout=60.0):
             if s.sock:
                 s.sock.close()
             assert time.monotonic() < deadline, "%s: no CONNACK from %s" % (cid, node.name)
-
-
-def publish_until_killed(pub, topic, n):
-    def go():
-        try:
-            pub.publish(topic, n, qos=1, window=1000, timeout=150, payload_size=100)
-        except (ConnectionError, OSError, AssertionError):
-            pass
-    t = threading.Thread(target=go, daemon=True)
-    t.start()
-    return t
-
-
-def wait_acked(pub, n, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while pub.acked < n:
-        assert time.monotonic() < deadline, "only %d of %d acknowledged" % (pub.acked, n)
-        time.sleep(0.01)
 
 
 def assert_all_there(s, expected, timeout=90.0):
