@@ -311,8 +311,19 @@ void Adoption::install(Job& j) {
   ++counters_.nodes;
   cluster_.standIn(j.token, j.tag);
   cluster_.sendAdopted(j.token);
-  // Its replica is marked taken and purged: the node does not serve them
-  // again when it starts.
+  // The share groups' messages are committed before the replica goes.
+  j.groups_ticket = durable_.batch().empty() ? 0 : durable_.awaitedTicket();
+  j.told_ms = static_cast<int64_t>(timers_.now());
+  j.state = Job::State::Settling;
+  j.scratch.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(scratch_dir_ + "/" + j.token, ec);
+}
+
+// Its replica is marked taken and purged: the node does not serve the
+// sessions again when it starts.
+void Adoption::mark(Job& j) {
+  j.marked = true;
   const ClusterConfig& cfg = cluster_.config();
   const std::string stream = cfg.name + "_replica";
   const std::string prefix = cfg.name + ".r." + j.token + ".";
@@ -328,11 +339,6 @@ void Adoption::install(Job& j) {
                 "the sessions this node took as well", name.c_str(), err.c_str());
     if (js) jsCtx_Destroy(js);
   });
-  j.told_ms = static_cast<int64_t>(timers_.now());
-  j.state = Job::State::Settling;
-  j.scratch.reset();
-  std::error_code ec;
-  std::filesystem::remove_all(scratch_dir_ + "/" + j.token, ec);
 }
 
 void Adoption::finish(Job& j, bool ok) {
@@ -382,6 +388,7 @@ void Adoption::tick() {
       }
       case Job::State::Writing: break;
       case Job::State::Settling:
+        if (!j.marked && durable_.committed() >= j.groups_ticket) mark(j);
         // What the others sent the node before they forgot its filters
         // is in its consumer by now.
         if (now - j.told_ms >= int64_t(kSettleMs) && cluster_.standInReady(j.token)) {
@@ -394,12 +401,14 @@ void Adoption::tick() {
         }
         break;
       case Job::State::Draining:
+        if (!j.marked && durable_.committed() >= j.groups_ticket) mark(j);
         if (cluster_.standInSettled(j.token) >= j.settled_mark + 2 || now - j.told_ms > int64_t(kDrainMaxMs)) {
           LOG_INFO("cluster: node %s: what the cluster's stream held for it is taken", j.name.c_str());
           finish(j, true);
         }
         break;
       case Job::State::Done:
+        if (!j.failed && !j.marked && durable_.committed() >= j.groups_ticket) mark(j);
         // Back (its status came again): it reads its consumer itself again.
         if (cluster_.nodeHeard(token)) gone.push_back(token);
         break;

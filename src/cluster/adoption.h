@@ -135,6 +135,7 @@ class Adoption {
     int64_t told_ms = 0;
     uint64_t settled_mark = 0;
     bool marked = false;
+    uint64_t groups_ticket = 0;  // the commit of what its share groups held
     std::thread mark_thread;
     uint64_t sessions = 0, messages = 0;
     bool failed = false;
@@ -144,6 +145,7 @@ class Adoption {
   void read(Job& j);
   void write(Job& j);
   void install(Job& j);
+  void mark(Job& j);
   void finish(Job& j, bool ok);
   void arm();
   static void onTimer(Timer& t);
