@@ -106,7 +106,7 @@ void onHangup(uv_signal_t* h, int) {
 // (src/cluster/adoption.h) leaves its store before it loads: every
 // session (record, subscriptions, queue, inbound QoS 2 ids), what share
 // groups held here and the delayed publishes. Retained messages stay
-// (they are the cluster's).
+// (they are the cluster's), and so do the bridges' out queues.
 bool letGoOfAdopted(petrel::persistence::Store& store) {
   std::vector<std::string> owners;
   std::string err;
@@ -115,8 +115,10 @@ bool letGoOfAdopted(petrel::persistence::Store& store) {
     LOG_ERROR("persistence: reading the sessions: %s", err.c_str());
     return false;
   }
-  store.forEachQueueOwner("", [&](std::string_view owner) { owners.emplace_back(owner); });
-  for (const std::string& o : owners) store.batch().deleteSession(o);
+  store.forEachQueueOwner("\x01share/", [&](std::string_view owner) { owners.emplace_back(owner); });
+  // Its bridges' out queues ("$bridge/<name>") were not taken: they stay.
+  for (const std::string& o : owners)
+    if (o.compare(0, 8, "$bridge/") != 0) store.batch().deleteSession(o);
   std::vector<petrel::persistence::DelayedKey> delayed;
   petrel::persistence::DelayedKey after{};
   for (;;) {
@@ -128,8 +130,11 @@ bool letGoOfAdopted(petrel::persistence::Store& store) {
   for (const auto& k : delayed) store.batch().deleteDelayed(k);
   store.submit();
   store.drain();
-  const petrel::persistence::StoreStats st = store.stats();
-  return st.sessions == 0 && st.queued == 0 && st.delayed == 0;
+  size_t left = 0;
+  store.forEachSession([&](std::string_view id, const petrel::persistence::SessionRecord&) {
+    if (id.compare(0, 8, "$bridge/") != 0) ++left;
+  }, err);
+  return left == 0 && store.stats().delayed == 0;
 }
 
 // A cluster node started on an empty store (its disk lost, or a new

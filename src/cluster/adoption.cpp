@@ -158,6 +158,9 @@ void Adoption::write(Job& j) {
   bool ok = sc.forEachSession(
       [&](std::string_view id, const persistence::SessionRecord& r) {
         const std::string client(id);
+        // A bridge's out queue ("$bridge/<name>") stays with its node: its
+        // bridge forwards it when the node is back.
+        if (client.compare(0, 8, "$bridge/") == 0) return;
         // The registry gives it to another node now (it moved before the
         // node went down, or reconnected elsewhere since): not the node's.
         const std::string* owner = cluster_.registeredToken(client);
