@@ -3,6 +3,7 @@
 #include <nats/nats.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <unordered_map>
 
@@ -106,7 +107,52 @@ bool Adoption::waitFor(const std::string& client_id, uint64_t ticket) {
   return false;
 }
 
+namespace {
+
+// The replica under `prefix` read into a new scratch store in `dir`; null
+// with `err` on failure. `retry` false: reading again would not help.
+std::unique_ptr<persistence::Store> readInto(const std::string& dir, const std::string& stream,
+                                             const std::string& prefix, __natsConnection* nc, std::string& err,
+                                             bool& retry) {
+  retry = false;
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  std::filesystem::create_directories(dir, ec);
+  persistence::StoreOptions so;
+  so.dir = dir;
+  so.sync = persistence::SyncMode::Periodic;
+  so.map_size = kScratchMapBytes;
+  std::unique_ptr<persistence::Store> store = persistence::Store::open(so, err, nullptr);
+  if (!store) {
+    err = "a scratch store in " + dir + ": " + err;
+    return nullptr;
+  }
+  int st = NATS_OK;
+  jsCtx* js = cluster::jetStreamOf(nc, cluster::StoreReplicaStream::kWaitMs, st);
+  if (!js) {
+    err = "JetStream: " + cluster::natsErrorText(st);
+    retry = true;
+    return nullptr;
+  }
+  cluster::RestoreReport r;
+  const bool ok = cluster::restoreReplica(js, stream, prefix, *store, r, err);
+  jsCtx_Destroy(js);
+  if (!ok) {
+    retry = true;  // no answer, a new leader being elected
+    return nullptr;
+  }
+  if (!r.found) {
+    err = "stream " + stream + " holds no replica of it";
+    return nullptr;
+  }
+  return store;
+}
+
+}  // namespace
+
 // On a thread of its own: the node's replica into a scratch store.
+// JetStream may not answer for a while (a server gone with the node, a
+// new leader being elected): read again from the start, a few times.
 void Adoption::read(Job& j) {
   const std::string dir = scratch_dir_ + "/" + j.token;
   const ClusterConfig& cfg = cluster_.config();
@@ -114,35 +160,15 @@ void Adoption::read(Job& j) {
   const std::string prefix = cfg.name + ".r." + j.token + ".";
   __natsConnection* nc = cluster_.natsConnection();
   j.thread = std::thread([&j, dir, stream, prefix, nc] {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-    std::filesystem::create_directories(dir, ec);
-    persistence::StoreOptions so;
-    so.dir = dir;
-    so.sync = persistence::SyncMode::Periodic;
-    so.map_size = kScratchMapBytes;
     std::string err;
-    std::unique_ptr<persistence::Store> store = persistence::Store::open(so, err, nullptr);
-    bool ok = store != nullptr;
-    if (ok) {
-      int st = NATS_OK;
-      jsCtx* js = cluster::jetStreamOf(nc, cluster::StoreReplicaStream::kWaitMs, st);
-      if (!js) {
-        err = "JetStream: " + cluster::natsErrorText(st);
-        ok = false;
-      } else {
-        cluster::RestoreReport r;
-        ok = cluster::restoreReplica(js, stream, prefix, *store, r, err);
-        if (ok && !r.found) {
-          err = "stream " + stream + " holds no replica of it";
-          ok = false;
-        }
-        jsCtx_Destroy(js);
-      }
-    } else {
-      err = "a scratch store in " + dir + ": " + err;
+    std::unique_ptr<persistence::Store> store;
+    bool retry = true;
+    for (int attempt = 0; !store && retry && attempt < kReadAttempts; ++attempt) {
+      if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(kReadRetryMs));
+      store = readInto(dir, stream, prefix, nc, err, retry);
     }
     j.error = err;
+    const bool ok = store != nullptr;
     j.scratch = std::move(store);
     j.read.store(ok ? 1 : -1);
   });

@@ -475,7 +475,12 @@ void StoreReplicaStream::checkMark() {
   const std::string mark = log_subject_.substr(0, log_subject_.size() - 1) + "a";
   natsMsg* m = nullptr;
   jsErrCode e = static_cast<jsErrCode>(0);
-  const natsStatus s = js_GetLastMsg(&m, js_, stream_.c_str(), mark.c_str(), nullptr, &e);
+  // A short wait: the log's publishing waits meanwhile (no answer now, a
+  // leader being elected: looked at again next time).
+  jsOptions wait;
+  jsOptions_Init(&wait);
+  wait.Wait = kMarkWaitMs;
+  const natsStatus s = js_GetLastMsg(&m, js_, stream_.c_str(), mark.c_str(), &wait, &e);
   if (s != NATS_OK || !m) return;
   const std::string by(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
   natsMsg_Destroy(m);

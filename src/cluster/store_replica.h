@@ -121,6 +121,7 @@ class StoreReplicaStream final : public StoreReplica {
   // sessions (adoption.h) is removed, and a new snapshot written.
   void checkMark();
   static constexpr int kMarkCheckMs = 5000;
+  static constexpr int kMarkWaitMs = 300;
   std::chrono::steady_clock::time_point next_mark_check_{};
 
   __natsConnection* nc_;
