@@ -58,6 +58,12 @@ TEST(BlockPool, DroppedMessagesAreHandedOutAgainEmpty) {
     m->from_bridge = true;
     m->retain = true;
     m->qos = 2;
+    m->from_cluster = true;
+    m->durable_only = true;
+    m->adopted_from = 7;
+    m->cluster_node = 8;
+    m->cluster_seq = 9;
+    m->group_token = 10;
     m->id = static_cast<uint64_t>(i + 1);
     live.push_back(std::move(m));
   }
@@ -69,12 +75,25 @@ TEST(BlockPool, DroppedMessagesAreHandedOutAgainEmpty) {
   EXPECT_TRUE(again->payload.empty());
   EXPECT_GE(again->payload.capacity(), 100u);  // its buffer stays for the next parse
   EXPECT_TRUE(again->origin.empty());
+  EXPECT_GE(again->origin.capacity(), 29u);  // so does the publisher id's
   EXPECT_FALSE(again->props);
   EXPECT_EQ(again->expires_at_ms, 0);
   EXPECT_FALSE(again->from_bridge);
   EXPECT_FALSE(again->retain);
   EXPECT_EQ(again->qos, 0);
+  EXPECT_FALSE(again->from_cluster);
+  EXPECT_FALSE(again->durable_only);
+  EXPECT_EQ(again->adopted_from, 0u);
+  EXPECT_EQ(again->cluster_node, 0u);
+  EXPECT_EQ(again->cluster_seq, 0u);
+  EXPECT_EQ(again->group_token, 0u);
   EXPECT_EQ(again->id, 0u);
+#if defined(__x86_64__) && defined(__GLIBCXX__)
+  // Message::resetKeepingBuffers names every field, and so does this test:
+  // a field added to Message changes its size, and this stops the build
+  // until both have it.
+  static_assert(sizeof(Message) == 168, "a field was added to Message: reset it in resetKeepingBuffers and check it here");
+#endif
   for (size_t i = 1; i < live.size(); ++i) {
     EXPECT_EQ(live[i]->topic, "t/" + std::to_string(i));
     EXPECT_EQ(live[i]->payload.size(), 100 + i);
