@@ -116,12 +116,16 @@ TEST(BlockPool, AWeakReferenceToARecycledMessageHasExpired) {
   EXPECT_EQ(w.lock(), nullptr);
 }
 
-TEST(BlockPool, ALargePayloadBufferIsNotKept) {
+TEST(BlockPool, LargeStringBuffersAreNotKept) {
   auto m = makeMessage();
   m->payload.assign(MessageRecycler::kKeepPayload * 4, 'y');
+  m->topic.assign(MessageRecycler::kKeepPayload * 2, 't');
+  m->origin.assign(MessageRecycler::kKeepPayload * 2, 'o');
   m.reset();
   auto again = makeMessage();
   EXPECT_LE(again->payload.capacity(), MessageRecycler::kKeepPayload);
+  EXPECT_LE(again->topic.capacity(), MessageRecycler::kKeepPayload);
+  EXPECT_LE(again->origin.capacity(), MessageRecycler::kKeepPayload);
 }
 
 TEST(BlockPool, MessagesBeyondTheLimitGoBackToMalloc) {
