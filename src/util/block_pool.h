@@ -87,4 +87,35 @@ struct PoolAllocator {
   bool operator!=(const PoolAllocator<U>&) const { return false; }
 };
 
+// For std::deque: its nodes come from the free list of their size. A deque
+// used as a FIFO (a session's in-flight window, its queue) allocates a node
+// as its back fills one and frees one as its front leaves it behind, every
+// few messages. libstdc++ makes a node 512 bytes' worth of elements (one
+// element when larger); allocations of any other size (the deque's map) go
+// to operator new, as they would if that rule changed.
+template <typename T>
+struct DequeNodeAllocator {
+  using value_type = T;
+  DequeNodeAllocator() = default;
+  template <typename U>
+  DequeNodeAllocator(const DequeNodeAllocator<U>&) {}  // NOLINT: rebinding, as allocators do
+
+  static constexpr size_t kNodeBytes = sizeof(T) < 512 ? 512 / sizeof(T) * sizeof(T) : sizeof(T);
+  static constexpr size_t kBlock = (kNodeBytes + 15) / 16 * 16;
+
+  T* allocate(size_t n) {
+    static_assert(alignof(T) <= alignof(std::max_align_t), "over-aligned types are not pooled");
+    if (n * sizeof(T) == kNodeBytes) return static_cast<T*>(BlockFreeList<kBlock>::take());
+    return static_cast<T*>(::operator new(n * sizeof(T)));
+  }
+  void deallocate(T* p, size_t n) {
+    if (n * sizeof(T) == kNodeBytes) BlockFreeList<kBlock>::give(p);
+    else ::operator delete(p);
+  }
+  template <typename U>
+  bool operator==(const DequeNodeAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const DequeNodeAllocator<U>&) const { return false; }
+};
+
 }  // namespace petrel
