@@ -278,14 +278,19 @@ void Broker::flushAll() {
   holds_.releaseIfGatesOpened(durable_.enabled() ? durable_.committed() : 0);
   // A flush can make more connections dirty (a write error closes and a
   // will is published), so loop until stable.
+  // The two lists keep their capacity from turn to turn: a fan-out makes
+  // hundreds of connections dirty in every turn.
   while (!dirty_.empty()) {
-    std::vector<Connection*> batch;
-    batch.swap(dirty_);
+    std::vector<Connection*> batch = std::move(dirty_);
+    dirty_ = std::move(flushed_);
+    dirty_.clear();
     for (Connection* c : batch) {
       if (!c) continue;
       c->flush();
       budget_.account(*c);
     }
+    batch.clear();
+    flushed_ = std::move(batch);
   }
   io_.flush();
 }

@@ -202,6 +202,7 @@ class Broker : private BrokerParts {
   std::vector<uint8_t> read_buf_;
   std::vector<Connection*> connections_;  // owned; freed in onConnectionClosed
   std::vector<Connection*> dirty_;        // have output to flush this turn
+  std::vector<Connection*> flushed_;      // dirty_ of the turn before, emptied (flushAll)
   size_t closing_connections_ = 0;        // closing, handle not yet closed
 
   // Password checks running on libuv's worker threads (handlers/connect.cpp).
