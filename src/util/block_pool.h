@@ -61,8 +61,15 @@ class BlockFreeList {
   }
 };
 
-// For std::allocate_shared: single objects come from the free list of their
-// size (rounded up to 16 bytes), anything else from operator new.
+// An allocator whose blocks of two sizes come from the free lists of their
+// sizes (rounded up to 16 bytes), anything else from operator new:
+// - single objects: for std::allocate_shared (the shared Message with its
+//   reference count);
+// - a std::deque's nodes: a deque used as a FIFO (a session's in-flight
+//   window, its queue) allocates a node as its back fills one and frees one
+//   as its front leaves it behind, every few messages. libstdc++ makes a node
+//   512 bytes' worth of elements (one element when larger); the deque's map
+//   is of another size, and so would its nodes be if that rule changed.
 template <typename T>
 struct PoolAllocator {
   using value_type = T;
@@ -71,51 +78,24 @@ struct PoolAllocator {
   PoolAllocator(const PoolAllocator<U>&) {}  // NOLINT: rebinding, as allocators do
 
   static constexpr size_t kBlock = (sizeof(T) + 15) / 16 * 16;
+  static constexpr size_t kNodeBytes = sizeof(T) < 512 ? 512 / sizeof(T) * sizeof(T) : sizeof(T);
+  static constexpr size_t kNodeBlock = (kNodeBytes + 15) / 16 * 16;
 
   T* allocate(size_t n) {
     static_assert(alignof(T) <= alignof(std::max_align_t), "over-aligned types are not pooled");
     if (n == 1) return static_cast<T*>(BlockFreeList<kBlock>::take());
+    if (n * sizeof(T) == kNodeBytes) return static_cast<T*>(BlockFreeList<kNodeBlock>::take());
     return static_cast<T*>(::operator new(n * sizeof(T)));
   }
   void deallocate(T* p, size_t n) {
     if (n == 1) BlockFreeList<kBlock>::give(p);
+    else if (n * sizeof(T) == kNodeBytes) BlockFreeList<kNodeBlock>::give(p);
     else ::operator delete(p);
   }
   template <typename U>
   bool operator==(const PoolAllocator<U>&) const { return true; }
   template <typename U>
   bool operator!=(const PoolAllocator<U>&) const { return false; }
-};
-
-// For std::deque: its nodes come from the free list of their size. A deque
-// used as a FIFO (a session's in-flight window, its queue) allocates a node
-// as its back fills one and frees one as its front leaves it behind, every
-// few messages. libstdc++ makes a node 512 bytes' worth of elements (one
-// element when larger); allocations of any other size (the deque's map) go
-// to operator new, as they would if that rule changed.
-template <typename T>
-struct DequeNodeAllocator {
-  using value_type = T;
-  DequeNodeAllocator() = default;
-  template <typename U>
-  DequeNodeAllocator(const DequeNodeAllocator<U>&) {}  // NOLINT: rebinding, as allocators do
-
-  static constexpr size_t kNodeBytes = sizeof(T) < 512 ? 512 / sizeof(T) * sizeof(T) : sizeof(T);
-  static constexpr size_t kBlock = (kNodeBytes + 15) / 16 * 16;
-
-  T* allocate(size_t n) {
-    static_assert(alignof(T) <= alignof(std::max_align_t), "over-aligned types are not pooled");
-    if (n * sizeof(T) == kNodeBytes) return static_cast<T*>(BlockFreeList<kBlock>::take());
-    return static_cast<T*>(::operator new(n * sizeof(T)));
-  }
-  void deallocate(T* p, size_t n) {
-    if (n * sizeof(T) == kNodeBytes) BlockFreeList<kBlock>::give(p);
-    else ::operator delete(p);
-  }
-  template <typename U>
-  bool operator==(const DequeNodeAllocator<U>&) const { return true; }
-  template <typename U>
-  bool operator!=(const DequeNodeAllocator<U>&) const { return false; }
 };
 
 }  // namespace petrel

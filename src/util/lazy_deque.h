@@ -22,7 +22,7 @@ namespace petrel {
 template <typename T>
 class LazyDeque {
  public:
-  using Deque = std::deque<T, DequeNodeAllocator<T>>;
+  using Deque = std::deque<T, PoolAllocator<T>>;
   using iterator = typename Deque::iterator;
   using const_iterator = typename Deque::const_iterator;
 

@@ -110,7 +110,7 @@ TEST(LazyDeque, AnEmptiedDequeIsKeptForTheNextAndTheSparesAreBounded) {
 }
 
 TEST(LazyDeque, NodesComeFromTheFreeListOfTheirSize) {
-  using A = DequeNodeAllocator<Entry>;
+  using A = PoolAllocator<Entry>;
   constexpr size_t per_node = A::kNodeBytes / sizeof(Entry);
   static_assert(per_node >= 1, "a node holds at least one element");
   A a;
@@ -120,7 +120,7 @@ TEST(LazyDeque, NodesComeFromTheFreeListOfTheirSize) {
   EXPECT_EQ(n1, n2);  // the freed node, handed out again
   a.deallocate(n2, per_node);
   // Another size (a deque's map) is plain operator new and delete.
-  DequeNodeAllocator<Entry*> m;
+  PoolAllocator<Entry*> m;
   Entry** map = m.allocate(8);
   m.deallocate(map, 8);
 }
