@@ -4,11 +4,12 @@
 // window and a queue that are almost always empty, would pay ~100 MB for
 // nothing. The storage is released again when the deque empties.
 //
-// A busy session's window empties and fills again with nearly every
-// message (a fan-out subscriber with one or two messages in flight): a deque
-// made and dropped each time cost three allocations and three frees per
-// delivery. So an emptied deque, with its map and node, is kept for the next
-// one to fill (per thread, up to kSpare of them) instead of being freed.
+// A session that gets a message now and then (most devices of a fleet)
+// empties its window again after each one: a deque made and dropped each
+// time cost three allocations and three frees per delivery. So an emptied
+// deque, with its map and node, is kept for the next one to fill (per
+// thread, up to kSpare of them) instead of being freed. Its nodes come from
+// PoolAllocator's free lists, for a deque used as a FIFO that never empties.
 #pragma once
 
 #include <deque>
