@@ -86,9 +86,9 @@ class Adoption {
     uint64_t failed = 0;     // adoptions given up (no replica, a read that failed)
   };
   static constexpr uint64_t kSettleMs = 2000;     // after the others were told: what they sent meanwhile
-  static constexpr uint64_t kDrainMaxMs = 30000;
-  static constexpr int kReadAttempts = 6;      // the replica read, tried again after kReadRetryMs
-  static constexpr int kReadRetryMs = 2000;  // reading the node's consumer, at most, before CONNECTs go on
+  static constexpr uint64_t kDrainMaxMs = 30000;  // reading the node's consumer, at most, before CONNECTs go on
+  static constexpr int kReadAttempts = 6;         // the replica read, tried again after kReadRetryMs
+  static constexpr int kReadRetryMs = 2000;
 
   explicit Adoption(const Parts& p);
   ~Adoption();
