@@ -392,7 +392,10 @@ void SessionMoves::finishIn(uint64_t move, bool ok) {
                in.client_id.c_str(), static_cast<unsigned long long>(in.entries),
                static_cast<unsigned long long>(in.duplicates));
   }
-  const uint64_t ticket = installed ? 0 : in.ticket;
+  // A CONNECT waiting for it goes on: without the session (not
+  // installed), or with it (one that came after the install, before the
+  // next tick).
+  const uint64_t ticket = in.ticket;
   in_by_client_.erase(in.client_id);
   in_.erase(it);
   if (ticket && on_done_) on_done_(ticket, false);
@@ -681,6 +684,14 @@ void SessionMoves::tick() {
       without.push_back(move);
       continue;
     }
+    if ((in.state == In::State::Grace || in.state == In::State::Tail) && in.ticket && on_done_) {
+      // A CONNECT that came after the install: the session is here, and
+      // what the old node queued after the snapshot does not hold it up
+      // (even while its answer is awaited).
+      const uint64_t ticket = in.ticket;
+      in.ticket = 0;
+      on_done_(ticket, false);
+    }
     if (in.waiting_answer) {
       if (now - in.asked_ms <= int64_t(kAnswerMs)) continue;
       // No answer: the node may be down (its machine gone: NATS still
@@ -696,12 +707,6 @@ void SessionMoves::tick() {
     }
     if (in.state == In::State::Installing) continue;
     if (in.state == In::State::Grace || in.state == In::State::Tail) {
-      if (in.ticket && on_done_) {
-        // A CONNECT that came after the install: the session is here.
-        const uint64_t ticket = in.ticket;
-        in.ticket = 0;
-        on_done_(ticket, false);
-      }
       if (now - in.started_ms > int64_t(kGraceMs + kTailMs)) {
         given_up.push_back(move);
         continue;

@@ -21,6 +21,7 @@ loopback. What is checked (src/cluster/session_moves.h):
 """
 
 import os
+import signal
 import threading
 import time
 
@@ -375,6 +376,43 @@ def test_kill_9_of_the_new_node_after_the_move_loses_nothing(js, nodes):
     assert_none_lost(pubs, [s, s2], s3)
     wait_log(a, "session moved to another node; dropped here", timeout=60)
     print("the rest taken through 'R': %s" % ("taking what node node0 queued for it after its move" in b.log()))
+
+
+@pytest.mark.time_limit(120)
+def test_a_connect_while_the_new_node_waits_on_the_old_one_goes_on(js, nodes):
+    """After the move, B asks A for what A queued after the snapshot; A is
+    frozen (SIGSTOP) and does not answer. The client connects to B again
+    meanwhile: its CONNACK comes at once (the session is on B), not after
+    B gave up on A; once A answers, nothing is lost."""
+    a, b, c = nodes(js, 3, persistence={"enabled": True}, limits=BIG_QUEUES)
+    stream_ready(a, b, c)
+    s = fc.Sub(HOST, a.port, "frozen", version=4, clean=False)
+    s.connect(subscribe="fz/#", qos=1)
+    s.close()
+    registry_settles()
+    pub = fc.Pub(HOST, c.port, "pub-fz").connect()
+    n = 3 * RAM_WINDOW
+    pub.publish("fz/1", n, qos=1, window=500, timeout=60)
+    s2 = fc.Sub(HOST, b.port, "frozen", version=4, clean=False)
+    s2.connect()
+    assert s2.session_present is True
+    a.send_signal(signal.SIGSTOP)
+    try:
+        # B waits out its grace (2 s), then asks A, which cannot answer.
+        wait_log(b, "session moved here from node node0", timeout=10)
+        time.sleep(2.5)
+        s2.close()
+        s3 = fc.Sub(HOST, b.port, "frozen", version=4, clean=False)
+        t0 = time.monotonic()
+        s3.connect()
+        took = time.monotonic() - t0
+    finally:
+        a.send_signal(signal.SIGCONT)
+    print("CONNACK after %.3f s" % took)
+    assert s3.session_present is True
+    assert took < 1.0
+    assert_none_lost([pub], [s2], s3)
+    wait_log(b, "its move is complete", timeout=30)
 
 
 @pytest.mark.time_limit(150)
