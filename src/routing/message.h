@@ -10,6 +10,7 @@
 
 #include "mqtt/properties.h"
 #include "src/util/block_pool.h"
+#include "src/util/spare_list.h"
 
 namespace petrel {
 
@@ -94,16 +95,12 @@ class MessageRecycler {
   static constexpr size_t kKeepPayload = 1024;
 
   static Message* take() {
-    List& l = list();
-    if (l.free.empty()) return new Message();
-    Message* m = l.free.back();
-    l.free.pop_back();
-    return m;
+    std::unique_ptr<Message> m = Spares::take();
+    return m ? m.release() : new Message();
   }
   // The shared_ptr's deleter.
   void operator()(Message* m) const noexcept {
-    List& l = list();
-    if (l.gone || l.free.size() >= kKeep) {
+    if (!Spares::room()) {
       delete m;
       return;
     }
@@ -114,23 +111,11 @@ class MessageRecycler {
     if (m->payload.capacity() > kKeepPayload) std::string().swap(m->payload);
     if (m->topic.capacity() > kKeepPayload) std::string().swap(m->topic);
     if (m->origin.capacity() > kKeepPayload) std::string().swap(m->origin);
-    l.free.push_back(m);  // never grows: reserved for kKeep
+    Spares::give(std::unique_ptr<Message>(m));
   }
 
  private:
-  struct List {
-    List() { free.reserve(kKeep); }
-    ~List() {
-      gone = true;  // the thread is ending: what is dropped now is deleted
-      for (Message* m : free) delete m;
-    }
-    std::vector<Message*> free;
-    bool gone = false;
-  };
-  static List& list() {
-    thread_local List l;
-    return l;
-  }
+  using Spares = SpareList<Message, kKeep>;
 };
 
 // A new, empty message (see MessageRecycler); its payload may have capacity.

@@ -14,9 +14,9 @@
 
 #include <deque>
 #include <memory>
-#include <vector>
 
 #include "src/util/block_pool.h"
+#include "src/util/spare_list.h"
 
 namespace petrel {
 
@@ -58,7 +58,7 @@ class LazyDeque {
 
   // Emptied deques kept for reuse, per thread.
   static constexpr size_t kSpare = 1024;
-  static size_t spares() { return spare().free.size(); }
+  static size_t spares() { return Spares::size(); }
 
   iterator begin() { return d_ ? d_->begin() : empty_.begin(); }
   iterator end() { return d_ ? d_->end() : empty_.end(); }
@@ -66,34 +66,16 @@ class LazyDeque {
   const_iterator end() const { return d_ ? d_->cend() : empty_.cend(); }
 
  private:
-  struct Spare {
-    Spare() { free.reserve(kSpare); }
-    ~Spare() { gone = true; }  // the thread is ending: emptied deques are freed
-    std::vector<std::unique_ptr<Deque>> free;
-    bool gone = false;
-  };
-  static Spare& spare() {
-    thread_local Spare s;
-    return s;
-  }
+  using Spares = SpareList<Deque, kSpare>;
   Deque& get() {
     if (!d_) {
-      Spare& s = spare();
-      if (s.gone || s.free.empty()) {
-        d_ = std::make_unique<Deque>();
-      } else {
-        d_ = std::move(s.free.back());
-        s.free.pop_back();
-      }
+      d_ = Spares::take();
+      if (!d_) d_ = std::make_unique<Deque>();
     }
     return *d_;
   }
   // d_ is empty: kept for the next deque to fill, or freed.
-  void release() {
-    Spare& s = spare();
-    if (!s.gone && s.free.size() < kSpare) s.free.push_back(std::move(d_));  // never grows: reserved
-    else d_.reset();
-  }
+  void release() { Spares::give(std::move(d_)); }
   std::unique_ptr<Deque> d_;
   // Shared by every empty instance, for begin()/end(); never modified.
   static inline Deque empty_;
