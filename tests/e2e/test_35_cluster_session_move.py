@@ -95,6 +95,16 @@ def moved_out(node, n, timeout=15.0):
     return wait_sys(node, "moves/out", lambda v: int(v) >= n, timeout=timeout)
 
 
+def offline_subscriber(node, cid, filt):
+    """A durable client (3.1.1, clean session 0) subscribed to `filt` at
+    QoS 1 on `node`, then gone, its registry entry known to every node."""
+    s = fc.Sub(HOST, node.port, cid, version=4, clean=False)
+    s.connect(subscribe=filt, qos=1)
+    s.close()
+    registry_settles()
+    return s
+
+
 def registry_settles():
     """The session registry's entry of a client that just connected reaches
     every node through JetStream's watch: a few milliseconds; this leaves
@@ -106,11 +116,8 @@ def registry_settles():
 def test_a_durable_session_moves_with_its_queue_and_back(js, nodes):
     a, b, c = nodes(js, 3, persistence={"enabled": True}, limits=BIG_QUEUES)
     stream_ready(a, b, c)
-    s = fc.Sub(HOST, a.port, "mover", version=4, clean=False)
-    s.connect(subscribe="mv/#", qos=1)
+    s = offline_subscriber(a, "mover", "mv/#")
     assert s.session_present is False
-    s.close()
-    registry_settles()
     pub = fc.Pub(HOST, c.port, "pub-c").connect()
     # 10x the RAM window of a session, 40 parts of a move (256 KiB each).
     n = (2 if SANITIZED else 10) * RAM_WINDOW
@@ -283,10 +290,7 @@ def test_kill_9_of_the_new_node_mid_move_then_the_whole_queue_moves(js, nodes):
     the whole queue, once."""
     a, b, c = nodes(js, 3, persistence={"enabled": True}, limits=BIG_QUEUES)
     stream_ready(a, b, c)
-    s = fc.Sub(HOST, a.port, "big", version=4, clean=False)
-    s.connect(subscribe="bg/#", qos=1)
-    s.close()
-    registry_settles()
+    offline_subscriber(a, "big", "bg/#")
     n = (20 if SANITIZED else 100) * RAM_WINDOW
     pub = fc.Pub(HOST, c.port, "pub-big").connect()
     pub.publish("bg/1", n, qos=1, window=1000, timeout=150, payload_size=200)
@@ -386,10 +390,7 @@ def test_a_connect_while_the_new_node_waits_on_the_old_one_goes_on(js, nodes):
     B gave up on A; once A answers, nothing is lost."""
     a, b, c = nodes(js, 3, persistence={"enabled": True}, limits=BIG_QUEUES)
     stream_ready(a, b, c)
-    s = fc.Sub(HOST, a.port, "frozen", version=4, clean=False)
-    s.connect(subscribe="fz/#", qos=1)
-    s.close()
-    registry_settles()
+    offline_subscriber(a, "frozen", "fz/#")
     pub = fc.Pub(HOST, c.port, "pub-fz").connect()
     n = 3 * RAM_WINDOW
     pub.publish("fz/1", n, qos=1, window=500, timeout=60)
