@@ -15,8 +15,6 @@ namespace petrel {
 template <typename T, size_t N>
 class SpareList {
  public:
-  static constexpr size_t kMax = N;
-
   // One kept object, or null when none is.
   static std::unique_ptr<T> take() {
     List& l = list();
