@@ -55,13 +55,16 @@ void SessionMoves::arm() {
 bool SessionMoves::moveIn(const std::string& client_id, uint64_t ticket) {
   if (!cluster_.jetstream() || !durable_.enabled()) return false;
   if (auto it = in_by_client_.find(client_id); it != in_by_client_.end()) {
+    In& in = in_[it->second];
+    // Installed: the session is here, and what the old node queued after
+    // the snapshot does not hold the CONNECT up (its answer may be
+    // awaited for seconds).
+    if (in.state == In::State::Grace || in.state == In::State::Tail) return false;
     // The same client again while its session moves: the newer CONNECT
     // waits for it, the older connection closes.
-    In& in = in_[it->second];
     const uint64_t old = in.ticket;
     in.ticket = ticket;
     if (old && on_done_) on_done_(old, true);
-    arm();  // installed already: this CONNECT goes on at the next tick
     return true;
   }
   if (out_.count(client_id)) return false;  // moving away from here: it stays (see the README)
@@ -392,10 +395,9 @@ void SessionMoves::finishIn(uint64_t move, bool ok) {
                in.client_id.c_str(), static_cast<unsigned long long>(in.entries),
                static_cast<unsigned long long>(in.duplicates));
   }
-  // A CONNECT waiting for it goes on: without the session (not
-  // installed), or with it (one that came after the install, before the
-  // next tick).
-  const uint64_t ticket = in.ticket;
+  // A CONNECT waiting for it goes on without the session (one that came
+  // after the install did not wait: moveIn).
+  const uint64_t ticket = installed ? 0 : in.ticket;
   in_by_client_.erase(in.client_id);
   in_.erase(it);
   if (ticket && on_done_) on_done_(ticket, false);
@@ -683,14 +685,6 @@ void SessionMoves::tick() {
     if (in.cannot_adopt) {
       without.push_back(move);
       continue;
-    }
-    if ((in.state == In::State::Grace || in.state == In::State::Tail) && in.ticket && on_done_) {
-      // A CONNECT that came after the install: the session is here, and
-      // what the old node queued after the snapshot does not hold it up
-      // (even while its answer is awaited).
-      const uint64_t ticket = in.ticket;
-      in.ticket = 0;
-      on_done_(ticket, false);
     }
     if (in.waiting_answer) {
       if (now - in.asked_ms <= int64_t(kAnswerMs)) continue;
