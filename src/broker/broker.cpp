@@ -220,13 +220,16 @@ Connection* Broker::newConnection() {
   return c;
 }
 
+void Broker::forgetHeldConnect(Connection& c) {
+  if (!c.auth_ticket) return;
+  pending_auth_.erase(c.auth_ticket);  // its answer is dropped when it comes
+  waiting_connects_.erase(c.auth_ticket);
+  c.auth_ticket = 0;
+}
+
 void Broker::onConnectionLost(Connection& c) {
   ++closing_connections_;
-  if (c.auth_ticket) {
-    pending_auth_.erase(c.auth_ticket);  // its answer is dropped when it comes
-    waiting_connects_.erase(c.auth_ticket);
-    c.auth_ticket = 0;
-  }
+  forgetHeldConnect(c);
   if (c.connected && !c.bridge && stats_.clients_connected) --stats_.clients_connected;
   if (!shutting_down_) armConnectionTimer(c);
   Session* s = c.session;

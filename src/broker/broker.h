@@ -136,6 +136,9 @@ class Broker : private BrokerParts {
   // A CONNECT that waited under `ticket` (the old connection's input, a
   // session moving here from another node) goes on, or closes.
   void resumeWaitingConnect(uint64_t ticket, bool close);
+  // A CONNECT held (auth_ticket) is given up: whatever answers it later
+  // finds nothing.
+  void forgetHeldConnect(Connection& c);
   void startPasswordChecks();
   static void checkPasswordWork(uv_work_t* req);
   static void passwordChecked(uv_work_t* req, int status);

@@ -1,6 +1,11 @@
 // Connection deadlines, one timer per connection (Connection::timer),
 // armed at the earliest of them and re-armed when it fires:
-// * no CONNECT within kConnectTimeoutMs of the last byte received,
+// * no CONNECT within kConnectTimeoutMs of the last byte received; a
+//   CONNECT the broker holds (its password being checked, its session on
+//   its way from another node: Connection::auth_ticket) is not the client's
+//   delay, and is answered Server unavailable only after kConnectHeldMs,
+//   beyond the longest wait the cluster allows itself
+//   (SessionMoves::kAdoptWaitMs),
 // * no TLS handshake within the listener's tls.handshake_timeout_ms,
 // * no WebSocket upgrade within its websocket.handshake_timeout_ms of the
 //   accept,
@@ -18,6 +23,7 @@ namespace petrel {
 
 namespace {
 constexpr uint64_t kConnectTimeoutMs = 10'000;
+constexpr uint64_t kConnectHeldMs = 120'000;
 constexpr uint64_t kLingerMs = 1000;
 // A closing connection still writing its last output is looked at again
 // this often (it becomes half-closed, or its handle closes).
@@ -34,6 +40,8 @@ void Broker::armConnectionTimer(Connection& c) {
     due = c.last_rx_ms + Connection::kHalfCloseLingerMs + 1;
   } else if (c.closing()) {
     due = timers_.now() + kClosingRecheckMs;
+  } else if (!c.connected && c.auth_ticket) {
+    due = c.last_rx_ms + kConnectHeldMs + 1;  // its input is paused meanwhile
   } else if (!c.connected) {
     due = c.last_rx_ms + kConnectTimeoutMs + 1;
     if (c.tlsHandshaking() && c.listener)
@@ -60,7 +68,15 @@ void Broker::connectionTimeout(Connection& c) {
   if (c.halfClosed() && now - c.last_rx_ms > Connection::kHalfCloseLingerMs) c.closeNow();
   if (c.handleClosed()) return;  // freed once the close completes
   if (!c.closing()) {
-    if (!c.connected) {
+    if (!c.connected && c.auth_ticket) {
+      if (now - c.last_rx_ms > kConnectHeldMs) {
+        LOG_WARN("client from %s: its CONNECT waited %llu s for this broker; answered Server unavailable",
+                 c.peer().c_str(), static_cast<unsigned long long>(kConnectHeldMs / 1000));
+        forgetHeldConnect(c);
+        ++stats_.connections_refused[static_cast<size_t>(Refusal::Other)];
+        sendConnackError(c, c.version, mqtt::Reason::ServerUnavailable);
+      }
+    } else if (!c.connected) {
       if (!handshakeTimedOut(c, now) && now - c.last_rx_ms > kConnectTimeoutMs) {
         // A socket that never sends CONNECT is closed after a grace period.
         LOG_INFO("closing %s: no CONNECT within %llu s", c.peer().c_str(),

@@ -91,6 +91,8 @@ class Sub:
         while self.connack_at is None:
             if time.monotonic() - t0 > connack_timeout:
                 raise AssertionError("%s: no CONNACK" % self.cid)
+            if self.closed:
+                raise AssertionError("%s: closed by the broker before a CONNACK" % self.cid)
             self._read_once(connack_timeout)
         if subscribe:
             s.sendall(m.subscribe(1, [(subscribe, qos)], v5=self.version == 5))

@@ -417,6 +417,37 @@ def test_a_connect_while_the_new_node_waits_on_the_old_one_goes_on(js, nodes):
 
 
 @pytest.mark.time_limit(150)
+def test_a_connect_held_past_the_connect_deadline_still_gets_its_session(js, nodes):
+    """B's link to NATS is down when the client, whose session is on A,
+    connects to B: B holds the CONNECT for the link (up to
+    SessionMoves::kSilentMs, 20 s). Held longer than the 10 s a socket has
+    to send its CONNECT, it is not closed as if none had come: once NATS
+    is back, the session moves and the CONNACK says so, with every message
+    queued on A."""
+    a, b = nodes(js, 2, persistence={"enabled": True}, limits=BIG_QUEUES)
+    stream_ready(a, b)
+    offline_subscriber(a, "held", "hd/#")
+    pub = fc.Pub(HOST, a.port, "pub-hd").connect()
+    pub.publish("hd/1", 3 * RAM_WINDOW, qos=1, window=500, timeout=60)
+    js.stop()
+    wait_log(b, "link to NATS lost", timeout=10)
+    s2 = fc.Sub(HOST, b.port, "held", version=4, clean=False)
+    back = threading.Timer(10.5, js.start)
+    t0 = time.monotonic()
+    back.start()
+    try:
+        s2.connect(connack_timeout=30)
+    finally:
+        back.join()
+    took = time.monotonic() - t0
+    print("CONNACK after %.3f s" % took)
+    assert took > 10.0
+    assert s2.session_present is True
+    assert "no CONNECT within" not in b.log()
+    assert_none_lost([pub], [], s2)
+
+
+@pytest.mark.time_limit(150)
 def test_many_sessions_move_at_once(js, nodes):
     """20 durable clients, each with 2,000 messages queued on A (2x the RAM
     window each, 40,000 in all), connect to B at the same moment: every
