@@ -77,9 +77,13 @@ bool Broker::loadStore(std::string& err) {
     LOG_INFO("session %s expired while the broker was stopped", id.c_str());
     sessions_.end(s);
   }
+  // Sessions::restore armed each session's deadlines; one whose will goes
+  // out here keeps only its expiry.
   sessions_.forEach([&](Session& s) {
-    if (s.will && s.will_at_ms <= now) sessions_.publishWill(s);
-    sessions_.scheduleExpiry(s);
+    if (s.will && s.will_at_ms <= now) {
+      sessions_.publishWill(s);
+      sessions_.scheduleExpiry(s);
+    }
   });
   // What start-up rewrote (hand-backs, expiries) is committed before the
   // first client can read its queue.

@@ -224,8 +224,9 @@ void Adoption::write(Job& j) {
       old->will.reset();
       sessions_.end(old);
     }
-    t.record.will.reset();  // its connection ended with its node: the will is not known to have gone
-    t.record.will_at_ms = 0;
+    // A will stays: the client's connection ended with its node, without a
+    // DISCONNECT, so the will goes out after its delay, from here, as
+    // after a restart (Sessions::restore).
     uint64_t from = 0;
     for (;;) {
       std::vector<persistence::QueueRecord> recs;

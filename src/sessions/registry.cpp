@@ -156,7 +156,11 @@ Session& Sessions::restore(std::string_view client_id, const persistence::Sessio
   s->next_read_seq = qi.first_seq;
   s->next_seq = qi.last_seq + 1;
   s->queued_bytes = qi.bytes;
-  return adopt(std::move(s));
+  // Its deadlines run from now on, whoever restored it (start-up, a move,
+  // a down node's sessions taken here): a connection cancels them.
+  Session& ref = adopt(std::move(s));
+  scheduleExpiry(ref);
+  return ref;
 }
 
 bool Sessions::restoreSubscription(Session& s, const persistence::SubscriptionRecord& r) {

@@ -82,9 +82,10 @@ class Sessions {
   Session& create(const std::string& client_id);
   // A session loaded from the store at start-up.
   Session& adopt(std::unique_ptr<Session> s);
-  // A durable session as the store holds it (start-up, or moved here from
-  // another node of a cluster): offline, its queue on disk. `now` is the
-  // wall clock; expires_at_ms is set if the record has none.
+  // A durable session as the store holds it (start-up, moved here from
+  // another node of a cluster, or taken from a node that is down):
+  // offline, its queue on disk, its expiry and pending will armed. `now`
+  // is the wall clock; expires_at_ms is set if the record has none.
   Session& restore(std::string_view client_id, const persistence::SessionRecord& r, int64_t now);
   // One of its subscriptions, as stored: into the topic tree, its share
   // group or its declared queue. False when it has no effect (a queue no

@@ -20,9 +20,12 @@ those left, takes its sessions). What is checked:
   finds its session within seconds;
 * three NATS servers routed as one (replicas: 3) and one of them killed
   as well, with node0: node0's client finds every acknowledged message;
+* a client connected to node0 when it was killed: its will goes out from
+  node1, and its session expires there when due;
 * the counters in $SYS, /metrics and /api/v1/stats.
 """
 
+import datetime
 import json
 import os
 import shutil
@@ -36,7 +39,7 @@ import fastclient as fc
 import mqttraw as m
 from conftest import HOST, free_port
 from natsrun import (Nats, NatsCluster, acked_seqs, nodes, publish_until_killed,  # noqa: F401 (fixture)
-                     stream_ready, sys_value, wait_acked, wait_sys)
+                     read_for, stream_ready, sys_value, wait_acked, wait_sys)
 
 pytestmark = pytest.mark.petrel_only
 
@@ -73,6 +76,14 @@ def park(node, cid, topic):
 
 def registry_settles():
     time.sleep(0.5)
+
+
+def logged_at(node, text):
+    """The time (s since the epoch) of the first line of the node's log
+    that contains `text`."""
+    line = next(x for x in node.log().splitlines() if text in x)
+    stamp = datetime.datetime.strptime(line.split()[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+    return stamp.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def reconnect(node, cid, timeout=60.0):
@@ -215,6 +226,41 @@ def test_a_node_stopped_its_client_finds_its_session_elsewhere(jsm, nodes):
     st = json.load(urllib.request.urlopen("http://%s:%d/api/v1/stats" % (HOST, b.config['http']['port']), timeout=5))
     assert st["cluster"]["adopted"]["sessions"] >= 1
     assert st["cluster"]["adopted"]["nodes"] == 1
+
+
+@pytest.mark.time_limit(150)
+def test_a_killed_nodes_client_has_its_will_sent_and_its_session_expire(jsm, nodes):
+    """An MQTT 5 client with a will and a session expiry of 4 s is
+    connected to node0 when node0 is killed. Once node1 takes node0's
+    sessions (another of node0's clients connecting to it), the will goes
+    out from node1 -- the connection ended without DISCONNECT, as when a
+    broker restarts on its store -- and the session ends there 4 s later:
+    a taken session's deadlines run, as a loaded one's do."""
+    a, b, c = three(jsm, nodes)
+    park(a, "trigger", "tg/#")
+    watcher = b.connected("will-watcher")
+    watcher.subscribe([("wl/#", 1)])
+    willing = a.connected("willing", version=5, clean=False, keepalive=600, props={"session_expiry_interval": 4},
+                will={"topic": "wl/willing", "payload": b"gone", "qos": 1})
+    registry_settles()
+    a.kill()
+    willing.close()
+    s = reconnect(b, "trigger")
+    assert s.session_present is True
+    taken = time.monotonic()
+    wills = []
+    while not wills and time.monotonic() - taken < 10:
+        wills = [x for x in read_for(watcher, 0.5) if x.topic == "wl/willing"]
+    assert wills and wills[0].payload == b"gone", "node0's client's will never came"
+    deadline = time.monotonic() + 15
+    while "session willing expired" not in b.log():
+        assert time.monotonic() < deadline, "the taken session never expired"
+        time.sleep(0.1)
+    # Its 4 s, from when it was taken (before the CONNACK above).
+    assert logged_at(b, "session willing expired") - logged_at(b, "durable sessions are served here") >= 3.9
+    again = b.client(version=5)
+    connack = again.connect("willing", clean=False, props={"session_expiry_interval": 60})
+    assert connack.session_present is False
 
 
 @pytest.mark.time_limit(240)
