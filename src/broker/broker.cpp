@@ -52,7 +52,7 @@ Broker::Broker(uv_loop_t* loop, Config cfg)
   cluster_.setOnUnanswered([this](uint64_t move) { moves_.unanswered(move); });
   // A down node's sessions taken here (src/cluster/adoption.h): the
   // CONNECTs that waited go on.
-  adoption_.setOnDone([this](uint64_t ticket) { resumeWaitingConnect(ticket, false); });
+  adoption_.setOnDone([this](uint64_t ticket, bool replaced) { resumeWaitingConnect(ticket, replaced); });
   sessions_.setMoveHook([this](Session& s, const Delivery& d) { moves_.delivered(s, d); });
   cluster_.setMoveCounters([this](Cluster::Counters& c) {
     const SessionMoves::Counters m = moves_.counters();

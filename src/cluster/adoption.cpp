@@ -86,14 +86,27 @@ bool Adoption::begin(const std::string& token, const std::string& name) {
   return true;
 }
 
-void Adoption::wait(const std::string& token, uint64_t ticket) {
+void Adoption::wait(const std::string& token, const std::string& client_id, uint64_t ticket) {
   auto it = jobs_.find(token);
   if (it == jobs_.end() || it->second->state == Job::State::Done) {
     ready_.push_back(ticket);  // goes on at the next tick (not from within the caller)
     if (!timer_.armed()) timers_.armAfter(timer_, kTickMs);
     return;
   }
-  it->second->waiting.push_back(ticket);
+  addWaiting(*it->second, client_id, ticket);
+}
+
+void Adoption::addWaiting(Job& j, const std::string& client_id, uint64_t ticket) {
+  for (auto& [client, t] : j.waiting) {
+    if (client != client_id) continue;
+    // The client connected again (it gave up waiting): the older
+    // connection closes, the newer CONNECT waits in its place.
+    const uint64_t older = t;
+    t = ticket;
+    if (on_done_) on_done_(older, true);
+    return;
+  }
+  j.waiting.emplace_back(client_id, ticket);
 }
 
 bool Adoption::waitFor(const std::string& client_id, uint64_t ticket) {
@@ -101,7 +114,7 @@ bool Adoption::waitFor(const std::string& client_id, uint64_t ticket) {
   for (auto& [token, j] : jobs_) {
     if (j->state == Job::State::Done) continue;
     if (std::find(j->clients.begin(), j->clients.end(), client_id) == j->clients.end()) continue;
-    j->waiting.push_back(ticket);
+    addWaiting(*j, client_id, ticket);
     return true;
   }
   return false;
@@ -384,10 +397,10 @@ void Adoption::finish(Job& j, bool ok) {
     std::error_code ec;
     std::filesystem::remove_all(scratch_dir_ + "/" + j.token, ec);
   }
-  std::vector<uint64_t> waiting = std::move(j.waiting);
+  auto waiting = std::move(j.waiting);
   j.waiting.clear();
-  for (uint64_t t : waiting)
-    if (on_done_) on_done_(t);
+  for (const auto& w : waiting)
+    if (on_done_) on_done_(w.second, false);
 }
 
 void Adoption::tick() {
@@ -396,7 +409,7 @@ void Adoption::tick() {
     std::vector<uint64_t> ready = std::move(ready_);
     ready_.clear();
     for (uint64_t t : ready)
-      if (on_done_) on_done_(t);
+      if (on_done_) on_done_(t, false);
   }
   std::vector<std::string> gone;
   for (auto& [token, jp] : jobs_) {

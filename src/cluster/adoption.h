@@ -105,11 +105,14 @@ class Adoption {
   bool busy(const std::string& token) const;
   // `client_id`'s session comes with an adoption not over yet.
   bool holding(const std::string& client_id) const { return holding_.count(client_id) != 0; }
-  // A CONNECT (waiting under `ticket`) for a session of node `token`: done(ticket) once its adoption is over.
-  void wait(const std::string& token, uint64_t ticket);
+  // A CONNECT of `client_id` (waiting under `ticket`) for a session of
+  // node `token`: done(ticket, false) once its adoption is over. A newer
+  // CONNECT of the same client replaces it: done(older ticket, true) at
+  // once, and that connection closes.
+  void wait(const std::string& token, const std::string& client_id, uint64_t ticket);
   // The same for a CONNECT of a client whose session is being taken; false when none is.
   bool waitFor(const std::string& client_id, uint64_t ticket);
-  void setOnDone(std::function<void(uint64_t ticket)> f) { on_done_ = std::move(f); }
+  void setOnDone(std::function<void(uint64_t ticket, bool replaced)> f) { on_done_ = std::move(f); }
   void afterCommit(uint64_t committed);
   void stop();
   Counters counters() const { return counters_; }
@@ -133,7 +136,7 @@ class Adoption {
     uint64_t commit_ticket = 0;
     std::unordered_map<std::string, Taken> taken;  // by client id, until installed
     std::vector<std::string> clients;  // the sessions taken
-    std::vector<uint64_t> waiting;     // CONNECT tickets
+    std::vector<std::pair<std::string, uint64_t>> waiting;  // CONNECTs: client id, ticket
     int64_t told_ms = 0;
     uint64_t settled_mark = 0;
     bool marked = false;
@@ -149,6 +152,7 @@ class Adoption {
   void install(Job& j);
   void mark(Job& j);
   void finish(Job& j, bool ok);
+  void addWaiting(Job& j, const std::string& client_id, uint64_t ticket);
   void arm();
   static void onTimer(Timer& t);
   void tick();
@@ -165,7 +169,7 @@ class Adoption {
   std::unordered_set<std::string> holding_;
   std::vector<uint64_t> ready_;  // CONNECTs that go on at the next tick
   uint32_t next_tag_ = 1;
-  std::function<void(uint64_t)> on_done_;
+  std::function<void(uint64_t, bool)> on_done_;
   Timer timer_;
   Counters counters_;
 };

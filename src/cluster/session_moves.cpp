@@ -130,7 +130,7 @@ void SessionMoves::toAdopter(In& in, const std::string token, const std::string 
     in_.erase(in.move);
     LOG_INFO("client %s: node %s is down; its session comes with the others this node takes", client_id.c_str(),
              name.c_str());
-    if (ticket) adoption_.wait(token, ticket);
+    if (ticket) adoption_.wait(token, client_id, ticket);
     return;
   }
   LOG_INFO("client %s: node %s is down; node %s takes its sessions, and this one takes the client's from there",

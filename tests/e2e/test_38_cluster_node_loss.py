@@ -21,7 +21,8 @@ those left, takes its sessions). What is checked:
 * three NATS servers routed as one (replicas: 3) and one of them killed
   as well, with node0: node0's client finds every acknowledged message;
 * a client connected to node0 when it was killed: its will goes out from
-  node1, and its session expires there when due;
+  node1, and its session expires there when due; one that connects again
+  while its session is being taken: only its newer connection gets it;
 * the counters in $SYS, /metrics and /api/v1/stats.
 """
 
@@ -226,6 +227,31 @@ def test_a_node_stopped_its_client_finds_its_session_elsewhere(jsm, nodes):
     st = json.load(urllib.request.urlopen("http://%s:%d/api/v1/stats" % (HOST, b.config['http']['port']), timeout=5))
     assert st["cluster"]["adopted"]["sessions"] >= 1
     assert st["cluster"]["adopted"]["nodes"] == 1
+
+
+@pytest.mark.time_limit(150)
+def test_a_client_connecting_again_while_its_session_is_taken_replaces_its_older_connect(jsm, nodes):
+    """node0 is killed; its client connects to node1 and, while node1 reads
+    node0's replica, gives up and connects again. The older connection
+    closes without a CONNACK (a client never has two), the newer one gets
+    the session with every message."""
+    a, b, c = three(jsm, nodes)
+    park(a, "twice", "tw/#")
+    registry_settles()
+    pub = fc.Pub(HOST, c.port, "pub-tw").connect()
+    pub.publish("tw/1", 5 * RAM_WINDOW, qos=1, window=500, timeout=60)
+    a.kill()
+    first = b.client(timeout=60)
+    first.send(m.connect("twice", 4, clean=False, keepalive=600))
+    wait_log(b, "node node0 is down: this node takes its durable sessions", timeout=30)
+    second = fc.Sub(HOST, b.port, "twice", version=4, clean=False)
+    connecting = threading.Thread(target=second.connect, kwargs=dict(connack_timeout=60), daemon=True)
+    connecting.start()
+    # Closed as the newer CONNECT comes, not when its own deadline runs out.
+    assert first.expect_closed(timeout=2) == [], "the older connection got packets"
+    connecting.join(60)
+    assert second.session_present is True
+    assert_all_there(second, {b"pub-tw": set(range(5 * RAM_WINDOW))})
 
 
 @pytest.mark.time_limit(150)
