@@ -267,7 +267,7 @@ def test_a_killed_nodes_client_has_its_will_sent_and_its_session_expire(jsm, nod
     watcher = b.connected("will-watcher")
     watcher.subscribe([("wl/#", 1)])
     willing = a.connected("willing", version=5, clean=False, keepalive=600, props={"session_expiry_interval": 4},
-                will={"topic": "wl/willing", "payload": b"gone", "qos": 1})
+                          will={"topic": "wl/willing", "payload": b"gone", "qos": 1})
     registry_settles()
     a.kill()
     willing.close()
