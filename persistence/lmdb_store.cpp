@@ -37,7 +37,18 @@ std::string_view view(const MDB_val& v) {
 // every later commit).
 class Txn {
  public:
-  explicit Txn(MDB_env* env, unsigned flags = MDB_RDONLY) { rc_ = mdb_txn_begin(env, nullptr, flags, &txn_); }
+  explicit Txn(MDB_env* env, unsigned flags = MDB_RDONLY) {
+    rc_ = mdb_txn_begin(env, nullptr, flags, &txn_);
+    unsigned env_flags = 0;
+    if (rc_ == MDB_MAP_RESIZED && mdb_env_get_flags(env, &env_flags) == 0 && (env_flags & MDB_RDONLY)) {
+      // A reader of a live broker's store (petrel inspect): the broker's
+      // map is larger than the one this process opened with. LMDB's
+      // remedy: take the size the file now has, and begin again (safe
+      // here: a read-only store has no other transaction open).
+      mdb_env_set_mapsize(env, 0);
+      rc_ = mdb_txn_begin(env, nullptr, flags, &txn_);
+    }
+  }
   ~Txn() {
     if (txn_) mdb_txn_abort(txn_);
   }
