@@ -248,7 +248,7 @@ void Bucket::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* c
     std::lock_guard<std::mutex> lock(self->mu_);
     if (pa) {
       ++self->counters_.put;
-    } else if (pae && transient(pae->Err)) {
+    } else if (pae && !refusedForGood(pae->Err, pae->ErrCode)) {
       // Tried again, unless the loop has put a newer value since.
       const std::string_view subject = natsMsg_GetSubject(msg);
       const size_t skip = 4 + self->bucket_.size() + 1;  // "$KV." bucket "."

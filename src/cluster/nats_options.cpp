@@ -76,6 +76,11 @@ bool transientNatsError(int status) {
   }
 }
 
+bool refusedForGood(int status, int js_error) {
+  return static_cast<natsStatus>(status) == NATS_MAX_PAYLOAD ||
+         static_cast<jsErrCode>(js_error) == JSStreamMessageExceedsMaximumErr;
+}
+
 void keepForGood(std::shared_ptr<void> p) {
   static auto* kept = new std::vector<std::shared_ptr<void>>();  // never freed, on purpose
   static auto* mu = new std::mutex();

@@ -37,4 +37,11 @@ void keepForGood(std::shared_ptr<void> p);
 // leader yet after a server died): what failed is tried again.
 bool transientNatsError(int status);
 
+// JetStream's answer to a publish refuses the message for good (larger
+// than the stream or NATS takes): trying it again cannot help. Any other
+// refusal (a stream electing a leader, a proposal that failed, limits
+// reached, no answer) may pass later, so the message is tried again and
+// what waits for it keeps waiting.
+bool refusedForGood(int status, int js_error);
+
 }  // namespace petrel::cluster

@@ -20,6 +20,7 @@ constexpr int kWaitMs = 2000;       // for a JetStream answer
 constexpr int kRetryMs = 1000;      // between attempts to open the stream
 constexpr int kMaxInFlight = 4096;  // copies awaiting JetStream's answer
 constexpr int kFetchBatch = 256;
+constexpr int kRefusedPauseMs = 100;  // before sending again what JetStream refused for now
 constexpr int kFetchWaitMs = 500;   // a fetch with nothing to take returns after this
 constexpr int64_t kAckWaitMs = 30 * 1000;  // a copy taken and not acknowledged comes again after this
 constexpr int64_t kDuplicatesMs = 2 * 60 * 1000;  // JetStream drops a copy stored twice within this
@@ -269,6 +270,13 @@ void Stream::runPublish() {
       // Stopping: one more pass for what waits, if the stream is open.
       if (stopping_ && (out_.empty() || !ready_)) break;
       last = stopping_;
+      if (refused_ && !last) {
+        // Refused a moment ago: sent again after a pause, not at once.
+        refused_ = false;
+        cv_.wait_for(lock, std::chrono::milliseconds(kRefusedPauseMs), [this] { return stopping_; });
+        if (stopping_ && !ready_) break;
+        last = stopping_;
+      }
       batch.swap(out_);
     }
     if (!ready_ && !open()) {
@@ -315,8 +323,8 @@ void Stream::runPublish() {
         batch.clear();
         break;
       }
-      LOG_WARN("cluster: messages for another node not stored in stream %s: %s", stream_.c_str(),
-               natsErrorText(s).c_str());
+      LOG_WARN("cluster: messages for another node not stored in stream %s (acknowledged to their publishers "
+               "without it): %s", stream_.c_str(), natsErrorText(s).c_str());
       std::lock_guard<std::mutex> lock(mu_);
       done_.push_back({o.token, false});
       batch.pop_front();
@@ -366,10 +374,22 @@ void Stream::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* c
       if (pa) {
         if (known) self->done_.push_back({token, true});
         wake = self->done_.size() == 1;
-      } else if (pae && transient(pae->Err) && !self->stopping_ && known) {
+      } else if (pae && !refusedForGood(pae->Err, pae->ErrCode) && !self->stopping_ && known) {
         // Tried again with the same id: if JetStream stored it after all,
-        // its duplicate window drops the second copy.
+        // its duplicate window drops the second copy. Until it is stored
+        // its publisher's PUBACK waits: a refusal for now (a stream
+        // electing a leader answers with one) is no reason to release it.
         ++self->counters_.retried;
+        if (!transient(pae->Err)) {
+          self->refused_ = true;
+          const std::string why = pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err);
+          if (why != self->last_refusal_) {
+            LOG_WARN("cluster: stream %s refused messages for another node for now (%s, JetStream error %d); "
+                     "they are tried again and their publishers wait", self->stream_.c_str(), why.c_str(),
+                     int(pae->ErrCode));
+            self->last_refusal_ = why;
+          }
+        }
         Out o;
         o.subject = natsMsg_GetSubject(msg);
         o.body.assign(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg)));
@@ -380,7 +400,8 @@ void Stream::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* c
       } else {
         if (known) self->done_.push_back({token, false});
         wake = self->done_.size() == 1;
-        LOG_WARN("cluster: messages for another node not stored in stream %s: %s", self->stream_.c_str(),
+        LOG_WARN("cluster: messages for another node not stored in stream %s (acknowledged to their publishers "
+                 "without it): %s", self->stream_.c_str(),
                  pae && pae->ErrText ? pae->ErrText : pae ? natsStatus_GetText(pae->Err) : "refused");
       }
     }

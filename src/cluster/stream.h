@@ -80,7 +80,7 @@ class Stream {
     bool stored;  // false: refused for good (too large, no such stream)
   };
   struct Counters {
-    uint64_t retried = 0;  // stream messages tried again (no answer, no leader yet)
+    uint64_t retried = 0;  // stream messages tried again (no answer, no leader yet, refused for now)
     bool ready = false;    // the stream and this node's consumer are open
   };
 
@@ -180,6 +180,10 @@ class Stream {
   std::vector<Done> done_;
   Counters counters_;
   bool stopping_ = false;
+  // JetStream refused copies it may take later (onAck): the publisher
+  // waits a moment before sending them again; the refusal last logged.
+  bool refused_ = false;
+  std::string last_refusal_;
   std::thread publisher_;
   std::thread fetcher_;
 };

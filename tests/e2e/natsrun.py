@@ -80,12 +80,34 @@ class Nats:
             self.proc.kill()
             self.proc.wait(5)
 
+    def request(self, subject, payload=b"", timeout=5.0):
+        """A NATS request through this server, in NATS's own text
+        protocol; the reply's payload."""
+        with socket.create_connection((HOST, self.port), timeout=timeout) as sock:
+            sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.petrel 1\r\n'
+                         b"PUB %s _INBOX.petrel %d\r\n%s\r\n" % (subject.encode(), len(payload), payload))
+            buf = b""
+            while True:
+                head, sep, rest = buf.partition(b"\r\n")
+                if sep and head.startswith(b"MSG "):
+                    size = int(head.split()[-1])
+                    if len(rest) >= size + 2:
+                        return rest[:size]
+                elif sep:
+                    if head.startswith(b"PING"):
+                        sock.sendall(b"PONG\r\n")
+                    buf = rest
+                    continue
+                chunk = sock.recv(65536)
+                assert chunk, "the NATS server closed the connection"
+                buf += chunk
+
 
 class NatsCluster:
     """Three nats-servers routed to each other: one NATS of three servers."""
 
-    def __init__(self, workdir, jetstream=False):
-        self.servers = [Nats(workdir, jetstream=jetstream) for _ in range(3)]
+    def __init__(self, workdir, jetstream=False, monitor=False):
+        self.servers = [Nats(workdir, jetstream=jetstream, monitor=monitor) for _ in range(3)]
         self.route_ports = [free_port() for _ in range(3)]
 
     def start(self):
@@ -99,6 +121,32 @@ class NatsCluster:
     def stop(self):
         for srv in self.servers:
             srv.kill()
+
+    def step_down(self, name):
+        """Has JetStream stream `name` elect another leader; its answer."""
+        srv = next(x for x in self.servers if x.proc and x.proc.poll() is None)
+        return json.loads(srv.request("$JS.API.STREAM.LEADER.STEPDOWN." + name))
+
+    def stream_leader(self, name, timeout=10.0):
+        """The server that leads JetStream stream `name` (monitor=True)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for srv in self.servers:
+                if not srv.proc or srv.proc.poll() is not None:
+                    continue
+                url = "http://%s:%d/jsz?streams=true" % (HOST, srv.monitor_port)
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as r:
+                        jsz = json.load(r)
+                except OSError:
+                    continue
+                for acc in jsz.get("account_details", []):
+                    for st in acc.get("stream_detail", []):
+                        leader = st.get("cluster", {}).get("leader")
+                        if st["name"] == name and leader:
+                            return next(x for x in self.servers if "n%d" % x.port == leader)
+            assert time.monotonic() < deadline, "stream %s has no leader" % name
+            time.sleep(0.1)
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ import fastclient as fc
 import mqttraw as m
 from conftest import HOST, free_port
 from natsrun import (Nats, NatsCluster, acked_seqs, js, nodes, receive, route_ready,  # noqa: F401 (fixtures)
-                     stream_ready, sys_value, wait_sys)
+                     stream_ready, sys_value, wait_acked, wait_sys)
 
 pytestmark = pytest.mark.petrel_only
 
@@ -303,6 +303,39 @@ def test_a_nats_server_killed_under_load_nothing_acknowledged_is_lost(tmp_path, 
         assert not t.err, t.err
         missing = drain_until_all(sb, b"pub-r3", range(n), 60)
         assert not missing, "%d acknowledged messages lost" % len(missing)
+    finally:
+        nc.stop()
+
+
+@pytest.mark.time_limit(150)
+def test_the_streams_leader_changing_under_load_nothing_acknowledged_is_lost(tmp_path, nodes):
+    # The stream's leader steps down three times, then its server is
+    # killed. JetStream may refuse what it is sent while the stream elects
+    # a new leader: each refusal is tried again; the PUBACK waits.
+    nc = NatsCluster(tmp_path, jetstream=True, monitor=True).start()
+    try:
+        a, b = nodes(nc, 2, persistence={"enabled": True}, limits=BIG_QUEUES, cluster={"replicas": 3})
+        stream_ready(a, b)
+        sb = durable(b, "lead-sub", "lead/#")
+        ready_for(a, b, "lead/probe")
+        pub = fc.Pub(HOST, a.port, "pub-lead", version=4).connect()
+        n = (5 if SANITIZED else 20) * WINDOW
+        t = publish_in_background(pub, "lead/t", n)
+        for k in (1, 2, 3):
+            wait_acked(pub, k * n // 8)
+            answer = nc.step_down("petrel_messages")
+            assert answer.get("success"), answer
+        wait_acked(pub, n // 2)
+        leader = nc.stream_leader("petrel_messages")
+        leader.kill()
+        t.join(120)
+        assert not t.err, t.err
+        missing = drain_until_all(sb, b"pub-lead", range(n), 60)
+        assert not missing, "%d acknowledged messages lost" % len(missing)
+        logs = a.log() + b.log()
+        assert "acknowledged to their publishers without it" not in logs
+        print("the stream's leader stepped down 3 times and killed under load: %d acknowledged, none lost; refused "
+              "for a while: %s" % (n, "refused messages for another node for now" in logs))
     finally:
         nc.stop()
 
