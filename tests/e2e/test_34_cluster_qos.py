@@ -17,7 +17,8 @@ checked:
 * kill -9 of the receiving node under the same load, restarted: every
   acknowledged message reaches its durable subscriber;
 * three NATS servers (the stream on all three), kill -9 of one under load:
-  nothing acknowledged is lost;
+  nothing acknowledged is lost; nor when the stream's leader steps down
+  three times under load and its server is then killed;
 * the counters in $SYS, /metrics and /api/v1/stats.
 """
 
