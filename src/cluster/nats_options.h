@@ -39,7 +39,7 @@ bool transientNatsError(int status);
 
 // JetStream's answer to a publish refuses the message for good (larger
 // than the stream or NATS takes): trying it again cannot help. Any other
-// refusal (a stream electing a leader, a proposal that failed, limits
+// refusal (JetStream unavailable for now, a store that failed, a limit
 // reached, no answer) may pass later, so the message is tried again and
 // what waits for it keeps waiting.
 bool refusedForGood(int status, int js_error);

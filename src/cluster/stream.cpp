@@ -377,8 +377,8 @@ void Stream::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* c
       } else if (pae && !refusedForGood(pae->Err, pae->ErrCode) && !self->stopping_ && known) {
         // Tried again with the same id: if JetStream stored it after all,
         // its duplicate window drops the second copy. Until it is stored
-        // its publisher's PUBACK waits: a refusal for now (a stream
-        // electing a leader answers with one) is no reason to release it.
+        // its publisher's PUBACK waits: a refusal that may pass (a limit
+        // reached, JetStream unavailable for now) is no reason to release it.
         ++self->counters_.retried;
         if (!transient(pae->Err)) {
           self->refused_ = true;

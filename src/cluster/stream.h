@@ -77,7 +77,7 @@ class Stream {
   };
   struct Done {
     uint64_t token;
-    bool stored;  // false: refused for good (too large, no such stream)
+    bool stored;  // false: given up (too large; or refused while the stream stops)
   };
   struct Counters {
     uint64_t retried = 0;  // stream messages tried again (no answer, no leader yet, refused for now)

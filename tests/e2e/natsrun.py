@@ -122,10 +122,22 @@ class NatsCluster:
         for srv in self.servers:
             srv.kill()
 
-    def step_down(self, name):
-        """Has JetStream stream `name` elect another leader; its answer."""
-        srv = next(x for x in self.servers if x.proc and x.proc.poll() is None)
-        return json.loads(srv.request("$JS.API.STREAM.LEADER.STEPDOWN." + name))
+    def step_down(self, name, timeout=30.0):
+        """Has JetStream stream `name` elect another leader, once it has
+        one (while it elects one, the request goes unanswered or is
+        refused: asked again)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.stream_leader(name, timeout=max(0.1, deadline - time.monotonic()))
+            srv = next(x for x in self.servers if x.proc and x.proc.poll() is None)
+            try:
+                answer = json.loads(srv.request("$JS.API.STREAM.LEADER.STEPDOWN." + name, timeout=2.0))
+            except OSError as e:
+                answer = {"error": str(e)}
+            if answer.get("success"):
+                return
+            assert time.monotonic() < deadline, "stream %s did not step down: %s" % (name, answer)
+            time.sleep(0.2)
 
     def stream_leader(self, name, timeout=10.0):
         """The server that leads JetStream stream `name` (monitor=True)."""

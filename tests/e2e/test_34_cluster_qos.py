@@ -311,8 +311,8 @@ def test_a_nats_server_killed_under_load_nothing_acknowledged_is_lost(tmp_path, 
 @pytest.mark.time_limit(150)
 def test_the_streams_leader_changing_under_load_nothing_acknowledged_is_lost(tmp_path, nodes):
     # The stream's leader steps down three times, then its server is
-    # killed. JetStream may refuse what it is sent while the stream elects
-    # a new leader: each refusal is tried again; the PUBACK waits.
+    # killed. What JetStream is sent meanwhile is answered late, or not at
+    # all, or refused: each copy is tried again, and its PUBACK waits.
     nc = NatsCluster(tmp_path, jetstream=True, monitor=True).start()
     try:
         a, b = nodes(nc, 2, persistence={"enabled": True}, limits=BIG_QUEUES, cluster={"replicas": 3})
@@ -324,8 +324,7 @@ def test_the_streams_leader_changing_under_load_nothing_acknowledged_is_lost(tmp
         t = publish_in_background(pub, "lead/t", n)
         for k in (1, 2, 3):
             wait_acked(pub, k * n // 8)
-            answer = nc.step_down("petrel_messages")
-            assert answer.get("success"), answer
+            nc.step_down("petrel_messages")
         wait_acked(pub, n // 2)
         leader = nc.stream_leader("petrel_messages")
         leader.kill()
