@@ -22,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import mqttraw  # noqa: E402
+import ports  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
 TARGET = os.environ.get("PETREL_TEST_TARGET", "petrel")
@@ -107,9 +108,7 @@ def _bounded_test(request):
 
 
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    return ports.free_port(HOST)
 
 
 def merge(base, override):

@@ -51,9 +51,17 @@ class Nats:
                                      stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            # Its own process must be the one listening: another server on
+            # the same port would answer too.
+            if self.proc.poll() is not None:
+                with open(self.log_path, "rb") as f:
+                    tail = f.read()[-600:].decode(errors="replace")
+                raise AssertionError("nats-server on port %d exited at start:\n%s" % (self.port, tail))
             try:
                 with socket.create_connection((HOST, self.port), timeout=0.2):
-                    return self
+                    time.sleep(0.05)
+                    if self.proc.poll() is None:
+                        return self
             except OSError:
                 time.sleep(0.05)
         raise AssertionError("nats-server did not come up")

@@ -17,17 +17,16 @@ import subprocess
 import tempfile
 import time
 
+import ports
+
 PETREL_BIN = os.environ.get("PETREL_BIN", "build/petrel")
 
 
 # --------------------------------------------------------------------------
 # Ports and processes
 
+free_port = ports.free_port
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port, timeout=10.0, proc=None):
