@@ -114,6 +114,7 @@ MetricsSnapshot Monitor::snapshot() {
   if (uv_getrusage(&ru) == 0)
     s.cpu_seconds = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                     static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  s.threads = threadCpu();
   s.stats = p_.stats;
   const Totals& t = totals();
   s.connections_open = t.connections_open;

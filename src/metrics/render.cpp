@@ -39,6 +39,12 @@ std::string prometheusText(const MetricsSnapshot& s) {
   gauge("process_resident_memory_bytes", "Resident memory of the process.", s.resident_bytes);
   e.family("process_cpu_seconds_total", "counter", "CPU time of the process (user and system).");
   e.sample("process_cpu_seconds_total", s.cpu_seconds);
+  if (!s.threads.empty()) {
+    e.family("petrel_thread_cpu_seconds_total", "counter",
+             "CPU time (user and system) of the broker's threads: main (sessions, routing, the store's batches), "
+             "petrel-io-N (worker loops: sockets, TLS, WebSocket), petrel-store (commits), other (the rest).");
+    for (const ThreadCpu& t : s.threads) e.sample("petrel_thread_cpu_seconds_total", t.seconds, {{"thread", t.thread}});
+  }
   gauge("petrel_loop_lag_last_seconds", "How late the loop ran its last lag probe timer.", s.lag_last_s);
   histogram(e, "petrel_loop_lag_seconds", "How late the event loop runs a timer that is due (probed every 250 ms).",
             s.lag_bounds, s.lag_counts, s.lag_sum_s);
@@ -467,6 +473,9 @@ std::string statsJson(const MetricsSnapshot& s, size_t max_groups) {
   j.endObject();
 
   j.member("loop_lag_seconds", s.lag_last_s);
+  j.key("thread_cpu_seconds").beginObject();
+  for (const ThreadCpu& t : s.threads) j.member(t.thread, t.seconds);
+  j.endObject();
   j.endObject();
   return j.take();
 }

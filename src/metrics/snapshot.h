@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "src/metrics/stats.h"
+#include "src/metrics/thread_cpu.h"
 #include "src/metrics/top_topics.h"
 
 namespace petrel {
@@ -91,6 +92,9 @@ struct MetricsSnapshot {
     std::vector<Node> nodes;
   };
   Cluster cluster;
+
+  // CPU time of the broker's threads (thread_cpu.h).
+  std::vector<ThreadCpu> threads;
 
   std::vector<double> lag_bounds;
   std::vector<uint64_t> lag_counts;

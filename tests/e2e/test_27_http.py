@@ -207,6 +207,44 @@ def test_metrics_are_valid_exposition_and_counters_move(make_broker, tmp_path):
     assert moved("petrel_connections_refused_total", reason="protocol") == 1
 
 
+def test_thread_cpu_says_which_loop_is_busy(make_broker):
+    # Two worker loops: the main loop, both workers and the store's writer
+    # are reported by name, and traffic through the workers' sockets moves
+    # their CPU time (50,000 messages of 1 KB in, and out again).
+    import fastclient as fc
+    b = http_broker(make_broker, workers=2, persistence={"enabled": True, "sync": "periodic"},
+                    limits={"max_inflight": 1000, "max_queued_messages": 0})
+    sub = fc.Sub(HOST, b.port, "cpu-sub", version=4).connect("cpu/#", 1)
+    pub = fc.Pub(HOST, b.port, "cpu-pub").connect()
+    before = scrape(b)
+    threads = {dict(pairs)["thread"] for (n, pairs) in before["petrel_thread_cpu_seconds_total"]["samples"]}
+    assert {"main", "petrel-io-1", "petrel-io-2", "petrel-store"} <= threads, threads
+    assert before["petrel_thread_cpu_seconds_total"]["type"] == "counter"
+    n = 50_000
+    pub.publish("cpu/a", n, qos=1, payload_size=1024)
+    assert fc.run([sub], lambda: sub.unique() >= n, 60), sub.unique()
+    after = scrape(b)
+
+    def cpu(families, thread):
+        return value(families, "petrel_thread_cpu_seconds_total", thread=thread)
+    io = sum(cpu(after, t) - cpu(before, t) for t in ("petrel-io-1", "petrel-io-2"))
+    assert io > 0, io
+    assert cpu(after, "main") > cpu(before, "main")
+    status, _, body = get(b, "/api/v1/stats")
+    assert status == 200
+    stats = json.loads(body)["thread_cpu_seconds"]
+    assert set(stats) == threads | ({"other"} if "other" in stats else set()), stats
+    assert stats["main"] >= cpu(after, "main")
+    sub.close()
+    pub.close()
+
+
+def test_one_loop_has_no_worker_threads_to_report(make_broker):
+    b = http_broker(make_broker, workers=1)
+    threads = {dict(pairs)["thread"] for (n, pairs) in scrape(b)["petrel_thread_cpu_seconds_total"]["samples"]}
+    assert "main" in threads and not any(t.startswith("petrel-io-") for t in threads), threads
+
+
 def test_health_and_readiness(make_broker):
     b = http_broker(make_broker)
     assert get(b, "/healthz")[0::2] == (200, b"ok\n")
