@@ -3,9 +3,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <map>
 #include <utility>
 
