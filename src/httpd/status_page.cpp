@@ -36,6 +36,7 @@ const std::string_view kStatusHtml = R"PAGE(<!DOCTYPE html>
     <div class="panel"><h2>Share groups <span id="groups-count" class="dim"></span></h2><table id="groups"><thead><tr><th>group · filter</th><th class="num">members</th><th class="num">queued</th><th class="num">in flight</th><th class="barcol"></th></tr></thead><tbody></tbody></table><p class="empty" id="groups-empty">no share groups</p></div>
     <div class="panel"><h2>Bridges</h2><table id="bridges"><thead><tr><th>bridge</th><th class="num">forwarded</th><th class="num">received</th><th class="num">queued</th><th class="num">reconnects</th></tr></thead><tbody></tbody></table><p class="empty" id="bridges-empty">no bridges</p>
       <h2 class="second">Delayed</h2><p id="delayed" class="dim"></p>
+      <h2 class="second">CPU by thread</h2><p id="threads" class="dim" title="main: sessions and routing; petrel-io-N: the worker loops' sockets; petrel-store: the store's commits"></p>
       <h2 class="second">Cluster</h2><p id="cluster" class="dim"></p><table id="nodes"><thead><tr><th>node</th><th class="num">clients</th><th class="num">sessions</th><th class="num">filters</th><th class="num">sent</th><th class="num">received</th></tr></thead><tbody></tbody></table><p class="empty" id="nodes-empty"></p></div>
   </section>
 </main>
@@ -202,6 +203,21 @@ const std::string_view kStatusJs = R"PAGE("use strict";
   }
 
   let last = null;
+  let lastCpu = null;
+  // A share of one CPU per thread since the last poll (at least half a
+  // second before: the kernel counts in ticks); its total until then.
+  function threads(s) {
+    const cpu = s.thread_cpu_seconds || {};
+    const names = Object.keys(cpu);
+    if (!names.length) return "–";
+    if (lastCpu && s.uptime_seconds - lastCpu.at < 0.5) return null;
+    const dt = lastCpu ? s.uptime_seconds - lastCpu.at : 0;
+    const text = names.map((t) => dt > 0
+      ? t + " " + Math.round(Math.max(0, cpu[t] - (lastCpu.cpu[t] || 0)) / dt * 100) + " %"
+      : t + " " + cpu[t].toFixed(1) + " s").join(" · ");
+    lastCpu = { at: s.uptime_seconds, cpu: cpu };
+    return text;
+  }
   function show(s) {
     last = s;
     $("version").textContent = "version " + s.version;
@@ -263,6 +279,8 @@ const std::string_view kStatusJs = R"PAGE("use strict";
       ? "pending " + num(s.delayed.pending) + " · fired " + num(s.delayed.fired) + " · dropped " +
         num(s.delayed.dropped) + " · refused " + num(s.delayed.refused)
       : "off";
+    const t = threads(s);
+    if (t !== null) $("threads").textContent = t;
     const c = s.cluster;
     $("cluster").textContent = c && c.enabled
       ? "node " + c.node + " · " + (c.up ? "linked" : "link down") + " · sent " + num(c.sent) +

@@ -274,7 +274,7 @@ def test_stats_json_and_the_status_page(make_broker):
             break
         time.sleep(0.25)
     for key in ("version", "uptime_seconds", "clients", "rates", "history", "messages", "top_topics",
-                "share_groups", "store", "bridges", "delayed", "loop_lag_seconds"):
+                "share_groups", "store", "bridges", "delayed", "loop_lag_seconds", "thread_cpu_seconds"):
         assert key in stats, key
     assert stats["clients"]["connected"] == 2
     assert stats["top_topics"][0]["topic"] == "tasks/hot"
@@ -297,6 +297,15 @@ def test_stats_json_and_the_status_page(make_broker):
     assert b"/api/v1/stats" in js and b"innerHTML" not in js
     assert b"http://" not in js and b"https://" not in js
     assert get(b, "/status.css")[0] == 200
+    # Rendered by a real browser: the CPU line names the main loop.
+    chromium = shutil.which("chromium")
+    if not chromium:
+        pytest.skip("chromium not installed: the status page is not rendered")
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
+                          "--dump-dom", "http://%s:%d/" % (HOST, b.http_port)],
+                         capture_output=True, text=True, timeout=25).stdout
+    line = re.search(r'<p id="threads"[^>]*>([^<]*)', dom)
+    assert line and re.match(r"main [0-9.]+ (s|%)", line.group(1)), dom[-2000:]
 
 
 def test_basic_auth(make_broker, tmp_path):
