@@ -179,6 +179,10 @@ class Broker : private BrokerParts {
   void armConnectionTimer(Connection& c);
   void connectionTimeout(Connection& c);
   bool handshakeTimedOut(Connection& c, uint64_t now);
+  // The broker holds `c`'s CONNECT under `ticket` (Connection::auth_ticket):
+  // input paused, answered within limits.max_connect_wait.
+  void holdConnect(Connection& c, uint64_t ticket);
+  uint64_t connectHeldMs() const { return uint64_t(cfg_.max_connect_wait) * 1000; }
   static void onConnectionTimer(Timer& t);
   static void onSysTimer(Timer& t);
   static void onCheck(uv_check_t* h);

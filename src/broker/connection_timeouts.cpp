@@ -3,9 +3,9 @@
 // * no CONNECT within kConnectTimeoutMs of the last byte received; a
 //   CONNECT the broker holds (its password being checked, its session on
 //   its way from another node: Connection::auth_ticket) is not the client's
-//   delay, and is answered Server unavailable only after kConnectHeldMs,
-//   beyond the longest wait the cluster allows itself
-//   (SessionMoves::kAdoptWaitMs),
+//   delay, and is answered Server unavailable only after
+//   limits.max_connect_wait (by default 120 s, beyond the longest wait the
+//   cluster allows itself, SessionMoves::kAdoptWaitMs),
 // * no TLS handshake within the listener's tls.handshake_timeout_ms,
 // * no WebSocket upgrade within its websocket.handshake_timeout_ms of the
 //   accept,
@@ -23,7 +23,6 @@ namespace petrel {
 
 namespace {
 constexpr uint64_t kConnectTimeoutMs = 10'000;
-constexpr uint64_t kConnectHeldMs = 120'000;
 constexpr uint64_t kLingerMs = 1000;
 // A closing connection still writing its last output is looked at again
 // this often (it becomes half-closed, or its handle closes).
@@ -41,7 +40,7 @@ void Broker::armConnectionTimer(Connection& c) {
   } else if (c.closing()) {
     due = timers_.now() + kClosingRecheckMs;
   } else if (!c.connected && c.auth_ticket) {
-    due = c.last_rx_ms + kConnectHeldMs + 1;  // its input is paused meanwhile
+    due = c.last_rx_ms + connectHeldMs() + 1;  // its input is paused meanwhile
   } else if (!c.connected) {
     due = c.last_rx_ms + kConnectTimeoutMs + 1;
     if (c.tlsHandshaking() && c.listener)
@@ -69,9 +68,10 @@ void Broker::connectionTimeout(Connection& c) {
   if (c.handleClosed()) return;  // freed once the close completes
   if (!c.closing()) {
     if (!c.connected && c.auth_ticket) {
-      if (now - c.last_rx_ms > kConnectHeldMs) {
-        LOG_WARN("client from %s: its CONNECT waited %llu s for this broker; answered Server unavailable",
-                 c.peer().c_str(), static_cast<unsigned long long>(kConnectHeldMs / 1000));
+      if (now - c.last_rx_ms > connectHeldMs()) {
+        LOG_WARN("client from %s: its CONNECT waited %u s for this broker (limits.max_connect_wait); "
+                 "answered Server unavailable",
+                 c.peer().c_str(), cfg_.max_connect_wait);
         forgetHeldConnect(c);
         ++stats_.connections_refused[static_cast<size_t>(Refusal::Other)];
         sendConnackError(c, c.version, mqtt::Reason::ServerUnavailable);

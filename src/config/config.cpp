@@ -475,6 +475,7 @@ void parseRoot(const YAML::Node& root, Config& c) {
          {"max_topic_levels", [&](const YAML::Node& v, const std::string& kk) { c.max_topic_levels = readInt<uint32_t>(v, kk, 1, 65535); }},
          {"max_keepalive", [&](const YAML::Node& v, const std::string& kk) { c.max_keepalive = readInt<uint16_t>(v, kk, 0, u16max); }},
          {"max_session_expiry", [&](const YAML::Node& v, const std::string& kk) { c.max_session_expiry = readInt<uint32_t>(v, kk, 0, u32max); }},
+         {"max_connect_wait", [&](const YAML::Node& v, const std::string& kk) { c.max_connect_wait = readInt<uint32_t>(v, kk, 1, 86400); }},
          {"max_queued_bytes", [&](const YAML::Node& v, const std::string& kk) { c.max_queued_bytes = readInt<uint64_t>(v, kk, 0, 1ll << 50); }},
          {"max_client_output", [&](const YAML::Node& v, const std::string& kk) { c.max_client_output = readInt<uint64_t>(v, kk, 1 << 20, 1ll << 40); }},
          {"max_output_memory", [&](const YAML::Node& v, const std::string& kk) { c.max_output_memory = readInt<uint64_t>(v, kk, 1 << 20, 1ll << 44); }},

@@ -155,6 +155,11 @@ struct Config {
   uint32_t max_topic_levels = 128;
   uint16_t max_keepalive = 65535;
   uint32_t max_session_expiry = 0xFFFFFFFF;
+  // Seconds a CONNECT the broker itself holds (its password being checked,
+  // its session on its way from another node) may wait before it is
+  // answered Server unavailable. The default is longer than the cluster's
+  // longest wait (SessionMoves::kAdoptWaitMs, 60 s).
+  uint32_t max_connect_wait = 120;
 
   uint64_t max_queued_bytes = 0;  // per session, payload bytes; 0 = no limit
   // Output buffered for one client (bytes not yet taken by its socket)

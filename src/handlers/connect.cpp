@@ -103,9 +103,8 @@ void Broker::handleConnect(Connection& c, const mqtt::Frame& f) {
     w->listener = c.listener;
     w->passwords = std::move(pw);
     w->connect = std::move(p);
-    c.auth_ticket = w->ticket;
     pending_auth_[w->ticket] = &c;
-    c.pauseInput();
+    holdConnect(c, w->ticket);
     auth_queue_.push_back(w);
     startPasswordChecks();
     return;
@@ -162,14 +161,21 @@ void Broker::resumeConnect(Connection& c, mqtt::Connect&& p, const PasswordFile:
   c.resumeInput();  // what the client sent meanwhile
 }
 
+void Broker::holdConnect(Connection& c, uint64_t ticket) {
+  c.auth_ticket = ticket;
+  c.pauseInput();
+  // Its deadline is now limits.max_connect_wait, which may be sooner than
+  // the one for a socket yet to send its CONNECT.
+  armConnectionTimer(c);
+}
+
 bool Broker::waitForInputOf(Connection& old, Connection& c, mqtt::Connect& p, const PasswordFile::Result* checked) {
   const uint64_t ticket = next_auth_ticket_++;
   if (!old.syncInput([this, ticket] { inputOfOldRead(ticket); })) return false;
-  c.auth_ticket = ticket;
   WaitingConnect w{&c, std::move(p), std::nullopt};
   if (checked) w.checked = *checked;
   waiting_connects_.emplace(ticket, std::move(w));
-  c.pauseInput();
+  holdConnect(c, ticket);
   return true;
 }
 
@@ -238,11 +244,10 @@ void Broker::continueConnect(Connection& c, mqtt::Connect&& p, const PasswordFil
   if (!old_input_read && !assigned && (!p.clean_start || moves_.movingIn(p.client_id))) {
     const uint64_t ticket = next_auth_ticket_++;
     if (moves_.moveIn(p.client_id, ticket)) {
-      c.auth_ticket = ticket;
       WaitingConnect w{&c, std::move(p), std::nullopt};
       if (checked) w.checked = *checked;
       waiting_connects_.emplace(ticket, std::move(w));
-      c.pauseInput();
+      holdConnect(c, ticket);
       return;
     }
   }

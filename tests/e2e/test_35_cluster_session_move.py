@@ -24,12 +24,13 @@ import os
 import signal
 import threading
 import time
+import urllib.request
 
 import pytest
 
 import fastclient as fc
 import mqttraw as m
-from conftest import HOST
+from conftest import HOST, free_port
 from natsrun import Nats, js, nodes, receive, stream_ready, sys_value, wait_sys  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.petrel_only
@@ -444,6 +445,44 @@ def test_a_connect_held_past_the_connect_deadline_still_gets_its_session(js, nod
     assert took > 10.0
     assert s2.session_present is True
     assert "no CONNECT within" not in b.log()
+    assert_none_lost([pub], [], s2)
+
+
+@pytest.mark.time_limit(120)
+def test_a_connect_held_past_max_connect_wait_is_refused_and_nothing_is_lost(js, nodes):
+    """limits.max_connect_wait (3 s here, 120 by default): B's link to NATS
+    is down when the client, whose session is on A, connects to B. B holds
+    the CONNECT for the link; after 3 s it answers Server unavailable
+    (0x88), closes the connection, logs it and counts it as refused
+    ("other"). Once NATS is back, the client's next CONNECT to B gets its
+    session, with every message queued on A."""
+    hp = free_port()
+    a, = nodes(js, 1, persistence={"enabled": True}, limits=BIG_QUEUES)
+    b, = nodes(js, 1, persistence={"enabled": True}, limits=dict(BIG_QUEUES, max_connect_wait=3),
+               http={"enabled": True, "address": HOST, "port": hp})
+    stream_ready(a, b)
+    offline_subscriber(a, "refused", "rf/#")
+    pub = fc.Pub(HOST, a.port, "pub-rf").connect()
+    pub.publish("rf/1", 3 * RAM_WINDOW, qos=1, window=500, timeout=60)
+    js.stop()
+    wait_log(b, "link to NATS lost", timeout=10)
+    c = b.client(version=5, timeout=15)
+    t0 = time.monotonic()
+    connack = c.connect("refused", clean=False, props={"session_expiry_interval": 0xFFFFFFFF},
+                        expect_reason=0x88)
+    took = time.monotonic() - t0
+    print("CONNACK 0x%02x after %.3f s" % (connack.reason, took))
+    assert connack.session_present is False
+    assert 3.0 < took < 6.0, took
+    c.expect_closed(timeout=5)
+    assert "waited 3 s for this broker (limits.max_connect_wait)" in b.log()
+    text = urllib.request.urlopen("http://%s:%d/metrics" % (HOST, hp), timeout=5).read().decode()
+    assert 'petrel_connections_refused_total{reason="other"} 1' in text
+    js.start()
+    wait_log(b, "cluster: reconnected to", timeout=20)
+    s2 = fc.Sub(HOST, b.port, "refused", version=4, clean=False)
+    s2.connect(connack_timeout=30)
+    assert s2.session_present is True
     assert_none_lost([pub], [], s2)
 
 
