@@ -102,7 +102,7 @@ persistence::QueueRecord queueRecord(const Delivery& d, uint16_t pid, bool relea
   q.released = released;
   q.packet_id = pid;
   q.bytes = static_cast<uint32_t>(d.msg->payload.size());
-  q.subscription_ids = d.subscription_ids;
+  q.subscription_ids = d.subscription_ids.toVector();
   if (d.group) {
     q.group = d.group->owner();
     q.queued_at_ms = d.group_queued_at_ms;

@@ -20,6 +20,7 @@
 #include "src/routing/message.h"
 #include "src/routing/retained_store.h"
 #include "src/routing/topic_tree.h"
+#include "src/sessions/subscription_ids.h"
 
 namespace petrel {
 
@@ -86,7 +87,7 @@ class Router {
     Session* session;
     uint8_t qos;
     bool retain_as_published;
-    std::vector<uint32_t> ids;
+    SubscriptionIds ids;
   };
 
   void remove(Session& s, std::string_view key, bool all);

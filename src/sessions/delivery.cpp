@@ -220,7 +220,7 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
       if (m.props) tmp = *m.props;
       else tmp = mqtt::Properties{};
       if (m.expires_at_ms) tmp.message_expiry_interval = expiry_left;
-      tmp.subscription_identifiers = d.subscription_ids;
+      tmp.subscription_identifiers.assign(d.subscription_ids.begin(), d.subscription_ids.end());
       if (alias) tmp.topic_alias = alias;
       props = &tmp;
       own_props = true;

@@ -27,6 +27,7 @@
 #include "src/util/lazy_deque.h"
 #include "src/routing/message.h"
 #include "src/routing/topic_tree.h"
+#include "src/sessions/subscription_ids.h"
 
 namespace petrel {
 
@@ -38,7 +39,7 @@ struct Delivery {
   MessagePtr msg;
   uint8_t qos = 0;
   bool retain = false;
-  std::vector<uint32_t> subscription_ids;
+  SubscriptionIds subscription_ids;
   uint64_t seq = 0;      // queue position of a durable session, 0 = not stored
   // A message of a shared subscription group: the group's, not the
   // session's; it goes back to the group if the member leaves.

@@ -73,7 +73,7 @@ TEST_F(Parts, OverlappingSubscriptionsMakeOneDeliveryWithTheHighestQosAndEveryId
   EXPECT_EQ(r.matched, 1u);
   ASSERT_EQ(s.queue.size(), 1u);
   EXPECT_EQ(s.queue.front().qos, 2);
-  std::vector<uint32_t> ids = s.queue.front().subscription_ids;
+  std::vector<uint32_t> ids = s.queue.front().subscription_ids.toVector();
   std::sort(ids.begin(), ids.end());
   EXPECT_EQ(ids, (std::vector<uint32_t>{11, 22}));
   EXPECT_EQ(r.early_ack, nullptr);  // no store: nothing to gate
