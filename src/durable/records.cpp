@@ -103,10 +103,10 @@ persistence::QueueRecord queueRecord(const Delivery& d, uint16_t pid, bool relea
   q.packet_id = pid;
   q.bytes = static_cast<uint32_t>(d.msg->payload.size());
   q.subscription_ids = d.subscription_ids.toVector();
-  if (d.group) {
-    q.group = d.group->owner();
-    q.queued_at_ms = d.group_queued_at_ms;
-    q.deadline_ms = d.group_deadline_ms;
+  if (const GroupPlace* g = d.group_place.get()) {
+    q.group = g->group->owner();
+    q.queued_at_ms = g->queued_at_ms;
+    q.deadline_ms = g->deadline_ms;
   }
   return q;
 }

@@ -324,10 +324,7 @@ void SharedGroups::dispatch(SharedGroup& g) {
     d.qos = std::min(e.msg->qos, m->opts.qos);
     d.retain = m->opts.retain_as_published && e.msg->retain;
     if (m->opts.subscription_id) d.subscription_ids.push_back(m->opts.subscription_id);
-    d.group = &g;
-    d.group_seq = e.seq;
-    d.group_queued_at_ms = e.queued_at_ms;
-    d.group_deadline_ms = e.deadline_ms;
+    d.group_place.set({&g, e.seq, e.queued_at_ms, e.deadline_ms});
     const bool again = e.redelivery;
     g.work->bytes -= std::min<uint64_t>(g.work->bytes, e.msg->payload.size());
     if (e.msg->group_token) --g.work->taken;
@@ -348,13 +345,13 @@ void SharedGroups::dispatch(SharedGroup& g) {
     // requires [MQTT-4.4.0-1], and the group does not hand it to anyone
     // else. A member without a durable session leaves it in the group's
     // store: after a crash the group delivers it again (at least once).
-    const bool take_over = d.group_seq && sessions_.durable(s) && s.stored;
+    const bool take_over = d.groupSeq() && sessions_.durable(s) && s.stored;
     if (take_over) d.seq = s.next_seq++;
-    const uint64_t msg_id = d.msg->id, group_seq = d.group_seq;
+    const uint64_t msg_id = d.msg->id, group_seq = d.groupSeq();
     if (!sessions_.sendNew(s, *s.conn, std::move(d))) continue;  // forget() released it
     if (take_over) {
       InflightOut& f = s.inflight.back();
-      f.d.group_seq = 0;
+      f.d.clearGroupSeq();
       durable_.batch().addRefs(msg_id, 1);  // before the delete drops the group's
       durable_.batch().deleteQueue(g.owner(), group_seq, msg_id);
     }
@@ -411,7 +408,7 @@ SharedGroup* SharedGroups::byOwner(std::string_view owner) {
 void SharedGroups::release(SharedGroup& g, const Delivery& d) {
   if (g.work->inflight) --g.work->inflight;
   if (d.msg) settleTaken(*d.msg, true);
-  if (d.group_seq && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), d.group_seq, d.msg ? d.msg->id : 0);
+  if (d.groupSeq() && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), d.groupSeq(), d.msg ? d.msg->id : 0);
 }
 
 void SharedGroups::dispatchMemberGroupsOf(Session& s) {
@@ -440,19 +437,20 @@ void SharedGroups::returnToGroups(Session& s, bool session_ends) {
   std::vector<SharedGroup*> touched;
   for (auto it = s.inflight.end(); it != s.inflight.begin();) {
     --it;
-    if (!it->d.group || it->released) continue;
+    if (!it->d.group() || it->released) continue;
     // A QoS 2 message stays with a durable member's session while it
     // lasts: the member may have it (PUBREC on its way) and still holds its
     // packet id, so only that session can complete it exactly once, and
     // the id must not be reused for another message meanwhile.
     if (it->d.qos == 2 && !session_ends && sessions_.durable(s)) continue;
-    SharedGroup& g = *it->d.group;
+    const GroupPlace& place = *it->d.group_place.get();
+    SharedGroup& g = *place.group;
     GroupEntry e;
     e.msg = it->d.msg;
-    e.seq = it->d.group_seq;
+    e.seq = place.seq;
     e.redelivery = true;
-    e.queued_at_ms = it->d.group_queued_at_ms;
-    e.deadline_ms = it->d.group_deadline_ms;
+    e.queued_at_ms = place.queued_at_ms;
+    e.deadline_ms = place.deadline_ms;
     g.work->bytes += e.msg->payload.size();
     if (it->d.seq && durable_.enabled()) {
       // The member had taken it over (dispatch): the group's store

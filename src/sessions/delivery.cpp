@@ -147,7 +147,7 @@ void Sessions::forget(Session& s, const Delivery& d) {
   const size_t bytes = d.msg ? d.msg->payload.size() : 0;
   s.queued_bytes = s.queued_bytes > bytes ? s.queued_bytes - bytes : 0;
   if (d.seq && durable_.enabled()) durable_.batch().deleteQueue(s.clientId(), d.seq, d.msg ? d.msg->id : 0);
-  if (d.group) groups_.release(*d.group, d);
+  if (d.group()) groups_.release(*d.group(), d);
 }
 
 void Sessions::pump(Session& s) {

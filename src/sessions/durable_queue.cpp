@@ -75,8 +75,9 @@ void Sessions::refill(Session& s, bool resend) {
     if (!q.group.empty()) {
       // A group message this member took over (SharedGroups::dispatch): it belongs
       // to the group again if the member leaves without completing it.
-      d.group = groups_.byOwner(q.group);
-      if (d.group) ++d.group->work->inflight;
+      // With its declared queue's entry times, which go back with it.
+      d.group_place.set({groups_.byOwner(q.group), 0, q.queued_at_ms, q.deadline_ms});
+      if (d.group()) ++d.group()->work->inflight;
     }
     if (q.packet_id) {
       s.inflight.push_back({q.packet_id, std::move(d), q.released});
@@ -107,7 +108,7 @@ void Sessions::evict(Session& s) {
     if (!d.seq) return;
   const size_t n = s.inflight.size() + s.queue.size();
   for (const auto& f : s.inflight)
-    if (f.d.group && f.d.group->work->inflight) --f.d.group->work->inflight;  // counted again by refill
+    if (f.d.group() && f.d.group()->work->inflight) --f.d.group()->work->inflight;  // counted again by refill
   if (n) {
     s.next_read_seq = !s.inflight.empty() ? s.inflight.front().d.seq : s.queue.front().seq;
     s.disk_count += n;

@@ -115,7 +115,7 @@ void Sessions::end(Session* s) {
     // their group; a QoS 2 message it already has (PUBREC received) is done.
     groups_.returnToGroups(*s, true);
     for (const auto& f : s->inflight)
-      if (f.d.group) groups_.release(*f.d.group, f.d);
+      if (f.d.group()) groups_.release(*f.d.group(), f.d);
     s->inflight.clear();
   }
   router_.unsubscribeAll(*s);

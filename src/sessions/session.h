@@ -18,12 +18,14 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <unordered_set>
 #include <vector>
 
 #include "mqtt/packets.h"
 #include "src/acks/ack_gate.h"
 #include "src/timers/timer_queue.h"
+#include "src/util/block_pool.h"
 #include "src/util/lazy_deque.h"
 #include "src/routing/message.h"
 #include "src/routing/topic_tree.h"
@@ -34,21 +36,83 @@ namespace petrel {
 class Connection;
 struct SharedGroup;
 
-// One message owed to this session, with its per-receiver attributes.
+// Where a message of a shared subscription group came from: the group, its
+// position in the group's store (0: none, or taken over by a durable
+// member) and a declared queue's entry times (GroupEntry). Out of line:
+// most deliveries have none, and every queued one would pay for the room.
+struct GroupPlace {
+  SharedGroup* group = nullptr;
+  uint64_t seq = 0;
+  int64_t queued_at_ms = 0;
+  int64_t deadline_ms = 0;
+};
+
+// A GroupPlace or none, copied with its owner; its blocks come from a
+// per-thread free list (a share group hands out one per delivery).
+class GroupRef {
+ public:
+  GroupRef() = default;
+  GroupRef(const GroupRef& o) : p_(o.p_ ? make(*o.p_) : nullptr) {}
+  GroupRef(GroupRef&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
+  GroupRef& operator=(const GroupRef& o) {
+    if (this != &o) set(o.p_ ? *o.p_ : GroupPlace{});
+    return *this;
+  }
+  GroupRef& operator=(GroupRef&& o) noexcept {
+    if (this != &o) {
+      drop();
+      p_ = o.p_;
+      o.p_ = nullptr;
+    }
+    return *this;
+  }
+  ~GroupRef() { drop(); }
+
+  const GroupPlace* get() const { return p_; }
+  GroupPlace* get() { return p_; }
+  // A place without a group is none.
+  void set(const GroupPlace& g) {
+    if (!g.group) {
+      drop();
+    } else if (p_) {
+      *p_ = g;
+    } else {
+      p_ = make(g);
+    }
+  }
+
+ private:
+  static GroupPlace* make(const GroupPlace& g) { return new (BlockFreeList<sizeof(GroupPlace)>::take()) GroupPlace(g); }
+  void drop() {
+    if (p_) BlockFreeList<sizeof(GroupPlace)>::give(p_);  // trivially destructible
+    p_ = nullptr;
+  }
+  GroupPlace* p_ = nullptr;
+};
+
+// One message owed to this session, with its per-receiver attributes. A
+// session's queue may hold tens of thousands: it is kept to 64 bytes.
 struct Delivery {
   MessagePtr msg;
+  AckGatePtr gate;  // counts in the publisher's early PUBACK (AckGate)
+  uint64_t seq = 0;      // queue position of a durable session, 0 = not stored
+  SubscriptionIds subscription_ids;
+  // A message of a shared subscription group is the group's, not the
+  // session's: it goes back to the group if the member leaves.
+  GroupRef group_place;
   uint8_t qos = 0;
   bool retain = false;
-  SubscriptionIds subscription_ids;
-  uint64_t seq = 0;      // queue position of a durable session, 0 = not stored
-  // A message of a shared subscription group: the group's, not the
-  // session's; it goes back to the group if the member leaves.
-  SharedGroup* group = nullptr;
-  uint64_t group_seq = 0;
-  int64_t group_queued_at_ms = 0;  // a declared queue's entry times (GroupEntry)
-  int64_t group_deadline_ms = 0;
-  AckGatePtr gate;  // counts in the publisher's early PUBACK (AckGate)
+
+  SharedGroup* group() const { return group_place.get() ? group_place.get()->group : nullptr; }
+  uint64_t groupSeq() const { return group_place.get() ? group_place.get()->seq : 0; }
+  // The place in the group's store is given up (a durable member took the
+  // message over into its own queue).
+  void clearGroupSeq() {
+    if (GroupPlace* g = group_place.get()) g->seq = 0;
+  }
 };
+static_assert(sizeof(Delivery) <= 64, "a queued delivery: keep it small (GroupPlace holds what is rare)");
+static_assert(std::is_trivially_destructible_v<GroupPlace>, "GroupRef gives its block back without a destructor");
 
 struct InflightOut {
   uint16_t packet_id;

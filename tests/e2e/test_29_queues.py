@@ -212,6 +212,35 @@ def test_queue_member_survives_session_restart(make_broker):
     assert payloads(c, 3) == [b"j0", b"j1", b"j2"]
 
 
+def test_a_qos2_entry_a_member_kept_across_a_restart_keeps_its_ttl(make_broker):
+    """message_ttl: 2 s. A durable member takes a QoS 2 message from the
+    queue and does not answer it: the message stays with its session,
+    stored with the queue entry's times, across a restart. Reconnected,
+    the member gets it again and ends its session without answering: the
+    message goes back to the queue, where it has outlived its TTL, so a
+    later consumer never gets it."""
+    b = persistent(make_broker, [queue("q2", "q2/#", message_ttl=2)])
+    c = b.connected("keeper", version=5, clean=False, props={"session_expiry_interval": 300})
+    assert c.subscribe([("$queue/q2", 2)]).codes == [2]
+    pub = b.connected("p-q2", version=5)
+    t0 = time.monotonic()
+    pub.publish("q2/a", b"kept", qos=2)
+    assert c.recv_publish(timeout=5, ack=False).payload == b"kept"
+    c.close()
+    b.stop()
+    b.start(timeout=10)
+    c = b.connected("keeper", version=5, clean=False, props={"session_expiry_interval": 300})
+    assert c.connack.session_present
+    again = c.recv_publish(timeout=5, ack=False)
+    assert again.payload == b"kept" and again.dup
+    # Ends the session: what it held goes back to the queue.
+    c.disconnect(props={"session_expiry_interval": 0})
+    time.sleep(max(0.0, t0 + 2.5 - time.monotonic()))
+    late = b.connected("late", version=5)
+    assert late.subscribe([("$queue/q2", 2)]).codes == [2]
+    late.expect_nothing(0.8)
+
+
 def test_removed_queue_keeps_its_stored_messages(make_broker):
     """20 messages in queue rm; the queue is removed from the configuration
     and the broker restarted: the removal is logged and a
