@@ -129,7 +129,7 @@ bool Sessions::sendNew(Session& s, Connection& c, Delivery&& d, bool stored) {
       if (d.qos == 2) holds_.hold(c, mark, durable_.awaitedTicket());
     }
   }
-  s.inflight.push_back({pid, std::move(d), false, id_unsaved});
+  s.inflight.emplace_back(pid, std::move(d), false, id_unsaved);
   return true;
 }
 

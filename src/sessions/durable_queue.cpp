@@ -80,7 +80,7 @@ void Sessions::refill(Session& s, bool resend) {
       if (d.group()) ++d.group()->work->inflight;
     }
     if (q.packet_id) {
-      s.inflight.push_back({q.packet_id, std::move(d), q.released});
+      s.inflight.emplace_back(q.packet_id, std::move(d), q.released, false);
       if (resend && c && !resendInflight(s, *c, s.inflight.back())) s.inflight.erase(q.packet_id);
     } else {
       s.queue.push_back(std::move(d));

@@ -150,12 +150,13 @@ class InflightWindow {
   const_iterator begin() const { return q_.begin(); }
   const_iterator end() const { return q_.end(); }
 
-  void push_back(InflightOut&& f) {
-    const uint16_t id = f.packet_id;
-    if (f.id_unsaved) ++unsaved_;
+  void push_back(InflightOut&& f) { emplace_back(f.packet_id, std::move(f.d), f.released, f.id_unsaved); }
+  // Made in place: a Delivery moved once, from the caller into the window.
+  void emplace_back(uint16_t id, Delivery&& d, bool released, bool id_unsaved) {
+    if (id_unsaved) ++unsaved_;
     if (q_.empty()) ordered_ = true;
     else if (ordered_ && id != following(q_.back().packet_id)) ordered_ = false;
-    q_.push_back(std::move(f));
+    q_.emplace_back(id, std::move(d), released, id_unsaved);
     if (ids_) set(id);
     else if (q_.size() > kIndexFrom) buildIndex();
   }

@@ -37,6 +37,10 @@ class LazyDeque {
 
   void push_back(T&& v) { get().push_back(std::move(v)); }
   void push_back(const T& v) { get().push_back(v); }
+  template <typename... Args>
+  T& emplace_back(Args&&... args) {
+    return get().emplace_back(std::forward<Args>(args)...);
+  }
   void push_front(T&& v) { get().push_front(std::move(v)); }
   void pop_front() {
     d_->pop_front();
