@@ -4,7 +4,7 @@
 
 namespace petrel {
 
-uint16_t Session::nextPacketId() {
+uint16_t Session::nextFreePacketId() {
   // Callers ask only while the window (at most 65,535 wide) has room, so a
   // free id exists; the search is short because ids are handed out in
   // order and acked mostly in order.
@@ -16,11 +16,5 @@ uint16_t Session::nextPacketId() {
   } while (packetIdInUse(last_packet_id_));
   return last_packet_id_;
 }
-
-bool Session::packetIdInUse(uint16_t id) const { return inflight.contains(id); }
-
-InflightOut* Session::findInflight(uint16_t id) { return inflight.find(id); }
-
-void Session::eraseInflight(uint16_t id) { inflight.erase(id); }
 
 }  // namespace petrel

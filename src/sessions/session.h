@@ -423,12 +423,24 @@ class Session {
   uint16_t client_receive_max = 65535;
   uint16_t client_topic_alias_max = 0;
 
-  uint16_t nextPacketId();
-  bool packetIdInUse(uint16_t id) const;
-  InflightOut* findInflight(uint16_t id);
-  void eraseInflight(uint16_t id);
+  // The id after the last one, in the usual case that it is free (ids
+  // handed out in order, acknowledged mostly in order); inline, as it is
+  // asked once per message sent.
+  uint16_t nextPacketId() {
+    const uint16_t id = last_packet_id_ == 65535 ? 1 : static_cast<uint16_t>(last_packet_id_ + 1);
+    if (!inflight.contains(id)) return last_packet_id_ = id;
+    return nextFreePacketId();
+  }
+  bool packetIdInUse(uint16_t id) const { return inflight.contains(id); }
+  InflightOut* findInflight(uint16_t id) {
+    // The usual acknowledgement is for the window's front.
+    if (!inflight.empty() && inflight.front().packet_id == id) return &inflight.front();
+    return inflight.find(id);
+  }
+  void eraseInflight(uint16_t id) { inflight.erase(id); }
 
  private:
+  uint16_t nextFreePacketId();
   std::string client_id_;
   uint16_t last_packet_id_ = 0;
 };
