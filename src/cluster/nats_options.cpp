@@ -70,6 +70,9 @@ bool transientNatsError(int status) {
     case NATS_STALE_CONNECTION:
     case NATS_IO_ERROR:
     case NATS_SLOW_CONSUMER:
+    // The client's buffer for what is published while it reconnects is
+    // full: it takes more once the link is back.
+    case NATS_INSUFFICIENT_BUFFER:
       return true;
     default:
       return false;

@@ -315,10 +315,23 @@ void Stream::runPublish() {
           break;
         }
       }
-      if (transient(s)) {
-        // The link is down: these wait for it, in order.
+      if (!refusedForGood(s, 0)) {
+        // The link is down, or the client takes no more for now: these
+        // wait for it, in order, and so do their publishers' PUBACKs. As
+        // with JetStream's answers (onAck), only a copy too large for NATS
+        // is given up: a refusal that may pass is no reason to acknowledge
+        // what is not stored.
         std::lock_guard<std::mutex> lock(mu_);
         counters_.retried += batch.size();
+        if (!transient(s)) {
+          refused_ = true;
+          const std::string why = natsErrorText(s);
+          if (why != last_refusal_) {
+            LOG_WARN("cluster: stream %s: messages for another node not sent for now (%s); they are tried again "
+                     "and their publishers wait", stream_.c_str(), why.c_str());
+            last_refusal_ = why;
+          }
+        }
         for (auto it = batch.rbegin(); it != batch.rend(); ++it) out_.push_front(std::move(*it));
         batch.clear();
         break;

@@ -9,7 +9,8 @@ checked:
   (its window, 4,096);
 * the publisher's PUBACK waits until JetStream has stored the copies for
   the other nodes: with NATS down no PUBACK comes; when it is back the
-  PUBACK comes and the message arrives;
+  PUBACK comes and the message arrives; the same for copies far past what
+  the NATS client buffers while its link is down (it refuses the rest);
 * a node that is stopped, or killed with kill -9, while messages for its
   durable sessions are published finds every one of them when it is back;
 * kill -9 of the publishing node under unthrottled QoS 1 load: every
@@ -169,6 +170,47 @@ def test_the_puback_waits_until_the_stream_has_the_message(tmp_path, nodes):
         pub.wait_for(m.PUBACK, mid, timeout=20)
         got = receive(sb, 1, "held/1", timeout=20)
         assert [p.payload for p in got] == [b"stored first"]
+    finally:
+        js.kill()
+
+
+@pytest.mark.time_limit(150)
+def test_copies_past_the_nats_clients_reconnect_buffer_still_wait_for_the_stream(tmp_path, nodes):
+    """While the link to NATS is down, the NATS client buffers what is
+    published (8 MB) and then refuses more (NATS_INSUFFICIENT_BUFFER). Such
+    a refusal passes once the link is back: the copies beyond the buffer
+    must wait for it like the rest, their PUBACKs too, and none may be
+    acknowledged to its publisher without being stored."""
+    js = Nats(tmp_path, jetstream=True).start()
+    try:
+        a, b = nodes(js, 2, persistence={"enabled": True}, limits=BIG_QUEUES)
+        stream_ready(a, b)
+        sb = durable(b, "buffered", "buf/#")
+        ready_for(a, b, "buf/probe")
+        sb.close()
+        js.kill()  # the link from a is down: its NATS client buffers, then refuses
+        time.sleep(0.3)
+        # Four times the client's buffer, from one publisher with 1,000 in
+        # flight (MQTT 3.1.1: no Receive Maximum to shrink its window).
+        n, size = 1000, 32 * 1024
+        pub = fc.Pub(HOST, a.port, "pub-buf", version=4).connect()
+        t = publish_in_background(pub, "buf/t", n, payload_size=size)
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline and pub.next_seq < n:
+            time.sleep(0.1)
+        assert pub.next_seq == n, "the publisher could not send its window: %d sent" % pub.next_seq
+        time.sleep(4)  # the buffer full and the rest refused, well past it
+        assert pub.acked == 0, "%d messages acknowledged while NATS was down" % pub.acked
+        js.start()
+        t.join(120)
+        assert not t.err, t.err
+        assert pub.acked == n
+        assert sys_value(a, "stream/failed") == "0"  # no copy given up
+        sb = durable(b, "buffered", "buf/#")
+        assert sb.session_present
+        missing = drain_until_all(sb, b"pub-buf", range(n), timeout=60)
+        assert not missing, "%d acknowledged messages missing, e.g. %s" % (len(missing), sorted(missing)[:5])
+        assert sb.order_errors == 0
     finally:
         js.kill()
 

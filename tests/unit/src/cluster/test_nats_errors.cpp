@@ -30,6 +30,9 @@ TEST(NatsErrors, LinkTroubleIsTransient) {
   EXPECT_TRUE(transientNatsError(NATS_TIMEOUT));
   EXPECT_TRUE(transientNatsError(NATS_NO_RESPONDERS));
   EXPECT_TRUE(transientNatsError(NATS_CONNECTION_DISCONNECTED));
+  // The client's buffer for a reconnect is full: the link comes back.
+  EXPECT_TRUE(transientNatsError(NATS_INSUFFICIENT_BUFFER));
+  EXPECT_FALSE(refusedForGood(NATS_INSUFFICIENT_BUFFER, 0));
   EXPECT_FALSE(transientNatsError(NATS_ERR));
   EXPECT_FALSE(transientNatsError(NATS_MAX_PAYLOAD));
 }
