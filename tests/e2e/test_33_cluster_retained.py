@@ -12,8 +12,8 @@ checked:
   it, far more of them than its pending limit holds at once, and its own
   store keeps them across a restart;
 * a retained message published while a node is cut off from NATS reaches
-  the others once the link is back; one too large for NATS stays on its
-  node, counted;
+  the others once the link is back, also far past what the NATS client
+  buffers meanwhile; one too large for NATS stays on its node, counted;
 * with three NATS servers (the bucket on all three), kill -9 of the one a
   node is linked to: its next retained messages still reach the others;
 * without JetStream (or with `jetstream: false`) retained messages stay on
@@ -223,6 +223,28 @@ def test_retained_published_while_cut_off_reaches_the_others_when_linked(tmp_pat
         wait_retained(b, "cut/#", {"cut/off": b"kept", "cut/later": b"too"})
     finally:
         n.stop()
+
+
+def test_retained_past_the_nats_clients_reconnect_buffer_reach_the_others_when_linked(tmp_path, nodes):
+    """With the link to NATS down, the NATS client buffers puts (8 MB) and
+    then refuses more (NATS_INSUFFICIENT_BUFFER): those are put once the
+    link is back, like the rest, not left on their node."""
+    js = Nats(tmp_path, jetstream=True).start()
+    try:
+        a, b = nodes(js, 2, persistence={"enabled": True})
+        for n in (a, b):
+            wait_sys(n, "retained/bucket", lambda v: v == "1", timeout=15)
+        js.kill()
+        time.sleep(0.3)
+        # 400 of 32 KB: 12.5 MB, half as much again as the client buffers.
+        items = {"big/%03d" % i: (b"%03d" % i) * 10923 for i in range(400)}
+        publish_retained(a, items)
+        time.sleep(3)  # the buffer full, the rest refused
+        js.start()
+        wait_retained(b, "big/#", items, timeout=60)
+        assert sys_value(a, "retained/failed") == "0"
+    finally:
+        js.kill()
 
 
 def test_a_retained_message_too_large_for_nats_stays_on_its_node(js, nodes):
