@@ -82,6 +82,17 @@ def ready_for(pub_node, sub_node, filt_topic, timeout=10.0):
         probe.close()
 
 
+def parked_on_b(js, nodes, cid, prefix):
+    """Nodes a and b on `js`, and a durable subscriber `cid` to
+    `<prefix>/#` on b that a knows of, gone offline. Returns (a, b)."""
+    a, b = nodes(js, 2, persistence={"enabled": True}, limits=BIG_QUEUES)
+    stream_ready(a, b)
+    sb = durable(b, cid, prefix + "/#")
+    ready_for(a, b, prefix + "/probe")
+    sb.close()
+    return a, b
+
+
 def got_seqs(sub, pub_name):
     return {seq for (p, seq) in sub.first_seen if p == pub_name}
 
@@ -183,11 +194,7 @@ def test_copies_past_the_nats_clients_reconnect_buffer_still_wait_for_the_stream
     acknowledged to its publisher without being stored."""
     js = Nats(tmp_path, jetstream=True).start()
     try:
-        a, b = nodes(js, 2, persistence={"enabled": True}, limits=BIG_QUEUES)
-        stream_ready(a, b)
-        sb = durable(b, "buffered", "buf/#")
-        ready_for(a, b, "buf/probe")
-        sb.close()
+        a, b = parked_on_b(js, nodes, "buffered", "buf")
         js.kill()  # the link from a is down: its NATS client buffers, then refuses
         time.sleep(0.3)
         # Four times the client's buffer, from one publisher with 1,000 in
@@ -255,11 +262,7 @@ def test_a_node_away_gets_what_was_sent_for_it_when_back(tmp_path, js, nodes, ho
 def test_what_waited_for_a_node_goes_to_its_durable_sessions_not_to_newer_clean_ones(tmp_path, nodes):
     js = Nats(tmp_path, jetstream=True).start()
     try:
-        a, b = nodes(js, 2, persistence={"enabled": True}, limits=BIG_QUEUES)
-        stream_ready(a, b)
-        sb = durable(b, "owed", "owed/#")
-        ready_for(a, b, "owed/probe")
-        sb.close()
+        a, b = parked_on_b(js, nodes, "owed", "owed")
         b.kill()
         pub = fc.Pub(HOST, a.port, "pub-owed").connect()
         pub.publish("owed/t", 500, qos=1, window=100, timeout=30)
