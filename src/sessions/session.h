@@ -115,6 +115,12 @@ static_assert(sizeof(Delivery) <= 64, "a queued delivery: keep it small (GroupPl
 static_assert(std::is_trivially_destructible_v<GroupPlace>, "GroupRef gives its block back without a destructor");
 
 struct InflightOut {
+  // A constructor, not an aggregate: it is made in place in the window's
+  // deque (emplace_back), and clang before 16 cannot make an aggregate
+  // from parentheses.
+  InflightOut(uint16_t id, Delivery&& delivery, bool was_released = false, bool unsaved = false)
+      : packet_id(id), d(std::move(delivery)), released(was_released), id_unsaved(unsaved) {}
+
   uint16_t packet_id;
   Delivery d;
   bool released = false;  // QoS 2: PUBREC received, PUBREL sent
