@@ -485,6 +485,18 @@ void Stream::runFetch() {
       pause(200);
       continue;
     }
+    // libnats 3.4 can report more messages than the batch asked for (and
+    // than its list holds: seen under a reconnect with large messages).
+    // Only the list's own entries are read, and destroyed; a message it
+    // did not keep was not acknowledged, so JetStream sends it again.
+    if (list.Count > req.Batch) {
+      if (!overcount_logged_) {
+        LOG_WARN("cluster: fetching from stream %s: the NATS client reported %d messages for a batch of %d; "
+                 "the rest come again", stream_.c_str(), list.Count, req.Batch);
+        overcount_logged_ = true;
+      }
+      list.Count = req.Batch;
+    }
     std::vector<In> got;
     got.reserve(static_cast<size_t>(list.Count));
     for (int i = 0; i < list.Count; ++i) {

@@ -184,6 +184,7 @@ class Stream {
   // waits a moment before sending them again; the refusal last logged.
   bool refused_ = false;
   std::string last_refusal_;
+  bool overcount_logged_ = false;  // runFetch's thread only
   std::thread publisher_;
   std::thread fetcher_;
 };
