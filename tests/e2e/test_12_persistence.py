@@ -72,6 +72,20 @@ def durable(b, cid, version=4, expiry=600, **kw):
     return b.connected(cid, version=version, clean=False, **kw)
 
 
+def offline(b, s, cid, timeout=5.0):
+    """Disconnect `s` and wait until the broker has read its DISCONNECT (and
+    so every acknowledgement sent before it). A stop that comes first closes
+    the connection with those bytes unread, and the broker then rightly sends
+    the unacknowledged message again after the restart."""
+    line = re.compile(r"client %s disconnected$" % re.escape(cid), re.M)
+    seen = len(line.findall(b.log()))
+    s.disconnect()
+    deadline = time.monotonic() + timeout
+    while len(line.findall(b.log())) == seen:
+        assert time.monotonic() < deadline, "%s's DISCONNECT not read in %.0f s" % (cid, timeout)
+        time.sleep(0.01)
+
+
 def inspect(*args, timeout=15):
     if not os.access(PETREL_BIN, os.X_OK):
         pytest.skip("broker binary not found: %s" % PETREL_BIN)
@@ -954,7 +968,7 @@ def test_damaged_store_moved_aside(make_broker, kind):
     pub = b.connected("dmg-pub2")
     pub.publish("dmg/new", b"fresh", qos=1, retain=True)
     assert s.recv_publish().payload == b"fresh"
-    s.disconnect()
+    offline(b, s, "victim")
     pub.publish("dmg/new2", b"queued", qos=1)
     # The new store is a good one: it survives a restart.
     restart(b, "term")
