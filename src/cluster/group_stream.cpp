@@ -261,9 +261,7 @@ void GroupStream::run(Group& g) {
       continue;
     }
     std::vector<In> got;
-    // As in Stream::runFetch: libnats can report more than the batch (and
-    // its list) holds; the rest, not acknowledged, comes again.
-    if (list.Count > req.Batch) list.Count = req.Batch;
+    keepFetchToBatch(list.Count, req.Batch, "share group consumer", g.durable);
     got.reserve(static_cast<size_t>(list.Count));
     for (int i = 0; i < list.Count; ++i) {
       natsMsg* m = list.Msgs[i];

@@ -4,8 +4,11 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <mutex>
 #include <vector>
+
+#include "src/util/log.h"
 
 namespace petrel::cluster {
 
@@ -82,6 +85,15 @@ bool transientNatsError(int status) {
 bool refusedForGood(int status, int js_error) {
   return static_cast<natsStatus>(status) == NATS_MAX_PAYLOAD ||
          static_cast<jsErrCode>(js_error) == JSStreamMessageExceedsMaximumErr;
+}
+
+void keepFetchToBatch(int& count, int batch, const char* kind, const std::string& name) {
+  if (count <= batch) return;
+  static std::atomic<bool> logged{false};
+  if (!logged.exchange(true))
+    LOG_WARN("cluster: fetching from %s %s: the NATS client reported %d messages for a batch of %d; the rest "
+             "come again", kind, name.c_str(), count, batch);
+  count = batch;
 }
 
 void keepForGood(std::shared_ptr<void> p) {

@@ -44,4 +44,12 @@ bool transientNatsError(int status);
 // what waits for it keeps waiting.
 bool refusedForGood(int status, int js_error);
 
+// libnats 3.4 can report more messages in a fetch's list than the batch
+// asked for, and than the list holds (seen under a reconnect with large
+// messages). `count` (the list's Count) is lowered to `batch`, so that only
+// the list's own entries are read and destroyed; a message it did not keep
+// was not acknowledged, so JetStream sends it again. Logged once per
+// process, naming what was fetched (`kind` and `name`).
+void keepFetchToBatch(int& count, int batch, const char* kind, const std::string& name);
+
 }  // namespace petrel::cluster

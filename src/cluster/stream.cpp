@@ -324,13 +324,10 @@ void Stream::runPublish() {
         std::lock_guard<std::mutex> lock(mu_);
         counters_.retried += batch.size();
         if (!transient(s)) {
-          refused_ = true;
           const std::string why = natsErrorText(s);
-          if (why != last_refusal_) {
+          if (noteRefusal(why))
             LOG_WARN("cluster: stream %s: messages for another node not sent for now (%s); they are tried again "
                      "and their publishers wait", stream_.c_str(), why.c_str());
-            last_refusal_ = why;
-          }
         }
         for (auto it = batch.rbegin(); it != batch.rend(); ++it) out_.push_front(std::move(*it));
         batch.clear();
@@ -361,6 +358,13 @@ void Stream::runPublish() {
   if (!out_.empty())
     LOG_WARN("cluster: stopping with %zu messages for other nodes not stored in stream %s (their publishers "
              "were not acknowledged)", out_.size(), stream_.c_str());
+}
+
+bool Stream::noteRefusal(const std::string& why) {
+  refused_ = true;
+  if (why == last_refusal_) return false;
+  last_refusal_ = why;
+  return true;
 }
 
 void Stream::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
@@ -394,14 +398,11 @@ void Stream::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* c
         // reached, JetStream unavailable for now) is no reason to release it.
         ++self->counters_.retried;
         if (!transient(pae->Err)) {
-          self->refused_ = true;
           const std::string why = pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err);
-          if (why != self->last_refusal_) {
+          if (self->noteRefusal(why))
             LOG_WARN("cluster: stream %s refused messages for another node for now (%s, JetStream error %d); "
                      "they are tried again and their publishers wait", self->stream_.c_str(), why.c_str(),
                      int(pae->ErrCode));
-            self->last_refusal_ = why;
-          }
         }
         Out o;
         o.subject = natsMsg_GetSubject(msg);
@@ -485,18 +486,7 @@ void Stream::runFetch() {
       pause(200);
       continue;
     }
-    // libnats 3.4 can report more messages than the batch asked for (and
-    // than its list holds: seen under a reconnect with large messages).
-    // Only the list's own entries are read, and destroyed; a message it
-    // did not keep was not acknowledged, so JetStream sends it again.
-    if (list.Count > req.Batch) {
-      if (!overcount_logged_) {
-        LOG_WARN("cluster: fetching from stream %s: the NATS client reported %d messages for a batch of %d; "
-                 "the rest come again", stream_.c_str(), list.Count, req.Batch);
-        overcount_logged_ = true;
-      }
-      list.Count = req.Batch;
-    }
+    keepFetchToBatch(list.Count, req.Batch, "stream", stream_);
     std::vector<In> got;
     got.reserve(static_cast<size_t>(list.Count));
     for (int i = 0; i < list.Count; ++i) {

@@ -184,7 +184,9 @@ class Stream {
   // waits a moment before sending them again; the refusal last logged.
   bool refused_ = false;
   std::string last_refusal_;
-  bool overcount_logged_ = false;  // runFetch's thread only
+  // Under mu_: marks copies refused for now (`why`); true when `why` is not
+  // the refusal last logged, so that each kind is logged once in a row.
+  bool noteRefusal(const std::string& why);
   std::thread publisher_;
   std::thread fetcher_;
 };
