@@ -22,12 +22,17 @@ DelayedPublish::DelayedPublish(const Parts& p)
 bool DelayedPublish::claims(std::string_view topic) const { return enabled() && isDelayedTopic(topic); }
 
 mqtt::Reason DelayedPublish::resolve(std::string& topic, int64_t& due_ms) {
+  // Read against the wall clock as it is now (a Unix time means that
+  // second on it); the due time is kept on the steady clock (clock.h),
+  // where a delay stays a delay whatever the wall clock does next. Equal
+  // Unix times get equal due times (the step is the same), so they fire in
+  // publish order.
   const DelayedTopic d = parseDelayedTopic(topic, clock_.wallMs(), cfg_.delayed.max_delay, cfg_.max_topic_levels);
   if (d.reason != mqtt::Reason::Success) {
     ++refused_;
     return d.reason;
   }
-  due_ms = d.due_ms;
+  due_ms = d.due_ms - clock_.wallStepMs();
   topic = std::string(d.target);
   return mqtt::Reason::Success;
 }
@@ -76,17 +81,18 @@ void DelayedPublish::afterCommit(uint64_t done) {
 void DelayedPublish::onTimer(Timer& t) { t.owner<DelayedPublish>()->fireDue(); }
 
 void DelayedPublish::fireDue() {
-  const int64_t now = clock_.wallMs();
+  const int64_t now = clock_.steadyWallMs();
+  const int64_t wall = clock_.wallMs();  // for message expiry, a wall-clock deadline
   for (size_t n = 0; n < kFirePerTurn; ++n) {
     if (window_.needsRefill()) refill();
     if (window_.empty() || window_.first().due_ms > now) break;
     DelayedWindow::Entry e = window_.popFirst();
-    fire(e.first, std::move(e.second), now);
+    fire(e.first, std::move(e.second), wall);
   }
   arm();
 }
 
-void DelayedPublish::fire(const Key& k, MessagePtr m, int64_t now_ms) {
+void DelayedPublish::fire(const Key& k, MessagePtr m, int64_t wall_ms) {
   if (durable_.enabled()) {
     // In the batch of the routing's own writes: it fires once.
     durable_.batch().deleteDelayed(k);
@@ -105,7 +111,7 @@ void DelayedPublish::fire(const Key& k, MessagePtr m, int64_t now_ms) {
   }
   // [MQTT-3.3.2-5] the Message Expiry Interval counts from the original
   // PUBLISH: a message that expired while it waited is not published.
-  if (m->expires_at_ms && m->expires_at_ms <= now_ms) {
+  if (m->expires_at_ms && m->expires_at_ms <= wall_ms) {
     ++dropped_;
     LOG_DEBUG("delayed message to '%s' expired before it was due; dropped", m->topic.c_str());
     return;
@@ -124,7 +130,8 @@ void DelayedPublish::arm() {
     timer_.cancel();
     return;
   }
-  timers_.arm(timer_, monotonicDeadlineFromWall(timers_.clock(), window_.first().due_ms));
+  const int64_t left = window_.first().due_ms - clock_.steadyWallMs();
+  timers_.arm(timer_, saturatingAdd(timers_.now(), left > 0 ? static_cast<uint64_t>(left) : 0));
 }
 
 void DelayedPublish::refill() {

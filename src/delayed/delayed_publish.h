@@ -61,7 +61,9 @@ class DelayedPublish {
   // A topic this part handles: `$delayed/...` while delayed.enabled.
   bool claims(std::string_view topic) const;
   // Reads `$delayed/<N>/<topic>`: on Success `topic` becomes the target
-  // topic and `due_ms` its wall-clock due time. TopicNameInvalid (bad N or
+  // topic and `due_ms` its due time on the clock's steady wall clock
+  // (clock.h: N seconds from now are N seconds of elapsed time; a Unix time
+  // is read against the wall clock as it is now). TopicNameInvalid (bad N or
   // target) and QuotaExceeded (beyond delayed.max_delay) are counted as
   // refused.
   mqtt::Reason resolve(std::string& topic, int64_t& due_ms);
@@ -83,11 +85,15 @@ class DelayedPublish {
   uint64_t refused() const { return refused_; }
   const DelayedWindow& window() const { return window_; }
 
+  // Fires what is due (up to kFirePerTurn) and arms the timer for the rest:
+  // the timer's work, public for tests.
+  void fireDue();
+
  private:
   using Key = persistence::DelayedKey;
   static void onTimer(Timer& t);
-  void fireDue();
-  void fire(const Key& k, MessagePtr m, int64_t now_ms);
+  // `wall_ms`: the wall clock, for the message's own expiry.
+  void fire(const Key& k, MessagePtr m, int64_t wall_ms);
   // Arms the timer for the earliest entry (refilling the window first).
   void arm();
   void refill();

@@ -255,5 +255,65 @@ TEST(DelayedPublish, AnExpiredMessageIsDroppedWhenDue) {
   EXPECT_EQ(b.parts.delayed_.fired(), 1u);
 }
 
+// A step of the system clock while messages wait: a delay of N seconds is
+// N seconds of elapsed time, whichever way the wall clock is set meanwhile;
+// a Unix time is read against the wall clock as it is when published. This
+// DelayedPublish has no store (RAM only) and a FakeClock, driven by hand.
+TEST(DelayedPublish, AWallClockStepMovesNoDelay) {
+  Node::Loop loop;
+  BrokerParts parts(loop, config());
+  Session& s = parts.sessions_.create("sub");
+  s.expiry_interval = 0xFFFFFFFF;
+  SubscriptionOptions so;
+  so.qos = 1;
+  parts.router_.tree().subscribe("d/#", "", &s, so);
+  s.subscriptions.set("d/#", so);
+  FakeClock clock(5'000, 1'800'000'000'000);
+  DelayedPublish delayed({parts.cfg_, clock, parts.timers_, parts.durable_, parts.router_});
+  auto publish = [&](std::string topic, const char* payload) {
+    int64_t due = 0;
+    EXPECT_EQ(delayed.resolve(topic, due), mqtt::Reason::Success);
+    auto m = std::make_shared<Message>();
+    m->topic = topic;
+    m->payload = payload;
+    m->qos = 1;
+    EXPECT_EQ(delayed.schedule(m, due), mqtt::Reason::Success);
+  };
+  auto got = [&] {
+    std::string out;
+    for (const auto& d : s.queue) out += d.msg->payload;
+    return out;
+  };
+  publish("$delayed/10/d/a", "a");  // due in 10 s
+  publish("$delayed/30/d/b", "b");  // due in 30 s
+  // The wall clock jumps an hour ahead (an operator, or NTP at last in
+  // reach): nothing is due yet.
+  clock.setWall(clock.wallMs() + 3'600'000);
+  delayed.fireDue();
+  EXPECT_EQ(got(), "");
+  // A Unix time published now, 20 s ahead on the wall clock as it is now.
+  publish("$delayed/" + std::to_string(clock.wallMs() / 1000 + 20) + "/d/c", "c");
+  clock.advance(9'999);
+  delayed.fireDue();
+  EXPECT_EQ(got(), "");
+  clock.advance(1);  // 10 s after the publish
+  delayed.fireDue();
+  EXPECT_EQ(got(), "a");
+  // And an hour back: what is due in 20 s (c) and 30 s (b) stays so.
+  clock.setWall(clock.wallMs() - 3'600'000);
+  clock.advance(9'000);  // 19 s
+  delayed.fireDue();
+  EXPECT_EQ(got(), "a");
+  clock.advance(1'000);  // 20 s
+  delayed.fireDue();
+  EXPECT_EQ(got(), "ac");
+  clock.advance(10'000);  // 30 s
+  delayed.fireDue();
+  EXPECT_EQ(got(), "acb");
+  EXPECT_EQ(delayed.pending(), 0u);
+  parts.timers_.close();
+  uv_run(loop, UV_RUN_DEFAULT);
+}
+
 }  // namespace
 }  // namespace petrel
