@@ -313,6 +313,7 @@ TEST(DelayedPublish, AWallClockStepMovesNoDelay) {
   EXPECT_EQ(delayed.pending(), 0u);
   parts.timers_.close();
   uv_run(loop, UV_RUN_DEFAULT);
+  EXPECT_EQ(uv_loop_close(loop), 0);
 }
 
 }  // namespace
