@@ -330,10 +330,12 @@ def with_backlog(b, cid, topic, n, qos_of):
     for it; returns it connected again."""
     s = durable(b, cid)
     s.subscribe([(topic, 2)])
-    s.disconnect()
     # The broker closes the connection once it has taken the DISCONNECT:
     # from then on the session is offline, whichever loop the publisher's
-    # connection is on, and what follows is its backlog.
+    # connection is on, and what follows is its backlog. (The socket stays
+    # open until then: s.disconnect() closes it at once, and the wait for
+    # the broker's close would then end at once too.)
+    s.send(m.disconnect(v5=s.v5))
     s.expect_closed(5)
     s.close()
     pub = b.connected(cid + "-pub")
