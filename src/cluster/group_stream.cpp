@@ -239,7 +239,8 @@ void GroupStream::run(Group& g) {
     natsMsgList list{};
     jsFetchRequest req;
     jsFetchRequest_Init(&req);
-    req.Batch = wait ? 1 : std::max(1, std::min(g.credit.load(), kFetchBatch));
+    req.Batch = fetchBatchFor(sub, wait ? 1 : std::max(1, std::min(g.credit.load(), kFetchBatch)));
+    const int asked = req.Batch;  // the fetch may lower req.Batch
     req.Expires = int64_t(kFetchWaitMs) * 1000 * 1000;  // nanoseconds
     req.NoWait = !wait;
     const natsStatus s = natsSubscription_FetchRequest(&list, sub, &req);
@@ -261,7 +262,7 @@ void GroupStream::run(Group& g) {
       continue;
     }
     std::vector<In> got;
-    keepFetchToBatch(list.Count, req.Batch, "share group consumer", g.durable);
+    keepFetchToBatch(list.Count, asked, "share group consumer", g.durable);
     got.reserve(static_cast<size_t>(list.Count));
     for (int i = 0; i < list.Count; ++i) {
       natsMsg* m = list.Msgs[i];

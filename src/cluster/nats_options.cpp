@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <vector>
@@ -85,6 +86,13 @@ bool transientNatsError(int status) {
 bool refusedForGood(int status, int js_error) {
   return static_cast<natsStatus>(status) == NATS_MAX_PAYLOAD ||
          static_cast<jsErrCode>(js_error) == JSStreamMessageExceedsMaximumErr;
+}
+
+int fetchBatchFor(natsSubscription* sub, int batch) {
+  int msgs = 0;
+  int bytes = 0;
+  if (natsSubscription_GetPending(sub, &msgs, &bytes) == NATS_OK && msgs > 0) return std::min(batch, msgs);
+  return batch;
 }
 
 void keepFetchToBatch(int& count, int batch, const char* kind, const std::string& name) {

@@ -11,6 +11,7 @@
 struct __natsOptions;
 struct __natsConnection;
 struct __jsCtx;
+struct __natsSubscription;
 
 namespace petrel::cluster {
 
@@ -44,12 +45,23 @@ bool transientNatsError(int status);
 // what waits for it keeps waiting.
 bool refusedForGood(int status, int js_error);
 
-// libnats 3.4 can report more messages in a fetch's list than the batch
-// asked for, and than the list holds (seen under a reconnect with large
-// messages). `count` (the list's Count) is lowered to `batch`, so that only
-// the list's own entries are read and destroyed; a message it did not keep
-// was not acknowledged, so JetStream sends it again. Logged once per
-// process, naming what was fetched (`kind` and `name`).
+// The batch to ask a fetch on `sub` for, at most `batch`. libnats 3.4's
+// fetch first takes messages already waiting in the subscription (late
+// answers to an earlier request, after a reconnect above all), then lowers
+// the request's Batch by their number and reads until its count *equals*
+// the lowered Batch: when more than half the batch was waiting, the count
+// is past it already, and the fetch writes messages past the end of the
+// list it allocated for Batch entries (a heap overflow: seen as a list of
+// 437 for a batch lowered to 106, and heap corruption aborts). A batch no
+// larger than what waits is taken from the waiting messages alone, with no
+// request and nothing lowered.
+int fetchBatchFor(__natsSubscription* sub, int batch);
+
+// A fetch's list longer than the batch asked for (`batch`, as it was
+// before the call: libnats may lower it) is read only as far as the batch,
+// so that only the list's own entries are read and destroyed; a message it
+// did not keep was not acknowledged, so JetStream sends it again. Logged
+// once per process, naming what was fetched (`kind` and `name`).
 void keepFetchToBatch(int& count, int batch, const char* kind, const std::string& name);
 
 }  // namespace petrel::cluster

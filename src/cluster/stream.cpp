@@ -455,7 +455,8 @@ void Stream::runFetch() {
     natsMsgList list{};
     jsFetchRequest req;
     jsFetchRequest_Init(&req);
-    req.Batch = wait ? 1 : std::min(kWindow - outstanding_.load(), kFetchBatch);
+    req.Batch = fetchBatchFor(sub_, wait ? 1 : std::min(kWindow - outstanding_.load(), kFetchBatch));
+    const int asked = req.Batch;  // the fetch may lower req.Batch
     // The room left; none while nothing is held, so that a message larger
     // than the room is taken when the loop has nothing else.
     const uint64_t used = outstanding_bytes_.load();
@@ -486,7 +487,7 @@ void Stream::runFetch() {
       pause(200);
       continue;
     }
-    keepFetchToBatch(list.Count, req.Batch, "stream", stream_);
+    keepFetchToBatch(list.Count, asked, "stream", stream_);
     std::vector<In> got;
     got.reserve(static_cast<size_t>(list.Count));
     for (int i = 0; i < list.Count; ++i) {
