@@ -91,7 +91,10 @@ bool refusedForGood(int status, int js_error) {
 int fetchBatchFor(natsSubscription* sub, int batch) {
   int msgs = 0;
   int bytes = 0;
-  if (natsSubscription_GetPending(sub, &msgs, &bytes) == NATS_OK && msgs > 0) return std::min(batch, msgs);
+  // One: what waits may hold status messages too (a late "no messages"),
+  // which the fetch skips without counting, so a batch of their number
+  // could still be left short by one and lowered below the count.
+  if (natsSubscription_GetPending(sub, &msgs, &bytes) == NATS_OK && msgs > 0) return std::min(batch, 1);
   return batch;
 }
 

@@ -52,9 +52,10 @@ bool refusedForGood(int status, int js_error);
 // the lowered Batch: when more than half the batch was waiting, the count
 // is past it already, and the fetch writes messages past the end of the
 // list it allocated for Batch entries (a heap overflow: seen as a list of
-// 437 for a batch lowered to 106, and heap corruption aborts). A batch no
-// larger than what waits is taken from the waiting messages alone, with no
-// request and nothing lowered.
+// 437 for a batch lowered to 106, and heap corruption aborts). While
+// anything waits, the batch is one: taken from the waiting messages alone,
+// with no request and nothing lowered, or, when only status messages wait,
+// asked of the server as usual (a count of 0 never passes a batch of 1).
 int fetchBatchFor(__natsSubscription* sub, int batch);
 
 // A fetch's list longer than the batch asked for (`batch`, as it was
