@@ -7,6 +7,7 @@ cluster; the helpers read what reaches a client and the nodes' $SYS
 values.
 """
 
+import glob
 import json
 import os
 import re
@@ -205,6 +206,13 @@ def nodes(request, tmp_path):
 
     yield factory
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    if failed:
+        # The NATS servers' logs first: they are short, and say whether a
+        # server failed to start, closed a node's connection, or lost its
+        # JetStream.
+        for path in sorted(glob.glob(os.path.join(str(tmp_path), "nats-*.log"))):
+            with open(path, "rb") as f:
+                print("\n----- %s -----\n%s" % (os.path.basename(path), f.read().decode(errors="replace")))
     for b in made:
         b.kill()
         if failed:

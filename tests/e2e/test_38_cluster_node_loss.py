@@ -110,8 +110,22 @@ def assert_all_there(s, expected, timeout=90.0):
         if not any(missing.values()) or time.monotonic() > deadline:
             break
         fc.run([s], lambda: False, 0.5)
-    lost = {p.decode(): len(v) for p, v in missing.items() if v}
-    assert not lost, "acknowledged messages lost: %r of %r" % (lost, {p.decode(): len(v) for p, v in expected.items()})
+    lost = {p.decode(): runs(v) for p, v in missing.items() if v}
+    assert not lost, "acknowledged messages lost (runs of sequence numbers): %r of %r" % (
+        lost, {p.decode(): len(v) for p, v in expected.items()})
+
+
+def runs(seqs, most=8):
+    """'count: first-last, ...' of the runs in a set of sequence numbers
+    (the first `most` of them)."""
+    out = []
+    for seq in sorted(seqs):
+        if out and out[-1][1] == seq - 1:
+            out[-1][1] = seq
+        else:
+            out.append([seq, seq])
+    text = ", ".join("%d-%d" % (a, b) if a != b else str(a) for a, b in out[:most])
+    return "%d in %d runs: %s%s" % (len(seqs), len(out), text, ", ..." if len(out) > most else "")
 
 
 def wait_log(node, text, timeout=30.0):
