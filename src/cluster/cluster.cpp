@@ -355,7 +355,7 @@ std::vector<Cluster::NodeView> Cluster::nodes() const {
 void Cluster::onRefresh(uv_timer_t* t) {
   auto* c = static_cast<Cluster*>(t->data);
   c->announceAll();
-  c->remote_.expire(c->clock_.wallMs() - int64_t(c->stream_ && c->stream_->ready() ? kAwayKeepMs : kForgetMs));
+  c->remote_.expire(c->clock_.wallMs() - int64_t(c->stream_ && c->stream_->opened() ? kAwayKeepMs : kForgetMs));
   for (auto it = c->names_.begin(); it != c->names_.end();) {
     if (!c->remote_.knows(it->first) && !c->peers_.count(it->first)) it = c->names_.erase(it);
     else ++it;
@@ -449,7 +449,7 @@ void Cluster::control(const uint8_t* data, size_t len, int64_t now_ms) {
       // Without the stream its filters go now. With it they stay (for
       // kAwayKeepMs): what its durable sessions are owed waits in the
       // stream until it is back.
-      if (!stream_ || !stream_->ready()) remote_.forget(c.node);
+      if (!stream_ || !stream_->opened()) remote_.forget(c.node);
       peers_.erase(c.node);
       if (auto n = names_.find(c.node); n != names_.end()) byes_[n->second] = now_ms;
       break;
@@ -583,7 +583,11 @@ void Cluster::forward(const MessagePtr& m) {
     ++counters_.kept;  // no other node has a filter that matches
     return;
   }
-  if (m->qos > 0 && stream_ && stream_->ready() && forwardStored(*m)) return;
+  // Through the stream once it has opened, and while it opens again (a
+  // fetch refused by a consumer changing leader, say): the core way does
+  // not store, and a node that is away would never get the copy its
+  // durable sessions are owed, though the publisher had its PUBACK.
+  if (m->qos > 0 && stream_ && stream_->opened() && forwardStored(*m)) return;
   subject_ = cluster::topicSubject(cfg_.name, m->topic);
   cluster::encodeWire(*m, node_id_, ++seq_, body_);
   stamp(*m, seq_);

@@ -230,6 +230,7 @@ bool Stream::open() {
   if (!last_error_.empty()) LOG_NOTICE("cluster: stream %s open", stream_.c_str());
   last_error_.clear();
   ready_ = true;
+  opened_ = true;
   return true;
 }
 

@@ -108,7 +108,12 @@ class Stream {
   // next run.
   void stop();
 
+  // Open now: the node's consumer is read.
   bool ready() const { return ready_.load(); }
+  // Open once at least: the servers have JetStream. From then on, copies
+  // for other nodes wait in this stream's queue while it is opened again
+  // (a new leader, the link back), with their publishers' PUBACKs.
+  bool opened() const { return opened_.load(); }
   // "<name>.q.<node>." of `node`.
   std::string nodePrefix(const std::string& node) const { return prefix_ + node + "."; }
   const std::string& ownPrefix() const { return own_prefix_; }
@@ -156,6 +161,7 @@ class Stream {
   std::mutex open_mu_;  // js_, sub_ being made
   std::string last_error_;
   std::atomic<bool> ready_{false};
+  std::atomic<bool> opened_{false};
   bool renew_consumer_ = false;
   std::atomic<bool> watch_settled_{false};
   std::atomic<uint64_t> settled_marks_{0};

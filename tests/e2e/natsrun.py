@@ -148,6 +148,23 @@ class NatsCluster:
             assert time.monotonic() < deadline, "stream %s did not step down: %s" % (name, answer)
             time.sleep(0.2)
 
+    def step_down_consumer(self, stream, consumer, timeout=30.0):
+        """Has consumer `consumer` of JetStream stream `stream` elect
+        another leader (asked again while it has none, or is electing
+        one)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            srv = next(x for x in self.servers if x.proc and x.proc.poll() is None)
+            try:
+                answer = json.loads(srv.request("$JS.API.CONSUMER.LEADER.STEPDOWN.%s.%s" % (stream, consumer),
+                                                timeout=2.0))
+            except OSError as e:
+                answer = {"error": str(e)}
+            if answer.get("success"):
+                return
+            assert time.monotonic() < deadline, "consumer %s of %s did not step down: %s" % (consumer, stream, answer)
+            time.sleep(0.2)
+
     def stream_leader(self, name, timeout=10.0):
         """The server that leads JetStream stream `name` (monitor=True)."""
         deadline = time.monotonic() + timeout

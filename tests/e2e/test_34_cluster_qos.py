@@ -385,6 +385,51 @@ def test_the_streams_leader_changing_under_load_nothing_acknowledged_is_lost(tmp
         nc.stop()
 
 
+@pytest.mark.time_limit(150)
+def test_a_consumer_leader_change_while_a_node_is_away_loses_nothing_acknowledged(tmp_path, nodes):
+    # The publishing node's own consumer changes leader: its waiting fetch
+    # is answered "Leadership Change" and the node opens the stream again.
+    # Meanwhile the copies for the node that is away wait for the stream
+    # with their PUBACKs: the core way, which does not store, would reach
+    # nobody.
+    nc = NatsCluster(tmp_path, jetstream=True, monitor=True).start()
+    try:
+        a, b = nodes(nc, 2, persistence={"enabled": True}, limits=BIG_QUEUES, cluster={"replicas": 3})
+        stream_ready(a, b)
+        sb = durable(b, "lead-away", "lead-away/#")
+        ready_for(a, b, "lead-away/probe")
+        sb.close()
+        b.stop()
+        pub = fc.Pub(HOST, a.port, "pub-lead-away", version=4).connect()
+        n = (5 if SANITIZED else 20) * WINDOW
+        t = publish_in_background(pub, "lead-away/t", n)
+        wait_acked(pub, n // 8)
+        # Until node0 has seen one change while the publisher still sends.
+        steps, seen_at = 0, None
+        while t.is_alive() and steps < 10:
+            nc.step_down_consumer("petrel_messages", a.name)
+            steps += 1
+            time.sleep(0.3)
+            if "Leadership Change; opening it again" in a.log():
+                seen_at = pub.acked
+                break
+        t.join(120)
+        assert not t.err, t.err
+        assert seen_at is not None and seen_at < n, \
+            "the consumer's leader changed %d times, and no fetch of node0 saw it before the last PUBACK" % steps
+        reopened = a.log().count("Leadership Change; opening it again")
+        b.start()
+        sb = durable(b, "lead-away", "lead-away/#")
+        assert sb.session_present
+        missing = drain_until_all(sb, b"pub-lead-away", range(n), 60)
+        assert not missing, "%d acknowledged messages lost (the stream opened again %d times)" % (len(missing),
+                                                                                                 reopened)
+        print("the publishing node's consumer changed leader %d times under load (its stream opened again %d "
+              "times) while the receiving node was away: %d acknowledged, none lost" % (steps, reopened, n))
+    finally:
+        nc.stop()
+
+
 def test_stream_counters_in_metrics_and_stats(js, nodes):
     pa, pb = free_port(), free_port()
     a, = nodes(js, 1, http={"enabled": True, "address": HOST, "port": pa})
