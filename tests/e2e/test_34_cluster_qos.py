@@ -401,22 +401,33 @@ def test_a_consumer_leader_change_while_a_node_is_away_loses_nothing_acknowledge
         sb.close()
         b.stop()
         pub = fc.Pub(HOST, a.port, "pub-lead-away", version=4).connect()
-        n = (5 if SANITIZED else 20) * WINDOW
-        t = publish_in_background(pub, "lead-away/t", n)
-        wait_acked(pub, n // 8)
-        # Until node0 has seen one change while the publisher still sends.
-        steps, seen_at = 0, None
-        while t.is_alive() and steps < 10:
-            nc.step_down_consumer("petrel_messages", a.name)
-            steps += 1
-            time.sleep(0.3)
-            if "Leadership Change; opening it again" in a.log():
-                seen_at = pub.acked
-                break
-        t.join(120)
-        assert not t.err, t.err
-        assert seen_at is not None and seen_at < n, \
-            "the consumer's leader changed %d times, and no fetch of node0 saw it before the last PUBACK" % steps
+        changed = "Leadership Change; opening it again"
+        # The consumer steps down every half second until a fetch of node0
+        # has seen it; the publisher sends, unthrottled, until 5,000 more
+        # were acknowledged after that.
+        stop, steps = threading.Event(), []
+
+        def step_down():
+            while not stop.is_set() and changed not in a.log():
+                nc.step_down_consumer("petrel_messages", a.name)
+                steps.append(1)
+                stop.wait(0.5)
+
+        stepper = threading.Thread(target=step_down, daemon=True)
+        stepper.start()
+        seen_at = None
+        try:
+            for _ in range(300):
+                pub.publish("lead-away/t", 1000, qos=1, window=1000, timeout=60)
+                if seen_at is None and changed in a.log():
+                    seen_at = pub.next_seq
+                if seen_at is not None and pub.next_seq >= seen_at + 5000:
+                    break
+        finally:
+            stop.set()
+            stepper.join(30)
+        n = pub.next_seq
+        assert seen_at is not None, "the consumer's leader changed %d times, and no fetch of node0 saw it" % len(steps)
         reopened = a.log().count("Leadership Change; opening it again")
         b.start()
         sb = durable(b, "lead-away", "lead-away/#")
@@ -425,7 +436,7 @@ def test_a_consumer_leader_change_while_a_node_is_away_loses_nothing_acknowledge
         assert not missing, "%d acknowledged messages lost (the stream opened again %d times)" % (len(missing),
                                                                                                  reopened)
         print("the publishing node's consumer changed leader %d times under load (its stream opened again %d "
-              "times) while the receiving node was away: %d acknowledged, none lost" % (steps, reopened, n))
+              "times) while the receiving node was away: %d acknowledged, none lost" % (len(steps), reopened, n))
     finally:
         nc.stop()
 
