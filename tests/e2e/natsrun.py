@@ -136,33 +136,28 @@ class NatsCluster:
         one (while it elects one, the request goes unanswered or is
         refused: asked again)."""
         deadline = time.monotonic() + timeout
-        while True:
-            self.stream_leader(name, timeout=max(0.1, deadline - time.monotonic()))
-            srv = next(x for x in self.servers if x.proc and x.proc.poll() is None)
-            try:
-                answer = json.loads(srv.request("$JS.API.STREAM.LEADER.STEPDOWN." + name, timeout=2.0))
-            except OSError as e:
-                answer = {"error": str(e)}
-            if answer.get("success"):
-                return
-            assert time.monotonic() < deadline, "stream %s did not step down: %s" % (name, answer)
-            time.sleep(0.2)
+        self._until_done("$JS.API.STREAM.LEADER.STEPDOWN." + name, "stream %s" % name, deadline,
+                         before=lambda: self.stream_leader(name, timeout=max(0.1, deadline - time.monotonic())))
 
     def step_down_consumer(self, stream, consumer, timeout=30.0):
         """Has consumer `consumer` of JetStream stream `stream` elect
-        another leader (asked again while it has none, or is electing
-        one)."""
-        deadline = time.monotonic() + timeout
+        another leader (asked again while it has none)."""
+        self._until_done("$JS.API.CONSUMER.LEADER.STEPDOWN.%s.%s" % (stream, consumer),
+                         "consumer %s of %s" % (consumer, stream), time.monotonic() + timeout)
+
+    def _until_done(self, subject, what, deadline, before=lambda: None):
+        """Sends JetStream API request `subject` through a server that is
+        up until one answers success."""
         while True:
+            before()
             srv = next(x for x in self.servers if x.proc and x.proc.poll() is None)
             try:
-                answer = json.loads(srv.request("$JS.API.CONSUMER.LEADER.STEPDOWN.%s.%s" % (stream, consumer),
-                                                timeout=2.0))
+                answer = json.loads(srv.request(subject, timeout=2.0))
             except OSError as e:
                 answer = {"error": str(e)}
             if answer.get("success"):
                 return
-            assert time.monotonic() < deadline, "consumer %s of %s did not step down: %s" % (consumer, stream, answer)
+            assert time.monotonic() < deadline, "%s did not step down: %s" % (what, answer)
             time.sleep(0.2)
 
     def stream_leader(self, name, timeout=10.0):

@@ -116,8 +116,8 @@ def assert_all_there(s, expected, timeout=90.0):
 
 
 def runs(seqs, most=8):
-    """'count: first-last, ...' of the runs in a set of sequence numbers
-    (the first `most` of them)."""
+    """'<count> in <runs> runs: first-last, ...' of a set of sequence
+    numbers (the first `most` runs listed)."""
     out = []
     for seq in sorted(seqs):
         if out and out[-1][1] == seq - 1:
