@@ -93,6 +93,17 @@ def parked_on_b(js, nodes, cid, prefix):
     return a, b
 
 
+def on_three_servers(nc, nodes, cid, prefix):
+    """Nodes a and b on the routed servers `nc` (the stream kept on all
+    three), and a durable subscriber `cid` to `<prefix>/#` on b that a
+    knows of, connected. Returns (a, b, subscriber)."""
+    a, b = nodes(nc, 2, persistence={"enabled": True}, limits=BIG_QUEUES, cluster={"replicas": 3})
+    stream_ready(a, b)
+    sb = durable(b, cid, prefix + "/#")
+    ready_for(a, b, prefix + "/probe")
+    return a, b, sb
+
+
 def got_seqs(sub, pub_name):
     return {seq for (p, seq) in sub.first_seen if p == pub_name}
 
@@ -336,10 +347,7 @@ def test_kill9_of_the_receiving_node_loses_nothing_acknowledged(js, nodes):
 def test_a_nats_server_killed_under_load_nothing_acknowledged_is_lost(tmp_path, nodes):
     nc = NatsCluster(tmp_path, jetstream=True).start()
     try:
-        a, b = nodes(nc, 2, persistence={"enabled": True}, limits=BIG_QUEUES, cluster={"replicas": 3})
-        stream_ready(a, b)
-        sb = durable(b, "r3-sub", "r3/#")
-        ready_for(a, b, "r3/probe")
+        a, b, sb = on_three_servers(nc, nodes, "r3-sub", "r3")
         pub = fc.Pub(HOST, a.port, "pub-r3", version=4).connect()
         n = 5 * WINDOW
         t = publish_in_background(pub, "r3/t", n)
@@ -360,10 +368,7 @@ def test_the_streams_leader_changing_under_load_nothing_acknowledged_is_lost(tmp
     # all, or refused: each copy is tried again, and its PUBACK waits.
     nc = NatsCluster(tmp_path, jetstream=True, monitor=True).start()
     try:
-        a, b = nodes(nc, 2, persistence={"enabled": True}, limits=BIG_QUEUES, cluster={"replicas": 3})
-        stream_ready(a, b)
-        sb = durable(b, "lead-sub", "lead/#")
-        ready_for(a, b, "lead/probe")
+        a, b, sb = on_three_servers(nc, nodes, "lead-sub", "lead")
         pub = fc.Pub(HOST, a.port, "pub-lead", version=4).connect()
         n = (5 if SANITIZED else 20) * WINDOW
         t = publish_in_background(pub, "lead/t", n)
@@ -394,10 +399,7 @@ def test_a_consumer_leader_change_while_a_node_is_away_loses_nothing_acknowledge
     # nobody.
     nc = NatsCluster(tmp_path, jetstream=True, monitor=True).start()
     try:
-        a, b = nodes(nc, 2, persistence={"enabled": True}, limits=BIG_QUEUES, cluster={"replicas": 3})
-        stream_ready(a, b)
-        sb = durable(b, "lead-away", "lead-away/#")
-        ready_for(a, b, "lead-away/probe")
+        a, b, sb = on_three_servers(nc, nodes, "lead-away", "lead-away")
         sb.close()
         b.stop()
         pub = fc.Pub(HOST, a.port, "pub-lead-away", version=4).connect()
