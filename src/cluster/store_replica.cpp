@@ -76,6 +76,46 @@ int64_t nowMs() {
       .count();
 }
 
+// Waits until `stream` is set up on its server before a "get message"
+// request goes to it. nats-server 2.9 (Debian 12 ships 2.9.10) lists a
+// stream it is creating before the stream's store exists, and a get
+// request that comes in between crashes the whole server (a nil store in
+// jsMsgGetRequest; 2.10 lists the stream only once it is set up). Several
+// nodes starting at once hit it: one creates the stream, another finds it
+// made and reads from it at once. A direct get is answered by the stream
+// itself, which subscribes only once its store is there: while one goes
+// unanswered, the stream is not ready. (The stream's settings say first
+// whether it exists and takes direct gets; one that does not is read as
+// before.) NATS_OK once it answers or cannot be asked that way;
+// NATS_NOT_FOUND when there is no such stream; otherwise what went wrong,
+// NATS_TIMEOUT when it did not answer within the wait.
+natsStatus whenSetUp(jsCtx* js, const std::string& stream, const std::string& subject) {
+  constexpr int kProbeWaitMs = 250;
+  const int64_t until = nowMs() + StoreReplicaStream::kWaitMs;
+  jsStreamInfo* si = nullptr;
+  jsErrCode e = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, js, stream.c_str(), nullptr, &e);
+  if (s != NATS_OK) return s == NATS_NOT_FOUND || e == JSStreamNotFoundErr ? NATS_NOT_FOUND : s;
+  const bool direct = si->Config && si->Config->AllowDirect;
+  jsStreamInfo_Destroy(si);
+  if (!direct) return NATS_OK;
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Wait = kProbeWaitMs;
+  while (true) {
+    jsDirectGetMsgOptions d;
+    jsDirectGetMsgOptions_Init(&d);
+    d.LastBySubject = subject.c_str();
+    natsMsg* m = nullptr;
+    s = js_DirectGetMsg(&m, js, stream.c_str(), &o, &d);
+    if (m) natsMsg_Destroy(m);
+    if (s == NATS_OK || s == NATS_NOT_FOUND) return NATS_OK;
+    if (s != NATS_TIMEOUT && s != NATS_NO_RESPONDERS) return s;
+    if (nowMs() >= until) return NATS_TIMEOUT;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 }  // namespace
 
 StoreReplicaStream::StoreReplicaStream(natsConnection* nc, std::string stream, std::string stream_subjects,
@@ -184,6 +224,7 @@ bool StoreReplicaStream::open() {
     if (si) jsStreamInfo_Destroy(si);
     if (s != NATS_OK && jerr == JSStreamNameExistErr) s = NATS_OK;  // made by another node: used as it is
   }
+  if (s == NATS_OK) s = whenSetUp(js_, stream_, end_subject_);
   if (s == NATS_OK && guard_empty_) {
     natsMsg* m = nullptr;
     jsErrCode e = static_cast<jsErrCode>(0);
@@ -542,7 +583,8 @@ std::string_view dataOf(natsMsg* m) {
 natsStatus lastOn(jsCtx* js, const std::string& stream, const std::string& subject, natsMsg** m) {
   jsErrCode e = static_cast<jsErrCode>(0);
   *m = nullptr;
-  const natsStatus s = js_GetLastMsg(m, js, stream.c_str(), subject.c_str(), nullptr, &e);
+  natsStatus s = whenSetUp(js, stream, subject);
+  if (s == NATS_OK) s = js_GetLastMsg(m, js, stream.c_str(), subject.c_str(), nullptr, &e);
   if (s != NATS_OK && (e == JSNoMessageFoundErr || s == NATS_NOT_FOUND)) return NATS_NOT_FOUND;
   return s;
 }
