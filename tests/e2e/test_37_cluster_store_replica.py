@@ -19,6 +19,9 @@ size), Petrel nodes with LMDB persistence on loopback. What is checked:
 * three NATS servers keeping the replica (replicas: 3), one killed under
   load: the node keeps acknowledging, and its replica, read back, has
   every acknowledged message;
+* six nodes starting at once on new streams, ten times: the NATS server
+  (2.9, which crashes on a read of a stream still being created) stays
+  up, and every replica goes live;
 * the replica in $SYS, /metrics, /api/v1/stats and `petrel inspect
   --cluster`; none with `store_replica: false`;
 * JetStream gone under load: acknowledgements wait for the replica, then
@@ -226,6 +229,31 @@ def test_the_replica_in_metrics_stats_and_inspect(jsm, nodes):
     assert "stores' replicas: stream petrel_replica:" in out.stdout, out.stdout
     assert "  node0: a snapshot in 2 records, " in out.stdout, out.stdout
     assert "node1:" not in out.stdout.split("stores' replicas")[1], out.stdout
+
+
+@pytest.mark.time_limit(150)
+def test_nodes_starting_at_once_on_new_streams_leave_nats_running(jsm, nodes):
+    """nats-server 2.9 (Debian 12's) crashes on a "get message" request for
+    a stream that another client is still creating. Six nodes with stores
+    start at once, ten times, each time as a cluster of a new name (so on
+    new streams): the server stays up and every node's replica goes live.
+    Before nodes waited for the stream to answer a direct get, each of five
+    runs of this test killed the server."""
+    for r in range(10):
+        ns = nodes(jsm, 6, start=False, persistence={"enabled": True}, cluster={"name": "start%d" % r})
+        starting = [threading.Thread(target=n.start, kwargs={"timeout": 30}) for n in ns]
+        for t in starting:
+            t.start()
+        for t in starting:
+            t.join()
+        deadline = time.monotonic() + 15
+        while not all("replica of the store live in stream start%d_replica" % r in n.log() for n in ns):
+            assert jsm.proc.poll() is None, "round %d: the NATS server exited" % r
+            assert time.monotonic() < deadline, "round %d: not every replica went live" % r
+            time.sleep(0.1)
+        assert jsm.proc.poll() is None, "round %d: the NATS server exited" % r
+        for n in ns:
+            n.kill()
 
 
 @pytest.mark.time_limit(120)
