@@ -1443,6 +1443,7 @@ void Cluster::publishSys() {
     put("retained/put", std::to_string(c.retained_put));
     put("retained/taken", std::to_string(c.retained_taken));
     put("retained/failed", std::to_string(c.retained_failed));
+    put("sessions/bucket", c.sessions_watching ? "1" : "0");
     put("taken_over", std::to_string(c.taken_over));
     put("stream/up", c.stream_ready ? "1" : "0");
     put("stream/stored", std::to_string(c.stream_stored));
@@ -1484,6 +1485,7 @@ Cluster::Counters Cluster::counters() const {
     c.retained_failed = b.put_failed;
     c.retained_watching = b.watching;
   }
+  if (registry_) c.sessions_watching = registry_->counters().watching;
   if (stream_) {
     const cluster::Stream::Counters s = stream_->counters();
     c.stream_ready = s.ready;

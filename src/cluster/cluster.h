@@ -109,6 +109,7 @@ class Cluster {
     uint64_t retained_taken = 0;     // other nodes' taken from it into this node's store
     uint64_t retained_failed = 0;    // the bucket refused (too large for NATS, a bad key)
     bool retained_watching = false;  // the bucket is open and watched (JetStream answers)
+    bool sessions_watching = false;  // the session registry's bucket is open and watched
     uint64_t taken_over = 0;         // this node's clients closed (0x8E): they connected to another node
     // QoS 1 and 2 between nodes, through the cluster's stream (stream.h):
     bool stream_ready = false;       // the stream and this node's consumer are open

@@ -191,6 +191,7 @@ MetricsSnapshot Monitor::snapshot() {
     s.cluster.kept = c.kept;
     s.cluster.jetstream = p_.cluster.jetstream();
     s.cluster.retained_watching = c.retained_watching;
+    s.cluster.sessions_watching = c.sessions_watching;
     s.cluster.retained_put = c.retained_put;
     s.cluster.retained_taken = c.retained_taken;
     s.cluster.retained_failed = c.retained_failed;

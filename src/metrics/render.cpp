@@ -196,6 +196,9 @@ std::string prometheusText(const MetricsSnapshot& s) {
       e.family("petrel_cluster_retained_bucket_up", "gauge",
                "1 while the cluster's bucket of retained messages is open and watched.");
       e.sample("petrel_cluster_retained_bucket_up", uint64_t{c.retained_watching}, {{"node", c.node}});
+      e.family("petrel_cluster_sessions_bucket_up", "gauge",
+               "1 while the cluster's session registry (client id -> node) is open and watched.");
+      e.sample("petrel_cluster_sessions_bucket_up", uint64_t{c.sessions_watching}, {{"node", c.node}});
       counter("petrel_cluster_retained_put_total",
               "Retained messages (and clearings) of this node the cluster's bucket took.", c.retained_put);
       counter("petrel_cluster_retained_taken_total",
@@ -429,6 +432,7 @@ std::string statsJson(const MetricsSnapshot& s, size_t max_groups) {
       j.member("failed", s.cluster.retained_failed);
       j.endObject();
       j.member("taken_over", s.cluster.taken_over);
+      j.member("sessions_bucket_up", s.cluster.sessions_watching);
       j.key("stream").beginObject();
       j.member("up", s.cluster.stream_up);
       j.member("stored", s.cluster.stream_stored);

@@ -69,6 +69,7 @@ struct MetricsSnapshot {
     uint64_t sent = 0, received = 0, duplicates = 0, dropped = 0, send_failed = 0, kept = 0;
     bool jetstream = false;          // retained messages in the cluster's bucket
     bool retained_watching = false;  // the bucket is open and watched
+    bool sessions_watching = false;  // the session registry's bucket is open and watched
     uint64_t retained_put = 0, retained_taken = 0, retained_failed = 0;
     uint64_t taken_over = 0;  // clients closed here: connected to another node since
     // QoS 1 and 2 between nodes through the cluster's stream.

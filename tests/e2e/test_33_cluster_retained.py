@@ -286,11 +286,12 @@ def test_a_nats_server_killed_retained_messages_still_cross(tmp_path, nodes):
         nc.stop()
 
 
-def test_metrics_stats_and_status_page_show_the_bucket(js, nodes):
+def test_metrics_stats_and_status_page_show_the_buckets(js, nodes):
     http_port = free_port()
     a, = nodes(js, 1)
     b, = nodes(js, 1, http={"enabled": True, "address": HOST, "port": http_port})
     wait_sys(b, "retained/bucket", lambda v: v == "1", timeout=15)
+    wait_sys(b, "sessions/bucket", lambda v: v == "1", timeout=15)
     publish_retained(a, {"mr/1": b"1", "mr/2": b"2"})
     publish_retained(b, {"mr/3": b"3"})
     wait_retained(b, "mr/#", {"mr/1": b"1", "mr/2": b"2", "mr/3": b"3"})
@@ -302,6 +303,7 @@ def test_metrics_stats_and_status_page_show_the_bucket(js, nodes):
             break
         time.sleep(0.3)
     assert 'petrel_cluster_retained_bucket_up{node="node1"} 1' in text
+    assert 'petrel_cluster_sessions_bucket_up{node="node1"} 1' in text
     assert "petrel_cluster_retained_put_total 1\n" in text
     assert "petrel_cluster_retained_taken_total 2\n" in text
     assert "petrel_cluster_retained_failed_total 0\n" in text
@@ -309,13 +311,14 @@ def test_metrics_stats_and_status_page_show_the_bucket(js, nodes):
     stats = json.loads(urllib.request.urlopen(base + "/api/v1/stats", timeout=5).read())
     assert stats["cluster"]["retained"] == {"bucket_up": True, "put": 1, "taken": 2, "failed": 0}
     assert stats["cluster"]["taken_over"] == 0
+    assert stats["cluster"]["sessions_bucket_up"] is True
     chromium = shutil.which("chromium")
     if not chromium:
         pytest.skip("chromium not installed: the status page's cluster line is not rendered")
     dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
                           "--dump-dom", base + "/"], capture_output=True, text=True, timeout=25).stdout
     line = re.search(r'<p id="cluster"[^>]*>([^<]*)', dom)
-    assert line and line.group(1).endswith("\u00b7 retained bucket open"), dom[-2000:]
+    assert line and line.group(1).endswith("\u00b7 retained bucket open \u00b7 session registry open"), dom[-2000:]
 
 
 @pytest.mark.parametrize("jetstream", [True, False])
@@ -336,6 +339,7 @@ def test_without_jetstream_retained_messages_stay_on_their_node(tmp_path, nats_p
     assert said == jetstream, a.log()
     if jetstream:
         assert sys_value(a, "retained/bucket") == "0"
+        assert sys_value(a, "sessions/bucket") == "0"
         # Said once for each bucket, not at every attempt.
         assert a.log().count("cluster: retained messages: ") == 1
         assert a.log().count("cluster: session registry: ") == 1
