@@ -319,9 +319,13 @@ def wait_sys(node, what, pred, timeout=8.0):
 
 
 def stream_ready(*nodes_):
-    """Until each node's stream and consumer are open (stream/up)."""
+    """Until each node's stream and consumer are open (stream/up) and its
+    session registry too (sessions/bucket): a node whose registry is not
+    open yet knows no other node's sessions (its first try can time out
+    while JetStream servers are still electing leaders)."""
     for n in nodes_:
         wait_sys(n, "stream/up", lambda v: v == "1", timeout=15)
+        wait_sys(n, "sessions/bucket", lambda v: v == "1", timeout=15)
 
 
 def acked_seqs(pub):
