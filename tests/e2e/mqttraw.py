@@ -642,3 +642,14 @@ class RawClient:
     def disconnect(self, reason=None, props=None):
         self.send_quiet(disconnect(reason, props, self.v5))
         self.close()
+
+    def go_offline(self, timeout=5.0):
+        """Send DISCONNECT and wait until the broker closes the connection,
+        which it does once it has taken the DISCONNECT (and so every
+        acknowledgement sent before it): from then on the session is
+        offline, whichever loop another client is on. (disconnect() closes
+        the socket at once; a stop or a publish right after it may come
+        before the broker has read it.)"""
+        self.send(disconnect(v5=self.v5))
+        self.expect_closed(timeout)
+        self.close()

@@ -72,17 +72,6 @@ def durable(b, cid, version=4, expiry=600, **kw):
     return b.connected(cid, version=version, clean=False, **kw)
 
 
-def offline(s, timeout=5.0):
-    """Send DISCONNECT and wait until the broker closes the connection, which
-    it does once it has taken the DISCONNECT (and so every acknowledgement
-    sent before it): from then on the session is offline, whichever loop
-    another client is on. (s.disconnect() closes the socket at once; a stop
-    or a publish right after it may come before the broker has read it.)"""
-    s.send(m.disconnect(v5=s.v5))
-    s.expect_closed(timeout)
-    s.close()
-
-
 def inspect(*args, timeout=15):
     if not os.access(PETREL_BIN, os.X_OK):
         pytest.skip("broker binary not found: %s" % PETREL_BIN)
@@ -327,7 +316,7 @@ def with_backlog(b, cid, topic, n, qos_of):
     for it; returns it connected again."""
     s = durable(b, cid)
     s.subscribe([(topic, 2)])
-    offline(s)  # what follows is its backlog
+    s.go_offline()  # what follows is its backlog
     pub = b.connected(cid + "-pub")
     for i in range(n):
         pub.publish(topic, b"%03d" % i, qos=qos_of(i))   # each acknowledged: stored
@@ -960,7 +949,7 @@ def test_damaged_store_moved_aside(make_broker, kind):
     pub = b.connected("dmg-pub2")
     pub.publish("dmg/new", b"fresh", qos=1, retain=True)
     assert s.recv_publish().payload == b"fresh"
-    offline(s)
+    s.go_offline()
     pub.publish("dmg/new2", b"queued", qos=1)
     # The new store is a good one: it survives a restart.
     restart(b, "term")
