@@ -286,8 +286,8 @@ const std::string_view kStatusJs = R"PAGE("use strict";
       ? "node " + c.node + " · " + (c.up ? "linked" : "link down") + " · sent " + num(c.sent) +
         " · received " + num(c.received) + " · dropped " + num(c.dropped) +
         (c.groups ? " · share groups " + num(c.groups.count) + ", " + num(c.groups.held) + " messages held" : "") +
-        (c.retained ? " · retained bucket " + (c.retained.bucket_up ? "open" : "not open") : "") +
-        (c.retained ? " · session registry " + (c.sessions_bucket_up ? "open" : "not open") : "")
+        (c.retained ? " · retained bucket " + (c.retained.bucket_up ? "open" : "not open") +
+          " · session registry " + (c.sessions_bucket_up ? "open" : "not open") : "")
       : "alone";
     table("nodes", c && c.nodes ? c.nodes : [], (row, n) => {
       const td = cell(row, n.self ? n.name + " (this node)" : n.name);
