@@ -352,10 +352,16 @@ TEST(TopicValidation, WordAtATimeMatchesByteByByte) {
     // are common too.
     for (auto& c : s)
       if (rng() % 6 == 0) c = alphabet[rng() % sizeof alphabet];
-    const size_t max_levels = rng() % 4 == 0 ? rng() % 6 : 0;
+    const size_t max_levels = rng() % 4 == 0 ? rng() % 6 : rng() % 3 == 0 ? rng() % 50 : 0;
     ASSERT_EQ(validTopicName(s, max_levels), referenceTopicName(s, max_levels))
         << "topic of " << len << " bytes, max levels " << max_levels;
     ASSERT_EQ(validUtf8(s), referenceUtf8(s)) << "string of " << len << " bytes";
+    // The same bytes inside a larger buffer, between bytes that neither
+    // check allows: only the view's own bytes may decide.
+    const std::string framed = std::string(9, '#') + s + std::string(9, '\xFF');
+    const std::string_view inner = std::string_view(framed).substr(9, len);
+    ASSERT_EQ(validTopicName(inner, max_levels), referenceTopicName(s, max_levels)) << "framed, " << len << " bytes";
+    ASSERT_EQ(validUtf8(inner), referenceUtf8(s)) << "framed string of " << len << " bytes";
     topics_valid += referenceTopicName(s, max_levels);
     utf8_valid += referenceUtf8(s);
   }
