@@ -3,32 +3,27 @@
 #include <cstdint>
 #include <cstring>
 
+#include "mqtt/words.h"
+
 namespace petrel::mqtt {
 
 bool validUtf8(std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const auto* const end = p + s.size();
-  constexpr uint64_t kLow7 = 0x7F7F7F7F7F7F7F7Full;
   while (true) {
     // A run of plain ASCII without NUL (the whole of most strings): eight
     // bytes at a time -- no high bit set, and no zero byte (exact test, no
     // carries between bytes) -- then byte by byte.
     if (end - p >= 8) {
       do {
-        uint64_t v;
-        std::memcpy(&v, p, 8);
-        if ((v & ~kLow7) != 0 || ~(((v & kLow7) + kLow7) | v | kLow7) != 0) break;
+        if (!words::plainAscii(words::load(reinterpret_cast<const char*>(p)))) break;
         p += 8;
       } while (end - p >= 8);
       // Fewer than eight left: the last eight at once. Those before p have
       // been checked; should one of them not be plain ASCII (the end of a
       // multi-byte character), the test fails and the bytes go one at a
       // time.
-      if (end - p < 8 && p < end) {
-        uint64_t v;
-        std::memcpy(&v, end - 8, 8);
-        if ((v & ~kLow7) == 0 && ~(((v & kLow7) + kLow7) | v | kLow7) == 0) return true;
-      }
+      if (end - p < 8 && p < end && words::plainAscii(words::load(reinterpret_cast<const char*>(end - 8)))) return true;
     }
     while (p < end && static_cast<unsigned char>(*p - 1) < 0x7F) ++p;  // 0x01..0x7F
     if (p == end) return true;

@@ -1,50 +1,23 @@
 #include "mqtt/topic.h"
 
-#include <bit>
 #include <cstdint>
 #include <cstring>
+
+#include "mqtt/words.h"
 
 namespace petrel::mqtt {
 
 namespace {
 
-// Eight bytes at a time (this runs for every PUBLISH): the high bit of
-// each byte of `v` equal to the byte `b`, exactly (no carries between
-// bytes), so that the bits can be counted.
-constexpr uint64_t kLow7 = 0x7F7F7F7F7F7F7F7Full;
-inline uint64_t bytesEqual(uint64_t v, unsigned char b) {
-  const uint64_t t = v ^ (0x0101010101010101ull * b);
-  return ~(((t & kLow7) + kLow7) | t | kLow7);
-}
-
-// How many bytes bytesEqual flagged: each flag moved to its byte's low bit,
-// and the eight bytes summed into the top one by a multiplication. The
-// baseline x86-64 target has no popcount instruction: __builtin_popcountll
-// was a library call, once per eight bytes of every topic.
-inline size_t flaggedBytes(uint64_t m) {
-  return static_cast<size_t>(((m >> 7) * 0x0101010101010101ull) >> 56);
-}
-
-// The last `n` (1 to 7) of the eight bytes at `p`, in the low bytes of the
-// word with zero bytes above them, as memcpy of just those bytes would put
-// them; zero bytes match none of the bytes looked for.
-inline uint64_t lastBytes(const char* p, size_t n) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  const unsigned drop = 8 * static_cast<unsigned>(8 - n);
-  if constexpr (std::endian::native == std::endian::little) return v >> drop;
-  else return v << drop;
-}
+using words::bytesEqual;
+using words::flaggedBytes;
+using words::lastBytes;
 
 size_t levelCount(std::string_view s) {
   size_t n = 1;
   for (char c : s) n += c == '/';
   return n;
 }
-
-}  // namespace
-
-namespace {
 
 // No wildcard in the `n` bytes at `p`, and with kCount the levels counted
 // into `levels`, eight bytes at a time.
@@ -56,11 +29,8 @@ bool scanTopicName(const char* p, size_t n, size_t& levels) {
     return true;
   };
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t v;
-    std::memcpy(&v, p + i, 8);
-    if (!word(v)) return false;
-  }
+  for (; i + 8 <= n; i += 8)
+    if (!word(words::load(p + i))) return false;
   // The rest, up to seven bytes, from the last eight without the ones
   // already seen.
   return i == n || word(lastBytes(p + n - 8, n - i));
