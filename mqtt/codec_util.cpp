@@ -1,7 +1,6 @@
 #include "mqtt/codec_util.h"
 
 #include <cstdint>
-#include <cstring>
 
 #include "mqtt/words.h"
 

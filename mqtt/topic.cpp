@@ -1,7 +1,6 @@
 #include "mqtt/topic.h"
 
 #include <cstdint>
-#include <cstring>
 
 #include "mqtt/words.h"
 

@@ -12,7 +12,7 @@ namespace petrel::mqtt::words {
 constexpr uint64_t kLow7 = 0x7F7F7F7F7F7F7F7Full;
 
 // The high bit of each byte of `v` equal to the byte `b`, exactly (no
-// carries between bytes), so that the bits can be counted or found.
+// carries between bytes), so that the bits can be counted.
 inline uint64_t bytesEqual(uint64_t v, unsigned char b) {
   const uint64_t t = v ^ (0x0101010101010101ull * b);
   return ~(((t & kLow7) + kLow7) | t | kLow7);
