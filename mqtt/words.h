@@ -19,10 +19,8 @@ inline uint64_t bytesEqual(uint64_t v, unsigned char b) {
 }
 
 // Every byte of `v` is plain ASCII and not NUL (0x01..0x7F): no high bit
-// set, and no zero byte (the same exact test as bytesEqual's).
-inline bool plainAscii(uint64_t v) {
-  return (v & ~kLow7) == 0 && ~(((v & kLow7) + kLow7) | v | kLow7) == 0;
-}
+// set, and no zero byte.
+inline bool plainAscii(uint64_t v) { return (v & ~kLow7) == 0 && bytesEqual(v, 0) == 0; }
 
 // How many bytes bytesEqual flagged: each flag moved to its byte's low bit,
 // and the eight bytes summed into the top one by a multiplication. The

@@ -374,4 +374,19 @@ TEST(TopicValidation, WordAtATimeMatchesByteByByte) {
   EXPECT_GT(utf8_valid, 10000u);
 }
 
+// The level limit at its edge: n bytes hold at most n + 1 levels, and the
+// check counts levels only where that could pass the limit. A topic of
+// slashes only has the most levels its length allows.
+TEST(TopicValidation, LevelLimitAtTheEdge) {
+  for (size_t k = 1; k <= 70; ++k) {
+    const std::string slashes(k, '/');  // k + 1 levels
+    EXPECT_TRUE(validTopicName(slashes, k + 1)) << k << " slashes";
+    EXPECT_FALSE(validTopicName(slashes, k)) << k << " slashes";
+    std::string levels = "a";
+    for (size_t i = 1; i < k; ++i) levels += "/a";  // k levels, 2k - 1 bytes
+    EXPECT_TRUE(validTopicName(levels, k)) << k << " levels";
+    EXPECT_FALSE(validTopicName(levels, k - 1) && k > 1) << k << " levels";
+  }
+}
+
 }  // namespace petrel::mqtt
