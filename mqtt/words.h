@@ -1,5 +1,5 @@
 // mqtt/words.h — eight bytes of a string at a time: the topic name and
-// UTF-8 checks run these for every PUBLISH.
+// UTF-8 checks, and the topic tree's walk, run these for every PUBLISH.
 #pragma once
 
 #include <bit>
@@ -45,6 +45,26 @@ inline uint64_t lastBytes(const char* p, size_t n) {
   const unsigned drop = 8 * static_cast<unsigned>(8 - n);
   if constexpr (std::endian::native == std::endian::little) return v >> drop;
   else return v << drop;
+}
+
+inline uint32_t load4(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Whether the `n` bytes at `a` and at `b` are the same: memcmp's answer for
+// the short strings of a topic level, without a call. Reads no byte outside
+// either range: words that overlap where `n` is not a multiple of their size.
+inline bool sameBytes(const char* a, const char* b, size_t n) {
+  if (n >= 8) {
+    for (size_t i = 0; i + 8 < n; i += 8)
+      if (load(a + i) != load(b + i)) return false;
+    return load(a + n - 8) == load(b + n - 8);
+  }
+  if (n >= 4) return load4(a) == load4(b) && load4(a + n - 4) == load4(b + n - 4);
+  if (n == 0) return true;
+  return a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1];
 }
 
 }  // namespace petrel::mqtt::words

@@ -3,10 +3,13 @@
 #include "mqtt/topic.h"
 
 #include "mqtt/codec_util.h"
+#include "mqtt/words.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <string_view>
@@ -372,6 +375,40 @@ TEST(TopicValidation, WordAtATimeMatchesByteByByte) {
   }
   EXPECT_GT(topics_valid, 10000u);
   EXPECT_GT(utf8_valid, 10000u);
+}
+
+// sameBytes (the topic tree's name comparison) against memcmp: every length
+// from 0 to 40, equal strings, and each one with a single byte changed at
+// every position (the first, middle and last bytes, and the overlap of two
+// words, are where a word comparison can miss one). Each string is copied
+// into a heap block of its exact size, so that the sanitizer build catches
+// a read past either end.
+TEST(TopicValidation, SameBytesAgreesWithMemcmp) {
+  std::mt19937 rng(20261204);
+  size_t compared = 0;
+  for (size_t len = 0; len <= 40; ++len) {
+    for (int round = 0; round < 20; ++round) {
+      std::unique_ptr<char[]> ea(new char[len]), eb(new char[len]);  // exact size
+      for (size_t i = 0; i < len; ++i) ea[i] = static_cast<char>(rng() % 3 == 0 ? rng() : 'a' + rng() % 2);
+      std::memcpy(eb.get(), ea.get(), len);
+      ASSERT_TRUE(words::sameBytes(ea.get(), eb.get(), len)) << len << " equal bytes";
+      for (size_t i = 0; i < len; ++i) {
+        const char was = eb[i];
+        eb[i] = static_cast<char>(was ^ (1 << (rng() % 8)));
+        ASSERT_FALSE(words::sameBytes(ea.get(), eb.get(), len)) << len << " bytes, byte " << i << " changed";
+        ASSERT_FALSE(words::sameBytes(eb.get(), ea.get(), len)) << len << " bytes, byte " << i << " changed";
+        eb[i] = was;
+        ++compared;
+      }
+      // Random pairs over a two-letter alphabet: equal often enough.
+      for (size_t i = 0; i < len; ++i) {
+        ea[i] = static_cast<char>('a' + rng() % 2);
+        eb[i] = static_cast<char>('a' + rng() % 2);
+      }
+      ASSERT_EQ(words::sameBytes(ea.get(), eb.get(), len), std::memcmp(ea.get(), eb.get(), len) == 0) << len;
+    }
+  }
+  EXPECT_GT(compared, 15000u);
 }
 
 // The level limit at its edge: n bytes hold at most n + 1 levels, and the
