@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
@@ -18,6 +19,8 @@
 #include <string_view>
 #include <unordered_map>
 #include <vector>
+
+#include "mqtt/words.h"
 
 namespace petrel {
 
@@ -110,13 +113,45 @@ class TopicTree {
       auto it = children->find(level);
       return it == children->end() ? nullptr : it->second.get();
     }
+    // The child named by the level that starts at `p` (the topic ends at
+    // `end`), and in `stop` where that level ends; `stop` is left alone
+    // when there is no such child. With a few children each name is
+    // compared with the topic where it stands, so the level's end need not
+    // be searched for: a name matches when the topic has it and then `/`
+    // or its end.
+    Node* childAt(const char* p, const char* end, const char*& stop) const {
+      const size_t left = static_cast<size_t>(end - p);
+      if (children->size() <= kScanChildren) {
+        for (const auto& [name, c] : *children) {
+          const size_t n = name.size();
+          if (n <= left && (n == left || p[n] == '/') && mqtt::words::sameBytes(name.data(), p, n)) {
+            stop = p + n;
+            return c.get();
+          }
+        }
+        return nullptr;
+      }
+      const char* const e = levelEnd(p, end);
+      auto it = children->find(std::string_view(p, static_cast<size_t>(e - p)));
+      if (it == children->end()) return nullptr;
+      stop = e;
+      return it->second.get();
+    }
     static constexpr size_t kScanChildren = 4;
     Node* addChild(std::string_view level);
     void eraseChild(Children::iterator it);
   };
 
+  // The end of the level that starts at `p`: the next `/`, or `end`.
+  static const char* levelEnd(const char* p, const char* end) {
+    if (p == end) return end;
+    const auto* slash = static_cast<const char*>(std::memchr(p, '/', static_cast<size_t>(end - p)));
+    return slash ? slash : end;
+  }
+  // Matches the levels from `p` to `end` below `n`; `wild` is false only
+  // for the first level of a `$` topic.
   template <typename F, typename G>
-  void matchNode(Node& n, std::string_view topic, size_t pos, bool root, F& onMatch, G& onGroup);
+  static void walk(Node* n, const char* p, const char* end, bool wild, F& onMatch, G& onGroup);
   template <typename F, typename G>
   static void report(Node& n, F& onMatch, G& onGroup);
   template <typename F>
@@ -138,37 +173,48 @@ void TopicTree::report(Node& n, F& onMatch, G& onGroup) {
     for (auto& [name, g] : *n.groups) onGroup(*g);
 }
 
+// The walk follows one path as a loop and recurses only where a level has
+// both an exact child and a `+` child: a device's topic of six levels
+// under a tree with no wildcards on its path costs six turns of the loop,
+// not six calls.
 template <typename F, typename G>
-void TopicTree::matchNode(Node& n, std::string_view topic, size_t pos, bool root,
-                          F& onMatch, G& onGroup) {
-  // [MQTT-4.7.2-1] wildcards in the first level never match a `$` topic.
-  const bool dollar = root && !topic.empty() && topic[0] == '$';
-  if (!n.children) return;
-  if (!dollar) {
+void TopicTree::walk(Node* n, const char* p, const char* const end, bool wild,
+                     F& onMatch, G& onGroup) {
+  while (n->children) {
     // `#` matches this level and everything below, including the parent
     // level itself ("sport/#" matches "sport").
-    if (Node* h = n.hash) report(*h, onMatch, onGroup);
-  }
-  const size_t end = topic.find('/', pos);
-  const std::string_view level =
-      topic.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
-  auto visit = [&](Node& child) {
-    if (end == std::string_view::npos) {
-      report(child, onMatch, onGroup);
-      if (Node* h = child.hash) report(*h, onMatch, onGroup);
-    } else {
-      matchNode(child, topic, end + 1, false, onMatch, onGroup);
+    if (wild && n->hash) report(*n->hash, onMatch, onGroup);
+    Node* const plus = wild ? n->plus : nullptr;
+    const char* stop = nullptr;
+    Node* const exact = n->childAt(p, end, stop);
+    if (!exact) {
+      if (!plus) return;
+      stop = levelEnd(p, end);
     }
-  };
-  if (Node* exact = n.child(level)) visit(*exact);
-  if (!dollar) {
-    if (Node* plus = n.plus) visit(*plus);
+    if (stop == end) {  // the topic's last level
+      for (Node* c : {exact, plus}) {
+        if (!c) continue;
+        report(*c, onMatch, onGroup);
+        if (c->hash) report(*c->hash, onMatch, onGroup);
+      }
+      return;
+    }
+    p = stop + 1;
+    wild = true;
+    if (!plus) {  // then `exact` is not null
+      n = exact;
+      continue;
+    }
+    if (exact) walk(exact, p, end, true, onMatch, onGroup);
+    n = plus;
   }
 }
 
 template <typename F, typename G>
 void TopicTree::match(std::string_view topic, F&& onMatch, G&& onGroup) {
-  matchNode(*root_, topic, 0, true, onMatch, onGroup);
+  // [MQTT-4.7.2-1] wildcards in the first level never match a `$` topic.
+  const bool wild = topic.empty() || topic[0] != '$';
+  walk(root_.get(), topic.data(), topic.data() + topic.size(), wild, onMatch, onGroup);
 }
 
 template <typename F>

@@ -2,8 +2,8 @@
 // subscriptionCount, matching with `+`, `#` (also the parent level), empty
 // levels, `$` topics (no first-level wildcard match [MQTT-4.7.2-1]), one
 // report per overlapping subscription, and share groups (findGroup, onGroup
-// once per matching group, members, dropGroup). A randomized differential
-// test (fixed seed) compares the tree's matcher against mqtt::topicMatches.
+// once per matching group, members, dropGroup). Randomized differential
+// tests (fixed seeds) compare the tree's matcher against mqtt::topicMatches.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -450,6 +450,80 @@ TEST(TopicTree, DifferentialAgainstTopicMatches) {
   t.forEachGroup([&](SharedGroup&) { ++walked; });
   EXPECT_EQ(walked, 0);
   for (const std::string& topic : topics) EXPECT_TRUE(matchAll(t, topic).groups.empty());
+}
+
+// The walk compares each of a node's few children with the topic where it
+// stands (a name matches when the topic has it and then `/` or its end),
+// and past four children looks the level up in a hash table. Levels that
+// are prefixes of one another, of lengths around the 4- and 8-byte words
+// the comparison reads, in trees with nodes of both kinds.
+TEST(TopicTree, DifferentialWithLevelsThatArePrefixesOfOneAnother) {
+  static const char* const kPool[] = {"",         "a",         "ab",       "abc",
+                                      "abcd",     "abcde",     "abcdefg",  "abcdefgh",
+                                      "abcdefghi", "abcdefghijklmnop", "abcdefghijklmnopq", "b",
+                                      "bcdefghi"};
+  std::mt19937 rng(20261204);
+  std::vector<std::unique_ptr<Session>> sessions;
+  for (int i = 0; i < 4; ++i) sessions.push_back(std::make_unique<Session>("c" + std::to_string(i)));
+  std::vector<std::string> topics;  // every topic of one to three levels over the pool
+  for (const char* l1 : kPool) {
+    topics.emplace_back(l1);
+    for (const char* l2 : kPool) {
+      topics.push_back(std::string(l1) + "/" + l2);
+      for (const char* l3 : kPool) topics.push_back(std::string(l1) + "/" + l2 + "/" + l3);
+    }
+  }
+  std::erase(topics, std::string());  // not a topic name
+  size_t matches = 0, scanned_nodes = 0, hashed_nodes = 0;
+  for (int round = 0; round < 40; ++round) {
+    // This round's levels: 2 to 8 of the pool.
+    std::vector<std::string> levels(std::begin(kPool), std::end(kPool));
+    std::shuffle(levels.begin(), levels.end(), rng);
+    levels.resize(2 + rng() % 7);
+    TopicTree t;
+    std::map<std::pair<std::string, Session*>, uint32_t> plain;
+    std::set<std::string> filters;
+    uint32_t next_id = 1;
+    for (int i = 0; i < 40; ++i) {
+      const size_t n = 1 + rng() % 3;
+      std::string f;
+      for (size_t k = 0; k < n; ++k) {
+        if (k) f += '/';
+        const unsigned pick = rng() % 8;
+        f += k + 1 == n && pick == 0 ? "#" : pick == 1 ? "+" : levels[rng() % levels.size()];
+      }
+      Session* s = sessions[rng() % sessions.size()].get();
+      const uint32_t id = next_id++;
+      const bool added = plain.insert_or_assign({f, s}, id).second;
+      EXPECT_EQ(t.subscribe(f, "", s, opts(id)), !added) << f;
+      filters.insert(f);
+    }
+    // Children per node: how many distinct levels follow each prefix.
+    std::map<std::string, std::set<std::string>> children;
+    for (const std::string& f : filters) {
+      std::string prefix;
+      size_t pos = 0;
+      while (true) {
+        const size_t end = f.find('/', pos);
+        children[prefix].insert(f.substr(pos, end - pos));
+        if (end == std::string::npos) break;
+        prefix = f.substr(0, end + 1);
+        pos = end + 1;
+      }
+    }
+    for (const auto& [prefix, names] : children) (names.size() <= 4 ? scanned_nodes : hashed_nodes)++;
+    for (const std::string& topic : topics) {
+      Ids want;
+      for (const auto& [key, id] : plain)
+        if (mqtt::topicMatches(key.first, topic)) want.push_back(id);
+      std::sort(want.begin(), want.end());
+      ASSERT_EQ(ids(t, topic), want) << "topic '" << topic << "', round " << round;
+      matches += want.size();
+    }
+  }
+  EXPECT_GT(matches, 20000u);
+  EXPECT_GT(scanned_nodes, 100u);
+  EXPECT_GT(hashed_nodes, 20u);
 }
 
 // The interest hook (a cluster's subscriptions): a filter is reported when
