@@ -26,23 +26,68 @@ void forEachLevel(std::string_view filter, F&& f) {
 
 }  // namespace
 
-TopicTree::Node* TopicTree::Node::addChild(std::string_view level) {
-  if (!children) {
-    children = std::make_unique<Children>();
-    children->reserve(1);  // 2 buckets, not the 13 a first insert picks: most nodes have one child
+TopicTree::Node* TopicTree::Children::find(std::string_view level) const {
+  if (many_) {
+    auto it = many_->find(level);
+    return it == many_->end() ? nullptr : it->second.get();
   }
-  auto it = children->find(level);
-  if (it != children->end()) return it->second.get();
-  Node* c = children->emplace(std::string(level), std::make_unique<Node>()).first->second.get();
-  if (level == "+") plus = c;
-  else if (level == "#") hash = c;
+  for (const Entry& e : few_)
+    if (e.name.size() == level.size() && mqtt::words::sameBytes(e.name.data(), level.data(), level.size()))
+      return e.node.get();
+  return nullptr;
+}
+
+TopicTree::Node* TopicTree::Children::add(std::string_view level, bool& made) {
+  made = false;
+  if (Node* c = find(level)) return c;
+  made = true;
+  auto node = std::make_unique<Node>();
+  Node* const c = node.get();
+  if (!many_ && few_.size() < kScan) {
+    few_.push_back(Entry{std::string(level), std::move(node)});
+    return c;
+  }
+  if (!many_) {
+    many_ = std::make_unique<Map>();
+    for (Entry& e : few_) many_->emplace(std::move(e.name), std::move(e.node));
+    std::vector<Entry>().swap(few_);
+  }
+  many_->emplace(std::string(level), std::move(node));
   return c;
 }
 
-void TopicTree::Node::eraseChild(Children::iterator it) {
-  if (it->second.get() == plus) plus = nullptr;
-  if (it->second.get() == hash) hash = nullptr;
-  children->erase(it);
+void TopicTree::Children::erase(std::string_view level) {
+  if (many_) {
+    auto it = many_->find(level);
+    if (it != many_->end()) many_->erase(it);
+    return;
+  }
+  for (auto it = few_.begin(); it != few_.end(); ++it) {
+    if (it->name == level) {
+      few_.erase(it);
+      return;
+    }
+  }
+}
+
+TopicTree::Node* TopicTree::Node::addChild(std::string_view level) {
+  if (!children) children = std::make_unique<Children>();
+  bool made = false;
+  Node* c = children->add(level, made);
+  if (made) {
+    if (level == "+") plus = c;
+    else if (level == "#") hash = c;
+  }
+  return c;
+}
+
+void TopicTree::Node::eraseChild(std::string_view level) {
+  if (!children) return;
+  if (Node* c = children->find(level)) {
+    if (c == plus) plus = nullptr;
+    if (c == hash) hash = nullptr;
+    children->erase(level);
+  }
 }
 
 TopicTree::Node* TopicTree::nodeOf(std::string_view filter) {
@@ -106,10 +151,9 @@ bool TopicTree::subscribe(std::string_view filter, std::string_view group, Sessi
 bool TopicTree::removeFrom(Node& n, std::string_view rest, std::string_view group, Session* s, bool& lost) {
   const size_t end = rest.find('/');
   const std::string_view level = rest.substr(0, end);
-  if (!n.children) return false;
-  auto it = n.children->find(level);
-  if (it == n.children->end()) return false;
-  Node& child = *it->second;
+  Node* const found = n.child(level);
+  if (!found) return false;
+  Node& child = *found;
   bool removed = false;
   if (end == std::string_view::npos) {
     if (group.empty()) {
@@ -138,7 +182,7 @@ bool TopicTree::removeFrom(Node& n, std::string_view rest, std::string_view grou
   } else {
     removed = removeFrom(child, rest.substr(end + 1), group, s, lost);
   }
-  if (child.empty()) n.eraseChild(it);  // prune empty branches
+  if (child.empty()) n.eraseChild(level);  // prune empty branches
   return removed;
 }
 
@@ -166,7 +210,7 @@ void TopicTree::dropGroup(std::string_view filter, std::string_view group) {
     Node* parent = it->first;
     Node* child = parent->child(it->second);
     if (!child || !child->empty()) break;
-    parent->eraseChild(parent->children->find(it->second));
+    parent->eraseChild(it->second);
   }
 }
 

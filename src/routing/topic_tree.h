@@ -82,19 +82,70 @@ class TopicTree {
     using is_transparent = void;
     size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
+  struct Node;
+  // A node's children. Most nodes have one (a device's own level), so up
+  // to kScan of them live in a vector and are compared in turn; past that
+  // they move to a hash table: a level under which a fleet's devices each
+  // have their own topic has as many children as there are devices.
+  class Children {
+   public:
+    static constexpr size_t kScan = 4;
+    size_t size() const { return many_ ? many_->size() : few_.size(); }
+    bool empty() const { return size() == 0; }
+    Node* find(std::string_view level) const;
+    // The child named by the level that starts at `p` (the topic ends at
+    // `end`), and in `stop` where that level ends; `stop` is left alone
+    // when there is no such child. With a few children each name is
+    // compared with the topic where it stands, so the level's end need
+    // not be searched for: a name matches when the topic has it and then
+    // `/` or its end.
+    Node* findAt(const char* p, const char* end, const char*& stop) const {
+      if (!many_) {
+        const size_t left = static_cast<size_t>(end - p);
+        for (const Entry& e : few_) {
+          const size_t n = e.name.size();
+          if (n <= left && (n == left || p[n] == '/') && mqtt::words::sameBytes(e.name.data(), p, n)) {
+            stop = p + n;
+            return e.node.get();
+          }
+        }
+        return nullptr;
+      }
+      const char* const e = levelEnd(p, end);
+      auto it = many_->find(std::string_view(p, static_cast<size_t>(e - p)));
+      if (it == many_->end()) return nullptr;
+      stop = e;
+      return it->second.get();
+    }
+    // The child named `level`, made when missing (`made` says so).
+    Node* add(std::string_view level, bool& made);
+    void erase(std::string_view level);
+    template <typename F>
+    void forEach(F&& f) const {
+      if (many_)
+        for (const auto& [name, c] : *many_) f(*c);
+      else
+        for (const Entry& e : few_) f(*e.node);
+    }
+
+   private:
+    struct Entry {
+      std::string name;
+      std::unique_ptr<Node> node;
+    };
+    using Map = std::unordered_map<std::string, std::unique_ptr<Node>, LevelHash, std::equal_to<>>;
+    std::vector<Entry> few_;     // while there are at most kScan children
+    std::unique_ptr<Map> many_;  // once there have been more (few_ is then empty)
+  };
   // Children and share groups are allocated on first use: most nodes are
-  // leaves with one subscriber (a device's own topic), and an empty table
-  // costs 48 to 56 bytes.
+  // leaves with one subscriber (a device's own topic).
   struct Node {
-    // A hash table: a level under which a fleet's devices each have their
-    // own topic has as many children as there are devices.
-    using Children = std::unordered_map<std::string, std::unique_ptr<Node>, LevelHash, std::equal_to<>>;
     using Groups = std::map<std::string, std::unique_ptr<SharedGroup>, std::less<>>;
     std::unique_ptr<Children> children;
     std::vector<Subscriber> subs;
     std::unique_ptr<Groups> groups;
     // The `+` and `#` children (also in `children`), which every publish
-    // looks for at every level it walks: found without a map lookup.
+    // looks for at every level it walks: found without a lookup.
     Node* plus = nullptr;
     Node* hash = nullptr;
     // Holds a subscription or a share group (not only children).
@@ -102,44 +153,9 @@ class TopicTree {
     bool empty() const {
       return (!children || children->empty()) && subs.empty() && (!groups || groups->empty());
     }
-    Node* child(std::string_view level) const {
-      if (!children) return nullptr;
-      if (children->size() <= kScanChildren) {
-        // A few children: comparing is cheaper than hashing.
-        for (const auto& [name, c] : *children)
-          if (name == level) return c.get();
-        return nullptr;
-      }
-      auto it = children->find(level);
-      return it == children->end() ? nullptr : it->second.get();
-    }
-    // The child named by the level that starts at `p` (the topic ends at
-    // `end`), and in `stop` where that level ends; `stop` is left alone
-    // when there is no such child. With a few children each name is
-    // compared with the topic where it stands, so the level's end need not
-    // be searched for: a name matches when the topic has it and then `/`
-    // or its end.
-    Node* childAt(const char* p, const char* end, const char*& stop) const {
-      const size_t left = static_cast<size_t>(end - p);
-      if (children->size() <= kScanChildren) {
-        for (const auto& [name, c] : *children) {
-          const size_t n = name.size();
-          if (n <= left && (n == left || p[n] == '/') && mqtt::words::sameBytes(name.data(), p, n)) {
-            stop = p + n;
-            return c.get();
-          }
-        }
-        return nullptr;
-      }
-      const char* const e = levelEnd(p, end);
-      auto it = children->find(std::string_view(p, static_cast<size_t>(e - p)));
-      if (it == children->end()) return nullptr;
-      stop = e;
-      return it->second.get();
-    }
-    static constexpr size_t kScanChildren = 4;
+    Node* child(std::string_view level) const { return children ? children->find(level) : nullptr; }
     Node* addChild(std::string_view level);
-    void eraseChild(Children::iterator it);
+    void eraseChild(std::string_view level);
   };
 
   // The end of the level that starts at `p`: the next `/`, or `end`.
@@ -186,7 +202,7 @@ void TopicTree::walk(Node* n, const char* p, const char* const end, bool wild,
     if (wild && n->hash) report(*n->hash, onMatch, onGroup);
     Node* const plus = wild ? n->plus : nullptr;
     const char* stop = nullptr;
-    Node* const exact = n->childAt(p, end, stop);
+    Node* const exact = n->children->findAt(p, end, stop);
     if (!exact) {
       if (!plus) return;
       stop = levelEnd(p, end);
@@ -221,8 +237,7 @@ template <typename F>
 void TopicTree::walkGroups(Node& n, F& f) {
   if (n.groups)
     for (auto& [name, g] : *n.groups) f(*g);
-  if (n.children)
-    for (auto& [level, child] : *n.children) walkGroups(*child, f);
+  if (n.children) n.children->forEach([&](Node& child) { walkGroups(child, f); });
 }
 
 template <typename F>

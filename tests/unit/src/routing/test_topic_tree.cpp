@@ -526,6 +526,46 @@ TEST(TopicTree, DifferentialWithLevelsThatArePrefixesOfOneAnother) {
   EXPECT_GT(hashed_nodes, 20u);
 }
 
+// A node keeps up to four children in a vector and moves them to a hash
+// table when a fifth comes; they stay there as they leave. Siblings come
+// and go across that edge, with `+` and `#` among them, and each topic
+// matches exactly what is subscribed at every step.
+TEST(TopicTree, ChildrenAcrossTheScanLimit) {
+  Session s("c");
+  const std::vector<std::string> filters = {"d/0", "d/1", "d/+", "d/22", "d/3",
+                                            "d/#", "d/4", "d/55", "d/6", "d/777"};
+  const std::vector<std::string> topics = {"d/0", "d/1", "d/22", "d/2", "d/3", "d/4", "d/55",
+                                           "d/5", "d/6", "d/777", "d/77", "d/8", "d", "d/0/x"};
+  TopicTree t;
+  std::map<std::string, uint32_t> subscribed;
+  auto checkAll = [&](const std::string& step) {
+    for (const std::string& topic : topics) {
+      Ids want;
+      for (const auto& [f, id] : subscribed)
+        if (mqtt::topicMatches(f, topic)) want.push_back(id);
+      std::sort(want.begin(), want.end());
+      ASSERT_EQ(ids(t, topic), want) << "topic '" << topic << "' after " << step;
+    }
+  };
+  for (int pass = 0; pass < 2; ++pass) {
+    for (size_t i = 0; i < filters.size(); ++i) {
+      const uint32_t id = static_cast<uint32_t>(100 * pass + i + 1);
+      EXPECT_FALSE(t.subscribe(filters[i], "", &s, opts(id)));
+      subscribed[filters[i]] = id;
+      checkAll("subscribing " + filters[i]);
+    }
+    EXPECT_EQ(t.subscriptionCount(), filters.size());
+    // Leave in another order than they came.
+    for (size_t k = 0; k < filters.size(); ++k) {
+      const std::string& f = filters[(k * 7 + 3) % filters.size()];
+      EXPECT_TRUE(t.unsubscribe(f, "", &s)) << f;
+      subscribed.erase(f);
+      checkAll("unsubscribing " + f);
+    }
+    EXPECT_EQ(t.subscriptionCount(), 0u);
+  }
+}
+
 // The interest hook (a cluster's subscriptions): a filter is reported when
 // it gains its first subscription or share group, and when it loses its
 // last; an emptied group counts until it is dropped.
