@@ -27,14 +27,9 @@ void forEachLevel(std::string_view filter, F&& f) {
 }  // namespace
 
 TopicTree::Node* TopicTree::Children::find(std::string_view level) const {
-  if (many_) {
-    auto it = many_->find(level);
-    return it == many_->end() ? nullptr : it->second.get();
-  }
-  for (const Entry& e : few_)
-    if (e.name.size() == level.size() && mqtt::words::sameBytes(e.name.data(), level.data(), level.size()))
-      return e.node.get();
-  return nullptr;
+  // A filter's level has no `/`: only a name equal to it matches.
+  const char* stop = nullptr;
+  return findAt(level.data(), level.data() + level.size(), stop);
 }
 
 TopicTree::Node* TopicTree::Children::add(std::string_view level, bool& made) {
@@ -56,18 +51,24 @@ TopicTree::Node* TopicTree::Children::add(std::string_view level, bool& made) {
   return c;
 }
 
-void TopicTree::Children::erase(std::string_view level) {
+std::unique_ptr<TopicTree::Node> TopicTree::Children::take(std::string_view level) {
+  std::unique_ptr<Node> taken;
   if (many_) {
     auto it = many_->find(level);
-    if (it != many_->end()) many_->erase(it);
-    return;
+    if (it != many_->end()) {
+      taken = std::move(it->second);
+      many_->erase(it);
+    }
+    return taken;
   }
   for (auto it = few_.begin(); it != few_.end(); ++it) {
     if (it->name == level) {
+      taken = std::move(it->node);
       few_.erase(it);
-      return;
+      break;
     }
   }
+  return taken;
 }
 
 TopicTree::Node* TopicTree::Node::addChild(std::string_view level) {
@@ -83,11 +84,9 @@ TopicTree::Node* TopicTree::Node::addChild(std::string_view level) {
 
 void TopicTree::Node::eraseChild(std::string_view level) {
   if (!children) return;
-  if (Node* c = children->find(level)) {
-    if (c == plus) plus = nullptr;
-    if (c == hash) hash = nullptr;
-    children->erase(level);
-  }
+  const std::unique_ptr<Node> c = children->take(level);
+  if (c.get() == plus) plus = nullptr;
+  if (c.get() == hash) hash = nullptr;
 }
 
 TopicTree::Node* TopicTree::nodeOf(std::string_view filter) {

@@ -119,7 +119,8 @@ class TopicTree {
     }
     // The child named `level`, made when missing (`made` says so).
     Node* add(std::string_view level, bool& made);
-    void erase(std::string_view level);
+    // Removes the child named `level` and hands it over (null if none).
+    std::unique_ptr<Node> take(std::string_view level);
     template <typename F>
     void forEach(F&& f) const {
       if (many_)
