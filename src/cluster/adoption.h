@@ -52,6 +52,7 @@
 
 #include "persistence/records.h"
 #include "src/timers/timer_queue.h"
+#include "src/util/keyed_hash.h"
 
 namespace petrel {
 
@@ -166,7 +167,7 @@ class Adoption {
   const Clock& clock_;
   const std::string scratch_dir_;
   std::unordered_map<std::string, std::unique_ptr<Job>> jobs_;  // by node token
-  std::unordered_set<std::string> holding_;
+  std::unordered_set<std::string, KeyedHash, std::equal_to<>> holding_;
   std::vector<uint64_t> ready_;  // CONNECTs that go on at the next tick
   uint32_t next_tag_ = 1;
   std::function<void(uint64_t, bool)> on_done_;

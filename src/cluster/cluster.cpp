@@ -1220,7 +1220,7 @@ void Cluster::endSync(int64_t now_ms) {
     if (m->expires_at_ms && m->expires_at_ms <= now_ms) return;
     missing.push_back(m);
   });
-  std::unordered_set<std::string>().swap(synced_);
+  decltype(synced_)().swap(synced_);
   for (const MessagePtr& m : missing) putRetained(*m);
   if (!missing.empty())
     LOG_NOTICE("cluster: %zu retained messages of this node put in bucket %s", missing.size(), bucket_->name().c_str());

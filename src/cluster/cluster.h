@@ -76,6 +76,7 @@
 #include "src/cluster/wire.h"
 #include "src/config/config.h"
 #include "src/routing/message.h"
+#include "src/util/keyed_hash.h"
 
 struct __natsConnection;
 struct __natsSubscription;
@@ -445,7 +446,7 @@ class Cluster {
   };
   std::unordered_map<std::string, Registration> registered_;  // by client id
   // Clients whose latest registration is another node's.
-  std::unordered_map<std::string, Owner> owners_;
+  std::unordered_map<std::string, Owner, KeyedHash, std::equal_to<>> owners_;
   std::string own_token_;
   std::string move_subject_;
   __natsSubscription* move_sub_ = nullptr;
@@ -468,7 +469,7 @@ class Cluster {
   std::string retained_body_;
   // Topics whose latest retained message from this node is not yet back
   // from the bucket's watch: the sequence number it went with.
-  std::unordered_map<std::string, uint64_t> own_pending_;
+  std::unordered_map<std::string, uint64_t, KeyedHash, std::equal_to<>> own_pending_;
   // QoS 1 and 2 between nodes (stream.h).
   std::unique_ptr<cluster::Stream> stream_;
   std::unordered_map<uint64_t, std::string> names_;  // node id -> its name's token
@@ -548,7 +549,7 @@ class Cluster {
   std::unordered_map<uint64_t, uint64_t> last_control_;  // by node id: the index of its last one here
   // While a watch delivers the bucket's values: the topics it had.
   bool syncing_ = false;
-  std::unordered_set<std::string> synced_;
+  std::unordered_set<std::string, KeyedHash, std::equal_to<>> synced_;
 };
 
 }  // namespace petrel

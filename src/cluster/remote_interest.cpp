@@ -3,15 +3,14 @@
 #include <functional>
 #include <vector>
 
+#include "src/util/keyed_hash.h"
+
 namespace petrel::cluster {
 
 struct FilterSet::Node {
-  // Looked up by string_view: a match allocates nothing.
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-  };
-  std::unordered_map<std::string, std::unique_ptr<Node>, Hash, std::equal_to<>> children;
+  // Looked up by string_view: a match allocates nothing. Levels come
+  // from clients' filters: hashed with this process's secret key.
+  std::unordered_map<std::string, std::unique_ptr<Node>, KeyedHash, std::equal_to<>> children;
   uint32_t here = 0;  // adds of the filter that ends at this node
   Node* plus = nullptr;
   Node* hash = nullptr;

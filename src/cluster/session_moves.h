@@ -40,6 +40,7 @@
 
 #include "src/cluster/move_wire.h"
 #include "src/timers/timer_queue.h"
+#include "src/util/keyed_hash.h"
 
 namespace petrel {
 
@@ -143,7 +144,7 @@ class SessionMoves {
     // published one knew then that this node wants the topic, and sent it
     // every later one on it: what the old node queued after the snapshot
     // from that node on that topic, from that number on, came here too.
-    std::unordered_map<std::string, uint64_t> first_seen;
+    std::unordered_map<std::string, uint64_t, KeyedHash, std::equal_to<>> first_seen;
     uint64_t duplicates = 0;
   };
   // A's side: a session another node takes.
@@ -203,7 +204,7 @@ class SessionMoves {
   std::function<void(uint64_t, bool)> on_done_;
   uint64_t next_move_ = 1;
   std::unordered_map<uint64_t, In> in_;                  // by move number
-  std::unordered_map<std::string, uint64_t> in_by_client_;
+  std::unordered_map<std::string, uint64_t, KeyedHash, std::equal_to<>> in_by_client_;
   std::unordered_map<std::string, Out> out_;             // by client id
   std::vector<Pending> pending_;                         // answers waiting for a commit
   Timer timer_;

@@ -9,9 +9,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include "src/util/keyed_hash.h"
 
 namespace petrel {
 
@@ -47,7 +50,7 @@ class TopTopics {
   void sample(const std::string& topic);
   uint32_t nextCountdown();
 
-  std::unordered_map<std::string, uint64_t> counts_;
+  std::unordered_map<std::string, uint64_t, KeyedHash, std::equal_to<>> counts_;
   std::vector<Entry> top_;
   uint64_t rng_ = 0x9E3779B97F4A7C15ull;
   double window_start_s_ = -1;

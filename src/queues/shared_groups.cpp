@@ -401,7 +401,7 @@ void SharedGroups::returnAfterRestart() {
 }
 
 SharedGroup* SharedGroups::byOwner(std::string_view owner) {
-  auto it = queues_.find(std::string(owner));
+  auto it = queues_.find(owner);
   return it == queues_.end() ? nullptr : it->second->group;
 }
 

@@ -22,6 +22,7 @@
 #include "src/metrics/stats.h"
 #include "src/queues/shared_group.h"
 #include "src/sessions/session.h"
+#include "src/util/keyed_hash.h"
 
 namespace petrel {
 
@@ -206,7 +207,7 @@ class SharedGroups {
   Sessions& sessions_;
   std::vector<SharedGroup*> refill_pending_;  // null: group dropped
   // Every group's work queue, by the group's store owner key.
-  std::unordered_map<std::string, std::unique_ptr<GroupQueue>> queues_;
+  std::unordered_map<std::string, std::unique_ptr<GroupQueue>, KeyedHash, std::equal_to<>> queues_;
   std::map<std::string, std::unique_ptr<DeclaredQueue>, std::less<>> declared_;
 };
 

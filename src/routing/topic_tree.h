@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "mqtt/words.h"
+#include "src/util/keyed_hash.h"
 
 namespace petrel {
 
@@ -77,11 +78,6 @@ class TopicTree {
   void setInterestHook(InterestHook h) { interest_ = std::move(h); }
 
  private:
-  // Levels are looked up by string_view (no std::string per lookup).
-  struct LevelHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-  };
   struct Node;
   // A node's children. Most nodes have one (a device's own level), so up
   // to kScan of them live in a vector and are compared in turn; past that
@@ -134,7 +130,9 @@ class TopicTree {
       std::string name;
       std::unique_ptr<Node> node;
     };
-    using Map = std::unordered_map<std::string, std::unique_ptr<Node>, LevelHash, std::equal_to<>>;
+    // Levels are looked up by string_view (no std::string per lookup),
+    // hashed with this process's secret key: clients choose them.
+    using Map = std::unordered_map<std::string, std::unique_ptr<Node>, KeyedHash, std::equal_to<>>;
     std::vector<Entry> few_;     // while there are at most kScan children
     std::unique_ptr<Map> many_;  // once there have been more (few_ is then empty)
   };

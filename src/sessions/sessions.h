@@ -34,6 +34,7 @@
 #include "src/sessions/session.h"
 #include "src/transport/connection.h"
 #include "src/util/check.h"
+#include "src/util/keyed_hash.h"
 
 namespace petrel {
 
@@ -208,8 +209,9 @@ class Sessions {
   Router& router_;
   SharedGroups& groups_;
   LoopTimers& timers_;
-  // Keyed by a view of the session's own client id (no second copy).
-  std::unordered_map<std::string_view, std::unique_ptr<Session>> map_;
+  // Keyed by a view of the session's own client id (no second copy),
+  // which the client chose: hashed with this process's secret key.
+  std::unordered_map<std::string_view, std::unique_ptr<Session>, KeyedHash> map_;
   std::unordered_map<const Session*, QueueLimits> own_limits_;
   std::vector<Session*> evict_pending_;
   std::function<void(Session&, const Delivery&)> move_hook_;
