@@ -4,8 +4,12 @@
 #include <benchmark/benchmark.h>
 #include <malloc.h>
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "src/routing/topic_tree.h"
@@ -97,6 +101,51 @@ void BM_SubscribeUnsubscribe(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_SubscribeUnsubscribe)->Arg(1000)->Arg(1000000);
+
+// Levels chosen by someone who knows the table's hash: `n` names under
+// one node that all fall in one bucket of a std::hash table of that size
+// (std::hash's seed is the same in every process, so anyone can find
+// them by trying names in turn). The tree hashes levels with a key drawn
+// at start (util/keyed_hash.h), which spreads them over the buckets; with
+// std::hash every lookup of one of them walked a chain of all `n`.
+// Building the tree is timed as well ("subscribe_all_ms").
+struct Flood {
+  TopicTree tree;
+  std::vector<std::string> topics;
+  double subscribe_all_ms = 0;
+
+  explicit Flood(size_t n) {
+    // The bucket count a table of `n` names grown one by one ends with.
+    std::unordered_map<std::string, int> probe;
+    for (size_t i = 0; i < n; ++i) probe.emplace(std::to_string(i), 0);
+    const size_t buckets = probe.bucket_count();
+    for (uint64_t i = 0; topics.size() < n; ++i) {
+      std::string level = "d" + std::to_string(i);
+      if (std::hash<std::string_view>{}(level) % buckets == 0) topics.push_back("flood/" + level);
+    }
+    static char session;
+    SubscriptionOptions o;
+    o.qos = 1;
+    const auto start = std::chrono::steady_clock::now();
+    for (const std::string& t : topics) tree.subscribe(t, {}, reinterpret_cast<Session*>(&session), o);
+    subscribe_all_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  }
+};
+
+void BM_MatchLevelsChosenToCollide(benchmark::State& state) {
+  static std::unique_ptr<Flood> f;
+  const size_t n = static_cast<size_t>(state.range(0));
+  if (!f || f->topics.size() != n) {
+    f.reset();
+    f = std::make_unique<Flood>(n);
+  }
+  size_t matched = 0, i = 0;
+  for (auto _ : state)
+    f->tree.match(f->topics[(i++ * 7919) % n], [&](const Subscriber&) { ++matched; }, [](SharedGroup&) {});
+  benchmark::DoNotOptimize(matched);
+  state.counters["subscribe_all_ms"] = f->subscribe_all_ms;
+}
+BENCHMARK(BM_MatchLevelsChosenToCollide)->Arg(5000)->Unit(benchmark::kNanosecond);
 
 }  // namespace
 }  // namespace petrel
