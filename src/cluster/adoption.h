@@ -135,7 +135,7 @@ class Adoption {
     std::string error;        // the thread's, once read != 0
     std::unique_ptr<persistence::Store> scratch;
     uint64_t commit_ticket = 0;
-    std::unordered_map<std::string, Taken> taken;  // by client id, until installed
+    std::unordered_map<std::string, Taken, KeyedHash, std::equal_to<>> taken;  // by client id, until installed
     std::vector<std::string> clients;  // the sessions taken
     std::vector<std::pair<std::string, uint64_t>> waiting;  // CONNECTs: client id, ticket
     int64_t told_ms = 0;

@@ -183,7 +183,7 @@ void Bucket::close() {
 // never in flight at once; onAck() counts them, and takes back for another
 // try the ones refused for a passing reason.
 bool Bucket::makePuts(bool last) {
-  std::unordered_map<std::string, std::string> batch;
+  decltype(puts_) batch;
   {
     std::lock_guard<std::mutex> lock(mu_);
     batch.swap(puts_);

@@ -33,6 +33,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "src/util/keyed_hash.h"
+
 struct __natsConnection;
 struct __jsCtx;
 struct __kvStore;
@@ -134,7 +136,7 @@ class Bucket {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::unordered_map<std::string, std::string> puts_;  // by key: the latest value
+  std::unordered_map<std::string, std::string, KeyedHash, std::equal_to<>> puts_;  // by key: the latest value
   std::vector<Event> events_;
   uint64_t event_bytes_ = 0;
   Counters counters_;

@@ -409,7 +409,7 @@ class Cluster {
   bool async_open_ = false;
   bool stopped_ = false;
   std::atomic<bool> connected_{false};
-  std::unordered_map<std::string, Interest> interest_;  // by filter
+  std::unordered_map<std::string, Interest, KeyedHash, std::equal_to<>> interest_;  // by filter
   __natsSubscription* control_sub_ = nullptr;
   std::string control_subject_;
   std::string control_body_;
@@ -444,7 +444,7 @@ class Cluster {
     uint64_t seq = 0;     // of this node's latest put for the client
     bool echoed = false;  // the watch has shown it: in the bucket's order
   };
-  std::unordered_map<std::string, Registration> registered_;  // by client id
+  std::unordered_map<std::string, Registration, KeyedHash, std::equal_to<>> registered_;  // by client id
   // Clients whose latest registration is another node's.
   std::unordered_map<std::string, Owner, KeyedHash, std::equal_to<>> owners_;
   std::string own_token_;

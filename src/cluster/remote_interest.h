@@ -19,6 +19,8 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "src/util/keyed_hash.h"
+
 namespace petrel::cluster {
 
 // Topic filters with a count each, and whether any matches a topic (MQTT's
@@ -67,7 +69,7 @@ class RemoteInterest {
 
  private:
   struct Node {
-    std::unordered_map<std::string, uint64_t> filters;  // filter -> generation
+    std::unordered_map<std::string, uint64_t, KeyedHash, std::equal_to<>> filters;  // filter -> generation
     FilterSet set;  // the same filters, to match a topic against
     uint64_t all_gen = 0;  // 0: not "all"
     int64_t heard_ms = 0;

@@ -205,7 +205,7 @@ class SessionMoves {
   uint64_t next_move_ = 1;
   std::unordered_map<uint64_t, In> in_;                  // by move number
   std::unordered_map<std::string, uint64_t, KeyedHash, std::equal_to<>> in_by_client_;
-  std::unordered_map<std::string, Out> out_;             // by client id
+  std::unordered_map<std::string, Out, KeyedHash, std::equal_to<>> out_;  // by client id
   std::vector<Pending> pending_;                         // answers waiting for a commit
   Timer timer_;
   Counters counters_;
