@@ -9,7 +9,7 @@
 // kernel's random source leaves nothing to work out ahead: which strings
 // share a bucket differs from one process to the next and cannot be seen
 // from outside. SipHash-1-3 (one round per word, three to finish) is the
-// variant hash tables use where the key is secret.
+// variant Rust's and Python's own hash tables use for strings.
 #pragma once
 
 #include <bit>
