@@ -11,6 +11,7 @@
 # The broker and the tool are not pinned: on a machine with few cores they
 # share them, which understates what more loops give on a larger one.
 set -euo pipefail
+export LC_ALL=C
 here=$(cd "$(dirname "$0")" && pwd)
 bench=${MQTTBENCH:?set MQTTBENCH to the mqttbench binary}
 if [ $# -gt 0 ]; then loops=("$@"); else loops=(1 2); fi
@@ -21,7 +22,9 @@ cases=(
   "fanout100-qos0|fanout --qos 0 --subs 100"
   "qos0-1to1|throughput --qos 0"
 )
-ticks() { for t in /proc/"$1"/task/*; do echo "$(basename "$t") $(tr ' ' _ <"$t/comm") $(awk '{print $14+$15}' "$t/stat")"; done | sort; }
+# "tid name cpu-ticks": user + system time, fields 14 and 15 of the stat,
+# counted after the name (which may hold spaces).
+ticks() { for t in /proc/"$1"/task/*; do echo "$(basename "$t") $(tr ' ' _ <"$t/comm") $(sed 's/.*) //' "$t/stat" | awk '{print $12 + $13}')"; done | sort; }
 for c in "${cases[@]}"; do
   name=${c%%|*}; args=${c#*|}
   for w in "${loops[@]}"; do
