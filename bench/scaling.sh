@@ -19,7 +19,6 @@
 #   qos1-10to10     each copy: 10 publishers -> 10 subscribers, QoS 1
 #   fanout100-qos0  each copy: 1 publisher -> 100 subscribers, QoS 0
 set -euo pipefail
-export LC_ALL=C
 here=$(cd "$(dirname "$0")" && pwd)
 bench=${MQTTBENCH:?set MQTTBENCH to the mqttbench binary}
 broker=${BROKER:-petrel}
@@ -36,14 +35,8 @@ cases=(
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# "tid name cpu-ticks" of every thread of a process (user + system time,
-# fields 14 and 15 of its stat, counted after the name: FlashMQ's thread
-# names have spaces).
-ticks() {
-  for t in /proc/"$1"/task/*; do
-    echo "$(basename "$t") $(tr ' ' _ <"$t/comm") $(sed 's/.*) //' "$t/stat" | awk '{print $12 + $13}')"
-  done | sort
-}
+# shellcheck source=bench/thread_cpu.sh
+. "$here/thread_cpu.sh"
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
 for c in "${cases[@]}"; do
@@ -57,7 +50,7 @@ for c in "${cases[@]}"; do
     pid=$!  # the start scripts exec the broker: this is its pid
     for _ in $(seq 100); do listening && break; sleep 0.1; done
     listening || { echo "$broker did not start:" >&2; cat "$work/broker.log" >&2; exit 1; }
-    before=$(ticks "$pid"); t0=$(date +%s.%N)
+    before=$(thread_ticks "$pid"); t0=$(date +%s.%N)
     tpids=()
     for k in $(seq "$tools"); do
       # shellcheck disable=SC2086
@@ -66,9 +59,8 @@ for c in "${cases[@]}"; do
       tpids+=($!)
     done
     for p in "${tpids[@]}"; do wait "$p" || true; done
-    t1=$(date +%s.%N); after=$(ticks "$pid")
-    threads=$(join <(echo "$before") <(echo "$after") | awk -v s="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" -v hz="$(getconf CLK_TCK)" \
-      '{ p = ($5 - $3) / hz / s * 100; if (p >= 1) printf "%s %.0f%% ", $2, p }')
+    t1=$(date +%s.%N); after=$(thread_ticks "$pid")
+    threads=$(thread_cpu "$before" "$after" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
     python3 - "$work" "$tools" "$name" "$broker" "$w" "$threads" <<'PY'
 import json, sys
 work, tools, name, broker, w, threads = sys.argv[1], int(sys.argv[2]), *sys.argv[3:]

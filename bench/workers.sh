@@ -11,7 +11,6 @@
 # The broker and the tool are not pinned: on a machine with few cores they
 # share them, which understates what more loops give on a larger one.
 set -euo pipefail
-export LC_ALL=C
 here=$(cd "$(dirname "$0")" && pwd)
 bench=${MQTTBENCH:?set MQTTBENCH to the mqttbench binary}
 if [ $# -gt 0 ]; then loops=("$@"); else loops=(1 2); fi
@@ -22,21 +21,19 @@ cases=(
   "fanout100-qos0|fanout --qos 0 --subs 100"
   "qos0-1to1|throughput --qos 0"
 )
-# "tid name cpu-ticks": user + system time, fields 14 and 15 of the stat,
-# counted after the name (which may hold spaces).
-ticks() { for t in /proc/"$1"/task/*; do echo "$(basename "$t") $(tr ' ' _ <"$t/comm") $(sed 's/.*) //' "$t/stat" | awk '{print $12 + $13}')"; done | sort; }
+# shellcheck source=bench/thread_cpu.sh
+. "$here/thread_cpu.sh"
 for c in "${cases[@]}"; do
   name=${c%%|*}; args=${c#*|}
   for w in "${loops[@]}"; do
     PETREL_WORKERS=$w "$here/petrel.sh" "$port" >/dev/null 2>&1 &
     for _ in $(seq 100); do ss -ltn "sport = :$port" | grep -q LISTEN && break; sleep 0.1; done
     pid=$(ss -ltnp "sport = :$port" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
-    before=$(ticks "$pid"); t0=$(date +%s.%N)
+    before=$(thread_ticks "$pid"); t0=$(date +%s.%N)
     # shellcheck disable=SC2086
     json=$("$bench" $args --port "$port" --duration "$duration" --quiet | tail -1)
-    t1=$(date +%s.%N); after=$(ticks "$pid")
-    threads=$(join <(echo "$before") <(echo "$after") | awk -v s="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" -v hz="$(getconf CLK_TCK)" \
-      '{ p = ($5 - $3) / hz / s * 100; if (p >= 1) printf "%s %.0f%% ", $2, p }')
+    t1=$(date +%s.%N); after=$(thread_ticks "$pid")
+    threads=$(thread_cpu "$before" "$after" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
     echo "$json" | python3 -c "
 import json, sys
 d = json.loads(sys.stdin.read())
