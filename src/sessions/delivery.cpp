@@ -15,6 +15,7 @@
 #include "src/sessions/output_budget.h"
 #include "src/sessions/sessions.h"
 #include "src/timers/clock.h"
+#include "src/transport/io_workers.h"
 #include "src/util/log.h"
 
 namespace petrel {
@@ -246,8 +247,10 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
               s.clientId().c_str(), m.topic.c_str());
     return false;
   }
-  if (shared) PublishCache::append(c.out(), *shared, d.qos, pid);
-  else mqtt::encodePublish(c.out(), c.version, topic, m.payload, d.qos, d.retain, dup, pid, props);
+  if (shared) {
+    const SharedPacket p{shared, shared->gen, shared->bytes, d.qos ? static_cast<uint32_t>(shared->id_at) : 0};
+    if (!c.writeShared(p, pid)) PublishCache::append(c.out(), *shared, d.qos, pid);
+  } else mqtt::encodePublish(c.out(), c.version, topic, m.payload, d.qos, d.retain, dup, pid, props);
   ++stats_.messages_delivered;
   ++stats_.sent_by_qos[d.qos];
   return true;

@@ -293,6 +293,15 @@ void Connection::flush() {
   if (out_.empty() && out_.capacity() > 64 * 1024) std::string().swap(out_);
 }
 
+bool Connection::writeSharedRemote(const SharedPacket& p, uint16_t packet_id) {
+  // Bytes waiting here (or held for a commit) go first: this one would
+  // pass them.
+  if (closing_ || handle_closed_ || !out_.empty() || holding()) return false;
+  if (!remote().writeShared(p, packet_id)) return false;
+  broker_.countBytes(0, p.bytes.size());
+  return true;
+}
+
 void Connection::onStreamWritable(bool ok) {
   if (!ok) {
     out_.clear();

@@ -40,9 +40,15 @@ class WorkerConn final : private StreamHandler {
     top().setHandler(this);
   }
 
-  void write(const char* data, size_t len) {
+  // `packet_id` goes at `id_at` of the bytes (0: none).
+  void write(const char* data, size_t len, uint32_t id_at = 0, uint16_t packet_id = 0) {
     received_ += len;
+    const size_t base = out_.size();
     out_.append(data, len);
+    if (id_at) {
+      out_[base + id_at] = static_cast<char>(packet_id >> 8);
+      out_[base + id_at + 1] = static_cast<char>(packet_id & 0xFF);
+    }
     markDirty();
   }
 
@@ -411,6 +417,7 @@ void IoWorker::write(WorkerConn* conn, const std::string& data) {
 }
 
 void IoWorker::flush() {
+  shared_key_ = nullptr;  // pending_bytes_ go
   if (pending_.empty()) return;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -456,7 +463,7 @@ void IoWorker::onCommands() {
     switch (c.kind) {
       case IoCommand::Kind::Write:
         tookUp(c.len);
-        c.conn->write(work_bytes_.data() + c.off, c.len);
+        c.conn->write(work_bytes_.data() + c.off, c.len, c.id_at, c.packet_id);
         break;
       case IoCommand::Kind::Start:
         c.conn->start(*this, c.fd);

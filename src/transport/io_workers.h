@@ -41,6 +41,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -70,9 +71,22 @@ struct IoCommand {
   int fd = -1;  // Start
   // Write: a range of the batch's bytes (IoWorker::pending_bytes_, then
   // inbox_bytes_, then work_bytes_: the buffers go round, so a busy loop
-  // allocates none).
+  // allocates none). Several Writes may name one range (writeShared()).
   size_t off = 0;
   size_t len = 0;
+  // Write: a packet id put in at `id_at` of the range (0: none).
+  uint32_t id_at = 0;
+  uint16_t packet_id = 0;
+};
+
+// One encoding of a PUBLISH going to several connections this turn
+// (PublishCache): `key` and `gen` name it, `bytes` are the packet with
+// packet id 0, which goes at `id_at` (0: QoS 0, none).
+struct SharedPacket {
+  const void* key;
+  uint64_t gen;
+  std::string_view bytes;
+  uint32_t id_at;
 };
 
 // worker -> main
@@ -110,6 +124,11 @@ class RemoteStream final : public Stream {
   ~RemoteStream() override;
 
   Write write(std::string& data) override;
+  // Hands `p` (packet id `packet_id` put in) to the worker after what was
+  // written before, sharing the turn's one copy of its bytes with the
+  // other connections of that loop it goes to. False, and nothing is
+  // sent: the stream is closed or winding down.
+  bool writeShared(const SharedPacket& p, uint16_t packet_id);
   bool writing() const override { return handed_ != taken_; }
   size_t pendingBytes() const override { return handed_ - taken_; }
   void windDown() override;
@@ -171,6 +190,10 @@ class IoWorker {
   void command(IoCommand&& c) { pending_.push_back(std::move(c)); }
   // Main loop: a Write command for `conn` with a copy of `data`.
   void write(WorkerConn* conn, const std::string& data);
+  // Main loop: a Write command for `conn` with `p`'s bytes, copied into the
+  // batch the first time this turn `p` comes (its key and generation), and
+  // named again by later commands.
+  void writeShared(WorkerConn* conn, const SharedPacket& p, uint16_t packet_id);
   // Main loop: hands this turn's commands over.
   void flush();
   // Main loop: asks the thread to end once its handles are closed; join()
@@ -232,6 +255,11 @@ class IoWorker {
   size_t connections_ = 0;  // main loop's count: started, not yet closed
   std::vector<IoCommand> pending_;  // main loop only
   std::string pending_bytes_;
+  // Main loop only: the SharedPacket last copied into pending_bytes_ (key
+  // null: none this turn), and where.
+  const void* shared_key_ = nullptr;
+  uint64_t shared_gen_ = 0;
+  size_t shared_off_ = 0;
 
   // Shared with the main loop, under mu_.
   std::mutex mu_;
@@ -312,5 +340,31 @@ class IoWorkers {
   std::vector<IoEventBatch> inbox_;  // under mu_
   std::deque<IoEventBatch> work_;    // main loop only: taken from the inbox, not yet handled
 };
+
+
+// Asked for each delivery of a message going to many connections: inline.
+inline bool RemoteStream::writeShared(const SharedPacket& p, uint16_t packet_id) {
+  if (closed_ || wind_down_due_) return false;
+  handed_ += p.bytes.size();
+  worker_.handed(p.bytes.size());
+  worker_.writeShared(remote_, p, packet_id);
+  return true;
+}
+
+inline void IoWorker::writeShared(WorkerConn* conn, const SharedPacket& p, uint16_t packet_id) {
+  if (shared_key_ != p.key || shared_gen_ != p.gen) {
+    shared_key_ = p.key;
+    shared_gen_ = p.gen;
+    shared_off_ = pending_bytes_.size();
+    pending_bytes_ += p.bytes;
+  }
+  IoCommand& c = pending_.emplace_back();
+  c.kind = IoCommand::Kind::Write;
+  c.conn = conn;
+  c.off = shared_off_;
+  c.len = p.bytes.size();
+  c.id_at = p.id_at;
+  c.packet_id = packet_id;
+}
 
 }  // namespace petrel

@@ -95,7 +95,9 @@ class Sub:
                 raise AssertionError("%s: closed by the broker before a CONNACK" % self.cid)
             self._read_once(connack_timeout)
         if subscribe:
-            s.sendall(m.subscribe(1, [(subscribe, qos)], v5=self.version == 5))
+            # A filter, or a list of (filter, QoS) pairs.
+            topics = subscribe if isinstance(subscribe, list) else [(subscribe, qos)]
+            s.sendall(m.subscribe(1, topics, v5=self.version == 5))
             t0 = time.monotonic()
             while not getattr(self, "subacked", False):
                 if time.monotonic() - t0 > 5:
@@ -298,8 +300,9 @@ class Pub:
             if self.next_pid not in self.unacked:
                 return self.next_pid
 
-    def publish(self, topic, n, qos=1, window=1000, payload_size=16, timeout=60, qos_of=None):
-        """Publishes n numbered messages; returns when all are acknowledged."""
+    def publish(self, topic, n, qos=1, window=1000, payload_size=16, timeout=60, qos_of=None, topic_of=None):
+        """Publishes n numbered messages; returns when all are acknowledged.
+        qos_of / topic_of: the QoS / topic of message number seq instead."""
         target = self.next_seq + n
         deadline = time.monotonic() + timeout
         v5 = self.version == 5
@@ -311,12 +314,13 @@ class Pub:
                 q = qos_of(self.next_seq) if qos_of else qos
                 body = b"%s:%d:" % (self.name, self.next_seq)
                 body += b"x" * max(0, payload_size - len(body))
+                t = topic_of(self.next_seq) if topic_of else topic
                 if q:
                     pid = self._pid()
-                    pkt = m.publish(topic, body, q, mid=pid, v5=v5)
+                    pkt = m.publish(t, body, q, mid=pid, v5=v5)
                     self.unacked[pid] = pkt
                 else:
-                    pkt = m.publish(topic, body, 0, v5=v5)
+                    pkt = m.publish(t, body, 0, v5=v5)
                 out.append(pkt)
                 self.next_seq += 1
             if out:

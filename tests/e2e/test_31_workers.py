@@ -119,6 +119,67 @@ def test_volume_across_loops_without_loss_duplicates_or_reordering(make_broker):
         s.close()
 
 
+MIX_PUBS = 2
+MIX_ONES = 3  # subscribers that also get a topic of their own
+MIX_PER_PUB = 6_000 if SANITIZED else 20_000
+
+
+def _mix_topic(seq):
+    # Even numbers to a topic every subscriber has, odd ones in turn to a
+    # topic only one subscriber has.
+    return "w/mix/fan" if seq % 2 == 0 else "w/mix/one/%d" % (seq // 2 % MIX_ONES)
+
+
+def _mix_publisher(port, i, q, go):
+    p = fc.Pub("127.0.0.1", port, "w-mix-pub%d" % i, version=5 if i % 2 else 4, name="m%d" % i).connect()
+    q.put("ready")
+    go.wait(30)
+    p.publish(None, MIX_PER_PUB, qos=1, window=2000, payload_size=100, timeout=120, topic_of=_mix_topic)
+    q.put("done")
+    p.close()
+
+
+def test_output_for_many_and_for_one_keeps_its_order(make_broker):
+    # A message with several receivers is copied once to each loop, and
+    # every connection there it goes to names that copy; one with a single
+    # receiver is encoded into its connection's own output. A subscriber
+    # that gets both kinds, interleaved, from one publisher must get them
+    # in the order they were published: a shared write may not pass bytes
+    # already waiting in the connection's own output (or held behind a
+    # commit). Four loops, publishers with no pause between messages.
+    b = make_broker(workers=4, limits={"max_inflight": 2000, "max_queued_messages": 0})
+    ones = [fc.Sub(b.host, b.port, "w-mix-one%d" % k, version=5 if k % 2 else 4)
+            .connect([("w/mix/fan", 1), ("w/mix/one/%d" % k, 1)]) for k in range(MIX_ONES)]
+    fans = [fc.Sub(b.host, b.port, "w-mix-fan%d" % k, version=4 if k % 2 else 5).connect("w/mix/fan", 1)
+            for k in range(2)]
+    subs = ones + fans
+    want = {s.cid: sum(1 for seq in range(MIX_PER_PUB) if _mix_topic(seq) in ("w/mix/fan", "w/mix/one/%d" % k))
+            for k, s in enumerate(ones)}
+    for s in fans:
+        want[s.cid] = (MIX_PER_PUB + 1) // 2
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    go = ctx.Event()
+    pubs = [ctx.Process(target=_mix_publisher, args=(b.port, i, q, go), daemon=True) for i in range(MIX_PUBS)]
+    for p in pubs:
+        p.start()
+    for _ in pubs:
+        assert q.get(timeout=20) == "ready"
+    go.set()
+    assert fc.run(subs, lambda: all(s.unique() >= MIX_PUBS * want[s.cid] for s in subs), 120), \
+        [(s.cid, s.unique(), MIX_PUBS * want[s.cid]) for s in subs]
+    for _ in pubs:
+        assert q.get(timeout=60) == "done"
+    for p in pubs:
+        p.join(10)
+    for s in subs:
+        assert s.dups == 0 and s.order_errors == 0, (s.cid, s.dups, s.order_errors)
+        for i in range(MIX_PUBS):
+            assert s.unique(b"m%d" % i) == want[s.cid], (s.cid, i, s.unique(b"m%d" % i), want[s.cid])
+    for s in subs:
+        s.close()
+
+
 def test_session_taken_over_from_another_loop(make_broker):
     # Two loops, connections handed out in turn: the second connection of a
     # client id lands on the other loop and takes the session over (the
