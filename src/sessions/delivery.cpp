@@ -168,6 +168,15 @@ void Sessions::pump(Session& s) {
   if (s.queue.empty() && s.disk_count == 0) s.drop_logged = false;
 }
 
+namespace {
+
+// A connection of a worker loop takes the shared encoding by reference.
+bool handOver(Connection& c, const PublishCache::Encoded& e, uint8_t qos, uint16_t pid) {
+  return c.writeShared(SharedPacket{&e, e.gen, e.bytes, qos ? static_cast<uint32_t>(e.id_at) : 0}, pid);
+}
+
+}  // namespace
+
 bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup) {
   const Message& m = *d.msg;
   const bool v5 = c.version == mqtt::Version::V5;
@@ -248,8 +257,7 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
     return false;
   }
   if (shared) {
-    const SharedPacket p{shared, shared->gen, shared->bytes, d.qos ? static_cast<uint32_t>(shared->id_at) : 0};
-    if (!c.writeShared(p, pid)) PublishCache::append(c.out(), *shared, d.qos, pid);
+    if (!c.onWorkerLoop() || !handOver(c, *shared, d.qos, pid)) PublishCache::append(c.out(), *shared, d.qos, pid);
   } else mqtt::encodePublish(c.out(), c.version, topic, m.payload, d.qos, d.retain, dup, pid, props);
   ++stats_.messages_delivered;
   ++stats_.sent_by_qos[d.qos];

@@ -81,6 +81,7 @@ class Connection final : private StreamHandler {
   // without a copy of its own when nothing of this connection waits to go
   // before it. False: append it to out() instead.
   bool writeShared(const SharedPacket& p, uint16_t packet_id) { return remote_ && writeSharedRemote(p, packet_id); }
+  bool onWorkerLoop() const { return remote_; }
 
   // Buffered output above which messages that can wait (QoS 1/2) are held
   // back rather than encoded.

@@ -22,8 +22,10 @@
 // Each batch is built during a loop turn and handed over once at its end
 // (check, and prepare before the loop blocks). A turn's output for all of a
 // worker's connections is copied into one buffer, so each Connection keeps
-// its buffer's capacity; the buffers and event batches go round between the
-// loops rather than being allocated each turn.
+// its buffer's capacity; a PUBLISH encoded once for several receivers is
+// copied there once, and each of its Write commands names those bytes. The
+// buffers and event batches go round between the loops rather than being
+// allocated each turn.
 //
 // On the main loop a connection on a worker loop has a RemoteStream as its
 // stream stack; on the worker, a WorkerConn owns the real stack. Each knows
