@@ -343,7 +343,6 @@ class IoWorkers {
   std::deque<IoEventBatch> work_;    // main loop only: taken from the inbox, not yet handled
 };
 
-
 // Asked for each delivery of a message going to many connections: inline.
 inline bool RemoteStream::writeShared(const SharedPacket& p, uint16_t packet_id) {
   if (closed_ || wind_down_due_) return false;

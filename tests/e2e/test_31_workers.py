@@ -121,7 +121,7 @@ def test_volume_across_loops_without_loss_duplicates_or_reordering(make_broker):
 
 MIX_PUBS = 2
 MIX_ONES = 3  # subscribers that also get a topic of their own
-MIX_PER_PUB = 6_000 if SANITIZED else 20_000
+MIX_PER_PUB = 10_000 if SANITIZED else 60_000
 
 
 def _mix_topic(seq):
@@ -145,9 +145,13 @@ def test_output_for_many_and_for_one_keeps_its_order(make_broker):
     # receiver is encoded into its connection's own output. A subscriber
     # that gets both kinds, interleaved, from one publisher must get them
     # in the order they were published: a shared write may not pass bytes
-    # already waiting in the connection's own output (or held behind a
-    # commit). Four loops, publishers with no pause between messages.
-    b = make_broker(workers=4, limits={"max_inflight": 2000, "max_queued_messages": 0})
+    # already waiting in the connection's own output, or held there behind
+    # an acknowledgement that waits for a commit: one subscriber keeps
+    # publishing retained QoS 1 messages, whose PUBACKs wait for the store,
+    # and what is written to it meanwhile waits behind them. Four loops,
+    # publishers with no pause between messages.
+    b = make_broker(workers=4, persistence={"enabled": True},
+                    limits={"max_inflight": 2000, "max_queued_messages": 0})
     ones = [fc.Sub(b.host, b.port, "w-mix-one%d" % k, version=5 if k % 2 else 4)
             .connect([("w/mix/fan", 1), ("w/mix/one/%d" % k, 1)]) for k in range(MIX_ONES)]
     fans = [fc.Sub(b.host, b.port, "w-mix-fan%d" % k, version=4 if k % 2 else 5).connect("w/mix/fan", 1)
@@ -165,9 +169,23 @@ def test_output_for_many_and_for_one_keeps_its_order(make_broker):
         p.start()
     for _ in pubs:
         assert q.get(timeout=20) == "ready"
+    holder = ones[0]
+    kept = [0]
+
+    def until():
+        # Called after every read: four more retained QoS 1 messages from
+        # `holder` (their PUBACKs, which the client ignores, wait for a commit).
+        out = []
+        for _ in range(4):
+            kept[0] += 1
+            out.append(m.publish("w/mix/kept", b"%d" % kept[0], 1, retain=True, mid=kept[0] % 65535 + 1,
+                                 v5=holder.version == 5))
+        holder._send(b"".join(out))
+        return all(s.unique() >= MIX_PUBS * want[s.cid] for s in subs)
+
     go.set()
-    assert fc.run(subs, lambda: all(s.unique() >= MIX_PUBS * want[s.cid] for s in subs), 120), \
-        [(s.cid, s.unique(), MIX_PUBS * want[s.cid]) for s in subs]
+    assert fc.run(subs, until, 120, chunk=1 << 13), [(s.cid, s.unique(), MIX_PUBS * want[s.cid]) for s in subs]
+    assert kept[0] > 1000, kept
     for _ in pubs:
         assert q.get(timeout=60) == "done"
     for p in pubs:
