@@ -185,7 +185,9 @@ def test_output_for_many_and_for_one_keeps_its_order(make_broker):
 
     go.set()
     assert fc.run(subs, until, 120, chunk=1 << 13), [(s.cid, s.unique(), MIX_PUBS * want[s.cid]) for s in subs]
-    assert kept[0] > 1000, kept
+    # Enough of them to have held its output many times (under the
+    # sanitizer the run is a sixth as long: some hundreds).
+    assert kept[0] > 200, kept
     for _ in pubs:
         assert q.get(timeout=60) == "done"
     for p in pubs:
