@@ -293,7 +293,7 @@ void Connection::flush() {
   if (out_.empty() && out_.capacity() > 64 * 1024) std::string().swap(out_);
 }
 
-bool Connection::writeSharedRemote(const SharedPacket& p, uint16_t packet_id) {
+bool Connection::writeShared(const SharedPacket& p, uint16_t packet_id) {
   // Bytes waiting here (or held for a commit) go first: this one would
   // pass them.
   if (closing_ || handle_closed_ || !out_.empty() || holding()) return false;

@@ -76,12 +76,12 @@ class Connection final : private StreamHandler {
     return pendingOutputInAll();
   }
   void flush();
-  // A PUBLISH encoded once for several receivers (see IoWorker::writeShared),
-  // `packet_id` put in: on a connection of a worker loop, handed over
-  // without a copy of its own when nothing of this connection waits to go
-  // before it. False: append it to out() instead.
-  bool writeShared(const SharedPacket& p, uint16_t packet_id) { return remote_ && writeSharedRemote(p, packet_id); }
   bool onWorkerLoop() const { return remote_; }
+  // On a connection of a worker loop only: a PUBLISH encoded once for
+  // several receivers (see IoWorker::writeShared), `packet_id` put in,
+  // handed over without a copy of its own when nothing of this connection
+  // waits to go before it. False: append it to out() instead.
+  bool writeShared(const SharedPacket& p, uint16_t packet_id);
 
   // Buffered output above which messages that can wait (QoS 1/2) are held
   // back rather than encoded.
@@ -219,7 +219,6 @@ class Connection final : private StreamHandler {
   // Returns false when the connection must stop processing input.
   bool handleFrame(const mqtt::Frame& f);
   void markDirty();
-  bool writeSharedRemote(const SharedPacket& p, uint16_t packet_id);
   // Tells the broker when output that had been above the high-water mark
   // has drained below it (want_writable).
   void notifyWritable();
