@@ -149,9 +149,11 @@ def test_output_for_many_and_for_one_keeps_its_order(make_broker):
     # an acknowledgement that waits for a commit: one subscriber keeps
     # publishing retained QoS 1 messages, whose PUBACKs wait for the store,
     # and what is written to it meanwhile waits behind them. Four loops,
-    # publishers with no pause between messages.
+    # publishers with no pause between messages, each subscriber getting
+    # 120-160 times its in-flight window of 500 (so its queue fills and
+    # drains as well).
     b = make_broker(workers=4, persistence={"enabled": True},
-                    limits={"max_inflight": 2000, "max_queued_messages": 0})
+                    limits={"max_inflight": 500, "max_queued_messages": 0})
     ones = [fc.Sub(b.host, b.port, "w-mix-one%d" % k, version=5 if k % 2 else 4)
             .connect([("w/mix/fan", 1), ("w/mix/one/%d" % k, 1)]) for k in range(MIX_ONES)]
     fans = [fc.Sub(b.host, b.port, "w-mix-fan%d" % k, version=4 if k % 2 else 5).connect("w/mix/fan", 1)
