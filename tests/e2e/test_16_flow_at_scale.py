@@ -248,6 +248,83 @@ def test_durable_share_group_drains_with_several_members(make_broker):
     assert rt["max"] < BYSTANDER_MAX_S, text
 
 
+# --- Windows refilled by the subscribers' own acknowledgements ----------------
+
+FULL_PUBS = 3
+FULL_SUBS = 12
+FULL_WINDOW = 20
+FULL_PER_PUB = 4_000 if SANITIZED else 12_000
+
+
+def _full_topic(seq):
+    # Even numbers to a topic every subscriber has, odd ones in turn to a
+    # topic of one subscriber.
+    return "fw/all" if seq % 2 == 0 else "fw/one/%d" % (seq // 2 % FULL_SUBS)
+
+
+def _full_qos(seq):
+    return 2 if seq % 3 == 0 else 1
+
+
+def _full_publisher(port, i, q, go):
+    p = fc.Pub("127.0.0.1", port, "fw-pub%d" % i, version=5 if i % 2 else 4, name="f%d" % i).connect()
+    q.put("ready")
+    go.wait(30)
+    p.publish(None, FULL_PER_PUB, window=FULL_WINDOW, payload_size=64, timeout=120,
+              topic_of=_full_topic, qos_of=_full_qos)
+    q.put("done")
+    p.close()
+
+
+def test_full_windows_refilled_by_acknowledgements_keep_every_message_in_order(make_broker):
+    # One loop: a subscriber whose acknowledgements refill its window from
+    # its queue has its output written at once, in the middle of the loop's
+    # turn, instead of at its end. Twelve durable subscribers (both
+    # versions) with a window of 20, three publishers with no pause between
+    # messages, so that every subscriber's queue stays long and each read of
+    # its acknowledgements refills its window: each gets nearly 1,000 times
+    # its window (over 300 times under the sanitizer). A third of the messages are QoS
+    # 2, whose PUBLISH waits in the subscriber's output until its packet id
+    # is stored: what goes out early must not pass it. Every message once,
+    # in order, none left behind.
+    b = durable_broker(make_broker, workers=1,
+                       limits={"max_queued_messages": 0, "max_inflight": FULL_WINDOW})
+    subs = []
+    for k in range(FULL_SUBS):
+        v = 5 if k % 2 else 4
+        s = fc.Sub(b.host, b.port, "fw-sub%d" % k, version=v, clean=(v == 5),
+                   expiry=3600 if v == 5 else None)
+        if v == 4:
+            s.clean = False
+        subs.append(s.connect([("fw/all", 2), ("fw/one/%d" % k, 2)]))
+    want = {s.cid: sum(1 for seq in range(FULL_PER_PUB) if _full_topic(seq) in ("fw/all", "fw/one/%d" % k))
+            for k, s in enumerate(subs)}
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    go = ctx.Event()
+    pubs = [ctx.Process(target=_full_publisher, args=(b.port, i, q, go), daemon=True) for i in range(FULL_PUBS)]
+    for p in pubs:
+        p.start()
+    for _ in pubs:
+        assert q.get(timeout=20) == "ready"
+    go.set()
+    done = lambda: all(s.unique() >= FULL_PUBS * want[s.cid] for s in subs)  # noqa: E731
+    ok = fc.run(subs, done, 120, chunk=1 << 13)
+    assert ok, [(s.cid, s.unique(), FULL_PUBS * want[s.cid]) for s in subs]
+    for _ in pubs:
+        assert q.get(timeout=60) == "done"
+    for p in pubs:
+        p.join(10)
+    for s in subs:
+        assert s.dups_qos2 == 0 and s.order_errors == 0, (s.cid, s.dups_qos2, s.order_errors)
+        assert s.dups == 0, (s.cid, s.dups)
+        for i in range(FULL_PUBS):
+            assert s.unique(b"f%d" % i) == want[s.cid], (s.cid, i, s.unique(b"f%d" % i), want[s.cid])
+        assert s.count >= 100 * FULL_WINDOW, (s.cid, s.count)
+    for s in subs:
+        s.close()
+
+
 # --- QoS 1 under a QoS 0 flood, burst flow control ---------------------------
 
 FLOOD_N = 210_000      # 200,000 QoS 0 of 1 KB and 10,000 QoS 1 interleaved
