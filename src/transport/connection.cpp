@@ -185,14 +185,13 @@ bool Connection::onStreamData(const uint8_t* data, size_t len) {
   }
   // A subscriber whose acknowledgements have just refilled its window (the
   // next messages of its queue went into its output) gets no more QoS 1/2
-  // PUBLISH this turn: its window is full until it answers again. Its
-  // output goes now rather than at the end of the turn, so that it can
-  // answer while the turn goes on, and its answer is read in the next turn
-  // rather than the one after. Under load that is most of a queued
-  // message's wait (bench/README.md, "A full window's output goes at
-  // once"). Only on this loop's own plain sockets: a worker loop's
-  // connections get their output in one batch per turn, and a TLS or
-  // WebSocket layer is still inside its read here.
+  // PUBLISH until it answers again. Its output goes now rather than at the
+  // end of the turn, so that it can answer while the turn goes on, and its
+  // answer is read in the next turn rather than the one after. Under load
+  // that is most of a queued message's wait (bench/README.md, "A full
+  // window's output goes at once"). Only on this loop's own plain sockets: a
+  // worker loop's connections get their output in one batch per turn, and a
+  // TLS or WebSocket layer is still inside its read here.
   if (dirty_ && !closing_ && !remote_ && !layer_ && session && session->windowFree() == 0) flush();
   return !closing_;
 }

@@ -283,10 +283,10 @@ def test_full_windows_refilled_by_acknowledgements_keep_every_message_in_order(m
     # versions) with a window of 20, three publishers with no pause between
     # messages, so that every subscriber's queue stays long and each read of
     # its acknowledgements refills its window: each gets nearly 1,000 times
-    # its window (over 300 times under the sanitizer). A third of the messages are QoS
-    # 2, whose PUBLISH waits in the subscriber's output until its packet id
-    # is stored: what goes out early must not pass it. Every message once,
-    # in order, none left behind.
+    # its window (over 300 times under the sanitizer). A third of the
+    # messages are QoS 2, whose PUBLISH waits in the subscriber's output
+    # until its packet id is stored: what goes out early must not pass it.
+    # Every message once, in order, none left behind.
     b = durable_broker(make_broker, workers=1,
                        limits={"max_queued_messages": 0, "max_inflight": FULL_WINDOW})
     subs = []
