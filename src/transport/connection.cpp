@@ -183,20 +183,24 @@ bool Connection::onStreamData(const uint8_t* data, size_t len) {
   } else {
     processShared(data, len);
   }
+  return !closing_;
+}
+
+void Connection::onStreamActivity() { last_rx_ms = uv_now(broker_.loop()); }
+
+void Connection::onStreamInputDone() {
   // A subscriber whose acknowledgements have just refilled its window (the
   // next messages of its queue went into its output) gets no more QoS 1/2
   // PUBLISH until it answers again. Its output goes now rather than at the
   // end of the turn, so that it can answer while the turn goes on, and its
   // answer is read in the next turn rather than the one after. Under load
   // that is most of a queued message's wait (bench/README.md, "A full
-  // window's output goes at once"). Only on this loop's own plain sockets: a
-  // worker loop's connections get their output in one batch per turn, and a
-  // TLS or WebSocket layer is still inside its read here.
-  if (dirty_ && !closing_ && !remote_ && !layer_ && session && session->windowFree() == 0) flush();
-  return !closing_;
+  // window's output goes at once"). Only on this loop's own sockets, plain,
+  // TLS or WebSocket (called once the read has gone up through every
+  // layer): a worker loop's connections get their output in one batch per
+  // turn.
+  if (dirty_ && !closing_ && !remote_ && session && session->windowFree() == 0) flush();
 }
-
-void Connection::onStreamActivity() { last_rx_ms = uv_now(broker_.loop()); }
 
 void Connection::onStreamEnd(StreamEnd why) {
   // A layer's protocol error leaves its alert to be flushed first.

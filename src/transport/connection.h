@@ -203,6 +203,7 @@ class Connection final : private StreamHandler {
   uint8_t* readBuffer(size_t& len, bool transformed) override;
   bool onStreamData(const uint8_t* data, size_t len) override;
   void onStreamActivity() override;
+  void onStreamInputDone() override;
   void onStreamOutput() override { markDirty(); }
   void onStreamWritable(bool ok) override;
   void onStreamEnd(StreamEnd why) override;

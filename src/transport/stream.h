@@ -60,6 +60,12 @@ class StreamHandler {
   // Bytes arrived that a layer consumed without passing data up yet (TLS
   // handshake, a partial record): the peer is alive. onStreamData implies it.
   virtual void onStreamActivity() {}
+  // Everything one read from the socket brought has gone up through every
+  // layer (after the read's last onStreamData, if it brought any: a read of
+  // TLS handshake records brings none): no layer is inside its read now, so
+  // the owner may write at once. Not called after a read whose
+  // onStreamData answered false.
+  virtual void onStreamInputDone() {}
   // A layer has bytes of its own to send (handshake records, alerts):
   // call write() soon, typically at the end of the loop turn.
   virtual void onStreamOutput() {}
@@ -148,6 +154,7 @@ class LayerStream : public Stream, protected StreamHandler {
   explicit LayerStream(Stream& lower) : lower_(lower) { lower_.setHandler(this); }
 
   void onStreamActivity() override { handler_->onStreamActivity(); }
+  void onStreamInputDone() override { handler_->onStreamInputDone(); }
   void onStreamOutput() override { handler_->onStreamOutput(); }
   void onStreamWritable(bool ok) override { handler_->onStreamWritable(ok); }
   void onStreamEnd(StreamEnd why) override { handler_->onStreamEnd(why); }

@@ -91,8 +91,8 @@ void TcpStream::onRead(uv_stream_t* st, ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   if (s->discarding_) return;
-  s->handler_->onStreamData(reinterpret_cast<const uint8_t*>(buf->base),
-                            static_cast<size_t>(nread));
+  if (s->handler_->onStreamData(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread)))
+    s->handler_->onStreamInputDone();
 }
 
 void TcpStream::readNow() {

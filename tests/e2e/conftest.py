@@ -168,7 +168,10 @@ class Broker:
         self.host = HOST
         self.port = free_port()
         self.workdir = str(workdir)
-        self.config = merge(config, {"listeners": [{"address": HOST, "port": self.port}]})
+        # A test's own listeners (TLS, WebSocket) come after the one every
+        # test has.
+        self.config = merge(config, {"listeners": [{"address": HOST, "port": self.port}] +
+                                     list(config.get("listeners", []))})
         self.name = name
         self.stderr_path = os.path.join(self.workdir, "%s.stderr" % name)
         if "persistence" in self.config:

@@ -5,15 +5,24 @@ that read and acknowledge hundreds of thousands of messages in seconds:
 these read in large chunks, parse every packet in the chunk, and answer
 all acknowledgements of a chunk in one write. Packets are built with
 mqttraw. Everything is bounded in time.
+
+A subscriber may reach the broker over TLS (`tls`: an ssl.SSLContext) and
+over WebSocket (`ws`), or both; publishers use plain TCP.
 """
 
 import selectors
 import socket
+import ssl
 import struct
 import threading
 import time
 
 import mqttraw as m
+import wsclient
+
+# Nothing to read or write on a non-blocking socket at the moment (TLS asks
+# for either while it works through a record).
+_NOT_NOW = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 def _split(buf):
@@ -51,11 +60,13 @@ class Sub:
     Payloads written by Pub start with b"<pub id>:<seq>:"."""
 
     def __init__(self, host, port, cid, version=4, clean=True, expiry=None,
-                 receive_max=None, read=True):
+                 receive_max=None, read=True, tls=None, ws=False):
         self.host, self.port, self.cid, self.version = host, port, cid, version
         self.clean, self.expiry, self.receive_max = clean, expiry, receive_max
         self.read = read
-        self.sock = None
+        self.tls, self.ws = tls, ws
+        self.sock = None    # the socket (TLS-wrapped with `tls`)
+        self.frames = None  # with `ws`: the WebSocket framing over it
         self.buf = bytearray()
         self.count = 0             # PUBLISH packets received
         self.by_qos = [0, 0, 0]
@@ -78,15 +89,19 @@ class Sub:
     def connect(self, subscribe=None, qos=1, connack_timeout=5):
         s = socket.create_connection((self.host, self.port), timeout=5)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            s = self.tls.wrap_socket(s, server_hostname="localhost")
+        if self.ws:
+            self.frames = wsclient.WsSocket(self.port, sock=s)  # the opening handshake
         props = {}
         if self.version == 5:
             if self.expiry is not None:
                 props["session_expiry_interval"] = self.expiry
             if self.receive_max is not None:
                 props["receive_maximum"] = self.receive_max
-        s.sendall(m.connect(self.cid, self.version, clean=self.clean, keepalive=600,
-                            props=props or None))
         self.sock = s
+        s.sendall(self._out(m.connect(self.cid, self.version, clean=self.clean, keepalive=600,
+                                      props=props or None)))
         t0 = time.monotonic()
         while self.connack_at is None:
             if time.monotonic() - t0 > connack_timeout:
@@ -97,7 +112,7 @@ class Sub:
         if subscribe:
             # A filter, or a list of (filter, QoS) pairs.
             topics = subscribe if isinstance(subscribe, list) else [(subscribe, qos)]
-            s.sendall(m.subscribe(1, topics, v5=self.version == 5))
+            s.sendall(self._out(m.subscribe(1, topics, v5=self.version == 5)))
             t0 = time.monotonic()
             while not getattr(self, "subacked", False):
                 if time.monotonic() - t0 > 5:
@@ -112,7 +127,42 @@ class Sub:
         if not data:
             self.closed = True
             return
-        self.feed(data)
+        self.feed(self._in(data))
+
+    def take(self, chunk):
+        """Reads what the socket has now, in pieces of `chunk` bytes, and
+        handles it; False once the broker closed. Over TLS it reads on while
+        the TLS layer holds decrypted bytes, which select() does not see."""
+        while True:
+            try:
+                data = self.sock.recv(chunk)
+            except _NOT_NOW:
+                return True
+            except OSError:
+                data = b""
+            if not data:
+                self.closed = True
+                return False
+            self.feed(self._in(data))
+            if self.tls is None or self.sock is None or not self.sock.pending():
+                return True
+
+    def _in(self, data):
+        """The MQTT bytes in what the socket gave."""
+        f = self.frames
+        if f is None:
+            return data
+        f.rx += data
+        while f._parse_one():
+            pass
+        out, f.payload = f.payload, b""
+        if f.close_code is not None:
+            self.closed = True
+        return out
+
+    def _out(self, data):
+        """What goes on the socket for these MQTT bytes."""
+        return data if self.frames is None else wsclient.frame(wsclient.BINARY, data)
 
     def feed(self, data):
         now = time.monotonic()
@@ -157,7 +207,8 @@ class Sub:
             elif t == m.DISCONNECT:
                 self.disconnect_reason = body[0] if body else 0
         if out:
-            self.sock.sendall(b"".join(out)) if self.sock.getblocking() else self._send(b"".join(out))
+            data = self._out(b"".join(out))
+            self.sock.sendall(data) if self.sock.getblocking() else self._send(data)
 
     def _send(self, data):
         view = memoryview(data)
@@ -166,7 +217,7 @@ class Sub:
             try:
                 n = self.sock.send(view)
                 view = view[n:]
-            except BlockingIOError:
+            except _NOT_NOW:
                 if time.monotonic() > deadline:
                     raise AssertionError("%s: cannot send acknowledgements" % self.cid)
                 time.sleep(0.0005)
@@ -227,19 +278,10 @@ def run(subs, until, timeout, chunk=1 << 20, pause=0.0):
                 return True
             for key, _ in sel.select(0.05):
                 s = key.data
-                try:
-                    data = s.sock.recv(chunk)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data = b""
+                if not s.take(chunk):
+                    sel.unregister(key.fileobj)
                 if pause:
                     time.sleep(pause)
-                if not data:
-                    s.closed = True
-                    sel.unregister(s.sock)
-                    continue
-                s.feed(data)
         return until()
     finally:
         sel.close()

@@ -24,6 +24,7 @@ import pytest
 
 import fastclient as fc
 import mqttraw as m
+from petrel_tls_helpers import CertAuthority, client_context, free_port
 
 pytestmark = pytest.mark.petrel_only
 
@@ -256,53 +257,48 @@ FULL_WINDOW = 20
 FULL_PER_PUB = 4_000 if SANITIZED else 12_000
 
 
-def _full_topic(seq):
+def _full_topic(seq, subs):
     # Even numbers to a topic every subscriber has, odd ones in turn to a
     # topic of one subscriber.
-    return "fw/all" if seq % 2 == 0 else "fw/one/%d" % (seq // 2 % FULL_SUBS)
+    return "fw/all" if seq % 2 == 0 else "fw/one/%d" % (seq // 2 % subs)
 
 
 def _full_qos(seq):
     return 2 if seq % 3 == 0 else 1
 
 
-def _full_publisher(port, i, q, go):
+def _full_publisher(port, i, q, go, n, subs):
     p = fc.Pub("127.0.0.1", port, "fw-pub%d" % i, version=5 if i % 2 else 4, name="f%d" % i).connect()
     q.put("ready")
     go.wait(30)
-    p.publish(None, FULL_PER_PUB, window=FULL_WINDOW, payload_size=64, timeout=120,
-              topic_of=_full_topic, qos_of=_full_qos)
+    p.publish(None, n, window=FULL_WINDOW, payload_size=64, timeout=120,
+              topic_of=lambda seq: _full_topic(seq, subs), qos_of=_full_qos)
     q.put("done")
     p.close()
 
 
-def test_full_windows_refilled_by_acknowledgements_keep_every_message_in_order(make_broker):
-    # One loop: a subscriber whose acknowledgements refill its window from
-    # its queue has its output written at once, in the middle of the loop's
-    # turn, instead of at its end. Twelve durable subscribers (both
-    # versions) with a window of 20, three publishers with no pause between
-    # messages, so that every subscriber's queue stays long and each read of
-    # its acknowledgements refills its window: each gets nearly 1,000 times
-    # its window (over 300 times under the sanitizer). A third of the
-    # messages are QoS 2, whose PUBLISH waits in the subscriber's output
-    # until its packet id is stored: what goes out early must not pass it.
-    # Every message once, in order, none left behind.
-    b = durable_broker(make_broker, workers=1,
-                       limits={"max_queued_messages": 0, "max_inflight": FULL_WINDOW})
+def _full_windows(b, transports, per_pub):
+    """Durable subscribers (both versions), each reached as `transports[k]`
+    says: (port, TLS context or None, WebSocket or not). Three publishers on
+    plain TCP with no pause between messages; every message must arrive
+    once, in order, none left behind, and each subscriber must get at
+    least 100 times its window."""
+    n_subs = len(transports)
     subs = []
-    for k in range(FULL_SUBS):
+    for k, (port, tls, ws) in enumerate(transports):
         v = 5 if k % 2 else 4
-        s = fc.Sub(b.host, b.port, "fw-sub%d" % k, version=v, clean=(v == 5),
-                   expiry=3600 if v == 5 else None)
+        s = fc.Sub(b.host, port, "fw-sub%d" % k, version=v, clean=(v == 5),
+                   expiry=3600 if v == 5 else None, tls=tls, ws=ws)
         if v == 4:
             s.clean = False
         subs.append(s.connect([("fw/all", 2), ("fw/one/%d" % k, 2)]))
-    want = {s.cid: sum(1 for seq in range(FULL_PER_PUB) if _full_topic(seq) in ("fw/all", "fw/one/%d" % k))
+    want = {s.cid: sum(1 for seq in range(per_pub) if _full_topic(seq, n_subs) in ("fw/all", "fw/one/%d" % k))
             for k, s in enumerate(subs)}
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
     go = ctx.Event()
-    pubs = [ctx.Process(target=_full_publisher, args=(b.port, i, q, go), daemon=True) for i in range(FULL_PUBS)]
+    pubs = [ctx.Process(target=_full_publisher, args=(b.port, i, q, go, per_pub, n_subs), daemon=True)
+            for i in range(FULL_PUBS)]
     for p in pubs:
         p.start()
     for _ in pubs:
@@ -323,6 +319,38 @@ def test_full_windows_refilled_by_acknowledgements_keep_every_message_in_order(m
         assert s.count >= 100 * FULL_WINDOW, (s.cid, s.count)
     for s in subs:
         s.close()
+
+
+def test_full_windows_refilled_by_acknowledgements_keep_every_message_in_order(make_broker):
+    # One loop: a subscriber whose acknowledgements refill its window from
+    # its queue has its output written at once, in the middle of the loop's
+    # turn, instead of at its end. Twelve durable subscribers with a window
+    # of 20, so that every subscriber's queue stays long and each read of
+    # its acknowledgements refills its window: each gets nearly 1,000 times
+    # its window (over 300 times under the sanitizer). A third of the
+    # messages are QoS 2, whose PUBLISH waits in the subscriber's output
+    # until its packet id is stored: what goes out early must not pass it.
+    b = durable_broker(make_broker, workers=1,
+                       limits={"max_queued_messages": 0, "max_inflight": FULL_WINDOW})
+    _full_windows(b, [(b.port, None, False)] * FULL_SUBS, FULL_PER_PUB)
+
+
+def test_full_windows_over_tls_and_websocket_keep_every_message_in_order(make_broker, tmp_path):
+    # The same over TLS, WebSocket and WebSocket over TLS: the early write
+    # waits until a read has gone up through every layer, since a layer is
+    # still inside its read while the connection handles the packets.
+    ca = CertAuthority(str(tmp_path))
+    cert, key = ca.issue("server", "localhost", server=True)
+    tls = {"cert_file": cert, "key_file": key}
+    b = durable_broker(make_broker, workers=1,
+                       limits={"max_queued_messages": 0, "max_inflight": FULL_WINDOW},
+                       listeners=[{"address": "127.0.0.1", "port": free_port(), "tls": tls},
+                                  {"address": "127.0.0.1", "port": free_port(), "websocket": {}},
+                                  {"address": "127.0.0.1", "port": free_port(), "tls": tls, "websocket": {}}])
+    client = client_context(ca.cert)
+    tls_port, ws_port, wss_port = (l["port"] for l in b.config["listeners"][1:])
+    kinds = [(tls_port, client, False), (ws_port, None, True), (wss_port, client, True)]
+    _full_windows(b, kinds * 2, FULL_PER_PUB // 2)
 
 
 # --- QoS 1 under a QoS 0 flood, burst flow control ---------------------------

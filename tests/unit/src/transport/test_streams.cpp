@@ -103,10 +103,15 @@ class End final : public StreamHandler {
       EXPECT_EQ(data, buf) << "plain TCP reads into the handler's buffer";
     }
     received.append(reinterpret_cast<const char*>(data), len);
+    events += 'D';
     if (on_data) on_data();
     return true;
   }
   void onStreamActivity() override { ++activity; }
+  void onStreamInputDone() override {
+    events += 'I';
+    if (on_input_done) on_input_done();
+  }
   void onStreamOutput() override { flush(); }
   void onStreamWritable(bool ok) override {
     ++writable;
@@ -128,7 +133,8 @@ class End final : public StreamHandler {
   std::string out;       // output not yet taken by the stream
   std::string received;  // plaintext seen
   std::vector<Stream::Write> results;
-  std::function<void()> on_data, on_connected;
+  std::function<void()> on_data, on_connected, on_input_done;
+  std::string events;  // 'D' onStreamData, 'I' onStreamInputDone, in order
   uint8_t buf[64 * 1024];
   size_t reads = 0;
   size_t activity = 0;
@@ -408,6 +414,59 @@ TEST_F(TlsStreamTest, ClientAndServerLayersHandshakeAndCarryDataBothWays) {
   ASSERT_TRUE(loop_.runUntil([&] { return s->ended; }));
   EXPECT_EQ(s->end_why, StreamEnd::PeerClosed);
   EXPECT_EQ(s->received.substr(s->received.size() - 3), "bye");
+}
+
+TEST_F(StreamTest, InputDoneFollowsEachReadAndTheHandlerMayWriteThere) {
+  const auto ends = connectPair();
+  End* c = ends.first;
+  End* s = ends.second;
+  ASSERT_NE(s, nullptr);
+  // The server answers from onStreamInputDone, as Connection does when a
+  // subscriber's window is full.
+  size_t echoed = 0;
+  s->on_input_done = [&] {
+    s->send(s->received.substr(echoed));
+    echoed = s->received.size();
+  };
+  const std::string big = pattern(300 * 1024, 5);
+  c->send(big);
+  ASSERT_TRUE(loop_.runUntil([&] { return c->received.size() == big.size(); }));
+  EXPECT_TRUE(c->received == big);
+  // Plain TCP: one onStreamData per read, each followed by its
+  // onStreamInputDone.
+  ASSERT_FALSE(s->events.empty());
+  EXPECT_EQ(s->events.front(), 'D') << s->events;
+  EXPECT_EQ(s->events.back(), 'I') << s->events;
+  EXPECT_EQ(s->events.find("DD"), std::string::npos) << s->events;
+  EXPECT_EQ(s->events.find("II"), std::string::npos) << s->events;
+}
+
+TEST_F(TlsStreamTest, InputDoneComesOnceTheWholeReadHasGoneUpThroughTls) {
+  const auto ends = connectPair(pki_.client_ctx.get(), "localhost");
+  End* c = ends.first;
+  End* s = ends.second;
+  ASSERT_NE(s, nullptr);
+  ASSERT_TRUE(loop_.runUntil([&] { return c->connected == 0 && s->top().handshakeDone(); }));
+  // A read of handshake records brought nothing up, and was done all the
+  // same.
+  EXPECT_NE(s->events.find('I'), std::string::npos) << s->events;
+  EXPECT_EQ(s->events.find('D'), std::string::npos) << s->events;
+  s->events.clear();
+  size_t echoed = 0;
+  s->on_input_done = [&] {
+    s->send(s->received.substr(echoed));
+    echoed = s->received.size();
+  };
+  // Four records of 16 KB in one write: a read of the server's 64 KB buffer
+  // holds several, each going up as one onStreamData, then one
+  // onStreamInputDone for all of them, with the TLS layer out of its read.
+  const std::string big = pattern(4 * 16 * 1024, 9);
+  c->send(big);
+  ASSERT_TRUE(loop_.runUntil([&] { return c->received.size() == big.size(); }));
+  EXPECT_TRUE(c->received == big);
+  ASSERT_FALSE(s->events.empty());
+  EXPECT_EQ(s->events.back(), 'I') << s->events;
+  EXPECT_NE(s->events.find("DDI"), std::string::npos) << s->events;
 }
 
 TEST_F(TlsStreamTest, ClientRefusesAServerWithTheWrongName) {
