@@ -101,7 +101,9 @@ DeliverOutcome Sessions::deliver(Session& s, Delivery&& d, const AckGatePtr& gat
 bool Sessions::sendNew(Session& s, Connection& c, Delivery&& d, bool stored) {
   const uint16_t pid = s.nextPacketId();
   const Connection::OutMark mark = c.outMark();
-  if (!sendPublish(s, c, d, pid, false)) {
+  // Held below until its packet id is stored.
+  const bool held = d.seq && d.qos == 2;
+  if (!sendPublish(s, c, d, pid, false, held)) {
     forget(s, d);  // expired or too large for this client
     return false;
   }
@@ -177,7 +179,7 @@ bool handOver(Connection& c, const PublishCache::Encoded& e, uint8_t qos, uint16
 
 }  // namespace
 
-bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup) {
+bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup, bool held) {
   const Message& m = *d.msg;
   const bool v5 = c.version == mqtt::Version::V5;
   uint32_t expiry_left = 0;
@@ -257,7 +259,8 @@ bool Sessions::sendPublish(Session& s, Connection& c, const Delivery& d, uint16_
     return false;
   }
   if (shared) {
-    if (!c.onWorkerLoop() || !handOver(c, *shared, d.qos, pid)) PublishCache::append(c.out(), *shared, d.qos, pid);
+    if (!c.onWorkerLoop() || held || !handOver(c, *shared, d.qos, pid))
+      PublishCache::append(c.out(), *shared, d.qos, pid);
   } else mqtt::encodePublish(c.out(), c.version, topic, m.payload, d.qos, d.retain, dup, pid, props);
   ++stats_.messages_delivered;
   ++stats_.sent_by_qos[d.qos];

@@ -153,8 +153,11 @@ class Sessions {
   // its queue entry is in the store already (it waited in the queue).
   bool sendNew(Session& s, Connection& c, Delivery&& d, bool stored = false);
   // Encodes one PUBLISH to `c`; false if it was dropped (expired, larger
-  // than the client's maximum packet size).
-  bool sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup);
+  // than the client's maximum packet size). `held`: the caller holds this
+  // output until a commit (a QoS 2 PUBLISH whose packet id is being
+  // stored), so it must go into the connection's output, where the hold
+  // keeps it, and not be handed to a worker loop by reference.
+  bool sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup, bool held = false);
   // Fills the in-flight window from the queue (and the store).
   void pump(Session& s);
   // Sends the in-flight `f` again after a reconnect [MQTT-4.4.0-1]: its

@@ -434,3 +434,50 @@ def run_kill9(make_broker, variant, sync):
 @pytest.mark.parametrize("variant,sync", [("offline", "fsync"), ("online", "periodic")])
 def test_kill9_during_publishing(make_broker, variant, sync):
     run_kill9(make_broker, variant, sync)
+
+
+X_ROUNDS = 25
+
+
+def test_qos2_publish_to_several_on_worker_loops_waits_for_its_packet_id(make_broker):
+    # A QoS 2 message for two durable subscribers is encoded once, and on a
+    # worker loop that encoding may be handed to the loop by reference. A
+    # QoS 2 PUBLISH must still wait until its packet id is stored: a client
+    # that has seen it must, after any crash, get it again under that id
+    # with DUP set, never as a new message under another id (which it
+    # would take as a second message). Each round the broker is killed the
+    # moment the first subscriber has read the PUBLISH, before it answers.
+    b = make_broker(workers=2, persistence={"enabled": True, "sync": "fsync"},
+                    limits={"max_queued_messages": 0, "max_inflight": 20})
+    subs = {}
+    for cid in ("x-first", "x-second"):
+        c = b.client(4)
+        c.connect(cid, clean=False)
+        assert c.subscribe([("k9x/t", 2)]).codes == [2]
+        subs[cid] = c
+    for r in range(X_ROUNDS):
+        pub = b.client(4)
+        pub.connect("x-pub", clean=True)
+        pub.publish("k9x/t", b"round %d" % r, qos=2, wait_ack=False)
+        first = subs["x-first"].expect(m.PUBLISH)
+        b.kill()
+        assert first.payload == b"round %d" % r and not first.dup, first
+        for c in list(subs.values()) + [pub]:
+            c.close()
+        b.start(timeout=10)
+        again = b.client(4)
+        ack = again.connect("x-first", clean=False)
+        assert ack.session_present, ack
+        try:
+            p = again.expect(m.PUBLISH, timeout=5)
+        except m.ReadTimeout:
+            p = None
+        assert p is not None and (p.payload, p.mid, p.dup) == (first.payload, first.mid, True), \
+            "round %d: got %r before the kill, then %r after it" % (r, first, p)
+        again.ack(p)
+        other = b.client(4)
+        other.connect("x-second", clean=False)
+        q = other.expect(m.PUBLISH, timeout=5)
+        assert q.payload == first.payload, q
+        other.ack(q)
+        subs = {"x-first": again, "x-second": other}
