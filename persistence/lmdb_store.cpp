@@ -113,6 +113,18 @@ class RunCursor {
   }
   // Replaces the value of the entry seek() found.
   int replace(MDB_val key, MDB_val v) { return mdb_cursor_put(c_.get(), &key, &v, MDB_CURRENT); }
+  // Puts an entry (new or replacing). Through the cursor rather than
+  // mdb_put: LMDB looks for the place on the cursor's page first, so a
+  // put just after the last one (message ids, a queue's next entry) does
+  // not search from the root.
+  int put(MDB_val key, MDB_val v, bool append = false) {
+    on_next_ = false;
+    if (append) {
+      const int rc = mdb_cursor_put(c_.get(), &key, &v, MDB_APPEND);
+      if (rc != MDB_KEYEXIST) return rc;
+    }
+    return mdb_cursor_put(c_.get(), &key, &v, 0);
+  }
   // Another write went to this table: the position is not trusted.
   void reset() { on_next_ = false; }
 
@@ -321,10 +333,10 @@ int LmdbStore::Impl::apply(MDB_txn* txn, std::string_view ops) {
         const uint64_t id = in.fixed<uint64_t>();
         uint32_t n = in.fixed<uint32_t>();
         std::string_view rec = in.view();
-        const std::string k = u64Key(id);
-        MDB_val key = val(k), v = val(rec), nv{4, &n};
-        rc = mdb_put(txn, messages, &key, &v, 0);
-        if (!rc && n != 1) rc = mdb_put(txn, refs, &key, &nv, 0);
+        U64Key k(id);
+        MDB_val key = k.val(), v = val(rec), nv{4, &n};
+        rc = run ? run->messages.put(key, v, true) : mdb_put(txn, messages, &key, &v, 0);
+        if (!rc && n != 1) rc = run ? run->refs.put(key, nv) : mdb_put(txn, refs, &key, &nv, 0);
         break;
       }
       case Batch::Op::AddRefs: {
@@ -369,9 +381,9 @@ int LmdbStore::Impl::apply(MDB_txn* txn, std::string_view ops) {
         std::string_view cid = in.view();
         const uint64_t seq = in.fixed<uint64_t>();
         std::string_view rec = in.view();
-        const std::string k = seqKey(cid, seq);
-        MDB_val mk = val(k), v = val(rec);
-        rc = mdb_put(txn, queue, &mk, &v, 0);
+        seqKeyInto(seq_key, cid, seq);
+        MDB_val mk = val(seq_key), v = val(rec);
+        rc = run ? run->queue.put(mk, v) : mdb_put(txn, queue, &mk, &v, 0);
         break;
       }
       case Batch::Op::DeleteQueue: {

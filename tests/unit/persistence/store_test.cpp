@@ -600,6 +600,35 @@ TEST(PersistenceStore, ReadMessagesReadsAWindowInOneCallAndSkipsMissingIds) {
   EXPECT_TRUE(got.empty());
 }
 
+// Messages are put through a cursor, appended when their id is above every
+// stored one (ids grow); an id below the last, or one already stored, goes
+// in its place all the same, in one commit or across commits.
+TEST(PersistenceStore, MessagesPutOutOfIdOrderAndRewrittenAreAllThere) {
+  TempDir t;
+  auto s = openOk(optionsFor(t.path()));
+  ASSERT_NE(s, nullptr);
+  for (uint64_t id : {500, 10, 700, 20, 600}) s->batch().putMessage(id, message("a/" + std::to_string(id), "1"), 1);
+  s->batch().putMessage(700, message("b/700", "2"), 1);  // the last id again, same commit
+  s->drain();
+  for (uint64_t id = 1000; id < 1300; ++id) s->batch().putMessage(id, message("c/" + std::to_string(id), "3"), 1);
+  s->batch().putMessage(15, message("b/15", "4"), 1);    // far below, after a run of appends
+  s->batch().putMessage(1299, message("b/1299", "5"), 1);  // the last again
+  s->drain();
+  std::vector<uint64_t> ids = {10, 15, 20, 500, 600, 700, 1000, 1150, 1299};
+  std::vector<std::pair<uint64_t, std::string>> got;
+  s->readMessages(ids, [&](uint64_t id, MessageRecord&& m) { got.emplace_back(id, m.topic + "=" + m.payload); });
+  EXPECT_EQ(got, (std::vector<std::pair<uint64_t, std::string>>{{10, "a/10=1"},
+                                                                  {15, "b/15=4"},
+                                                                  {20, "a/20=1"},
+                                                                  {500, "a/500=1"},
+                                                                  {600, "a/600=1"},
+                                                                  {700, "b/700=2"},
+                                                                  {1000, "c/1000=3"},
+                                                                  {1150, "c/1150=3"},
+                                                                  {1299, "b/1299=5"}}));
+  EXPECT_EQ(s->stats().messages, 306u);
+}
+
 TEST(PersistenceStore, MessageLivesWhileReferenced) {
   TempDir t;
   auto s = openOk(optionsFor(t.path()));
