@@ -11,7 +11,9 @@
 #
 #   MQTTBENCH=/path/to/mqttbench bench/instr_threads.sh [WORKERS]   (default 2)
 #
-# env: SCENARIO (default "throughput --pubs 10 --subs 10 --qos 1 --payload 64"),
+# env: SCENARIO (default "throughput --pubs 10 --subs 10 --qos 1 --payload 64";
+#      "durable --qos 1 --payload 64 --subs 1" counts a message published,
+#      stored and drained, and thread 02 is then the store's writer),
 #      N1, N2 (5000, 15000), PORT (18851), PETREL_MAX_INFLIGHT, PETREL_BIN
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,7 +36,8 @@ for n in "$n1" "$n2"; do
   # shellcheck disable=SC2086
   line=$("$bench" $scenario --count "$n" --port "$port" --max-time 300 --drain 30 --quiet | grep '^{')
   [[ "$line" == *'"correct":true'* ]] || { echo "run with $n messages was not correct: $line" >&2; exit 1; }
-  delivered[$n]=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["delivered"])' "$line")
+  # The durable scenario reports its messages as "unique" (each drained once).
+  delivered[$n]=$(python3 -c 'import json, sys; r = json.loads(sys.argv[1]); print(r.get("delivered", r.get("unique")))' "$line")
   # callgrind writes its files when the broker exits; petrel.sh execs it.
   kill -INT "$broker"
   wait "$broker" || true
