@@ -87,10 +87,7 @@ class Sub:
         self.disconnect_reason = None
 
     def connect(self, subscribe=None, qos=1, connack_timeout=5):
-        s = socket.create_connection((self.host, self.port), timeout=5)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.tls is not None:
-            s = self.tls.wrap_socket(s, server_hostname="localhost")
+        s = wsclient.tcp_connect(self.port, host=self.host, tls_ctx=self.tls)
         if self.ws:
             self.frames = wsclient.WsSocket(self.port, sock=s)  # the opening handshake
         props = {}
