@@ -2,12 +2,15 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -730,11 +733,14 @@ bool LmdbStore::openEnv(std::string& error) {
   }
   // A file cut short would fault when a page past its end is read. The
   // meta page's last page number is not proof of that, though: LMDB does
-  // not write pages a transaction allocated and freed again, so after a
-  // crash the file may legitimately end a few pages early. Such a file is
-  // extended (with zero pages) before anything is read; if the start-up
-  // walk over every table then finds a page missing (zeros), the file was
-  // truncated, and LmdbStore::open puts it back as it was and refuses it.
+  // not write pages a transaction allocated and freed again, so the file of
+  // a running broker, or of one that crashed, may legitimately end a few
+  // pages early. Such a file is extended (with zero pages) before anything
+  // is read; if the start-up walk over every table then finds a page
+  // missing (zeros), the file was truncated, and LmdbStore::open puts it
+  // back as it was and refuses it. Read-only (`petrel inspect`, often of a
+  // running broker's store) the file is not touched: the walk is made in a
+  // child process first, where a page past the end faults the child only.
   MDB_envinfo info;
   MDB_stat st;
   mdb_env_info(env, &info);
@@ -743,12 +749,16 @@ bool LmdbStore::openEnv(std::string& error) {
   if (fileSize(data, size) && need > size) {
     const std::string what = data + ": truncated: " + std::to_string(size) + " bytes but pages up to " +
                              std::to_string(need) + " are in use";
-    if (options_.read_only || truncate(data.c_str(), static_cast<off_t>(need)) != 0) {
-      error = what;
+    if (!options_.read_only && truncate(data.c_str(), static_cast<off_t>(need)) != 0) {
+      error = what + " (extending it failed: " + strerror(errno) + ")";
       return false;
     }
     short_size_ = size;
     short_what_ = what;
+    if (options_.read_only && !probe_ && !walksWithoutFault(options_)) {
+      error = what + " (a page past its end is in use)";
+      return false;
+    }
   }
 
   Txn init(env, options_.read_only ? MDB_RDONLY : 0);
@@ -861,6 +871,33 @@ bool verifyAll(const Store& s, std::string& error) {
 
 }  // namespace
 
+// A read-only open of a file that ends before its last page: walks every
+// table in a child process, so that a page past the end (a truncated file)
+// faults the child, not the caller. True when the walk came through (it may
+// still have found damage, which the caller's own walk then reports).
+bool LmdbStore::walksWithoutFault(const StoreOptions& options) {
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    // Die of the fault quietly: no core file, no sanitizer report.
+    const rlimit none{0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    signal(SIGBUS, SIG_DFL);
+    signal(SIGSEGV, SIG_DFL);
+    std::unique_ptr<LmdbStore> s(new LmdbStore(options));
+    s->probe_ = true;
+    std::string error;
+    if (s->openEnv(error)) verifyAll(*s, error);
+    s.reset();  // closes the environment, giving back its reader slot
+    _exit(0);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return false;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 std::unique_ptr<Store> Store::open(const StoreOptions& options, std::string& error, std::string* notice) {
   return LmdbStore::openLmdb(options, error, notice);
 }
@@ -869,7 +906,7 @@ std::unique_ptr<LmdbStore> LmdbStore::openLmdb(const StoreOptions& options, std:
                                                std::string* notice) {
   std::unique_ptr<LmdbStore> s(new LmdbStore(options));
   bool ok = s->openEnv(error) && verifyAll(*s, error);
-  if (!ok && s->short_size_) {
+  if (!ok && s->short_size_ && !options.read_only) {
     // Extended above: the missing pages did hold data. Leave the file as
     // it was found.
     const uint64_t was = s->short_size_;
@@ -899,7 +936,8 @@ std::unique_ptr<LmdbStore> LmdbStore::openLmdb(const StoreOptions& options, std:
   }
   if (ok && s->short_size_ && notice)
     *notice = options.dir + "/data.mdb ended " + std::to_string(s->short_size_) +
-              " bytes in, before pages its last transaction allocated and freed; extended (no data was missing)";
+              " bytes in, before pages its last transaction allocated and freed" +
+              (options.read_only ? " (no data was missing)" : "; extended (no data was missing)");
   if (ok && s->upgraded_from_ && notice) {
     if (!notice->empty()) *notice += "; ";
     *notice += options.dir + "/data.mdb: schema version " + std::to_string(s->upgraded_from_) + " upgraded to " +

@@ -50,13 +50,16 @@ class LmdbStore final : public Store {
   struct Impl;
   explicit LmdbStore(const StoreOptions& o);
   bool openEnv(std::string& error);
+  static bool walksWithoutFault(const StoreOptions& options);
   void writerMain();
 
   StoreOptions options_;
   std::unique_ptr<Impl> impl_;
-  // openEnv() extended a file shorter than its last page: the size it had.
+  // openEnv() found a file shorter than its last page (and extended it,
+  // unless read-only): the size it had.
   uint64_t short_size_ = 0;
   std::string short_what_;
+  bool probe_ = false;  // the child process of walksWithoutFault()
   uint32_t upgraded_from_ = 0;  // the schema version found, when upgraded on open
 };
 

@@ -962,6 +962,25 @@ def test_damaged_store_moved_aside(make_broker, kind):
 # --------------------------------------------------------------------------
 # limits
 
+@pytest.mark.parametrize("kind", ["truncated_half", "truncated_short", "garbage", "foreign", "bad_record"])
+def test_inspect_of_damaged_store_fails_clearly(make_broker, kind):
+    """`petrel inspect` of a damaged store: exit 1 with the file and what is
+    wrong with it, no crash, no core, the file untouched. A truncated file
+    is read through a page past its end: that walk is made in a child
+    process, and only the child faults."""
+    b = filled_store(make_broker)
+    ddir = data_dir(b)
+    what = damage(kind, ddir)
+    path = os.path.join(ddir, "data.mdb")
+    before = sha256(path)
+    r = inspect("--data", ddir)
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert path in r.stderr and what in r.stderr, r.stderr
+    assert "Sanitizer" not in r.stderr, r.stderr
+    assert sha256(path) == before
+    assert not glob.glob(os.path.join(ddir, "core*")) and not glob.glob("core*")
+
+
 def test_store_size_cap_drops_and_keeps_running(make_broker):
     b = pbroker(make_broker, persistence={"max_size_mb": 1}, limits={"max_queued_messages": 0})
     s = durable(b, "full-sub")

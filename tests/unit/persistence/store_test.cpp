@@ -11,9 +11,11 @@
 #include <gtest/gtest.h>
 #include <lmdb.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -1409,6 +1411,90 @@ TEST(PersistenceStore, TruncatedFilesAreRefused) {
   expectRefused(o, "truncated");
   fs::resize_file(path, 100);
   expectRefused(o, "truncated");
+}
+
+// A file that ends before the last page its meta page counts, with
+// nothing missing: what LMDB leaves when a transaction took pages from the
+// end of the file and freed them again before its commit (it writes no such
+// page), as a running broker's store, or a crashed one's, may be. Made here
+// by raising the newest meta page's last page number by `pages` (LMDB's
+// file format: after the 16-byte page header, magic and version (4 + 4),
+// address and map size (8 + 8), two 48-byte database records, then the last
+// page number and the transaction id, 8 bytes each). Returns the file size.
+uint64_t endShortOfItsLastPage(const std::string& dir, uint64_t pages) {
+  const std::string path = dir + "/data.mdb";
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  EXPECT_TRUE(f.good());
+  constexpr std::streamoff kLastPage = 16 + 4 + 4 + 8 + 8 + 2 * 48;  // the transaction id follows
+  uint64_t last[2], txn[2];
+  for (int m = 0; m < 2; ++m) {
+    f.seekg(m * 4096 + kLastPage);
+    f.read(reinterpret_cast<char*>(&last[m]), 8);
+    f.read(reinterpret_cast<char*>(&txn[m]), 8);
+  }
+  const int newest = txn[1] > txn[0] ? 1 : 0;
+  const uint64_t size = fs::file_size(path);
+  EXPECT_EQ((last[newest] + 1) * 4096, size) << "the file should end at its last page before";
+  const uint64_t raised = last[newest] + pages;
+  f.seekp(newest * 4096 + kLastPage);
+  f.write(reinterpret_cast<const char*>(&raised), 8);
+  f.close();
+  MDB_env* env = nullptr;
+  EXPECT_EQ(mdb_env_create(&env), 0);
+  EXPECT_EQ(mdb_env_open(env, dir.c_str(), MDB_RDONLY, 0640), 0);
+  MDB_envinfo info;
+  mdb_env_info(env, &info);
+  mdb_env_close(env);
+  EXPECT_EQ(info.me_last_pgno, raised) << "LMDB should read the raised last page";
+  return size;
+}
+
+TEST(PersistenceStore, FileEndingBeforeFreedPagesOpensReadOnlyAndWritable) {
+  TempDir t;
+  const StoreOptions o = optionsFor(t.path());
+  makeStoreWithData(o);
+  const std::string path = t.sub("data.mdb");
+  const uint64_t size = endShortOfItsLastPage(t.path(), 16);
+  {
+    // `petrel inspect` of such a store, a running broker's most often:
+    // it opens, reads every record, and leaves the file as it was.
+    StoreOptions ro = o;
+    ro.read_only = true;
+    std::string err, notice;
+    auto s = Store::open(ro, err, &notice);
+    ASSERT_NE(s, nullptr) << err;
+    EXPECT_NE(notice.find("no data was missing"), std::string::npos) << notice;
+    EXPECT_EQ(s->stats().messages, 40u);
+    EXPECT_EQ(s->stats().sessions, 1u);
+    EXPECT_TRUE(hasMessage(*s, 40));
+  }
+  EXPECT_EQ(fs::file_size(path), size);
+  // Opened for writing, it is extended and works as any other.
+  std::string err, notice;
+  auto s = Store::open(o, err, &notice);
+  ASSERT_NE(s, nullptr) << err;
+  EXPECT_NE(notice.find("extended (no data was missing)"), std::string::npos) << notice;
+  EXPECT_GT(fs::file_size(path), size);
+  EXPECT_EQ(s->stats().messages, 40u);
+  s->batch().putSession("another", SessionRecord{});
+  s->drain();
+  EXPECT_EQ(s->stats().sessions, 2u);
+}
+
+// Read-only, a truncated file is refused with the same message; the walk
+// that meets the missing page faults a child process, not the caller.
+TEST(PersistenceStore, TruncatedFileIsRefusedReadOnlyWithoutAFault) {
+  TempDir t;
+  StoreOptions o = optionsFor(t.path());
+  makeStoreWithData(o);
+  const std::string path = t.sub("data.mdb");
+  const auto size = fs::file_size(path);
+  fs::resize_file(path, size / 2 / 4096 * 4096);
+  const auto cut = fs::file_size(path);
+  o.read_only = true;
+  expectRefused(o, "truncated");
+  expectRefused(o, "a page past its end is in use");
+  EXPECT_EQ(fs::file_size(path), cut);
 }
 
 TEST(PersistenceStore, ForeignLmdbFileIsRefused) {
