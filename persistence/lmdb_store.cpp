@@ -1071,6 +1071,7 @@ std::unique_ptr<Snapshot> LmdbStore::snapshot(uint64_t at_least) {
 void LmdbStore::writerMain() {
   Impl& im = *impl_;
   auto last_sync = std::chrono::steady_clock::now();
+  auto last_reader_check = last_sync;
   bool unsynced = false;
   while (true) {
     std::deque<std::pair<uint64_t, std::unique_ptr<Batch>>> work;
@@ -1104,6 +1105,15 @@ void LmdbStore::writerMain() {
       // being flushed goes into this one transaction.
       uint64_t top = work.back().first;
       const auto started = std::chrono::steady_clock::now();
+      if (started - last_reader_check >= std::chrono::milliseconds(options_.reader_check_interval_ms)) {
+        last_reader_check = started;
+        int dead = 0;
+        if (mdb_reader_check(im.env, &dead) == 0 && dead > 0)
+          fprintf(stderr,
+                  "petrel: persistence: cleared %d reader slot(s) of processes that ended in the middle of a "
+                  "read; the pages they held are free again\n",
+                  dead);
+      }
       Txn txn(im.env, 0);
       int rc = txn.rc();
       if (!rc) {

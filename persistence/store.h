@@ -33,6 +33,10 @@ struct StoreOptions {
   uint32_t sync_interval_ms = 200;
   OnCorrupt on_corrupt = OnCorrupt::Fail;
   bool read_only = false;  // `petrel inspect`
+  // How often the writer clears reader slots left by processes that ended
+  // in the middle of a read (a `petrel inspect` stopped with Ctrl-C): LMDB
+  // keeps every page such a slot might still see, so the file would grow.
+  uint32_t reader_check_interval_ms = 10000;
 };
 
 struct StoreStats {

@@ -1497,6 +1497,57 @@ TEST(PersistenceStore, TruncatedFileIsRefusedReadOnlyWithoutAFault) {
   EXPECT_EQ(fs::file_size(path), cut);
 }
 
+// A reader that ends in the middle of its read (`petrel inspect` stopped
+// with Ctrl-C, or killed) leaves its slot in LMDB's reader table, and LMDB
+// keeps every page that slot's snapshot might still see: without clearing
+// such slots, each message written and deleted afterwards would grow the
+// file until the map is full. 64 MiB written and deleted here through a
+// 64 MiB map.
+TEST(PersistenceStore, ReaderSlotsOfProcessesThatEndedMidReadAreCleared) {
+  TempDir t;
+  StoreOptions o = optionsFor(t.path());
+  o.reader_check_interval_ms = 20;
+  makeStoreWithData(o);
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t reader = fork();
+  ASSERT_GE(reader, 0);
+  if (reader == 0) {
+    MDB_env* env = nullptr;
+    MDB_txn* txn = nullptr;
+    if (mdb_env_create(&env) || (mdb_env_set_maxdbs(env, 16), mdb_env_set_mapsize(env, 64ull << 20)) ||
+        mdb_env_open(env, t.path().c_str(), MDB_RDONLY, 0640) || mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn))
+      _exit(1);
+    if (write(ready[1], "r", 1) != 1) _exit(1);
+    for (;;) pause();  // in the middle of its read until killed
+  }
+  close(ready[1]);
+  char c = 0;
+  ASSERT_EQ(read(ready[0], &c, 1), 1) << "the reader did not start";
+  close(ready[0]);
+  std::string err, notice;
+  auto s = Store::open(o, err, &notice);
+  ASSERT_NE(s, nullptr) << err;
+  kill(reader, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(waitpid(reader, &status, 0), reader);
+  const std::string big(64 * 1024, 'b');
+  uint64_t id = 1000;
+  for (int round = 0; round < 64; ++round) {
+    for (int i = 0; i < 16; ++i) s->batch().putMessage(id + i, message("big/" + std::to_string(i), big), 1);
+    s->drain();
+    for (int i = 0; i < 16; ++i) s->batch().addRefs(id + i, -1);
+    s->drain();
+    id += 16;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_EQ(s->stats().messages, 40u);
+  s->batch().putSession("after", SessionRecord{});
+  s->drain();
+  EXPECT_EQ(s->stats().sessions, 2u) << "the store still takes writes";
+  EXPECT_LT(fs::file_size(t.sub("data.mdb")), 16u << 20);
+}
+
 TEST(PersistenceStore, ForeignLmdbFileIsRefused) {
   TempDir t;
   rawPut(t.path(), nullptr, "hello", "world");
