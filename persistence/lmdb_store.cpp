@@ -888,7 +888,11 @@ bool LmdbStore::walksWithoutFault(const StoreOptions& options) {
     std::unique_ptr<LmdbStore> s(new LmdbStore(options));
     s->probe_ = true;
     std::string error;
-    if (s->openEnv(error)) verifyAll(*s, error);
+    if (s->openEnv(error) && verifyAll(*s, error))
+      s->readDelayed(DelayedKey{}, SIZE_MAX, [&](const DelayedKey& k) {  // what inspect reads besides
+        MessageRecord m;
+        s->readDelayedMessage(k, m);
+      });
     s.reset();  // closes the environment, giving back its reader slot
     _exit(0);
   }
