@@ -27,6 +27,7 @@ namespace {
 constexpr uint64_t kTickMs = 50;
 constexpr size_t kRead = 256;
 constexpr uint64_t kScratchMapBytes = 64ull << 30;  // sparse: the scratch store's cap, not its size
+constexpr int kAdoptReadPatienceMs = 10000;  // reading the replica of a node taken over, per try
 }  // namespace
 
 Adoption::Adoption(const Parts& p)
@@ -148,7 +149,9 @@ std::unique_ptr<persistence::Store> readInto(const std::string& dir, const std::
     return nullptr;
   }
   cluster::RestoreReport r;
-  const bool ok = cluster::restoreReplica(js, stream, prefix, *store, r, err);
+  // Not long per try: the adoption is tried again anyway, and a node
+  // stopping waits for this thread.
+  const bool ok = cluster::restoreReplica(js, stream, prefix, *store, r, err, kAdoptReadPatienceMs);
   jsCtx_Destroy(js);
   if (!ok) {
     retry = true;  // no answer, a new leader being elected

@@ -34,7 +34,6 @@ constexpr uint8_t kPart = 'S';
 constexpr uint8_t kEnd = 'E';
 constexpr size_t kHeaderBytes = 3 + 4 + 8 + 4 + 8;
 constexpr size_t kPieceOverhead = 8 + 4 + 1 + 4;
-constexpr int kReadAttempts = 5;  // reading a subject back: consumers made
 
 struct Header {
   uint8_t kind = 0;
@@ -591,8 +590,9 @@ natsStatus lastOn(jsCtx* js, const std::string& stream, const std::string& subje
 
 // Calls `f` with each stream message on `subject` from sequence `from`
 // on, in order, up to the last one there now (an ordered consumer); `f`
-// returns false to stop. False with `err` on a JetStream error.
-bool readSubject(jsCtx* js, const std::string& stream, const std::string& subject, uint64_t from,
+// returns false to stop. False with `err` on a JetStream error, or when
+// no message came for `patience_ms`.
+bool readSubject(jsCtx* js, const std::string& stream, const std::string& subject, uint64_t from, int patience_ms,
                  const std::function<bool(natsMsg*, uint64_t seq)>& f, std::string& err) {
   natsMsg* last = nullptr;
   natsStatus s = lastOn(js, stream, subject, &last);
@@ -604,12 +604,15 @@ bool readSubject(jsCtx* js, const std::string& stream, const std::string& subjec
   const uint64_t last_seq = natsMsg_GetSequence(last);
   natsMsg_Destroy(last);
   uint64_t next = std::max<uint64_t>(from, 1);
-  // A consumer that stops delivering (its server went, a new leader) is
-  // made again from where it stopped, a few times.
+  // A consumer that cannot be made or stops delivering (its server went,
+  // JetStream electing a leader: after a server is lost that took up to
+  // 15 s with nats-server 2.9) is made again from where it stopped, until
+  // nothing has come for `patience_ms`.
+  auto progress = std::chrono::steady_clock::now();
   for (int attempt = 0; next <= last_seq; ++attempt) {
-    if (attempt == kReadAttempts) {
+    if (attempt && std::chrono::steady_clock::now() - progress >= std::chrono::milliseconds(patience_ms)) {
       err = "reading " + subject + " in stream " + stream + ": " + natsErrorText(s) + " (" +
-            std::to_string(kReadAttempts) + " attempts)";
+            std::to_string(attempt) + " attempts, nothing read for " + std::to_string(patience_ms / 1000) + " s)";
       return false;
     }
     if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -640,6 +643,7 @@ bool readSubject(jsCtx* js, const std::string& stream, const std::string& subjec
       stop = !f(m, seq);
       natsMsg_Destroy(m);
       next = seq + 1;
+      progress = std::chrono::steady_clock::now();
       if (stop) break;
     }
     if (sub) {
@@ -654,7 +658,7 @@ bool readSubject(jsCtx* js, const std::string& stream, const std::string& subjec
 }  // namespace
 
 bool restoreReplica(jsCtx* js, const std::string& stream, const std::string& subject_prefix,
-                    persistence::Store& store, RestoreReport& r, std::string& err) {
+                    persistence::Store& store, RestoreReport& r, std::string& err, int patience_ms) {
   const std::string snap_subject = subject_prefix + "s", end_subject = subject_prefix + "e",
                     log_subject = subject_prefix + "l";
   // The newest complete snapshot: its end says where its records start.
@@ -663,6 +667,7 @@ bool restoreReplica(jsCtx* js, const std::string& stream, const std::string& sub
   if (s == NATS_NOT_FOUND) return true;
   if (s != NATS_OK) {
     err = "reading " + end_subject + " in stream " + stream + ": " + natsErrorText(s);
+    r.unanswered = true;
     return false;
   }
   Header h;
@@ -690,7 +695,7 @@ bool restoreReplica(jsCtx* js, const std::string& stream, const std::string& sub
   r.ticket = h.ticket;
   std::string ops;  // an op log in pieces
   std::string bad;
-  bool ok = readSubject(js, stream, snap_subject, first_seq, [&](natsMsg* m, uint64_t at) {
+  bool ok = readSubject(js, stream, snap_subject, first_seq, patience_ms, [&](natsMsg* m, uint64_t at) {
     persistence::In in{dataOf(m)};
     Header ph;
     if (!readHeader(in, ph) || ph.kind != kPart) {
@@ -724,7 +729,7 @@ bool restoreReplica(jsCtx* js, const std::string& stream, const std::string& sub
   uint64_t last = h.ticket;
   std::string partial;
   uint64_t partial_ticket = 0;
-  if (ok && bad.empty()) ok = readSubject(js, stream, log_subject, 1, [&](natsMsg* m, uint64_t at) {
+  if (ok && bad.empty()) ok = readSubject(js, stream, log_subject, 1, patience_ms, [&](natsMsg* m, uint64_t at) {
     r.bytes += static_cast<uint64_t>(natsMsg_GetDataLength(m));
     persistence::In in{dataOf(m)};
     Header lh;
@@ -769,6 +774,7 @@ bool restoreReplica(jsCtx* js, const std::string& stream, const std::string& sub
     return true;
   }, err);
   store.drain();
+  r.unanswered = !ok;  // readSubject's false: JetStream did not answer
   if (!bad.empty()) err = "stream " + stream + ": " + bad;
   return ok && bad.empty();
 }
@@ -805,24 +811,43 @@ bool restoreAtStart(const ClusterConfig& cfg, persistence::Store& store, int wai
   bool ok = true;
   if (s == NATS_OK) {
     const std::string stream = cfg.name + "_replica";
-    jsStreamInfo* si = nullptr;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    s = js_GetStreamInfo(&si, js, stream.c_str(), nullptr, &jerr);
-    if (si) jsStreamInfo_Destroy(si);
-    if (s == NATS_OK) {
-      std::string token;
-      encodeLevel(node, token);
-      ok = restoreReplica(js, stream, cfg.name + ".r." + token + ".", store, report, err);
-      checked = ok;
-      if (!ok && report.parts == 0 && report.batches == 0) {
-        // Nothing written yet (JetStream not answering: no leader yet, a
-        // server gone): the node starts as when NATS is away.
-        ok = true;
+    std::string token;
+    encodeLevel(node, token);
+    // NATS answered, but JetStream may not yet, for the stream or for the
+    // reads (a server just lost, leaders being elected): asked again,
+    // while nothing has been read, for up to kStartPatienceMs.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kStartPatienceMs);
+    while (true) {
+      jsStreamInfo* si = nullptr;
+      jsErrCode jerr = static_cast<jsErrCode>(0);
+      s = js_GetStreamInfo(&si, js, stream.c_str(), nullptr, &jerr);
+      if (si) jsStreamInfo_Destroy(si);
+      if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+        checked = true;  // no replica of any node yet
+        break;
       }
-    } else if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
-      checked = true;  // no replica of any node yet
-    } else {
-      err = "stream " + stream + ": " + natsErrorText(s);
+      if (s == NATS_OK) {
+        report = RestoreReport{};
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        ok = restoreReplica(js, stream, cfg.name + ".r." + token + ".", store, report, err,
+                            static_cast<int>(std::clamp<int64_t>(left.count(), 1000, kReadPatienceMs)));
+        checked = ok;
+        if (ok || report.parts || report.batches) break;  // read, or partly read (then the node does not start)
+        if (!report.unanswered) {  // nothing read, a replica it cannot read: starts without it
+          ok = true;
+          break;
+        }
+      } else {
+        err = "stream " + stream + ": " + natsErrorText(s);
+      }
+      // Nothing read. No JetStream at all, or all this time without an
+      // answer: the node starts as when NATS is away.
+      ok = true;
+      if (s == NATS_NO_RESPONDERS || std::chrono::steady_clock::now() >= deadline) break;
+      LOG_NOTICE("cluster: this node's replica could not be read yet (%s); asking again, for up to %d s in all",
+                 err.c_str(), kStartPatienceMs / 1000);
+      std::this_thread::sleep_for(std::chrono::seconds(1));
     }
   } else {
     err = "JetStream: " + natsErrorText(s);

@@ -173,18 +173,24 @@ struct RestoreReport {
   uint64_t batches = 0;      // log batches applied after it
   uint64_t bytes = 0;        // read
   bool hole = false;         // the log stopped at a missing ticket (what came after was never acknowledged)
+  bool unanswered = false;   // false returned because JetStream did not answer (worth asking again)
 };
 
 // Reads the replica of a node ("<name>.r.<node>." in `stream`) into
 // `store` (empty), and waits for it to be committed. False with `err` on a
-// JetStream error or a record it cannot read; found false when there is no
-// replica of the node.
+// JetStream error or a record it cannot read, or when nothing more could
+// be read for `patience_ms`; found false when there is no replica of the
+// node.
+constexpr int kReadPatienceMs = 30000;
 bool restoreReplica(__jsCtx* js, const std::string& stream, const std::string& subject_prefix,
-                    persistence::Store& store, RestoreReport& report, std::string& err);
+                    persistence::Store& store, RestoreReport& report, std::string& err,
+                    int patience_ms = kReadPatienceMs);
 
 // At start-up, on an empty store (main.cpp): connects to the cluster's
-// NATS (up to `wait_ms`) and restores the node's replica. `checked` false:
-// NATS did not answer, nothing was read.
+// NATS (up to `wait_ms`) and restores the node's replica, asking again
+// for up to kStartPatienceMs while NATS answers and JetStream does not.
+// `checked` false: NATS or JetStream did not answer, nothing was read.
+constexpr int kStartPatienceMs = 60000;
 bool restoreAtStart(const ClusterConfig& cfg, persistence::Store& store, int wait_ms, bool& checked,
                     RestoreReport& report, std::string& err);
 

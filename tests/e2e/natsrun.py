@@ -160,8 +160,9 @@ class NatsCluster:
             assert time.monotonic() < deadline, "%s did not step down: %s" % (what, answer)
             time.sleep(0.2)
 
-    def stream_leader(self, name, timeout=10.0):
-        """The server that leads JetStream stream `name` (monitor=True)."""
+    def _leader(self, what, leader_in, timeout):
+        """The server named by `leader_in(jsz)` in the JetStream monitoring
+        page of a server that is up (monitor=True)."""
         deadline = time.monotonic() + timeout
         while True:
             for srv in self.servers:
@@ -170,16 +171,28 @@ class NatsCluster:
                 url = "http://%s:%d/jsz?streams=true" % (HOST, srv.monitor_port)
                 try:
                     with urllib.request.urlopen(url, timeout=5) as r:
-                        jsz = json.load(r)
+                        leader = leader_in(json.load(r))
                 except OSError:
                     continue
-                for acc in jsz.get("account_details", []):
-                    for st in acc.get("stream_detail", []):
-                        leader = st.get("cluster", {}).get("leader")
-                        if st["name"] == name and leader:
-                            return next(x for x in self.servers if "n%d" % x.port == leader)
-            assert time.monotonic() < deadline, "stream %s has no leader" % name
+                if leader:
+                    return next(x for x in self.servers if "n%d" % x.port == leader)
+            assert time.monotonic() < deadline, "%s has no leader" % what
             time.sleep(0.1)
+
+    def stream_leader(self, name, timeout=10.0):
+        """The server that leads JetStream stream `name` (monitor=True)."""
+        def leader_in(jsz):
+            for acc in jsz.get("account_details", []):
+                for st in acc.get("stream_detail", []):
+                    if st["name"] == name and st.get("cluster", {}).get("leader"):
+                        return st["cluster"]["leader"]
+            return None
+        return self._leader("stream %s" % name, leader_in, timeout)
+
+    def meta_leader(self, timeout=10.0):
+        """The server that leads JetStream's metadata (its streams and
+        consumers; monitor=True)."""
+        return self._leader("JetStream's metadata", lambda jsz: jsz.get("meta_cluster", {}).get("leader"), timeout)
 
 
 @pytest.fixture

@@ -18,7 +18,10 @@ size), Petrel nodes with LMDB persistence on loopback. What is checked:
   back is the previous run's, with everything it had acknowledged;
 * three NATS servers keeping the replica (replicas: 3), one killed under
   load: the node keeps acknowledging, and its replica, read back, has
-  every acknowledged message;
+  every acknowledged message; a node started while JetStream has no
+  quorum (its metadata leader killed, a second server stopped for 15 s)
+  reads its replica once JetStream can serve it again, rather than start
+  empty;
 * six nodes starting at once on new streams, ten times: the NATS server
   (2.9, which crashes on a read of a stream still being created) stays
   up, and every replica goes live;
@@ -33,6 +36,7 @@ size), Petrel nodes with LMDB persistence on loopback. What is checked:
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -338,8 +342,52 @@ def test_a_nats_server_killed_under_load_the_replica_holds(tmp_path, nodes):
         assert sys_value(a, "replica/live") == "1"
         a.kill()
         wipe(a)
-        a.start(timeout=20)
+        # JetStream may still be electing leaders (the killed server's):
+        # the node reads its replica again until it can (up to 60 s).
+        a.start(timeout=75)
         assert "read back from its replica" in a.log()
         assert_all_there(a, "keeper", b"pub-r3", set(range(n)))
     finally:
+        nc.stop()
+
+
+@pytest.mark.time_limit(180)
+def test_started_while_jetstream_has_no_quorum_the_node_waits_and_reads_its_replica(tmp_path, nodes):
+    """A node whose disk is lost, started again the moment the NATS server
+    leading JetStream's metadata is killed and a second one stops for 15 s
+    (SIGSTOP): JetStream cannot serve the replica until the second one is
+    back and leaders are elected. The node asks again until it can, rather
+    than start on its empty store (it used to give up after about 12 s)."""
+    nc = NatsCluster(tmp_path, jetstream=True, monitor=True).start()
+    resume = None
+    try:
+        a, = nodes(nc, 1, persistence={"enabled": True}, limits=BIG_QUEUES, cluster={"replicas": 3})
+        live(a, timeout=30)
+        park(a, "keeper", "nq")
+        n = 2 * RAM_WINDOW
+        pub = fc.Pub(HOST, a.port, "pub-nq").connect()
+        pub.publish("nq/1", n, qos=1, window=200, payload_size=100, timeout=60)
+        pub.close()
+        a.kill()
+        wipe(a)
+        leader = nc.meta_leader()
+        stopped = next(x for x in nc.servers if x is not leader)
+        leader.kill()
+        os.kill(stopped.proc.pid, signal.SIGSTOP)
+        resume = threading.Timer(15.0, os.kill, (stopped.proc.pid, signal.SIGCONT))
+        resume.start()
+        t0 = time.monotonic()
+        a.start(timeout=75)
+        took = time.monotonic() - t0
+        log = a.log()
+        assert took > 15, took
+        assert "could not be read yet" in log, log
+        assert "read back from its replica" in log, log
+        assert_all_there(a, "keeper", b"pub-nq", set(range(n)))
+    finally:
+        if resume:
+            resume.cancel()
+        for srv in nc.servers:
+            if srv.proc and srv.proc.poll() is None:
+                os.kill(srv.proc.pid, signal.SIGCONT)
         nc.stop()
