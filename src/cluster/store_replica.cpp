@@ -615,7 +615,14 @@ bool readSubject(jsCtx* js, const std::string& stream, const std::string& subjec
             std::to_string(attempt) + " attempts, nothing read for " + std::to_string(patience_ms / 1000) + " s)";
       return false;
     }
-    if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    if (attempt) {
+      // A wait an operator can see: JetStream may need seconds for this.
+      LOG_NOTICE("cluster: reading %s in stream %s: %s; asking again from sequence %s, until nothing has "
+                 "come for %d s",
+                 subject.c_str(), stream.c_str(), natsErrorText(s).c_str(), std::to_string(next).c_str(),
+                 patience_ms / 1000);
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = stream.c_str();
