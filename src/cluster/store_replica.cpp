@@ -920,7 +920,21 @@ bool adoptedAtStart(const ClusterConfig& cfg, int wait_ms, const std::function<b
     const std::string stream = cfg.name + "_replica";
     const std::string mark = cfg.name + ".r." + token + ".a";
     natsMsg* m = nullptr;
-    s = lastOn(js, stream, mark, &m);
+    // NATS answered, but JetStream may not yet (a server just lost,
+    // leaders being elected): asked again for up to kStartPatienceMs, since
+    // serving sessions another node took would deliver their messages
+    // twice.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kStartPatienceMs);
+    while (true) {
+      s = lastOn(js, stream, mark, &m);
+      if (s == NATS_OK || s == NATS_NOT_FOUND || s == NATS_NO_RESPONDERS ||
+          std::chrono::steady_clock::now() >= deadline)
+        break;
+      LOG_NOTICE("cluster: whether another node took this node's sessions could not be read yet (stream %s: %s); "
+                 "asking again, for up to %d s in all",
+                 stream.c_str(), natsErrorText(s).c_str(), kStartPatienceMs / 1000);
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
     if (s == NATS_OK) {
       by.assign(dataOf(m));
       natsMsg_Destroy(m);
@@ -929,9 +943,20 @@ bool adoptedAtStart(const ClusterConfig& cfg, int wait_ms, const std::function<b
       if (!let_go()) {
         err = "the store could not let go of the sessions another node took";
         ok = false;
-      } else if ((s = purgeSubject(js, stream, mark)) != NATS_OK) {
-        err = "purging " + mark + " in stream " + stream + ": " + natsErrorText(s);
-        ok = false;
+      } else {
+        // Read through any server that has the stream (direct gets), the
+        // mark is purged through its leader, which may not be elected yet.
+        while ((s = purgeSubject(js, stream, mark)) != NATS_OK && s != NATS_NO_RESPONDERS &&
+               std::chrono::steady_clock::now() < deadline) {
+          LOG_NOTICE("cluster: the mark of the sessions another node took could not be removed yet (stream %s: "
+                     "%s); asking again, for up to %d s in all",
+                     stream.c_str(), natsErrorText(s).c_str(), kStartPatienceMs / 1000);
+          std::this_thread::sleep_for(std::chrono::seconds(1));
+        }
+        if (s != NATS_OK) {
+          err = "purging " + mark + " in stream " + stream + ": " + natsErrorText(s);
+          ok = false;
+        }
       }
     } else if (s == NATS_NOT_FOUND) {
       checked = true;

@@ -202,8 +202,10 @@ bool markAdopted(__jsCtx* js, const std::string& stream, const std::string& pref
                  std::string& err);
 // At start-up (main.cpp): when another node took this node's sessions
 // while it was down, `let_go` empties its store of them (true when done),
-// then the mark goes; `by` names that node. `checked` false: NATS did not
-// answer (up to `wait_ms`), nothing was read. False with `err` on failure.
+// then the mark goes; `by` names that node. While NATS answers and
+// JetStream does not, it asks again for up to kStartPatienceMs. `checked`
+// false: NATS (up to `wait_ms`) or JetStream did not answer, nothing was
+// read. False with `err` on failure.
 bool adoptedAtStart(const ClusterConfig& cfg, int wait_ms, const std::function<bool()>& let_go, bool& checked,
                     std::string& by, std::string& err);
 

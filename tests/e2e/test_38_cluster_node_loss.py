@@ -20,6 +20,10 @@ those left, takes its sessions). What is checked:
   finds its session within seconds;
 * three NATS servers routed as one (replicas: 3) and one of them killed
   as well, with node0: node0's client finds every acknowledged message;
+* node0 started again on its old disk while JetStream has no quorum
+  (the server leading its metadata killed, a second one stopped for
+  15 s): it waits until it can read whether its sessions were taken, then
+  lets go of them instead of serving them twice;
 * a client connected to node0 when it was killed: its will goes out from
   node1, and its session expires there when due; one that connects again
   while its session is being taken: only its newer connection gets it;
@@ -30,6 +34,7 @@ import datetime
 import json
 import os
 import shutil
+import signal
 import threading
 import time
 import urllib.request
@@ -330,4 +335,54 @@ def test_three_nats_servers_a_node_and_a_server_killed(tmp_path, nodes):
         print("node0 and a NATS server killed: %d + %d acknowledged messages all there, %d twice" % (
             len(acked_a), n, s.dups))
     finally:
+        nc.stop()
+
+
+@pytest.mark.time_limit(240)
+def test_started_while_jetstream_has_no_quorum_the_node_waits_to_learn_its_sessions_were_taken(tmp_path, nodes):
+    """node0 stops, node1 takes its durable session. node0 starts again on
+    its old disk the moment the NATS server leading JetStream's metadata is
+    killed and a second one stops for 15 s (SIGSTOP): it asks again until
+    JetStream answers, finds that its sessions were taken and lets go of
+    them (it used to give up after 3 s and serve them as well)."""
+    nc = NatsCluster(tmp_path, jetstream=True, monitor=True).start()
+    resume = None
+    try:
+        a, b, c = three(nc, nodes, cluster={"replicas": 3})
+        park(a, "taken", "tk/#")
+        registry_settles()
+        n = 2 * RAM_WINDOW
+        pub = fc.Pub(HOST, c.port, "pub-tk").connect()
+        pub.publish("tk/1", n, qos=1, window=500, payload_size=100, timeout=60)
+        pub.close()
+        a.stop()
+        s = reconnect(b, "taken")
+        assert s.session_present is True
+        assert_all_there(s, {b"pub-tk": set(range(n))})
+        assert int(sys_value(b, "adopted/sessions")) == 1
+        leader = nc.meta_leader()
+        stopped = next(x for x in nc.servers if x is not leader)
+        leader.kill()
+        os.kill(stopped.proc.pid, signal.SIGSTOP)
+        resume = threading.Timer(15.0, os.kill, (stopped.proc.pid, signal.SIGCONT))
+        resume.start()
+        t0 = time.monotonic()
+        a.start(timeout=75)
+        took = time.monotonic() - t0
+        log = a.log()
+        assert took > 15, took
+        # The mark is read through any server holding the stream, and
+        # purged through the stream's leader: which of the two waits for
+        # JetStream depends on where that leader was; each says so.
+        assert "asking again" in log, log
+        assert "took this node's sessions while it was down" in log, log
+        st = json.load(urllib.request.urlopen("http://%s:%d/api/v1/stats" % (HOST, a.config['http']['port']),
+                                              timeout=5))
+        assert st["clients"]["sessions_offline"] == 0, st["clients"]
+    finally:
+        if resume:
+            resume.cancel()
+        for srv in nc.servers:
+            if srv.proc and srv.proc.poll() is None:
+                os.kill(srv.proc.pid, signal.SIGCONT)
         nc.stop()
