@@ -591,11 +591,20 @@ natsStatus lastOn(jsCtx* js, const std::string& stream, const std::string& subje
 // Calls `f` with each stream message on `subject` from sequence `from`
 // on, in order, up to the last one there now (an ordered consumer); `f`
 // returns false to stop. False with `err` on a JetStream error, or when
-// no message came for `patience_ms`.
+// JetStream left it without an answer or a message for `patience_ms`.
 bool readSubject(jsCtx* js, const std::string& stream, const std::string& subject, uint64_t from, int patience_ms,
                  const std::function<bool(natsMsg*, uint64_t seq)>& f, std::string& err) {
   natsMsg* last = nullptr;
-  natsStatus s = lastOn(js, stream, subject, &last);
+  // Where the records end, through the stream's leader: asked again while
+  // JetStream does not answer (a leader being elected), for `patience_ms`.
+  const auto asked = std::chrono::steady_clock::now();
+  natsStatus s = NATS_OK;
+  while ((s = lastOn(js, stream, subject, &last)) != NATS_OK && s != NATS_NOT_FOUND && s != NATS_NO_RESPONDERS &&
+         std::chrono::steady_clock::now() - asked < std::chrono::milliseconds(patience_ms)) {
+    LOG_NOTICE("cluster: reading %s in stream %s: %s; asking again, for up to %d s", subject.c_str(),
+               stream.c_str(), natsErrorText(s).c_str(), patience_ms / 1000);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
   if (s == NATS_NOT_FOUND) return true;
   if (s != NATS_OK) {
     err = "reading " + subject + " in stream " + stream + ": " + natsErrorText(s);

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -118,6 +119,7 @@ class NatsCluster:
     def __init__(self, workdir, jetstream=False, monitor=False):
         self.servers = [Nats(workdir, jetstream=jetstream, monitor=monitor) for _ in range(3)]
         self.route_ports = [free_port() for _ in range(3)]
+        self._resume = None
 
     def start(self):
         routes = ",".join("nats://%s:%d" % (HOST, p) for p in self.route_ports)
@@ -128,8 +130,21 @@ class NatsCluster:
         return self
 
     def stop(self):
+        if self._resume:
+            self._resume.cancel()
         for srv in self.servers:
-            srv.kill()
+            srv.kill()  # a stopped (SIGSTOP) server too
+
+    def lose_quorum(self, seconds):
+        """Kills the server leading JetStream's metadata and stops (SIGSTOP)
+        a second one for `seconds`: until it goes on and leaders are
+        elected, JetStream cannot make consumers, purge or elect (monitor=True)."""
+        leader = self.meta_leader()
+        stopped = next(x for x in self.servers if x is not leader)
+        leader.kill()
+        os.kill(stopped.proc.pid, signal.SIGSTOP)
+        self._resume = threading.Timer(seconds, os.kill, (stopped.proc.pid, signal.SIGCONT))
+        self._resume.start()
 
     def step_down(self, name, timeout=30.0):
         """Has JetStream stream `name` elect another leader, once it has

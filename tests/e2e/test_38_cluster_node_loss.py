@@ -34,7 +34,6 @@ import datetime
 import json
 import os
 import shutil
-import signal
 import threading
 import time
 import urllib.request
@@ -346,7 +345,6 @@ def test_started_while_jetstream_has_no_quorum_the_node_waits_to_learn_its_sessi
     JetStream answers, finds that its sessions were taken and lets go of
     them (it used to give up after 3 s and serve them as well)."""
     nc = NatsCluster(tmp_path, jetstream=True, monitor=True).start()
-    resume = None
     try:
         a, b, c = three(nc, nodes, cluster={"replicas": 3})
         park(a, "taken", "tk/#")
@@ -360,12 +358,7 @@ def test_started_while_jetstream_has_no_quorum_the_node_waits_to_learn_its_sessi
         assert s.session_present is True
         assert_all_there(s, {b"pub-tk": set(range(n))})
         assert int(sys_value(b, "adopted/sessions")) == 1
-        leader = nc.meta_leader()
-        stopped = next(x for x in nc.servers if x is not leader)
-        leader.kill()
-        os.kill(stopped.proc.pid, signal.SIGSTOP)
-        resume = threading.Timer(15.0, os.kill, (stopped.proc.pid, signal.SIGCONT))
-        resume.start()
+        nc.lose_quorum(15.0)
         t0 = time.monotonic()
         a.start(timeout=75)
         took = time.monotonic() - t0
@@ -380,9 +373,4 @@ def test_started_while_jetstream_has_no_quorum_the_node_waits_to_learn_its_sessi
                                               timeout=5))
         assert st["clients"]["sessions_offline"] == 0, st["clients"]
     finally:
-        if resume:
-            resume.cancel()
-        for srv in nc.servers:
-            if srv.proc and srv.proc.poll() is None:
-                os.kill(srv.proc.pid, signal.SIGCONT)
         nc.stop()
