@@ -588,6 +588,23 @@ natsStatus lastOn(jsCtx* js, const std::string& stream, const std::string& subje
   return s;
 }
 
+// Asks `ask` again, each `every` with a notice naming `what`, while
+// JetStream leaves it unanswered (a server just lost, leaders being
+// elected) and until `until`. Its answer: NATS_OK, NATS_NOT_FOUND, no
+// JetStream at all (NATS_NO_RESPONDERS), or the last error.
+natsStatus untilAnswered(const std::function<natsStatus()>& ask, const std::string& what,
+                         std::chrono::steady_clock::time_point until, std::chrono::milliseconds every) {
+  natsStatus s = NATS_OK;
+  while ((s = ask()) != NATS_OK && s != NATS_NOT_FOUND && s != NATS_NO_RESPONDERS &&
+         std::chrono::steady_clock::now() < until) {
+    LOG_NOTICE("cluster: %s: %s; asking again, for up to %d s more", what.c_str(), natsErrorText(s).c_str(),
+               static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(
+                                    until - std::chrono::steady_clock::now()).count()));
+    std::this_thread::sleep_for(every);
+  }
+  return s;
+}
+
 // Calls `f` with each stream message on `subject` from sequence `from`
 // on, in order, up to the last one there now (an ordered consumer); `f`
 // returns false to stop. False with `err` on a JetStream error, or when
@@ -595,16 +612,11 @@ natsStatus lastOn(jsCtx* js, const std::string& stream, const std::string& subje
 bool readSubject(jsCtx* js, const std::string& stream, const std::string& subject, uint64_t from, int patience_ms,
                  const std::function<bool(natsMsg*, uint64_t seq)>& f, std::string& err) {
   natsMsg* last = nullptr;
-  // Where the records end, through the stream's leader: asked again while
-  // JetStream does not answer (a leader being elected), for `patience_ms`.
-  const auto asked = std::chrono::steady_clock::now();
-  natsStatus s = NATS_OK;
-  while ((s = lastOn(js, stream, subject, &last)) != NATS_OK && s != NATS_NOT_FOUND && s != NATS_NO_RESPONDERS &&
-         std::chrono::steady_clock::now() - asked < std::chrono::milliseconds(patience_ms)) {
-    LOG_NOTICE("cluster: reading %s in stream %s: %s; asking again, for up to %d s", subject.c_str(),
-               stream.c_str(), natsErrorText(s).c_str(), patience_ms / 1000);
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
+  // Where the records end, through the stream's leader.
+  natsStatus s = untilAnswered([&] { return lastOn(js, stream, subject, &last); },
+                               "where " + subject + " ends in stream " + stream,
+                               std::chrono::steady_clock::now() + std::chrono::milliseconds(patience_ms),
+                               std::chrono::milliseconds(500));
   if (s == NATS_NOT_FOUND) return true;
   if (s != NATS_OK) {
     err = "reading " + subject + " in stream " + stream + ": " + natsErrorText(s);
@@ -934,16 +946,9 @@ bool adoptedAtStart(const ClusterConfig& cfg, int wait_ms, const std::function<b
     // serving sessions another node took would deliver their messages
     // twice.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kStartPatienceMs);
-    while (true) {
-      s = lastOn(js, stream, mark, &m);
-      if (s == NATS_OK || s == NATS_NOT_FOUND || s == NATS_NO_RESPONDERS ||
-          std::chrono::steady_clock::now() >= deadline)
-        break;
-      LOG_NOTICE("cluster: whether another node took this node's sessions could not be read yet (stream %s: %s); "
-                 "asking again, for up to %d s in all",
-                 stream.c_str(), natsErrorText(s).c_str(), kStartPatienceMs / 1000);
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-    }
+    s = untilAnswered([&] { return lastOn(js, stream, mark, &m); },
+                      "whether another node took this node's sessions (" + mark + " in stream " + stream + ")",
+                      deadline, std::chrono::seconds(1));
     if (s == NATS_OK) {
       by.assign(dataOf(m));
       natsMsg_Destroy(m);
@@ -955,13 +960,8 @@ bool adoptedAtStart(const ClusterConfig& cfg, int wait_ms, const std::function<b
       } else {
         // Read through any server that has the stream (direct gets), the
         // mark is purged through its leader, which may not be elected yet.
-        while ((s = purgeSubject(js, stream, mark)) != NATS_OK && s != NATS_NO_RESPONDERS &&
-               std::chrono::steady_clock::now() < deadline) {
-          LOG_NOTICE("cluster: the mark of the sessions another node took could not be removed yet (stream %s: "
-                     "%s); asking again, for up to %d s in all",
-                     stream.c_str(), natsErrorText(s).c_str(), kStartPatienceMs / 1000);
-          std::this_thread::sleep_for(std::chrono::seconds(1));
-        }
+        s = untilAnswered([&] { return purgeSubject(js, stream, mark); },
+                          "removing " + mark + " in stream " + stream, deadline, std::chrono::seconds(1));
         if (s != NATS_OK) {
           err = "purging " + mark + " in stream " + stream + ": " + natsErrorText(s);
           ok = false;
