@@ -146,6 +146,21 @@ class NatsCluster:
         self._resume = threading.Timer(seconds, os.kill, (stopped.proc.pid, signal.SIGCONT))
         self._resume.start()
 
+    def start_without_quorum(self, node, seconds=15.0):
+        """Takes JetStream's quorum away for `seconds` (lose_quorum) and
+        starts `node` at once: it must wait for JetStream, longer than
+        `seconds`, and say in its log that it asks again. Its log."""
+        self.lose_quorum(seconds)
+        t0 = time.monotonic()
+        node.start(timeout=seconds + 60)
+        took = time.monotonic() - t0
+        log = node.log()
+        assert took > seconds, took
+        # Which request JetStream leaves unanswered depends on where the
+        # stream's leader was; each wait logs a notice that says so.
+        assert "asking again" in log, log
+        return log
+
     def step_down(self, name, timeout=30.0):
         """Has JetStream stream `name` elect another leader, once it has
         one (while it elects one, the request goes unanswered or is
