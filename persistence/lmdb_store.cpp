@@ -1319,20 +1319,34 @@ bool LmdbStore::readMessage(uint64_t id, MessageRecord& out) const {
   return decodeMessage(view(v), out);
 }
 
-void LmdbStore::readMessages(const std::vector<uint64_t>& ids,
-                             const std::function<void(uint64_t, MessageRecord&&)>& f) const {
+void LmdbStore::readMessageViews(const std::vector<uint64_t>& ids,
+                                 const std::function<void(uint64_t, const MessageView&)>& f) const {
   if (ids.empty()) return;
   Txn txn(impl_->env);
   if (txn.rc()) return;
-  // One cursor for the window: its ids mostly ascend, and LMDB looks for a
-  // key on the cursor's current page before it searches from the root.
+  // One cursor for the window. Its ids mostly ascend, and most often each
+  // is the next record: the cursor steps to it (MDB_NEXT) instead of
+  // looking it up; any other id is looked up (MDB_SET_KEY, which tries
+  // the cursor's current page before it searches from the root).
   Cursor c(txn.get(), impl_->messages);
   if (c.rc()) return;
+  bool at_last = false;  // the cursor is on the record of the previous id
+  uint64_t last = 0;
   for (uint64_t id : ids) {
-    U64Key k(id);
-    MDB_val key = k.val(), v;
-    MessageRecord m;
-    if (mdb_cursor_get(c.get(), &key, &v, MDB_SET_KEY) == 0 && decodeMessage(view(v), m)) f(id, std::move(m));
+    MDB_val key, v;
+    bool found = false;
+    if (at_last && id == last + 1 && mdb_cursor_get(c.get(), &key, &v, MDB_NEXT) == 0) {
+      if (key.mv_size == 8 && readU64Key(view(key)) == id) found = true;
+    }
+    if (!found) {
+      U64Key k(id);
+      key = k.val();
+      found = mdb_cursor_get(c.get(), &key, &v, MDB_SET_KEY) == 0;
+    }
+    at_last = found;
+    last = id;
+    MessageView m;
+    if (found && decodeMessage(view(v), m)) f(id, m);
   }
 }
 

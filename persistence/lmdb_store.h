@@ -30,8 +30,8 @@ class LmdbStore final : public Store {
                    const std::function<void(QueueRecord&)>& f) const override;
   QueueInfo queueInfo(std::string_view client_id) const override;
   bool readMessage(uint64_t id, MessageRecord& out) const override;
-  void readMessages(const std::vector<uint64_t>& ids,
-                    const std::function<void(uint64_t id, MessageRecord&& m)>& f) const override;
+  void readMessageViews(const std::vector<uint64_t>& ids,
+                        const std::function<void(uint64_t id, const MessageView& m)>& f) const override;
   void forEachQueueOwner(std::string_view prefix, const std::function<void(std::string_view)>& f) const override;
   uint64_t delayedCount() const override;
   size_t readDelayed(const DelayedKey& after, size_t limit,

@@ -12,10 +12,16 @@ constexpr uint8_t kRecordVersion = 1;
 
 }  // namespace
 
-std::string encodeMessage(const MessageRecord& m) {
-  std::string s;
-  s.reserve(32 + m.topic.size() + m.payload.size() + m.props.size() + m.origin.size());
-  Out o{s};
+MessageView viewOf(const MessageRecord& m) {
+  return {m.topic, m.payload, m.props, m.origin, m.qos, m.retain, m.expires_at_ms};
+}
+
+size_t encodedMessageSize(const MessageView& m) {
+  return 3 + 8 + 4 * 4 + m.topic.size() + m.origin.size() + m.props.size() + m.payload.size();
+}
+
+void encodeMessage(const MessageView& m, std::string& out) {
+  Out o{out};
   o.u8(kRecordVersion);
   o.u8(m.qos);
   o.u8(m.retain ? 1 : 0);
@@ -24,20 +30,40 @@ std::string encodeMessage(const MessageRecord& m) {
   o.str(m.origin);
   o.str(m.props);
   o.str(m.payload);
+}
+
+std::string encodeMessage(const MessageRecord& m) {
+  const MessageView v = viewOf(m);
+  std::string s;
+  s.reserve(encodedMessageSize(v));
+  encodeMessage(v, s);
   return s;
 }
 
-bool decodeMessage(std::string_view data, MessageRecord& m) {
+bool decodeMessage(std::string_view data, MessageView& m) {
   In in{data};
   if (in.u8() != kRecordVersion) return false;
   m.qos = in.u8();
   m.retain = in.u8() != 0;
   m.expires_at_ms = in.fixed<int64_t>();
-  m.topic = in.str();
-  m.origin = in.str();
-  m.props = in.str();
-  m.payload = in.str();
+  m.topic = in.view();
+  m.origin = in.view();
+  m.props = in.view();
+  m.payload = in.view();
   return in.done() && m.qos <= 2;
+}
+
+bool decodeMessage(std::string_view data, MessageRecord& m) {
+  MessageView v;
+  if (!decodeMessage(data, v)) return false;
+  m.qos = v.qos;
+  m.retain = v.retain;
+  m.expires_at_ms = v.expires_at_ms;
+  m.topic = v.topic;
+  m.origin = v.origin;
+  m.props = v.props;
+  m.payload = v.payload;
+  return true;
 }
 
 std::string encodeSession(const SessionRecord& r) {
@@ -111,8 +137,9 @@ bool decodeSubscription(std::string_view key, std::string_view data, Subscriptio
   return in.done() && r.qos <= 2 && r.retain_handling <= 2;
 }
 
-std::string encodeQueue(const QueueRecord& q) {
-  std::string s;
+namespace {
+
+void appendQueue(const QueueRecord& q, std::string& s) {
   Out o{s};
   o.u64(q.msg_id);
   o.u8(q.qos);
@@ -126,6 +153,13 @@ std::string encodeQueue(const QueueRecord& q) {
     o.u64(static_cast<uint64_t>(q.queued_at_ms));
     o.u64(static_cast<uint64_t>(q.deadline_ms));
   }
+}
+
+}  // namespace
+
+std::string encodeQueue(const QueueRecord& q) {
+  std::string s;
+  appendQueue(q, s);
   return s;
 }
 
@@ -154,12 +188,17 @@ bool decodeQueue(uint64_t seq, std::string_view data, QueueRecord& q) {
 
 // --- Batch: an op log, one byte of op code then its operands. ---
 
-void Batch::putMessage(uint64_t id, const MessageRecord& m, uint32_t refs) {
+void Batch::putMessage(uint64_t id, const MessageRecord& m, uint32_t refs) { putMessage(id, viewOf(m), refs); }
+
+void Batch::putMessage(uint64_t id, const MessageView& m, uint32_t refs) {
   op(Op::PutMessage);
   Out o{ops_};
   o.u64(id);
   o.u32(refs);
-  o.str(encodeMessage(m));
+  // The record goes straight into the op log, as a string would (its
+  // length, then its bytes), without a copy of its own.
+  o.u32(static_cast<uint32_t>(encodedMessageSize(m)));
+  encodeMessage(m, ops_);
 }
 
 void Batch::addRefs(uint64_t id, int32_t delta) {
@@ -202,7 +241,12 @@ void Batch::putQueue(std::string_view cid, const QueueRecord& q) {
   Out o{ops_};
   o.str(cid);
   o.u64(q.seq);
-  o.str(encodeQueue(q));
+  // As a string (its length, then its bytes), written in place.
+  const size_t at = ops_.size();
+  o.u32(0);
+  appendQueue(q, ops_);
+  const auto n = static_cast<uint32_t>(ops_.size() - at - 4);
+  std::memcpy(&ops_[at], &n, sizeof n);
 }
 
 void Batch::deleteQueue(std::string_view cid, uint64_t seq, uint64_t msg_id) {

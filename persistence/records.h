@@ -23,6 +23,20 @@ struct MessageRecord {
   int64_t expires_at_ms = 0;  // wall clock, 0 = never
 };
 
+// A message's fields as views, for reading and writing one without copying
+// them: into the store's mapped pages while a read lasts (Store::
+// readMessageViews), or into the broker's Message while it is written
+// (Batch::putMessage).
+struct MessageView {
+  std::string_view topic;
+  std::string_view payload;
+  std::string_view props;
+  std::string_view origin;
+  uint8_t qos = 0;
+  bool retain = false;
+  int64_t expires_at_ms = 0;
+};
+
 struct WillRecord {
   std::string topic;
   std::string payload;
@@ -92,6 +106,12 @@ struct DelayedKey {
 // Serialisation helpers (also used by tests and `petrel inspect`).
 std::string encodeMessage(const MessageRecord& m);
 bool decodeMessage(std::string_view data, MessageRecord& m);
+// Appends `m`'s record to `out`.
+void encodeMessage(const MessageView& m, std::string& out);
+size_t encodedMessageSize(const MessageView& m);
+// `m`'s fields view `data`.
+bool decodeMessage(std::string_view data, MessageView& m);
+MessageView viewOf(const MessageRecord& m);
 std::string encodeSession(const SessionRecord& s);
 bool decodeSession(std::string_view data, SessionRecord& s);
 std::string encodeSubscription(const SubscriptionRecord& s);
@@ -110,6 +130,7 @@ constexpr uint8_t kTableCount = 9;
 class Batch {
  public:
   void putMessage(uint64_t id, const MessageRecord& m, uint32_t refs);
+  void putMessage(uint64_t id, const MessageView& m, uint32_t refs);
   // Adds `delta` references to message `id`; at zero the message is deleted.
   void addRefs(uint64_t id, int32_t delta);
   void putSession(std::string_view client_id, const SessionRecord& s);

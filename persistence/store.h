@@ -170,9 +170,18 @@ class Store {
   virtual QueueInfo queueInfo(std::string_view client_id) const = 0;
   virtual bool readMessage(uint64_t id, MessageRecord& out) const = 0;
   // The messages of `ids` in one read transaction (a queue's window read
-  // back); `f` is called for each one found, in the order of `ids`.
-  virtual void readMessages(const std::vector<uint64_t>& ids,
-                            const std::function<void(uint64_t id, MessageRecord&& m)>& f) const = 0;
+  // back); `f` is called for each one found, in the order of `ids`. The
+  // views are valid only during the call to `f`.
+  virtual void readMessageViews(const std::vector<uint64_t>& ids,
+                                const std::function<void(uint64_t id, const MessageView& m)>& f) const = 0;
+  // The same, each message copied out.
+  void readMessages(const std::vector<uint64_t>& ids,
+                    const std::function<void(uint64_t id, MessageRecord&& m)>& f) const {
+    readMessageViews(ids, [&](uint64_t id, const MessageView& v) {
+      f(id, MessageRecord{std::string(v.topic), std::string(v.payload), std::string(v.props),
+                          std::string(v.origin), v.qos, v.retain, v.expires_at_ms});
+    });
+  }
   // Every distinct queue owner (client id or group key) starting with
   // `prefix`.
   virtual void forEachQueueOwner(std::string_view prefix,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "mqtt/properties.h"
 #include "src/durable/records.h"
 #include "src/util/log.h"
 
@@ -49,7 +50,15 @@ void Durable::finish() {
 void Durable::putMessage(const Message& m, uint32_t refs) {
   // One record for the message, referenced by every durable queue entry
   // (and the retained slot) that holds it: stored once, not per receiver.
-  store_->batch().putMessage(m.id, messageRecord(m), refs);
+  // Written from the message's own fields; only an MQTT 5 property block
+  // is encoded first.
+  persistence::MessageView v{m.topic, m.payload, {}, m.origin, m.qos, m.retain, m.expires_at_ms};
+  if (m.props) {
+    props_scratch_.clear();
+    mqtt::encodeProperties(*m.props, props_scratch_);
+    v.props = props_scratch_;
+  }
+  store_->batch().putMessage(m.id, v, refs);
 }
 
 MessagePtr Durable::loadMessage(uint64_t id) { return std::move(loadMessages({id}).front()); }
@@ -67,7 +76,7 @@ std::vector<MessagePtr> Durable::loadMessages(const std::vector<uint64_t>& ids) 
   // readMessages calls back in the order of `missing`, skipping ids it has
   // no record of.
   size_t j = 0;
-  store_->readMessages(missing, [&](uint64_t id, persistence::MessageRecord&& r) {
+  store_->readMessageViews(missing, [&](uint64_t id, const persistence::MessageView& r) {
     while (j < missing.size() && missing[j] != id) ++j;
     if (j == missing.size()) return;
     // An id twice in the window is read twice but shared, as loadMessage
@@ -75,7 +84,7 @@ std::vector<MessagePtr> Durable::loadMessages(const std::vector<uint64_t>& ids) 
     auto [it, added] = msg_cache_.try_emplace(id);
     MessagePtr p = added ? nullptr : it->second.lock();
     if (!p) {
-      p = messageFromRecord(std::move(r), id);
+      p = messageFromView(r, id);
       it->second = p;
     }
     out[where[j++]] = std::move(p);

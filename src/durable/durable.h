@@ -118,6 +118,7 @@ class Durable {
   std::function<void(bool failed)> on_commit_;
   std::unordered_map<uint64_t, std::weak_ptr<const Message>> msg_cache_;
   size_t trim_at_ = 0;  // trimCache walks the cache from this size on
+  std::string props_scratch_;  // putMessage: an MQTT 5 property block
   uint64_t next_msg_id_ = 1;
   bool full_logged_ = false;
   StoreReplica* replica_ = nullptr;

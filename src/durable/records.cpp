@@ -10,7 +10,7 @@ namespace petrel {
 
 namespace {
 
-bool decodeProps(const std::string& block, mqtt::PropertyContext ctx, mqtt::Properties& out) {
+bool decodeProps(std::string_view block, mqtt::PropertyContext ctx, mqtt::Properties& out) {
   if (block.empty()) return true;
   size_t pos = 0;
   return mqtt::decodeProperties(reinterpret_cast<const uint8_t*>(block.data()), block.size(), pos,
@@ -36,6 +36,23 @@ std::shared_ptr<Message> messageFromRecord(persistence::MessageRecord&& r, uint6
   m->topic = std::move(r.topic);
   m->payload = std::move(r.payload);
   m->origin = std::move(r.origin);
+  m->qos = r.qos;
+  m->retain = r.retain;
+  m->expires_at_ms = r.expires_at_ms;
+  m->id = id;
+  if (!r.props.empty()) {
+    mqtt::Properties props;
+    decodeProps(r.props, mqtt::PropertyContext::Publish, props);
+    if (!props.empty()) m->props = std::make_shared<const mqtt::Properties>(std::move(props));
+  }
+  return m;
+}
+
+std::shared_ptr<Message> messageFromView(const persistence::MessageView& r, uint64_t id) {
+  auto m = makeMessage();
+  m->topic.assign(r.topic);
+  m->payload.assign(r.payload);
+  m->origin.assign(r.origin);
   m->qos = r.qos;
   m->retain = r.retain;
   m->expires_at_ms = r.expires_at_ms;
