@@ -746,6 +746,43 @@ TEST(PersistenceStore, PutRewriteDeleteInOneCommitLeaveNothing) {
   EXPECT_EQ(s->stats().messages, 0u);
 }
 
+// The group commit's tables are kept from one group to the next, grown for
+// a large group and made small again after it: a group of 20,000 ops (half
+// of its entries acknowledged within it, so they cancel out), then small
+// groups, then a session ended in a group with its entries, all apply as
+// they would one by one.
+TEST(PersistenceStore, GroupsLargeThenSmallCancelAndApplyAlike) {
+  TempDir t;
+  auto s = openOk(optionsFor(t.path()));
+  ASSERT_NE(s, nullptr);
+  uint64_t id = 0;
+  for (uint64_t seq = 1; seq <= 5000; ++seq) {
+    s->batch().putQueue("big", entry(seq, ++id));
+    s->batch().putMessage(id, message("t", "m"), 1);
+    if (seq % 2 == 0) s->batch().deleteQueue("big", seq, id);
+  }
+  s->drain();
+  EXPECT_EQ(queueOf(*s, "big", 0, 10000).size(), 2500u);
+  EXPECT_EQ(s->stats().messages, 2500u);
+  for (uint64_t seq = 1; seq <= 40; ++seq) {
+    s->batch().putQueue("small", entry(seq, ++id));
+    s->batch().putMessage(id, message("t", "m"), 1);
+    if (seq % 4 == 0) s->batch().deleteQueue("small", seq, id);
+    s->drain();
+  }
+  EXPECT_EQ(queueOf(*s, "small").size(), 30u);
+  EXPECT_EQ(s->stats().messages, 2530u);
+  s->batch().putQueue("gone", entry(1, ++id));
+  s->batch().putMessage(id, message("t", "m"), 1);
+  s->batch().deleteSession("gone");
+  s->batch().putQueue("gone", entry(2, ++id));
+  s->batch().putMessage(id, message("t", "m"), 1);
+  s->batch().deleteQueue("gone", 2, id);
+  s->drain();
+  EXPECT_TRUE(queueOf(*s, "gone").empty());
+  EXPECT_EQ(s->stats().messages, 2530u);
+}
+
 // Which batches the writer may defer: deletions nobody waits for.
 TEST(PersistenceRecords, OnlyUnawaitedDeletionsAreDeferrable) {
   Batch b;
