@@ -181,8 +181,6 @@ constexpr std::string_view kDelayedMaxId = "delayed_max_id";
 
 }  // namespace
 
-struct GroupScratch;
-
 struct LmdbStore::Impl {
   MDB_env* env = nullptr;
   MDB_dbi meta = 0, sessions = 0, subs = 0, queue = 0, inq2 = 0, messages = 0, refs = 0, retained = 0;
@@ -219,7 +217,6 @@ struct LmdbStore::Impl {
   int addRefs(MDB_txn* txn, uint64_t id, int32_t delta);
   // Inside applyGroup: the cursors deletes in key order go through.
   RunCursors* run = nullptr;
-  std::unique_ptr<GroupScratch> group;  // applyGroup's, kept between groups
   // The key of a queue entry, rebuilt in place for each op.
   std::string seq_key;
   int deletePrefix(MDB_txn* txn, MDB_dbi dbi, std::string_view prefix, bool deref_queue);
@@ -508,102 +505,7 @@ struct ParsedOp {
   int64_t refs = 0;        // PutMessage: initial count; AddRefs: delta
   bool dead = false;       // cancelled within the group
   bool deref_only = false; // DeleteQueue whose entry never reached the disk
-  size_t next_touch = SIZE_MAX;  // the next op of this group on the same message
 };
-
-// A hash table of one group commit (applyGroup): open addressing with
-// linear probing, its slots kept from one group to the next, so a group
-// allocates nothing once the table has grown to fit the largest. An
-// erased slot stays taken (a tombstone) until the next group; the table is
-// sized for every key a group can add, so a free slot is always found.
-template <typename Key, typename Value, typename Hash>
-class GroupTable {
- public:
-  struct Slot {
-    Key key{};
-    Value value{};
-    uint8_t state = 0;  // 0 free, 1 used, 2 erased
-  };
-  // Empty, with room for `n` keys.
-  void reset(size_t n) {
-    size_t cap = 16;
-    while (cap < 2 * n) cap <<= 1;
-    if (slots_.size() < cap || slots_.size() > 8 * cap) {
-      slots_.assign(cap, Slot{});
-    } else {
-      for (Slot& sl : slots_) sl.state = 0;
-    }
-    mask_ = slots_.size() - 1;
-  }
-  Slot* find(const Key& k) {
-    for (size_t i = Hash()(k) & mask_;; i = (i + 1) & mask_) {
-      Slot& sl = slots_[i];
-      if (sl.state == 0) return nullptr;
-      if (sl.state == 1 && sl.key == k) return &sl;
-    }
-  }
-  // `k`'s slot; true when it was added now (its value set to `v`).
-  std::pair<Slot*, bool> emplace(const Key& k, const Value& v) {
-    for (size_t i = Hash()(k) & mask_;; i = (i + 1) & mask_) {
-      Slot& sl = slots_[i];
-      if (sl.state == 0) {
-        sl.key = k;
-        sl.value = v;
-        sl.state = 1;
-        return {&sl, true};
-      }
-      if (sl.state == 1 && sl.key == k) return {&sl, false};
-    }
-  }
-  static void erase(Slot* sl) { sl->state = 2; }
-  template <typename F>
-  void forEach(F&& f) {
-    for (Slot& sl : slots_)
-      if (sl.state == 1) f(sl);
-  }
-
- private:
-  std::vector<Slot> slots_;
-  size_t mask_ = 0;
-};
-
-struct MsgState {
-  size_t put = SIZE_MAX;  // index of its PutMessage in this group
-  int64_t refs = 0;
-  size_t first_touch = SIZE_MAX;  // its other ops (AddRefs, DeleteQueue), linked
-  size_t last_touch = SIZE_MAX;
-};
-struct MsgHash {
-  size_t operator()(uint64_t id) const {
-    const uint64_t h = id * 0x9E3779B97F4A7C15ull;
-    return static_cast<size_t>(h ^ (h >> 29));
-  }
-};
-// Queue entries by (client, seq), without building a key string: the views
-// point into the batches, which outlive the group.
-struct EntryKey {
-  std::string_view cid;
-  uint64_t seq = 0;
-  bool operator==(const EntryKey& o) const { return seq == o.seq && cid == o.cid; }
-};
-struct EntryHash {
-  size_t operator()(const EntryKey& k) const {
-    const uint64_t h = (std::hash<std::string_view>()(k.cid) ^ k.seq) * 0x9E3779B97F4A7C15ull;
-    return static_cast<size_t>(h ^ (h >> 29));
-  }
-};
-
-}  // namespace
-
-// What applyGroup keeps from one group to the next: the parsed ops and its
-// tables, so that a group allocates nothing once they have grown.
-struct GroupScratch {
-  std::vector<ParsedOp> ops;
-  GroupTable<EntryKey, size_t, EntryHash> last_put;  // PutQueue index
-  GroupTable<uint64_t, MsgState, MsgHash> msgs;
-};
-
-namespace {
 
 // Splits an op log into ops; false on a log we did not write.
 bool splitOps(std::string_view log, std::vector<ParsedOp>& out) {
@@ -661,46 +563,51 @@ bool splitOps(std::string_view log, std::vector<ParsedOp>& out) {
 // the B-trees. What the group commits is the same end state.
 int LmdbStore::Impl::applyGroup(MDB_txn* txn,
                             const std::deque<std::pair<uint64_t, std::unique_ptr<Batch>>>& work) {
-  if (!group) group = std::make_unique<GroupScratch>();
-  std::vector<ParsedOp>& ops = group->ops;
-  ops.clear();
+  std::vector<ParsedOp> ops;
   for (const auto& [t, b] : work)
     if (!splitOps(b->ops(), ops)) return MDB_CORRUPTED;
-  auto& last_put = group->last_put;
+  struct MsgState {
+    size_t put = SIZE_MAX;  // index of its PutMessage in this group
+    int64_t refs = 0;
+    std::vector<size_t> touching;
+  };
+  // Queue entries by (client, seq), without building a key string: the
+  // views point into the batches, which outlive this call.
+  struct EntryKey {
+    std::string_view cid;
+    uint64_t seq;
+    bool operator==(const EntryKey& o) const { return seq == o.seq && cid == o.cid; }
+  };
+  struct EntryHash {
+    size_t operator()(const EntryKey& k) const {
+      return std::hash<std::string_view>()(k.cid) ^ (k.seq * 0x9E3779B97F4A7C15ull);
+    }
+  };
+  std::unordered_map<EntryKey, size_t, EntryHash> last_put;  // PutQueue index
   // Messages put in this group; only they can cancel out within it (ids are
   // never reused, so a message put in an earlier group is on disk).
-  auto& msgs = group->msgs;
-  last_put.reset(ops.size());
-  msgs.reset(ops.size());
-  auto touch = [&](MsgState& m, size_t i) {
-    if (m.last_touch == SIZE_MAX) {
-      m.first_touch = i;
-    } else {
-      ops[m.last_touch].next_touch = i;
-    }
-    m.last_touch = i;
-  };
+  std::unordered_map<uint64_t, MsgState> msgs;
   for (size_t i = 0; i < ops.size(); ++i) {
     ParsedOp& o = ops[i];
     switch (o.op) {
       case Batch::Op::PutMessage: {
-        MsgState& m = msgs.emplace(o.msg, MsgState{}).first->value;
+        MsgState& m = msgs[o.msg];
         m.put = i;
         m.refs += o.refs;
         break;
       }
       case Batch::Op::AddRefs: {
-        auto* it = msgs.find(o.msg);
-        if (!it) break;
-        it->value.refs += o.refs;
-        touch(it->value, i);
+        auto it = msgs.find(o.msg);
+        if (it == msgs.end()) break;
+        it->second.refs += o.refs;
+        it->second.touching.push_back(i);
         break;
       }
       case Batch::Op::PutQueue: {
-        auto [it, added] = last_put.emplace(EntryKey{o.cid, o.seq}, i);
+        auto [it, added] = last_put.try_emplace(EntryKey{o.cid, o.seq}, i);
         if (!added) {
-          ops[it->value].dead = true;  // superseded
-          it->value = i;
+          ops[it->second].dead = true;  // superseded
+          it->second = i;
         }
         break;
       }
@@ -709,23 +616,22 @@ int LmdbStore::Impl::applyGroup(MDB_txn* txn,
         // message was created in the same batch (ids are never reused), so
         // a PutMessage here proves nothing of it is on disk yet. A put that
         // merely rewrote a committed entry (packet id, PUBREC) is applied.
-        auto* created = msgs.find(o.msg);
-        if (!created) break;
-        auto* it = last_put.find(EntryKey{o.cid, o.seq});
-        if (it && created->value.put != SIZE_MAX) {
-          ops[it->value].dead = true;
+        auto created = msgs.find(o.msg);
+        if (created == msgs.end()) break;
+        auto it = last_put.find(EntryKey{o.cid, o.seq});
+        if (it != last_put.end() && created->second.put != SIZE_MAX) {
+          ops[it->second].dead = true;
           last_put.erase(it);
           o.deref_only = true;
         }
-        created->value.refs -= 1;
-        touch(created->value, i);
+        created->second.refs -= 1;
+        created->second.touching.push_back(i);
         break;
       }
       case Batch::Op::DeleteSession: {
         // Puts before it are applied and then removed with the session.
-        last_put.forEach([&](auto& sl) {
-          if (sl.key.cid == o.cid) last_put.erase(&sl);
-        });
+        for (auto it = last_put.begin(); it != last_put.end();)
+          it = it->first.cid == o.cid ? last_put.erase(it) : std::next(it);
         break;
       }
       default:
@@ -733,14 +639,15 @@ int LmdbStore::Impl::applyGroup(MDB_txn* txn,
     }
   }
   // A message put in this group whose every reference was dropped in it.
-  msgs.forEach([&](auto& sl) {
-    const MsgState& m = sl.value;
-    if (m.put == SIZE_MAX || m.refs != 0) return;
-    for (size_t i = m.first_touch; i != SIZE_MAX; i = ops[i].next_touch)
-      if (ops[i].op == Batch::Op::DeleteQueue && !ops[i].deref_only) return;
+  for (auto& [id, m] : msgs) {
+    if (m.put == SIZE_MAX || m.refs != 0) continue;
+    bool all_cancelled = true;
+    for (size_t i : m.touching)
+      if (ops[i].op == Batch::Op::DeleteQueue && !ops[i].deref_only) all_cancelled = false;
+    if (!all_cancelled) continue;
     ops[m.put].dead = true;
-    for (size_t i = m.first_touch; i != SIZE_MAX; i = ops[i].next_touch) ops[i].dead = true;
-  });
+    for (size_t i : m.touching) ops[i].dead = true;
+  }
   RunCursors cursors(txn, queue, refs, messages);
   if (cursors.rc()) return cursors.rc();
   run = &cursors;
