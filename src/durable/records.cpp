@@ -31,23 +31,6 @@ persistence::MessageRecord messageRecord(const Message& m) {
   return r;
 }
 
-std::shared_ptr<Message> messageFromRecord(persistence::MessageRecord&& r, uint64_t id) {
-  auto m = makeMessage();
-  m->topic = std::move(r.topic);
-  m->payload = std::move(r.payload);
-  m->origin = std::move(r.origin);
-  m->qos = r.qos;
-  m->retain = r.retain;
-  m->expires_at_ms = r.expires_at_ms;
-  m->id = id;
-  if (!r.props.empty()) {
-    mqtt::Properties props;
-    decodeProps(r.props, mqtt::PropertyContext::Publish, props);
-    if (!props.empty()) m->props = std::make_shared<const mqtt::Properties>(std::move(props));
-  }
-  return m;
-}
-
 std::shared_ptr<Message> messageFromView(const persistence::MessageView& r, uint64_t id) {
   auto m = makeMessage();
   m->topic.assign(r.topic);
@@ -63,6 +46,10 @@ std::shared_ptr<Message> messageFromView(const persistence::MessageView& r, uint
     if (!props.empty()) m->props = std::make_shared<const mqtt::Properties>(std::move(props));
   }
   return m;
+}
+
+std::shared_ptr<Message> messageFromRecord(const persistence::MessageRecord& r, uint64_t id) {
+  return messageFromView(persistence::viewOf(r), id);
 }
 
 persistence::WillRecord willRecord(const mqtt::Will& w, mqtt::Version v) {

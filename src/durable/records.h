@@ -17,7 +17,7 @@ struct Delivery;
 
 persistence::MessageRecord messageRecord(const Message& m);
 // The message of a record read back under store id `id`.
-std::shared_ptr<Message> messageFromRecord(persistence::MessageRecord&& r, uint64_t id);
+std::shared_ptr<Message> messageFromRecord(const persistence::MessageRecord& r, uint64_t id);
 // The same from a record's views (a read from the store's pages): the
 // fields are copied into a recycled message's buffers.
 std::shared_ptr<Message> messageFromView(const persistence::MessageView& r, uint64_t id);
