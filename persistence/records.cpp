@@ -53,16 +53,15 @@ bool decodeMessage(std::string_view data, MessageView& m) {
   return in.done() && m.qos <= 2;
 }
 
+MessageRecord recordOf(const MessageView& v) {
+  return MessageRecord{std::string(v.topic), std::string(v.payload), std::string(v.props),
+                       std::string(v.origin), v.qos, v.retain, v.expires_at_ms};
+}
+
 bool decodeMessage(std::string_view data, MessageRecord& m) {
   MessageView v;
   if (!decodeMessage(data, v)) return false;
-  m.qos = v.qos;
-  m.retain = v.retain;
-  m.expires_at_ms = v.expires_at_ms;
-  m.topic = v.topic;
-  m.origin = v.origin;
-  m.props = v.props;
-  m.payload = v.payload;
+  m = recordOf(v);
   return true;
 }
 

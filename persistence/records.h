@@ -112,6 +112,7 @@ size_t encodedMessageSize(const MessageView& m);
 // `m`'s fields view `data`.
 bool decodeMessage(std::string_view data, MessageView& m);
 MessageView viewOf(const MessageRecord& m);
+MessageRecord recordOf(const MessageView& v);  // copied out
 std::string encodeSession(const SessionRecord& s);
 bool decodeSession(std::string_view data, SessionRecord& s);
 std::string encodeSubscription(const SubscriptionRecord& s);

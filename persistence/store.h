@@ -177,10 +177,7 @@ class Store {
   // The same, each message copied out.
   void readMessages(const std::vector<uint64_t>& ids,
                     const std::function<void(uint64_t id, MessageRecord&& m)>& f) const {
-    readMessageViews(ids, [&](uint64_t id, const MessageView& v) {
-      f(id, MessageRecord{std::string(v.topic), std::string(v.payload), std::string(v.props),
-                          std::string(v.origin), v.qos, v.retain, v.expires_at_ms});
-    });
+    readMessageViews(ids, [&](uint64_t id, const MessageView& v) { f(id, recordOf(v)); });
   }
   // Every distinct queue owner (client id or group key) starting with
   // `prefix`.
