@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "persistence/store.h"
+#include "src/util/block_pool.h"
 #include "src/routing/message.h"
 
 namespace petrel {
@@ -116,7 +117,12 @@ class Durable {
   uv_async_t commit_async_;
   std::atomic<uint64_t> failed_upto_{0};
   std::function<void(bool failed)> on_commit_;
-  std::unordered_map<uint64_t, std::weak_ptr<const Message>> msg_cache_;
+  // Its nodes come from the thread's pool of blocks: a draining queue adds
+  // one per message read back, and trimCache drops them in bursts.
+  using CacheEntry = std::pair<const uint64_t, std::weak_ptr<const Message>>;
+  std::unordered_map<uint64_t, std::weak_ptr<const Message>, std::hash<uint64_t>, std::equal_to<uint64_t>,
+                     PoolAllocator<CacheEntry>>
+      msg_cache_;
   size_t trim_at_ = 0;  // trimCache walks the cache from this size on
   std::string props_scratch_;  // putMessage: an MQTT 5 property block
   uint64_t next_msg_id_ = 1;

@@ -39,12 +39,16 @@ void Sessions::refill(Session& s, bool resend) {
   if (want == 0) return;
   const int64_t now = clock_.wallMs();
   Connection* c = s.conn && !s.conn->closing() ? s.conn : nullptr;
-  std::vector<persistence::QueueRecord> recs;
+  // The window's buffers are kept from one refill to the next (a nested
+  // refill, if any, gets empty ones).
+  std::vector<persistence::QueueRecord> recs = std::move(refill_recs_);
+  std::vector<uint64_t> ids = std::move(refill_ids_);
+  recs.clear();
+  ids.clear();
   recs.reserve(want);
   durable_.store().readQueue(s.clientId(), s.next_read_seq, want,
                     [&](persistence::QueueRecord& q) { recs.push_back(std::move(q)); });
   // The window's messages in one read transaction, not one each.
-  std::vector<uint64_t> ids;
   ids.reserve(recs.size());
   for (const auto& q : recs) ids.push_back(q.msg_id);
   std::vector<MessagePtr> msgs = durable_.loadMessages(ids);
@@ -93,6 +97,8 @@ void Sessions::refill(Session& s, bool resend) {
     s.refill_waiting = true;
     refill_pending_.push_back(&s);
   }
+  refill_recs_ = std::move(recs);
+  refill_ids_ = std::move(ids);
 }
 
 void Sessions::scheduleEvict(Session& s) {

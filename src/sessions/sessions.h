@@ -219,6 +219,9 @@ class Sessions {
   std::vector<Session*> evict_pending_;
   std::function<void(Session&, const Delivery&)> move_hook_;
   std::vector<Session*> refill_pending_;
+  // refill()'s buffers, kept between calls.
+  std::vector<persistence::QueueRecord> refill_recs_;
+  std::vector<uint64_t> refill_ids_;
   PublishCache encoded_;
   mqtt::Properties scratch_props_;  // sendPublish's per-receiver properties
 };
