@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "persistence/store.h"
-#include "src/util/block_pool.h"
 #include "src/routing/message.h"
+#include "src/util/block_pool.h"
 
 namespace petrel {
 
