@@ -194,10 +194,7 @@ void Batch::putMessage(uint64_t id, const MessageView& m, uint32_t refs) {
   Out o{ops_};
   o.u64(id);
   o.u32(refs);
-  // The record goes straight into the op log, as a string would (its
-  // length, then its bytes), without a copy of its own.
-  o.u32(static_cast<uint32_t>(encodedMessageSize(m)));
-  encodeMessage(m, ops_);
+  appendString([&] { encodeMessage(m, ops_); });
 }
 
 void Batch::addRefs(uint64_t id, int32_t delta) {
@@ -240,12 +237,7 @@ void Batch::putQueue(std::string_view cid, const QueueRecord& q) {
   Out o{ops_};
   o.str(cid);
   o.u64(q.seq);
-  // As a string (its length, then its bytes), written in place.
-  const size_t at = ops_.size();
-  o.u32(0);
-  appendQueue(q, ops_);
-  const auto n = static_cast<uint32_t>(ops_.size() - at - 4);
-  std::memcpy(&ops_[at], &n, sizeof n);
+  appendString([&] { appendQueue(q, ops_); });
 }
 
 void Batch::deleteQueue(std::string_view cid, uint64_t seq, uint64_t msg_id) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -108,7 +109,7 @@ std::string encodeMessage(const MessageRecord& m);
 bool decodeMessage(std::string_view data, MessageRecord& m);
 // Appends `m`'s record to `out`.
 void encodeMessage(const MessageView& m, std::string& out);
-size_t encodedMessageSize(const MessageView& m);
+size_t encodedMessageSize(const MessageView& m);  // exact; for reserving room
 // `m`'s fields view `data`.
 bool decodeMessage(std::string_view data, MessageView& m);
 MessageView viewOf(const MessageRecord& m);
@@ -187,6 +188,17 @@ class Batch {
   };
 
  private:
+  // A record as a string operand (its length, then its bytes) written by
+  // `write` straight into the op log, without a copy of its own; the
+  // length is what `write` appended.
+  template <typename Write>
+  void appendString(Write&& write) {
+    const size_t at = ops_.size();
+    ops_.append(4, '\0');
+    write();
+    const auto n = static_cast<uint32_t>(ops_.size() - at - 4);
+    std::memcpy(&ops_[at], &n, sizeof n);
+  }
   void op(Op o) {
     ops_.push_back(static_cast<char>(o));
     ++count_;
