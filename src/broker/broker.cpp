@@ -263,6 +263,7 @@ void Broker::onConnectionClosed(Connection* c) {
     if (d == c) d = nullptr;
   budget_.remove(*c);
   holds_.remove(*c);
+  ack_poller_.remove(*c);
   delete c;
 }
 

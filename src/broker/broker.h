@@ -44,6 +44,7 @@
 #include "src/httpd/http_server.h"
 #include "src/metrics/monitor.h"
 #include "src/metrics/sys_topics.h"
+#include "src/transport/ack_poller.h"
 #include "src/transport/connection.h"
 #include "src/transport/io_workers.h"
 
@@ -84,6 +85,8 @@ class Broker : private BrokerParts {
   void onConnectionLost(Connection& c);    // stop using c; it is closing
   void onConnectionClosed(Connection* c);  // handle closed: free it
   void onWritable(Connection& c);          // output drained below the high-water mark
+  // A read of c has been handled (src/transport/ack_poller.h).
+  void onInputDone(Connection& c) { ack_poller_.onInputDone(c); }
   void onBridgeConnected(Connection& c, int status) { bridges_.onConnected(c, status); }
   void accountOutput(Connection& c) { budget_.account(c); }
   // MQTT bytes (plaintext) read from and handed to a connection's stack.
@@ -209,6 +212,7 @@ class Broker : private BrokerParts {
   std::vector<uint8_t> read_buf_;
   std::vector<Connection*> connections_;  // owned; freed in onConnectionClosed
   std::vector<Connection*> dirty_;        // have output to flush this turn
+  AckPoller ack_poller_{stats_};
   std::vector<Connection*> flushed_;      // dirty_ of the turn before, emptied (flushAll)
   size_t closing_connections_ = 0;        // closing, handle not yet closed
 

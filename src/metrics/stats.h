@@ -41,6 +41,10 @@ struct BrokerStats {
   uint64_t clients_connected = 0;    // connections of clients past CONNECT, not closing
   uint64_t clients_maximum = 0;      // the most clients_connected at once
   uint64_t sessions_expired = 0;
+  // Reads of a subscriber whose window was full, made between other
+  // connections' reads, that found its acknowledgements
+  // (src/transport/ack_poller.h).
+  uint64_t ack_reads_between_reads = 0;
 };
 
 }  // namespace petrel

@@ -200,6 +200,7 @@ void Connection::onStreamInputDone() {
   // layer): a worker loop's connections get their output in one batch per
   // turn.
   if (dirty_ && !closing_ && !remote_ && session && session->windowFree() == 0) flush();
+  broker_.onInputDone(*this);
 }
 
 void Connection::onStreamEnd(StreamEnd why) {

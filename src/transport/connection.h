@@ -109,6 +109,7 @@ class Connection final : private StreamHandler {
   // A commit failed: the held acknowledgements must never be sent.
   void dropHeld() { held_.reset(); }
   bool in_held_list = false;
+  bool in_ack_poller = false;  // on the broker's AckPoller list
 
   // Input on hold (the CONNECT's password check runs off the loop): no
   // packet is handled and nothing more is read until resumeInput(), which
@@ -126,6 +127,15 @@ class Connection final : private StreamHandler {
   // nothing to wait for: the socket is on this loop, whose reads are
   // already in order, or the connection is closing.
   bool syncInput(std::function<void()> done);
+
+  // AckPoller: the connection is on this loop, connected, reading and not
+  // closing; pollInput() reads what its socket holds now and handles it as
+  // a read of the loop's would be. True when something was read.
+  bool pollable() const {
+    return connected && !remote_ && !closing_ && !input_paused_ && !lingering_ && !half_closed_ && !peer_closed_ &&
+           !handle_closed_;
+  }
+  bool pollInput() { return tcp_.pollInput(); }
 
   // Closes the connection once everything queued is written.
   void closeAfterFlush();

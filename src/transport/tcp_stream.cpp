@@ -95,23 +95,26 @@ void TcpStream::onRead(uv_stream_t* st, ssize_t nread, const uv_buf_t* buf) {
     s->handler_->onStreamInputDone();
 }
 
-void TcpStream::readNow() {
-  if (!open_ || closed_) return;
+bool TcpStream::readNow() {
+  if (!open_ || closed_) return false;
   uv_os_fd_t fd;
-  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0) return;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0) return false;
   int queued = 0;
-  if (ioctl(fd, FIONREAD, &queued) != 0 || queued <= 0) return;
+  if (ioctl(fd, FIONREAD, &queued) != 0 || queued <= 0) return false;
   auto left = static_cast<size_t>(queued);
+  bool taken = false;
   while (left > 0) {
     size_t n = 0;
     uint8_t* buf = handler_->readBuffer(n, false);
-    if (n == 0) return;
+    if (n == 0) return taken;
     const ssize_t got = recv(fd, buf, std::min(n, left), MSG_DONTWAIT);
-    if (got <= 0) return;  // an error or the end: the next read sees it
+    if (got <= 0) return taken;  // an error or the end: the next read sees it
     left -= static_cast<size_t>(got);
     if (discarding_) continue;
-    if (!handler_->onStreamData(buf, static_cast<size_t>(got))) return;
+    if (!handler_->onStreamData(buf, static_cast<size_t>(got))) return false;
+    taken = true;
   }
+  return taken;
 }
 
 Stream::Write TcpStream::write(std::string& data) {

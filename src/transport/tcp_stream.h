@@ -63,8 +63,16 @@ class TcpStream final : public Stream {
   // Reads now, whether reading is on or paused, what the kernel holds for
   // this socket at this moment (no more: a peer that keeps writing cannot
   // keep the call going), and hands it to the handler as a read would.
-  // The end of input is left to the next read.
-  void readNow();
+  // The end of input is left to the next read. True when something was
+  // handed up and the handler took it (its onStreamData returned true).
+  bool readNow();
+  // readNow(), then, when something was read, the handler's
+  // onStreamInputDone as after a read of the loop's.
+  bool pollInput() {
+    if (!readNow()) return false;
+    handler_->onStreamInputDone();
+    return true;
+  }
 
  private:
   static void onAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);

@@ -353,6 +353,106 @@ def test_full_windows_over_tls_and_websocket_keep_every_message_in_order(make_br
     _full_windows(b, kinds * 2, FULL_PER_PUB // 2)
 
 
+# --- Many publishers, one collector -------------------------------------------
+
+FANIN_PROCS = 4
+FANIN_CONNS = 50        # publishers per process: 200 in all
+FANIN_PER_CONN = 400    # 80,000 messages, each to both collectors
+FANIN_PUB_WINDOW = 100  # unacknowledged per publisher
+FANIN_WINDOW = 20       # the collectors' window (limits.max_inflight)
+
+
+def _fanin_publisher(port, proc, q, go):
+    import selectors
+    pubs = [fc.Pub("127.0.0.1", port, "fi-p%d-%d" % (proc, k), version=5 if k % 2 else 4).connect()
+            for k in range(FANIN_CONNS)]
+    sel = selectors.DefaultSelector()
+    for p in pubs:
+        sel.register(p.sock, selectors.EVENT_READ, p)
+    q.put("ready")
+    go.wait(20)
+    deadline = time.monotonic() + 100
+    # Every publisher keeps its window full, with no pause: the broker's
+    # loop has a read of some publisher to do all the time.
+    while any(p.next_seq < FANIN_PER_CONN or p.unacked for p in pubs):
+        assert time.monotonic() < deadline, "publishers not acknowledged in time"
+        for k, p in enumerate(pubs):
+            out = []
+            while p.next_seq < FANIN_PER_CONN and len(p.unacked) < FANIN_PUB_WINDOW:
+                pid = p._pid()
+                pkt = m.publish("fi/%d/%d" % (proc, k), b"%s:%d:" % (p.name, p.next_seq), 1, mid=pid,
+                                v5=p.version == 5)
+                p.unacked[pid] = pkt
+                out.append(pkt)
+                p.next_seq += 1
+            if out:
+                p.sock.sendall(b"".join(out))
+        for key, _ in sel.select(0.05):
+            data = key.fileobj.recv(1 << 16)
+            assert data, "a publisher was disconnected"
+            key.data.feed(data)
+    for p in pubs:
+        p.close()
+    q.put("done")
+
+
+def _metric(b, name):
+    import urllib.request
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % b.http_port, timeout=5).read().decode()
+    mm = re.search(r"^%s (\S+)$" % re.escape(name), body, re.M)
+    assert mm, name + " is not in /metrics"
+    return float(mm.group(1))
+
+
+def test_collectors_fed_by_many_publishers_get_every_message_and_are_read_between_their_reads(make_broker):
+    # One loop, 200 publishers with no pause between messages, two
+    # collectors (3.1.1 and 5.0) on "fi/#" with a window of 20, so that
+    # their windows stay full and their queues long: each collector is read
+    # again, between the publishers' reads, whenever it has acknowledged
+    # (src/transport/ack_poller.h), instead of once per loop turn. A client
+    # that never reads has its window full and its queue growing too, and
+    # must cost nothing of the others. Every message arrives once, in order;
+    # a bystander's round trips stay short.
+    http_port = free_port()
+    b = make_broker(workers=1, limits={"max_queued_messages": 0, "max_inflight": FANIN_WINDOW},
+                    http={"enabled": True, "address": "127.0.0.1", "port": http_port})
+    b.http_port = http_port
+    collectors = [fc.Sub(b.host, b.port, "fi-collector%d" % v, version=v).connect("fi/#", 1) for v in (4, 5)]
+    stuck = fc.Sub(b.host, b.port, "fi-stuck", version=4).connect("fi/#", 1)  # never reads
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    go = ctx.Event()
+    procs = [ctx.Process(target=_fanin_publisher, args=(b.port, i, q, go), daemon=True) for i in range(FANIN_PROCS)]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        assert q.get(timeout=30) == "ready"
+    bystander = fc.Bystander(b.host, b.port, cid="fi-bystander")
+    bystander.start()
+    go.set()
+    total = FANIN_PROCS * FANIN_CONNS * FANIN_PER_CONN
+    ok = fc.run(collectors, lambda: all(c.unique() >= total for c in collectors), 120, chunk=1 << 14)
+    rtt = bystander.stop()
+    assert ok, [(c.cid, c.unique(), total) for c in collectors]
+    for _ in procs:
+        assert q.get(timeout=60) == "done"
+    for p in procs:
+        p.join(10)
+    for c in collectors:
+        assert c.dups == 0 and c.order_errors == 0, (c.cid, c.dups, c.order_errors)
+        for i in range(FANIN_PROCS):
+            for k in range(FANIN_CONNS):
+                name = b"fi-p%d-%d" % (i, k)
+                assert c.unique(name) == FANIN_PER_CONN, (c.cid, name, c.unique(name))
+    assert bystander.error is None, bystander.error
+    assert rtt["n"] > 0 and rtt["p99"] <= BYSTANDER_MAX_S, rtt
+    reads = _metric(b, "petrel_acknowledgement_reads_in_turn_total")
+    print("fan-in: %d messages to each collector, %d reads in turn, bystander %r" % (total, reads, rtt))
+    assert reads > 0
+    for c in collectors + [stuck]:
+        c.close()
+
+
 # --- QoS 1 under a QoS 0 flood, burst flow control ---------------------------
 
 FLOOD_N = 210_000      # 200,000 QoS 0 of 1 KB and 10,000 QoS 1 interleaved

@@ -1,0 +1,62 @@
+// src/transport/ack_poller.h — a busy subscriber's acknowledgements are
+// read between other connections' reads, not once per loop turn.
+//
+// A subscriber whose in-flight window is full gets no more QoS 1/2 messages
+// until it acknowledges some. The loop reads its socket once per turn, like
+// every other, so it gets at most one window per turn. When many publishers
+// keep the loop busy (a fan-in: a thousand devices to one collector), a
+// turn reads every publisher and grows long, and the collector gets one
+// window per long turn while its queue grows: 100 messages per turn of a
+// third of a second, in a measured run (bench/README.md, "Many publishers,
+// one subscriber").
+//
+// So a connection of this loop whose window is full while messages wait in
+// its queue is read again, after other connections' reads in the same turn,
+// at most once every kGapNs. What it has sent by then (its
+// acknowledgements) is handled as a read from the loop would be: its window
+// is refilled from the queue and its output written at once
+// (Connection::onStreamInputDone). A connection stays on the list while
+// it answers: one that has sent nothing for kIdleNs goes back to being read
+// by the loop alone, so a slow client costs no system calls; and at most
+// kMaxConnections are on it (the few collectors of a fan-in, not every
+// subscriber of a fan-out, which the loop reads in each turn anyway).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace petrel {
+
+class Connection;
+struct BrokerStats;
+
+class AckPoller {
+ public:
+  explicit AckPoller(BrokerStats& stats) : stats_(stats) {}
+
+  static constexpr uint64_t kGapNs = 20'000;
+  static constexpr uint64_t kIdleNs = 2'000'000;
+  static constexpr size_t kMaxConnections = 16;
+
+  // After a read of `c` has gone up through its stack and been handled.
+  void onInputDone(Connection& c);
+  // `c` is going away.
+  void remove(Connection& c);
+
+ private:
+  struct Entry {
+    Connection* c;
+    uint64_t answered_ns;  // when it last had something to read
+  };
+  // Its window is full and messages wait for it, on this loop.
+  static bool waiting(const Connection& c);
+  void drop(size_t i);
+
+  std::vector<Entry> list_;
+  uint64_t next_ns_ = 0;  // no pass before this
+  bool polling_ = false;  // inside a pass: its own reads end here too
+  BrokerStats& stats_;  // ack_reads_between_reads
+};
+
+}  // namespace petrel
