@@ -60,6 +60,7 @@ import mqttraw as m  # noqa: E402  (packet builders for the rarely sent packets)
 
 HOST = "127.0.0.1"
 TOPIC_PREFIX = "k9s"
+KEEPALIVE_S = 600
 SHARE_FILTER = "$share/g/%s/#" % TOPIC_PREFIX
 SUB_FILTER = "%s/#" % TOPIC_PREFIX
 
@@ -355,6 +356,7 @@ class Client:
         self.close_deadline = 0.0
         self.connacks = 0
         self.unexpected_drops = 0
+        self.last_sent = 0.0  # when a byte last went to the broker
 
     # -- connection management -------------------------------------------
     def connect_props(self):
@@ -374,7 +376,8 @@ class Client:
         self.sock = s
         self.state = CONNECTING
         self.rbuf = b""
-        self.ob = bytearray(m.connect(self.cid, self.version, clean=False, keepalive=600,
+        self.last_sent = now()
+        self.ob = bytearray(m.connect(self.cid, self.version, clean=False, keepalive=self.soak.args.keepalive,
                                       props=self.connect_props()))
         self.want_write = False
         self.soak.sel.register(s, selectors.EVENT_READ, self)
@@ -438,6 +441,8 @@ class Client:
             self.lost("send: %s" % e)
             return
         del ob[:n]
+        if n:
+            self.last_sent = now()
         if ob:
             if not self.want_write:
                 self.soak.sel.modify(self.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, self)
@@ -500,6 +505,8 @@ class Client:
         pass
 
     def on_other(self, t, body):
+        if t == m.PINGRESP:
+            return
         if t == m.DISCONNECT:
             reason = body[0] if body else 0
             self.soak.problem("%s: DISCONNECT from the broker, reason 0x%02x %r"
@@ -899,6 +906,10 @@ class Soak:
                 if mask & selectors.EVENT_WRITE and c.sock is not None:
                     c.flush()
             for c in clients:
+                if c.state == UP and not c.ob and t - c.last_sent > self.args.keepalive / 2:
+                    # A client with nothing to send while the final drain goes
+                    # on (which can outlast the keep alive) says it is alive.
+                    c.ob += m.pingreq()
                 if c.ob and c.sock is not None:
                     c.flush()
 
@@ -915,7 +926,7 @@ class Soak:
         for c in self.clients:
             rc = m.RawClient(HOST, self.broker.port, version=c.version, timeout=5.0, name=c.cid)
             try:
-                ack = rc.connect(c.cid, clean=False, keepalive=600, props=c.connect_props())
+                ack = rc.connect(c.cid, clean=False, keepalive=self.args.keepalive, props=c.connect_props())
                 if ack.session_present:
                     raise SoakError("%s: session present on a fresh store" % c.cid)
                 if isinstance(c, Subscriber):
@@ -1268,6 +1279,8 @@ def parse_args(argv=None):
     ap.add_argument("--store-mb", type=int, default=32768,
                     help="persistence.max_size_mb (above 90%% of it the broker drops new messages)")
     ap.add_argument("--log-level", default="notice", help="broker log level")
+    ap.add_argument("--keepalive", type=int, default=KEEPALIVE_S,
+                    help="keep alive of every client (s); one with nothing to send pings after half of it")
     ap.add_argument("--final-s", type=float, default=60.0,
                     help="deadline for the publishers to complete after the last start")
     ap.add_argument("--drain-idle-s", type=float, default=30.0,
