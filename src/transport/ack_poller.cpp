@@ -21,30 +21,38 @@ void AckPoller::drop(size_t i) {
 
 void AckPoller::onInputDone(Connection& c) {
   if (polling_) return;
-  if (!c.in_ack_poller) {
-    if (list_.size() < kMaxConnections && waiting(c)) {
-      c.in_ack_poller = true;
-      list_.push_back({&c, uv_hrtime()});
-    }
+  if (!c.in_ack_poller && (list_.size() >= kMaxConnections || !waiting(c))) {
     if (list_.empty()) return;
   }
   const uint64_t now = uv_hrtime();
   if (c.in_ack_poller) {
-    for (Entry& e : list_)
-      if (e.c == &c) e.answered_ns = now;  // the loop has just read it
+    for (Entry& e : list_) {
+      if (e.c == &c) {  // the loop has just read it
+        e.next_ns = now + kMinGapNs;
+        e.gap_ns = kMinGapNs;
+      }
+    }
+  } else if (list_.size() < kMaxConnections && waiting(c)) {
+    c.in_ack_poller = true;
+    list_.push_back({&c, now + kMinGapNs, kMinGapNs});
   }
   if (now < next_ns_) return;
-  next_ns_ = now + kGapNs;
+  next_ns_ = now + kMinGapNs;
   polling_ = true;
   for (size_t i = 0; i < list_.size();) {
     Entry& e = list_[i];
-    if (!waiting(*e.c) || now - e.answered_ns > kIdleNs) {
+    if (!waiting(*e.c)) {
       drop(i);
       continue;
     }
-    if (e.c != &c && e.c->pollInput()) {
-      e.answered_ns = now;
-      ++stats_.ack_reads_between_reads;
+    if (now >= e.next_ns) {
+      if (e.c->pollInput()) {
+        e.gap_ns = kMinGapNs;
+        ++stats_.ack_reads_between_reads;
+      } else if (e.gap_ns < kMaxGapNs) {
+        e.gap_ns *= 2;
+      }
+      e.next_ns = now + e.gap_ns;
     }
     ++i;
   }

@@ -11,15 +11,18 @@
 // one subscriber").
 //
 // So a connection of this loop whose window is full while messages wait in
-// its queue is read again, after other connections' reads in the same turn,
-// at most once every kGapNs. What it has sent by then (its
-// acknowledgements) is handled as a read from the loop would be: its window
-// is refilled from the queue and its output written at once
-// (Connection::onStreamInputDone). A connection stays on the list while
-// it answers: one that has sent nothing for kIdleNs goes back to being read
-// by the loop alone, so a slow client costs no system calls; and at most
-// kMaxConnections are on it (the few collectors of a fan-in, not every
-// subscriber of a fan-out, which the loop reads in each turn anyway).
+// its queue is read again after other connections' reads in the same turn.
+// What it has sent by then (its acknowledgements) is handled as a read from
+// the loop would be: its window is refilled from the queue and its output
+// written at once (Connection::onStreamInputDone). A read that finds
+// nothing doubles the time before that connection is read so again (from
+// kMinGapNs up to kMaxGapNs), and one that finds something, or a read of
+// the loop's, brings it back to kMinGapNs: a collector that answers at once
+// is read every few tens of microseconds of the turn, a slow client a few
+// hundred times a second at most. A connection leaves the list once its
+// window has room or its queue is empty, and at most kMaxConnections are on
+// it (the few collectors of a fan-in, not every subscriber of a fan-out,
+// which the loop reads in each turn anyway).
 #pragma once
 
 #include <cstddef>
@@ -35,8 +38,8 @@ class AckPoller {
  public:
   explicit AckPoller(BrokerStats& stats) : stats_(stats) {}
 
-  static constexpr uint64_t kGapNs = 20'000;
-  static constexpr uint64_t kIdleNs = 2'000'000;
+  static constexpr uint64_t kMinGapNs = 20'000;
+  static constexpr uint64_t kMaxGapNs = 5'000'000;
   static constexpr size_t kMaxConnections = 16;
 
   // After a read of `c` has gone up through its stack and been handled.
@@ -47,7 +50,8 @@ class AckPoller {
  private:
   struct Entry {
     Connection* c;
-    uint64_t answered_ns;  // when it last had something to read
+    uint64_t next_ns;  // not read again before
+    uint64_t gap_ns;   // after a read that found nothing: doubled
   };
   // Its window is full and messages wait for it, on this loop.
   static bool waiting(const Connection& c);
