@@ -10,7 +10,8 @@ namespace petrel {
 
 bool AckPoller::waiting(const Connection& c) {
   const Session* s = c.session;
-  return s && c.pollable() && s->windowFree() == 0 && s->queuedCount() > 0;
+  // A share group's member: the group's queue waits for its window.
+  return s && c.pollable() && s->windowFree() == 0 && (s->queuedCount() > 0 || s->has_shared);
 }
 
 void AckPoller::drop(size_t i) {
@@ -21,9 +22,7 @@ void AckPoller::drop(size_t i) {
 
 void AckPoller::onInputDone(Connection& c) {
   if (polling_) return;
-  if (!c.in_ack_poller && (list_.size() >= kMaxConnections || !waiting(c))) {
-    if (list_.empty()) return;
-  }
+  if (!c.in_ack_poller && list_.empty() && !waiting(c)) return;
   const uint64_t now = uv_hrtime();
   if (c.in_ack_poller) {
     for (Entry& e : list_) {
@@ -32,9 +31,20 @@ void AckPoller::onInputDone(Connection& c) {
         e.gap_ns = kMinGapNs;
       }
     }
-  } else if (list_.size() < kMaxConnections && waiting(c)) {
-    c.in_ack_poller = true;
-    list_.push_back({&c, now + kMinGapNs, kMinGapNs});
+  } else if (waiting(c)) {
+    if (list_.size() >= kMaxConnections) {
+      // Full: the connection that has gone longest without answering
+      // makes room, if it has missed several reads in a row (slow clients
+      // with full windows must not keep a collector out).
+      size_t slowest = 0;
+      for (size_t i = 1; i < list_.size(); ++i)
+        if (list_[i].gap_ns > list_[slowest].gap_ns) slowest = i;
+      if (list_[slowest].gap_ns >= kEvictGapNs) drop(slowest);
+    }
+    if (list_.size() < kMaxConnections) {
+      c.in_ack_poller = true;
+      list_.push_back({&c, now + kMinGapNs, kMinGapNs});
+    }
   }
   if (now < next_ns_) return;
   next_ns_ = now + kMinGapNs;

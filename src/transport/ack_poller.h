@@ -20,9 +20,11 @@
 // the loop's, brings it back to kMinGapNs: a collector that answers at once
 // is read every few tens of microseconds of the turn, a slow client a few
 // hundred times a second at most. A connection leaves the list once its
-// window has room or its queue is empty, and at most kMaxConnections are on
-// it (the few collectors of a fan-in, not every subscriber of a fan-out,
-// which the loop reads in each turn anyway).
+// window has room or nothing waits for it (its queue is empty, and it is no
+// share group's member). At most kMaxConnections are on it (the few
+// collectors of a fan-in, not every subscriber of a fan-out, which the loop
+// reads in each turn anyway); when it is full, one that has not answered
+// several reads in a row gives its place to a newcomer.
 #pragma once
 
 #include <cstddef>
@@ -40,6 +42,9 @@ class AckPoller {
 
   static constexpr uint64_t kMinGapNs = 20'000;
   static constexpr uint64_t kMaxGapNs = 5'000'000;
+  // Full list: an entry whose reads found nothing this many times in a row
+  // (its gap has grown to this) gives its place to a new one.
+  static constexpr uint64_t kEvictGapNs = kMinGapNs << 4;
   static constexpr size_t kMaxConnections = 16;
 
   // After a read of `c` has gone up through its stack and been handled.

@@ -404,20 +404,26 @@ def _metric(b, name):
     return float(mm.group(1))
 
 
-def test_collectors_fed_by_many_publishers_get_every_message_and_are_read_between_their_reads(make_broker):
+@pytest.mark.parametrize("share_group", [False, True], ids=["subscribers", "share_group"])
+def test_collectors_fed_by_many_publishers_get_every_message_and_are_read_between_their_reads(make_broker,
+                                                                                             share_group):
     # One loop, 200 publishers with no pause between messages, two
-    # collectors (3.1.1 and 5.0) on "fi/#" with a window of 20, so that
-    # their windows stay full and their queues long: each collector is read
-    # again, between the publishers' reads, whenever it has acknowledged
-    # (src/transport/ack_poller.h), instead of once per loop turn. A client
-    # that never reads has its window full and its queue growing too, and
-    # must cost nothing of the others. Every message arrives once, in order;
-    # a bystander's round trips stay short.
+    # collectors (3.1.1 and 5.0) with a window of 20, so that their windows
+    # stay full and a queue waits for them: each collector is read again,
+    # between the publishers' reads, whenever it has acknowledged
+    # (src/transport/ack_poller.h), instead of once per loop turn. Either
+    # each collector subscribes to "fi/#" and gets every message, or both
+    # are the members of one share group, which gets every message once. A
+    # client that never reads has its window full and its queue growing too,
+    # and must cost nothing of the others. Every message arrives (once, in
+    # order); a bystander's round trips stay short.
     http_port = free_port()
     b = make_broker(workers=1, limits={"max_queued_messages": 0, "max_inflight": FANIN_WINDOW},
+                    shared={"max_queued_messages": 0},
                     http={"enabled": True, "address": "127.0.0.1", "port": http_port})
     b.http_port = http_port
-    collectors = [fc.Sub(b.host, b.port, "fi-collector%d" % v, version=v).connect("fi/#", 1) for v in (4, 5)]
+    filt = "$share/collectors/fi/#" if share_group else "fi/#"
+    collectors = [fc.Sub(b.host, b.port, "fi-collector%d" % v, version=v).connect(filt, 1) for v in (4, 5)]
     stuck = fc.Sub(b.host, b.port, "fi-stuck", version=4).connect("fi/#", 1)  # never reads
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
@@ -431,7 +437,11 @@ def test_collectors_fed_by_many_publishers_get_every_message_and_are_read_betwee
     bystander.start()
     go.set()
     total = FANIN_PROCS * FANIN_CONNS * FANIN_PER_CONN
-    ok = fc.run(collectors, lambda: all(c.unique() >= total for c in collectors), 120, chunk=1 << 14)
+    if share_group:
+        done = lambda: sum(c.unique() for c in collectors) >= total  # noqa: E731
+    else:
+        done = lambda: all(c.unique() >= total for c in collectors)  # noqa: E731
+    ok = fc.run(collectors, done, 120, chunk=1 << 14)
     rtt = bystander.stop()
     assert ok, [(c.cid, c.unique(), total) for c in collectors]
     for _ in procs:
@@ -440,14 +450,23 @@ def test_collectors_fed_by_many_publishers_get_every_message_and_are_read_betwee
         p.join(10)
     for c in collectors:
         assert c.dups == 0 and c.order_errors == 0, (c.cid, c.dups, c.order_errors)
-        for i in range(FANIN_PROCS):
-            for k in range(FANIN_CONNS):
-                name = b"fi-p%d-%d" % (i, k)
+    names = [b"fi-p%d-%d" % (i, k) for i in range(FANIN_PROCS) for k in range(FANIN_CONNS)]
+    if share_group:
+        # Once across the group: no message reached both members.
+        a, z = (set(c.first_seen) for c in collectors)
+        assert not (a & z), sorted(a & z)[:5]
+        assert len(a) + len(z) == total, (len(a), len(z), total)
+        assert all(c.unique() > 0 for c in collectors), [c.unique() for c in collectors]
+        for name in names:
+            assert sum(c.unique(name) for c in collectors) == FANIN_PER_CONN, name
+    else:
+        for c in collectors:
+            for name in names:
                 assert c.unique(name) == FANIN_PER_CONN, (c.cid, name, c.unique(name))
     assert bystander.error is None, bystander.error
     assert rtt["n"] > 0 and rtt["p99"] <= BYSTANDER_MAX_S, rtt
     reads = _metric(b, "petrel_acknowledgement_reads_in_turn_total")
-    print("fan-in: %d messages to each collector, %d reads in turn, bystander %r" % (total, reads, rtt))
+    print("fan-in: %d messages, %d reads in turn, bystander %r" % (total, reads, rtt))
     assert reads > 0
     for c in collectors + [stuck]:
         c.close()
