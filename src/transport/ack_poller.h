@@ -6,9 +6,11 @@
 // every other, so it gets at most one window per turn. When many publishers
 // keep the loop busy (a fan-in: a thousand devices to one collector), a
 // turn reads every publisher and grows long, and the collector gets one
-// window per long turn while its queue grows: 100 messages per turn of a
-// third of a second, in a measured run (bench/README.md, "Many publishers,
-// one subscriber").
+// window per long turn while its queue grows. Once the broker cannot keep
+// up, turns grow longer still and the collector's share falls further: 100
+// messages per turn of a third of a second, with the broker sharing its
+// core, in a measured run (bench/README.md, "Many publishers, one
+// collector").
 //
 // So a connection of this loop whose window is full while messages wait in
 // its queue is read again after other connections' reads in the same turn.
