@@ -277,6 +277,22 @@ def _full_publisher(port, i, q, go, n, subs):
     p.close()
 
 
+def _start_all(procs, q):
+    """Starts the publisher processes and waits until each has connected."""
+    for p in procs:
+        p.start()
+    for _ in procs:
+        assert q.get(timeout=30) == "ready"
+
+
+def _finish_all(procs, q):
+    """Waits until each publisher process has had everything acknowledged."""
+    for _ in procs:
+        assert q.get(timeout=60) == "done"
+    for p in procs:
+        p.join(10)
+
+
 def _full_windows(b, transports, per_pub):
     """Durable subscribers (both versions), each reached as `transports[k]`
     says: (port, TLS context or None, WebSocket or not). Three publishers on
@@ -299,18 +315,12 @@ def _full_windows(b, transports, per_pub):
     go = ctx.Event()
     pubs = [ctx.Process(target=_full_publisher, args=(b.port, i, q, go, per_pub, n_subs), daemon=True)
             for i in range(FULL_PUBS)]
-    for p in pubs:
-        p.start()
-    for _ in pubs:
-        assert q.get(timeout=20) == "ready"
+    _start_all(pubs, q)
     go.set()
     done = lambda: all(s.unique() >= FULL_PUBS * want[s.cid] for s in subs)  # noqa: E731
     ok = fc.run(subs, done, 120, chunk=1 << 13)
     assert ok, [(s.cid, s.unique(), FULL_PUBS * want[s.cid]) for s in subs]
-    for _ in pubs:
-        assert q.get(timeout=60) == "done"
-    for p in pubs:
-        p.join(10)
+    _finish_all(pubs, q)
     for s in subs:
         assert s.dups_qos2 == 0 and s.order_errors == 0, (s.cid, s.dups_qos2, s.order_errors)
         assert s.dups == 0, (s.cid, s.dups)
@@ -429,10 +439,7 @@ def test_collectors_fed_by_many_publishers_get_every_message_and_are_read_betwee
     q = ctx.Queue()
     go = ctx.Event()
     procs = [ctx.Process(target=_fanin_publisher, args=(b.port, i, q, go), daemon=True) for i in range(FANIN_PROCS)]
-    for p in procs:
-        p.start()
-    for _ in procs:
-        assert q.get(timeout=30) == "ready"
+    _start_all(procs, q)
     bystander = fc.Bystander(b.host, b.port, cid="fi-bystander")
     bystander.start()
     go.set()
@@ -444,10 +451,7 @@ def test_collectors_fed_by_many_publishers_get_every_message_and_are_read_betwee
     ok = fc.run(collectors, done, 120, chunk=1 << 14)
     rtt = bystander.stop()
     assert ok, [(c.cid, c.unique(), total) for c in collectors]
-    for _ in procs:
-        assert q.get(timeout=60) == "done"
-    for p in procs:
-        p.join(10)
+    _finish_all(procs, q)
     for c in collectors:
         assert c.dups == 0 and c.order_errors == 0, (c.cid, c.dups, c.order_errors)
     names = [b"fi-p%d-%d" % (i, k) for i in range(FANIN_PROCS) for k in range(FANIN_CONNS)]
