@@ -368,11 +368,13 @@ def test_full_windows_over_tls_and_websocket_keep_every_message_in_order(make_br
 FANIN_PROCS = 4
 FANIN_CONNS = 50        # publishers per process: 200 in all
 FANIN_PER_CONN = 400    # 80,000 messages, each to both collectors
+FANIN_MANY = 24         # collectors at once: more than AckPoller's list holds (16)
+FANIN_MANY_PER_CONN = 60
 FANIN_PUB_WINDOW = 100  # unacknowledged per publisher
 FANIN_WINDOW = 20       # the collectors' window (limits.max_inflight)
 
 
-def _fanin_publisher(port, proc, q, go):
+def _fanin_publisher(port, proc, q, go, per_conn):
     import selectors
     pubs = [fc.Pub("127.0.0.1", port, "fi-p%d-%d" % (proc, k), version=5 if k % 2 else 4).connect()
             for k in range(FANIN_CONNS)]
@@ -384,11 +386,11 @@ def _fanin_publisher(port, proc, q, go):
     deadline = time.monotonic() + 100
     # Every publisher keeps its window full, with no pause: the broker's
     # loop has a read of some publisher to do all the time.
-    while any(p.next_seq < FANIN_PER_CONN or p.unacked for p in pubs):
+    while any(p.next_seq < per_conn or p.unacked for p in pubs):
         assert time.monotonic() < deadline, "publishers not acknowledged in time"
         for k, p in enumerate(pubs):
             out = []
-            while p.next_seq < FANIN_PER_CONN and len(p.unacked) < FANIN_PUB_WINDOW:
+            while p.next_seq < per_conn and len(p.unacked) < FANIN_PUB_WINDOW:
                 pid = p._pid()
                 pkt = m.publish("fi/%d/%d" % (proc, k), b"%s:%d:" % (p.name, p.next_seq), 1, mid=pid,
                                 v5=p.version == 5)
@@ -414,16 +416,22 @@ def _metric(b, name):
     return float(mm.group(1))
 
 
-@pytest.mark.parametrize("share_group", [False, True], ids=["subscribers", "share_group"])
-def test_collectors_fed_by_many_publishers_get_every_message_and_are_read_between_their_reads(make_broker,
-                                                                                             share_group):
+@pytest.mark.parametrize("share_group,n_collectors,per_conn",
+                         [(False, 2, FANIN_PER_CONN), (True, 2, FANIN_PER_CONN),
+                          (False, FANIN_MANY, FANIN_MANY_PER_CONN)],
+                         ids=["subscribers", "share_group", "more_collectors_than_the_list"])
+def test_collectors_fed_by_many_publishers_get_every_message_and_are_read_between_their_reads(
+        make_broker, share_group, n_collectors, per_conn):
     # One loop, 200 publishers with no pause between messages, two
     # collectors (3.1.1 and 5.0) with a window of 20, so that their windows
     # stay full and a queue waits for them: each collector is read again,
     # between the publishers' reads, whenever it has acknowledged
     # (src/transport/ack_poller.h), instead of once per loop turn. Either
     # each collector subscribes to "fi/#" and gets every message, or both
-    # are the members of one share group, which gets every message once. A
+    # are the members of one share group, which gets every message once;
+    # or 24 subscribers, more than the 16 connections the poller keeps
+    # (src/transport/ack_poller.h), so that it turns some away and makes
+    # room among the rest, and each must still get every message. A
     # client that never reads has its window full and its queue growing too,
     # and must cost nothing of the others. Every message arrives (once, in
     # order); a bystander's round trips stay short.
@@ -433,17 +441,18 @@ def test_collectors_fed_by_many_publishers_get_every_message_and_are_read_betwee
                     http={"enabled": True, "address": "127.0.0.1", "port": http_port})
     b.http_port = http_port
     filt = "$share/collectors/fi/#" if share_group else "fi/#"
-    collectors = [fc.Sub(b.host, b.port, "fi-collector%d" % v, version=v).connect(filt, 1) for v in (4, 5)]
+    collectors = [fc.Sub(b.host, b.port, "fi-collector%d" % k, version=4 + k % 2).connect(filt, 1)
+                  for k in range(n_collectors)]
     stuck = fc.Sub(b.host, b.port, "fi-stuck", version=4).connect("fi/#", 1)  # never reads
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
     go = ctx.Event()
-    procs = [ctx.Process(target=_fanin_publisher, args=(b.port, i, q, go), daemon=True) for i in range(FANIN_PROCS)]
+    procs = [ctx.Process(target=_fanin_publisher, args=(b.port, i, q, go, per_conn), daemon=True) for i in range(FANIN_PROCS)]
     _start_all(procs, q)
     bystander = fc.Bystander(b.host, b.port, cid="fi-bystander")
     bystander.start()
     go.set()
-    total = FANIN_PROCS * FANIN_CONNS * FANIN_PER_CONN
+    total = FANIN_PROCS * FANIN_CONNS * per_conn
     if share_group:
         done = lambda: sum(c.unique() for c in collectors) >= total  # noqa: E731
     else:
@@ -462,11 +471,11 @@ def test_collectors_fed_by_many_publishers_get_every_message_and_are_read_betwee
         assert len(a) + len(z) == total, (len(a), len(z), total)
         assert all(c.unique() > 0 for c in collectors), [c.unique() for c in collectors]
         for name in names:
-            assert sum(c.unique(name) for c in collectors) == FANIN_PER_CONN, name
+            assert sum(c.unique(name) for c in collectors) == per_conn, name
     else:
         for c in collectors:
             for name in names:
-                assert c.unique(name) == FANIN_PER_CONN, (c.cid, name, c.unique(name))
+                assert c.unique(name) == per_conn, (c.cid, name, c.unique(name))
     assert bystander.error is None, bystander.error
     assert rtt["n"] > 0 and rtt["p99"] <= BYSTANDER_MAX_S, rtt
     reads = _metric(b, "petrel_acknowledgement_reads_in_turn_total")
