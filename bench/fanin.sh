@@ -15,7 +15,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bench=${MQTTBENCH:?set MQTTBENCH to the mqttbench binary}
-broker=${BROKER:-$here/petrel.sh {port}}
+broker=${BROKER:-"$here/petrel.sh {port}"}
 port=${PORT:-18961}
 pubs=("$@")
 [[ ${#pubs[@]} -gt 0 ]] || pubs=(300 1000)
