@@ -87,6 +87,9 @@ class Broker : private BrokerParts {
   void onWritable(Connection& c);          // output drained below the high-water mark
   // A read of c has been handled (src/transport/ack_poller.h).
   void onInputDone(Connection& c) { ack_poller_.onInputDone(c); }
+  // A worker loop's read of a full-window subscriber, handled ahead of other
+  // input (src/transport/io_workers.h).
+  void countUrgentRead() { ++stats_.ack_reads_between_reads; }
   void onBridgeConnected(Connection& c, int status) { bridges_.onConnected(c, status); }
   void accountOutput(Connection& c) { budget_.account(c); }
   // MQTT bytes (plaintext) read from and handed to a connection's stack.

@@ -195,11 +195,21 @@ void Connection::onStreamInputDone() {
   // end of the turn, so that it can answer while the turn goes on, and its
   // answer is read in the next turn rather than the one after. Under load
   // that is most of a queued message's wait (bench/README.md, "A full
-  // window's output goes at once"). Only on this loop's own sockets, plain,
-  // TLS or WebSocket (called once the read has gone up through every
-  // layer): a worker loop's connections get their output in one batch per
-  // turn.
-  if (dirty_ && !closing_ && !remote_ && session && session->windowFree() == 0) flush();
+  // window's output goes at once"). On this loop's own sockets, plain,
+  // TLS or WebSocket, this is called once the read has gone up through
+  // every layer.
+  //
+  // On a worker loop's socket it is called after each read the worker
+  // passed on. Such a subscriber, its window full while messages wait for
+  // it, is moved to the urgent lane (src/transport/io_workers.h): its reads
+  // are handled ahead of other connections' input, and its output goes to
+  // the worker at once rather than in the main loop's turn's batch.
+  const bool full = !closing_ && session && session->windowFree() == 0;
+  if (remote_) {
+    if (remote().inUrgentLane()) broker_.countUrgentRead();
+    remote().setUrgent(full && (session->queuedCount() > 0 || session->has_shared));
+  }
+  if (dirty_ && full && (!remote_ || remote().urgent())) flush();
   broker_.onInputDone(*this);
 }
 

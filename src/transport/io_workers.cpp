@@ -83,6 +83,12 @@ class WorkerConn final : private StreamHandler {
         if (!closed_) tcp_.readNow();
         post(IoEvent::Kind::Synced);
         break;
+      case IoCommand::Kind::Lane:
+        // The last event in the old lane; the main loop handles what comes
+        // in the new one after it.
+        post(IoEvent::Kind::Lane, c.urgent);
+        urgent_ = c.urgent;
+        break;
       case IoCommand::Kind::Start:
       case IoCommand::Kind::Resume:
       case IoCommand::Kind::Stop:
@@ -128,12 +134,12 @@ class WorkerConn final : private StreamHandler {
     e.kind = k;
     e.detail = detail;
     e.stream = owner_;
-    auto& events = w_->batch().events;
+    auto& events = w_->batch(urgent_).events;
     events.push_back(e);
     return events.back();
   }
   void postBytes(IoEvent::Kind k, uint8_t detail, const void* data, size_t len) {
-    std::string& bytes = w_->batch().bytes;
+    std::string& bytes = w_->batch(urgent_).bytes;
     IoEvent& e = post(k, detail);
     e.off = static_cast<uint32_t>(bytes.size());
     e.len = static_cast<uint32_t>(len);
@@ -184,10 +190,13 @@ class WorkerConn final : private StreamHandler {
   }
   void onStreamActivity() override {
     checkHandshake();
-    auto& events = w_->batch().events;
+    auto& events = w_->batch(urgent_).events;
     // One per connection and turn is enough: it only says "alive".
     if (!events.empty() && events.back().stream == owner_ && events.back().kind == IoEvent::Kind::Activity) return;
     post(IoEvent::Kind::Activity);
+  }
+  void onStreamInputDone() override {
+    if (urgent_) w_->postUrgent();
   }
   void onStreamOutput() override { markDirty(); }
   void onStreamWritable(bool ok) override {
@@ -217,6 +226,7 @@ class WorkerConn final : private StreamHandler {
   bool paused_by_owner_ = false;  // PauseReading (the CONNECT's password check)
   bool shutdown_pending_ = false;
   bool closed_ = false;
+  bool urgent_ = false;  // its events go in the urgent lane (Lane)
 };
 
 // ---- RemoteStream (main loop) ----
@@ -235,7 +245,49 @@ RemoteStream::RemoteStream(IoWorker& w, int fd, const tls::TlsContext* tls, cons
   worker_.all().connectionStarted(worker_);
 }
 
-RemoteStream::~RemoteStream() = default;
+RemoteStream::~RemoteStream() {
+  if (want_urgent_) worker_.all().releaseUrgent();
+}
+
+void RemoteStream::setUrgent(bool on) {
+  if (on == want_urgent_ || closed_) return;
+  if (on && !worker_.all().takeUrgent()) return;
+  if (!on) worker_.all().releaseUrgent();
+  want_urgent_ = on;
+  IoCommand c;
+  c.kind = IoCommand::Kind::Lane;
+  c.conn = remote_;
+  c.urgent = on;
+  worker_.command(std::move(c));
+}
+
+void RemoteStream::receive(const IoEvent& e, const std::string& bytes, bool urgent_lane) {
+  if (urgent_lane != lane_urgent_) {
+    // Ahead of the Lane event that ends the other lane: kept until then.
+    Deferred d{e, urgent_lane};
+    if (e.len) {
+      d.e.off = static_cast<uint32_t>(deferred_bytes_.size());
+      deferred_bytes_.append(bytes, e.off, e.len);
+    }
+    deferred_.push_back(d);
+    return;
+  }
+  if (e.kind != IoEvent::Kind::Lane) {
+    onEvent(e, bytes);  // after Closed, this is gone
+    return;
+  }
+  lane_urgent_ = e.detail != 0;
+  if (deferred_.empty()) return;
+  std::vector<Deferred> held;
+  std::string held_bytes;
+  held.swap(deferred_);
+  held_bytes.swap(deferred_bytes_);
+  for (const Deferred& d : held) {
+    const bool last = d.e.kind == IoEvent::Kind::Closed;
+    receive(d.e, held_bytes, d.urgent_lane);
+    if (last) return;  // this is gone
+  }
+}
 
 void RemoteStream::send(IoCommand::Kind k) {
   if (closed_) return;
@@ -329,7 +381,10 @@ void RemoteStream::onEvent(const IoEvent& e, const std::string& bytes) {
   if (closed_) return;
   switch (e.kind) {
     case IoEvent::Kind::Data:
-      handler_->onStreamData(reinterpret_cast<const uint8_t*>(bytes.data()) + e.off, e.len);
+      // A read on the worker is one Data event: handled as one here, and
+      // then its end (Connection::onStreamInputDone).
+      if (handler_->onStreamData(reinterpret_cast<const uint8_t*>(bytes.data()) + e.off, e.len) && !closed_)
+        handler_->onStreamInputDone();
       break;
     case IoEvent::Kind::Activity:
       handler_->onStreamActivity();
@@ -358,6 +413,7 @@ void RemoteStream::onEvent(const IoEvent& e, const std::string& bytes) {
       handler_->onStreamEnd(static_cast<StreamEnd>(e.detail));
       break;
     case IoEvent::Kind::Synced:
+    case IoEvent::Kind::Lane:
     case IoEvent::Kind::Closed:
       break;
   }
@@ -503,10 +559,15 @@ void IoWorker::endOfTurn() {
     for (WorkerConn* c : batch)
       if (c) c->flush();
   }
-  if (out_.events.empty()) return;
-  const uint64_t unhandled = unhandled_ += out_.bytes.size();
-  out_.from = this;
-  all_.post(out_);
+  post(urgent_out_, true);
+  post(out_, false);
+}
+
+void IoWorker::post(IoEventBatch& b, bool urgent) {
+  if (b.events.empty()) return;
+  const uint64_t unhandled = unhandled_ += b.bytes.size();
+  b.from = this;
+  all_.post(b, urgent);
   if (!paused_ && unhandled > kUnhandledHigh) {
     // The main loop is behind on this loop's input: stop reading until it
     // has caught up (it sends Resume). Flagged first, then checked again:
@@ -618,11 +679,12 @@ void IoWorkers::connectionClosed(IoWorker& w) {
   --live_;
 }
 
-void IoWorkers::post(IoEventBatch& b) {
+void IoWorkers::post(IoEventBatch& b, bool urgent) {
   IoWorker* from = b.from;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    inbox_.push_back(std::move(b));
+    (urgent ? urgent_inbox_ : inbox_).push_back(std::move(b));
+    if (urgent) urgent_waiting_.store(true, std::memory_order_relaxed);
     b = IoEventBatch();
     if (!from->spares_.empty()) {
       b = std::move(from->spares_.back());
@@ -634,29 +696,64 @@ void IoWorkers::post(IoEventBatch& b) {
 
 void IoWorkers::onEvents(uv_async_t* h) { static_cast<IoWorkers*>(h->data)->handleEvents(); }
 
+bool IoWorkers::anyBehind() const {
+  // A worker is behind on output: no more input (and so no more output)
+  // until it has caught up; it wakes this loop then.
+  return !stopping_ && std::any_of(workers_.begin(), workers_.end(), [](const auto& w) { return w->behind(); });
+}
+
+void IoWorkers::handleBatch(IoEventBatch& b, bool urgent) {
+  size_t i = 0;
+  for (const IoEvent& e : b.events) {
+    e.stream->receive(e, b.bytes, urgent);
+    // An ordinary batch may hold thousands of packets: a collector's
+    // acknowledgements that came meanwhile are handled between them.
+    if (!urgent && ++i % kUrgentCheck == 0 && urgent_waiting_.load(std::memory_order_relaxed) && handleUrgent())
+      flush();
+  }
+  IoWorker* from = b.from;
+  from->handledBatch(b.bytes.size());
+  // Back to its loop for reuse, unless it grew large.
+  if (b.bytes.capacity() <= kSpareMaxBytes) {
+    b.events.clear();
+    b.bytes.clear();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (from->spares_.size() < kSpares) from->spares_.push_back(std::move(b));
+  }
+}
+
+bool IoWorkers::handleUrgent() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (IoEventBatch& b : urgent_inbox_) urgent_work_.push_back(std::move(b));
+    urgent_inbox_.clear();
+    urgent_waiting_.store(false, std::memory_order_relaxed);
+  }
+  bool any = false;
+  while (!urgent_work_.empty() && !anyBehind()) {
+    IoEventBatch b = std::move(urgent_work_.front());
+    urgent_work_.pop_front();
+    handleBatch(b, true);
+    any = true;
+  }
+  return any;
+}
+
 void IoWorkers::handleEvents() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (IoEventBatch& b : inbox_) work_.push_back(std::move(b));
     inbox_.clear();
   }
-  while (!work_.empty()) {
-    // A worker is behind on output: no more input (and so no more output)
-    // until it has caught up; it wakes this loop then.
-    if (!stopping_ && std::any_of(workers_.begin(), workers_.end(), [](const auto& w) { return w->behind(); }))
-      break;
+  for (;;) {
+    // A collector's acknowledgements: handled before the next batch, and
+    // the window they refilled goes out now rather than after the rest
+    // (Connection::onStreamInputDone wrote it to its stream).
+    if (handleUrgent() && !work_.empty()) flush();
+    if (work_.empty() || anyBehind()) break;
     IoEventBatch b = std::move(work_.front());
     work_.pop_front();
-    for (const IoEvent& e : b.events) e.stream->onEvent(e, b.bytes);
-    IoWorker* from = b.from;
-    from->handledBatch(b.bytes.size());
-    // Back to its loop for reuse, unless it grew large.
-    if (b.bytes.capacity() <= kSpareMaxBytes) {
-      b.events.clear();
-      b.bytes.clear();
-      std::lock_guard<std::mutex> lock(mu_);
-      if (from->spares_.size() < kSpares) from->spares_.push_back(std::move(b));
-    }
+    handleBatch(b, false);
   }
   // What the events caused (closes, above all while shutting down, when the
   // main loop's own end-of-turn hooks are gone) goes out now.

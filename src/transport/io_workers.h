@@ -67,8 +67,21 @@ std::unique_ptr<Stream> makeServerLayers(Stream& tcp, const tls::TlsContext* tls
 
 // main -> worker
 struct IoCommand {
-  enum class Kind : uint8_t { Start, Write, WindDown, Shutdown, Close, PauseReading, ResumeReading, Sync, Resume, Stop };
+  enum class Kind : uint8_t {
+    Start,
+    Write,
+    WindDown,
+    Shutdown,
+    Close,
+    PauseReading,
+    ResumeReading,
+    Sync,
+    Lane,
+    Resume,
+    Stop
+  };
   Kind kind;
+  bool urgent = false;  // Lane: the lane the connection's events take from now on
   WorkerConn* conn = nullptr;
   int fd = -1;  // Start
   // Write: a range of the batch's bytes (IoWorker::pending_bytes_, then
@@ -93,10 +106,11 @@ struct SharedPacket {
 
 // worker -> main
 struct IoEvent {
-  enum class Kind : uint8_t { Data, Activity, Handshake, Written, WriteFailed, End, Synced, Closed };
+  enum class Kind : uint8_t { Data, Activity, Handshake, Written, WriteFailed, End, Synced, Lane, Closed };
   Kind kind;
   // Handshake: true when every layer's handshake is done, false when only
-  // TLS's is. End: the StreamEnd.
+  // TLS's is. End: the StreamEnd. Lane: the connection's last event in this
+  // lane; the rest come in the urgent lane (1) or the ordinary one (0).
   uint8_t detail = 0;
   RemoteStream* stream = nullptr;
   // Data, Handshake (the client certificate's common name): a range of the
@@ -107,6 +121,24 @@ struct IoEvent {
   uint32_t len = 0;
 };
 
+// Events go to the main loop in two lanes. The ordinary lane carries a
+// worker's turn of input, which under a fan-in is the PUBLISH of hundreds
+// of publishers; the main loop handles its batches in order, so a
+// collector's acknowledgements read in a worker's turn would wait behind
+// every batch before it, and its window of messages would be refilled once
+// per main-loop turn at best (bench/README.md, "Many publishers, one
+// collector"). A subscriber whose window is full while messages wait for
+// it (RemoteStream::setUrgent) is moved to the urgent lane: the worker
+// hands its events over as soon as its read is done, and the main loop
+// handles them ahead of the ordinary batches, between any two of them,
+// then hands the refilled window's output back at once.
+//
+// A connection's events stay in order: on a Lane command the worker puts a
+// Lane event in the old lane, after everything the connection has sent
+// there, and posts the rest in the new one; the main loop keeps what comes
+// in the new lane (RemoteStream::deferred_) until it has handled that Lane
+// event. Events of different connections were never in any order the
+// broker relies on (they come through different loops already).
 struct IoEventBatch {
   IoWorker* from = nullptr;
   std::vector<IoEvent> events;
@@ -154,10 +186,20 @@ class RemoteStream final : public Stream {
   // loops, which the main loop may hear of in either order.
   bool sync(std::function<void()> done);
 
-  // From IoWorkers, on the main loop.
-  void onEvent(const IoEvent& e, const std::string& bytes);
+  // Events go in the urgent lane (true) or the ordinary one (see
+  // IoEventBatch). A stream that asks for the urgent lane while
+  // IoWorkers::kMaxUrgent others have it stays where it is.
+  void setUrgent(bool on);
+  bool urgent() const { return want_urgent_; }
+  // The event being handled came in the urgent lane.
+  bool inUrgentLane() const { return lane_urgent_; }
+
+  // From IoWorkers, on the main loop: `e` came in the urgent lane or not.
+  void receive(const IoEvent& e, const std::string& bytes, bool urgent_lane);
 
  private:
+  void onEvent(const IoEvent& e, const std::string& bytes);
+
   void send(IoCommand::Kind k);
   void windDownIfDue();
 
@@ -173,6 +215,16 @@ class RemoteStream final : public Stream {
   bool has_cn_ = false;
   std::string cn_;
   std::vector<std::function<void()>> syncs_;  // sync(): waiting, oldest first
+  bool want_urgent_ = false;  // the lane asked of the worker
+  bool lane_urgent_ = false;  // the lane whose events are handled now
+  // Events that came in the other lane before the Lane event that ends
+  // this one: handled after it, in order.
+  struct Deferred {
+    IoEvent e;
+    bool urgent_lane;
+  };
+  std::vector<Deferred> deferred_;
+  std::string deferred_bytes_;
 };
 
 // One worker loop on its own thread.
@@ -223,8 +275,10 @@ class IoWorker {
   // Main loop: a batch of this loop's events has been handled.
   void handledBatch(size_t n);
 
-  // Worker loop, from WorkerConn.
-  IoEventBatch& batch() { return out_; }
+  // Worker loop, from WorkerConn: the turn's batch of a lane.
+  IoEventBatch& batch(bool urgent) { return urgent ? urgent_out_ : out_; }
+  // An urgent connection's read is done: its events go now.
+  void postUrgent() { post(urgent_out_, true); }
   void added(WorkerConn* c);
   // A Write command's bytes have been taken up (backlog_).
   void tookUp(size_t n);
@@ -246,6 +300,7 @@ class IoWorker {
   static void onCheck(uv_check_t* h);
   static void onPrepare(uv_prepare_t* h);
 
+  void post(IoEventBatch& b, bool urgent);
   void pauseAll();
   void resumeAll();
 
@@ -280,6 +335,7 @@ class IoWorker {
   std::vector<WorkerConn*> dirty_;
   std::vector<WorkerConn*> conns_;  // index: WorkerConn::slot
   IoEventBatch out_;
+  IoEventBatch urgent_out_;
   std::vector<uint8_t> read_buf_;
   std::thread thread_;
   bool loop_open_ = false;
@@ -312,10 +368,23 @@ class IoWorkers {
   static constexpr size_t kSpares = 4;
   static constexpr size_t kSpareMaxBytes = 4 << 20;
 
-  // Worker loop: hands a turn's events to the main loop; `b` is left empty,
-  // ready for the next turn (a batch the main loop has handled, when one is
-  // back).
-  void post(IoEventBatch& b);
+  // Worker loop: hands a turn's events (of the urgent lane, or the ordinary
+  // one) to the main loop; `b` is left empty, ready for the next turn (a
+  // batch the main loop has handled, when one is back).
+  void post(IoEventBatch& b, bool urgent);
+
+  // At most this many connections are in the urgent lane at once: the few
+  // collectors of a fan-in, not every subscriber of a fan-out.
+  static constexpr size_t kMaxUrgent = 16;
+  // An ordinary batch's events between two looks at the urgent lane.
+  static constexpr size_t kUrgentCheck = 64;
+  // RemoteStream::setUrgent: one more (false when there are kMaxUrgent), one fewer.
+  bool takeUrgent() {
+    if (urgent_ >= kMaxUrgent) return false;
+    ++urgent_;
+    return true;
+  }
+  void releaseUrgent() { --urgent_; }
   void connectionStarted(IoWorker& w) {
     ++w.connections_;
     ++live_;
@@ -327,12 +396,17 @@ class IoWorkers {
  private:
   static void onEvents(uv_async_t* h);
   void handleEvents();
+  // Handles the urgent lane's batches; true when there were any.
+  bool handleUrgent();
+  void handleBatch(IoEventBatch& b, bool urgent);
+  bool anyBehind() const;
   void finish();
 
   uv_loop_t* main_;
   std::vector<std::unique_ptr<IoWorker>> workers_;
   unsigned next_ = 0;
   size_t live_ = 0;  // connections on worker loops
+  size_t urgent_ = 0;  // streams in the urgent lane
   bool started_ = false;
   bool stopping_ = false;
   bool finished_ = false;
@@ -340,7 +414,10 @@ class IoWorkers {
 
   std::mutex mu_;
   std::vector<IoEventBatch> inbox_;  // under mu_
+  std::vector<IoEventBatch> urgent_inbox_;  // under mu_
+  std::atomic<bool> urgent_waiting_{false};  // urgent_inbox_ is not empty (a hint, read without mu_)
   std::deque<IoEventBatch> work_;    // main loop only: taken from the inbox, not yet handled
+  std::deque<IoEventBatch> urgent_work_;
 };
 
 // Asked for each delivery of a message going to many connections: inline.
