@@ -36,9 +36,17 @@ run() {  # run LABEL MQTTBENCH-ARGS...
   MQTTBENCH_WORKDIR="$work" taskset -c "${BROKER_CPUS:-0}" bash -c "exec ${broker//\{port\}/$port}" \
     >"$work/broker.log" 2>&1 &
   local wrapper=$!
-  for _ in $(seq 300); do ss -ltn "sport = :$port" | grep -q LISTEN && break; sleep 0.1; done
+  # bench/petrel.sh waits up to 70 s for a port another broker's closed
+  # connections still hold (FlashMQ's, without SO_REUSEADDR).
+  for _ in $(seq 900); do ss -ltn "sport = :$port" | grep -q LISTEN && break; sleep 0.1; done
   local pid
-  pid=$(ss -ltnp "sport = :$port" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+  pid=$(ss -ltnp "sport = :$port" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)
+  if [[ -z "$pid" ]]; then
+    printf '%-22s the broker did not start (%s)\n' "$label" "$(tail -1 "$work/broker.log")"
+    kill "$wrapper" 2>/dev/null || true
+    wait "$wrapper" 2>/dev/null || true
+    return
+  fi
   local line
   line=$(taskset -c "${TOOL_CPU:-1}" "$bench" throughput "$@" --qos 1 --payload 64 --duration "${DURATION:-5}" \
     --port "$port" --broker-pid "$pid" --quiet | grep '^{' || true)
