@@ -78,8 +78,8 @@ std::string prometheusText(const MetricsSnapshot& s) {
   e.sample("petrel_messages_dropped_total", st.dropped_too_large, {{"reason", "too_large"}});
   e.sample("petrel_messages_dropped_total", st.dropped_not_authorized, {{"reason", "not_authorized"}});
   counter("petrel_acknowledgement_reads_in_turn_total",
-          "Reads of a subscriber with a full window, between other connections' reads in a loop turn, that found "
-          "its acknowledgements.",
+          "Reads of a subscriber with a full window handled ahead of other input: between other connections' "
+          "reads in a loop turn (one loop), or in the urgent lane (worker loops).",
           st.ack_reads_between_reads);
   counter("petrel_received_bytes_total", "MQTT bytes received (after TLS).", st.bytes_received);
   counter("petrel_sent_bytes_total", "MQTT bytes sent (before TLS).", st.bytes_sent);
