@@ -130,8 +130,9 @@ struct IoEvent {
 // collector"). A subscriber whose window is full while messages wait for
 // it (RemoteStream::setUrgent) is moved to the urgent lane: the worker
 // hands its events over as soon as its read is done, and the main loop
-// handles them ahead of the ordinary batches, between any two of them,
-// then hands the refilled window's output back at once.
+// handles them ahead of the ordinary batches: between any two of them, and
+// every kUrgentCheck events inside one when they came meanwhile. The
+// refilled window's output goes back to the worker at once.
 //
 // A connection's events stay in order: on a Lane command the worker puts a
 // Lane event in the old lane, after everything the connection has sent
