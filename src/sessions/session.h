@@ -402,6 +402,11 @@ class Session {
   size_t windowFree() const {
     return inflight.size() < client_receive_max ? client_receive_max - inflight.size() : 0;
   }
+  // Its window is full while messages wait for it: in its queue, or in the
+  // queue of a share group it is a member of. Such a subscriber gets more
+  // only as fast as its acknowledgements are handled (AckPoller, and the
+  // urgent lane of worker loops).
+  bool windowHolds() const { return windowFree() == 0 && (queuedCount() > 0 || has_shared); }
 
   // Scratch for the router: merges overlapping subscriptions of one publish.
   uint64_t match_gen = 0;

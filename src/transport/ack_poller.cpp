@@ -11,7 +11,7 @@ namespace petrel {
 bool AckPoller::waiting(const Connection& c) {
   const Session* s = c.session;
   // A share group's member: the group's queue waits for its window.
-  return s && c.pollable() && s->windowFree() == 0 && (s->queuedCount() > 0 || s->has_shared);
+  return s && c.pollable() && s->windowHolds();
 }
 
 void AckPoller::drop(size_t i) {

@@ -207,7 +207,7 @@ void Connection::onStreamInputDone() {
   const bool full = !closing_ && session && session->windowFree() == 0;
   if (remote_) {
     if (remote().inUrgentLane()) broker_.countUrgentRead();
-    remote().setUrgent(full && (session->queuedCount() > 0 || session->has_shared));
+    remote().setUrgent(full && session->windowHolds());
   }
   if (dirty_ && full && (!remote_ || remote().urgent())) flush();
   broker_.onInputDone(*this);
