@@ -65,11 +65,27 @@ inline KeyCert makeCert(const std::string& cn, long serial, const KeyCert* issue
   return kc;
 }
 
-inline std::string tempDir() {
-  char tmpl[] = "/tmp/petrel-tls-test-XXXXXX";
-  const char* d = mkdtemp(tmpl);
-  return d ? d : "/tmp";
-}
+// A scratch directory for one test's keys and certificates, removed with
+// everything in it when the test is done.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/petrel-tls-test-XXXXXX";
+    const char* d = mkdtemp(tmpl);
+    if (!d) std::abort();
+    path_ = d;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 inline void writeCert(const std::string& path, const KeyCert& kc) {
   FILE* f = std::fopen(path.c_str(), "w");

@@ -21,7 +21,8 @@ using testing::KeyCert;
 using testing::makeCert;
 
 struct Pki {
-  std::string dir = testing::tempDir();
+  testing::TempDir scratch;
+  std::string dir = scratch.path();
   KeyCert ca = makeCert("Test CA", 1, nullptr, true);
   KeyCert server = makeCert("localhost", 100, &ca, false);
   KeyCert client = makeCert("device-17", 200, &ca, false);

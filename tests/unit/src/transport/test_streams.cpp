@@ -357,7 +357,8 @@ TEST_F(StreamTest, ConnectFailuresAreReportedAndTheStreamStillCloses) {
 // TLS ---------------------------------------------------------------------
 
 struct Pki {
-  std::string dir = testing::tempDir();
+  testing::TempDir scratch;
+  std::string dir = scratch.path();
   testing::KeyCert ca = testing::makeCert("Test CA", 1, nullptr, true);
   testing::KeyCert server = testing::makeCert("localhost", 100, &ca, false);
   std::unique_ptr<tls::TlsContext> server_ctx, client_ctx;
