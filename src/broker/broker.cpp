@@ -19,7 +19,7 @@ Broker::Broker(uv_loop_t* loop, Config cfg)
       bridges_({cfg_, sessions_, router_, durable_, timers_, loop, [this] { return newConnection(); },
                 [this](Connection& c) { armConnectionTimer(c); }}),
       monitor_({cfg_, stats_, timers_, durable_, router_, sessions_, budget_, connections_, delayed_, bridges_.all(),
-                cluster_}),
+                cluster_, io_}),
       http_(loop, timers_, cfg_.http, httpEndpoints()),
       cluster_({cfg_.cluster, loop, router_, durable_, clock_}),
       adoption_({cluster_, sessions_, router_, durable_, delayed_, timers_, clock_, cfg_.data_dir + "/adopting"}),

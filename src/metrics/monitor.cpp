@@ -13,6 +13,7 @@
 #include "src/sessions/sessions.h"
 #include "src/timers/loop_timers.h"
 #include "src/transport/connection.h"
+#include "src/transport/io_workers.h"
 
 namespace petrel {
 
@@ -115,6 +116,7 @@ MetricsSnapshot Monitor::snapshot() {
     s.cpu_seconds = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                     static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   s.threads = threadCpu();
+  for (const IoWorkers::Flow& f : p_.io.flow()) s.loops.push_back({f.thread, f.input_pauses, f.output_waits});
   s.stats = p_.stats;
   const Totals& t = totals();
   s.connections_open = t.connections_open;

@@ -38,6 +38,7 @@ class DelayedPublish;
 class Durable;
 class LoopTimers;
 class Cluster;
+class IoWorkers;
 class OutputBudget;
 class Router;
 class Sessions;
@@ -56,6 +57,7 @@ class Monitor {
     const DelayedPublish& delayed;
     const std::vector<std::unique_ptr<Bridge>>& bridges;
     const Cluster& cluster;  // may be built after the Monitor: read only in snapshots
+    const IoWorkers& io;
   };
   // mosquitto's load figures ($SYS/broker/load/...).
   enum Load { kMessagesReceived, kMessagesSent, kPublishDropped, kBytesReceived, kBytesSent, kConnections,

@@ -45,6 +45,16 @@ std::string prometheusText(const MetricsSnapshot& s) {
              "petrel-io-N (worker loops: sockets, TLS, WebSocket), petrel-store (commits), other (the rest).");
     for (const ThreadCpu& t : s.threads) e.sample("petrel_thread_cpu_seconds_total", t.seconds, {{"thread", t.thread}});
   }
+  if (!s.loops.empty()) {
+    e.family("petrel_loop_input_pauses_total", "counter",
+             "Times a worker loop stopped reading its sockets because the main loop had 8 MiB of its input not yet "
+             "handled (TCP then holds its clients back): the main loop is the limit.");
+    for (const auto& l : s.loops) e.sample("petrel_loop_input_pauses_total", l.input_pauses, {{"thread", l.thread}});
+    e.family("petrel_loop_output_waits_total", "counter",
+             "Times the main loop stopped taking input because a worker loop had 8 MiB of output it had not yet "
+             "taken up: that worker loop is the limit.");
+    for (const auto& l : s.loops) e.sample("petrel_loop_output_waits_total", l.output_waits, {{"thread", l.thread}});
+  }
   gauge("petrel_loop_lag_last_seconds", "How late the loop ran its last lag probe timer.", s.lag_last_s);
   histogram(e, "petrel_loop_lag_seconds", "How late the event loop runs a timer that is due (probed every 250 ms).",
             s.lag_bounds, s.lag_counts, s.lag_sum_s);
@@ -483,6 +493,14 @@ std::string statsJson(const MetricsSnapshot& s, size_t max_groups) {
   j.member("loop_lag_seconds", s.lag_last_s);
   j.key("thread_cpu_seconds").beginObject();
   for (const ThreadCpu& t : s.threads) j.member(t.thread, t.seconds);
+  j.endObject();
+  j.key("loops").beginObject();
+  for (const auto& l : s.loops) {
+    j.key(l.thread).beginObject();
+    j.member("input_pauses", l.input_pauses);
+    j.member("output_waits", l.output_waits);
+    j.endObject();
+  }
   j.endObject();
   j.endObject();
   return j.take();

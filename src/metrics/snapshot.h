@@ -96,6 +96,12 @@ struct MetricsSnapshot {
 
   // CPU time of the broker's threads (thread_cpu.h).
   std::vector<ThreadCpu> threads;
+  // The flow control between the loops, per worker loop (IoWorkers::Flow).
+  struct LoopFlow {
+    std::string thread;
+    uint64_t input_pauses = 0, output_waits = 0;
+  };
+  std::vector<LoopFlow> loops;
 
   std::vector<double> lag_bounds;
   std::vector<uint64_t> lag_counts;

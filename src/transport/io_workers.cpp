@@ -578,6 +578,8 @@ void IoWorker::post(IoEventBatch& b, bool urgent) {
     if (unhandled_ <= kUnhandledLow) {
       paused_ = false;
       resumeAll();
+    } else {
+      input_pauses_.fetch_add(1, std::memory_order_relaxed);
     }
   }
 }
@@ -696,10 +698,24 @@ void IoWorkers::post(IoEventBatch& b, bool urgent) {
 
 void IoWorkers::onEvents(uv_async_t* h) { static_cast<IoWorkers*>(h->data)->handleEvents(); }
 
-bool IoWorkers::anyBehind() const {
+bool IoWorkers::holdInput() {
   // A worker is behind on output: no more input (and so no more output)
   // until it has caught up; it wakes this loop then.
-  return !stopping_ && std::any_of(workers_.begin(), workers_.end(), [](const auto& w) { return w->behind(); });
+  if (!stopping_)
+    for (auto& w : workers_)
+      if (w->behind()) {
+        if (!holding_) ++w->output_waits_;
+        holding_ = true;
+        return true;
+      }
+  holding_ = false;
+  return false;
+}
+
+std::vector<IoWorkers::Flow> IoWorkers::flow() const {
+  std::vector<Flow> v;
+  for (const auto& w : workers_) v.push_back({"petrel-io-" + std::to_string(w->index()), w->inputPauses(), w->output_waits_});
+  return v;
 }
 
 void IoWorkers::handleBatch(IoEventBatch& b, bool urgent) {
@@ -730,7 +746,7 @@ bool IoWorkers::handleUrgent() {
     urgent_waiting_.store(false, std::memory_order_relaxed);
   }
   bool any = false;
-  while (!urgent_work_.empty() && !anyBehind()) {
+  while (!urgent_work_.empty() && !holdInput()) {
     IoEventBatch b = std::move(urgent_work_.front());
     urgent_work_.pop_front();
     handleBatch(b, true);
@@ -750,7 +766,7 @@ void IoWorkers::handleEvents() {
     // the window they refilled goes out now rather than after the rest
     // (Connection::onStreamInputDone wrote it to its stream).
     if (handleUrgent() && !work_.empty()) flush();
-    if (work_.empty() || anyBehind()) break;
+    if (work_.empty() || holdInput()) break;
     IoEventBatch b = std::move(work_.front());
     work_.pop_front();
     handleBatch(b, false);

@@ -272,6 +272,8 @@ class IoWorker {
   static constexpr uint64_t kUnhandledHigh = 8 << 20;
   static constexpr uint64_t kUnhandledLow = 2 << 20;
   bool behind() const { return backlog_.load(std::memory_order_relaxed) > kBacklogHigh; }
+  // Times this loop stopped reading for kUnhandledHigh (any thread may ask).
+  uint64_t inputPauses() const { return input_pauses_.load(std::memory_order_relaxed); }
   void handed(size_t n) { backlog_.fetch_add(n, std::memory_order_relaxed); }
   // Main loop: a batch of this loop's events has been handled.
   void handledBatch(size_t n);
@@ -310,6 +312,8 @@ class IoWorker {
   std::atomic<uint64_t> backlog_{0};    // output handed over, not yet taken up here
   std::atomic<uint64_t> unhandled_{0};  // input passed on, not yet handled
   std::atomic<bool> paused_{false};     // this loop stopped reading (unhandled_)
+  std::atomic<uint64_t> input_pauses_{0};  // times it did
+  uint64_t output_waits_ = 0;  // main loop: times it stopped taking events for this loop's backlog_
   size_t connections_ = 0;  // main loop's count: started, not yet closed
   std::vector<IoCommand> pending_;  // main loop only
   std::string pending_bytes_;
@@ -359,6 +363,17 @@ class IoWorkers {
   IoWorker* pick();
   // End of a main loop turn: every worker gets this turn's commands.
   void flush();
+
+  // The flow control between the loops, per worker loop, for operators:
+  // how often it stopped reading because the main loop was behind on its
+  // input, and how often the main loop stopped taking input because it was
+  // behind on output (IoWorker::kUnhandledHigh, kBacklogHigh).
+  struct Flow {
+    std::string thread;  // petrel-io-N
+    uint64_t input_pauses = 0;
+    uint64_t output_waits = 0;
+  };
+  std::vector<Flow> flow() const;
   // Shutting down: the workers end once their last connection is closed
   // (the main loop then runs out).
   void stop();
@@ -400,7 +415,8 @@ class IoWorkers {
   // Handles the urgent lane's batches; true when there were any.
   bool handleUrgent();
   void handleBatch(IoEventBatch& b, bool urgent);
-  bool anyBehind() const;
+  // A worker is behind on output (and so the main loop takes no input).
+  bool holdInput();
   void finish();
 
   uv_loop_t* main_;
@@ -411,6 +427,7 @@ class IoWorkers {
   bool started_ = false;
   bool stopping_ = false;
   bool finished_ = false;
+  bool holding_ = false;  // holdInput() said so last time it was asked
   uv_async_t async_;
 
   std::mutex mu_;

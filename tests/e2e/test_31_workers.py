@@ -3,8 +3,9 @@ sessions, routing and the store on the main loop.
 
 Every other e2e test also runs with PETREL_TEST_WORKERS=1 and =4 (see
 .ci/run); these tests are about the loops themselves: that they exist, that
-messages cross between them at volume (far past the 8 MiB the loops let wait
-for each other) without loss, duplicates or reordering, and that a session
+messages cross between them at volume (far more than the 8 MiB the loops let
+wait for each other; the unit tests in test_io_workers.cpp hold one loop
+back to make the others wait) without loss, duplicates or reordering, and that a session
 taken over by a connection on another loop keeps its guarantees. The QoS 0
 flood of test_16_flow_at_scale.py runs on two loops by default (one per
 core on a 2-core machine), and on one and four in CI's other runs."""
@@ -18,6 +19,7 @@ import time
 import fastclient as fc
 import mqttraw as m
 import pytest
+from petrel_tls_helpers import free_port
 
 pytestmark = pytest.mark.petrel_only
 
@@ -75,6 +77,19 @@ def test_one_loop_runs_no_thread_of_its_own(make_broker):
     assert "1 event loop carry client connections" in b.log()
 
 
+def _loop_flow(http_port):
+    # petrel_loop_input_pauses_total and petrel_loop_output_waits_total:
+    # one sample for each of the four worker loops; their sums.
+    import urllib.request
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % http_port, timeout=5).read().decode()
+    sums = {}
+    for name in ("petrel_loop_input_pauses_total", "petrel_loop_output_waits_total"):
+        values = re.findall(r'^%s\{thread="petrel-io-\d+"\} (\d+)$' % name, body, re.M)
+        assert len(values) == 4, (name, body)
+        sums[name] = sum(int(v) for v in values)
+    return sums
+
+
 def _publisher(port, i, q, go):
     p = fc.Pub("127.0.0.1", port, "w-pub%d" % i, version=5 if i % 2 else 4, name="p%d" % i).connect()
     q.put("ready")
@@ -89,7 +104,9 @@ def test_volume_across_loops_without_loss_duplicates_or_reordering(make_broker):
     # Four loops, publishers and subscribers spread over them: every message
     # crosses from one loop to the main loop and out to the others. The
     # publishers' windows (2,000 each) keep far more than 8 MiB moving.
-    b = make_broker(workers=4, limits={"max_inflight": 1000, "max_queued_messages": 0})
+    http_port = free_port()
+    b = make_broker(workers=4, limits={"max_inflight": 1000, "max_queued_messages": 0},
+                    http={"enabled": True, "address": "127.0.0.1", "port": http_port})
     subs = [fc.Sub(b.host, b.port, "w-sub%d" % i, version=5 if i % 2 else 4).connect("w/#", 1)
             for i in range(SUBS)]
     ctx = multiprocessing.get_context("fork")
@@ -112,6 +129,10 @@ def test_volume_across_loops_without_loss_duplicates_or_reordering(make_broker):
         assert s.unique() == total and s.dups == 0 and s.order_errors == 0, (s.cid, s.unique(), s.dups, s.order_errors)
         for i in range(PUBS):
             assert s.unique(b"p%d" % i) == PER_PUB
+    # The flow control between the loops is counted for each worker loop.
+    # Whether it engages here depends on the machine's cores; the unit
+    # tests in test_io_workers.cpp make it engage both ways.
+    _loop_flow(http_port)
     # Flow control kept memory bounded: 250 MB went through.
     rss_kb = int(re.search(r"VmRSS:\s+(\d+)", open("/proc/%d/status" % b.proc.pid).read()).group(1))
     assert SANITIZED or rss_kb < 400 << 10, rss_kb
