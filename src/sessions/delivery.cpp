@@ -324,6 +324,9 @@ bool Sessions::resendInflight(Session& s, Connection& c, InflightOut& f) {
 }
 
 size_t Sessions::purgeExpiredHead(Session& s) {
+  // A head that never expires ends the purge before it begins: the clock is
+  // not read for it (every message over a full queue's limit comes here).
+  if (!s.queue.empty() && !s.queue.front().msg->expires_at_ms) return 0;
   const int64_t now = clock_.wallMs();
   auto expired = [now](const Message& m) { return m.expires_at_ms && m.expires_at_ms <= now; };
   size_t n = 0;
