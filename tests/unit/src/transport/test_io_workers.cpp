@@ -34,6 +34,18 @@ std::string pattern(size_t n, unsigned seed) {
   return s;
 }
 
+// Joins a client thread however the test ends: a failed assertion returns
+// early, and the thread may be blocked on the socket (shut down to free it).
+struct Joined {
+  std::thread& t;
+  int fd;
+  ~Joined() {
+    if (!t.joinable()) return;
+    shutdown(fd, SHUT_RDWR);
+    t.join();
+  }
+};
+
 // The main loop's side: what a Connection would be told.
 class Handler final : public StreamHandler {
  public:
@@ -151,6 +163,7 @@ TEST_F(IoWorkersTest, AWorkerStopsReadingWhileTheMainLoopIsBehindOnItsInputAndEv
       written = off;
     }
   });
+  Joined joined{client, client_};
   // The worker reads until 8 MiB wait for the main loop, then stops: TCP
   // holds the client back with the rest.
   ASSERT_TRUE(waitFor([&] { return flow().input_pauses == 1; })) << "the worker did not stop reading";
@@ -194,6 +207,7 @@ TEST_F(IoWorkersTest, TheMainLoopTakesNoInputWhileAWorkerIsBehindOnOutputAndEver
       got.append(buf, static_cast<size_t>(n));
     }
   });
+  Joined joined{client, client_};
   ASSERT_TRUE(runUntil([&] { return handler_.received == "ping"; })) << handler_.received.size();
   client.join();
   EXPECT_TRUE(got == out) << got.size() << " of " << out.size() << " bytes, or changed";
