@@ -99,16 +99,30 @@ bool TcpStream::readNow() {
   if (!open_ || closed_) return false;
   uv_os_fd_t fd;
   if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0) return false;
-  int queued = 0;
-  if (ioctl(fd, FIONREAD, &queued) != 0 || queued <= 0) return false;
-  auto left = static_cast<size_t>(queued);
+  // One receive first, with no question of how much waits: a short one
+  // (the common case, a few acknowledgements) took all the kernel held,
+  // and an empty socket costs this one call. Only a full buffer asks how
+  // much more there is, and reads no more than that.
+  size_t n = 0;
+  uint8_t* buf = handler_->readBuffer(n, false);
+  if (n == 0) return false;
+  ssize_t got = recv(fd, buf, n, MSG_DONTWAIT);
+  if (got <= 0) return false;  // nothing, an error or the end: the next read sees it
+  const bool all = static_cast<size_t>(got) < n;
   bool taken = false;
+  if (!discarding_) {
+    if (!handler_->onStreamData(buf, static_cast<size_t>(got))) return false;
+    taken = true;
+  }
+  if (all) return taken;
+  int queued = 0;
+  if (ioctl(fd, FIONREAD, &queued) != 0 || queued <= 0) return taken;
+  auto left = static_cast<size_t>(queued);
   while (left > 0) {
-    size_t n = 0;
-    uint8_t* buf = handler_->readBuffer(n, false);
+    buf = handler_->readBuffer(n, false);
     if (n == 0) return taken;
-    const ssize_t got = recv(fd, buf, std::min(n, left), MSG_DONTWAIT);
-    if (got <= 0) return taken;  // an error or the end: the next read sees it
+    got = recv(fd, buf, std::min(n, left), MSG_DONTWAIT);
+    if (got <= 0) return taken;
     left -= static_cast<size_t>(got);
     if (discarding_) continue;
     if (!handler_->onStreamData(buf, static_cast<size_t>(got))) return false;

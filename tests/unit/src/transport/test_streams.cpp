@@ -1,7 +1,8 @@
 // tests/unit/src/transport/test_streams.cpp — the stream stack over real
 // loopback sockets on a real libuv loop: a TcpStream client connected to a
 // TcpStream accepted from a listener, bytes both ways, writes too large for
-// the kernel to take at once, half-close and close as the peer sees them;
+// the kernel to take at once, half-close and close as the peer sees them,
+// a read outside the loop (readNow) with reading on or paused;
 // TLS stacked on TCP, server and client side, against each other and against
 // a plain OpenSSL client. Every wait is bounded (TestLoop::runUntil), so a
 // broken stream fails a test rather than hanging it.
@@ -10,12 +11,14 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -95,7 +98,7 @@ class End final : public StreamHandler {
   uint8_t* readBuffer(size_t& len, bool transformed) override {
     ++reads;
     saw_transformed = saw_transformed || transformed;
-    len = sizeof buf;
+    len = read_size;
     return buf;
   }
   bool onStreamData(const uint8_t* data, size_t len) override {
@@ -136,6 +139,7 @@ class End final : public StreamHandler {
   std::function<void()> on_data, on_connected, on_input_done;
   std::string events;  // 'D' onStreamData, 'I' onStreamInputDone, in order
   uint8_t buf[64 * 1024];
+  size_t read_size = sizeof buf;  // what each read may take
   size_t reads = 0;
   size_t activity = 0;
   size_t writable = 0;
@@ -329,6 +333,71 @@ TEST_F(StreamTest, WindingDownDiscardsInputButSeesThePeersClose) {
   c->close();
   ASSERT_TRUE(loop_.runUntil([&] { return s->ended; }));
   EXPECT_EQ(s->received, "");
+}
+
+// The kernel holds `n` bytes of input for `e`'s socket (bounded wait).
+bool kernelHolds(End* e, int n) {
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(e->tcp.handle()), &fd) != 0) return false;
+  for (int i = 0; i < 1500; ++i) {
+    int queued = 0;
+    if (ioctl(fd, FIONREAD, &queued) == 0 && queued == n) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+TEST_F(StreamTest, ReadNowTakesWhatTheKernelHoldsWhetherReadingIsOnOrPaused) {
+  // What the poller of full windows and a worker's Sync rely on: all the
+  // input there is at the moment of the call, in order, past the size of
+  // one read buffer, and nothing when there is none.
+  const auto ends = connectPair();
+  End* c = ends.first;
+  End* s = ends.second;
+  ASSERT_NE(s, nullptr);
+  s->tcp.pauseReading();
+  EXPECT_FALSE(s->tcp.readNow());
+  EXPECT_EQ(s->reads, 1u);  // one receive that found nothing, no more
+  EXPECT_EQ(s->events, "");
+
+  // Less than a buffer: one receive, and onStreamInputDone only through
+  // pollInput.
+  c->send("acks");
+  ASSERT_TRUE(kernelHolds(s, 4));
+  EXPECT_TRUE(s->tcp.readNow());
+  EXPECT_EQ(s->received, "acks");
+  EXPECT_EQ(s->events, "D");
+  c->send("more");
+  ASSERT_TRUE(kernelHolds(s, 4));
+  EXPECT_TRUE(s->tcp.pollInput());
+  EXPECT_EQ(s->received, "acksmore");
+  EXPECT_EQ(s->events, "DDI");
+
+  // Five buffers' worth and a bit (small ones here, so that the kernel
+  // holds it all), waiting while reading is paused: one call takes all of
+  // it.
+  s->read_size = 4096;
+  const std::string big = pattern(5 * s->read_size + 1000, 9);
+  c->send(big);
+  ASSERT_TRUE(loop_.runUntil([&] { return c->out.empty() && !c->tcp.writing(); }));
+  ASSERT_TRUE(kernelHolds(s, static_cast<int>(big.size())));
+  s->received.clear();
+  const size_t reads = s->reads;
+  EXPECT_TRUE(s->tcp.readNow());
+  EXPECT_EQ(s->received.size(), big.size());
+  EXPECT_TRUE(s->received == big) << "the bytes read changed or out of order";
+  EXPECT_EQ(s->reads - reads, 6u);
+  EXPECT_TRUE(kernelHolds(s, 0));
+
+  // The end of input is left to the loop's next read.
+  c->close();
+  ASSERT_TRUE(loop_.runUntil([&] { return c->closed; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(s->tcp.readNow());
+  EXPECT_FALSE(s->ended);
+  s->tcp.resumeReading();
+  ASSERT_TRUE(loop_.runUntil([&] { return s->ended; }));
+  EXPECT_EQ(s->end_why, StreamEnd::PeerClosed);
 }
 
 TEST_F(StreamTest, ConnectFailuresAreReportedAndTheStreamStillCloses) {
