@@ -439,8 +439,11 @@ bool IoWorker::start(std::string& err) {
     return false;
   }
   loop_open_ = true;
-  uv_async_init(&loop_, &async_, &IoWorker::onAsync);
-  async_.data = this;
+  r = waker_.init(&loop_, &IoWorker::onWake, this);
+  if (r != 0) {
+    err = std::string("worker loop: ") + uv_strerror(r);
+    return false;
+  }
   uv_check_init(&loop_, &check_);
   check_.data = this;
   uv_check_start(&check_, &IoWorker::onCheck);
@@ -492,7 +495,7 @@ void IoWorker::flush() {
   pending_.clear();
   pending_bytes_.clear();
   if (pending_bytes_.capacity() > IoWorkers::kSpareMaxBytes) std::string().swap(pending_bytes_);
-  uv_async_send(&async_);
+  waker_.wake();
 }
 
 void IoWorker::stop() {
@@ -507,7 +510,7 @@ void IoWorker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void IoWorker::onAsync(uv_async_t* h) { static_cast<IoWorker*>(h->data)->onCommands(); }
+void IoWorker::onWake(void* self) { static_cast<IoWorker*>(self)->onCommands(); }
 
 void IoWorker::onCommands() {
   {
@@ -533,7 +536,7 @@ void IoWorker::onCommands() {
       case IoCommand::Kind::Stop:
         // Every connection is gone (IoWorkers waits for that): close the
         // loop's own handles, and the thread ends.
-        uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+        waker_.close();
         uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
         uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
         break;
@@ -637,15 +640,18 @@ IoWorkers::~IoWorkers() {
     for (auto& w : workers_) w->stop();
     for (auto& w : workers_) w->join();
     // The main loop is not running (start-up failed): close the handle now.
-    uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+    waker_.close();
     uv_run(main_, UV_RUN_NOWAIT);
   }
 }
 
 bool IoWorkers::start(std::string& err) {
   if (workers_.empty()) return true;
-  uv_async_init(main_, &async_, &IoWorkers::onEvents);
-  async_.data = this;
+  const int r = waker_.init(main_, &IoWorkers::onWake, this);
+  if (r != 0) {
+    err = std::string("main loop: ") + uv_strerror(r);
+    return false;
+  }
   started_ = true;
   for (auto& w : workers_)
     if (!w->start(err)) return false;
@@ -672,7 +678,7 @@ void IoWorkers::finish() {
   finished_ = true;
   for (auto& w : workers_) w->stop();
   for (auto& w : workers_) w->join();
-  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  waker_.close();
 }
 
 void IoWorkers::connectionClosed(IoWorker& w) {
@@ -693,10 +699,10 @@ void IoWorkers::post(IoEventBatch& b, bool urgent) {
       from->spares_.pop_back();
     }
   }
-  uv_async_send(&async_);
+  waker_.wake();
 }
 
-void IoWorkers::onEvents(uv_async_t* h) { static_cast<IoWorkers*>(h->data)->handleEvents(); }
+void IoWorkers::onWake(void* self) { static_cast<IoWorkers*>(self)->handleEvents(); }
 
 bool IoWorkers::holdInput() {
   // A worker is behind on output: no more input (and so no more output)

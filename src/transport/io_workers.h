@@ -12,8 +12,8 @@
 // of the broker holds unchanged whatever N is: one thread owns the state.
 //
 // Between the loops nothing is shared but two kinds of batches, handed over
-// under a short lock and announced with one coalesced uv_async_send per
-// batch:
+// under a short lock and announced with one coalesced wake-up per batch
+// (a Waker, src/util/waker.h):
 //   main -> worker  IoCommand: start a socket, write these bytes, wind down,
 //                   half-close, close, pause or resume reading, read what
 //                   the socket holds now and say so;
@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "src/transport/stream.h"
+#include "src/util/waker.h"
 
 namespace petrel {
 
@@ -299,7 +300,7 @@ class IoWorker {
   void run();
   void onCommands();
   void endOfTurn();
-  static void onAsync(uv_async_t* h);
+  static void onWake(void* self);
   static void onCheck(uv_check_t* h);
   static void onPrepare(uv_prepare_t* h);
 
@@ -332,7 +333,7 @@ class IoWorker {
 
   // Worker loop only.
   uv_loop_t loop_;
-  uv_async_t async_;
+  Waker waker_;
   uv_check_t check_;
   uv_prepare_t prepare_;
   std::vector<IoCommand> work_;
@@ -407,10 +408,10 @@ class IoWorkers {
   }
   void connectionClosed(IoWorker& w);
   // Worker loop: the main loop may go on (a backlog has come down).
-  void wake() { uv_async_send(&async_); }
+  void wake() { waker_.wake(); }
 
  private:
-  static void onEvents(uv_async_t* h);
+  static void onWake(void* self);
   void handleEvents();
   // Handles the urgent lane's batches; true when there were any.
   bool handleUrgent();
@@ -428,7 +429,7 @@ class IoWorkers {
   bool stopping_ = false;
   bool finished_ = false;
   bool holding_ = false;  // holdInput() said so last time it was asked
-  uv_async_t async_;
+  Waker waker_;
 
   std::mutex mu_;
   std::vector<IoEventBatch> inbox_;  // under mu_
