@@ -137,7 +137,13 @@ void Router::sendRetained(Session& s, const std::string& filter, const Subscript
     d.qos = std::min(m->qos, o.qos);
     d.retain = true;  // [MQTT-3.3.1-8] retained messages sent on subscribe
     if (o.subscription_id) d.subscription_ids.push_back(o.subscription_id);
-    sessions_.deliver(s, std::move(d));
+    // Kept in a durable session's queue, the message has one more holder
+    // than the retained slot: a reference to its record, which the queue
+    // entry's delete (acknowledged, expired, the session gone) takes back.
+    // Without it, clearing the slot would take the message from under the
+    // entry, and the entry's delete would take it from the slot.
+    if (sessions_.deliver(s, std::move(d)) != DeliverOutcome::NotStored && durable_.enabled())
+      durable_.batch().addRefs(m->id, 1);
   });
   for (const auto& topic : expired) {
     retained_.erase(topic);

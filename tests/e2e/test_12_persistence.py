@@ -629,6 +629,61 @@ def test_retained_messages_survive_restart(make_broker, how):
     assert counts["retained"] == 1 and counts["messages"] == 1, counts
 
 
+@HOW
+def test_retained_message_in_flight_to_a_durable_session_outlives_its_slot(make_broker, how):
+    """A retained message sent to a durable subscriber when it subscribes is
+    held by that session's queue as well as by the retained slot. Clearing
+    the slot while the subscriber has not acknowledged it must leave the
+    message in the store, and the subscriber gets it again after a
+    restart."""
+    b = pbroker(make_broker)
+    pub = b.connected("rq-pub")
+    pub.publish("rq/t", b"R1", qos=1, retain=True)
+    s = durable(b, "rq-sub")
+    s.subscribe([("rq/t", 1)])
+    p = s.recv_publish(ack=False)
+    assert (p.payload, p.retain) == (b"R1", True)
+    s.close()  # unacknowledged
+    # Clears the slot, and is queued for the subscriber as any message is.
+    pub.publish("rq/t", b"", qos=1, retain=True)
+    counts = wait_counts(b, retained=0, queued=2)
+    assert (counts["retained"], counts["queued"], counts["messages"]) == (0, 2, 2), counts
+    restart(b, how)
+    s = durable(b, "rq-sub")
+    p = s.recv_publish()
+    assert (p.topic, p.payload, p.dup) == ("rq/t", b"R1", True)
+    p = s.recv_publish()
+    assert (p.topic, p.payload) == ("rq/t", b"")
+    s.expect_nothing(0.3)
+    counts = wait_counts(b, queued=0, messages=0)
+    assert (counts["queued"], counts["messages"]) == (0, 0), counts
+
+
+@HOW
+def test_retained_message_acknowledged_by_a_durable_session_stays_retained(make_broker, how):
+    """The same message acknowledged by the durable subscriber: its queue
+    entry goes, and the retained slot must still have the message, before
+    and after a restart."""
+    b = pbroker(make_broker)
+    pub = b.connected("ra-pub")
+    pub.publish("ra/t", b"R1", qos=1, retain=True)
+    s = durable(b, "ra-sub")
+    s.subscribe([("ra/t", 1)])
+    p = s.recv_publish()  # acknowledged
+    assert (p.payload, p.retain) == (b"R1", True)
+    sync_point(s)
+    counts = wait_counts(b, queued=0)
+    assert (counts["retained"], counts["queued"], counts["messages"]) == (1, 0, 1), counts
+    restart(b, how)
+    n = b.connected("ra-new")
+    n.subscribe([("ra/#", 1)])
+    p = n.recv_publish()
+    assert (p.topic, p.payload, p.retain) == ("ra/t", b"R1", True)
+    # The durable subscriber is not sent it again: it acknowledged it.
+    s = durable(b, "ra-sub")
+    s.expect_nothing(0.5)
+
+
 # --------------------------------------------------------------------------
 # wills and expiry across restarts
 
