@@ -80,13 +80,15 @@ RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
     }
   }
   bool must_commit = false;  // a stored copy waits in a queue: the commit decides
-  for (SharedGroup* g : groups) {
-    if (on_group_ && g->work && g->work->cluster && on_group_(*g, m)) continue;
+  for (SharedGroup*& g : groups) {
+    if (on_group_ && g->work && g->work->cluster && on_group_(*g, m)) {
+      g = nullptr;  // handed to the cluster
+      continue;
+    }
     if (groups_.enqueue(*g, m)) {
       ++stored;
       must_commit = true;  // the group queue holds it until a member acks
     }
-    groups_.dispatch(*g);
   }
   for (Target& t : targets) {
     if (m->durable_only && !sessions_.durable(*t.session)) continue;
@@ -111,6 +113,13 @@ RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
   // One record for the message, referenced by every durable queue entry
   // (and the retained slot) that holds it: stored once, not per receiver.
   if (durable_.enabled() && stored + extra_refs > 0) durable_.putMessage(*m, stored + extra_refs);
+  // The groups hand the message to their members only now. A member may
+  // take it from the group's store entry at once (a QoS 0 member needs no
+  // acknowledgement): that drops the entry's reference, which must come
+  // after the record that counts it, or the record would keep a count
+  // nobody holds and stay in the store for good.
+  for (SharedGroup* g : groups)
+    if (g) groups_.dispatch(*g);
   return r;
 }
 

@@ -684,6 +684,30 @@ def test_retained_message_acknowledged_by_a_durable_session_stays_retained(make_
     s.expect_nothing(0.5)
 
 
+def test_share_group_message_passed_on_at_once_leaves_no_record_behind(make_broker):
+    """A share group with a durable member keeps its messages in the store.
+    A message the group hands on while it is being published (to a member
+    subscribed with QoS 0, which needs no acknowledgement) leaves the
+    group's store entry at once; its stored record must go with it, not
+    stay behind with a reference nobody holds."""
+    b = pbroker(make_broker)
+    a = durable(b, "sg-a")
+    a.subscribe([("$share/g/sg/t", 1)])
+    a.go_offline()  # a durable member: the group's messages are stored
+    m0 = b.connected("sg-b")
+    m0.subscribe([("$share/g/sg/t", 0)])
+    pub = b.connected("sg-pub")
+    for i in range(5):
+        pub.publish("sg/t", b"m%d" % i, qos=1)
+    got = [p.payload for p in publishes(m0, 5)]
+    assert got == [b"m%d" % i for i in range(5)]
+    counts = wait_counts(b, queued=0, messages=0)
+    assert (counts["queued"], counts["messages"]) == (0, 0), counts
+    restart(b, "term")
+    counts, _ = inspect_counts(b)
+    assert (counts["queued"], counts["messages"]) == (0, 0), counts
+
+
 # --------------------------------------------------------------------------
 # wills and expiry across restarts
 
