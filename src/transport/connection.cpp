@@ -238,12 +238,16 @@ void Connection::processShared(const uint8_t* data, size_t len) {
     return;
   }
   while (pos < len && !closing_) {
+    // Paused (a CONNECT waits for its password check, or for the input of
+    // its session's old connection): the rest waits with it. Checked before
+    // each packet, the first too: a packet completed from the decoder's
+    // buffer (onStreamData) may have paused the input before this call.
+    if (input_paused_) return stash(data + pos, len - pos);
     mqtt::Frame f;
     auto st = mqtt::peekFrame(data + pos, len - pos, broker_.maxPacketSizeFor(*this), f);
     if (st == mqtt::FrameStatus::Ok) {
       pos += f.total_len;
       if (!handleFrame(f)) return;
-      if (input_paused_) return stash(data + pos, len - pos);
       continue;
     }
     if (st == mqtt::FrameStatus::Incomplete) {

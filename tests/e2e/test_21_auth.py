@@ -213,3 +213,39 @@ def test_bad_password_file_at_reload_keeps_the_old_one(setup):
         assert connack(setup["ports"]["closed"], 5, "g1", "alice", "secret") == 0
     finally:
         os.rename(saved, pw)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_packets_behind_a_connect_being_checked_wait_for_it(make_broker, tmp_path, workers):
+    """While a CONNECT waits for its password check, whatever the client
+    sent after it waits too -- also when the CONNECT came in two reads and
+    the second one brought the next packets. Here the next packet is a
+    second CONNECT, a protocol error once the first is answered: one
+    CONNACK, then the connection closes, and the second client id gets no
+    session. Handled while the first still waited, the second CONNECT was
+    checked and answered as well, both sessions named the connection, and
+    the first kept naming it after it closed: the next client with that id
+    touched a freed connection."""
+    import mqttraw as m
+
+    pw = str(tmp_path / "passwd")
+    r = petrel_passwd("-c", "-b", pw, "alice", "secret")
+    assert r.returncode == 0, r.stderr
+    b = make_broker(workers=workers, auth={"password_file": pw})
+    first = m.connect("split-a", level=4, clean=False, username="alice", password=b"secret")
+    second = m.connect("split-b", level=4, clean=False, username="alice", password=b"secret")
+    c = b.client()
+    c.send(first[:-1])
+    time.sleep(0.3)  # read and kept as a partial packet
+    c.send(first[-1:] + second)
+    got = c.expect_closed(10)
+    assert [(p.type, p.reason) for p in got] == [(m.CONNACK, 0)], got
+    # split-a's session is offline, split-b has none; both ids connect.
+    for cid in ("split-a", "split-b", "split-a"):
+        n = b.client()
+        n.send(m.connect(cid, level=4, username="alice", password=b"secret", clean=False))
+        p = n.expect(m.CONNACK)
+        assert p.reason == 0
+        assert p.session_present == (cid == "split-a"), (cid, p)
+        n.send(m.disconnect())
+        n.expect_closed(5)
