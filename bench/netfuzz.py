@@ -320,7 +320,7 @@ def store_problems(data_dir):
 # --------------------------------------------------------------------------
 # Clients
 
-def answer(sock, buf, rng):
+def answer(buf, rng):
     """Acknowledge some of the PUBLISHes the broker sent; keep the rest of buf."""
     out = []
     while len(buf) >= 2:
@@ -351,6 +351,20 @@ def answer(sock, buf, rng):
     return buf, out
 
 
+def read_and_answer(s, buf, rng):
+    """One read (up to the socket's short timeout), answered; (buf, still open)."""
+    try:
+        got = s.recv(65536)
+    except socket.timeout:
+        return buf, True
+    if not got:
+        return buf, False
+    buf, acks = answer(buf + got, rng)
+    if acks:
+        s.sendall(b"".join(acks))
+    return buf, True
+
+
 def fuzz_client(port, seed, deadline, stats, lock):
     rng = random.Random(seed)
     while time.monotonic() < deadline:
@@ -369,27 +383,15 @@ def fuzz_client(port, seed, deadline, stats, lock):
                 s.sendall(data[pos:pos + n])
                 pos += n
                 if rng.random() < 0.3:
-                    try:
-                        got = s.recv(65536)
-                        if not got:
-                            break
-                        buf, acks = answer(s, buf + got, rng)
-                        if acks:
-                            s.sendall(b"".join(acks))
-                    except socket.timeout:
-                        pass
+                    buf, open_ = read_and_answer(s, buf, rng)
+                    if not open_:
+                        break
             # Stay a while, reading and answering, then go in one of three ways.
             stay = time.monotonic() + rng.choice([0, 0.05, 0.2, 1.0])
             while time.monotonic() < stay:
-                try:
-                    got = s.recv(65536)
-                    if not got:
-                        break
-                    buf, acks = answer(s, buf + got, rng)
-                    if acks:
-                        s.sendall(b"".join(acks))
-                except socket.timeout:
-                    pass
+                buf, open_ = read_and_answer(s, buf, rng)
+                if not open_:
+                    break
         except OSError:
             pass
         way = rng.random()
