@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+import mqttraw
 from petrel_tls_helpers import (PETREL_BIN, Broker, CertAuthority, RawClient, client_context,
                                 free_port, tls_connect, tmpdir)
 
@@ -226,8 +227,7 @@ def test_packets_behind_a_connect_being_checked_wait_for_it(make_broker, tmp_pat
     checked and answered as well, both sessions named the connection, and
     the first kept naming it after it closed: the next client with that id
     touched a freed connection."""
-    import mqttraw as m
-
+    m = mqttraw
     pw = str(tmp_path / "passwd")
     r = petrel_passwd("-c", "-b", pw, "alice", "secret")
     assert r.returncode == 0, r.stderr
