@@ -8,7 +8,7 @@ wills, session expiry, Receive Maximum, Maximum Packet Size and topic
 aliases; SUBSCRIBE with wildcards, share groups, $SYS, subscription ids and
 every option; PUBLISH of each QoS with retain, aliases, expiry, $delayed/
 topics; acknowledgements for packet ids that may or may not be in flight;
-AUTH, PINGREQ, DISCONNECT), then broken at random places (bytes changed,
+AUTH, PINGREQ, DISCONNECT; consumers of two declared queues), then broken at random places (bytes changed,
 cut, inserted, repeated or dropped), sent in pieces of random size. The
 client ids come from a small pool, so sessions are taken over, resumed and
 expire while messages are queued for them; the clients acknowledge some of
@@ -63,7 +63,7 @@ TOPICS = ["a", "a/b", "a/b/c", "t/1", "t/2", "dev/x/temp", "$SYS/x", "", "a//b",
           "$delayed/1/a/b", "$delayed/0/t/1", "$delayed/x/a", "$delayed/5", "a/+", "#"]
 FILTERS = ["#", "a/#", "a/+", "+/+", "a/b/c", "t/1", "dev/+/temp", "$SYS/#", "$share/g/a/#",
            "$share/g/#", "$share/h/t/+", "$share//a", "$share/g", "a/#/b", "a+", "", "+", "/",
-           "$delayed/#", "\u00e9/#"]
+           "$delayed/#", "\u00e9/#", "$queue/q1", "$queue/q2", "$queue/none", "$share/q1/a/#"]
 
 
 class Broker:
@@ -92,6 +92,14 @@ class Broker:
                     "  sync: fsync\n"
                     "mqtt:\n"
                     "  topic_alias_maximum: 5\n"
+                    "queues:\n"
+                    "  - name: q1\n"
+                    "    filters: [\"a/#\", \"t/+\"]\n"
+                    "    message_ttl: 2\n"
+                    "  - name: q2\n"
+                    "    filters: [\"dev/+/temp\"]\n"
+                    "    strategy: least_inflight\n"
+                    "    max_messages: 50\n"
                     % (workers, HOST, self.port, os.path.join(workdir, "data")))
         self.proc = None
         self.starts = 0
