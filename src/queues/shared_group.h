@@ -111,6 +111,9 @@ struct SharedGroup {
   // filters; null for a group that exists because members subscribed.
   DeclaredQueue* declared = nullptr;
   size_t filter_index = 0;
+  // A group left over from a queue removed from the configuration: what it
+  // holds stays until consumed or expired, with members or without.
+  bool leftover_queue = false;
 
   size_t queued() const { return work ? work->queued() : 0; }
   // The store key that owns this group's queue entries; it cannot collide
@@ -120,6 +123,10 @@ struct SharedGroup {
   static std::string ownerKey(const std::string& name, const std::string& filter) {
     return "\x01share/" + name + "/" + filter;
   }
+  // A group whose last member left holds nothing for the next one: the
+  // group ends with its subscription, as at a restart (SharedGroups::
+  // loadQueues). A declared queue's group and a leftover one hold on.
+  bool abandoned() const { return !declared && !leftover_queue && members.empty(); }
   // No members and nothing queued or in flight: the group may go (a
   // declared queue's never does).
   bool unused() const { return !declared && members.empty() && (!work || work->empty()); }

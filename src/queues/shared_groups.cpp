@@ -409,6 +409,10 @@ void SharedGroups::release(SharedGroup& g, const Delivery& d) {
   if (g.work->inflight) --g.work->inflight;
   if (d.msg) settleTaken(*d.msg, true);
   if (d.groupSeq() && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), d.groupSeq(), d.msg ? d.msg->id : 0);
+  // The last member left while this was in flight: what waited on disk
+  // goes with the last of it (the group itself stays, taking nothing,
+  // until a member comes or a restart).
+  if (g.abandoned() && g.work->inflight == 0) dropAbandoned(g);
 }
 
 void SharedGroups::dispatchMemberGroupsOf(Session& s) {
@@ -469,7 +473,10 @@ void SharedGroups::returnToGroups(Session& s, bool session_ends) {
   if (!touched.empty())
     LOG_INFO("client %s left with %zu unacknowledged shared-subscription messages: handed back to their groups",
              s.clientId().c_str(), touched.size());
-  for (SharedGroup* g : touched) dispatch(*g);
+  for (SharedGroup* g : touched) {
+    if (g->abandoned()) dropAbandoned(*g);  // its last member had left already
+    dispatch(*g);
+  }
   // Its groups here may have no member online now: what they queued as
   // their own goes to members on other nodes (a cluster's groups).
   if (link_.give) forEachGroupOf(s, [&](SharedGroup& g) {
@@ -477,7 +484,32 @@ void SharedGroups::returnToGroups(Session& s, bool session_ends) {
   });
 }
 
+void SharedGroups::dropAbandoned(SharedGroup& g) {
+  GroupQueue& w = *g.work;
+  if (w.cluster) return;  // a cluster's group gives what it holds to the cluster instead
+  const uint64_t n = w.queued();
+  if (n == 0) return;
+  while (!w.queue.empty()) dropEntry(g, w.queue.begin(), false);
+  // The entries still on disk: with nothing in flight, every entry left
+  // under the group's key is one of them, and one delete takes them all
+  // with their messages' references. Otherwise they go with the last
+  // message in flight (release).
+  if (w.disk_count > 0 && w.inflight == 0) {
+    if (durable_.enabled()) durable_.batch().deleteSession(g.owner());
+    w.dropped += w.disk_count;
+    stats_.messages_dropped += w.disk_count;
+    w.disk_count = 0;
+    w.handed_back.clear();
+    w.next_read_seq = w.next_seq;
+    w.bytes = 0;
+  }
+  if (n > w.queued())
+    LOG_NOTICE("share group %s/%s: its last member left; %llu queued messages dropped with its subscription",
+               g.name.c_str(), g.filter.c_str(), static_cast<unsigned long long>(n - w.queued()));
+}
+
 void SharedGroups::maybeDrop(SharedGroup& g) {
+  if (g.abandoned()) dropAbandoned(g);
   if (!g.unused()) return;
   for (auto& p : refill_pending_)
     if (p == &g) p = nullptr;
@@ -549,6 +581,7 @@ void SharedGroups::keepRemovedQueue(std::string_view owner) {
   }
   const std::string name(rest.substr(0, slash)), filter(rest.substr(slash + 1));
   SharedGroup* g = tree_.findGroup(filter, name, true);
+  g->leftover_queue = true;
   configure(*g);
   const auto qi = durable_.store().queueInfo(owner);
   g->work->stored = true;
@@ -601,6 +634,7 @@ void SharedGroups::undeclareGroup(SharedGroup& g) {
   for (Session* s : leaving) tree_.unsubscribe(filter, name, s);
   g.declared = nullptr;
   g.filter_index = 0;
+  g.leftover_queue = true;
   configure(g);  // the strategy of an ordinary group
   const size_t depth = g.queued(), inflight = g.work->inflight;
   if (depth || inflight)

@@ -123,7 +123,8 @@ class SharedGroups {
   void returnToGroups(Session& s, bool session_ends = false);
   // A group message left its member (completed, expired, undeliverable).
   void release(SharedGroup& g, const Delivery& d);
-  // Drops `g` once it has no members and nothing queued or in flight.
+  // Once `g` has no members (and is not a declared queue's): what it
+  // queued is dropped, and the group goes when nothing of it is in flight.
   void maybeDrop(SharedGroup& g);
   // A group the topic tree just created (or loaded): its strategy from the
   // configuration, and its work queue.
@@ -177,6 +178,9 @@ class SharedGroups {
   void dropEntry(SharedGroup& g, LazyDeque<GroupEntry>::iterator pos, bool expired);
   // Groups kept from a queue removed from the configuration.
   void keepRemovedQueue(std::string_view owner);
+  // Drops every message `g` queued (RAM window and store), when none of it
+  // is in flight: the last member left.
+  void dropAbandoned(SharedGroup& g);
   // Creates the queue `qc` with its groups.
   DeclaredQueue& declareQueue(const QueueConfig& qc);
   // `g` of `q`, on `filter_index`, created if need be.

@@ -564,6 +564,79 @@ def test_inflight_at_kill9_goes_to_a_member_after_restart(make_broker):
     h.expect_nothing(0.3)
 
 
+def stored_counts(b):
+    """(queue entries, stored messages) as `petrel inspect` shows them."""
+    text = inspect(b)
+    mm = re.search(r"^\s+stored messages\s+(\d+)", text, re.M)
+    assert mm, text
+    return queued_total(text), int(mm.group(1))
+
+
+def wait_stored_counts(b, want, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = stored_counts(b)
+        if got == want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", ["term", "kill"])
+def test_group_whose_last_member_left_holds_and_takes_nothing(make_broker, how):
+    """The only member of a group is a durable session, offline while 20
+    QoS 1 messages queue in the group; then its session ends (a clean
+    start). The group's subscription ends with it, and so does its queue,
+    at once, as a restart always did with it: the store holds nothing,
+    messages published afterwards match no subscriber (MQTT 5 PUBACK 0x10)
+    and are not kept, and a member that joins after a restart gets
+    nothing."""
+    b = persistent(make_broker)
+    flt = "$share/gone/jobs/#"
+    m1 = member(b, "gone-1", 5, durable=True, flt=flt)
+    m1.disconnect()
+    time.sleep(0.1)
+    pub = b.connected("gone-pub", version=5)
+    assert publish_many(pub, "jobs/x", msgs("p", 20)) == [0] * 20
+    assert wait_stored_counts(b, (20, 20)) == (20, 20)
+    c = b.connected("gone-1", version=5, clean=True)
+    assert not c.connack.session_present
+    c.go_offline()
+    assert publish_many(pub, "jobs/x", msgs("q", 3)) == [0x10] * 3
+    pub.disconnect()
+    assert wait_stored_counts(b, (0, 0)) == (0, 0)
+    restart(b, how)
+    assert stored_counts(b) == (0, 0)
+    c2 = member(b, "gone-2", 5, durable=True, flt=flt)
+    c2.expect_nothing(0.5)
+
+
+@pytest.mark.parametrize("count", [20, 2500])
+def test_group_whose_last_member_unsubscribed_keeps_only_what_is_in_flight(make_broker, count):
+    """The only member of a group holds 5 unacknowledged messages (its
+    Receive Maximum) of `count`, then unsubscribes: the queued ones go
+    (with 2,500, 2.5 times the group's RAM window, those still on disk go
+    once nothing is in flight), the 5 in flight stay with it until it
+    acknowledges them, and a message published afterwards matches no
+    subscriber. Once it has acknowledged the 5, the store holds nothing."""
+    b = persistent(make_broker)
+    flt = "$share/left/jobs/#"
+    c = member(b, "left-1", 5, durable=True, receive_max=5, flt=flt)
+    pub = b.connected("left-pub", version=5)
+    publish_many(pub, "jobs/x", msgs("p", count), window=50)
+    held = drain(c, 5, ack=False)
+    c.expect_nothing(0.2)
+    c.unsubscribe(flt)
+    if count == 20:
+        assert wait_stored_counts(b, (5, 5)) == (5, 5)
+    assert publish_many(pub, "jobs/x", msgs("q", 2)) == [0x10] * 2
+    for p in held:
+        c.ack(p)
+    c.expect_nothing(0.3)
+    assert wait_stored_counts(b, (0, 0)) == (0, 0)
+    b.stop()
+    assert stored_counts(b) == (0, 0)
+
+
 def test_inspect_shows_group_queue(make_broker):
     """`petrel inspect --data DIR` on the store of a broker whose group
     holds 25 messages: the queue entries are counted, and the group's queue
