@@ -27,9 +27,17 @@ After each kill and at the end the store is read (mdb_dump, Debian's
 lmdb-utils): every queue entry and retained slot must name a message the
 store has, and every stored message must be counted by exactly as many of
 them as hold it (a record nobody holds would stay for good). At the end
-the broker is stopped with SIGTERM and must exit 0. The run fails if the
+the broker is stopped with SIGTERM and must exit 0.
+
+Then the audit (stored means delivered): the broker is started once more
+on its store, and every queue the store holds is drained by a well-behaved
+client that acknowledges everything (a session resumed under its client
+id, a share group joined by a new member). Each queue must hand out at
+least its entries that cannot expire (no message expiry, no queue
+lifetime, a session that does not expire meanwhile), and after a SIGTERM
+no queue entry may be left. The run fails if the
 broker died, did not start again, failed a bystander check, left the store
-inconsistent, or its log has a sanitizer report (build with clang and -DPETREL_FUZZ=ON,
+inconsistent, failed the audit, or its log has a sanitizer report (build with clang and -DPETREL_FUZZ=ON,
 or -DPETREL_SANITIZE=ON, to get one; build-san/petrel in CI's layout).
 Exit status 0 when it passed, 1 otherwise; the seed is always printed.
 
@@ -70,11 +78,18 @@ class Broker:
     def __init__(self, binary, workdir, workers):
         self.binary = binary
         self.workdir = workdir
+        self.workers = workers
         with socket.socket() as s:
             s.bind((HOST, 0))
             self.port = s.getsockname()[1]
         self.config = os.path.join(workdir, "petrel.yaml")
         self.log_path = os.path.join(workdir, "broker.log")
+        self.write_config(sys_interval=10)
+        self.proc = None
+        self.starts = 0
+
+    def write_config(self, sys_interval):
+        workers, workdir = self.workers, self.workdir
         with open(self.config, "w") as f:
             f.write("log_level: warning\n"
                     "workers: %d\n"
@@ -92,6 +107,7 @@ class Broker:
                     "  sync: fsync\n"
                     "mqtt:\n"
                     "  topic_alias_maximum: 5\n"
+                    "  sys_interval: %d\n"
                     "queues:\n"
                     "  - name: q1\n"
                     "    filters: [\"a/#\", \"t/+\"]\n"
@@ -100,9 +116,7 @@ class Broker:
                     "    filters: [\"dev/+/temp\"]\n"
                     "    strategy: least_inflight\n"
                     "    max_messages: 50\n"
-                    % (workers, HOST, self.port, os.path.join(workdir, "data")))
-        self.proc = None
-        self.starts = 0
+                    % (workers, HOST, self.port, os.path.join(workdir, "data"), sys_interval))
 
     def start(self):
         log = open(self.log_path, "ab")
@@ -445,6 +459,112 @@ def bystander(port, n):
             c.close()
 
 
+def queue_owners(data_dir):
+    """{owner: [entries, entries that cannot expire]} of the store's queue
+    table, for the owners that hold entries.
+
+    A key is the owner (a client id, or a group's "\\x01share/<name>/<filter>"),
+    a 0 byte and the entry's 8-byte sequence number. An entry's value is the
+    message id (8 bytes), QoS, flags, packet id (2), bytes (4), a count of
+    subscription ids and the ids (4 each), then optionally the group (a
+    4-byte length and the name) and a declared queue's queued-at and
+    deadline (8 each, the deadline 0 for none). A message record is a
+    version byte, QoS, retain and its expiry (8 bytes, 0 for none). A
+    session record is a version byte, the protocol level and its expiry
+    interval (4 bytes), which a 3.1/3.1.1 session ignores."""
+    le = lambda b: int.from_bytes(b, "little")  # noqa: E731
+    expiring_msgs = {int.from_bytes(k, "big") for k, v in dump_table(data_dir, "messages") if le(v[3:11])}
+    lasting_sessions = set()
+    for k, v in dump_table(data_dir, "sessions"):
+        if v[1] < 5 or le(v[2:6]) == 0xFFFFFFFF:
+            lasting_sessions.add(k.decode("utf-8", "replace"))
+    owners = {}
+    for k, v in dump_table(data_dir, "queue"):
+        owner = k[:-9].decode("utf-8", "replace")
+        counts = owners.setdefault(owner, [0, 0])
+        counts[0] += 1
+        pos = 17 + 4 * v[16]
+        if pos < len(v):
+            pos += 4 + le(v[pos:pos + 4])
+        deadline = le(v[pos + 8:pos + 16]) if pos + 16 <= len(v) else 0
+        if (not deadline and le(v[:8]) not in expiring_msgs
+                and (owner.startswith("\x01share/") or owner in lasting_sessions)):
+            counts[1] += 1
+    return owners
+
+
+def drain(port, owner):
+    """Take everything the broker owes `owner`, acknowledging it all: a session
+    is resumed under its client id, a group is joined by a new member. The
+    number of PUBLISHes taken, or what went wrong."""
+    group = owner.startswith("\x01share/")
+    c = m.RawClient(HOST, port, version=5 if group else 4, timeout=5.0)
+    try:
+        if group:
+            name, flt = owner[len("\x01share/"):].split("/", 1)
+            c.connect("audit-member", clean=True, keepalive=30)
+            c.subscribe([("$share/%s/%s" % (name, flt), m.sub_options(qos=2))])
+        else:
+            ack = c.connect(owner, clean=False, keepalive=30, expect_reason=None)
+            if ack.reason != 0:
+                return "CONNACK %r" % ack
+        taken = 0
+        while True:
+            try:
+                p = c.recv(1.5)
+            except m.ReadTimeout:
+                break
+            if p.type == m.PUBLISH:
+                taken += 1
+                if p.qos == 1:
+                    c.send(m.puback(p.mid, v5=c.v5))
+                elif p.qos == 2:
+                    c.send(m.pubrec(p.mid, v5=c.v5))
+            elif p.type == m.PUBREL:
+                c.send(m.pubcomp(p.mid, v5=c.v5))
+        c.go_offline()
+        return taken
+    except Exception as e:  # noqa: BLE001  (any failure to drain is the finding)
+        return "%s: %s" % (type(e).__name__, e)
+    finally:
+        c.close()
+
+
+def audit(broker):
+    """Stored means delivered: after the fuzzing, every queue the store holds is
+    drained by a well-behaved client, and then no entry may be left. Returns
+    (problems, summary)."""
+    data_dir = os.path.join(broker.workdir, "data")
+    owners = queue_owners(data_dir)
+    shutil.copytree(data_dir, os.path.join(broker.workdir, "data-before-audit"))
+    broker.write_config(sys_interval=0)  # no $SYS message may come in behind a drain
+    if not broker.start():
+        return ["the broker did not start for the audit"], ""
+    # Wills with a delay and $delayed/ messages of the run (at most 3 s) come
+    # due first, so that nothing is routed to a queue after it was drained.
+    time.sleep(4)
+    problems, taken = [], 0
+    for owner, (entries, lasting) in sorted(owners.items()):
+        got = drain(broker.port, owner)
+        if isinstance(got, str):
+            problems.append("draining %r: %s" % (owner, got))
+            continue
+        taken += got
+        if got < lasting:
+            problems.append("%r held %d entries, %d of which cannot expire; %d were delivered"
+                            % (owner, entries, lasting, got))
+    rc = broker.stop()
+    if rc != 0:
+        problems.append("SIGTERM after the audit: exit status %s" % rc)
+    left = queue_owners(data_dir)
+    for owner, (n, _) in sorted(left.items()):
+        problems.append("%d entr%s of %r still queued after it was drained (%d before)"
+                        % (n, "y" if n == 1 else "ies", owner, owners.get(owner, [0])[0]))
+    problems += store_problems(data_dir)
+    return problems, "%d queues drained, %d entries of which %d cannot expire; %d messages taken" % (
+        len(owners), sum(e for e, _ in owners.values()), sum(n for _, n in owners.values()), taken)
+
+
 def check_store(broker, when):
     """None, or what is wrong with the store of the stopped broker."""
     if not shutil.which("mdb_dump"):
@@ -470,6 +590,7 @@ def main():
     ap.add_argument("--check-s", type=float, default=2.0, help="seconds between bystander checks")
     ap.add_argument("--restart-s", type=float, default=30.0, help="seconds between kill -9 and restart (0: never)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--no-audit", action="store_true", help="skip draining every stored queue at the end")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
     print("seed %d" % seed, flush=True)
@@ -519,6 +640,11 @@ def main():
             found = check_store(broker, "after SIGTERM")
             if found:
                 failures.append(found)
+        if not failures and not args.no_audit and shutil.which("mdb_dump"):
+            problems, summary = audit(broker)
+            print("audit: " + summary, flush=True)
+            if problems:
+                failures.append("audit: %d problem(s):\n    %s" % (len(problems), "\n    ".join(problems[:20])))
     finally:
         if broker.alive():
             broker.kill()
