@@ -35,7 +35,8 @@ client that acknowledges everything (a session resumed under its client
 id, a share group joined by a new member). Each queue must hand out at
 least its entries that cannot expire (no message expiry, no queue
 lifetime, a session that does not expire meanwhile), and after a SIGTERM
-no queue entry may be left. The run fails if the
+no queue entry may be left. A new subscriber to '#' must be sent every
+retained message of the store that cannot expire. The run fails if the
 broker died, did not start again, failed a bystander check, left the store
 inconsistent, failed the audit, or its log has a sanitizer report (build with clang and -DPETREL_FUZZ=ON,
 or -DPETREL_SANITIZE=ON, to get one; build-san/petrel in CI's layout).
@@ -530,12 +531,53 @@ def drain(port, owner):
         c.close()
 
 
+def retained_topics(data_dir):
+    """Topics (not starting with '$') of the store's retained slots whose
+    message cannot expire. A slot's key is its topic, its value begins with
+    the message id (8 bytes, little-endian)."""
+    expiring = {int.from_bytes(k, "big") for k, v in dump_table(data_dir, "messages")
+                if int.from_bytes(v[3:11], "little")}
+    out = set()
+    for k, v in dump_table(data_dir, "retained"):
+        topic = k.decode("utf-8", "replace")
+        if not topic.startswith("$") and int.from_bytes(v[:8], "little") not in expiring:
+            out.add(topic)
+    return out
+
+
+def retained_sent(port):
+    """Topics of the retained messages a new subscriber to '#' is sent, or
+    what went wrong."""
+    c = m.RawClient(HOST, port, version=5, timeout=5.0)
+    try:
+        c.connect("audit-retained", clean=True, keepalive=30)
+        c.subscribe([("#", m.sub_options(qos=1))])
+        got = set()
+        while True:
+            try:
+                p = c.recv(1.0)
+            except m.ReadTimeout:
+                break
+            if p.type == m.PUBLISH:
+                if p.retain:
+                    got.add(p.topic)
+                if p.qos == 1:
+                    c.send(m.puback(p.mid, v5=True))
+        c.go_offline()
+        return got
+    except Exception as e:  # noqa: BLE001  (any failure is the finding)
+        return "%s: %s" % (type(e).__name__, e)
+    finally:
+        c.close()
+
+
 def audit(broker):
     """Stored means delivered: after the fuzzing, every queue the store holds is
     drained by a well-behaved client, and then no entry may be left. Returns
     (problems, summary)."""
     data_dir = os.path.join(broker.workdir, "data")
     owners = queue_owners(data_dir)
+    retained = retained_topics(data_dir)
     shutil.copytree(data_dir, os.path.join(broker.workdir, "data-before-audit"))
     broker.write_config(sys_interval=0)  # no $SYS message may come in behind a drain
     if not broker.start():
@@ -553,6 +595,12 @@ def audit(broker):
         if got < lasting:
             problems.append("%r held %d entries, %d of which cannot expire; %d were delivered"
                             % (owner, entries, lasting, got))
+    sent = retained_sent(broker.port)
+    if isinstance(sent, str):
+        problems.append("subscribing to '#' for the retained messages: %s" % sent)
+    else:
+        for topic in sorted(retained - sent):
+            problems.append("retained message on %r (stored, no expiry) not sent on SUBSCRIBE" % topic)
     rc = broker.stop()
     if rc != 0:
         problems.append("SIGTERM after the audit: exit status %s" % rc)
@@ -561,8 +609,10 @@ def audit(broker):
         problems.append("%d entr%s of %r still queued after it was drained (%d before)"
                         % (n, "y" if n == 1 else "ies", owner, owners.get(owner, [0])[0]))
     problems += store_problems(data_dir)
-    return problems, "%d queues drained, %d entries of which %d cannot expire; %d messages taken" % (
-        len(owners), sum(e for e, _ in owners.values()), sum(n for _, n in owners.values()), taken)
+    return problems, ("%d queues drained, %d entries of which %d cannot expire; %d messages taken; "
+                      "%d retained messages sent on SUBSCRIBE" % (
+                          len(owners), sum(e for e, _ in owners.values()), sum(n for _, n in owners.values()),
+                          taken, len(retained)))
 
 
 def check_store(broker, when):
