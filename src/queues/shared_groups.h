@@ -178,8 +178,9 @@ class SharedGroups {
   void dropEntry(SharedGroup& g, LazyDeque<GroupEntry>::iterator pos, bool expired);
   // Groups kept from a queue removed from the configuration.
   void keepRemovedQueue(std::string_view owner);
-  // Drops every message `g` queued (RAM window and store), when none of it
-  // is in flight: the last member left.
+  // The last member of `g` left: drops what it queued (the RAM window at
+  // once, the entries on disk once nothing of it is in flight). Not for a
+  // cluster's group, which gives what it holds to the cluster.
   void dropAbandoned(SharedGroup& g);
   // Creates the queue `qc` with its groups.
   DeclaredQueue& declareQueue(const QueueConfig& qc);

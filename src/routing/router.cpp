@@ -54,8 +54,9 @@ RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
       [&](SharedGroup& g) {
         // A shared subscription is a delivery of its own, never merged with
         // the session's other subscriptions: the group queues it. A group
-        // whose last member left is no subscription any more.
-        if (!g.abandoned()) groups.push_back(&g);
+        // whose last member left is no subscription any more (in a
+        // cluster, the cluster's stream decides, as before).
+        if (!g.abandoned() || (g.work && g.work->cluster)) groups.push_back(&g);
       });
   // A declared queue takes a message once, however many of its filters match.
   if (groups.size() > 1) SharedGroups::oncePerQueue(groups);
