@@ -485,8 +485,8 @@ void SharedGroups::returnToGroups(Session& s, bool session_ends) {
 }
 
 void SharedGroups::dropAbandoned(SharedGroup& g) {
+  if (!g.work || g.work->cluster) return;  // a cluster's group gives what it holds to the cluster instead
   GroupQueue& w = *g.work;
-  if (w.cluster) return;  // a cluster's group gives what it holds to the cluster instead
   const uint64_t n = w.queued();
   if (n == 0) return;
   while (!w.queue.empty()) dropEntry(g, w.queue.begin(), false);
