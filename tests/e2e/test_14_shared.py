@@ -582,22 +582,24 @@ def wait_stored_counts(b, want, timeout=5.0):
 
 
 @pytest.mark.parametrize("how", ["term", "kill"])
-def test_group_whose_last_member_left_holds_and_takes_nothing(make_broker, how):
-    """The only member of a group is a durable session, offline while 20
-    QoS 1 messages queue in the group; then its session ends (a clean
-    start). The group's subscription ends with it, and so does its queue,
-    at once, as a restart always did with it: the store holds nothing,
-    messages published afterwards match no subscriber (MQTT 5 PUBACK 0x10)
-    and are not kept, and a member that joins after a restart gets
-    nothing."""
+@pytest.mark.parametrize("count", [20, 100000])
+def test_group_whose_last_member_left_holds_and_takes_nothing(make_broker, how, count):
+    """The only member of a group is a durable session, offline while
+    `count` QoS 1 messages queue in the group (100,000 is 100 times the
+    group's RAM window, and `shared.max_queued_messages`); then its session
+    ends (a clean start). The group's subscription ends with it, and so
+    does its queue, at once, as a restart always did with it: the store
+    holds nothing, messages published afterwards match no subscriber
+    (MQTT 5 PUBACK 0x10) and are not kept, and a member that joins after a
+    restart gets nothing."""
     b = persistent(make_broker)
     flt = "$share/gone/jobs/#"
     m1 = member(b, "gone-1", 5, durable=True, flt=flt)
     m1.disconnect()
     time.sleep(0.1)
     pub = b.connected("gone-pub", version=5)
-    assert publish_many(pub, "jobs/x", msgs("p", 20)) == [0] * 20
-    assert wait_stored_counts(b, (20, 20)) == (20, 20)
+    assert publish_many(pub, "jobs/x", msgs("p", count), window=50) == [0] * count
+    assert wait_stored_counts(b, (count, count)) == (count, count)
     c = b.connected("gone-1", version=5, clean=True)
     assert not c.connack.session_present
     c.go_offline()
@@ -610,12 +612,13 @@ def test_group_whose_last_member_left_holds_and_takes_nothing(make_broker, how):
     c2.expect_nothing(0.5)
 
 
-@pytest.mark.parametrize("count", [20, 2500])
+@pytest.mark.parametrize("count", [20, 2500, 100000])
 def test_group_whose_last_member_unsubscribed_keeps_only_what_is_in_flight(make_broker, count):
     """The only member of a group holds 5 unacknowledged messages (its
     Receive Maximum) of `count`, then unsubscribes: the queued ones go
-    (with 2,500, 2.5 times the group's RAM window, those still on disk go
-    once nothing is in flight), the 5 in flight stay with it until it
+    (with 2,500 and 100,000, 2.5 and 100 times the group's RAM window,
+    those still on disk go once nothing is in flight; 100,000 is also
+    `shared.max_queued_messages`), the 5 in flight stay with it until it
     acknowledges them, and a message published afterwards matches no
     subscriber. Once it has acknowledged the 5, the store holds nothing."""
     b = persistent(make_broker)
@@ -625,6 +628,7 @@ def test_group_whose_last_member_unsubscribed_keeps_only_what_is_in_flight(make_
     publish_many(pub, "jobs/x", msgs("p", count), window=50)
     held = drain(c, 5, ack=False)
     c.expect_nothing(0.2)
+    assert wait_stored_counts(b, (count, count)) == (count, count)
     c.unsubscribe(flt)
     if count == 20:
         assert wait_stored_counts(b, (5, 5)) == (5, 5)
