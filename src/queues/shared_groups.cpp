@@ -108,6 +108,10 @@ void SharedGroups::handBack(SharedGroup& g, bool give_own) {
 void SharedGroups::handBackAll() {
   for (auto& [owner, q] : queues_) {
     SharedGroup& g = *q->group;
+    if (g.abandoned()) {
+      dropAbandoned(g);  // gives nothing of its own to the cluster any more
+      continue;
+    }
     if (q->cluster && q->queued() > 0) {
       refill(g);
       handBack(g, true);
@@ -117,10 +121,15 @@ void SharedGroups::handBackAll() {
 
 void SharedGroups::putBack(const std::string& owner, const MessagePtr& m, uint64_t seq) {
   SharedGroup* g = byOwner(owner);
-  if (!g) {
-    // The group went meanwhile (it had nothing queued): the store entry
-    // goes too.
+  if (!g || g->abandoned()) {
+    // The group went meanwhile (it had nothing queued), or its last member
+    // left: the store entry goes too.
     if (seq && durable_.enabled()) durable_.batch().deleteQueue(owner, seq, m->id);
+    if (g) {
+      ++g->work->dropped;
+      ++stats_.messages_dropped;
+      maybeDrop(*g);
+    }
     return;
   }
   GroupEntry e;
@@ -485,8 +494,12 @@ void SharedGroups::returnToGroups(Session& s, bool session_ends) {
 }
 
 void SharedGroups::dropAbandoned(SharedGroup& g) {
-  if (!g.work || g.work->cluster) return;  // a cluster's group gives what it holds to the cluster instead
+  if (!g.work) return;  // the topic tree's, without its work queue yet
   GroupQueue& w = *g.work;
+  // A cluster's group: what it took from the cluster's stream goes back
+  // there (members on other nodes, or the next member anywhere, take it);
+  // what it queued as this node's own goes as it would without a cluster.
+  if (w.cluster && w.taken > 0) handBack(g, false);
   const uint64_t n = w.queued();
   if (n == 0) return;
   while (!w.queue.empty()) dropEntry(g, w.queue.begin(), false);

@@ -179,8 +179,9 @@ class SharedGroups {
   // Groups kept from a queue removed from the configuration.
   void keepRemovedQueue(std::string_view owner);
   // The last member of `g` left: drops what it queued (the RAM window at
-  // once, the entries on disk once nothing of it is in flight). Not for a
-  // cluster's group, which gives what it holds to the cluster.
+  // once, the entries on disk once nothing of it is in flight). A
+  // cluster's group gives what it took from the cluster's stream back to
+  // it, and drops what it queued as the node's own.
   void dropAbandoned(SharedGroup& g);
   // Creates the queue `qc` with its groups.
   DeclaredQueue& declareQueue(const QueueConfig& qc);

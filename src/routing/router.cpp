@@ -55,7 +55,7 @@ RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
         // A shared subscription is a delivery of its own, never merged with
         // the session's other subscriptions: the group queues it. A group
         // whose last member left is no subscription any more (in a
-        // cluster, the cluster's stream decides, as before).
+        // cluster, members on other nodes may still take it: below).
         if (!g.abandoned() || (g.work && g.work->cluster)) groups.push_back(&g);
       });
   // A declared queue takes a message once, however many of its filters match.
@@ -82,9 +82,17 @@ RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
     }
   }
   bool must_commit = false;  // a stored copy waits in a queue: the commit decides
+  size_t matched_groups = groups.size();
   for (SharedGroup*& g : groups) {
     if (on_group_ && g->work && g->work->cluster && on_group_(*g, m)) {
       g = nullptr;  // handed to the cluster
+      continue;
+    }
+    if (g->abandoned()) {
+      // A cluster's group whose last member here left, and no other node
+      // wants the message: nobody of the group is left to take it.
+      g = nullptr;
+      --matched_groups;
       continue;
     }
     if (groups_.enqueue(*g, m)) {
@@ -109,7 +117,7 @@ RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
     }
   }
   RouteResult r;
-  r.matched = targets.size() + groups.size();
+  r.matched = targets.size() + matched_groups;
   r.stored = stored;
   if (gate && !must_commit && gate->pending() > 0) r.early_ack = std::move(gate);
   // One record for the message, referenced by every durable queue entry

@@ -382,6 +382,60 @@ def test_a_group_on_one_node_queues_as_its_own_and_gives_to_a_member_elsewhere(j
     p.close()
 
 
+def publish_v5(node, topic, count):
+    """`count` QoS 1 messages from an MQTT 5 client: their PUBACK reason codes."""
+    q = node.connected("v5-%d" % time.monotonic_ns(), version=5)
+    reasons = []
+    for _ in range(count):
+        mid = q.next_mid()
+        q.send(m.publish(topic, b"later", 1, mid=mid, v5=True))
+        pkt = q.recv(5)
+        assert pkt.type == m.PUBACK and pkt.mid == mid, pkt
+        reasons.append(pkt.reason or 0)
+    q.disconnect()
+    return reasons
+
+
+@pytest.mark.time_limit(120)
+def test_a_group_whose_last_member_left_drops_what_it_queued_as_its_own(js, nodes):
+    # Only b has the group (a durable member, offline): b queues the
+    # messages as its own, 5 times what a group holds in RAM. Then the
+    # member's session ends and no node has a member: the group ends, as
+    # on a node alone. What it queued is dropped (b's store holds nothing),
+    # a message published afterwards, on b or on another node, matches
+    # nothing (MQTT 5 PUBACK 0x10), and a member that joins later, after
+    # a kill -9 of b or not, gets nothing. Before, the group kept queueing
+    # (PUBACK 0) and a later member got everything, unless b had been
+    # restarted meanwhile: then nothing.
+    from test_14_shared import stored_counts, wait_stored_counts
+    a, b, c = nodes(js, 3, persistence={"enabled": True})
+    stream_ready(a, b, c)
+    d = member(b, "d-b", version=5, clean=False)
+    d.close()
+    groups_ready(b)
+    n = 5000
+    p = fc.Pub(HOST, b.port, "pub", version=4, name="pb").connect()
+    p.publish("jobs/own", n, qos=1, window=1000, timeout=60)
+    p.close()
+    assert wait_stored_counts(b, (n, n)) == (n, n)
+    ends = fc.Sub(HOST, b.port, "d-b", version=5, clean=True)
+    ends.connect()
+    ends.close()
+    wait_sys(b, "groups/count", lambda v: v == "0", timeout=10)
+    assert wait_stored_counts(b, (0, 0)) == (0, 0)
+    assert publish_v5(b, "jobs/later", 3) == [0x10] * 3
+    assert publish_v5(a, "jobs/later", 3) == [0x10] * 3
+    b.kill()
+    b.start(timeout=10)
+    stream_ready(b)
+    assert stored_counts(b) == (0, 0)
+    late = [member(c, "late-c"), member(b, "late-b")]
+    drain(late, lambda: False, 3.0)
+    assert [s.count for s in late] == [0, 0]
+    for s in late:
+        s.close()
+
+
 @pytest.mark.time_limit(120)
 def test_kill_9_of_the_publishing_node_loses_nothing_it_acknowledged(js, nodes):
     # Members on b and c; an unthrottled QoS 1 publisher on a, whose node is
