@@ -111,6 +111,17 @@ def free_port():
     return ports.free_port(HOST)
 
 
+def poll_until(read, want, timeout=5.0, interval=0.05):
+    """Calls read() until it returns `want` or `timeout` seconds pass; the
+    last value read (compare it with `want` to see what it was instead)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = read()
+        if got == want or time.monotonic() > deadline:
+            return got
+        time.sleep(interval)
+
+
 def merge(base, override):
     out = copy.deepcopy(base)
     for k, v in override.items():

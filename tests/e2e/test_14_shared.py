@@ -32,7 +32,7 @@ import time
 import pytest
 
 import mqttraw as m
-from conftest import PETREL_BIN
+from conftest import PETREL_BIN, poll_until
 
 pytestmark = pytest.mark.petrel_only
 
@@ -573,12 +573,7 @@ def stored_counts(b):
 
 
 def wait_stored_counts(b, want, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = stored_counts(b)
-        if got == want or time.monotonic() > deadline:
-            return got
-        time.sleep(0.05)
+    return poll_until(lambda: stored_counts(b), want, timeout)
 
 
 @pytest.mark.parametrize("how", ["term", "kill"])

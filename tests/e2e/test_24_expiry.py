@@ -17,7 +17,7 @@ import time
 import pytest
 
 import mqttraw as m
-from conftest import PETREL_BIN
+from conftest import PETREL_BIN, poll_until
 
 pytestmark = pytest.mark.petrel_only
 
@@ -103,12 +103,7 @@ def stored_retained(b):
 
 
 def wait_stored_retained(b, want, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        n = stored_retained(b)
-        if n == want or time.monotonic() > deadline:
-            return n
-        time.sleep(0.1)
+    return poll_until(lambda: stored_retained(b), want, timeout, interval=0.1)
 
 
 # --------------------------------------------------------------------------
