@@ -180,7 +180,14 @@ bool Sessions::restoreSubscription(Session& s, const persistence::SubscriptionRe
   }
   router_.tree().subscribe(r.filter, r.group, &s, o);
   s.subscriptions.set(r.key, o);
-  if (!r.group.empty()) s.has_shared = true;
+  if (!r.group.empty()) {
+    s.has_shared = true;
+    // A group this subscription made gets its work queue now: a session
+    // moved or taken here from another node may be handed its messages at
+    // once. (At start-up loadQueues does the same for every group.)
+    SharedGroup* g = router_.tree().findGroup(r.filter, r.group, false);
+    if (g && !g->work) groups_.configure(*g);
+  }
   return true;
 }
 

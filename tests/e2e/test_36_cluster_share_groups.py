@@ -19,7 +19,10 @@ loopback. What is checked (src/cluster/group_stream.h):
 * three NATS servers, one killed with kill -9 under load: nothing
   acknowledged is lost;
 * QoS 0 through a group, and the counters in $SYS, /metrics and
-  /api/v1/stats.
+  /api/v1/stats;
+* a group whose last member's session ends drops what its node queued as
+  its own, and takes nothing more; one whose last member's session moves
+  to another node gives it all to that member.
 """
 
 import json
@@ -434,6 +437,38 @@ def test_a_group_whose_last_member_left_drops_what_it_queued_as_its_own(js, node
     assert [s.count for s in late] == [0, 0]
     for s in late:
         s.close()
+
+
+@pytest.mark.time_limit(150)
+def test_a_member_whose_session_moves_gets_what_its_old_node_queued(js, nodes):
+    # Only b has the group (a durable member, offline): b queues the
+    # messages as its own, 100 times what a group holds in RAM. The member
+    # then connects to c, and its session moves there with its share
+    # subscription (c, which had no such group, makes it: a node used to
+    # crash there). b's group has no member any more, but its member lives
+    # on, on c: b gives what it queued to the cluster, and the member gets
+    # every message, once; b's store is left with nothing.
+    from test_14_shared import wait_stored_counts
+    a, b, c = nodes(js, 3, persistence={"enabled": True})
+    stream_ready(a, b, c)
+    d = member(b, "mover", version=4, clean=False)
+    d.close()
+    groups_ready(b)
+    time.sleep(0.5)  # the session registry's entry reaches every node
+    n = 20000 if SANITIZED else 100000
+    p = fc.Pub(HOST, b.port, "pub", version=4, name="pb").connect()
+    p.publish("jobs/own", n, qos=1, window=1000, timeout=60)
+    p.close()
+    assert wait_stored_counts(b, (n, n)) == (n, n)
+    moved = fc.Sub(HOST, c.port, "mover", version=4, clean=False)
+    moved.connect()
+    assert moved.session_present is True
+    drain([moved], lambda: len(set(seqs([moved], b"pb"))) >= n, 90)
+    assert sorted(seqs([moved], b"pb")) == list(range(n))
+    wait_sys(b, "moves/out", lambda v: int(v) >= 1, timeout=15)
+    assert wait_stored_counts(b, (0, 0), timeout=10) == (0, 0)
+    assert "dropped with its subscription" not in b.log()
+    moved.close()
 
 
 @pytest.mark.time_limit(120)

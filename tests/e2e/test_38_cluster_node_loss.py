@@ -17,7 +17,8 @@ those left, takes its sessions). What is checked:
   session back from the node that has it;
 * the same with node0's disk lost as well: nothing comes back on node0;
 * node0 stopped gracefully (it says bye): its client connecting to node2
-  finds its session within seconds;
+  finds its session within seconds; a share group's member parked on
+  node0 finds every message node0's group held;
 * three NATS servers routed as one (replicas: 3) and one of them killed
   as well, with node0: node0's client finds every acknowledged message;
 * node0 started again on its old disk while JetStream has no quorum
@@ -245,6 +246,29 @@ def test_a_node_stopped_its_client_finds_its_session_elsewhere(jsm, nodes):
     st = json.load(urllib.request.urlopen("http://%s:%d/api/v1/stats" % (HOST, b.config['http']['port']), timeout=5))
     assert st["cluster"]["adopted"]["sessions"] >= 1
     assert st["cluster"]["adopted"]["nodes"] == 1
+
+
+@pytest.mark.time_limit(150)
+def test_a_node_stopped_its_share_group_member_finds_the_groups_messages_elsewhere(jsm, nodes):
+    # The only member of a share group is a durable session parked on
+    # node0, which queued the group's messages as its own (no other node
+    # wanted the topic). node0 stops; node1 takes its sessions and what its
+    # groups held (from its replica); the member connects to node2, its
+    # session moves there from node1, and node1 gives the group's messages
+    # to the cluster: every one reaches the member.
+    a, b, c = three(jsm, nodes)
+    park(a, "worker", "$share/w/jobs/#")
+    registry_settles()
+    n = 3000
+    pub = fc.Pub(HOST, a.port, "pub-w").connect()
+    pub.publish("jobs/1", n, qos=1, window=500, timeout=60)
+    pub.close()
+    a.stop()
+    s = reconnect(c, "worker")
+    assert s.session_present is True
+    assert_all_there(s, {b"pub-w": set(range(n))})
+    assert int(sys_value(b, "adopted/sessions")) >= 1
+    assert "have no group here to go to" not in b.log()
 
 
 @pytest.mark.time_limit(150)
