@@ -602,7 +602,7 @@ void SessionMoves::answer(const Pending& p) {
     if (over && !o.unsubscribed) {
       // Nothing more is queued for it here; what was, up to now, goes
       // once committed.
-      router_.unsubscribeAll(*s);
+      router_.unsubscribeAll(*s, true);
       o.unsubscribed = true;
       pending_.push_back({p.client_id, p.header, p.take, writtenTicket(), true});
       arm();

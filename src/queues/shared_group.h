@@ -114,6 +114,11 @@ struct SharedGroup {
   // A group left over from a queue removed from the configuration: what it
   // holds stays until consumed or expired, with members or without.
   bool leftover_queue = false;
+  // Its last member here was a session that moved to another node (a
+  // cluster): the member lives on there, so what the group queued here as
+  // the node's own goes to the cluster (SharedGroups::handBackAll), not
+  // away. Until a member subscribes here again.
+  bool handing_over = false;
 
   size_t queued() const { return work ? work->queued() : 0; }
   // The store key that owns this group's queue entries; it cannot collide
@@ -125,8 +130,9 @@ struct SharedGroup {
   }
   // A group whose last member left holds nothing for the next one: the
   // group ends with its subscription, as at a restart (SharedGroups::
-  // loadQueues). A declared queue's group and a leftover one hold on.
-  bool abandoned() const { return !declared && !leftover_queue && members.empty(); }
+  // loadQueues). A declared queue's group, a leftover one and one handing
+  // over to the cluster hold on.
+  bool abandoned() const { return !declared && !leftover_queue && !handing_over && members.empty(); }
   // No members and nothing queued or in flight: the group may go (a
   // declared queue's never does).
   bool unused() const { return !declared && members.empty() && (!work || work->empty()); }

@@ -106,17 +106,19 @@ void SharedGroups::handBack(SharedGroup& g, bool give_own) {
 }
 
 void SharedGroups::handBackAll() {
+  std::vector<SharedGroup*> done;
   for (auto& [owner, q] : queues_) {
     SharedGroup& g = *q->group;
     if (g.abandoned()) {
       dropAbandoned(g);  // gives nothing of its own to the cluster any more
-      continue;
-    }
-    if (q->cluster && q->queued() > 0) {
+    } else if (q->cluster && q->queued() > 0) {
       refill(g);
       handBack(g, true);
     }
+    // With no member here and nothing left of it, the group goes.
+    if ((g.abandoned() || g.handing_over) && g.unused()) done.push_back(&g);
   }
+  for (SharedGroup* g : done) maybeDrop(*g);
 }
 
 void SharedGroups::putBack(const std::string& owner, const MessagePtr& m, uint64_t seq) {

@@ -172,11 +172,11 @@ void Router::sendRetained(Session& s, const std::string& filter, const Subscript
 
 void Router::unsubscribe(Session& s, std::string_view key) { remove(s, key, false); }
 
-void Router::unsubscribeAll(Session& s) {
-  for (const auto& e : s.subscriptions) remove(s, e.key, true);
+void Router::unsubscribeAll(Session& s, bool moved_away) {
+  for (const auto& e : s.subscriptions) remove(s, e.key, true, moved_away);
 }
 
-void Router::remove(Session& s, std::string_view key, bool all) {
+void Router::remove(Session& s, std::string_view key, bool all, bool moved_away) {
   std::string_view queue;
   if (parseQueueFilter(key, queue)) {  // `$queue/<name>`: every group of the queue
     groups_.leaveQueue(s, queue, all);
@@ -188,6 +188,7 @@ void Router::remove(Session& s, std::string_view key, bool all) {
   // Still a member of a declared queue's group through `$queue/<name>`.
   if (g && !all && groups_.memberThroughQueue(s, *g)) return;
   tree_.unsubscribe(sf.shared ? sf.filter : key, sf.group, &s);
+  if (g && moved_away && g->members.empty()) g->handing_over = true;
   if (g) groups_.maybeDrop(*g);
 }
 

@@ -58,8 +58,10 @@ class Router {
   void sendRetained(Session& s, const std::string& filter, const SubscriptionOptions& o);
   // Removes the subscription `key` ("$share/g/f" or a plain filter) of `s`.
   void unsubscribe(Session& s, std::string_view key);
-  // Removes every subscription of `s` (its session ends).
-  void unsubscribeAll(Session& s);
+  // Removes every subscription of `s`: its session ends, or moved to
+  // another node of a cluster (`moved_away`: its share groups here hand
+  // what they queued to the cluster instead of dropping it).
+  void unsubscribeAll(Session& s, bool moved_away = false);
 
   // Called with every message route() is given, before it is matched here
   // (the cluster sends it to the other nodes).
@@ -90,7 +92,7 @@ class Router {
     SubscriptionIds ids;
   };
 
-  void remove(Session& s, std::string_view key, bool all);
+  void remove(Session& s, std::string_view key, bool all, bool moved_away = false);
 
   const Clock& clock_;
   Durable& durable_;

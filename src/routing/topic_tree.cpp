@@ -130,7 +130,9 @@ bool TopicTree::subscribe(std::string_view filter, std::string_view group, Sessi
                           const SubscriptionOptions& opts) {
   std::vector<Subscriber>* list;
   if (!group.empty()) {
-    list = &findGroup(filter, group, true)->members;
+    SharedGroup* g = findGroup(filter, group, true);
+    g->handing_over = false;  // a member here again
+    list = &g->members;
   } else {
     Node* n = nodeOf(filter);
     list = &n->subs;

@@ -126,6 +126,43 @@ TEST_F(Parts, ShareGroupQueuesWhileNoMemberIsOnlineAndGivesEachMessageOnce) {
   EXPECT_TRUE(b.queue.empty());
 }
 
+TEST_F(Parts, AShareGroupWhoseLastMemberLeftDropsWhatItQueuedAndTakesNothingMore) {
+  Session& a = session("a");
+  subscribe(a, "jobs/#", 1, 0, false, "workers");
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(router_.route(message("jobs/x", 1)).matched, 1u);
+  router_.unsubscribeAll(a);  // its session ends
+  SharedGroup* g = router_.tree().findGroup("jobs/#", "workers", false);
+  EXPECT_TRUE(g == nullptr || g->queued() == 0u);
+  EXPECT_EQ(router_.route(message("jobs/x", 1)).matched, 0u);
+  EXPECT_EQ(stats_.messages_dropped, 4u);
+}
+
+TEST_F(Parts, AShareGroupWhoseLastMemberMovedToAnotherNodeKeepsWhatItQueuedForIt) {
+  // The member lives on, on another node of a cluster: what the group
+  // queued here is the member's (the cluster takes it from here), and so
+  // is what comes meanwhile.
+  Session& a = session("a");
+  subscribe(a, "jobs/#", 1, 0, false, "workers");
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(router_.route(message("jobs/x", 1)).matched, 1u);
+  router_.unsubscribeAll(a, true);
+  SharedGroup* g = router_.tree().findGroup("jobs/#", "workers", false);
+  ASSERT_NE(g, nullptr);
+  EXPECT_TRUE(g->handing_over);
+  EXPECT_FALSE(g->abandoned());
+  EXPECT_EQ(g->queued(), 4u);
+  EXPECT_EQ(router_.route(message("jobs/x", 1)).matched, 1u);
+  EXPECT_EQ(g->queued(), 5u);
+  EXPECT_EQ(stats_.messages_dropped, 0u);
+  // A member here again, whose session then ends: the group ends with it.
+  Session& b = session("b");
+  subscribe(b, "jobs/#", 1, 0, false, "workers");
+  EXPECT_FALSE(g->handing_over);
+  router_.unsubscribeAll(b);
+  g = router_.tree().findGroup("jobs/#", "workers", false);
+  EXPECT_TRUE(g == nullptr || g->queued() == 0u);
+  EXPECT_EQ(stats_.messages_dropped, 5u);
+}
+
 TEST_F(Parts, RetainedMessagesGoToANewSubscriberFlaggedRetained) {
   router_.retain(message("cfg/a", 1, "pub", true, "1"));
   router_.retain(message("cfg/b", 0, "pub", true, "2"));
