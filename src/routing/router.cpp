@@ -89,8 +89,9 @@ RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
       continue;
     }
     if (g->abandoned()) {
-      // A cluster's group whose last member here left, and no other node
-      // wants the message: nobody of the group is left to take it.
+      // A cluster's group whose last member here left, and the cluster
+      // did not take the message (no other node wants its topic, or the
+      // streams are down): nobody of the group is left to take it.
       g = nullptr;
       --matched_groups;
       continue;
