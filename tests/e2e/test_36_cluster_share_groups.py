@@ -399,6 +399,24 @@ def publish_v5(node, topic, count):
     return reasons
 
 
+def queued_on_b_as_its_own(js, nodes, cid, version, n):
+    """Three nodes with LMDB; the group's only member is a durable session
+    `cid` on b, offline, and b queues `n` QoS 1 messages published there as
+    its own (no other node wants the topic). Returns the nodes."""
+    from test_14_shared import wait_stored_counts
+    a, b, c = nodes(js, 3, persistence={"enabled": True})
+    stream_ready(a, b, c)
+    d = member(b, cid, version=version, clean=False)
+    d.close()
+    groups_ready(b)
+    time.sleep(0.5)  # the session registry's entry reaches every node
+    p = fc.Pub(HOST, b.port, "pub", version=4, name="pb").connect()
+    p.publish("jobs/own", n, qos=1, window=1000, timeout=60)
+    p.close()
+    assert wait_stored_counts(b, (n, n)) == (n, n)
+    return a, b, c
+
+
 @pytest.mark.time_limit(120)
 def test_a_group_whose_last_member_left_drops_what_it_queued_as_its_own(js, nodes):
     # Only b has the group (a durable member, offline): b queues the
@@ -411,16 +429,7 @@ def test_a_group_whose_last_member_left_drops_what_it_queued_as_its_own(js, node
     # (PUBACK 0) and a later member got everything, unless b had been
     # restarted meanwhile: then nothing.
     from test_14_shared import stored_counts, wait_stored_counts
-    a, b, c = nodes(js, 3, persistence={"enabled": True})
-    stream_ready(a, b, c)
-    d = member(b, "d-b", version=5, clean=False)
-    d.close()
-    groups_ready(b)
-    n = 5000
-    p = fc.Pub(HOST, b.port, "pub", version=4, name="pb").connect()
-    p.publish("jobs/own", n, qos=1, window=1000, timeout=60)
-    p.close()
-    assert wait_stored_counts(b, (n, n)) == (n, n)
+    a, b, c = queued_on_b_as_its_own(js, nodes, "d-b", 5, 5000)
     ends = fc.Sub(HOST, b.port, "d-b", version=5, clean=True)
     ends.connect()
     ends.close()
@@ -449,17 +458,8 @@ def test_a_member_whose_session_moves_gets_what_its_old_node_queued(js, nodes):
     # on, on c: b gives what it queued to the cluster, and the member gets
     # every message, once; b's store is left with nothing.
     from test_14_shared import wait_stored_counts
-    a, b, c = nodes(js, 3, persistence={"enabled": True})
-    stream_ready(a, b, c)
-    d = member(b, "mover", version=4, clean=False)
-    d.close()
-    groups_ready(b)
-    time.sleep(0.5)  # the session registry's entry reaches every node
     n = 20000 if SANITIZED else 100000
-    p = fc.Pub(HOST, b.port, "pub", version=4, name="pb").connect()
-    p.publish("jobs/own", n, qos=1, window=1000, timeout=60)
-    p.close()
-    assert wait_stored_counts(b, (n, n)) == (n, n)
+    a, b, c = queued_on_b_as_its_own(js, nodes, "mover", 4, n)
     moved = fc.Sub(HOST, c.port, "mover", version=4, clean=False)
     moved.connect()
     assert moved.session_present is True
