@@ -147,7 +147,11 @@ def test_queues_spanning_broker_lives_with_dup_resends(make_broker):
 
     t = threading.Thread(target=publish)
     t.start()
-    time.sleep(0.7)
+    # The kill comes a sixth of the way through, however fast the broker
+    # takes them (a fixed wait let the publisher finish first once).
+    deadline = time.monotonic() + 30
+    while pub.next_seq < 10_000 and t.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.001)
     b.stop(signal.SIGKILL)
     t.join(30)
     assert errors, "the publisher finished before the kill: nothing was in flight"
