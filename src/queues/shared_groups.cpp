@@ -496,7 +496,6 @@ void SharedGroups::returnToGroups(Session& s, bool session_ends) {
 }
 
 void SharedGroups::dropAbandoned(SharedGroup& g) {
-  if (!g.work) return;  // the topic tree's, without its work queue yet
   GroupQueue& w = *g.work;
   // A cluster's group: what it took from the cluster's stream goes back
   // there (members on other nodes, or the next member anywhere, take it);

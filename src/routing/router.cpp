@@ -53,10 +53,9 @@ RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
       },
       [&](SharedGroup& g) {
         // A shared subscription is a delivery of its own, never merged with
-        // the session's other subscriptions: the group queues it. A group
-        // whose last member left is no subscription any more (in a
-        // cluster, members on other nodes may still take it: below).
-        if (!g.abandoned() || (g.work && g.work->cluster)) groups.push_back(&g);
+        // the session's other subscriptions: the group queues it (below,
+        // where a group without members here is left out).
+        groups.push_back(&g);
       });
   // A declared queue takes a message once, however many of its filters match.
   if (groups.size() > 1) SharedGroups::oncePerQueue(groups);
@@ -84,14 +83,14 @@ RouteResult Router::route(const MessagePtr& m, uint32_t extra_refs) {
   bool must_commit = false;  // a stored copy waits in a queue: the commit decides
   size_t matched_groups = groups.size();
   for (SharedGroup*& g : groups) {
-    if (on_group_ && g->work && g->work->cluster && on_group_(*g, m)) {
+    if (on_group_ && g->work->cluster && on_group_(*g, m)) {
       g = nullptr;  // handed to the cluster
       continue;
     }
     if (g->abandoned()) {
-      // A cluster's group whose last member here left, and the cluster
-      // did not take the message (no other node wants its topic, or the
-      // streams are down): nobody of the group is left to take it.
+      // Its last member left: it is no subscription any more. A cluster's
+      // group is one only where the cluster took the message (members on
+      // other nodes); here nobody of the group is left to take it.
       g = nullptr;
       --matched_groups;
       continue;
