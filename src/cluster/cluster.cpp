@@ -709,10 +709,11 @@ void Cluster::takeStream(int64_t now_ms) {
     else (d.stored ? counters_.stream_stored : counters_.stream_failed) += copies;
     if (Awaiting& a = it->second; a.given) {
       // A message a group here gave to the cluster: its store entry goes
-      // now; refused, it is queued here again.
+      // now; refused, it is queued here again (too large for NATS: for
+      // the group's members here only).
       gave = true;
       if (!d.stored) {
-        router_.groups().putBack(a.owner, a.given, a.given_seq);
+        router_.groups().putBack(a.owner, a.given, a.given_seq, d.too_large);
       } else {
         ++counters_.group_returned;
         if (a.given_seq && durable_.enabled()) durable_.batch().deleteQueue(a.owner, a.given_seq, a.given->id);

@@ -337,7 +337,7 @@ void Stream::runPublish() {
       LOG_WARN("cluster: messages for another node not stored in stream %s (acknowledged to their publishers "
                "without it): %s", stream_.c_str(), natsErrorText(s).c_str());
       std::lock_guard<std::mutex> lock(mu_);
-      done_.push_back({o.token, false});
+      done_.push_back({o.token, false, true});
       batch.pop_front();
       if (done_.size() == 1) wake_();
     }
@@ -413,7 +413,7 @@ void Stream::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* c
         self->out_.push_back(std::move(o));
         self->cv_.notify_all();
       } else {
-        if (known) self->done_.push_back({token, false});
+        if (known) self->done_.push_back({token, false, pae && refusedForGood(pae->Err, pae->ErrCode)});
         wake = self->done_.size() == 1;
         LOG_WARN("cluster: messages for another node not stored in stream %s (acknowledged to their publishers "
                  "without it): %s", self->stream_.c_str(),

@@ -78,6 +78,7 @@ class Stream {
   struct Done {
     uint64_t token;
     bool stored;  // false: given up (too large; or refused while the stream stops)
+    bool too_large = false;  // given up as larger than the NATS servers take
   };
   struct Counters {
     uint64_t retried = 0;  // stream messages tried again (no answer, no leader yet, refused for now)

@@ -52,6 +52,9 @@ struct GroupEntry {
   // longer be handed out (0 = never), kept in its store record.
   int64_t queued_at_ms = 0;
   int64_t deadline_ms = 0;
+  // The cluster refused it as larger than its NATS servers take: it is for
+  // the group's members on this node, never offered to the cluster again.
+  bool local_only = false;
 };
 
 struct SharedGroup;
@@ -133,6 +136,9 @@ struct SharedGroup {
   // loadQueues). A declared queue's group, a leftover one and one handing
   // over to the cluster hold on.
   bool abandoned() const { return !declared && !leftover_queue && !handing_over && members.empty(); }
+  // Handing over, and nothing else keeps it here: what only this node can
+  // deliver (too large for the cluster) has nobody to go to.
+  bool onlyElsewhere() const { return handing_over && !declared && !leftover_queue && members.empty(); }
   // No members and nothing queued or in flight: the group may go (a
   // declared queue's never does).
   bool unused() const { return !declared && members.empty() && (!work || work->empty()); }

@@ -89,6 +89,16 @@ void SharedGroups::handBack(SharedGroup& g, bool give_own) {
         if (it->msg->group_token) {
           settleTaken(*it->msg, false);
           --g.work->taken;
+        } else if (it->local_only) {
+          // Too large for the cluster: for members here, and once the
+          // member moved to another node, for nobody.
+          if (!g.onlyElsewhere()) {
+            ++it;
+            continue;
+          }
+          logTooLarge(g, *it->msg);
+          it = dropEntry(g, it, false);
+          continue;
         } else if (!give_own || !link_.give || !link_.give(g, it->msg, it->seq)) {
           ++it;
           continue;
@@ -121,11 +131,14 @@ void SharedGroups::handBackAll() {
   for (SharedGroup* g : done) maybeDrop(*g);
 }
 
-void SharedGroups::putBack(const std::string& owner, const MessagePtr& m, uint64_t seq) {
+void SharedGroups::putBack(const std::string& owner, const MessagePtr& m, uint64_t seq, bool too_large) {
   SharedGroup* g = byOwner(owner);
-  if (!g || g->abandoned()) {
-    // The group went meanwhile (it had nothing queued), or its last member
-    // left: the store entry goes too.
+  // The group went meanwhile (it had nothing queued), or its last member
+  // left; or the message is too large for the cluster, where the group's
+  // members now are: the store entry goes too.
+  const bool gone = !g || g->abandoned();
+  if (gone || (too_large && g->onlyElsewhere())) {
+    if (!gone) logTooLarge(*g, *m);
     if (seq && durable_.enabled()) durable_.batch().deleteQueue(owner, seq, m->id);
     if (g) {
       ++g->work->dropped;
@@ -137,6 +150,7 @@ void SharedGroups::putBack(const std::string& owner, const MessagePtr& m, uint64
   GroupEntry e;
   e.msg = m;
   e.seq = seq;
+  e.local_only = too_large;
   g->work->bytes += m->payload.size();
   g->work->queue.push_front(std::move(e));
   dispatch(*g);
@@ -213,7 +227,8 @@ void SharedGroups::moveToGroup(SharedGroup& g, Session& s, uint64_t member_seq, 
   durable_.batch().deleteQueue(s.clientId(), member_seq, e.msg->id);
 }
 
-void SharedGroups::dropEntry(SharedGroup& g, LazyDeque<GroupEntry>::iterator pos, bool expired) {
+LazyDeque<GroupEntry>::iterator SharedGroups::dropEntry(SharedGroup& g, LazyDeque<GroupEntry>::iterator pos,
+                                                        bool expired) {
   if (pos->msg->group_token) {
     settleTaken(*pos->msg, true);  // gone for good: not for another node either
     --g.work->taken;
@@ -227,7 +242,13 @@ void SharedGroups::dropEntry(SharedGroup& g, LazyDeque<GroupEntry>::iterator pos
   } else {
     ++g.work->dropped;
   }
-  g.work->queue.erase(pos);
+  return g.work->queue.erase(pos);
+}
+
+void SharedGroups::logTooLarge(const SharedGroup& g, const Message& m) {
+  LOG_WARN("share group %s/%s: a message on %s (%zu bytes) is larger than the cluster's NATS servers take, and the "
+           "group's member moved to another node: dropped",
+           g.name.c_str(), g.filter.c_str(), m.topic.c_str(), m.payload.size());
 }
 
 size_t SharedGroups::refill(SharedGroup& g) {

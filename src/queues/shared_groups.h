@@ -107,7 +107,10 @@ class SharedGroups {
   int room(const SharedGroup& g) const;
   // A message give() handed to the cluster that the stream refused: back
   // to the front of its group's queue (under its store entry `seq`).
-  void putBack(const std::string& owner, const MessagePtr& m, uint64_t seq);
+  // `too_large` (refused for good): kept for the group's members here,
+  // and dropped once its member moved to another node (onlyElsewhere():
+  // it cannot follow).
+  void putBack(const std::string& owner, const MessagePtr& m, uint64_t seq, bool too_large = false);
   // Groups with messages queued here and no member online: offered to
   // the cluster again (what one handBack() left on disk, or what the
   // cluster could not take then).
@@ -174,8 +177,11 @@ class SharedGroups {
   // Moves a member's store entry of `m` back to the group (a hand-back).
   void moveToGroup(SharedGroup& g, Session& s, uint64_t member_seq, const GroupEntry& e);
   // Takes the queued entry at `pos` out of the group's queue for good
-  // (dropped: full, expired, nobody may read it).
-  void dropEntry(SharedGroup& g, LazyDeque<GroupEntry>::iterator pos, bool expired);
+  // (dropped: full, expired, nobody may read it); the entry after it.
+  LazyDeque<GroupEntry>::iterator dropEntry(SharedGroup& g, LazyDeque<GroupEntry>::iterator pos, bool expired);
+  // A message the cluster cannot carry, of a group whose member moved to
+  // another node: said in the log (it counts as dropped).
+  static void logTooLarge(const SharedGroup& g, const Message& m);
   // Groups kept from a queue removed from the configuration.
   void keepRemovedQueue(std::string_view owner);
   // The last member of `g` left: drops what it queued (the RAM window at

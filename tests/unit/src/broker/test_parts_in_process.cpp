@@ -163,6 +163,47 @@ TEST_F(Parts, AShareGroupWhoseLastMemberMovedToAnotherNodeKeepsWhatItQueuedForIt
   EXPECT_EQ(stats_.messages_dropped, 5u);
 }
 
+TEST_F(Parts, AShareGroupsMessageTheClusterRefusesAsTooLargeStaysForItsMemberHere) {
+  // In a cluster: a message the group queued as this node's own is offered
+  // to the cluster while its member here is offline. NATS refuses it as
+  // too large (putBack, too_large): it waits for the member here and is
+  // not offered again (it used to be, at once, for as long as the member
+  // was away). Once the member moves to another node it cannot follow,
+  // and is dropped.
+  std::vector<const Message*> offered;
+  SharedGroups::ClusterLink link;
+  link.group = [](SharedGroup&, bool) {};
+  link.give = [&](SharedGroup&, const MessagePtr& m, uint64_t) {
+    offered.push_back(m.get());
+    return true;
+  };
+  groups_.setClusterLink(link);
+  Session& a = session("a");
+  subscribe(a, "jobs/#", 1, 0, false, "workers");
+  SharedGroup* g = router_.tree().findGroup("jobs/#", "workers", false);
+  ASSERT_NE(g, nullptr);
+  const MessagePtr big = message("jobs/big", 1);
+  EXPECT_EQ(router_.route(big).matched, 1u);
+  EXPECT_EQ(router_.route(message("jobs/small", 1)).matched, 1u);
+  groups_.handBackAll();
+  ASSERT_EQ(offered.size(), 2u);
+  EXPECT_EQ(offered[0], big.get());
+  EXPECT_EQ(g->queued(), 0u);
+  groups_.putBack(g->owner(), big, 0, true);
+  EXPECT_EQ(g->queued(), 1u);
+  groups_.handBackAll();
+  groups_.handBackAll();
+  EXPECT_EQ(offered.size(), 2u);
+  EXPECT_EQ(g->queued(), 1u);
+  EXPECT_EQ(stats_.messages_dropped, 0u);
+  router_.unsubscribeAll(a, true);
+  groups_.handBackAll();
+  EXPECT_EQ(offered.size(), 2u);
+  EXPECT_EQ(stats_.messages_dropped, 1u);
+  g = router_.tree().findGroup("jobs/#", "workers", false);
+  EXPECT_TRUE(g == nullptr || g->queued() == 0u);
+}
+
 TEST_F(Parts, RetainedMessagesGoToANewSubscriberFlaggedRetained) {
   router_.retain(message("cfg/a", 1, "pub", true, "1"));
   router_.retain(message("cfg/b", 0, "pub", true, "2"));
