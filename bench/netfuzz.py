@@ -51,6 +51,7 @@ import random
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -571,6 +572,42 @@ def retained_sent(port):
         c.close()
 
 
+def last_due_ms(data_dir, start_ms):
+    """When the last will of a stored session, or the last $delayed/ message,
+    comes due (wall clock, ms) once the broker starts at `start_ms`; 0 for
+    none. A will delay is whatever a client sent, a mutated CONNECT's too
+    (one of 65 s once: a flipped bit), so the run's choices (at most 3 s)
+    do not bound it. A session record is a version byte, the protocol
+    level, the expiry interval (4), its expiry and its will's due time (8
+    each, 0 for none scheduled), the username (a flag, a 4-byte length and
+    the bytes), then a will flag and the will: QoS, retain, and its topic,
+    properties and payload, each a 4-byte length and the bytes. A will not
+    scheduled (its session was online when the broker stopped) goes its
+    delay after the start. A delayed message's key begins with its due
+    time (8 bytes, big-endian)."""
+    le = lambda b: int.from_bytes(b, "little")  # noqa: E731
+    latest = 0
+    for _, v in dump_table(data_dir, "sessions"):
+        try:
+            will_at = int.from_bytes(v[14:22], "little", signed=True)
+            pos = 22
+            pos += 5 + le(v[pos + 1:pos + 5])  # username
+            if not v[pos]:
+                continue
+            pos += 3
+            pos += 4 + le(v[pos:pos + 4])  # topic
+            props = v[pos + 4:pos + 4 + le(v[pos:pos + 4])]
+            if will_at == 0:
+                delay = m.decode_props(props, 0)[0].get("will_delay_interval", 0) if v[1] == 5 and props else 0
+                will_at = start_ms + 1000 * min(delay, le(v[2:6]))
+            latest = max(latest, will_at)
+        except (IndexError, ValueError, struct.error, m.MQTTRawError):
+            continue
+    for k, _ in dump_table(data_dir, "delayed"):
+        latest = max(latest, int.from_bytes(k[:8], "big"))
+    return latest
+
+
 def audit(broker):
     """Stored means delivered: after the fuzzing, every queue the store holds is
     drained by a well-behaved client, and then no entry may be left. Returns
@@ -582,9 +619,15 @@ def audit(broker):
     broker.write_config(sys_interval=0)  # no $SYS message may come in behind a drain
     if not broker.start():
         return ["the broker did not start for the audit"], ""
-    # Wills with a delay and $delayed/ messages of the run (at most 3 s) come
-    # due first, so that nothing is routed to a queue after it was drained.
-    time.sleep(4)
+    # Wills with a delay and $delayed/ messages come due first, so that
+    # nothing is routed to a queue after it was drained (those due more than
+    # 5 minutes on come long after the audit).
+    now_ms = int(time.time() * 1000)
+    due_ms = last_due_ms(data_dir, now_ms)
+    wait_s = (due_ms - now_ms) / 1000.0 + 1 if due_ms <= now_ms + 300000 else 0
+    if wait_s > 4:
+        print("audit: waiting %.0f s for the last will or delayed message to come due" % wait_s, flush=True)
+    time.sleep(max(4, wait_s))
     problems, taken = [], 0
     for owner, (entries, lasting) in sorted(owners.items()):
         got = drain(broker.port, owner)
