@@ -275,6 +275,7 @@ void Broker::onWritable(Connection& c) {
 }
 
 void Broker::flushAll() {
+  groups_.dropEmptied();  // groups emptied during the turn, under their callers
   // Group commit: everything this loop turn wrote to the store goes to the
   // writer thread as one batch.
   cluster_.flushStream();  // QoS 1 and 2 messages for other nodes, a batch per node

@@ -242,7 +242,9 @@ LazyDeque<GroupEntry>::iterator SharedGroups::dropEntry(SharedGroup& g, LazyDequ
   } else {
     ++g.work->dropped;
   }
-  return g.work->queue.erase(pos);
+  auto next = g.work->queue.erase(pos);
+  noteIfEmptied(g);
+  return next;
 }
 
 void SharedGroups::logTooLarge(const SharedGroup& g, const Message& m) {
@@ -442,9 +444,26 @@ void SharedGroups::release(SharedGroup& g, const Delivery& d) {
   if (d.msg) settleTaken(*d.msg, true);
   if (d.groupSeq() && durable_.enabled()) durable_.batch().deleteQueue(g.owner(), d.groupSeq(), d.msg ? d.msg->id : 0);
   // The last member left while this was in flight: what waited on disk
-  // goes with the last of it (the group itself stays, taking nothing,
-  // until a member comes or a restart).
+  // goes with the last of it, and the group after it (the caller still
+  // holds it now).
   if (g.abandoned() && g.work->inflight == 0) dropAbandoned(g);
+  noteIfEmptied(g);
+}
+
+void SharedGroups::noteIfEmptied(const SharedGroup& g) {
+  if (!g.unused()) return;
+  std::string owner = g.owner();
+  if (emptied_.empty() || emptied_.back() != owner) emptied_.push_back(std::move(owner));
+}
+
+void SharedGroups::dropEmptied() {
+  if (emptied_.empty()) return;
+  std::vector<std::string> owners;
+  owners.swap(emptied_);
+  for (const std::string& owner : owners) {
+    SharedGroup* g = byOwner(owner);
+    if (g && g->unused()) maybeDrop(*g);
+  }
 }
 
 void SharedGroups::dispatchMemberGroupsOf(Session& s) {

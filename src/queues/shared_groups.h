@@ -129,6 +129,10 @@ class SharedGroups {
   // Once `g` has no members (and is not a declared queue's): what it
   // queued is dropped, and the group goes when nothing of it is in flight.
   void maybeDrop(SharedGroup& g);
+  // Groups whose last message left while their caller still held them
+  // (release, a dropped entry) go once the loop turn's work is done, if
+  // nothing came back to them meanwhile.
+  void dropEmptied();
   // A group the topic tree just created (or loaded): its strategy from the
   // configuration, and its work queue.
   void configure(SharedGroup& g);
@@ -171,6 +175,8 @@ class SharedGroups {
 
  private:
   void dispatchMemberGroupsOf(Session& s);
+  // `g` may have nothing left: looked at again by dropEmptied().
+  void noteIfEmptied(const SharedGroup& g);
   size_t refill(SharedGroup& g);
   size_t load(SharedGroup& g, const std::vector<persistence::QueueRecord>& recs);
   void putEntry(SharedGroup& g, const GroupEntry& e);
@@ -218,6 +224,7 @@ class SharedGroups {
   TopicTree& tree_;
   Sessions& sessions_;
   std::vector<SharedGroup*> refill_pending_;  // null: group dropped
+  std::vector<std::string> emptied_;  // owner keys, for dropEmptied()
   // Every group's work queue, by the group's store owner key.
   std::unordered_map<std::string, std::unique_ptr<GroupQueue>, KeyedHash, std::equal_to<>> queues_;
   std::map<std::string, std::unique_ptr<DeclaredQueue>, std::less<>> declared_;

@@ -615,7 +615,8 @@ def test_group_whose_last_member_unsubscribed_keeps_only_what_is_in_flight(make_
     those still on disk go once nothing is in flight; 100,000 is also
     `shared.max_queued_messages`), the 5 in flight stay with it until it
     acknowledges them, and a message published afterwards matches no
-    subscriber. Once it has acknowledged the 5, the store holds nothing."""
+    subscriber. Once it has acknowledged the 5, the store holds nothing,
+    and the group itself is gone (the SIGUSR1 report no longer lists it)."""
     b = persistent(make_broker)
     flt = "$share/left/jobs/#"
     c = member(b, "left-1", 5, durable=True, receive_max=5, flt=flt)
@@ -628,10 +629,14 @@ def test_group_whose_last_member_unsubscribed_keeps_only_what_is_in_flight(make_
     if count == 20:
         assert wait_stored_counts(b, (5, 5)) == (5, 5)
     assert publish_many(pub, "jobs/x", msgs("q", 2)) == [0x10] * 2
+    report, text = group_report(b)
+    assert report["left/jobs/#"]["members"] == 0 and report["left/jobs/#"]["inflight"] == 5, text
     for p in held:
         c.ack(p)
     c.expect_nothing(0.3)
     assert wait_stored_counts(b, (0, 0)) == (0, 0)
+    report, text = group_report(b)
+    assert report == {}, text
     b.stop()
     assert stored_counts(b) == (0, 0)
 

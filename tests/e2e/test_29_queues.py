@@ -363,6 +363,55 @@ def test_sighup_removes_a_queue_keeping_what_it_holds(make_broker):
     later.expect_nothing(0.4)
 
 
+def listed_in_report(b, name):
+    """Whether the SIGUSR1 report lists a share group named `name`."""
+    start = len(b.log())
+    b.send_signal(signal.SIGUSR1)
+    wait_log(b, r"report:", start=start)
+    time.sleep(0.1)  # the group lines follow the report line
+    return re.search(r"share group %s/" % re.escape(name), b.log()[start:]) is not None
+
+
+def test_a_removed_queue_goes_when_the_last_of_it_in_flight_is_acknowledged(make_broker):
+    """Queue held holds 5 messages, all in flight to its one consumer
+    ($queue/held, Receive Maximum 5, nothing acknowledged). SIGHUP removes
+    the queue: the consumer is no member any more and keeps the 5. Once it
+    acknowledges them, nothing is left, and the group goes: the SIGUSR1
+    report no longer lists it, and messages published to its filter match
+    no subscriber (MQTT 5 PUBACK 0x10) and are kept nowhere, as for any
+    share group without members, across a restart too."""
+    b = persistent(make_broker, [queue("held", "held/#")])
+    pub = b.connected("p-held", version=5)
+    for i in range(5):
+        pub.publish("held/a", b"h%d" % i, qos=1)
+    c = b.connected("c-held", version=5, props={"receive_maximum": 5})
+    assert c.subscribe([("$queue/held", 1)]).codes == [1]
+    held = [c.recv_publish(timeout=5, ack=False) for _ in range(5)]
+    assert [p.payload for p in held] == [b"h%d" % i for i in range(5)]
+    start = hup(b, None)
+    assert re.search(r"queue held \(held/#\) is no longer declared: its 0 queued messages \(5 in flight\)",
+                     b.log()[start:]), b.log()[start:]
+    assert listed_in_report(b, "held")
+    for p in held:
+        c.ack(p)
+    c.ping()
+    deadline = time.monotonic() + 5
+    while listed_in_report(b, "held"):
+        assert time.monotonic() < deadline, "the emptied group is still listed:\n" + b.log()[-2000:]
+    codes = []
+    for i in range(3):
+        mid = pub.publish("held/a", b"late %d" % i, qos=1, wait_ack=False)
+        codes.append(pub.wait_for(m.PUBACK, mid).reason or 0)
+    assert codes == [0x10] * 3
+    c.expect_nothing(0.2)
+    pub.close()
+    b.stop()
+    b.start(timeout=10)
+    later = b.connected("c-later", version=5)
+    assert later.subscribe([("$share/held/held/#", 1)]).codes == [1]
+    later.expect_nothing(0.4)
+
+
 def test_sighup_changes_parameters_and_filters(make_broker):
     """Queue chg on a/# (qos0 queued) becomes b/# with qos0 drop: a
     $queue/chg consumer gets the b/# QoS 1 message only; the a/# group,

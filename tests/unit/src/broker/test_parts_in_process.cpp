@@ -491,5 +491,30 @@ TEST_F(Flow, AShareGroupDoesNotHandOutAnExpiredMessage) {
   EXPECT_EQ(stats_.messages_expired, 1u);
 }
 
+TEST_F(Flow, AShareGroupWhoseLastMemberLeftGoesOnceWhatItHadInFlightIsAcknowledged) {
+  Session& a = session("a");
+  Connection& c = connect(a, mqtt::Version::V5, /*receive_max=*/2);
+  subscribe(a, "jobs/#", 1, 0, false, "workers");
+  for (int i = 0; i < 2; ++i) router_.route(message("jobs/x", 1));
+  EXPECT_EQ(publishes(c.out()), 2u);
+  router_.unsubscribe(a, "$share/workers/jobs/#");
+  a.subscriptions.erase("$share/workers/jobs/#");
+  SharedGroup* g = router_.tree().findGroup("jobs/#", "workers", false);
+  ASSERT_NE(g, nullptr);  // two of its messages are still with the member
+  EXPECT_EQ(g->work->inflight, 2u);
+  EXPECT_EQ(router_.route(message("jobs/x", 1)).matched, 0u);
+  sessions_.completeDelivery(a, a.inflight.front().packet_id);
+  groups_.dropEmptied();
+  EXPECT_NE(router_.tree().findGroup("jobs/#", "workers", false), nullptr);
+  sessions_.completeDelivery(a, a.inflight.front().packet_id);
+  // Still held by the caller that released its last message; gone at the
+  // end of the loop turn.
+  EXPECT_NE(router_.tree().findGroup("jobs/#", "workers", false), nullptr);
+  groups_.dropEmptied();
+  EXPECT_EQ(router_.tree().findGroup("jobs/#", "workers", false), nullptr);
+  EXPECT_EQ(groups_.byOwner(SharedGroup::ownerKey("workers", "jobs/#")), nullptr);
+  EXPECT_EQ(router_.route(message("jobs/x", 1)).matched, 0u);
+}
+
 }  // namespace
 }  // namespace petrel
