@@ -850,6 +850,23 @@ std::string SharedGroups::report() {
   return out;
 }
 
+size_t SharedGroups::expireHeads(size_t budget) {
+  const int64_t now = clock_.wallMs();
+  size_t gone = 0;
+  for (auto& [owner, q] : queues_) {
+    SharedGroup& g = *q->group;
+    while (gone < budget) {
+      // The head may be on disk only: the next window comes in.
+      if (q->queue.empty() && (q->disk_count == 0 || refill(g) == 0)) break;
+      const GroupEntry& e = q->queue.front();
+      if (!queueEntryExpired(e.deadline_ms, e.msg->expires_at_ms, now)) break;
+      dropEntry(g, q->queue.begin(), true);  // the group goes at the end of the turn if emptied
+      ++gone;
+    }
+  }
+  return gone;
+}
+
 void SharedGroups::afterCommit() {
   if (refill_pending_.empty()) return;
   std::vector<SharedGroup*> waiting;

@@ -144,6 +144,14 @@ class SharedGroups {
   void returnAfterRestart();
   // Store commits: groups whose refill waited on them dispatch again.
   void afterCommit();
+  // Entries past their deadline (message expiry, a declared queue's
+  // retention or message_ttl) at the head of each group's queue go, and
+  // are counted as expired, whether or not a member is online to meet
+  // them (dispatch drops those it meets): at most `budget` of them in one
+  // call, so that a long run of them is spread over several. Returns how
+  // many went. Called every second (Broker).
+  size_t expireHeads(size_t budget);
+  static constexpr size_t kExpireBudget = 20000;
   // One line per group (SIGUSR1).
   std::string report();
 

@@ -412,6 +412,56 @@ def test_a_removed_queue_goes_when_the_last_of_it_in_flight_is_acknowledged(make
     later.expect_nothing(0.4)
 
 
+@pytest.mark.time_limit(60)
+def test_expired_entries_go_with_no_consumer_online(make_broker):
+    """Queue short (message_ttl 2 s) collects 100,000 QoS 1 messages, 100
+    times a group's RAM window, with no consumer ever online. Within
+    seconds of their lifetime's end every one is gone, not only those a
+    later publish met at the head of the queue: $SYS shows depth 0 and
+    100,000 expired, the store holds none of them across a restart, and a
+    consumer gets nothing."""
+    b = persistent(make_broker, [queue("short", "short/#", message_ttl=2)], mqtt={"sys_interval": 1})
+    pub = fc.Pub(b.host, b.port, "p-short", version=5).connect()
+    pub.publish("short/a", 100000, qos=1, window=1000, timeout=120)
+    assert pub.acked == 100000
+    pub.close()
+    assert sys_values(b, "short", {"depth": 0, "expired": 100000, "bytes": 0}, timeout=20)["consumers"] == 0
+    b.stop()
+    b.start(timeout=10)
+    assert sys_values(b, "short", {"depth": 0, "expired": 0})["depth"] == 0
+    c = b.connected("c-short", version=5)
+    assert c.subscribe([("$queue/short", 1)]).codes == [1]
+    c.expect_nothing(0.5)
+
+
+def test_a_removed_queue_whose_messages_expired_goes(make_broker):
+    """Queue brief (message_ttl 1 s) holds 2,000 messages, twice a group's
+    RAM window, with no consumer, when SIGHUP removes it. Once they have
+    expired, its group is gone: the SIGUSR1 report no longer lists it, a
+    message to its filter matches nothing (PUBACK 0x10), and the restarted
+    broker finds nothing of it in the store."""
+    b = persistent(make_broker, [queue("brief", "brief/#", message_ttl=1)])
+    pub = fc.Pub(b.host, b.port, "p-brief", version=5).connect()
+    pub.publish("brief/a", 2000, qos=1, window=500)
+    pub.close()
+    start = hup(b, None)
+    assert re.search(r"queue brief \(brief/#\) is no longer declared: its 2000 queued messages",
+                     b.log()[start:]), b.log()[start:]
+    deadline = time.monotonic() + 10
+    while listed_in_report(b, "brief"):
+        assert time.monotonic() < deadline, "the expired group is still listed:\n" + b.log()[-2000:]
+        time.sleep(0.2)
+    late = b.connected("p-late", version=5)
+    mid = late.publish("brief/a", b"late", qos=1, wait_ack=False)
+    assert (late.wait_for(m.PUBACK, mid).reason or 0) == 0x10
+    late.close()
+    b.stop()
+    start = len(b.log())
+    b.start(timeout=10)
+    assert "queue brief" not in b.log()[start:], b.log()[start:]
+    assert not listed_in_report(b, "brief")
+
+
 def test_sighup_changes_parameters_and_filters(make_broker):
     """Queue chg on a/# (qos0 queued) becomes b/# with qos0 drop: a
     $queue/chg consumer gets the b/# QoS 1 message only; the a/# group,

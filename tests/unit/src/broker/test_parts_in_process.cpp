@@ -405,6 +405,30 @@ TEST_F(Parts, ExpiredMessagesAtTheHeadOfAFullShareGroupQueueMakeRoom) {
   EXPECT_EQ(stats_.messages_expired, 2u);
 }
 
+TEST_F(Parts, ExpiredEntriesAtTheHeadOfAShareGroupQueueGoWithNoMemberOnline) {
+  Session& a = session("a");  // offline
+  subscribe(a, "jobs/#", 1, 0, false, "workers");
+  SharedGroup* g = router_.tree().findGroup("jobs/#", "workers", false);
+  ASSERT_NE(g, nullptr);
+  // Queued while their lifetime lasted; it ended since, and no message
+  // came after them (a publish to the group drops those it meets).
+  const int64_t past = clock_.wallMs() - 1, later = clock_.wallMs() + 60'000;
+  for (int i = 0; i < 5; ++i) g->work->queue.push_back(GroupEntry{expiring("jobs/old", 1, past)});
+  g->work->queue.push_back(GroupEntry{expiring("jobs/live", 1, later)});
+  g->work->queue.push_back(GroupEntry{expiring("jobs/old", 1, past)});  // behind a live one: waits until met
+  EXPECT_EQ(g->queued(), 7u);
+  EXPECT_EQ(groups_.expireHeads(3), 3u);  // a budget per call
+  EXPECT_EQ(g->queued(), 4u);
+  EXPECT_EQ(groups_.expireHeads(SharedGroups::kExpireBudget), 2u);
+  ASSERT_EQ(g->queued(), 2u);
+  EXPECT_EQ(g->work->queue.front().msg->topic, "jobs/live");
+  EXPECT_EQ(groups_.expireHeads(SharedGroups::kExpireBudget), 0u);
+  EXPECT_EQ(g->work->expired, 5u);
+  EXPECT_EQ(g->work->dropped, 0u);
+  EXPECT_EQ(stats_.messages_expired, 5u);
+  EXPECT_EQ(a.queue.size(), 0u);  // nothing handed to the offline member
+}
+
 // The packet types written to a connection's output, in order.
 static std::vector<mqtt::PacketType> packets(const std::string& out) {
   std::vector<mqtt::PacketType> v;
