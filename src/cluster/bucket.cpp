@@ -55,9 +55,9 @@ void Bucket::stop() {
   acks_->bucket = nullptr;
 }
 
-void Bucket::put(const std::string& key, std::string value) {
+void Bucket::put(const std::string& key, std::string value, bool only_new) {
   std::lock_guard<std::mutex> lock(mu_);
-  puts_[key] = std::move(value);
+  puts_[key] = Put{std::move(value), only_new};
 }
 
 void Bucket::take(std::vector<Event>& out) {
@@ -205,7 +205,7 @@ bool Bucket::makePuts(bool last) {
   std::string subject;
   for (auto it = batch.begin(); it != batch.end(); ++it) {
     const std::string& key = it->first;
-    std::string& value = it->second;
+    const std::string& value = it->second.value;
     if (max_payload > 0 && int64_t(value.size()) >= max_payload) {
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -216,6 +216,7 @@ bool Bucket::makePuts(bool last) {
       continue;
     }
     subject = prefix + key;
+    po.ExpectNoMessage = it->second.only_new;
     const natsStatus s = js_PublishAsync(js_, subject.c_str(), value.data(), static_cast<int>(value.size()), &po);
     if (s == NATS_OK) continue;
     std::lock_guard<std::mutex> lock(mu_);
@@ -248,13 +249,22 @@ void Bucket::onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* c
     std::lock_guard<std::mutex> lock(self->mu_);
     if (pa) {
       ++self->counters_.put;
+    } else if (pae && static_cast<jsErrCode>(pae->ErrCode) == JSStreamWrongLastSequenceErr) {
+      // An `only_new` put: the bucket's value stays, and the watch brings it.
+      LOG_INFO("cluster: bucket %s already held a value for %s; it stays", self->bucket_.c_str(),
+               natsMsg_GetSubject(msg));
     } else if (pae && !refusedForGood(pae->Err, pae->ErrCode)) {
-      // Tried again, unless the loop has put a newer value since.
+      // Tried again, unless the loop has put a newer value since; an
+      // `only_new` put stays one (its message carries the check).
       const std::string_view subject = natsMsg_GetSubject(msg);
       const size_t skip = 4 + self->bucket_.size() + 1;  // "$KV." bucket "."
+      const char* expected = nullptr;
+      const bool only_new = natsMsgHeader_Get(msg, "Nats-Expected-Last-Subject-Sequence", &expected) == NATS_OK &&
+                            expected && std::string_view(expected) == "0";
       if (subject.size() > skip)
-        self->puts_.try_emplace(std::string(subject.substr(skip)), natsMsg_GetData(msg),
-                                static_cast<size_t>(natsMsg_GetDataLength(msg)));
+        self->puts_.try_emplace(std::string(subject.substr(skip)),
+                                Put{std::string(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg))),
+                                    only_new});
     } else {
       ++self->counters_.put_failed;
       LOG_WARN("cluster: an entry not put in bucket %s: %s (it stays on this node)", self->bucket_.c_str(),

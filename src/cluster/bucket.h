@@ -88,8 +88,11 @@ class Bucket {
   static constexpr int64_t kRewatchDelayMs = 2000;
   void rewatch();
 
-  // The loop's side. `value` replaces a put of `key` not yet made.
-  void put(const std::string& key, std::string value);
+  // The loop's side. `value` replaces a put of `key` not yet made. With
+  // `only_new` the bucket takes it only while it holds nothing for `key`
+  // (JetStream's expected-no-message check): a value some node put there
+  // meanwhile stays, and the watch brings it.
+  void put(const std::string& key, std::string value, bool only_new = false);
   // The events since the last take(), in order, appended to `out`.
   void take(std::vector<Event>& out);
   Counters counters() const;
@@ -136,7 +139,11 @@ class Bucket {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::unordered_map<std::string, std::string, KeyedHash, std::equal_to<>> puts_;  // by key: the latest value
+  struct Put {
+    std::string value;
+    bool only_new = false;
+  };
+  std::unordered_map<std::string, Put, KeyedHash, std::equal_to<>> puts_;  // by key: the latest value
   std::vector<Event> events_;
   uint64_t event_bytes_ = 0;
   Counters counters_;

@@ -1143,11 +1143,11 @@ void Cluster::onRetain(const MessagePtr& m) {
   putRetained(*m);
 }
 
-void Cluster::putRetained(const Message& m) {
+void Cluster::putRetained(const Message& m, bool only_new) {
   const uint64_t seq = ++seq_;
   cluster::encodeWire(m, node_id_, seq, retained_body_);
   own_pending_[m.topic] = seq;
-  bucket_->put(cluster::topicKey(m.topic), retained_body_);
+  bucket_->put(cluster::topicKey(m.topic), retained_body_, only_new);
 }
 
 // The bucket's order is the cluster's: every node applies the entries of a
@@ -1212,7 +1212,10 @@ void Cluster::bucketEvent(cluster::Bucket::Event& e, int64_t now_ms) {
 // the bucket never had (published while the node was cut off from NATS, or
 // before it joined the cluster) goes to the bucket now. A topic cleared
 // while the node was away is in the bucket (an empty payload), so it was
-// cleared here above.
+// cleared here above. The client's end of the first values is not always
+// the true end (it can come early while other nodes put), so these puts
+// are only for keys the bucket holds nothing for: a value it holds that
+// the watch had not brought yet stays, and comes afterwards.
 void Cluster::endSync(int64_t now_ms) {
   syncing_ = false;
   std::vector<MessagePtr> missing;
@@ -1222,9 +1225,10 @@ void Cluster::endSync(int64_t now_ms) {
     missing.push_back(m);
   });
   decltype(synced_)().swap(synced_);
-  for (const MessagePtr& m : missing) putRetained(*m);
+  for (const MessagePtr& m : missing) putRetained(*m, true);
   if (!missing.empty())
-    LOG_NOTICE("cluster: %zu retained messages of this node put in bucket %s", missing.size(), bucket_->name().c_str());
+    LOG_NOTICE("cluster: %zu retained messages of this node put in bucket %s, where it holds none for their topics",
+               missing.size(), bucket_->name().c_str());
 }
 
 void Cluster::clientConnected(const std::string& client_id) {

@@ -377,7 +377,9 @@ class Cluster {
   // Retained messages (jetstream: true): a local one to the bucket; what
   // the bucket's watch sees into this node's store.
   void onRetain(const MessagePtr& m);
-  void putRetained(const Message& m);
+  // `only_new`: the bucket takes it only while it holds nothing for the
+  // topic (Bucket::put).
+  void putRetained(const Message& m, bool only_new = false);
   void bucketEvent(cluster::Bucket::Event& e, int64_t now_ms);
   void registryEvent(const cluster::Bucket::Event& e);
   void endSync(int64_t now_ms);

@@ -225,6 +225,30 @@ def test_retained_published_while_cut_off_reaches_the_others_when_linked(tmp_pat
         n.stop()
 
 
+def test_retained_kept_through_a_restart_while_cut_off_reaches_the_bucket(tmp_path, nodes):
+    """a publishes two retained messages while NATS is down, and is killed
+    (kill -9) and started again before NATS comes: what it meant to put in
+    the bucket is now only in its store. Once linked, its catch-up puts
+    them in the bucket, only for keys the bucket holds nothing for (the
+    bucket is empty here, so both go), and a node that joins gets them."""
+    n = Nats(tmp_path, jetstream=True)  # not started yet
+    a, = nodes(n, 1, persistence={"enabled": True})
+    publish_retained(a, {"kept/1": b"one", "kept/2": b"two"})
+    a.kill()
+    a.start()
+    assert retained(a, "kept/#") == {"kept/1": b"one", "kept/2": b"two"}
+    n.start()
+    try:
+        wait_sys(a, "retained/bucket", lambda v: v == "1", timeout=20)
+        b, = nodes(n, 1)
+        wait_retained(b, "kept/#", {"kept/1": b"one", "kept/2": b"two"}, timeout=20)
+        put = re.search(r"cluster: 2 retained messages of this node put in bucket \S+, where it holds none", a.log())
+        assert put, a.log()[-2000:]
+        assert "already held a value" not in a.log()
+    finally:
+        n.stop()
+
+
 def test_retained_past_the_nats_clients_reconnect_buffer_reach_the_others_when_linked(tmp_path, nodes):
     """With the link to NATS down, the NATS client buffers puts (8 MB) and
     then refuses more (NATS_INSUFFICIENT_BUFFER): those are put once the
