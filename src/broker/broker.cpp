@@ -9,7 +9,7 @@ namespace {
 constexpr size_t kReadBufferSize = 256 * 1024;
 // The first $SYS update after start-up; then every mqtt.sys_interval.
 constexpr uint64_t kFirstSysMs = 250;
-constexpr uint64_t kGroupExpiryMs = 1000;
+constexpr uint64_t kExpirySweepMs = 1000;
 }  // namespace
 
 Broker::Broker(uv_loop_t* loop, Config cfg)
@@ -26,7 +26,7 @@ Broker::Broker(uv_loop_t* loop, Config cfg)
       adoption_({cluster_, sessions_, router_, durable_, delayed_, timers_, clock_, cfg_.data_dir + "/adopting"}),
       moves_({cluster_, sessions_, router_, durable_, timers_, clock_, adoption_}),
       sys_timer_(&Broker::onSysTimer, this),
-      group_expiry_timer_(&Broker::onGroupExpiryTimer, this),
+      expiry_sweep_timer_(&Broker::onExpirySweepTimer, this),
       read_buf_(kReadBufferSize) {
   // Before any subscription exists: each one counts as interest.
   cluster_.attach();
@@ -120,7 +120,7 @@ bool Broker::start(std::string& err) {
   if (!bridges_.start(err)) return false;
   sys_.start();
   if (cfg_.sys_interval) timers_.armAfter(sys_timer_, kFirstSysMs);
-  timers_.armAfter(group_expiry_timer_, kGroupExpiryMs);
+  timers_.armAfter(expiry_sweep_timer_, kExpirySweepMs);
   // Output is flushed once per loop turn: after I/O callbacks (check) and
   // after timers (prepare, before the loop blocks).
   uv_check_init(loop_, &check_);
@@ -314,10 +314,11 @@ void Broker::onSysTimer(Timer& t) {
   b->cluster_.publishSys();
 }
 
-void Broker::onGroupExpiryTimer(Timer& t) {
+void Broker::onExpirySweepTimer(Timer& t) {
   auto* b = t.owner<Broker>();
-  b->timers_.armAfter(t, kGroupExpiryMs);
+  b->timers_.armAfter(t, kExpirySweepMs);
   b->groups_.expireHeads(SharedGroups::kExpireBudget);
+  b->sessions_.sweepExpiredQueues(Sessions::kSweepBudget);
 }
 
 void Broker::protocolError(Connection& c, mqtt::Reason r, const char* what) {

@@ -191,7 +191,7 @@ class Broker : private BrokerParts {
   uint64_t connectHeldMs() const { return uint64_t(cfg_.max_connect_wait) * 1000; }
   static void onConnectionTimer(Timer& t);
   static void onSysTimer(Timer& t);
-  static void onGroupExpiryTimer(Timer& t);
+  static void onExpirySweepTimer(Timer& t);
   static void onCheck(uv_check_t* h);
   static void onPrepare(uv_prepare_t* h);
   static void onConnection(uv_stream_t* server, int status);
@@ -211,7 +211,7 @@ class Broker : private BrokerParts {
 
   std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
   Timer sys_timer_;  // $SYS every mqtt.sys_interval seconds
-  Timer group_expiry_timer_;  // expired entries at the head of share group queues, every second
+  Timer expiry_sweep_timer_;  // expired entries at the heads of groups' and offline sessions' queues, every second
   uv_check_t check_;
   uv_prepare_t prepare_;
   std::vector<uint8_t> read_buf_;

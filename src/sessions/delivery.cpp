@@ -74,6 +74,10 @@ DeliverOutcome Sessions::deliver(Session& s, Delivery&& d, const AckGatePtr& gat
   if (persist) d.seq = s.next_seq++;
   if (s.moving && move_hook_) move_hook_(s, d);
   s.queued_bytes += bytes;
+  // The first message queued for an offline session heads its queue: the
+  // expiry sweep watches it.
+  if (!online && d.msg->expires_at_ms && s.queue.empty() && s.disk_count == 0 && !s.sweep_at_ms)
+    setSweep(s, d.msg->expires_at_ms);
   if (window_free) {
     // Fast path: the window has room, send now; the store entry carries the
     // packet id already.
@@ -323,14 +327,14 @@ bool Sessions::resendInflight(Session& s, Connection& c, InflightOut& f) {
   return true;
 }
 
-size_t Sessions::purgeExpiredHead(Session& s) {
+size_t Sessions::purgeExpiredHead(Session& s, size_t max) {
   // A head that never expires ends the purge before it begins: the clock is
   // not read for it (every message over a full queue's limit comes here).
   if (!s.queue.empty() && !s.queue.front().msg->expires_at_ms) return 0;
   const int64_t now = clock_.wallMs();
   auto expired = [now](const Message& m) { return m.expires_at_ms && m.expires_at_ms <= now; };
   size_t n = 0;
-  while (!s.queue.empty() && expired(*s.queue.front().msg)) {
+  while (n < max && !s.queue.empty() && expired(*s.queue.front().msg)) {
     forget(s, s.queue.front());
     s.queue.pop_front();
     ++n;
@@ -340,19 +344,26 @@ size_t Sessions::purgeExpiredHead(Session& s) {
   // live message. An expired QoS 1 message that was in flight goes too (a
   // reconnect would drop it rather than send it again); any other entry in
   // flight stops the purge, as does one not yet committed.
-  if (s.queue.empty() && s.disk_count > 0 && durable_.enabled()) {
+  if (n < max && s.queue.empty() && s.disk_count > 0 && durable_.enabled()) {
     // The head alone first: with a queue full of live messages (every
     // message over the limit comes here) that is all there is to read.
     size_t chunk = 1;
     bool more = true;
-    while (more && s.disk_count > 0) {
+    while (more && s.disk_count > 0 && n < max) {
+      chunk = std::min(chunk, max - n);
       std::vector<persistence::QueueRecord> recs;
       durable_.store().readQueue(s.clientId(), s.next_read_seq, chunk,
                                  [&](persistence::QueueRecord& q) { recs.push_back(std::move(q)); });
       more = recs.size() == chunk;
       chunk = 64;
-      for (const auto& q : recs) {
-        MessagePtr m = durable_.loadMessage(q.msg_id);
+      // The messages of a chunk in one read transaction.
+      std::vector<uint64_t> ids;
+      ids.reserve(recs.size());
+      for (const auto& q : recs) ids.push_back(q.msg_id);
+      const std::vector<MessagePtr> msgs = durable_.loadMessages(ids);
+      for (size_t i = 0; i < recs.size(); ++i) {
+        const auto& q = recs[i];
+        const MessagePtr& m = msgs[i];
         if (!m || !expired(*m) || q.released || (q.packet_id && q.qos != 1)) {
           more = false;
           break;

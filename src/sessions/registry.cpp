@@ -125,6 +125,7 @@ void Sessions::end(Session* s) {
   }
   if (s->stored && durable_.enabled()) durable_.batch().deleteSession(s->clientId());
   if (durable_.enabled()) forgetPending(s);
+  setSweep(*s, 0);
   if (s->dropped) LOG_NOTICE("session %s ended; %llu messages were dropped for it",
                              s->clientId().c_str(), static_cast<unsigned long long>(s->dropped));
   if (s->bridge) own_limits_.erase(s);

@@ -366,6 +366,9 @@ class Session {
   // client_receive_max and client_topic_alias_max below.
   uint32_t client_max_packet = 0;  // 0 = no limit
   int64_t expires_at_ms = 0;  // set while offline, 0 = not scheduled
+  // Offline: when the sweep of expired queue entries next looks at its
+  // queue's head (Sessions::sweepExpiredQueues), 0 = not watched.
+  int64_t sweep_at_ms = 0;
 
   // The will of the current (or last) connection, and when it fires if it
   // is delayed (§3.1.3.2.2 Will Delay Interval).

@@ -20,9 +20,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "src/acks/ack_gate.h"
@@ -116,6 +118,11 @@ class Sessions {
   // Arms (or cancels) the timer of `s` for its delayed will and its expiry
   // while it is offline (expiry.cpp); call after changing either deadline.
   void scheduleExpiry(Session& s);
+  // Drops the expired entries at the heads of offline sessions' queues
+  // (RAM and store), at most `budget` of them; the broker calls it every
+  // second. Returns how many went.
+  size_t sweepExpiredQueues(size_t budget);
+  static constexpr size_t kSweepBudget = 20000;
   // The ACL with the identity of `s` (inline: asked for every receiver).
   bool mayPublish(const Session& s, std::string_view topic) const {
     return security_.mayPublish(s.username, s.clientId(), topic);
@@ -167,7 +174,7 @@ class Sessions {
   // Drops the expired messages at the head of the queue of `s` (RAM, then
   // store), so that stale messages do not hold the room of live ones when
   // a queue limit is reached; returns how many went.
-  size_t purgeExpiredHead(Session& s);
+  size_t purgeExpiredHead(Session& s, size_t max = SIZE_MAX);
   // The exchange of an outbound QoS 1/2 message is over.
   void completeDelivery(Session& s, uint16_t packet_id) { completeDelivery(s, packet_id, s.findInflight(packet_id)); }
   // The same, with its window entry already looked up (`inf`, may be null).
@@ -201,6 +208,14 @@ class Sessions {
   static void onExpiryTimer(Timer& t);
   void expiryDue(Session& s);
   void forgetPending(Session* s);
+  // When the head of the queue of `s` expires: 0 if it never does or
+  // cannot be dropped (a QoS 2 message in flight), -1 if the store has not
+  // committed it yet.
+  int64_t queueHeadExpiry(Session& s);
+  // Puts `s` in the sweep at `at` (0: takes it out).
+  void setSweep(Session& s, int64_t at);
+  // Watches the head of an offline session's queue (scheduleExpiry).
+  void watchQueueHead(Session& s);
 
   const Config& cfg_;
   BrokerStats& stats_;
@@ -219,6 +234,8 @@ class Sessions {
   std::vector<Session*> evict_pending_;
   std::function<void(Session&, const Delivery&)> move_hook_;
   std::vector<Session*> refill_pending_;
+  // Offline sessions by when their queue's head expires (Session::sweep_at_ms).
+  std::set<std::pair<int64_t, Session*>> sweep_;
   // refill()'s buffers, kept between calls.
   std::vector<persistence::QueueRecord> refill_recs_;
   std::vector<uint64_t> refill_ids_;

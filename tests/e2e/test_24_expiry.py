@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+import fastclient as fc
 import mqttraw as m
 from conftest import PETREL_BIN, poll_until
 
@@ -104,6 +105,19 @@ def stored_retained(b):
 
 def wait_stored_retained(b, want, timeout=5.0):
     return poll_until(lambda: stored_retained(b), want, timeout, interval=0.1)
+
+
+def stored_queue(b, cid):
+    """The entries in the store's queue of session `cid` (`petrel inspect`)."""
+    r = subprocess.run([PETREL_BIN, "inspect", "--data", b.config["persistence"]["dir"]],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=15)
+    assert r.returncode == 0, r.stderr
+    mm = re.search(r"^\s+%s\s+\S+\s+\S+\s+(\d+)\s" % re.escape(cid), r.stdout, re.M)
+    assert mm, r.stdout
+    return int(mm.group(1))
+
+
+SANITIZED = os.environ.get("PETREL_SANITIZED") == "1"
 
 
 # --------------------------------------------------------------------------
@@ -381,6 +395,113 @@ def test_far_beyond_the_ram_window_exactly_the_live_messages_are_delivered(make_
     assert got == list(range(1, n, 2))
     sub.expect_nothing(0.3)
     wait_sys(b, "messages/expired", n // 2)
+
+
+# --------------------------------------------------------------------------
+# expired messages leave the queues of sessions that stay away
+
+@pytest.mark.parametrize("persistence", [False, True], ids=["ram", "store"])
+def test_expired_messages_leave_the_queue_of_a_session_that_stays_away(make_broker, persistence):
+    """100,000 messages with a 2 s lifetime for an offline durable session
+    (100 times its RAM window of 1,000), from a publisher with no rate
+    limit. The session never comes back during their lifetime: once it
+    ends, they leave its queue within seconds (the sweep takes at most
+    20,000 a second), not when the session returns or its queue fills.
+    $SYS counts them expired and the broker holds none of them."""
+    n = 20000 if SANITIZED else 100000
+    p = {"enabled": True, "sync": "periodic"} if persistence else False
+    b = expiry_broker(make_broker, rules(("sw/#", 2)), persistence=p,
+                      limits={"max_queued_messages": 2 * n})
+    sub = b.connected("sw-sub", version=4, clean=False)
+    sub.subscribe([("sw/#", 1)])
+    sub.go_offline()
+    pub = fc.Pub(b.host, b.port, "sw-pub", version=5).connect()
+    pub.publish("sw/a", n, qos=1, window=1000, timeout=120)
+    assert pub.acked == n
+    pub.close()
+    wait_sys(b, "messages/expired", n, timeout=20 if SANITIZED else 12)
+    if persistence:
+        wait_sys(b, "store/messages/count", 0)
+        assert poll_until(lambda: stored_queue(b, "sw-sub"), 0, 5, interval=0.1) == 0
+    sub = b.connected("sw-sub", version=4, clean=False)
+    assert sub.connack.session_present
+    sub.expect_nothing(0.3)
+    pub = b.connected("sw-pub2", version=4)
+    pub.publish("sw/late", b"late", qos=1)
+    assert payloads(drain(sub)) == [b"late"]
+
+
+def test_the_sweep_stops_at_a_live_message(make_broker):
+    """The sweep takes the queue's head: 10 messages that expire, then one
+    that lives, then 10 more that expire. The first 10 go while the session
+    is away; the other 10 wait behind the live one until the session comes
+    back, which gets the live one alone."""
+    b = expiry_broker(make_broker, rules(("hd/long/#", 600), ("hd/#", 1)), persistence=True)
+    sub = b.connected("hd-sub", version=4, clean=False)
+    sub.subscribe([("hd/#", 1)])
+    sub.go_offline()
+    pub = b.connected("hd-pub", version=4)
+    for i in range(10):
+        pub.publish("hd/a", b"a%d" % i, qos=1)
+    pub.publish("hd/long/x", b"live", qos=1)
+    for i in range(10):
+        pub.publish("hd/b", b"b%d" % i, qos=1)
+    wait_sys(b, "messages/expired", 10)
+    assert poll_until(lambda: stored_queue(b, "hd-sub"), 11, 5, interval=0.1) == 11
+    time.sleep(1.5)  # another sweep or two: the head is live
+    assert stored_queue(b, "hd-sub") == 11
+    sub = b.connected("hd-sub", version=4, clean=False)
+    assert payloads(drain(sub)) == [b"live"]
+    wait_sys(b, "messages/expired", 20)
+
+
+@pytest.mark.parametrize("how", ["term", "kill"])
+def test_expired_messages_leave_the_queue_of_a_session_restored_after_a_restart(make_broker, how):
+    """2,500 messages with a 3 s lifetime queued for an offline session
+    (2.5 times its RAM window), the broker stopped (SIGTERM, or kill -9)
+    before they expire and started again: the restored session's queue is
+    swept with nobody connecting."""
+    n = 2500
+    b = expiry_broker(make_broker, rules(("rr/#", 3)), persistence=True, limits={"max_queued_messages": 2 * n})
+    sub = b.connected("rr-sub", version=4, clean=False)
+    sub.subscribe([("rr/#", 1)])
+    sub.go_offline()
+    t0 = time.monotonic()
+    pub = fc.Pub(b.host, b.port, "rr-pub", version=5).connect()
+    pub.publish("rr/a", n, qos=1, window=500, timeout=30)
+    assert pub.acked == n
+    pub.close()
+    if how == "term":
+        b.stop()
+    else:
+        b.kill()
+    assert time.monotonic() - t0 < 2.5, "too slow to stop before the lifetime ended"
+    assert stored_queue(b, "rr-sub") == n
+    b.start(timeout=10)
+    wait_sys(b, "messages/expired", n, timeout=8)
+    assert poll_until(lambda: stored_queue(b, "rr-sub"), 0, 5, interval=0.1) == 0
+    wait_sys(b, "store/messages/count", 0)
+
+
+def test_expired_qos1_messages_in_flight_leave_the_queue_of_a_session_that_went_away(make_broker):
+    """A client with Receive Maximum 20 gets 20 of 50 messages (2 s
+    lifetime) and goes away without acknowledging them. Once they expire,
+    the 20 it had in flight go with the 30 it never got: it would not be
+    sent them again (they expired)."""
+    b = expiry_broker(make_broker, rules(("if/#", 2)), persistence=True)
+    sub = durable5(b, "if-sub", receive_maximum=20)
+    sub.subscribe([("if/#", 1)])
+    pub = b.connected("if-pub", version=4)
+    for i in range(50):
+        pub.publish("if/a", b"%d" % i, qos=1)
+    got = sub.collect(0.5, m.PUBLISH)
+    assert len(got) == 20
+    sub.close()  # no PUBACK, no DISCONNECT
+    wait_sys(b, "messages/expired", 50, timeout=8)
+    assert poll_until(lambda: stored_queue(b, "if-sub"), 0, 5, interval=0.1) == 0
+    sub = durable5(b, "if-sub")
+    assert sub.connack.session_present
+    sub.expect_nothing(0.3)
 
 
 # --------------------------------------------------------------------------

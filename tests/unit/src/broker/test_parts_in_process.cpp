@@ -429,6 +429,37 @@ TEST_F(Parts, ExpiredEntriesAtTheHeadOfAShareGroupQueueGoWithNoMemberOnline) {
   EXPECT_EQ(a.queue.size(), 0u);  // nothing handed to the offline member
 }
 
+TEST_F(Parts, ExpiredEntriesAtTheHeadOfAnOfflineSessionsQueueGo) {
+  Session& s = session("sub");  // offline
+  subscribe(s, "t/#", 1);
+  const int64_t past = clock_.wallMs() - 1, later = clock_.wallMs() + 60'000;
+  for (int i = 0; i < 5; ++i) router_.route(expiring("t/old", 1, past));
+  router_.route(expiring("t/live", 1, later));
+  router_.route(expiring("t/old", 1, past));  // behind a live one: waits until it heads the queue
+  EXPECT_EQ(s.queue.size(), 7u);
+  EXPECT_EQ(s.sweep_at_ms, past);  // the first one queued heads the queue
+  EXPECT_EQ(sessions_.sweepExpiredQueues(3), 3u);  // a budget per sweep
+  EXPECT_EQ(s.queue.size(), 4u);
+  EXPECT_EQ(sessions_.sweepExpiredQueues(Sessions::kSweepBudget), 2u);
+  ASSERT_EQ(s.queue.size(), 2u);
+  EXPECT_EQ(s.queue.front().msg->topic, "t/live");
+  EXPECT_EQ(s.sweep_at_ms, later);  // watched again when the live one expires
+  EXPECT_EQ(sessions_.sweepExpiredQueues(Sessions::kSweepBudget), 0u);
+  EXPECT_EQ(stats_.messages_expired, 5u);
+  EXPECT_EQ(s.queued_bytes, 2u);
+  // A session whose first message never expires is not watched.
+  Session& t = session("other");
+  subscribe(t, "u", 1);
+  router_.route(message("u", 1));
+  router_.route(expiring("u", 1, past));
+  EXPECT_EQ(t.sweep_at_ms, 0);
+  EXPECT_EQ(sessions_.sweepExpiredQueues(Sessions::kSweepBudget), 0u);
+  EXPECT_EQ(t.queue.size(), 2u);
+  // Ending a watched session takes it out of the sweep.
+  sessions_.end(&s);
+  EXPECT_EQ(sessions_.sweepExpiredQueues(Sessions::kSweepBudget), 0u);
+}
+
 // The packet types written to a connection's output, in order.
 static std::vector<mqtt::PacketType> packets(const std::string& out) {
   std::vector<mqtt::PacketType> v;
