@@ -1,19 +1,24 @@
 #!/usr/bin/env python3
-"""A declared queue's expired entries going with no consumer online, and
-what that costs an unrelated client.
+"""Expired messages going with nobody online to meet them, and what that
+costs an unrelated client.
 
-A queue with `message_ttl` TTL collects COUNT QoS 1 messages (all
-acknowledged) and no consumer ever subscribes. Then, for SECONDS, a
-bystander client publishes QoS 0 to itself every 2 ms and measures the
-round trip, while the broker's one-second timer drops the expired entries
-at the heads of the queues. The same run with a lifetime nobody reaches
+--target queue (the default): a declared queue with `message_ttl` TTL
+collects COUNT QoS 1 messages (all acknowledged) and no consumer ever
+subscribes. --target session: the queue of an offline durable session
+(MQTT 3.1.1, clean_session=0) collects them, with a default lifetime of
+TTL for their topic (`message_expiry:`). Then, for SECONDS, a bystander
+client publishes QoS 0 to itself every 2 ms and measures the round trip,
+while the broker's one-second timer drops the expired messages at the
+heads of the queues. The same run with a lifetime nobody reaches
 (--control-ttl) is the baseline; the two alternate for --rounds.
 
-Printed per run: publishing time, when $SYS showed the queue's depth at 0
-(seconds after the last PUBACK; "-" when it did not within SECONDS), and
-the bystander's p50 / p99 / max round trip.
+Printed per run: publishing time, when $SYS showed the queue empty
+(queue: its depth at 0; session: messages/expired at COUNT) in seconds
+after the last PUBACK ("-" when it did not within SECONDS), and the
+bystander's p50 / p99 / max round trip.
 
     bench/expiry_sweep.py --count 100000 --ttl 2 --rounds 2
+    bench/expiry_sweep.py --target session --count 100000 --ttl 2 --rounds 2
 
 Starts its own broker (--broker, default build/petrel, pinned to CPU 0
 with `taskset`) on a loopback port with persistence in a temporary
@@ -38,7 +43,7 @@ import mqttraw as m  # noqa: E402
 HOST = "127.0.0.1"
 
 
-def one_run(broker, port, count, ttl, seconds):
+def one_run(broker, port, count, ttl, seconds, target):
     work = tempfile.mkdtemp(prefix="petrel-expiry-")
     try:
         cfg = os.path.join(work, "petrel.yaml")
@@ -46,9 +51,12 @@ def one_run(broker, port, count, ttl, seconds):
             f.write("log_level: notice\nworkers: 1\n"
                     "listeners:\n  - address: %s\n    port: %d\n"
                     "persistence:\n  enabled: true\n  dir: %s\n"
-                    "mqtt:\n  sys_interval: 1\n"
-                    "queues:\n  - name: short\n    filters: [\"short/#\"]\n    message_ttl: %d\n"
-                    % (HOST, port, os.path.join(work, "data"), ttl))
+                    "mqtt:\n  sys_interval: 1\n" % (HOST, port, os.path.join(work, "data")))
+            if target == "queue":
+                f.write("queues:\n  - name: short\n    filters: [\"short/#\"]\n    message_ttl: %d\n" % ttl)
+            else:
+                f.write("limits:\n  max_queued_messages: %d\n"
+                        "message_expiry:\n  - filter: \"short/#\"\n    seconds: %d\n" % (2 * count, ttl))
         with open(os.path.join(work, "log"), "w") as log:
             proc = subprocess.Popen(["taskset", "-c", "0", broker, "--config", cfg], stderr=log,
                                     stdin=subprocess.DEVNULL)
@@ -62,13 +70,23 @@ def one_run(broker, port, count, ttl, seconds):
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.05)
+            if target == "session":
+                sub = m.RawClient(HOST, port, version=4, timeout=5)
+                sub.connect("expiry-sub", clean=False)
+                sub.subscribe([("short/#", 1)])
+                sub.go_offline()
             t0 = time.monotonic()
             pub.publish("short/a", count, qos=1, window=1000, timeout=300)
             published = time.monotonic() - t0
             pub.close()
             watcher = m.RawClient(HOST, port, version=4, timeout=5)
             watcher.connect("expiry-watch", clean=True)
-            watcher.subscribe([("$SYS/broker/queues/short/depth", 0)])
+            if target == "queue":
+                watcher.subscribe([("$SYS/broker/queues/short/depth", 0)])
+                done = 0
+            else:
+                watcher.subscribe([("$SYS/broker/messages/expired", 0)])
+                done = count
             by = fc.Bystander(HOST, port, interval=0.002)
             by.start()
             t1 = time.monotonic()
@@ -78,7 +96,7 @@ def one_run(broker, port, count, ttl, seconds):
                     p = watcher.recv_publish(timeout=max(0.05, seconds - (time.monotonic() - t1)))
                 except Exception:
                     break
-                if emptied is None and int(p.payload) == 0:
+                if emptied is None and int(p.payload) == done:
                     emptied = time.monotonic() - t1
             left = seconds - (time.monotonic() - t1)
             if left > 0:
@@ -102,13 +120,14 @@ def main():
     ap.add_argument("--control-ttl", type=int, default=100000)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--target", choices=("queue", "session"), default="queue")
     a = ap.parse_args()
     for _ in range(a.rounds):
         for ttl in (a.ttl, a.control_ttl):
-            published, emptied, r = one_run(a.broker, a.port, a.count, ttl, a.seconds)
-            print("message_ttl %6d: %d published in %.2f s; depth 0 after %s; bystander n=%d p50 %.2f ms, "
+            published, emptied, r = one_run(a.broker, a.port, a.count, ttl, a.seconds, a.target)
+            print("%s, lifetime %6d: %d published in %.2f s; empty after %s; bystander n=%d p50 %.2f ms, "
                   "p99 %.2f ms, max %.2f ms"
-                  % (ttl, a.count, published, "%.1f s" % emptied if emptied is not None else "-", r["n"],
+                  % (a.target, ttl, a.count, published, "%.1f s" % emptied if emptied is not None else "-", r["n"],
                      r["p50"] * 1e3, r["p99"] * 1e3, r["max"] * 1e3), flush=True)
 
 
