@@ -211,7 +211,7 @@ class Broker : private BrokerParts {
 
   std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
   Timer sys_timer_;  // $SYS every mqtt.sys_interval seconds
-  Timer expiry_sweep_timer_;  // expired entries at the heads of groups' and offline sessions' queues, every second
+  Timer expiry_sweep_timer_;  // expired entries at the heads of groups' and offline sessions' queues, 4 a second
   uv_check_t check_;
   uv_prepare_t prepare_;
   std::vector<uint8_t> read_buf_;

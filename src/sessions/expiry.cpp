@@ -8,8 +8,9 @@
 // a delivery drops them as it meets them, but a session that stays away
 // would keep them in its queue, on disk and in the queue's figures, until
 // it came back or its queue filled. The sweep watches the head of each
-// offline session's queue: every second it drops what expired there, in
-// queue order up to the first live message, at most kSweepBudget in all.
+// offline session's queue: four times a second it drops what expired
+// there, in queue order up to the first live message, at most
+// kSweepBudget in all.
 // An entry behind a live one waits until it reaches the head.
 #include <algorithm>
 #include <optional>
