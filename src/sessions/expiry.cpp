@@ -10,8 +10,8 @@
 // it came back or its queue filled. The sweep watches the head of each
 // offline session's queue: four times a second it drops what expired
 // there, in queue order up to the first live message, at most
-// kSweepBudget in all.
-// An entry behind a live one waits until it reaches the head.
+// kSweepBudget in all. An entry behind a live one waits until it reaches
+// the head.
 #include <algorithm>
 #include <optional>
 

@@ -448,7 +448,7 @@ def test_the_sweep_stops_at_a_live_message(make_broker):
         pub.publish("hd/b", b"b%d" % i, qos=1)
     wait_sys(b, "messages/expired", 10)
     assert poll_until(lambda: stored_queue(b, "hd-sub"), 11, 5, interval=0.1) == 11
-    time.sleep(1.5)  # another sweep or two: the head is live
+    time.sleep(1.5)  # several more sweeps: the head is live
     assert stored_queue(b, "hd-sub") == 11
     sub = b.connected("hd-sub", version=4, clean=False)
     assert payloads(drain(sub)) == [b"live"]

@@ -455,9 +455,15 @@ TEST_F(Parts, ExpiredEntriesAtTheHeadOfAnOfflineSessionsQueueGo) {
   EXPECT_EQ(t.sweep_at_ms, 0);
   EXPECT_EQ(sessions_.sweepExpiredQueues(Sessions::kSweepBudget), 0u);
   EXPECT_EQ(t.queue.size(), 2u);
-  // Ending a watched session takes it out of the sweep.
-  sessions_.end(&s);
+  // Ending a watched session takes it out of the sweep (its head is due:
+  // the sweep would otherwise reach the freed session).
+  Session& gone = session("gone");
+  subscribe(gone, "v", 1);
+  router_.route(expiring("v", 1, past));
+  EXPECT_EQ(gone.sweep_at_ms, past);
+  sessions_.end(&gone);
   EXPECT_EQ(sessions_.sweepExpiredQueues(Sessions::kSweepBudget), 0u);
+  EXPECT_EQ(stats_.messages_expired, 5u);
 }
 
 // The packet types written to a connection's output, in order.
