@@ -364,7 +364,7 @@ size_t Sessions::purgeExpiredHead(Session& s, size_t max) {
       for (size_t i = 0; i < recs.size(); ++i) {
         const auto& q = recs[i];
         const MessagePtr& m = msgs[i];
-        if (!m || !expired(*m) || q.released || (q.packet_id && q.qos != 1)) {
+        if (!m || !expired(*m) || !purgeable(q)) {
           more = false;
           break;
         }

@@ -72,7 +72,7 @@ int64_t Sessions::queueHeadExpiry(Session& s) {
   durable_.store().readQueue(s.clientId(), s.next_read_seq, 1,
                              [&](persistence::QueueRecord& q) { head = std::move(q); });
   if (!head) return -1;
-  if (head->released || (head->packet_id && head->qos != 1)) return 0;  // as purgeExpiredHead
+  if (!purgeable(*head)) return 0;
   const MessagePtr m = durable_.loadMessage(head->msg_id);
   return m ? m->expires_at_ms : 0;
 }

@@ -208,6 +208,10 @@ class Sessions {
   static void onExpiryTimer(Timer& t);
   void expiryDue(Session& s);
   void forgetPending(Session* s);
+  // A stored entry an expiry purge may drop once its message expired: not
+  // one in flight, except an unacknowledged QoS 1 message (a QoS 2
+  // exchange, whose packet id the client may hold, is never cut).
+  static bool purgeable(const persistence::QueueRecord& q) { return !q.released && (!q.packet_id || q.qos == 1); }
   // When the head of the queue of `s` expires: 0 if it never does or
   // cannot be dropped (a QoS 2 message in flight), -1 if the store has not
   // committed it yet.

@@ -431,6 +431,33 @@ def test_expired_messages_leave_the_queue_of_a_session_that_stays_away(make_brok
     assert payloads(drain(sub)) == [b"late"]
 
 
+def test_expired_messages_leave_the_queues_of_many_sessions_that_stay_away(make_broker):
+    """Ten offline durable sessions, each owed the same 10,000 messages
+    with a 2 s lifetime (2,000 under ASan), ten times a session's RAM
+    window: 100,000 queue entries, swept together under one budget. Each
+    queue empties in the store; the sessions come back to nothing."""
+    per = 2000 if SANITIZED else 10000
+    ids = ["ms-sub%d" % i for i in range(10)]
+    b = expiry_broker(make_broker, rules(("ms/#", 2)), persistence={"enabled": True, "sync": "periodic"},
+                      limits={"max_queued_messages": 2 * per})
+    for cid in ids:
+        sub = b.connected(cid, version=4, clean=False)
+        sub.subscribe([("ms/#", 1)])
+        sub.go_offline()
+    pub = fc.Pub(b.host, b.port, "ms-pub", version=5).connect()
+    pub.publish("ms/a", per, qos=1, window=1000, timeout=120)
+    assert pub.acked == per
+    pub.close()
+    wait_sys(b, "messages/expired", per * len(ids), timeout=20 if SANITIZED else 12)
+    wait_sys(b, "store/messages/count", 0)
+    for cid in ids:
+        assert poll_until(lambda: stored_queue(b, cid), 0, 5, interval=0.1) == 0
+    for cid in ids[:3]:
+        sub = b.connected(cid, version=4, clean=False)
+        assert sub.connack.session_present
+        sub.expect_nothing(0.2)
+
+
 def test_the_sweep_stops_at_a_live_message(make_broker):
     """The sweep takes the queue's head: 10 messages that expire, then one
     that lives, then 10 more that expire. The first 10 go while the session

@@ -466,6 +466,28 @@ TEST_F(Parts, ExpiredEntriesAtTheHeadOfAnOfflineSessionsQueueGo) {
   EXPECT_EQ(stats_.messages_expired, 5u);
 }
 
+TEST_F(Parts, TheSweepsBudgetIsSharedByEveryOfflineSessionDue) {
+  const int64_t past = clock_.wallMs() - 1;
+  std::vector<Session*> subs;
+  for (int i = 0; i < 3; ++i) {
+    Session& s = session("sub" + std::to_string(i));
+    subscribe(s, "t", 1);
+    subs.push_back(&s);
+  }
+  for (int i = 0; i < 4; ++i) router_.route(expiring("t", 1, past));  // 4 to each
+  EXPECT_EQ(sessions_.sweepExpiredQueues(5), 5u);
+  size_t left = 0;
+  for (Session* s : subs) left += s->queue.size();
+  EXPECT_EQ(left, 7u);
+  EXPECT_EQ(sessions_.sweepExpiredQueues(5), 5u);  // the one cut short is due again
+  EXPECT_EQ(sessions_.sweepExpiredQueues(5), 2u);
+  for (Session* s : subs) {
+    EXPECT_TRUE(s->queue.empty());
+    EXPECT_EQ(s->sweep_at_ms, 0);
+  }
+  EXPECT_EQ(stats_.messages_expired, 12u);
+}
+
 // The packet types written to a connection's output, in order.
 static std::vector<mqtt::PacketType> packets(const std::string& out) {
   std::vector<mqtt::PacketType> v;
