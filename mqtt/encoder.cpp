@@ -1,5 +1,7 @@
 #include "mqtt/encoder.h"
 
+#include <cstring>
+
 #include "mqtt/codec_util.h"
 
 namespace petrel::mqtt {
@@ -70,28 +72,39 @@ size_t publishSize(Version v, std::string_view topic, uint8_t qos, const Propert
 
 void encodePublish(std::string& out, Version v, std::string_view topic, std::string_view payload,
                    uint8_t qos, bool retain, bool dup, uint16_t packet_id, const Properties* props) {
-  size_t len = 2 + topic.size() + (qos ? 2 : 0) + payload.size();
-  if (isV5(v)) len += props ? encodedPropertiesSize(*props) : 1;
+  const bool v5 = isV5(v);
+  const size_t props_len = v5 ? (props ? encodedPropertiesSize(*props) : 1) : 0;
+  const size_t len = 2 + topic.size() + (qos ? 2 : 0) + props_len + payload.size();
   const uint8_t flags = static_cast<uint8_t>((dup ? 0x08 : 0) | (qos << 1) | (retain ? 1 : 0));
-  out.reserve(out.size() + len + 5);
-  // Fixed header and topic length in one append, then the topic, then the
-  // packet id (and, for MQTT 5, an empty property list) in another.
-  char b[8];
-  b[0] = static_cast<char>((static_cast<uint8_t>(PacketType::Publish) << 4) | flags);
-  size_t n = 1 + varintBytes(b + 1, static_cast<uint32_t>(len));
-  b[n++] = static_cast<char>(topic.size() >> 8);
-  b[n++] = static_cast<char>(topic.size() & 0xFF);
-  out.append(b, n);
-  out.append(topic);
-  n = 0;
+  // Everything before the properties is written in place: the output grows
+  // once (one capacity check, two copies), instead of an append per field
+  // (each with its own checks), which was most of this function's cost on
+  // the delivery path. With properties, those and the payload follow as
+  // appends (a message with properties is the rare case).
+  const bool with_props = v5 && props;
+  const size_t head = 1 + varintSize(static_cast<uint32_t>(len)) + 2 + topic.size() + (qos ? 2 : 0);
+  const size_t in_place = head + (with_props ? 0 : props_len + payload.size());
+  const size_t at = out.size();
+  if (with_props) out.reserve(at + head + len);  // the rest comes as appends
+  out.resize(at + in_place);
+  char* p = out.data() + at;
+  *p++ = static_cast<char>((static_cast<uint8_t>(PacketType::Publish) << 4) | flags);
+  p += varintBytes(p, static_cast<uint32_t>(len));
+  *p++ = static_cast<char>(topic.size() >> 8);
+  *p++ = static_cast<char>(topic.size() & 0xFF);
+  if (!topic.empty()) std::memcpy(p, topic.data(), topic.size());
+  p += topic.size();
   if (qos) {
-    b[n++] = static_cast<char>(packet_id >> 8);
-    b[n++] = static_cast<char>(packet_id & 0xFF);
+    *p++ = static_cast<char>(packet_id >> 8);
+    *p++ = static_cast<char>(packet_id & 0xFF);
   }
-  if (isV5(v) && !props) b[n++] = 0;
-  if (n) out.append(b, n);
-  if (isV5(v) && props) encodeProperties(*props, out);
-  out.append(payload);
+  if (with_props) {
+    encodeProperties(*props, out);
+    out.append(payload);
+    return;
+  }
+  if (v5) *p++ = 0;  // an empty property list
+  if (!payload.empty()) std::memcpy(p, payload.data(), payload.size());
 }
 
 size_t encodedSize(const Publish& p, Version v) {

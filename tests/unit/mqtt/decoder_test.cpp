@@ -815,6 +815,49 @@ TEST(EncoderWireForm, EncoderAppends) {
   EXPECT_EQ(out, "prefix" + bytes({0xC0, 0x00, 0xE0, 0x00}));
 }
 
+// The delivery path's PUBLISH (encodePublish, written in place) against the
+// wire form built here field by field: every level and QoS, with and without
+// properties, remaining lengths of one to three bytes, appended after what a
+// connection's output already holds.
+TEST(EncoderWireForm, PublishFromItsPartsAppendsTheExactWireForm) {
+  Properties props;
+  props.content_type = "text/plain";
+  const std::string prop_block = bytes({0x0D, 0x03, 0x00, 0x0A}) + "text/plain";
+  for (V v : {V::V31, V::V311, V::V5}) {
+    for (uint8_t qos : {0, 1, 2}) {
+      for (const Properties* p : {static_cast<const Properties*>(nullptr), static_cast<const Properties*>(&props)}) {
+        for (size_t topic_len : {size_t(0), size_t(5), size_t(300)}) {
+          for (size_t payload_len : {size_t(0), size_t(64), size_t(200), size_t(20000)}) {
+            if (topic_len == 0 && v != V::V5) continue;  // an empty topic is an MQTT 5 alias
+            const std::string topic(topic_len, 't');
+            std::string payload(payload_len, '\0');
+            for (size_t i = 0; i < payload_len; ++i) payload[i] = static_cast<char>(i * 7 + 1);
+            std::string body = bytes({int(topic_len >> 8), int(topic_len & 0xFF)}) + topic;
+            if (qos) body += bytes({0x12, 0x34});
+            if (v == V::V5) body += p ? prop_block : bytes({0x00});
+            body += payload;
+            std::string want = "held";
+            want += static_cast<char>(0x30 | 0x08 | (qos << 1) | 1);
+            for (size_t n = body.size();;) {  // the remaining length, 7 bits a byte
+              const uint8_t low = n & 0x7F;
+              n >>= 7;
+              want += static_cast<char>(n ? low | 0x80 : low);
+              if (!n) break;
+            }
+            want += body;
+            std::string out = "held";
+            out.shrink_to_fit();  // so that the PUBLISH makes it grow
+            encodePublish(out, v, topic, payload, qos, true, true, 0x1234, p);
+            ASSERT_EQ(out, want) << "level " << int(v) << " qos " << int(qos) << " properties " << (p != nullptr)
+                                 << " topic " << topic_len << " payload " << payload_len;
+            EXPECT_EQ(out.size() - 4, publishSize(v, topic, qos, p, payload_len));
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(EncoderWireForm, ParseConnectReportsTheLevel) {
   for (V v : {V::V31, V::V311, V::V5}) {
     Connect c;
