@@ -23,6 +23,34 @@ struct Out {
   }
 };
 
+// The same fields written into room made for all of them at once
+// (Put::into): one growth of the string, then no capacity check per field.
+// For the records written for every message (a batch's message and queue
+// entry puts, its queue entry deletes); the size the caller gives must be
+// what it then writes.
+struct Put {
+  char* p;
+  // Appends `n` bytes to `s` and writes from the first of them.
+  static Put into(std::string& s, size_t n) {
+    const size_t at = s.size();
+    s.resize(at + n);
+    return Put{s.data() + at};
+  }
+  void u8(uint8_t v) { *p++ = static_cast<char>(v); }
+  void u16(uint16_t v) { bytes(&v, 2); }
+  void u32(uint32_t v) { bytes(&v, 4); }
+  void u64(uint64_t v) { bytes(&v, 8); }
+  void i64(int64_t v) { bytes(&v, 8); }
+  void str(std::string_view v) {
+    u32(static_cast<uint32_t>(v.size()));
+    if (!v.empty()) bytes(v.data(), v.size());
+  }
+  void bytes(const void* d, size_t n) {
+    std::memcpy(p, d, n);
+    p += n;
+  }
+};
+
 struct In {
   std::string_view d;
   size_t p = 0;

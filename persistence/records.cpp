@@ -20,8 +20,9 @@ size_t encodedMessageSize(const MessageView& m) {
   return 3 + 8 + 4 * 4 + m.topic.size() + m.origin.size() + m.props.size() + m.payload.size();
 }
 
-void encodeMessage(const MessageView& m, std::string& out) {
-  Out o{out};
+namespace {
+
+void writeMessage(const MessageView& m, Put& o) {
   o.u8(kRecordVersion);
   o.u8(m.qos);
   o.u8(m.retain ? 1 : 0);
@@ -30,6 +31,13 @@ void encodeMessage(const MessageView& m, std::string& out) {
   o.str(m.origin);
   o.str(m.props);
   o.str(m.payload);
+}
+
+}  // namespace
+
+void encodeMessage(const MessageView& m, std::string& out) {
+  Put o = Put::into(out, encodedMessageSize(m));
+  writeMessage(m, o);
 }
 
 std::string encodeMessage(const MessageRecord& m) {
@@ -138,8 +146,14 @@ bool decodeSubscription(std::string_view key, std::string_view data, Subscriptio
 
 namespace {
 
-void appendQueue(const QueueRecord& q, std::string& s) {
-  Out o{s};
+bool queueHasGroup(const QueueRecord& q) { return !q.group.empty() || q.queued_at_ms; }
+
+size_t encodedQueueSize(const QueueRecord& q) {
+  return 8 + 1 + 1 + 2 + 4 + 1 + 4 * q.subscription_ids.size() + (queueHasGroup(q) ? 4 + q.group.size() : 0) +
+         (q.queued_at_ms ? 16 : 0);
+}
+
+void writeQueue(const QueueRecord& q, Put& o) {
   o.u64(q.msg_id);
   o.u8(q.qos);
   o.u8((q.retain ? 1 : 0) | (q.released ? 2 : 0));
@@ -147,7 +161,7 @@ void appendQueue(const QueueRecord& q, std::string& s) {
   o.u32(q.bytes);
   o.u8(static_cast<uint8_t>(q.subscription_ids.size()));
   for (uint32_t id : q.subscription_ids) o.u32(id);
-  if (!q.group.empty() || q.queued_at_ms) o.str(q.group);
+  if (queueHasGroup(q)) o.str(q.group);
   if (q.queued_at_ms) {
     o.u64(static_cast<uint64_t>(q.queued_at_ms));
     o.u64(static_cast<uint64_t>(q.deadline_ms));
@@ -158,7 +172,8 @@ void appendQueue(const QueueRecord& q, std::string& s) {
 
 std::string encodeQueue(const QueueRecord& q) {
   std::string s;
-  appendQueue(q, s);
+  Put o = Put::into(s, encodedQueueSize(q));
+  writeQueue(q, o);
   return s;
 }
 
@@ -191,10 +206,12 @@ void Batch::putMessage(uint64_t id, const MessageRecord& m, uint32_t refs) { put
 
 void Batch::putMessage(uint64_t id, const MessageView& m, uint32_t refs) {
   op(Op::PutMessage);
-  Out o{ops_};
+  const size_t n = encodedMessageSize(m);
+  Put o = Put::into(ops_, 8 + 4 + 4 + n);
   o.u64(id);
   o.u32(refs);
-  appendString([&] { encodeMessage(m, ops_); });
+  o.u32(static_cast<uint32_t>(n));
+  writeMessage(m, o);
 }
 
 void Batch::addRefs(uint64_t id, int32_t delta) {
@@ -234,15 +251,17 @@ void Batch::deleteSubscription(std::string_view cid, std::string_view key) {
 
 void Batch::putQueue(std::string_view cid, const QueueRecord& q) {
   op(Op::PutQueue);
-  Out o{ops_};
+  const size_t n = encodedQueueSize(q);
+  Put o = Put::into(ops_, 4 + cid.size() + 8 + 4 + n);
   o.str(cid);
   o.u64(q.seq);
-  appendString([&] { appendQueue(q, ops_); });
+  o.u32(static_cast<uint32_t>(n));
+  writeQueue(q, o);
 }
 
 void Batch::deleteQueue(std::string_view cid, uint64_t seq, uint64_t msg_id) {
   op(Op::DeleteQueue);
-  Out o{ops_};
+  Put o = Put::into(ops_, 4 + cid.size() + 8 + 8);
   o.str(cid);
   o.u64(seq);
   o.u64(msg_id);

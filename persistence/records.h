@@ -188,17 +188,6 @@ class Batch {
   };
 
  private:
-  // A record as a string operand (its length, then its bytes) written by
-  // `write` straight into the op log, without a copy of its own; the
-  // length is what `write` appended.
-  template <typename Write>
-  void appendString(Write&& write) {
-    const size_t at = ops_.size();
-    ops_.append(4, '\0');
-    write();
-    const auto n = static_cast<uint32_t>(ops_.size() - at - 4);
-    std::memcpy(&ops_[at], &n, sizeof n);
-  }
   void op(Op o) {
     ops_.push_back(static_cast<char>(o));
     ++count_;

@@ -371,6 +371,41 @@ TEST(PersistenceRecords, SubscriptionRoundTrip) {
   EXPECT_FALSE(out.retain_as_published);
 }
 
+// Every shape of a queue entry: the optional fields (a share group's key,
+// a declared queue's times) are written only when set, in that order, so
+// that an entry without them has the length and bytes of one written
+// before they existed (8 + 1 + 1 + 2 + 4 + 1 bytes, then 4 per
+// subscription identifier).
+TEST(PersistenceRecords, QueueEntriesOfEveryShapeRoundTrip) {
+  for (size_t ids = 0; ids <= 3; ++ids) {
+    for (bool group : {false, true}) {
+      for (bool times : {false, true}) {
+        QueueRecord q;
+        q.msg_id = 42 + ids;
+        q.qos = 1;
+        q.packet_id = 9;
+        q.bytes = 64;
+        for (size_t i = 0; i < ids; ++i) q.subscription_ids.push_back(static_cast<uint32_t>(1000 + i));
+        if (group) q.group = "$share/g/t";
+        if (times) {
+          q.queued_at_ms = 1700000000000;
+          q.deadline_ms = 1700000060000;
+        }
+        const std::string e = encodeQueue(q);
+        const size_t want = 17 + 4 * ids + (group || times ? 4 + q.group.size() : 0) + (times ? 16 : 0);
+        EXPECT_EQ(e.size(), want) << ids << " ids, group " << group << ", times " << times;
+        QueueRecord out;
+        ASSERT_TRUE(decodeQueue(7, e, out)) << ids << " ids, group " << group << ", times " << times;
+        EXPECT_EQ(out.msg_id, q.msg_id);
+        EXPECT_EQ(out.subscription_ids, q.subscription_ids);
+        EXPECT_EQ(out.group, q.group);
+        EXPECT_EQ(out.queued_at_ms, q.queued_at_ms);
+        EXPECT_EQ(out.deadline_ms, q.deadline_ms);
+      }
+    }
+  }
+}
+
 TEST(PersistenceRecords, QueueRoundTrip) {
   QueueRecord q;
   q.msg_id = 0x0102030405060708ull;
