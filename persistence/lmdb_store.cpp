@@ -17,6 +17,7 @@
 #include <cstring>
 #include <ctime>
 #include <deque>
+#include <memory_resource>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -219,6 +220,11 @@ struct LmdbStore::Impl {
   RunCursors* run = nullptr;
   // The key of a queue entry, rebuilt in place for each op.
   std::string seq_key;
+  // applyGroup's bookkeeping (the group's ops, what cancels out) comes from
+  // an arena over this buffer, kept from group to group: no heap allocation
+  // per message. A larger group takes the rest from the heap, given back
+  // when the group is applied.
+  std::vector<std::byte> group_scratch = std::vector<std::byte>(512 * 1024);
   int deletePrefix(MDB_txn* txn, MDB_dbi dbi, std::string_view prefix, bool deref_queue);
   // The handle of a table named in a snapshot; false for none.
   bool dbiOf(Table t, MDB_dbi& out) const {
@@ -495,6 +501,14 @@ int LmdbStore::Impl::apply(MDB_txn* txn, std::string_view ops) {
 
 namespace {
 
+// A message put in a group, as the group's ops leave it (applyGroup).
+struct GroupMsg {
+  size_t put = SIZE_MAX;      // index of its PutMessage in this group
+  int64_t refs = 0;
+  bool all_cancelled = true;  // every delete of an entry of it took back a put of this group
+  bool cancelled = false;     // nothing of it reaches the disk
+};
+
 // One op of a batch, located in its op log.
 struct ParsedOp {
   Batch::Op op;
@@ -505,10 +519,11 @@ struct ParsedOp {
   int64_t refs = 0;        // PutMessage: initial count; AddRefs: delta
   bool dead = false;       // cancelled within the group
   bool deref_only = false; // DeleteQueue whose entry never reached the disk
+  GroupMsg* touches = nullptr;  // AddRefs, DeleteQueue: of a message put before it in the group
 };
 
 // Splits an op log into ops; false on a log we did not write.
-bool splitOps(std::string_view log, std::vector<ParsedOp>& out) {
+bool splitOps(std::string_view log, std::pmr::vector<ParsedOp>& out) {
   In in{log};
   while (!in.atEnd()) {
     const size_t start = in.p;
@@ -563,14 +578,10 @@ bool splitOps(std::string_view log, std::vector<ParsedOp>& out) {
 // the B-trees. What the group commits is the same end state.
 int LmdbStore::Impl::applyGroup(MDB_txn* txn,
                             const std::deque<std::pair<uint64_t, std::unique_ptr<Batch>>>& work) {
-  std::vector<ParsedOp> ops;
+  std::pmr::monotonic_buffer_resource arena(group_scratch.data(), group_scratch.size());
+  std::pmr::vector<ParsedOp> ops(&arena);
   for (const auto& [t, b] : work)
     if (!splitOps(b->ops(), ops)) return MDB_CORRUPTED;
-  struct MsgState {
-    size_t put = SIZE_MAX;  // index of its PutMessage in this group
-    int64_t refs = 0;
-    std::vector<size_t> touching;
-  };
   // Queue entries by (client, seq), without building a key string: the
   // views point into the batches, which outlive this call.
   struct EntryKey {
@@ -583,15 +594,23 @@ int LmdbStore::Impl::applyGroup(MDB_txn* txn,
       return std::hash<std::string_view>()(k.cid) ^ (k.seq * 0x9E3779B97F4A7C15ull);
     }
   };
-  std::unordered_map<EntryKey, size_t, EntryHash> last_put;  // PutQueue index
+  size_t message_puts = 0, queue_puts = 0;
+  for (const ParsedOp& o : ops) {
+    message_puts += o.op == Batch::Op::PutMessage;
+    queue_puts += o.op == Batch::Op::PutQueue;
+  }
+  std::pmr::unordered_map<EntryKey, size_t, EntryHash> last_put(&arena);  // PutQueue index
+  last_put.reserve(queue_puts);
   // Messages put in this group; only they can cancel out within it (ids are
-  // never reused, so a message put in an earlier group is on disk).
-  std::unordered_map<uint64_t, MsgState> msgs;
+  // never reused, so a message put in an earlier group is on disk). Their
+  // nodes stay where they are, so ops point at them.
+  std::pmr::unordered_map<uint64_t, GroupMsg> msgs(&arena);
+  msgs.reserve(message_puts);
   for (size_t i = 0; i < ops.size(); ++i) {
     ParsedOp& o = ops[i];
     switch (o.op) {
       case Batch::Op::PutMessage: {
-        MsgState& m = msgs[o.msg];
+        GroupMsg& m = msgs[o.msg];
         m.put = i;
         m.refs += o.refs;
         break;
@@ -600,7 +619,7 @@ int LmdbStore::Impl::applyGroup(MDB_txn* txn,
         auto it = msgs.find(o.msg);
         if (it == msgs.end()) break;
         it->second.refs += o.refs;
-        it->second.touching.push_back(i);
+        o.touches = &it->second;
         break;
       }
       case Batch::Op::PutQueue: {
@@ -625,7 +644,7 @@ int LmdbStore::Impl::applyGroup(MDB_txn* txn,
           o.deref_only = true;
         }
         created->second.refs -= 1;
-        created->second.touching.push_back(i);
+        o.touches = &created->second;
         break;
       }
       case Batch::Op::DeleteSession: {
@@ -638,16 +657,17 @@ int LmdbStore::Impl::applyGroup(MDB_txn* txn,
         break;
     }
   }
-  // A message put in this group whose every reference was dropped in it.
+  // A message put in this group whose every reference was dropped in it,
+  // each queue entry of it with the put of that entry.
+  for (const ParsedOp& o : ops)
+    if (o.touches && o.op == Batch::Op::DeleteQueue && !o.deref_only) o.touches->all_cancelled = false;
   for (auto& [id, m] : msgs) {
-    if (m.put == SIZE_MAX || m.refs != 0) continue;
-    bool all_cancelled = true;
-    for (size_t i : m.touching)
-      if (ops[i].op == Batch::Op::DeleteQueue && !ops[i].deref_only) all_cancelled = false;
-    if (!all_cancelled) continue;
+    if (m.put == SIZE_MAX || m.refs != 0 || !m.all_cancelled) continue;
     ops[m.put].dead = true;
-    for (size_t i : m.touching) ops[i].dead = true;
+    m.cancelled = true;
   }
+  for (ParsedOp& o : ops)
+    if (o.touches && o.touches->cancelled) o.dead = true;
   RunCursors cursors(txn, queue, refs, messages);
   if (cursors.rc()) return cursors.rc();
   run = &cursors;
