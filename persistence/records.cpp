@@ -1,5 +1,7 @@
 #include "persistence/records.h"
 
+#include <endian.h>
+
 #include <cstring>
 
 #include "persistence/codec.h"
@@ -321,10 +323,8 @@ void Batch::appendOps(std::string_view ops) {
 
 void putU64Key(char out[8], uint64_t v) {
   // Big endian so that LMDB's byte order is numeric order.
-  for (int i = 7; i >= 0; --i) {
-    out[i] = static_cast<char>(v & 0xFF);
-    v >>= 8;
-  }
+  const uint64_t be = htobe64(v);
+  std::memcpy(out, &be, sizeof be);
 }
 
 std::string u64Key(uint64_t v) {
@@ -334,8 +334,13 @@ std::string u64Key(uint64_t v) {
 }
 
 uint64_t readU64Key(std::string_view k) {
+  if (k.size() >= 8) {
+    uint64_t be;
+    std::memcpy(&be, k.data(), sizeof be);
+    return be64toh(be);
+  }
   uint64_t v = 0;
-  for (size_t i = 0; i < 8 && i < k.size(); ++i) v = (v << 8) | static_cast<uint8_t>(k[i]);
+  for (size_t i = 0; i < k.size(); ++i) v = (v << 8) | static_cast<uint8_t>(k[i]);
   return v;
 }
 
@@ -360,11 +365,13 @@ std::string clientKey(std::string_view cid, std::string_view suffix) {
 }
 
 void seqKeyInto(std::string& out, std::string_view cid, uint64_t seq) {
-  char b[8];
-  putU64Key(b, seq);
-  out.assign(cid);
-  out.push_back('\0');
-  out.append(b, 8);
+  // Written in place: the key before was most often as long (the same
+  // client), so the string neither grows nor fills.
+  out.resize(cid.size() + 1 + 8);
+  char* p = out.data();
+  if (!cid.empty()) std::memcpy(p, cid.data(), cid.size());
+  p[cid.size()] = '\0';
+  putU64Key(p + cid.size() + 1, seq);
 }
 
 std::string seqKey(std::string_view cid, uint64_t seq) {

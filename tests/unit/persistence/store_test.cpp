@@ -508,6 +508,18 @@ TEST(PersistenceRecords, KeysSortNumericallyAndKeepClientsApart) {
   EXPECT_EQ(clientKey("abc", "x"), std::string("abc\0x", 5));
   // Every key of client "a" sorts before every key of client "ab".
   EXPECT_LT(seqKey("a", ~0ull), seqKey("ab", 0));
+  // The bytes: big endian, after the client id and a zero byte.
+  EXPECT_EQ(u64Key(0x0102030405060708ull), std::string("\x01\x02\x03\x04\x05\x06\x07\x08", 8));
+  EXPECT_EQ(seqKey("ab", 0x0102030405060708ull), std::string("ab\0\x01\x02\x03\x04\x05\x06\x07\x08", 11));
+  // Rebuilt in place over a longer key, a shorter one and an empty id.
+  std::string k = seqKey("a-long-client-id", 1);
+  seqKeyInto(k, "c", 0xFFull);
+  EXPECT_EQ(k, std::string("c\0\0\0\0\0\0\0\0\xFF", 10));
+  seqKeyInto(k, "", 2);
+  EXPECT_EQ(k, std::string("\0\0\0\0\0\0\0\0\x02", 9));
+  // A key shorter than 8 bytes reads as the number its bytes make.
+  EXPECT_EQ(readU64Key(std::string("\x01\x00", 2)), 256u);
+  EXPECT_EQ(readU64Key(""), 0u);
 }
 
 TEST(PersistenceRecords, BatchCountsOperations) {
