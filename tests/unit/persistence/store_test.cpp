@@ -373,9 +373,9 @@ TEST(PersistenceRecords, SubscriptionRoundTrip) {
 
 // Every shape of a queue entry: the optional fields (a share group's key,
 // a declared queue's times) are written only when set, in that order, so
-// that an entry without them has the length and bytes of one written
-// before they existed (8 + 1 + 1 + 2 + 4 + 1 bytes, then 4 per
-// subscription identifier).
+// that an entry without them is as long as one written before they
+// existed (8 + 1 + 1 + 2 + 4 + 1 bytes, then 4 per subscription
+// identifier).
 TEST(PersistenceRecords, QueueEntriesOfEveryShapeRoundTrip) {
   for (size_t ids = 0; ids <= 3; ++ids) {
     for (bool group : {false, true}) {
