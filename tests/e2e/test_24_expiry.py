@@ -117,6 +117,15 @@ def stored_queue(b, cid):
     return int(mm.group(1))
 
 
+def publish_acked(b, cid, topic, n, window=1000, timeout=120):
+    """`n` QoS 1 messages to `topic` from an MQTT 5 publisher with no rate
+    limit but its window; every one acknowledged."""
+    pub = fc.Pub(b.host, b.port, cid, version=5).connect()
+    pub.publish(topic, n, qos=1, window=window, timeout=timeout)
+    assert pub.acked == n
+    pub.close()
+
+
 SANITIZED = os.environ.get("PETREL_SANITIZED") == "1"
 
 
@@ -415,10 +424,7 @@ def test_expired_messages_leave_the_queue_of_a_session_that_stays_away(make_brok
     sub = b.connected("sw-sub", version=4, clean=False)
     sub.subscribe([("sw/#", 1)])
     sub.go_offline()
-    pub = fc.Pub(b.host, b.port, "sw-pub", version=5).connect()
-    pub.publish("sw/a", n, qos=1, window=1000, timeout=120)
-    assert pub.acked == n
-    pub.close()
+    publish_acked(b, "sw-pub", "sw/a", n)
     wait_sys(b, "messages/expired", n, timeout=20 if SANITIZED else 12)
     if persistence:
         wait_sys(b, "store/messages/count", 0)
@@ -444,10 +450,7 @@ def test_expired_messages_leave_the_queues_of_many_sessions_that_stay_away(make_
         sub = b.connected(cid, version=4, clean=False)
         sub.subscribe([("ms/#", 1)])
         sub.go_offline()
-    pub = fc.Pub(b.host, b.port, "ms-pub", version=5).connect()
-    pub.publish("ms/a", per, qos=1, window=1000, timeout=120)
-    assert pub.acked == per
-    pub.close()
+    publish_acked(b, "ms-pub", "ms/a", per)
     wait_sys(b, "messages/expired", per * len(ids), timeout=20 if SANITIZED else 12)
     wait_sys(b, "store/messages/count", 0)
     for cid in ids:
@@ -494,10 +497,7 @@ def test_expired_messages_leave_the_queue_of_a_session_restored_after_a_restart(
     sub.subscribe([("rr/#", 1)])
     sub.go_offline()
     t0 = time.monotonic()
-    pub = fc.Pub(b.host, b.port, "rr-pub", version=5).connect()
-    pub.publish("rr/a", n, qos=1, window=500, timeout=30)
-    assert pub.acked == n
-    pub.close()
+    publish_acked(b, "rr-pub", "rr/a", n, window=500, timeout=30)
     if how == "term":
         b.stop()
     else:
