@@ -830,6 +830,35 @@ TEST(PersistenceStore, GroupsLargeThenSmallCancelAndApplyAlike) {
   EXPECT_EQ(s->stats().messages, 2530u);
 }
 
+// The group commit keeps its bookkeeping in a 512 KiB scratch buffer and
+// takes the rest from the heap: a group well over a hundred times that
+// (200,000 messages put, 100,000 of them deleted in the same group: half a
+// million ops, tens of megabytes of bookkeeping) cancels and applies as a
+// small one does, and the groups after it use the buffer again.
+TEST(PersistenceStore, AGroupFarPastTheCommitsScratchBufferCancelsAlike) {
+  TempDir t;
+  auto s = openOk(optionsFor(t.path()));
+  ASSERT_NE(s, nullptr);
+  constexpr uint64_t kMessages = 200000;
+  uint64_t id = 0;
+  for (uint64_t seq = 1; seq <= kMessages; ++seq) {
+    s->batch().putQueue("huge", entry(seq, ++id));
+    s->batch().putMessage(id, message("t", "m"), 1);
+    if (seq % 2 == 0) s->batch().deleteQueue("huge", seq, id);
+  }
+  s->drain();
+  EXPECT_EQ(queueOf(*s, "huge", 0, kMessages).size(), kMessages / 2);
+  EXPECT_EQ(s->stats().messages, kMessages / 2);
+  for (uint64_t seq = 1; seq <= 40; ++seq) {
+    s->batch().putQueue("after", entry(seq, ++id));
+    s->batch().putMessage(id, message("t", "m"), 1);
+    if (seq % 4 == 0) s->batch().deleteQueue("after", seq, id);
+    s->drain();
+  }
+  EXPECT_EQ(queueOf(*s, "after").size(), 30u);
+  EXPECT_EQ(s->stats().messages, kMessages / 2 + 30);
+}
+
 // Which batches the writer may defer: deletions nobody waits for.
 TEST(PersistenceRecords, OnlyUnawaitedDeletionsAreDeferrable) {
   Batch b;
