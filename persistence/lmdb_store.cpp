@@ -177,6 +177,13 @@ std::string errText(int rc) { return mdb_strerror(rc); }
 // for (Batch::deferrable), to commit them with what follows.
 constexpr int kDeferDeletesMs = 5;
 
+// A commit slower than this is reported: whatever waits for it (a
+// publisher's PUBACK, a QoS 2 subscriber's PUBREL) waited that long, and
+// the cause is the disk, not the broker. At most one line per
+// kSlowCommitReportS seconds, counting the slow commits in between.
+constexpr auto kSlowCommit = std::chrono::milliseconds(500);
+constexpr auto kSlowCommitReportS = std::chrono::seconds(10);
+
 // Meta key: the highest message id among delayed publishes.
 constexpr std::string_view kDelayedMaxId = "delayed_max_id";
 
@@ -1096,6 +1103,9 @@ void LmdbStore::writerMain() {
   Impl& im = *impl_;
   auto last_sync = std::chrono::steady_clock::now();
   auto last_reader_check = last_sync;
+  auto last_slow_report = last_sync - kSlowCommitReportS;
+  uint64_t slow_unreported = 0;
+  std::chrono::nanoseconds slowest_unreported{0};
   bool unsynced = false;
   while (true) {
     std::deque<std::pair<uint64_t, std::unique_ptr<Batch>>> work;
@@ -1152,8 +1162,25 @@ void LmdbStore::writerMain() {
                 static_cast<unsigned long long>(top), mdb_strerror(rc));
       } else {
         unsynced = true;
-        commit_latency_.record(static_cast<uint64_t>(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count()));
+        const auto ended = std::chrono::steady_clock::now();
+        const auto took = std::chrono::duration_cast<std::chrono::nanoseconds>(ended - started);
+        commit_latency_.record(static_cast<uint64_t>(took.count()));
+        if (took >= kSlowCommit) {
+          ++slow_unreported;
+          slowest_unreported = std::max(slowest_unreported, took);
+        }
+        if (slow_unreported && ended - last_slow_report >= kSlowCommitReportS) {
+          fprintf(stderr,
+                  "petrel: persistence: slow disk: %llu commit(s) took %.0f ms or more, the slowest %.0f ms (%s); "
+                  "acknowledgements that wait for the store waited as long\n",
+                  static_cast<unsigned long long>(slow_unreported),
+                  std::chrono::duration<double, std::milli>(kSlowCommit).count(),
+                  std::chrono::duration<double, std::milli>(slowest_unreported).count(),
+                  options_.sync == SyncMode::Fsync ? "transaction and fsync" : "transaction");
+          last_slow_report = ended;
+          slow_unreported = 0;
+          slowest_unreported = std::chrono::nanoseconds{0};
+        }
       }
       std::function<void(uint64_t, bool)> cb;
       {
