@@ -12,30 +12,10 @@
 #include <vector>
 
 #include "persistence/store.h"
+#include "tests/unit/temp_dir.h"
 
 namespace petrel::persistence {
 namespace {
-
-namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "petrel-delayed-store-XXXXXX").string();
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (!mkdtemp(buf.data())) std::abort();
-    path_ = buf.data();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 StoreOptions options(const std::string& dir, bool read_only = false) {
   StoreOptions o;

@@ -33,33 +33,12 @@
 #include <vector>
 
 #include "persistence/records.h"
+#include "tests/unit/temp_dir.h"
 
 namespace petrel::persistence {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A scratch directory, removed with everything in it at the end.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "petrel-store-test-XXXXXX").string();
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    char* p = mkdtemp(buf.data());
-    if (!p) std::abort();
-    path_ = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 StoreOptions optionsFor(const std::string& dir) {
   StoreOptions o;

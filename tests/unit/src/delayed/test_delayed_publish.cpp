@@ -17,32 +17,12 @@
 
 #include "persistence/store.h"
 #include "src/broker/parts.h"
+#include "tests/unit/temp_dir.h"
 
 namespace petrel {
 namespace {
 
-namespace fs = std::filesystem;
-
 constexpr uint32_t kWindow = 4;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "petrel-delayed-test-XXXXXX").string();
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (!mkdtemp(buf.data())) std::abort();
-    path_ = buf.data();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 Config config() {
   Config c;
