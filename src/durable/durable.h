@@ -101,6 +101,17 @@ class Durable {
   // null where the store has none: those in memory shared, the rest read
   // in one store transaction.
   std::vector<MessagePtr> loadMessages(const std::vector<uint64_t>& ids);
+  // A holder is done with `m`, a message it may have loaded: when it is
+  // the last, the cache entry goes now instead of at the next trim, so
+  // that the message's block (which holds its reference counts while an
+  // entry refers to it) is free again for the next message read back.
+  void released(const MessagePtr& m) {
+    if (msg_cache_.empty() || !m || m.use_count() != 1) return;
+    const auto it = msg_cache_.find(m->id);
+    if (it != msg_cache_.end() && !it->second.owner_before(m) && !m.owner_before(it->second)) msg_cache_.erase(it);
+  }
+  // Messages in the cache (live or not yet trimmed).
+  size_t cachedMessages() const { return msg_cache_.size(); }
   // Drops cache entries no holder uses any more, once the cache has grown
   // past twice `keep` or twice what it held after the last trim (so that a
   // cache of live messages is not walked again on every call).

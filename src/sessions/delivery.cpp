@@ -155,6 +155,7 @@ void Sessions::forget(Session& s, const Delivery& d) {
   s.queued_bytes = s.queued_bytes > bytes ? s.queued_bytes - bytes : 0;
   if (d.seq && durable_.enabled()) durable_.batch().deleteQueue(s.clientId(), d.seq, d.msg ? d.msg->id : 0);
   if (d.group()) groups_.release(*d.group(), d);
+  if (d.seq && durable_.enabled()) durable_.released(d.msg);
 }
 
 void Sessions::pump(Session& s) {
