@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <string>
 
+#include "tests/unit/temp_dir.h"
+
 namespace petrel::testing {
 
 struct KeyCert {
@@ -65,26 +67,10 @@ inline KeyCert makeCert(const std::string& cn, long serial, const KeyCert* issue
   return kc;
 }
 
-// A scratch directory for one test's keys and certificates, removed with
-// everything in it when the test is done.
-class TempDir {
+// A scratch directory for one test's keys and certificates.
+class TempDir : public petrel::TempDir {
  public:
-  TempDir() {
-    char tmpl[] = "/tmp/petrel-tls-test-XXXXXX";
-    const char* d = mkdtemp(tmpl);
-    if (!d) std::abort();
-    path_ = d;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+  TempDir() : petrel::TempDir("petrel-tls-test") {}
 };
 
 inline void writeCert(const std::string& path, const KeyCert& kc) {
