@@ -178,8 +178,8 @@ std::string errText(int rc) { return mdb_strerror(rc); }
 constexpr int kDeferDeletesMs = 5;
 
 // A commit slower than this is reported: whatever waits for it (a
-// publisher's PUBACK, a QoS 2 subscriber's PUBREL) waited that long, and
-// the cause is the disk, not the broker. At most one line per
+// publisher's PUBACK, a QoS 2 delivery's PUBLISH or PUBREL) waited that
+// long, and the cause is the disk, not the broker. At most one line per
 // kSlowCommitReportS seconds, counting the slow commits in between.
 constexpr auto kSlowCommit = std::chrono::milliseconds(500);
 constexpr auto kSlowCommitReportS = std::chrono::seconds(10);
