@@ -772,6 +772,21 @@ TEST(PersistenceStore, PutRewriteDeleteInOneCommitLeaveNothing) {
   EXPECT_EQ(s->stats().messages, 0u);
 }
 
+// Queues `count` messages for `client` from seq 1, each with a message record
+// of its own (ids from ++id), and deletes every `ack_every`-th entry in the
+// same batch, as its acknowledgement would. With `drain_each`, each message
+// is its own commit; otherwise they all go in one.
+void queueAndAckSome(Store& s, const std::string& client, uint64_t count, uint64_t ack_every, uint64_t& id,
+                     bool drain_each) {
+  for (uint64_t seq = 1; seq <= count; ++seq) {
+    s.batch().putQueue(client, entry(seq, ++id));
+    s.batch().putMessage(id, message("t", "m"), 1);
+    if (seq % ack_every == 0) s.batch().deleteQueue(client, seq, id);
+    if (drain_each) s.drain();
+  }
+  if (!drain_each) s.drain();
+}
+
 // The group commit's tables are kept from one group to the next, grown for
 // a large group and made small again after it: a group of 20,000 ops (half
 // of its entries acknowledged within it, so they cancel out), then small
@@ -782,20 +797,10 @@ TEST(PersistenceStore, GroupsLargeThenSmallCancelAndApplyAlike) {
   auto s = openOk(optionsFor(t.path()));
   ASSERT_NE(s, nullptr);
   uint64_t id = 0;
-  for (uint64_t seq = 1; seq <= 5000; ++seq) {
-    s->batch().putQueue("big", entry(seq, ++id));
-    s->batch().putMessage(id, message("t", "m"), 1);
-    if (seq % 2 == 0) s->batch().deleteQueue("big", seq, id);
-  }
-  s->drain();
+  queueAndAckSome(*s, "big", 5000, 2, id, false);
   EXPECT_EQ(queueOf(*s, "big", 0, 10000).size(), 2500u);
   EXPECT_EQ(s->stats().messages, 2500u);
-  for (uint64_t seq = 1; seq <= 40; ++seq) {
-    s->batch().putQueue("small", entry(seq, ++id));
-    s->batch().putMessage(id, message("t", "m"), 1);
-    if (seq % 4 == 0) s->batch().deleteQueue("small", seq, id);
-    s->drain();
-  }
+  queueAndAckSome(*s, "small", 40, 4, id, true);
   EXPECT_EQ(queueOf(*s, "small").size(), 30u);
   EXPECT_EQ(s->stats().messages, 2530u);
   s->batch().putQueue("gone", entry(1, ++id));
@@ -820,20 +825,10 @@ TEST(PersistenceStore, AGroupFarPastTheCommitsScratchBufferCancelsAlike) {
   ASSERT_NE(s, nullptr);
   constexpr uint64_t kMessages = 200000;
   uint64_t id = 0;
-  for (uint64_t seq = 1; seq <= kMessages; ++seq) {
-    s->batch().putQueue("huge", entry(seq, ++id));
-    s->batch().putMessage(id, message("t", "m"), 1);
-    if (seq % 2 == 0) s->batch().deleteQueue("huge", seq, id);
-  }
-  s->drain();
+  queueAndAckSome(*s, "huge", kMessages, 2, id, false);
   EXPECT_EQ(queueOf(*s, "huge", 0, kMessages).size(), kMessages / 2);
   EXPECT_EQ(s->stats().messages, kMessages / 2);
-  for (uint64_t seq = 1; seq <= 40; ++seq) {
-    s->batch().putQueue("after", entry(seq, ++id));
-    s->batch().putMessage(id, message("t", "m"), 1);
-    if (seq % 4 == 0) s->batch().deleteQueue("after", seq, id);
-    s->drain();
-  }
+  queueAndAckSome(*s, "after", 40, 4, id, true);
   EXPECT_EQ(queueOf(*s, "after").size(), 30u);
   EXPECT_EQ(s->stats().messages, kMessages / 2 + 30);
 }
