@@ -285,6 +285,17 @@ class Broker:
                 pass
         self._close_log()
 
+    def rewrite_config(self, **changes):
+        """Replaces top-level keys of Petrel's configuration file (a value of
+        None removes the key); they take effect at the next start()."""
+        for key, value in changes.items():
+            if value is None:
+                self.config.pop(key, None)
+            else:
+                self.config[key] = value
+        with open(self.config_path, "w") as f:
+            yaml.safe_dump(self.config, f, default_flow_style=False, sort_keys=False)
+
     def _close_log(self):
         if self._stderr is not None:
             self._stderr.close()

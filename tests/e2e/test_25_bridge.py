@@ -123,9 +123,7 @@ def petrel(make_broker, bridges=(), persistent=True, **kw):
 
 def rewrite(b, **changes):
     """Replace top-level keys of a broker's configuration (before start())."""
-    b.config.update(changes)
-    with open(b.config_path, "w") as f:
-        yaml.safe_dump(b.config, f, default_flow_style=False, sort_keys=False)
+    b.rewrite_config(**changes)
 
 
 def wait_log(b, pattern, count=1, timeout=10.0):

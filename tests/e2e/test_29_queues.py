@@ -25,7 +25,6 @@ import subprocess
 import time
 
 import pytest
-import yaml
 
 import fastclient as fc
 import mqttraw as m
@@ -47,12 +46,7 @@ def persistent(make_broker, queues, **overrides):
 def reconfigure(b, queues):
     """Rewrites the broker's configuration file with `queues` (None: the
     section removed); takes effect at the next start."""
-    if queues is None:
-        b.config.pop("queues", None)
-    else:
-        b.config["queues"] = queues
-    with open(b.config_path, "w") as f:
-        yaml.safe_dump(b.config, f, default_flow_style=False, sort_keys=False)
+    b.rewrite_config(queues=queues)
 
 
 def inspect(b):
