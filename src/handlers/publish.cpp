@@ -190,7 +190,9 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
       }
       inf->released = true;
       if (inf->d.seq) sessions_.saveQueueEntry(s, inf->d, a.packet_id, true);
-      mqtt::encode(rel, c.version, c.out());
+      // One waiting to be sent again on this connection (Sessions::resume)
+      // gets its PUBREL in its turn.
+      if (!inf->unsent) mqtt::encode(rel, c.version, c.out());
       return;
     }
     case PacketType::Pubcomp: {

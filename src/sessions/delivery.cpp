@@ -161,6 +161,13 @@ void Sessions::forget(Session& s, const Delivery& d) {
 void Sessions::pump(Session& s) {
   Connection* c = s.conn;
   if (!c || c->closing() || !c->connected) return;
+  // First what waits to be sent again (resume()), in its order.
+  while (s.inflight.unsent() && s.inflight.onWire() < s.client_receive_max) {
+    InflightOut& f = *s.inflight.firstUnsent();
+    s.inflight.markSent(f);
+    const uint16_t id = f.packet_id;
+    if (!resendInflight(s, *c, f)) s.inflight.erase(id);
+  }
   while (s.inflight.size() < s.client_receive_max) {
     if (s.queue.empty()) {
       if (s.disk_count == 0) break;
@@ -293,10 +300,22 @@ void Sessions::resume(Session& s, Connection& c) {
   if (s.inflight.empty() && s.queue.empty() && s.disk_count > 0) refill(s, false);
   s.evicted = false;
   // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (DUP=1) and PUBREL, in
-  // their original order, then whatever queued while offline.
+  // their original order, then whatever queued while offline. No more
+  // than the client's Receive Maximum at once [MQTT-3.3.4-9]: a client may
+  // come back with a smaller one than it had; the rest wait in the window,
+  // in order, and pump() sends them as it frees.
+  size_t on_wire = 0;
   for (auto it = s.inflight.begin(); it != s.inflight.end();) {
-    if (resendInflight(s, c, *it)) ++it;
-    else it = s.inflight.erase(it);
+    s.inflight.markSent(*it);  // whatever an earlier connection left
+    if (on_wire >= s.client_receive_max) {
+      s.inflight.markUnsent(*it);
+      ++it;
+    } else if (resendInflight(s, c, *it)) {
+      ++on_wire;
+      ++it;
+    } else {
+      it = s.inflight.erase(it);
+    }
   }
   pump(s);
   groups_.dispatchMemberGroups(s);

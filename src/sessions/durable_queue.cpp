@@ -84,8 +84,12 @@ void Sessions::refill(Session& s, bool resend) {
       if (d.group()) ++d.group()->work->inflight;
     }
     if (q.packet_id) {
+      // Sent before (a restart since): sent again, within the client's
+      // Receive Maximum; the rest as the window frees (pump()).
+      const bool room = s.inflight.onWire() < s.client_receive_max;
       s.inflight.emplace_back(q.packet_id, std::move(d), q.released, false);
-      if (resend && c && !resendInflight(s, *c, s.inflight.back())) s.inflight.erase(q.packet_id);
+      if (resend && c && !room) s.inflight.markUnsent(s.inflight.back());
+      else if (resend && c && !resendInflight(s, *c, s.inflight.back())) s.inflight.erase(q.packet_id);
     } else {
       s.queue.push_back(std::move(d));
     }

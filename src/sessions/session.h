@@ -129,6 +129,12 @@ struct InflightOut {
   // entry sent after it is stored with its id (Sessions::saveInflightIds),
   // not once per message sent.
   bool id_unsaved = false;
+  // Not sent on this connection yet: the session resumed with more in
+  // flight than the client's Receive Maximum allows at once, and this one
+  // is sent again (its PUBLISH, DUP set, or its PUBREL) when the window
+  // has room (Sessions::resume, Sessions::pump). Such entries are always
+  // the window's last ones.
+  bool unsent = false;
 };
 
 // Outbound QoS 1/2 messages sent and not yet completed, in send order. A
@@ -193,6 +199,7 @@ class InflightWindow {
   iterator erase(iterator it) {
     if (ids_) clear(it->packet_id);
     if (it->id_unsaved) --unsaved_;
+    if (it->unsent) --unsent_;
     auto next = q_.erase(it);
     if (q_.empty()) ids_.reset();
     return next;
@@ -200,6 +207,7 @@ class InflightWindow {
   void pop_front() {
     if (ids_) clear(q_.front().packet_id);
     if (q_.front().id_unsaved) --unsaved_;
+    if (q_.front().unsent) --unsent_;
     q_.pop_front();
     if (q_.empty()) ids_.reset();
   }
@@ -207,6 +215,7 @@ class InflightWindow {
     q_.clear();
     ids_.reset();
     unsaved_ = 0;
+    unsent_ = 0;
   }
   // Entries whose store entries do not carry their packet ids yet
   // (InflightOut::id_unsaved); markSaved() once the id is written.
@@ -216,6 +225,24 @@ class InflightWindow {
     f.id_unsaved = false;
     --unsaved_;
   }
+
+  // Entries waiting to be sent again on this connection (InflightOut::
+  // unsent), and those on the wire: what the client's Receive Maximum
+  // bounds.
+  size_t unsent() const { return unsent_; }
+  size_t onWire() const { return q_.size() - unsent_; }
+  void markUnsent(InflightOut& f) {
+    if (f.unsent) return;
+    f.unsent = true;
+    ++unsent_;
+  }
+  void markSent(InflightOut& f) {
+    if (!f.unsent) return;
+    f.unsent = false;
+    --unsent_;
+  }
+  // The first entry waiting to be sent again (they are the window's last).
+  iterator firstUnsent() { return q_.begin() + static_cast<std::ptrdiff_t>(q_.size() - unsent_); }
 
   static constexpr size_t kIndexFrom = 64;
 
@@ -228,6 +255,7 @@ class InflightWindow {
     return (static_cast<uint32_t>(to) + 65535 - from) % 65535;
   }
   size_t unsaved_ = 0;
+  size_t unsent_ = 0;
   // Each entry's id follows the one before it (erasing keeps that): see
   // contains(). Entries read back from the store may not.
   bool ordered_ = true;

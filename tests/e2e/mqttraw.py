@@ -653,3 +653,51 @@ class RawClient:
         self.send(disconnect(v5=self.v5))
         self.expect_closed(timeout)
         self.close()
+
+    def complete_within_window(self, limit, count, timeout=5.0, batch=1):
+        """Complete `count` PUBLISH and PUBREL exchanges as they come, the
+        oldest first (`batch` of them at a time), checking what a client with
+        Receive Maximum `limit` may rely on [MQTT-3.3.4-9]: never more than
+        `limit` of them unacknowledged, and no packet id in use twice.
+        Everything the broker sends is read before each completion, so one
+        sent too early is seen. Returns (the first window, the PUBLISH
+        packets completed in order, the ids of the PUBRELs completed in
+        order)."""
+        outstanding = {}  # packet id -> the PUBLISH or PUBREL not completed
+
+        def read_what_comes(wait):
+            try:
+                got = [self.recv(wait)]
+            except ReadTimeout:
+                return
+            while True:
+                try:
+                    got.append(self.recv(0.05))
+                except ReadTimeout:
+                    break
+            for pkt in got:
+                assert pkt.type in (PUBLISH, PUBREL), pkt
+                assert pkt.mid not in outstanding, "packet id %d in use twice" % pkt.mid
+                outstanding[pkt.mid] = pkt
+            assert len(outstanding) <= limit, "%d unacknowledged, Receive Maximum %d" % (len(outstanding), limit)
+
+        read_what_comes(timeout)
+        first = list(outstanding.values())
+        published, released = [], []
+        while outstanding:
+            for mid, oldest in list(outstanding.items())[:batch]:
+                del outstanding[mid]
+                if oldest.type == PUBREL:
+                    self.send(pubcomp(mid))
+                    released.append(mid)
+                elif oldest.qos == 1:
+                    self.send(puback(mid))
+                    published.append(oldest)
+                else:
+                    self.send(pubrec(mid))
+                    self.wait_for(PUBREL, mid)
+                    self.send(pubcomp(mid))
+                    published.append(oldest)
+            left = count - len(published) - len(released) - len(outstanding)
+            read_what_comes(timeout if left > 0 else 0.3)
+        return first, published, released

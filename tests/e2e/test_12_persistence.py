@@ -407,6 +407,64 @@ def test_mixed_qos_backlog_in_flight_resent_in_order_after_kill(make_broker):
 
 
 @HOW
+def test_a_smaller_window_after_a_restart_bounds_what_is_sent_again(make_broker, how):
+    """The operator lowers limits.max_inflight from 20 to 4 and restarts
+    while a durable session has 20 in flight from its backlog (QoS 1 and 2
+    alternating, two QoS 2 exchanges at PUBREL). What was in flight is sent
+    again no more than 4 unacknowledged at a time [MQTT-3.3.4-9 for the
+    window a 3.1.1 client gets], in its order, the QoS 2 ones under their
+    ids; then the rest of the backlog: none lost, none twice."""
+    b = pbroker(make_broker)            # max_inflight 20 (conftest)
+    n = 60
+    s = with_backlog(b, "rw", "rw/1", n, lambda i: 1 + i % 2)
+    held = publishes(s, 20, ack=False)
+    assert [int(p.payload) for p in held] == list(range(20))
+    for p in (held[1], held[3]):
+        s.send(m.pubrec(p.mid))
+        s.wait_for(m.PUBREL, p.mid)     # sent once the PUBREC is stored
+    sync_point(s)
+    b.rewrite_config(limits=dict(b.config.get("limits", {}), max_inflight=4))
+    restart(b, how)
+    s.close()
+    s = durable(b, "rw")
+    assert s.connack.session_present is True
+    window, delivered, released = s.complete_within_window(4, n)
+    assert [(p.type, p.mid) for p in window] == [
+        (m.PUBLISH, held[0].mid), (m.PUBREL, held[1].mid), (m.PUBLISH, held[2].mid), (m.PUBREL, held[3].mid)]
+    assert released == [held[1].mid, held[3].mid]
+    assert [int(p.payload) for p in delivered] == [i for i in range(n) if i not in (1, 3)]
+    for p in delivered[:18]:            # the rest of the 20 in flight
+        assert p.dup and p.mid == held[int(p.payload)].mid, p
+    sync_point(s)
+    assert wait_counts(b, queued=0, messages=0)["queued"] == 0
+
+
+def test_a_window_past_a_refill_shrunk_by_a_restart_is_sent_again_in_turn(make_broker):
+    """As above, with more in flight than the broker reads back from the
+    store at once (1,000): 1,500 in flight at a window of 2,000, a restart
+    at a window of 100. The first 1,000 come back with the session, the
+    other 500 with the next read, each sent again in turn, never more than
+    100 unacknowledged; then the rest of the backlog."""
+    b = pbroker(make_broker, limits={"max_inflight": 2000, "max_queued_messages": 10000})
+    n, in_flight = 1700, 1500
+    s = with_backlog(b, "rw-big", "rw/big", n, lambda i: 1)
+    held = publishes(s, in_flight, ack=False)
+    assert [int(p.payload) for p in held] == list(range(in_flight))
+    s.go_offline()                      # their ids are written as it goes
+    b.rewrite_config(limits=dict(b.config["limits"], max_inflight=100))
+    restart(b, "term")
+    s = durable(b, "rw-big")
+    assert s.connack.session_present is True
+    window, delivered, _ = s.complete_within_window(100, n, batch=50)
+    assert [p.mid for p in window] == [p.mid for p in held[:100]]
+    assert [int(p.payload) for p in delivered] == list(range(n))
+    for p in delivered[:in_flight]:
+        assert p.dup and p.mid == held[int(p.payload)].mid, p
+    sync_point(s)
+    assert wait_counts(b, queued=0, messages=0)["queued"] == 0
+
+
+@HOW
 def test_outbound_qos2_states_resent_after_restart(make_broker, how):
     """One QoS 2 message in PUBREL state (PUBREC received) and one not yet
     acknowledged: after the restart the broker sends PUBREL for the first

@@ -65,6 +65,41 @@ TEST(InflightWindow, EraseByIteratorAndClear) {
   EXPECT_FALSE(w.contains(102));
 }
 
+TEST(InflightWindow, EntriesWaitingToBeSentAgainAreCountedHoweverTheyLeave) {
+  // A window of 200 resumed under a Receive Maximum of 50: the last 150
+  // wait (Sessions::resume). Each way out of the window keeps the count.
+  InflightWindow w;
+  for (uint16_t id = 1; id <= 200; ++id) w.push_back(entry(id));
+  for (auto it = w.begin() + 50; it != w.end(); ++it) w.markUnsent(*it);
+  EXPECT_EQ(w.unsent(), 150u);
+  EXPECT_EQ(w.onWire(), 50u);
+  EXPECT_EQ(w.firstUnsent()->packet_id, 51);
+  w.markUnsent(*w.firstUnsent());  // already waiting: counted once
+  EXPECT_EQ(w.unsent(), 150u);
+  // Sent in turn: the next one waiting follows.
+  w.markSent(*w.firstUnsent());
+  EXPECT_EQ(w.unsent(), 149u);
+  EXPECT_EQ(w.firstUnsent()->packet_id, 52);
+  w.markSent(w.front());  // one on the wire: nothing to take back
+  EXPECT_EQ(w.unsent(), 149u);
+  // Completed while waiting (the client acknowledged it from before).
+  EXPECT_TRUE(w.erase(100));
+  EXPECT_EQ(w.unsent(), 148u);
+  // Through the index (past kIndexFrom entries) and by iterator.
+  for (auto it = w.begin(); it != w.end();) it = it->packet_id > 190 ? w.erase(it) : std::next(it);
+  EXPECT_EQ(w.unsent(), 138u);
+  EXPECT_EQ(w.firstUnsent()->packet_id, 52);
+  // The ones on the wire leave from the front; the waiting ones stay last.
+  while (w.onWire() > 0) w.pop_front();
+  EXPECT_EQ(w.size(), 138u);
+  EXPECT_EQ(w.firstUnsent(), w.begin());
+  w.pop_front();
+  EXPECT_EQ(w.unsent(), 137u);
+  w.clear();
+  EXPECT_EQ(w.unsent(), 0u);
+  EXPECT_EQ(w.onWire(), 0u);
+}
+
 TEST(InflightWindow, IdsInSequenceAcrossTheWrapAreFoundOrFree) {
   // Ids handed out one after another through 65535 -> 1, a few acked out
   // of order: those in flight are found, the next ones and the acked ones
