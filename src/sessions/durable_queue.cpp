@@ -85,8 +85,9 @@ void Sessions::refill(Session& s, bool resend) {
     }
     if (q.packet_id) {
       // Sent before (a restart since): sent again, within the client's
-      // Receive Maximum; the rest as the window frees (pump()).
-      const bool room = s.inflight.onWire() < s.client_receive_max;
+      // Receive Maximum and after those waiting already; the rest as the
+      // window frees (pump()).
+      const bool room = s.inflight.unsent() == 0 && s.inflight.onWire() < s.client_receive_max;
       s.inflight.emplace_back(q.packet_id, std::move(d), q.released, false);
       if (resend && c && !room) s.inflight.markUnsent(s.inflight.back());
       else if (resend && c && !resendInflight(s, *c, s.inflight.back())) s.inflight.erase(q.packet_id);
