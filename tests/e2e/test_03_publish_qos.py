@@ -168,6 +168,29 @@ def test_receive_maximum_v5_subscriber(broker):
     sub.expect_nothing(0.3)
 
 
+def in_flight_then_back(broker, cid, n, qos_of, window, back_window, before_leaving=None):
+    """A durable MQTT 5 session with Receive Maximum `window`, subscribed to
+    `cid`/# at QoS 2, gets the first `window` of n messages (payload i, QoS
+    qos_of(i)) and acknowledges none; `before_leaving(sub, first)` runs, the
+    connection drops, and the client comes back with Receive Maximum
+    `back_window`. Returns the PUBLISHes it got first and the client."""
+    expiry = {"session_expiry_interval": 300}
+    sub = broker.client(5)
+    sub.connect(cid, clean=False, props=dict(expiry, receive_maximum=window))
+    sub.subscribe([(cid + "/#", 2)])
+    pub = broker.connected(cid + "-pub")
+    for i in range(n):
+        pub.publish("%s/%d" % (cid, i % 3), b"%d" % i, qos=qos_of(i))
+    first = [sub.expect(m.PUBLISH) for _ in range(window)]
+    assert [int(p.payload) for p in first] == list(range(window))
+    if before_leaving:
+        before_leaving(sub, first)
+    sub.close()
+    sub = broker.client(5)
+    assert sub.connect(cid, clean=False, props=dict(expiry, receive_maximum=back_window)).session_present
+    return first, sub
+
+
 # mosquitto 2.0.11 sends every unacknowledged one again at once.
 @pytest.mark.xfail_mosquitto(reason="resends past the new Receive Maximum")
 def test_receive_maximum_holds_for_what_is_sent_again_after_a_reconnect(broker):
@@ -176,26 +199,15 @@ def test_receive_maximum_holds_for_what_is_sent_again_after_a_reconnect(broker):
     # with a smaller Receive Maximum (a device short of memory) gets no
     # more than that unacknowledged, the rest as it acknowledges, in order,
     # each under its first packet id; nothing is lost or sent twice.
-    expiry = {"session_expiry_interval": 300}
-    sub = broker.client(5)
-    sub.connect("rm-back", clean=False, props=dict(expiry, receive_maximum=20))
-    sub.subscribe([("rmb/#", 2)])
-    pub = broker.connected("rm-back-pub")
-    for i in range(30):
-        pub.publish("rmb/%d" % (i % 3), b"%d" % i, qos=1 + i % 2)
-    first = [sub.expect(m.PUBLISH) for _ in range(20)]
-    assert [int(p.payload) for p in first] == list(range(20))
-    # Two QoS 2 exchanges half done before the client goes: PUBREC sent,
-    # the broker's PUBREL not answered (they are sent again as PUBREL).
-    qos2 = [p for p in first if p.qos == 2][:2]
-    for p in qos2:
-        sub.send(m.pubrec(p.mid))
-        sub.wait_for(m.PUBREL, p.mid)
-    sub.expect_nothing(0.3)
-    sub.close()
+    def half_done(sub, first):
+        # Two QoS 2 exchanges half done before the client goes: PUBREC
+        # sent, the broker's PUBREL not answered (sent again as PUBREL).
+        for p in (first[1], first[3]):
+            sub.send(m.pubrec(p.mid))
+            sub.wait_for(m.PUBREL, p.mid)
+        sub.expect_nothing(0.3)
 
-    sub = broker.client(5)
-    assert sub.connect("rm-back", clean=False, props=dict(expiry, receive_maximum=4)).session_present
+    first, sub = in_flight_then_back(broker, "rm-back", 30, lambda i: 1 + i % 2, 20, 4, half_done)
     ids = {int(p.payload): p.mid for p in first}
     window, delivered, released = sub.complete_within_window(4, 30)
     assert [(p.type, p.mid) for p in window] == [
@@ -216,17 +228,7 @@ def test_a_pubrec_for_one_waiting_to_be_sent_again_gets_its_pubrel_in_turn(broke
     # broker has sent it again: the exchange moves on to PUBREL, which
     # comes in the message's turn, within the window; the PUBLISH is not
     # sent again.
-    expiry = {"session_expiry_interval": 300}
-    sub = broker.client(5)
-    sub.connect("rm-rec", clean=False, props=dict(expiry, receive_maximum=10))
-    sub.subscribe([("rmr/t", 2)])
-    pub = broker.connected("rm-rec-pub")
-    for i in range(10):
-        pub.publish("rmr/t", b"%d" % i, qos=2)
-    first = [sub.expect(m.PUBLISH) for _ in range(10)]
-    sub.close()
-    sub = broker.client(5)
-    assert sub.connect("rm-rec", clean=False, props=dict(expiry, receive_maximum=2)).session_present
+    first, sub = in_flight_then_back(broker, "rm-rec", 10, lambda i: 2, 10, 2)
     sub.send(m.pubrec(first[5].mid))
     window, delivered, released = sub.complete_within_window(2, 10)
     assert [(p.type, p.mid) for p in window] == [(m.PUBLISH, first[0].mid), (m.PUBLISH, first[1].mid)]
