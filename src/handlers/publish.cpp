@@ -191,7 +191,9 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
       inf->released = true;
       if (inf->d.seq) sessions_.saveQueueEntry(s, inf->d, a.packet_id, true);
       // One waiting to be sent again on this connection (Sessions::resume)
-      // gets its PUBREL in its turn.
+      // gets its PUBREL in its turn. That is after this PUBREC is stored
+      // too: this frame's hold (dispatchHolding) keeps whatever the
+      // connection writes after it until then.
       if (!inf->unsent) mqtt::encode(rel, c.version, c.out());
       return;
     }

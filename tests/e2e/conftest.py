@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import socket
+import shutil
 import subprocess
 import sys
 import time
@@ -295,6 +296,27 @@ class Broker:
                 self.config[key] = value
         with open(self.config_path, "w") as f:
             yaml.safe_dump(self.config, f, default_flow_style=False, sort_keys=False)
+
+    def slow_disk(self, tmp_path):
+        """Preloads tests/e2e/slow_sync.c into Petrel (built here, before
+        start()): each fsync and fdatasync first sleeps for the
+        milliseconds written in the returned file (0 to begin with). Skips
+        where it cannot be built or preloaded."""
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if not cc:
+            pytest.skip("no C compiler to build the slow-disk shim")
+        so = str(tmp_path / "slow_sync.so")
+        src = os.path.join(HERE, "slow_sync.c")
+        subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", so, src, "-ldl"], check=True, timeout=60)
+        delay = tmp_path / "sync_delay_ms"
+        delay.write_text("0\n")
+        env = ["env", "LD_PRELOAD=" + so, "PETREL_TEST_SYNC_DELAY_FILE=%s" % delay]
+        r = subprocess.run(env + [self.argv[0], "--version"], stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=10)
+        if r.returncode != 0:
+            pytest.skip("the shim cannot be preloaded into this broker build: %r" % r.stderr[-200:])
+        self.argv = env + self.argv
+        return delay
 
     def _close_log(self):
         if self._stderr is not None:

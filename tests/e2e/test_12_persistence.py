@@ -464,6 +464,58 @@ def test_a_window_past_a_refill_shrunk_by_a_restart_is_sent_again_in_turn(make_b
     assert wait_counts(b, queued=0, messages=0)["queued"] == 0
 
 
+def test_a_pubrel_answered_while_it_waited_its_turn_goes_once_the_pubrec_is_stored(make_broker, tmp_path):
+    """After a reconnect with a smaller Receive Maximum, the client answers
+    (PUBREC) a QoS 2 message of its earlier connection that is still
+    waiting to be sent again. Its PUBREL, sent in its turn, must not go out
+    before that PUBREC is stored: every fsync takes 1 s here, the turn
+    comes within milliseconds, and the broker is killed the moment the
+    PUBREL arrives. After the restart the exchange is at PUBREL; the
+    message is never sent again."""
+    b = pbroker(make_broker, start=False)
+    delay = b.slow_disk(tmp_path)
+    b.start()
+    props = v5props(receive_maximum=10)
+    s = b.connected("rel-turn", version=5, clean=False, props=props)
+    s.subscribe([("rel/t", 2)])
+    pub = b.connected("rel-turn-pub")
+    for i in range(8):
+        pub.publish("rel/t", b"%d" % i, qos=2 if i == 5 else 1)
+    first = publishes(s, 8, ack=False)
+    sync_point(s)
+    s.close()
+    delay.write_text("1000\n")
+    s = b.connected("rel-turn", version=5, clean=False, props=v5props(receive_maximum=2))
+    assert s.connack.session_present is True
+    s.send(m.pubrec(first[5].mid))      # answered while it waits its turn
+    for i in range(5):                  # QoS 1: their PUBACKs only delete
+        p = s.expect(m.PUBLISH)
+        assert int(p.payload) == i and p.dup, p
+        s.send(m.puback(p.mid))
+    rel = s.wait_for(m.PUBREL, first[5].mid, timeout=10)
+    b.kill()
+    delay.write_text("0\n")
+    b.start(timeout=10)
+    s.close()
+    s = b.connected("rel-turn", version=5, clean=False, props=v5props(receive_maximum=10))
+    assert s.connack.session_present is True
+    got = []
+    while True:
+        try:
+            p = s.recv(1.0)
+        except m.ReadTimeout:
+            break
+        got.append(p)
+        if p.type == m.PUBREL:
+            s.send(m.pubcomp(p.mid))
+        else:
+            assert p.type == m.PUBLISH, p
+            assert int(p.payload) != 5, "message 5 sent again after its PUBREL: %r" % (got,)
+            s.send(m.puback(p.mid))
+    assert (m.PUBREL, rel.mid) in [(p.type, p.mid) for p in got], got
+    assert sorted(int(p.payload) for p in got if p.type == m.PUBLISH and int(p.payload) > 5) == [6, 7]
+
+
 @HOW
 def test_outbound_qos2_states_resent_after_restart(make_broker, how):
     """One QoS 2 message in PUBREL state (PUBREC received) and one not yet

@@ -16,7 +16,6 @@ bench/README.md has the measured numbers.
 import multiprocessing
 import os
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -180,27 +179,6 @@ def test_two_large_durable_queues_drain_side_by_side(make_broker, qos):
     drain_all(b, subs, N)
 
 
-def slow_disk(b, tmp_path):
-    """Preloads tests/e2e/slow_sync.c into the broker (built here): each
-    fsync and fdatasync first sleeps for the milliseconds written in the
-    returned file. Skips where it cannot be built or preloaded."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        pytest.skip("no C compiler to build the slow-disk shim")
-    so = str(tmp_path / "slow_sync.so")
-    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slow_sync.c")
-    subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", so, src, "-ldl"], check=True, timeout=60)
-    delay = tmp_path / "sync_delay_ms"
-    delay.write_text("0\n")
-    env = ["env", "LD_PRELOAD=" + so, "PETREL_TEST_SYNC_DELAY_FILE=%s" % delay]
-    r = subprocess.run(env + [b.argv[0], "--version"], stdin=subprocess.DEVNULL,
-                       capture_output=True, timeout=10)
-    if r.returncode != 0:
-        pytest.skip("the shim cannot be preloaded into this broker build: %r" % r.stderr[-200:])
-    b.argv = env + b.argv
-    return delay
-
-
 SLOW_SYNC_MS = 600
 
 
@@ -216,7 +194,7 @@ def test_a_slow_disk_paces_only_what_waits_for_the_store(make_broker, tmp_path):
     20,000 / 100 x 0.6 s = 2 minutes), and a bystander's round trips stay
     short (the broker's loops never wait for the disk)."""
     b = durable_broker(make_broker, start=False)
-    delay = slow_disk(b, tmp_path)
+    delay = b.slow_disk(tmp_path)
     b.start()
     q1 = durable_subs(b, "slow/1", 1, names=("slow-q1",))[0]
     q2 = durable_subs(b, "slow/2", 2, names=("slow-q2",))[0]
