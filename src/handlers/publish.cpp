@@ -178,7 +178,7 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
       mqtt::Ack rel;
       rel.type = PacketType::Pubrel;
       rel.packet_id = a.packet_id;
-      if (!inf || inf->d.qos != 2) {
+      if (!inf || inf->d.qos != 2 || inf->fresh) {
         if (v5) rel.reason = Reason::PacketIdentifierNotFound;
         mqtt::encode(rel, c.version, c.out());
         return;
@@ -189,12 +189,14 @@ void Broker::handleAck(Connection& c, const mqtt::Frame& f) {
         return;
       }
       inf->released = true;
-      if (inf->d.seq) sessions_.saveQueueEntry(s, inf->d, a.packet_id, true);
+      const bool stored = inf->d.seq != 0;
+      if (stored) sessions_.saveQueueEntry(s, inf->d, a.packet_id, true);
       // One waiting to be sent again on this connection (Sessions::resume)
       // gets its PUBREL in its turn. That is after this PUBREC is stored
       // too: this frame's hold (dispatchHolding) keeps whatever the
       // connection writes after it until then.
       if (!inf->unsent) mqtt::encode(rel, c.version, c.out());
+      if (stored) sessions_.storeIdsAhead(s);  // `inf` may move
       return;
     }
     case PacketType::Pubcomp: {

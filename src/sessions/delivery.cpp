@@ -161,12 +161,14 @@ void Sessions::forget(Session& s, const Delivery& d) {
 void Sessions::pump(Session& s) {
   Connection* c = s.conn;
   if (!c || c->closing() || !c->connected) return;
-  // First what waits to be sent again (resume()), in its order.
+  // First what waits its turn in the window (resume(), storeIdsAhead()),
+  // in its order.
   while (s.inflight.unsent() && s.inflight.onWire() < s.client_receive_max) {
     InflightOut& f = *s.inflight.firstUnsent();
+    if (f.fresh && !c->roomForOutput()) break;  // resumed by onWritable
     s.inflight.markSent(f);
     const uint16_t id = f.packet_id;
-    if (!resendInflight(s, *c, f)) s.inflight.erase(id);
+    if (!sendInflight(s, *c, f)) s.inflight.erase(id);
   }
   while (s.inflight.size() < s.client_receive_max) {
     if (s.queue.empty()) {
@@ -180,6 +182,58 @@ void Sessions::pump(Session& s) {
     sendNew(s, *c, std::move(d), /*stored=*/true);
   }
   if (s.queue.empty() && s.disk_count == 0) s.drop_logged = false;
+}
+
+void Sessions::storeIdsAhead(Session& s) {
+  // A QoS 2 message from a stored queue is sent only once its packet id is
+  // stored (sendNew), and its PUBREL only once the client's PUBREC is: two
+  // commits, one after the other, for each window of a drain. Called when
+  // a PUBREC is stored, this writes the ids of the next window into the
+  // same batch, which is committed before the PUBRECs' PUBRELs go out; the
+  // client's PUBCOMPs then free the window for messages whose ids are
+  // stored already (pump() sends them), and a drain waits for one commit
+  // per window instead of two. After a restart they are sent again in
+  // turn, as any entry stored with its id is. Only a run of QoS 2 messages
+  // of the session's own queue is taken: a QoS 1 one needs no stored id,
+  // and a group's message goes back to its group if the member leaves.
+  if (!durable_.enabled() || s.inflight.empty() || s.inflight.back().d.qos != 2) return;
+  const size_t ahead = std::min<size_t>(s.client_receive_max, kRamWindow);
+  while (s.inflight.unsent() < ahead && s.inflight.size() < 65535) {
+    if (s.queue.empty()) {
+      if (s.disk_count == 0) break;
+      refill(s, true);
+      if (s.queue.empty()) break;
+    }
+    Delivery& d = s.queue.front();
+    if (d.qos != 2 || !d.seq || d.group()) break;
+    const uint16_t pid = s.nextPacketId();
+    // Stored with ids, the entries in flight stay a prefix of the queue
+    // (sendNew).
+    if (s.inflight.unsavedIds()) saveInflightIds(s);
+    saveQueueEntry(s, d, pid, false);
+    s.inflight.emplace_back(pid, std::move(d), false, false);
+    s.queue.pop_front();
+    InflightOut& f = s.inflight.back();
+    s.inflight.markUnsent(f);
+    f.fresh = true;
+    f.id_ticket = durable_.awaitedTicket();
+  }
+}
+
+bool Sessions::sendInflight(Session& s, Connection& c, InflightOut& f) {
+  if (!f.fresh) return resendInflight(s, c, f);
+  f.fresh = false;
+  const Connection::OutMark mark = c.outMark();
+  // Exactly once across a crash, as in sendNew: the client sees the packet
+  // id only once it is stored.
+  const bool held = f.id_ticket > durable_.committed();
+  if (!sendPublish(s, c, f.d, f.packet_id, false, held)) {
+    // Expired, or too large for this client: it never saw this id.
+    forget(s, f.d);
+    return false;
+  }
+  if (held) holds_.hold(c, mark, f.id_ticket);
+  return true;
 }
 
 namespace {
@@ -295,7 +349,7 @@ void Sessions::completeDelivery(Session& s, uint16_t packet_id, InflightOut* inf
   groups_.dispatchMemberGroups(s);
 }
 
-void Sessions::resume(Session& s, Connection& c) {
+void Sessions::resume(Session& s, Connection& /*c*/) {
   // A session whose state is on disk reads its first window back.
   if (s.inflight.empty() && s.queue.empty() && s.disk_count > 0) refill(s, false);
   s.evicted = false;
@@ -304,19 +358,7 @@ void Sessions::resume(Session& s, Connection& c) {
   // than the client's Receive Maximum at once [MQTT-3.3.4-9]: a client may
   // come back with a smaller one than it had; the rest wait in the window,
   // in order, and pump() sends them as it frees.
-  size_t on_wire = 0;
-  for (auto it = s.inflight.begin(); it != s.inflight.end();) {
-    s.inflight.markSent(*it);  // whatever an earlier connection left
-    if (on_wire >= s.client_receive_max) {
-      s.inflight.markUnsent(*it);
-      ++it;
-    } else if (resendInflight(s, c, *it)) {
-      ++on_wire;
-      ++it;
-    } else {
-      it = s.inflight.erase(it);
-    }
-  }
+  for (auto& f : s.inflight) s.inflight.markUnsent(f);
   pump(s);
   groups_.dispatchMemberGroups(s);
 }

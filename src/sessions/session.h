@@ -135,6 +135,13 @@ struct InflightOut {
   // has room (Sessions::resume, Sessions::pump). Such entries are always
   // the window's last ones.
   bool unsent = false;
+  // Never sent: a QoS 2 message of a stored queue whose packet id was
+  // stored ahead of its turn (Sessions::storeIdsAhead). It is sent with
+  // DUP clear when the window has room, and not before `id_ticket` (the
+  // batch with its id) has committed. An acknowledgement for its id is
+  // one for an id the client was never given.
+  bool fresh = false;
+  uint64_t id_ticket = 0;
 };
 
 // Outbound QoS 1/2 messages sent and not yet completed, in send order. A

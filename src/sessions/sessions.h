@@ -167,6 +167,14 @@ class Sessions {
   bool sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup, bool held = false);
   // Fills the in-flight window from the queue (and the store).
   void pump(Session& s);
+  // A PUBREC of `s` is being stored; with QoS 2 messages next in its
+  // stored queue, stores the packet ids of up to one more window of them in
+  // the same batch, so that each is sent the moment the window frees
+  // instead of after a commit of its own.
+  void storeIdsAhead(Session& s);
+  // Sends the in-flight `f` whose turn came (pump()): for the first time
+  // (fresh) or again (resendInflight). False when the entry is gone.
+  bool sendInflight(Session& s, Connection& c, InflightOut& f);
   // Sends the in-flight `f` again after a reconnect [MQTT-4.4.0-1]: its
   // PUBLISH (DUP), or its PUBREL. False when the entry is gone: a QoS 1
   // message that expired is dropped instead of sent (the caller erases it).

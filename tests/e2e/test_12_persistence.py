@@ -516,6 +516,56 @@ def test_a_pubrel_answered_while_it_waited_its_turn_goes_once_the_pubrec_is_stor
     assert sorted(int(p.payload) for p in got if p.type == m.PUBLISH and int(p.payload) > 5) == [6, 7]
 
 
+def test_qos2_ids_stored_ahead_go_out_fresh_in_turn(make_broker):
+    """QoS 2 from a stored queue: with a client's PUBREC the broker stores
+    the packet ids of the next window too (Sessions::storeIdsAhead). Those
+    messages are first sent with DUP clear, under those ids, in order and
+    within the window; a PUBREC for one of those ids before its message was
+    sent is one for an id the client was never given (0x92) and changes
+    nothing; after a reconnect they are sent in turn behind the window
+    sent before, which comes again with DUP set. Every message once."""
+    b = pbroker(make_broker, limits={"max_inflight": 4, "max_queued_messages": 1000})
+    n = 40
+    s = durable(b, "ahead", version=5)
+    s.subscribe([("ah/q", 2)])
+    s.go_offline()
+    pub = b.connected("ahead-pub")
+    for i in range(n):
+        pub.publish("ah/q", b"%03d" % i, qos=2)
+    s = durable(b, "ahead", version=5)
+    assert s.connack.session_present is True
+    first = publishes(s, 4, ack=False)
+    assert [int(p.payload) for p in first] == [0, 1, 2, 3]
+    assert not any(p.dup for p in first), first
+    s.send(m.pubrec(first[0].mid))       # stores the ids of 4-7 with it
+    s.wait_for(m.PUBREL, first[0].mid)
+    given_ahead = first[3].mid + 1        # ids are handed out in order
+    s.send(m.pubrec(given_ahead))
+    rel = s.wait_for(m.PUBREL, given_ahead)
+    assert rel.reason == 0x92, rel        # Packet Identifier not found
+    s.send(m.pubcomp(first[0].mid))      # frees the window for message 4
+    p4 = s.expect(m.PUBLISH)
+    assert (int(p4.payload), p4.mid, p4.dup) == (4, given_ahead, False), p4
+    s.expect_nothing(0.3)                 # the window: 1, 2, 3 and 4
+    s.close()                             # 1-4 sent; 5-7 have ids, not sent
+    s = durable(b, "ahead", version=5)
+    assert s.connack.session_present is True
+    window, delivered, _ = s.complete_within_window(4, n - 1, batch=2)
+    assert [int(p.payload) for p in window] == [1, 2, 3, 4]
+    assert [int(p.payload) for p in delivered] == list(range(1, n))
+    sent_before = {int(p.payload): p.mid for p in first[1:] + [p4]}
+    for p in delivered:
+        i = int(p.payload)
+        if i in sent_before:
+            assert p.dup and p.mid == sent_before[i], p
+        else:
+            assert not p.dup, p
+            if i < 8:
+                assert p.mid == given_ahead + i - 4, p
+    sync_point(s)
+    assert wait_counts(b, queued=0, messages=0)["queued"] == 0
+
+
 @HOW
 def test_outbound_qos2_states_resent_after_restart(make_broker, how):
     """One QoS 2 message in PUBREL state (PUBREC received) and one not yet
