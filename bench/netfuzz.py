@@ -480,6 +480,15 @@ def queue_owners(data_dir):
     for k, v in dump_table(data_dir, "sessions"):
         if v[1] < 5 or le(v[2:6]) == 0xFFFFFFFF:
             lasting_sessions.add(k.decode("utf-8", "replace"))
+    # A share group's queue lasts while a member's session does (its last
+    # member's session ending drops it), a declared queue's whatever its
+    # members. A subscription's key is the client id, a 0 byte and the
+    # filter.
+    held_groups = set()
+    for k, _ in dump_table(data_dir, "subscriptions"):
+        cid, _, flt = k.partition(b"\0")
+        if flt.startswith(b"$share/") and cid.decode("utf-8", "replace") in lasting_sessions:
+            held_groups.add("\x01share/" + flt[len(b"$share/"):].decode("utf-8", "replace"))
     owners = {}
     for k, v in dump_table(data_dir, "queue"):
         owner = k[:-9].decode("utf-8", "replace")
@@ -488,9 +497,13 @@ def queue_owners(data_dir):
         pos = 17 + 4 * v[16]
         if pos < len(v):
             pos += 4 + le(v[pos:pos + 4])
+        queued_at = le(v[pos:pos + 8]) if pos + 16 <= len(v) else 0
         deadline = le(v[pos + 8:pos + 16]) if pos + 16 <= len(v) else 0
-        if (not deadline and le(v[:8]) not in expiring_msgs
-                and (owner.startswith("\x01share/") or owner in lasting_sessions)):
+        if owner.startswith("\x01share/"):
+            lasting = queued_at != 0 or owner in held_groups
+        else:
+            lasting = owner in lasting_sessions
+        if not deadline and le(v[:8]) not in expiring_msgs and lasting:
             counts[1] += 1
     return owners
 
