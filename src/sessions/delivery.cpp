@@ -52,13 +52,17 @@ DeliverOutcome Sessions::deliver(Session& s, Delivery&& d, const AckGatePtr& gat
     return nullptr;
   };
   const char* limit = queueLimit();
-  bool window_free = online && s.queue.empty() && s.disk_count == 0 &&
-                     s.inflight.size() < s.client_receive_max && c->roomForOutput();
+  // Sent at once only with nothing ahead of it: no queue, and nothing in
+  // the window waiting its turn (InflightOut::unsent).
+  auto windowFree = [&] {
+    return online && s.queue.empty() && s.disk_count == 0 && s.inflight.size() < s.client_receive_max &&
+           s.inflight.unsent() == 0 && c->roomForOutput();
+  };
+  bool window_free = windowFree();
   if (limit && !window_free && purgeExpiredHead(s) > 0) {
     // Expired messages made room.
     limit = queueLimit();
-    window_free = online && s.queue.empty() && s.disk_count == 0 && s.inflight.size() < s.client_receive_max &&
-                  c->roomForOutput();
+    window_free = windowFree();
   }
   if (limit && !window_free) {
     ++s.dropped;
