@@ -174,18 +174,18 @@ void Sessions::pump(Session& s) {
     const uint16_t id = f.packet_id;
     if (!sendInflight(s, *c, f)) s.inflight.erase(id);
   }
-  while (s.inflight.size() < s.client_receive_max) {
-    if (s.queue.empty()) {
-      if (s.disk_count == 0) break;
-      refill(s, true);
-      if (s.queue.empty()) break;
-    }
+  while (s.inflight.size() < s.client_receive_max && queueHead(s)) {
     if (!c->roomForOutput()) break;  // resumed by onWritable
     Delivery d = std::move(s.queue.front());
     s.queue.pop_front();
     sendNew(s, *c, std::move(d), /*stored=*/true);
   }
   if (s.queue.empty() && s.disk_count == 0) s.drop_logged = false;
+}
+
+bool Sessions::queueHead(Session& s) {
+  if (s.queue.empty() && s.disk_count > 0) refill(s, true);
+  return !s.queue.empty();
 }
 
 void Sessions::storeIdsAhead(Session& s) {
@@ -202,12 +202,7 @@ void Sessions::storeIdsAhead(Session& s) {
   // and a group's message goes back to its group if the member leaves.
   if (!durable_.enabled() || s.inflight.empty() || s.inflight.back().d.qos != 2) return;
   const size_t ahead = std::min<size_t>(s.client_receive_max, kRamWindow);
-  while (s.inflight.unsent() < ahead && s.inflight.size() < 65535) {
-    if (s.queue.empty()) {
-      if (s.disk_count == 0) break;
-      refill(s, true);
-      if (s.queue.empty()) break;
-    }
+  while (s.inflight.unsent() < ahead && s.inflight.size() < 65535 && queueHead(s)) {
     Delivery& d = s.queue.front();
     if (d.qos != 2 || !d.seq || d.group()) break;
     const uint16_t pid = s.nextPacketId();

@@ -167,6 +167,9 @@ class Sessions {
   bool sendPublish(Session& s, Connection& c, const Delivery& d, uint16_t pid, bool dup, bool held = false);
   // Fills the in-flight window from the queue (and the store).
   void pump(Session& s);
+  // True when the queue of `s` has a head in RAM, read back from the
+  // store (refill) if the RAM part is empty.
+  bool queueHead(Session& s);
   // A PUBREC of `s` is being stored; with QoS 2 messages next in its
   // stored queue, stores the packet ids of up to one more window of them in
   // the same batch, so that each is sent the moment the window frees
