@@ -87,10 +87,14 @@ void Sessions::refill(Session& s, bool resend) {
       // Sent before (a restart since): sent again, within the client's
       // Receive Maximum and after those waiting already; the rest as the
       // window frees (pump()).
+      // One whose id was stored ahead and that was never sent before it was
+      // evicted goes as a first send (DUP clear); its id is committed.
       const bool room = s.inflight.unsent() == 0 && s.inflight.onWire() < s.client_receive_max;
       s.inflight.emplace_back(q.packet_id, std::move(d), q.released, false);
-      if (resend && c && !room) s.inflight.markUnsent(s.inflight.back());
-      else if (resend && c && !resendInflight(s, *c, s.inflight.back())) s.inflight.erase(q.packet_id);
+      InflightOut& f = s.inflight.back();
+      f.fresh = s.fresh_from_seq && q.seq >= s.fresh_from_seq && !q.released;
+      if (resend && c && !room) s.inflight.markUnsent(f);
+      else if (resend && c && !sendInflight(s, *c, f)) s.inflight.erase(q.packet_id);
     } else {
       s.queue.push_back(std::move(d));
     }
@@ -120,6 +124,14 @@ void Sessions::evict(Session& s) {
   const size_t n = s.inflight.size() + s.queue.size();
   for (const auto& f : s.inflight)
     if (f.d.group() && f.d.group()->work->inflight) --f.d.group()->work->inflight;  // counted again by refill
+  // Those never sent, from the first one in RAM, or those of an earlier
+  // eviction not read back yet (every entry in RAM comes before them).
+  if (s.disk_count == 0 || s.fresh_from_seq < s.next_read_seq) s.fresh_from_seq = 0;
+  for (const auto& f : s.inflight)
+    if (f.fresh) {
+      s.fresh_from_seq = f.d.seq;
+      break;
+    }
   if (n) {
     s.next_read_seq = !s.inflight.empty() ? s.inflight.front().d.seq : s.queue.front().seq;
     s.disk_count += n;

@@ -434,6 +434,11 @@ class Session {
   uint64_t next_read_seq = 0;
   uint64_t disk_count = 0;
   uint64_t evict_ticket = 0;    // evict RAM state once this ticket commits
+  // Entries stored with a packet id from this seq on were never sent
+  // (InflightOut::fresh, at the window's tail when evicted): read back, they
+  // go with DUP clear. Only known in RAM: after a restart such an entry may
+  // have been sent before the crash, and it goes with DUP set.
+  uint64_t fresh_from_seq = 0;
 
   size_t queuedCount() const { return queue.size() + disk_count; }
   // Room in the outbound window (Receive Maximum).

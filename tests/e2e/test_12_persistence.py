@@ -516,14 +516,17 @@ def test_a_pubrel_answered_while_it_waited_its_turn_goes_once_the_pubrec_is_stor
     assert sorted(int(p.payload) for p in got if p.type == m.PUBLISH and int(p.payload) > 5) == [6, 7]
 
 
-def test_qos2_ids_stored_ahead_go_out_fresh_in_turn(make_broker):
+@pytest.mark.parametrize("back", ["at_once", "after_eviction"])
+def test_qos2_ids_stored_ahead_go_out_fresh_in_turn(make_broker, back):
     """QoS 2 from a stored queue: with a client's PUBREC the broker stores
     the packet ids of the next window too (Sessions::storeIdsAhead). Those
     messages are first sent with DUP clear, under those ids, in order and
     within the window; a PUBREC for one of those ids before its message was
     sent is one for an id the client was never given (0x92) and changes
     nothing; after a reconnect they are sent in turn behind the window
-    sent before, which comes again with DUP set. Every message once."""
+    sent before, which comes again with DUP set. Every message once. The
+    same when the client comes back after its offline session's entries
+    have left RAM (written, evicted) and are read back from the store."""
     b = pbroker(make_broker, limits={"max_inflight": 4, "max_queued_messages": 1000})
     n = 40
     s = durable(b, "ahead", version=5)
@@ -548,6 +551,8 @@ def test_qos2_ids_stored_ahead_go_out_fresh_in_turn(make_broker):
     assert (int(p4.payload), p4.mid, p4.dup) == (4, given_ahead, False), p4
     s.expect_nothing(0.3)                 # the window: 1, 2, 3 and 4
     s.close()                             # 1-4 sent; 5-7 have ids, not sent
+    if back == "after_eviction":
+        time.sleep(1.0)                   # its last writes commit: evicted
     s = durable(b, "ahead", version=5)
     assert s.connack.session_present is True
     window, delivered, _ = s.complete_within_window(4, n - 1, batch=2)
