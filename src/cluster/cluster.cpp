@@ -267,7 +267,8 @@ bool Cluster::start(std::string& err) {
                                                 cfg_.max_pending_bytes, wake);
     stream_->alsoOpen(cfg_.name + "_groups", cfg_.name + ".g.>", "Petrel: the messages of share groups");
     stream_->start();
-    groups_js_ = std::make_unique<cluster::GroupStream>(nc_, cfg_.name + "_groups", cfg_.name, wake);
+    groups_js_ = std::make_unique<cluster::GroupStream>(nc_, cfg_.name + "_groups", cfg_.name,
+                                                        int64_t{cfg_.group_ack_wait_s} * 1000, wake);
     for (auto& [gid, g] : local_groups_) {
       groups_js_->add(gid, g->name, g->filter);
       groups_js_->setCredit(gid, router_.groups().room(*g));
@@ -283,7 +284,10 @@ bool Cluster::start(std::string& err) {
     uv_timer_init(loop_, &group_progress_);
     group_progress_.data = this;
     group_progress_open_ = true;
-    uv_timer_start(&group_progress_, &Cluster::onGroupProgress, kGroupProgressMs, kGroupProgressMs);
+    // Three times within the ack wait: a renewal that comes late still
+    // comes in time.
+    const uint64_t progress_ms = uint64_t{cfg_.group_ack_wait_s} * 1000 / 3;
+    uv_timer_start(&group_progress_, &Cluster::onGroupProgress, progress_ms, progress_ms);
     uv_unref(reinterpret_cast<uv_handle_t*>(&group_progress_));
   }
   // The status first: it names this node, which the others need before

@@ -170,9 +170,6 @@ class Cluster {
   // A stream message waits this long, at most, for the control messages
   // its node sent before it.
   static constexpr uint64_t kControlWaitMs = 250;
-  // Share group messages held here are kept from the groups' consumer's
-  // ack wait (30 s) this often.
-  static constexpr uint64_t kGroupProgressMs = 10 * 1000;
 
   // What the client's threads share with the loop (cluster.cpp).
   struct Inbox;
@@ -531,7 +528,8 @@ class Cluster {
   std::unordered_map<uint64_t, __natsMsg*> held_;           // by Message::group_token
   uint64_t next_group_token_ = 0;
   // Another node gained a filter since the groups last gave what they
-  // hold (at most once a second; the group timer looks every 10 s too).
+  // hold (at most once a second; the group timer, every third of the
+  // groups' ack wait, looks too).
   bool gained_interest_ = false;
   uint64_t last_hand_back_ms_ = 0;
   std::vector<cluster::GroupStream::In> group_in_;

@@ -18,7 +18,6 @@ constexpr int kWaitMs = 2000;          // for a JetStream answer
 constexpr int kRetryMs = 1000;         // between attempts to open a group's consumer
 constexpr int kFetchBatch = 256;
 constexpr int kFetchWaitMs = 500;      // a fetch with nothing to take returns after this
-constexpr int64_t kAckWaitMs = 30 * 1000;  // held by a node that went away: comes again after this
 constexpr int kMaxAckPending = 20000;  // taken by all the nodes together, not yet acknowledged
 
 }  // namespace
@@ -52,8 +51,13 @@ std::string groupMsgId(uint64_t node, uint64_t seq, uint64_t gid) {
   return buf;
 }
 
-GroupStream::GroupStream(natsConnection* nc, std::string stream, std::string cluster_name, std::function<void()> wake)
-    : nc_(nc), stream_(std::move(stream)), cluster_name_(std::move(cluster_name)), wake_(std::move(wake)) {}
+GroupStream::GroupStream(natsConnection* nc, std::string stream, std::string cluster_name, int64_t ack_wait_ms,
+                         std::function<void()> wake)
+    : nc_(nc),
+      stream_(std::move(stream)),
+      cluster_name_(std::move(cluster_name)),
+      ack_wait_ms_(ack_wait_ms),
+      wake_(std::move(wake)) {}
 
 GroupStream::~GroupStream() { stop(); }
 
@@ -185,15 +189,26 @@ bool GroupStream::open(Group& g, natsSubscription*& sub) {
     cc.Durable = g.durable.c_str();
     cc.Description = g.description.c_str();
     cc.AckPolicy = js_AckExplicit;
-    cc.AckWait = kAckWaitMs * 1000 * 1000;  // nanoseconds
+    cc.AckWait = ack_wait_ms_ * 1000 * 1000;  // nanoseconds
     cc.MaxAckPending = kMaxAckPending;
     cc.FilterSubject = g.subject.c_str();
     jsConsumerInfo* ci = nullptr;
     s = js_AddConsumer(&ci, js_, stream_.c_str(), &cc, nullptr, &jerr);
     if (ci) jsConsumerInfo_Destroy(ci);
-    // Made by another node (perhaps at this moment, or with other
-    // settings): used as it is. A stream that is missing shows below.
-    if (s != NATS_OK && !transientNatsError(s)) s = NATS_OK;
+    if (s != NATS_OK && !transientNatsError(s)) {
+      // Made by another node (perhaps at this moment), or before with
+      // another ack wait (group_ack_wait changed): set to this node's
+      // settings, the last node to open it wins; one that cannot be is
+      // used as it is. A stream that is missing shows below.
+      ci = nullptr;
+      jsErrCode uerr = static_cast<jsErrCode>(0);
+      const natsStatus u = js_UpdateConsumer(&ci, js_, stream_.c_str(), &cc, nullptr, &uerr);
+      if (ci) jsConsumerInfo_Destroy(ci);
+      if (u != NATS_OK)
+        LOG_DEBUG("cluster: share group consumer %s kept as it is: %s (JetStream error %d)", g.durable.c_str(),
+                  natsErrorText(u).c_str(), int(uerr));
+      s = NATS_OK;
+    }
   }
   if (s == NATS_OK) {
     jsSubOptions so;

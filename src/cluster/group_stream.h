@@ -18,7 +18,8 @@
 // acknowledging it, when no other member of the group is online on the
 // node, goes back to JetStream at once (nak()) for a member elsewhere; one
 // held by a node that was killed comes again after the consumer's ack wait
-// (30 s). While held it is kept from that wait (inProgress()).
+// (cluster.group_ack_wait, 30 s). While held it is kept from that wait
+// (inProgress()).
 //
 // One fetching thread per group (JetStream calls block; the loop never
 // waits for them). The copies themselves are published by Stream's
@@ -64,9 +65,11 @@ class GroupStream {
     __natsMsg* msg = nullptr;
   };
 
-  // `stream` is "<name>_groups", `cluster_name` "<name>". `wake` is called
+  // `stream` is "<name>_groups", `cluster_name` "<name>"; `ack_wait_ms`
+  // is the consumers' ack wait (cluster.group_ack_wait). `wake` is called
   // on the fetching threads when something waits for take().
-  GroupStream(__natsConnection* nc, std::string stream, std::string cluster_name, std::function<void()> wake);
+  GroupStream(__natsConnection* nc, std::string stream, std::string cluster_name, int64_t ack_wait_ms,
+              std::function<void()> wake);
   ~GroupStream();
   GroupStream(const GroupStream&) = delete;
   GroupStream& operator=(const GroupStream&) = delete;
@@ -110,6 +113,7 @@ class GroupStream {
   __natsConnection* nc_;
   const std::string stream_;
   const std::string cluster_name_;
+  const int64_t ack_wait_ms_;
   std::function<void()> wake_;
   __jsCtx* js_ = nullptr;
   std::mutex js_mu_;  // js_ being made

@@ -413,6 +413,9 @@ void readCluster(const YAML::Node& n, const std::string& k, ClusterConfig& cl) {
     {"jetstream", [&](const YAML::Node& v, const std::string& kk) { cl.jetstream = readBool(v, kk); }},
     {"store_replica", [&](const YAML::Node& v, const std::string& kk) { cl.store_replica = readBool(v, kk); }},
     {"replicas", [&](const YAML::Node& v, const std::string& kk) { cl.replicas = readInt<int>(v, kk, 1, 5); }},
+    {"group_ack_wait", [&](const YAML::Node& v, const std::string& kk) {
+       cl.group_ack_wait_s = readInt<uint32_t>(v, kk, 3, 86400);
+     }},
   });
   if (n.IsNull() || !n.IsMap()) throw ConfigError(lineOf(n), k + ": expected a mapping with servers");
   if (cl.servers.empty()) throw ConfigError(lineOf(n), k + ".servers: at least one NATS server URL is needed");

@@ -135,6 +135,11 @@ struct ClusterConfig {
   // <name>_replica too (src/cluster/store_replica.h); false: on its disk alone.
   bool store_replica = true;
   int replicas = 1;                   // copies JetStream keeps of the buckets and the stream (1..5)
+  // Seconds a share group message taken by a node and not acknowledged
+  // waits in JetStream before it goes to another node: how long what a
+  // killed node held takes to reach the group's other members. A node
+  // keeps what its members hold from this wait (every third of it).
+  uint32_t group_ack_wait_s = 30;
 };
 
 // The most event loops `workers:` may ask for.

@@ -85,6 +85,18 @@ class Nats:
                     return st["state"]
         return None
 
+    def consumer_configs(self, stream):
+        """The configs of a JetStream stream's consumers, by consumer name,
+        from the server's monitoring port (monitor=True)."""
+        url = "http://%s:%d/jsz?consumers=true&config=true" % (HOST, self.monitor_port)
+        with urllib.request.urlopen(url, timeout=5) as r:
+            jsz = json.load(r)
+        for acc in jsz.get("account_details", []):
+            for st in acc.get("stream_detail", []):
+                if st["name"] == stream:
+                    return {c["name"]: c.get("config", {}) for c in st.get("consumer_detail") or []}
+        return {}
+
     def kill(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()

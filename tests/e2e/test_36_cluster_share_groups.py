@@ -46,7 +46,8 @@ pytestmark = pytest.mark.petrel_only
 
 SANITIZED = os.environ.get("PETREL_SANITIZED") == "1"
 GROUP = "$share/workers/jobs/#"
-ACK_WAIT = 30  # the groups' consumer's ack wait, seconds (group_stream.cpp)
+ACK_WAIT = 30  # the groups' consumer's ack wait by default, seconds (cluster.group_ack_wait)
+SHORT_ACK_WAIT = 6  # set where a test waits for it to pass
 
 
 def member(node, cid, version=4, clean=True, receive_max=None, qos=1):
@@ -161,12 +162,12 @@ def hold_without_acking(node, cid, want):
     return c, got
 
 
-def holding_on_b(js, nodes, topic, n):
+def holding_on_b(js, nodes, topic, n, **overrides):
     """Members of the group on three nodes; the one on b takes messages
     from the groups' stream and acknowledges none. Publishes `n` on `topic`
     from a and returns once b holds some: the nodes, the holder, the
     members on a and c, the publisher."""
-    a, b, c = nodes(js, 3)
+    a, b, c = nodes(js, 3, **overrides)
     stream_ready(a, b, c)
     holder, _ = hold_without_acking(b, "holder", 0)
     subs = [member(a, "w-a"), member(c, "w-c")]
@@ -241,12 +242,16 @@ def test_kill_9_of_a_node_holding_group_messages_gives_them_to_the_others(js, no
     # Members on three nodes; the one on b takes messages and acknowledges
     # none. b is killed: what it held goes to the others.
     n = 3000
-    (a, b, c), holder, subs, p = holding_on_b(js, nodes, "jobs/k", n)
+    (a, b, c), holder, subs, p = holding_on_b(js, nodes, "jobs/k", n, cluster={"group_ack_wait": SHORT_ACK_WAIT})
     b.kill()
-    # What b held comes again once the consumer's ack wait is over.
+    t0 = time.monotonic()
+    # What b held comes again once the consumer's ack wait is over: the
+    # one the nodes set (group_ack_wait), well before the default's.
     drain(subs, lambda: len(set(seqs(subs, b"pa"))) >= n, ACK_WAIT + 30)
+    took = time.monotonic() - t0
     got = seqs(subs, b"pa")
     assert sorted(set(got)) == list(range(n)), "%d of %d" % (len(set(got)), n)
+    assert took < ACK_WAIT, "what b held came after %.1f s" % took
     p.close()
     for s in subs:
         s.close()
@@ -569,11 +574,45 @@ def test_kill_9_of_the_publishing_node_loses_nothing_it_acknowledged(js, nodes):
         s.close()
 
 
+@pytest.mark.time_limit(60)
+def test_group_ack_wait_is_the_consumers_and_the_last_node_to_open_it_sets_it(tmp_path, nodes):
+    # cluster.group_ack_wait is the ack wait of the group's consumer in
+    # JetStream (30 s by default). A node that opens the consumer another
+    # node made with another wait (its config changed since) sets its own.
+    srv = Nats(tmp_path, jetstream=True, monitor=True).start()
+    try:
+        def ack_waits():
+            deadline = time.monotonic() + 15
+            while True:
+                waits = sorted(c.get("ack_wait", 0) / 1e9 for c in srv.consumer_configs("petrel_groups").values())
+                if waits or time.monotonic() > deadline:
+                    return waits
+                time.sleep(0.1)
+
+        a, = nodes(srv, 1)
+        stream_ready(a)
+        sa = member(a, "w-a")
+        groups_ready(a)
+        assert ack_waits() == [ACK_WAIT]
+        b, = nodes(srv, 1, cluster={"group_ack_wait": 7})
+        stream_ready(b)
+        sb = member(b, "w-b")
+        groups_ready(b)
+        deadline = time.monotonic() + 15
+        while ack_waits() != [7] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ack_waits() == [7]
+        sa.close()
+        sb.close()
+    finally:
+        srv.stop()
+
+
 @pytest.mark.time_limit(120)
 def test_a_message_held_longer_than_the_ack_wait_stays_with_its_member(js, nodes):
-    # The node renews what its members hold (every 10 s): JetStream does
-    # not send it to another node after its ack wait (30 s).
-    a, b = nodes(js, 2)
+    # The node renews what its members hold (every third of the ack wait):
+    # JetStream does not send it to another node after its ack wait.
+    a, b = nodes(js, 2, cluster={"group_ack_wait": SHORT_ACK_WAIT})
     stream_ready(a, b)
     holder, _ = hold_without_acking(a, "slow", 0)
     other = member(b, "w-b")
@@ -593,7 +632,7 @@ def test_a_message_held_longer_than_the_ack_wait_stays_with_its_member(js, nodes
     held += [x for x in holder.collect(0.5, m.PUBLISH)]
     drain([other], lambda: False, 1.0)
     before = other.count
-    time.sleep(ACK_WAIT + 10)
+    time.sleep(2 * SHORT_ACK_WAIT + 2)
     drain([other], lambda: False, 1.0)
     assert other.count == before, "a message the holder had went to the other member"
     # The holder acknowledges at last: it leaves JetStream, and comes to

@@ -30,7 +30,8 @@ TEST(ClusterConfig, Values) {
       "  max_pending_mb: 8\n"
       "  jetstream: false\n"
       "  store_replica: false\n"
-      "  replicas: 3\n");
+      "  replicas: 3\n"
+      "  group_ack_wait: 5\n");
   ASSERT_TRUE(l.ok) << l.error;
   const ClusterConfig& c = l.cfg.cluster;
   EXPECT_TRUE(c.enabled);
@@ -46,6 +47,7 @@ TEST(ClusterConfig, Values) {
   EXPECT_FALSE(c.jetstream);
   EXPECT_FALSE(c.store_replica);
   EXPECT_EQ(c.replicas, 3);
+  EXPECT_EQ(c.group_ack_wait_s, 5u);
 }
 
 TEST(ClusterConfig, Defaults) {
@@ -57,6 +59,7 @@ TEST(ClusterConfig, Defaults) {
   EXPECT_TRUE(l.cfg.cluster.jetstream);
   EXPECT_TRUE(l.cfg.cluster.store_replica);
   EXPECT_EQ(l.cfg.cluster.replicas, 1);
+  EXPECT_EQ(l.cfg.cluster.group_ack_wait_s, 30u);
 }
 
 TEST(ClusterConfig, ErrorsNameTheKeyAndLine) {
@@ -79,6 +82,8 @@ TEST(ClusterConfig, ErrorsNameTheKeyAndLine) {
       {"cluster:\n  servers: [nats://a:1]\n  replicas: 0\n", ":3: cluster.replicas: 0 is out of range 1..5"},
       {"cluster:\n  servers: [nats://a:1]\n  replicas: 7\n", ":3: cluster.replicas: 7 is out of range 1..5"},
       {"cluster:\n  servers: [nats://a:1]\n  jetstream: maybe\n", ":3: cluster.jetstream:"},
+      {"cluster:\n  servers: [nats://a:1]\n  group_ack_wait: 2\n", ":3: cluster.group_ack_wait: 2 is out of range 3..86400"},
+      {"cluster:\n  servers: [nats://a:1]\n  group_ack_wait: 30s\n", ":3: cluster.group_ack_wait: "},
   });
 }
 
