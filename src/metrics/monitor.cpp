@@ -95,10 +95,12 @@ const Monitor::Totals& Monitor::totals() {
   for (const Connection* c : p_.connections) t.connections_open += !c->closing();
   p_.sessions.forEach([&t](Session& s) {
     t.sessions_offline += s.conn == nullptr;
-    t.queued_memory += s.queue.size();
+    // Those whose ids were stored ahead of their turn are still queued.
+    const size_t never_sent = s.inflight.neverSent();
+    t.queued_memory += s.queue.size() + never_sent;
     t.queued_store += s.disk_count;
     t.queued_bytes += s.queued_bytes;
-    t.inflight += s.inflight.size();
+    t.inflight += s.inflight.size() - never_sent;
   });
   totals_ = t;
   return totals_;

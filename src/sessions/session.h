@@ -250,6 +250,13 @@ class InflightWindow {
   }
   // The first entry waiting to be sent again (they are the window's last).
   iterator firstUnsent() { return q_.begin() + static_cast<std::ptrdiff_t>(q_.size() - unsent_); }
+  // Entries never sent (InflightOut::fresh, the window's last): queued
+  // messages whose packet ids were stored ahead, not in flight yet.
+  size_t neverSent() const {
+    size_t n = 0;
+    while (n < q_.size() && q_[q_.size() - 1 - n].fresh) ++n;
+    return n;
+  }
 
   static constexpr size_t kIndexFrom = 64;
 

@@ -33,6 +33,7 @@ class LazyDeque {
   const T& front() const { return d_->front(); }
   T& back() { return d_->back(); }
   T& operator[](size_t i) { return (*d_)[i]; }
+  const T& operator[](size_t i) const { return (*d_)[i]; }
   const T& back() const { return d_->back(); }
 
   void push_back(T&& v) { get().push_back(std::move(v)); }

@@ -527,7 +527,7 @@ def test_qos2_ids_stored_ahead_go_out_fresh_in_turn(make_broker, back):
     sent before, which comes again with DUP set. Every message once. The
     same when the client comes back after its offline session's entries
     have left RAM (written, evicted) and are read back from the store."""
-    b = pbroker(make_broker, limits={"max_inflight": 4, "max_queued_messages": 1000})
+    b = pbroker(make_broker, limits={"max_inflight": 4, "max_queued_messages": 1000}, mqtt={"sys_interval": 1})
     n = 40
     s = durable(b, "ahead", version=5)
     s.subscribe([("ah/q", 2)])
@@ -550,6 +550,13 @@ def test_qos2_ids_stored_ahead_go_out_fresh_in_turn(make_broker, back):
     p4 = s.expect(m.PUBLISH)
     assert (int(p4.payload), p4.mid, p4.dup) == (4, given_ahead, False), p4
     s.expect_nothing(0.3)                 # the window: 1, 2, 3 and 4
+    # Operators see 4 in flight: 5-7 are queued, their ids only stored.
+    watch = b.connected("ahead-sys")
+    watch.subscribe([("$SYS/broker/messages/inflight", 0)])
+    deadline = time.monotonic() + 5
+    while int(watch.recv_publish(timeout=5).payload) != 4:
+        assert time.monotonic() < deadline, "$SYS/broker/messages/inflight never showed 4"
+    watch.disconnect()
     s.close()                             # 1-4 sent; 5-7 have ids, not sent
     if back == "after_eviction":
         time.sleep(1.0)                   # its last writes commit: evicted
