@@ -127,11 +127,8 @@ void Sessions::evict(Session& s) {
   // Those never sent, from the first one in RAM, or those of an earlier
   // eviction not read back yet (every entry in RAM comes before them).
   if (s.disk_count == 0 || s.fresh_from_seq < s.next_read_seq) s.fresh_from_seq = 0;
-  for (const auto& f : s.inflight)
-    if (f.fresh) {
-      s.fresh_from_seq = f.d.seq;
-      break;
-    }
+  if (const size_t fresh = s.inflight.neverSent())
+    s.fresh_from_seq = (s.inflight.end() - static_cast<std::ptrdiff_t>(fresh))->d.seq;
   if (n) {
     s.next_read_seq = !s.inflight.empty() ? s.inflight.front().d.seq : s.queue.front().seq;
     s.disk_count += n;

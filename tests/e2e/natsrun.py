@@ -73,29 +73,29 @@ class Nats:
             self.proc.terminate()
             self.proc.wait(5)
 
-    def stream_state(self, name):
-        """A JetStream stream's state (messages, bytes, first_seq...), from
-        the server's monitoring port (monitor=True)."""
-        url = "http://%s:%d/jsz?streams=true" % (HOST, self.monitor_port)
+    def _stream_detail(self, name, query):
+        """Stream `name`'s entry in the server's JetStream monitoring page
+        (monitor=True), asked with `query`; None when it has none."""
+        url = "http://%s:%d/jsz?%s" % (HOST, self.monitor_port, query)
         with urllib.request.urlopen(url, timeout=5) as r:
             jsz = json.load(r)
         for acc in jsz.get("account_details", []):
             for st in acc.get("stream_detail", []):
                 if st["name"] == name:
-                    return st["state"]
+                    return st
         return None
+
+    def stream_state(self, name):
+        """A JetStream stream's state (messages, bytes, first_seq...), from
+        the server's monitoring port (monitor=True)."""
+        st = self._stream_detail(name, "streams=true")
+        return st["state"] if st else None
 
     def consumer_configs(self, stream):
         """The configs of a JetStream stream's consumers, by consumer name,
         from the server's monitoring port (monitor=True)."""
-        url = "http://%s:%d/jsz?consumers=true&config=true" % (HOST, self.monitor_port)
-        with urllib.request.urlopen(url, timeout=5) as r:
-            jsz = json.load(r)
-        for acc in jsz.get("account_details", []):
-            for st in acc.get("stream_detail", []):
-                if st["name"] == stream:
-                    return {c["name"]: c.get("config", {}) for c in st.get("consumer_detail") or []}
-        return {}
+        st = self._stream_detail(stream, "consumers=true&config=true")
+        return {c["name"]: c.get("config", {}) for c in (st or {}).get("consumer_detail") or []}
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
