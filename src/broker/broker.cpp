@@ -95,7 +95,11 @@ bool Broker::start(std::string& err) {
   monitor_.start(cfg_.http.enabled);
   if (cfg_.http.enabled && !http_.start(err)) return false;
   if (!io_.start(err)) return false;
-  LOG_INFO("%u event loop%s carry client connections", io_.loops(), io_.loops() == 1 ? "" : "s");
+  if (io_.sizedBy().empty())
+    LOG_INFO("%u event loop%s client connections", io_.loops(), io_.loops() == 1 ? " carries" : "s carry");
+  else
+    LOG_INFO("%u event loop%s client connections (%s)", io_.loops(), io_.loops() == 1 ? " carries" : "s carry",
+             io_.sizedBy().c_str());
   if (!cluster_.start(err)) return false;
   for (const auto& l : cfg_.listeners) {
     sockaddr_storage addr{};

@@ -8,11 +8,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <optional>
 
 #include "src/transport/tcp_stream.h"
 #include "src/transport/tls_stream.h"
 #include "src/transport/websocket_stream.h"
 #include "src/util/check.h"
+#include "src/util/cpu_limit.h"
 #include "src/util/log.h"
 
 namespace petrel {
@@ -628,7 +631,20 @@ void IoWorker::connectionGone(WorkerConn* c) {
 // ---- IoWorkers (main loop) ----
 
 IoWorkers::IoWorkers(uv_loop_t* main, uint32_t loops) : main_(main) {
-  const unsigned n = loops ? loops : uv_available_parallelism();
+  unsigned n = loops;
+  if (n == 0) {
+    const unsigned affinity = uv_available_parallelism();
+    const std::optional<CpuQuota> quota = ownCpuQuota();
+    n = autoLoops(affinity, quota);
+    char why[512];
+    if (quota)
+      snprintf(why, sizeof why, "workers: auto: %u CPU%s in the affinity mask, a CPU quota of %.2f CPUs (cgroup %s)",
+               affinity, affinity == 1 ? "" : "s", quota->cpus(), quota->where.c_str());
+    else
+      snprintf(why, sizeof why, "workers: auto: %u CPU%s in the affinity mask, no CPU quota", affinity,
+               affinity == 1 ? "" : "s");
+    sized_by_ = why;
+  }
   // One loop: the main loop carries the connections itself. More: each has
   // a thread of its own, and the main loop carries none.
   if (n > 1)

@@ -350,7 +350,8 @@ class IoWorker {
 // The worker loops, and the main loop's inbox of their events.
 class IoWorkers {
  public:
-  // `loops`: the configured number (0: one per core). 1 runs no thread.
+  // `loops`: the configured number (0, `auto`: one per CPU this process
+  // may use, src/util/cpu_limit.h). 1 runs no thread.
   IoWorkers(uv_loop_t* main, uint32_t loops);
   ~IoWorkers();
   IoWorkers(const IoWorkers&) = delete;
@@ -360,6 +361,8 @@ class IoWorkers {
   bool start(std::string& err);
   // The loops in all, the main loop included.
   unsigned loops() const { return workers_.empty() ? 1 : static_cast<unsigned>(workers_.size()); }
+  // With `auto`, what set the number, for the log ("" otherwise).
+  const std::string& sizedBy() const { return sized_by_; }
   // The loop a new connection goes to, in turn; null: the main loop (one loop).
   IoWorker* pick();
   // End of a main loop turn: every worker gets this turn's commands.
@@ -421,6 +424,7 @@ class IoWorkers {
   void finish();
 
   uv_loop_t* main_;
+  std::string sized_by_;
   std::vector<std::unique_ptr<IoWorker>> workers_;
   unsigned next_ = 0;
   size_t live_ = 0;  // connections on worker loops

@@ -74,7 +74,100 @@ def test_loops_are_threads_of_their_own(make_broker):
 def test_one_loop_runs_no_thread_of_its_own(make_broker):
     b = make_broker(workers=1)
     assert not [n for n in _threads(b.proc.pid) if n.startswith("petrel-io-")]
-    assert "1 event loop carry client connections" in b.log()
+    assert "1 event loop carries client connections" in b.log()
+
+
+def _cpu_cgroup(name, quota_us, period_us=100000):
+    """A new cgroup with a CPU quota of quota_us per period_us, in the
+    hierarchy that has the cpu controller (cgroup v1's where there is one,
+    as the kernel does, else v2's); its directory. Skips the test where
+    none can be made (no cgroup file system this process may write, as in
+    an unprivileged container)."""
+    v1 = v2 = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if "-" not in fields[6:]:
+                continue
+            dash = fields.index("-", 6)
+            kind, point = fields[dash + 1], fields[4].replace("\\040", " ")
+            if kind == "cgroup" and "cpu" in fields[dash + 3].split(","):
+                v1 = v1 or point
+            elif kind == "cgroup2":
+                v2 = v2 or point
+    try:
+        if v1:
+            d = os.path.join(v1, name)
+            os.mkdir(d)
+            with open(os.path.join(d, "cpu.cfs_period_us"), "w") as f:
+                f.write(str(period_us))
+            with open(os.path.join(d, "cpu.cfs_quota_us"), "w") as f:
+                f.write(str(quota_us))
+        elif v2:
+            with open(os.path.join(v2, "cgroup.controllers")) as f:
+                if "cpu" not in f.read().split():
+                    pytest.skip("cgroup v2 without the cpu controller")
+            with open(os.path.join(v2, "cgroup.subtree_control"), "w") as f:
+                f.write("+cpu")
+            d = os.path.join(v2, name)
+            os.mkdir(d)
+            with open(os.path.join(d, "cpu.max"), "w") as f:
+                f.write("%d %d" % (quota_us, period_us))
+        else:
+            pytest.skip("no cgroup hierarchy with the cpu controller is mounted")
+    except OSError as e:
+        pytest.skip("cannot make a cgroup with a CPU quota here: %s" % e)
+    return d
+
+
+def _started_in(b, argv_head):
+    """Starts broker `b` with `argv_head` in front of its command."""
+    b.argv = list(argv_head) + b.argv
+    return b.start()
+
+
+def test_auto_takes_no_more_loops_than_the_cgroups_cpu_quota(make_broker):
+    # A container limited to one CPU (docker --cpus=1, a Kubernetes CPU
+    # limit, systemd's CPUQuota=100%) on a host of any size: one loop, not
+    # one per CPU of the host.
+    d = _cpu_cgroup("petrel-test-%d" % os.getpid(), 100000)
+    try:
+        b = make_broker(start=False, workers="auto")
+        _started_in(b, ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', d])
+        mask = len(os.sched_getaffinity(0))
+        assert re.search(r"1 event loop carries client connections \(workers: auto: %d CPUs? in the affinity mask, "
+                         r"a CPU quota of 1\.00 CPUs \(cgroup %s\)\)" % (mask, re.escape(d)), b.log()), b.log()
+        assert not [n for n in _threads(b.proc.pid) if n.startswith("petrel-io-")]
+        c = b.connected("w-quota")
+        c.subscribe([("w/quota", 1)])
+        c.publish("w/quota", b"x", qos=1)
+        assert c.recv_publish().payload == b"x"
+        b.kill()
+        # Two and a half CPUs: three loops where the mask has three or more.
+        with open(os.path.join(d, "cpu.max" if os.path.exists(os.path.join(d, "cpu.max")) else "cpu.cfs_quota_us"),
+                  "w") as f:
+            f.write("250000 100000" if f.name.endswith("cpu.max") else "250000")
+        b2 = make_broker(start=False, workers="auto")
+        _started_in(b2, ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', d])
+        loops = min(mask, 3)
+        assert "%d event loop%s client connections" % (loops, " carries" if loops == 1 else "s carry") in b2.log()
+        assert len([n for n in _threads(b2.proc.pid) if n.startswith("petrel-io-")]) == (loops if loops > 1 else 0)
+        b2.kill()
+    finally:
+        for _ in range(50):
+            try:
+                os.rmdir(d)
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+def test_auto_takes_one_loop_per_cpu_of_the_affinity_mask(make_broker):
+    b = make_broker(start=False, workers="auto")
+    _started_in(b, ["taskset", "-c", str(min(os.sched_getaffinity(0)))])
+    assert re.search(r"1 event loop carries client connections \(workers: auto: 1 CPU in the affinity mask, ", b.log()), \
+        b.log()
+    assert not [n for n in _threads(b.proc.pid) if n.startswith("petrel-io-")]
 
 
 def _loop_flow(http_port):
