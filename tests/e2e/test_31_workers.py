@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import re
 import signal
+import subprocess
 import time
 
 import fastclient as fc
@@ -117,6 +118,11 @@ def _cpu_cgroup(name, quota_us, period_us=100000):
             pytest.skip("no cgroup hierarchy with the cpu controller is mounted")
     except OSError as e:
         pytest.skip("cannot make a cgroup with a CPU quota here: %s" % e)
+    # A process must be able to join it (not so where the hierarchy is
+    # delegated elsewhere).
+    if subprocess.run(["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs"', d], stderr=subprocess.DEVNULL).returncode:
+        os.rmdir(d)
+        pytest.skip("cannot move a process into a new cgroup here")
     return d
 
 
