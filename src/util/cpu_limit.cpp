@@ -159,11 +159,13 @@ std::optional<CpuQuota> cgroupCpuQuota(std::string_view proc_self_cgroup, std::s
       }
     if (dash == 0 || dash + 3 >= f.size()) continue;  // type, source and super options follow
     const std::string_view type = f[dash + 1];
+    // Of several, the last: a later mount at the same place hides the
+    // earlier ones.
     Mount m{unescapeMountPath(f[3]), unescapeMountPath(f[4])};
-    if (type == "cgroup" && v1_path && !v1_mount) {
+    if (type == "cgroup" && v1_path) {
       for (std::string_view o : splitOn(f[dash + 3], ','))
         if (o == "cpu") v1_mount = m;
-    } else if (type == "cgroup2" && v2_path && !v2_mount) {
+    } else if (type == "cgroup2" && v2_path) {
       v2_mount = m;
     }
   }

@@ -146,6 +146,18 @@ TEST_F(CpuLimit, AContainerSeesItsOwnCgroupAsTheMountsRoot) {
   EXPECT_EQ(s->where, at("cpu"));
 }
 
+TEST_F(CpuLimit, ALaterMountAtTheSamePlaceHidesTheEarlierOne) {
+  // The hierarchy's root mounted at cg, then the process's cgroup /outer
+  // bound over it (as a container runtime does): cg now shows /outer.
+  put("cg/cpu.max", "150000 100000\n");
+  put("cg/p/cpu.max", "50000 100000\n");
+  const std::string mounts = v2Mount("/", at("cg")) + v2Mount("/outer", at("cg"));
+  const auto q = cgroupCpuQuota("0::/outer/p\n", mounts);
+  ASSERT_TRUE(q.has_value());
+  EXPECT_EQ(q->where, at("cg/p"));
+  EXPECT_DOUBLE_EQ(q->cpus(), 0.5);
+}
+
 TEST_F(CpuLimit, MountPointsWithEscapedCharacters) {
   put("a dir/cg/p/cpu.max", "300000 100000\n");
   std::string point = at("a dir/cg");
