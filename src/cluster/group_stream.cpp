@@ -19,6 +19,8 @@ constexpr int kRetryMs = 1000;         // between attempts to open a group's con
 constexpr int kFetchBatch = 256;
 constexpr int kFetchWaitMs = 500;      // a fetch with nothing to take returns after this
 constexpr int kMaxAckPending = 20000;  // taken by all the nodes together, not yet acknowledged
+constexpr int kLeftoverCheckMs = 1000;  // without credit: how often to look for takeLeftovers()
+constexpr int kLeftoverWaitMs = 100;   // a fetch of those: its wait for JetStream's answer
 
 }  // namespace
 
@@ -236,11 +238,18 @@ void GroupStream::run(Group& g) {
   natsSubscription* sub = nullptr;
   bool wait = false;
   int failures = 0;
+  bool timed_out = false;  // the last fetch gave up waiting before JetStream answered
   while (true) {
+    bool credit = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&g] { return g.stopping.load() || g.credit.load() > 0; });
+      credit = cv_.wait_for(lock, std::chrono::milliseconds(kLeftoverCheckMs),
+                            [&g] { return g.stopping.load() || g.credit.load() > 0; });
       if (g.stopping) break;
+    }
+    if (!credit) {
+      if (sub) takeLeftovers(g, sub);
+      continue;
     }
     if (!sub && !open(g, sub)) {
       if (++failures == 10)
@@ -259,6 +268,7 @@ void GroupStream::run(Group& g) {
     req.Expires = int64_t(kFetchWaitMs) * 1000 * 1000;  // nanoseconds
     req.NoWait = !wait;
     const natsStatus s = natsSubscription_FetchRequest(&list, sub, &req);
+    timed_out = s == NATS_TIMEOUT;
     if (s == NATS_OK && list.Count > 0) {
       wait = false;  // more may be there: take it at once
     } else if (s == NATS_OK || s == NATS_TIMEOUT || s == NATS_NOT_FOUND) {
@@ -276,37 +286,78 @@ void GroupStream::run(Group& g) {
       pause(200, g);
       continue;
     }
-    std::vector<In> got;
-    keepFetchToBatch(list.Count, asked, "share group consumer", g.durable);
-    got.reserve(static_cast<size_t>(list.Count));
-    for (int i = 0; i < list.Count; ++i) {
-      natsMsg* m = list.Msgs[i];
-      list.Msgs[i] = nullptr;
-      In in;
-      in.gid = g.gid;
-      in.body.assign(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
-      jsMsgMetaData* meta = nullptr;
-      if (natsMsg_GetMetaData(&meta, m) == NATS_OK && meta) {
-        in.delivered = meta->NumDelivered;
-        jsMsgMetaData_Destroy(meta);
-      }
-      in.msg = m;
-      got.push_back(std::move(in));
-    }
-    natsMsgList_Destroy(&list);
-    if (got.empty()) continue;
-    g.credit -= static_cast<int>(got.size());
-    g.in_transit += static_cast<int>(got.size());
-    bool wake = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      wake = in_.empty();
-      for (In& i : got) in_.push_back(std::move(i));
-    }
-    if (wake) wake_();
+    handOver(g, list, asked);
   }
-  if (sub) natsSubscription_Destroy(sub);  // the consumer stays: it is the group's
+  if (sub) {
+    // What JetStream sent for a fetch that gave up waiting is on its way
+    // (JetStream ends a fetch before the client does): let it come, and
+    // hand it to the loop, which gives it back at once (the group is gone).
+    if (timed_out) std::this_thread::sleep_for(std::chrono::milliseconds(kLeftoverWaitMs));
+    takeLeftovers(g, sub);
+    natsSubscription_Destroy(sub);  // the consumer stays: it is the group's
+  }
   g.finished = true;
+}
+
+void GroupStream::handOver(Group& g, natsMsgList& list, int asked) {
+  std::vector<In> got;
+  keepFetchToBatch(list.Count, asked, "share group consumer", g.durable);
+  got.reserve(static_cast<size_t>(list.Count));
+  for (int i = 0; i < list.Count; ++i) {
+    natsMsg* m = list.Msgs[i];
+    list.Msgs[i] = nullptr;
+    In in;
+    in.gid = g.gid;
+    in.body.assign(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
+    jsMsgMetaData* meta = nullptr;
+    if (natsMsg_GetMetaData(&meta, m) == NATS_OK && meta) {
+      in.delivered = meta->NumDelivered;
+      jsMsgMetaData_Destroy(meta);
+    }
+    in.msg = m;
+    got.push_back(std::move(in));
+  }
+  natsMsgList_Destroy(&list);
+  if (got.empty()) return;
+  g.credit -= static_cast<int>(got.size());
+  g.in_transit += static_cast<int>(got.size());
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    wake = in_.empty();
+    for (In& i : got) in_.push_back(std::move(i));
+  }
+  if (wake) wake_();
+}
+
+// A fetch gives up waiting at its deadline; JetStream ends it 10 ms
+// earlier, but on a busy machine what it sent in those last moments can
+// reach the client after the deadline. Such messages wait in the
+// subscription for the next fetch, and are delivered as far as JetStream
+// knows: with no next fetch (no credit for a while, or the group gone from
+// this node) each would wait out the consumer's ack wait
+// (cluster.group_ack_wait, 30 s) before JetStream sent it again, to anyone.
+// They are taken now, one fetch each (fetchBatchFor: one while anything
+// waits); a status message waiting among them makes its fetch ask
+// JetStream for one more without waiting, so a few beyond the credit may
+// come, which the loop queues as it does the rest.
+void GroupStream::takeLeftovers(Group& g, natsSubscription* sub) {
+  int pending = 0;
+  int bytes = 0;
+  if (natsSubscription_GetPending(sub, &pending, &bytes) != NATS_OK) return;
+  for (int i = 0; i < pending; ++i) {
+    natsMsgList list{};
+    jsFetchRequest req;
+    jsFetchRequest_Init(&req);
+    req.Batch = 1;
+    req.NoWait = true;
+    req.Expires = int64_t(kLeftoverWaitMs) * 1000 * 1000;  // nanoseconds: the client's wait for the answer
+    if (natsSubscription_FetchRequest(&list, sub, &req) == NATS_OK && list.Count > 0) {
+      handOver(g, list, 1);
+    } else {
+      natsMsgList_Destroy(&list);
+    }
+  }
 }
 
 }  // namespace petrel::cluster

@@ -42,6 +42,7 @@ struct __natsConnection;
 struct __natsSubscription;
 struct __jsCtx;
 struct __natsMsg;
+struct natsMsgList;
 
 namespace petrel::cluster {
 
@@ -106,6 +107,9 @@ class GroupStream {
     std::thread thread;
   };
   void run(Group& g);
+  // The messages of a fetch (`asked` for), to the loop.
+  void handOver(Group& g, natsMsgList& list, int asked);
+  void takeLeftovers(Group& g, __natsSubscription* sub);
   bool open(Group& g, __natsSubscription*& sub);
   void pause(int ms, const Group& g);
   void reap();
