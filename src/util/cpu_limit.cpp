@@ -83,7 +83,9 @@ std::optional<CpuQuota> limitIn(const std::string& dir, bool v2) {
   if (v2) {
     // "max 100000" (no limit) or "<quota> <period>".
     if (!readSmallFile(dir + "/cpu.max", text)) return std::nullopt;
-    const auto parts = splitOn(text.substr(0, text.find('\n')), ' ');
+    std::string_view line(text);
+    line = line.substr(0, line.find('\n'));
+    const auto parts = splitOn(line, ' ');
     if (parts.size() != 2 || parts[0] == "max") return std::nullopt;
     if (!parseInt(parts[0], q.quota_us) || !parseInt(parts[1], q.period_us)) return std::nullopt;
   } else {
