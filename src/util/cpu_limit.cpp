@@ -3,33 +3,12 @@
 
 #include <cerrno>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <vector>
+
+#include "src/util/text.h"
 
 namespace petrel {
 namespace {
-
-std::vector<std::string_view> splitLines(std::string_view text) {
-  std::vector<std::string_view> out;
-  while (!text.empty()) {
-    const size_t nl = text.find('\n');
-    out.push_back(text.substr(0, nl));
-    if (nl == std::string_view::npos) break;
-    text.remove_prefix(nl + 1);
-  }
-  return out;
-}
-
-std::vector<std::string_view> splitOn(std::string_view s, char sep) {
-  std::vector<std::string_view> out;
-  while (true) {
-    const size_t at = s.find(sep);
-    out.push_back(s.substr(0, at));
-    if (at == std::string_view::npos) return out;
-    s.remove_prefix(at + 1);
-  }
-}
 
 // mountinfo writes a space, tab, newline and backslash in a path as \040,
 // \011, \012 and \134.
@@ -47,19 +26,9 @@ std::string unescapeMountPath(std::string_view s) {
   return out;
 }
 
-bool readSmallFile(const std::string& path, std::string& out) {
-  std::ifstream f(path);
-  if (!f) return false;
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  out = ss.str();
-  return !f.bad();
-}
-
 // A whole number, spaces and a newline around it allowed.
 bool parseInt(std::string_view s, int64_t& v) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.remove_suffix(1);
-  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  s = trim(s);
   if (s.empty() || s.size() > 20) return false;
   const std::string t(s);
   char* end = nullptr;
@@ -77,22 +46,22 @@ struct Mount {
 
 // The limit set in directory `dir` itself, if any.
 std::optional<CpuQuota> limitIn(const std::string& dir, bool v2) {
-  std::string text;
   CpuQuota q;
   q.where = dir;
   if (v2) {
     // "max 100000" (no limit) or "<quota> <period>".
-    if (!readSmallFile(dir + "/cpu.max", text)) return std::nullopt;
-    std::string_view line(text);
+    const std::optional<std::string> text = readFile(dir + "/cpu.max");
+    if (!text) return std::nullopt;
+    std::string_view line(*text);
     line = line.substr(0, line.find('\n'));
-    const auto parts = splitOn(line, ' ');
+    const auto parts = split(line, ' ');
     if (parts.size() != 2 || parts[0] == "max") return std::nullopt;
     if (!parseInt(parts[0], q.quota_us) || !parseInt(parts[1], q.period_us)) return std::nullopt;
   } else {
-    std::string period;
-    if (!readSmallFile(dir + "/cpu.cfs_quota_us", text) || !readSmallFile(dir + "/cpu.cfs_period_us", period))
-      return std::nullopt;
-    if (!parseInt(text, q.quota_us) || !parseInt(period, q.period_us)) return std::nullopt;  // -1: none
+    const std::optional<std::string> quota = readFile(dir + "/cpu.cfs_quota_us");
+    const std::optional<std::string> period = readFile(dir + "/cpu.cfs_period_us");
+    if (!quota || !period || !parseInt(*quota, q.quota_us) || !parseInt(*period, q.period_us))
+      return std::nullopt;  // -1: none
   }
   if (q.quota_us <= 0 || q.period_us <= 0) return std::nullopt;
   return q;
@@ -135,7 +104,7 @@ std::optional<CpuQuota> cgroupCpuQuota(std::string_view proc_self_cgroup, std::s
   // "<id>:<controllers>:<path>": v1 names its controllers ("cpu",
   // "cpu,cpuacct"); v2's line is "0::<path>".
   std::optional<std::string> v1_path, v2_path;
-  for (std::string_view line : splitLines(proc_self_cgroup)) {
+  for (std::string_view line : split(proc_self_cgroup, '\n')) {
     const size_t a = line.find(':');
     const size_t b = a == std::string_view::npos ? a : line.find(':', a + 1);
     if (b == std::string_view::npos) continue;
@@ -145,14 +114,14 @@ std::optional<CpuQuota> cgroupCpuQuota(std::string_view proc_self_cgroup, std::s
       if (line.substr(0, a) == "0") v2_path = path;
       continue;
     }
-    for (std::string_view c : splitOn(controllers, ','))
+    for (std::string_view c : split(controllers, ','))
       if (c == "cpu") v1_path = path;
   }
   // "<id> <parent> <major:minor> <root> <mount point> <options> [optional
   // fields] - <type> <source> <super options>".
   std::optional<Mount> v1_mount, v2_mount;
-  for (std::string_view line : splitLines(mountinfo)) {
-    const auto f = splitOn(line, ' ');
+  for (std::string_view line : split(mountinfo, '\n')) {
+    const auto f = split(line, ' ');
     size_t dash = 0;
     for (size_t i = 6; i < f.size(); ++i)
       if (f[i] == "-") {
@@ -165,7 +134,7 @@ std::optional<CpuQuota> cgroupCpuQuota(std::string_view proc_self_cgroup, std::s
     // earlier ones.
     Mount m{unescapeMountPath(f[3]), unescapeMountPath(f[4])};
     if (type == "cgroup" && v1_path) {
-      for (std::string_view o : splitOn(f[dash + 3], ','))
+      for (std::string_view o : split(f[dash + 3], ','))
         if (o == "cpu") v1_mount = m;
     } else if (type == "cgroup2" && v2_path) {
       v2_mount = m;
@@ -178,10 +147,10 @@ std::optional<CpuQuota> cgroupCpuQuota(std::string_view proc_self_cgroup, std::s
 }
 
 std::optional<CpuQuota> ownCpuQuota() {
-  std::string cgroup, mountinfo;
-  if (!readSmallFile("/proc/self/cgroup", cgroup) || !readSmallFile("/proc/self/mountinfo", mountinfo))
-    return std::nullopt;
-  return cgroupCpuQuota(cgroup, mountinfo);
+  const std::optional<std::string> cgroup = readFile("/proc/self/cgroup");
+  const std::optional<std::string> mountinfo = readFile("/proc/self/mountinfo");
+  if (!cgroup || !mountinfo) return std::nullopt;
+  return cgroupCpuQuota(*cgroup, *mountinfo);
 }
 
 unsigned autoLoops(unsigned affinity, const std::optional<CpuQuota>& quota) {
