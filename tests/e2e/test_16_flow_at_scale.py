@@ -4,10 +4,10 @@ Queues of 100,000 entries per subscriber (100x the RAM window of a durable
 queue), several subscribers draining at once, both protocol versions, QoS 1
 and 2, queues that span several broker lives (SIGKILL and SIGTERM), a
 publisher resending with DUP after a restart, a durable share group; and a
-QoS 0 flood with QoS 1 interleaved to readers and to a client that never
-reads. A bystander publishing to itself measures the broker's
-responsiveness meanwhile: the whole broker must stay live, not only the
-sessions under load.
+QoS 0 flood with QoS 1 interleaved to readers and to clients that never
+read, within the broker-wide output budget. A bystander publishing to
+itself measures the broker's responsiveness meanwhile: the whole broker
+must stay live, not only the sessions under load.
 
 The bounds asserted here are loose enough for a loaded 2-core CI machine;
 bench/README.md has the measured numbers.
@@ -628,15 +628,15 @@ def flood_qos(i):
     return 1 if i % FLOOD_QOS1_EVERY == 0 else 0
 
 
-def _reader(port, i, q, started, done):
-    s = fc.Sub("127.0.0.1", port, "reader%d" % i, version=5 if i % 2 else 4).connect("flood/t", 1)
+def _reader(port, i, q, started, done, n=FLOOD_N, topic="flood/t"):
+    s = fc.Sub("127.0.0.1", port, "reader%d" % i, version=5 if i % 2 else 4).connect(topic, 1)
     q.put("ready")
     # Reads nothing for the first moments of the burst, so that the broker
     # buffers for it (and holds its QoS 1 back), then reads at full speed
     # while the flood goes on.
     started.wait(20)
     time.sleep(READER_DELAY)
-    fc.run([s], lambda: s.count >= FLOOD_N or (done.is_set() and time.monotonic() - (s.last_at or 0) > 3),
+    fc.run([s], lambda: s.count >= n or (done.is_set() and time.monotonic() - (s.last_at or 0) > 3),
            120)
     q.put((s.cid, s.by_qos[0], s.by_qos[1], s.max_gap))
 
@@ -695,6 +695,70 @@ def test_qos1_is_not_stranded_by_a_qos0_flood_and_readers_ride_out_the_burst(mak
     stuck.close()
     time.sleep(0.3)
     assert re.search(r"client stuck-reader: \d+ QoS 0 messages were dropped", b.log()), b.log()[-2000:]
+
+
+# --- Output memory shared by clients that stop reading -------------------------
+
+MEMORY_FLOOD_N = 315_000  # 300,000 QoS 0 of 1 KB and 15,000 QoS 1 interleaved
+STUCK_READERS = 3         # each owed 300 MB of QoS 0: 900 MB for the three
+
+
+def _flood_past_stuck_readers(b, budget, topic="memory/t"):
+    """MEMORY_FLOOD_N messages of 1 KB to STUCK_READERS subscribers that
+    never read, a reader that does and a bystander; checks that the reader
+    got every QoS 1 message, the bystander kept its round trips, and each
+    stuck reader was held to `budget` (said with its name) at most.
+    Returns the broker's RSS after the burst in KB and a summary."""
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    done = ctx.Event()
+    started = ctx.Event()
+    reader = ctx.Process(target=_reader, args=(b.port, 0, q, started, done, MEMORY_FLOOD_N, topic), daemon=True)
+    reader.start()
+    q.get(timeout=20)
+    stuck = [fc.Sub(b.host, b.port, "stuck-%d" % i, version=5).connect(topic, 1)
+             for i in range(STUCK_READERS)]  # never read
+    by = fc.Bystander(b.host, b.port, cid="memory-bystander")
+    by.start()
+    pub = fc.Pub(b.host, b.port, "memory-flooder", version=5).connect()
+    started.set()
+    pub.publish(topic, MEMORY_FLOOD_N, window=100_000, payload_size=1024, qos_of=flood_qos, timeout=120)
+    done.set()
+    rss_kb = int(re.search(r"VmRSS:\s+(\d+)", open("/proc/%d/status" % b.proc.pid).read()).group(1))
+    _, q0, q1, gap = q.get(timeout=90)
+    reader.join(10)
+    rt = by.stop()
+    total_q1 = sum(1 for i in range(MEMORY_FLOOD_N) if flood_qos(i))
+    text = "reader: QoS 0 %d, QoS 1 %d/%d, max gap %.2fs; broker RSS %d MB; bystander %r" % (
+        q0, q1, total_q1, gap, rss_kb >> 10, rt)
+    print(text)
+    assert b.running(), b.log()[-2000:]
+    assert q1 == total_q1, text
+    assert by.error is None and rt["max"] < 2.0 * SLOW, text
+    for i in range(STUCK_READERS):
+        held = re.search(r"client stuck-%d: \d+ bytes of output not yet read by the client \(budget (\d+)\)" % i,
+                         b.log())
+        assert held and int(held.group(1)) <= budget, b.log()[-3000:]
+    c = b.connected("memory-after", 4)
+    c.subscribe([(topic + "/after", 1)])
+    c.publish(topic + "/after", b"x", qos=1)
+    assert c.recv_publish().payload == b"x"
+    for s in stuck:
+        s.close()
+    return rss_kb, text
+
+
+def test_stuck_readers_share_the_output_memory_on_every_loop(make_broker):
+    # Three subscribers that stop reading during a burst of 300 MB, with
+    # limits.max_output_memory at 80 MiB and the default 256 MiB per
+    # client: the three together are held to the 80 MiB, each to a third,
+    # on one event loop or several (a fan-out's copies go to the worker
+    # loops' sockets by their own path, which must be counted too).
+    limit = 80 << 20
+    b = make_broker(limits={"max_inflight": 100, "max_queued_messages": 0, "max_output_memory": limit})
+    rss_kb, text = _flood_past_stuck_readers(b, limit // STUCK_READERS + (1 << 20))
+    if not SANITIZED:
+        assert rss_kb < (limit + (192 << 20)) >> 10, text
 
 
 # --- Lingering close ------------------------------------------------------------
