@@ -100,6 +100,7 @@ bool Broker::start(std::string& err) {
   else
     LOG_INFO("%u event loop%s client connections (%s)", io_.loops(), io_.loops() == 1 ? " carries" : "s carry",
              io_.sizedBy().c_str());
+  if (!budget_.sizedBy().empty()) LOG_INFO("%s", budget_.sizedBy().c_str());
   if (!cluster_.start(err)) return false;
   for (const auto& l : cfg_.listeners) {
     sockaddr_storage addr{};

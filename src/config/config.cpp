@@ -481,7 +481,18 @@ void parseRoot(const YAML::Node& root, Config& c) {
          {"max_connect_wait", [&](const YAML::Node& v, const std::string& kk) { c.max_connect_wait = readInt<uint32_t>(v, kk, 1, 86400); }},
          {"max_queued_bytes", [&](const YAML::Node& v, const std::string& kk) { c.max_queued_bytes = readInt<uint64_t>(v, kk, 0, 1ll << 50); }},
          {"max_client_output", [&](const YAML::Node& v, const std::string& kk) { c.max_client_output = readInt<uint64_t>(v, kk, 1 << 20, 1ll << 40); }},
-         {"max_output_memory", [&](const YAML::Node& v, const std::string& kk) { c.max_output_memory = readInt<uint64_t>(v, kk, 1 << 20, 1ll << 44); }},
+         {"max_output_memory", [&](const YAML::Node& v, const std::string& kk) {
+            if (v.IsScalar() && v.Scalar() == "auto") {
+              c.max_output_memory = 0;
+              return;
+            }
+            try {
+              c.max_output_memory = readInt<uint64_t>(v, kk, 1 << 20, 1ll << 44);
+            } catch (const ConfigError&) {
+              throw ConfigError(lineOf(v), kk + ": expected auto or a number of bytes from 1048576 to " +
+                                               std::to_string(1ll << 44) + ", got '" + (v.IsScalar() ? v.Scalar() : "") + "'");
+            }
+          }},
        });
      }},
     {"shared", [&](const YAML::Node& n, const std::string& k) {

@@ -173,7 +173,9 @@ struct Config {
   // Output buffered for all clients together; above it, the clients with
   // the largest buffers are held to an equal share of it (their QoS 0 is
   // dropped), so that memory stays bounded whoever stops reading.
-  uint64_t max_output_memory = 1ull << 30;
+  // 0 = auto: a quarter of the memory the process may use (its cgroup's
+  // limit or the machine's RAM), at most 1 GiB (src/util/cgroup_limits.h).
+  uint64_t max_output_memory = 0;
 
   // persistence:
   bool persistence = true;

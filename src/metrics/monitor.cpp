@@ -131,6 +131,7 @@ MetricsSnapshot Monitor::snapshot() {
   s.subscriptions = p_.router.tree().subscriptionCount();
   s.retained = p_.router.retained().size();
   s.output_buffered_bytes = p_.budget.total();
+  s.output_memory_limit = p_.budget.limit();
 
   p_.router.tree().forEachGroup([&s](SharedGroup& g) {
     MetricsSnapshot::Group out;

@@ -102,6 +102,10 @@ std::string prometheusText(const MetricsSnapshot& s) {
   count("petrel_inflight_messages", "Outbound QoS 1 and 2 messages sent and not yet acknowledged.", s.inflight);
   count("petrel_output_buffered_bytes", "Output buffered for clients, not yet taken by their sockets.",
         s.output_buffered_bytes);
+  count("petrel_output_memory_limit_bytes",
+        "limits.max_output_memory in force (auto: a quarter of the RAM or of the cgroup's memory limit, at most 1 GiB): "
+        "above it, the clients with the largest output buffers have their QoS 0 dropped.",
+        s.output_memory_limit);
 
   // Share groups.
   struct GroupMetric {

@@ -36,6 +36,7 @@ struct MetricsSnapshot {
   uint64_t queued_bytes = 0;
   uint64_t inflight = 0;
   uint64_t output_buffered_bytes = 0;
+  uint64_t output_memory_limit = 0;  // limits.max_output_memory in force
 
   struct Group {
     std::string name, filter;

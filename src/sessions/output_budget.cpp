@@ -20,10 +20,38 @@
 //   $SYS/broker/messages/dropped/output_budget.
 #include "src/sessions/output_budget.h"
 
+#include <uv.h>
+
+#include <cstdio>
+
 #include "src/sessions/session.h"
+#include "src/util/cgroup_limits.h"
 #include "src/util/log.h"
 
 namespace petrel {
+
+namespace {
+
+std::string mib(uint64_t bytes) {
+  char s[32];
+  snprintf(s, sizeof s, "%.0f MiB", static_cast<double>(bytes) / (1 << 20));
+  return s;
+}
+
+}  // namespace
+
+OutputBudget::OutputBudget(const Config& cfg, BrokerStats& stats)
+    : cfg_(cfg), stats_(stats), limit_(cfg.max_output_memory) {
+  if (limit_ != 0) return;
+  const uint64_t ram = uv_get_total_memory();
+  const std::optional<MemoryLimit> cgroup = ownMemoryLimit();
+  limit_ = autoOutputMemory(ram, cgroup);
+  sized_by_ = "limits.max_output_memory: auto: " + mib(limit_) + ", with " + mib(ram) + " of RAM";
+  if (cgroup && cgroup->bytes < ram)
+    sized_by_ += " and a memory limit of " + mib(cgroup->bytes) + " (cgroup " + cgroup->where + ")";
+  else
+    sized_by_ += " and no lower memory limit";
+}
 
 void OutputBudget::account(Connection& c) {
   const size_t now = c.handleClosed() ? 0 : c.pendingOutput();
@@ -46,8 +74,8 @@ void OutputBudget::remove(Connection& c) {
 bool OutputBudget::qos0Allowed(const Session& s, Connection& c) {
   const size_t pending = c.pendingOutput();
   uint64_t budget = cfg_.max_client_output;
-  if (total_ > cfg_.max_output_memory) {
-    const uint64_t share = cfg_.max_output_memory / std::max<size_t>(1, congested_);
+  if (total_ > limit_) {
+    const uint64_t share = limit_ / std::max<size_t>(1, congested_);
     budget = std::min(budget, std::max<uint64_t>(share, Connection::kOutputHighWater));
   }
   if (pending < budget) return true;

@@ -3,10 +3,12 @@
 // README, "Flow control and memory").
 //
 // Owns: the total of output buffered for all clients and how many clients
-// are above the high-water mark. May call: Connection (its buffered size).
+// are above the high-water mark. May call: Connection (its buffered size),
+// util/cgroup_limits.h (the memory limit that auto sizes the total by).
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "src/config/config.h"
 #include "src/metrics/stats.h"
@@ -18,7 +20,9 @@ class Session;
 
 class OutputBudget {
  public:
-  OutputBudget(const Config& cfg, BrokerStats& stats) : cfg_(cfg), stats_(stats) {}
+  // limits.max_output_memory: auto is sized here, from the process's
+  // cgroup memory limit and the machine's RAM.
+  OutputBudget(const Config& cfg, BrokerStats& stats);
 
   // Brings the total up to date with `c` (after a flush, a write, a close).
   void account(Connection& c);
@@ -28,10 +32,17 @@ class OutputBudget {
   // buffered output is over its budget (counted and logged).
   bool qos0Allowed(const Session& s, Connection& c);
   uint64_t total() const { return total_; }
+  // Output for all clients together (limits.max_output_memory, or what
+  // auto made of it).
+  uint64_t limit() const { return limit_; }
+  // How auto sized the limit, for the start-up log; empty when configured.
+  const std::string& sizedBy() const { return sized_by_; }
 
  private:
   const Config& cfg_;
   BrokerStats& stats_;
+  uint64_t limit_;
+  std::string sized_by_;
   uint64_t total_ = 0;
   size_t congested_ = 0;  // connections above Connection::kOutputHighWater
 };

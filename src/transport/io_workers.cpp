@@ -15,7 +15,7 @@
 #include "src/transport/tls_stream.h"
 #include "src/transport/websocket_stream.h"
 #include "src/util/check.h"
-#include "src/util/cpu_limit.h"
+#include "src/util/cgroup_limits.h"
 #include "src/util/log.h"
 
 namespace petrel {

@@ -351,7 +351,7 @@ class IoWorker {
 class IoWorkers {
  public:
   // `loops`: the configured number (0, `auto`: one per CPU this process
-  // may use, src/util/cpu_limit.h). 1 runs no thread.
+  // may use, src/util/cgroup_limits.h). 1 runs no thread.
   IoWorkers(uv_loop_t* main, uint32_t loops);
   ~IoWorkers();
   IoWorkers(const IoWorkers&) = delete;

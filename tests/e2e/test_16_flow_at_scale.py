@@ -5,9 +5,10 @@ queue), several subscribers draining at once, both protocol versions, QoS 1
 and 2, queues that span several broker lives (SIGKILL and SIGTERM), a
 publisher resending with DUP after a restart, a durable share group; and a
 QoS 0 flood with QoS 1 interleaved to readers and to clients that never
-read, within the broker-wide output budget. A bystander publishing to
-itself measures the broker's responsiveness meanwhile: the whole broker
-must stay live, not only the sessions under load.
+read, within the broker-wide output budget and a cgroup's memory limit
+(limits.max_output_memory: auto). A bystander publishing to itself
+measures the broker's responsiveness meanwhile: the whole broker must stay
+live, not only the sessions under load.
 
 The bounds asserted here are loose enough for a loaded 2-core CI machine;
 bench/README.md has the measured numbers.
@@ -23,6 +24,7 @@ import time
 
 import pytest
 
+import cgroups
 import fastclient as fc
 import mqttraw as m
 from petrel_tls_helpers import CertAuthority, client_context, free_port
@@ -697,10 +699,16 @@ def test_qos1_is_not_stranded_by_a_qos0_flood_and_readers_ride_out_the_burst(mak
     assert re.search(r"client stuck-reader: \d+ QoS 0 messages were dropped", b.log()), b.log()[-2000:]
 
 
-# --- Output memory shared by clients that stop reading -------------------------
+# --- Output memory under a container's memory limit ---------------------------
 
+MEMORY_LIMIT = 320 << 20
 MEMORY_FLOOD_N = 315_000  # 300,000 QoS 0 of 1 KB and 15,000 QoS 1 interleaved
 STUCK_READERS = 3         # each owed 300 MB of QoS 0: 900 MB for the three
+
+
+def _auto_output_memory(ram, limit):
+    """What limits.max_output_memory: auto comes to (cgroup_limits.h)."""
+    return max(4 << 20, min(1 << 30, min(ram, limit) // 4))
 
 
 def _flood_past_stuck_readers(b, budget, topic="memory/t"):
@@ -759,6 +767,47 @@ def test_stuck_readers_share_the_output_memory_on_every_loop(make_broker):
     rss_kb, text = _flood_past_stuck_readers(b, limit // STUCK_READERS + (1 << 20))
     if not SANITIZED:
         assert rss_kb < (limit + (192 << 20)) >> 10, text
+
+
+def test_auto_output_memory_keeps_stuck_readers_within_a_containers_memory_limit(make_broker):
+    # A broker in a container limited to 320 MiB (docker --memory, a
+    # Kubernetes memory limit, systemd's MemoryMax=) with the default
+    # output budgets, and the burst above. Budgets sized for the host (1
+    # GiB in all, 256 MiB per client) would let the three buffer 768 MB
+    # and the kernel kill the broker, every client with it. auto sizes the
+    # total to a quarter of the limit.
+    if SANITIZED:
+        pytest.skip("AddressSanitizer's shadow memory and quarantine count against the limit")
+    d = cgroups.make("petrel-memory-%d" % os.getpid(), "memory")
+    b = None
+    try:
+        try:
+            cgroups.set_memory_limit(d, MEMORY_LIMIT)
+        except OSError as e:
+            pytest.skip("cannot set a memory limit here: %s" % e)
+        if [x for x in cgroups.memory_limits_above(d) if x <= MEMORY_LIMIT]:
+            pytest.skip("this machine's own memory limit is below %d MiB" % (MEMORY_LIMIT >> 20))
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        budget = _auto_output_memory(ram, MEMORY_LIMIT)
+        assert budget * STUCK_READERS < MEMORY_LIMIT  # the sizing the test is about
+        http_port = free_port()
+        b = make_broker(start=False, limits={"max_inflight": 100, "max_queued_messages": 0},
+                        http={"enabled": True, "address": "127.0.0.1", "port": http_port})
+        b.http_port = http_port
+        b.argv = cgroups.run_in(d) + b.argv
+        b.start()
+        said = re.search(r"limits\.max_output_memory: auto: (\d+) MiB, with \d+ MiB of RAM and a memory limit of "
+                         r"(\d+) MiB \(cgroup (.*)\)", b.log())
+        assert said, b.log()
+        assert (int(said.group(1)), int(said.group(2)), said.group(3)) == (budget >> 20, MEMORY_LIMIT >> 20, d), \
+            b.log()
+        assert _metric(b, "petrel_output_memory_limit_bytes") == budget
+        rss_kb, text = _flood_past_stuck_readers(b, budget // STUCK_READERS + (1 << 20))
+        assert cgroups.oom_kills(d) in (0, None), text
+    finally:
+        if b:
+            b.kill()  # a cgroup with a process in it cannot be removed
+        cgroups.remove(d)
 
 
 # --- Lingering close ------------------------------------------------------------

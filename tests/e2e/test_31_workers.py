@@ -15,9 +15,9 @@ import multiprocessing
 import os
 import re
 import signal
-import subprocess
 import time
 
+import cgroups
 import fastclient as fc
 import mqttraw as m
 import pytest
@@ -79,76 +79,6 @@ def test_one_loop_runs_no_thread_of_its_own(make_broker):
     assert "1 event loop carries client connections" in b.log()
 
 
-def _cpu_cgroup(name):
-    """A new cgroup, with no quota yet, in the hierarchy that has the cpu
-    controller (cgroup v1's where there is one, as the kernel does, else
-    v2's); its directory. Skips the test where none can be made (no cgroup
-    file system this process may write, as in an unprivileged container)."""
-    v1 = v2 = None
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            if "-" not in fields[6:]:
-                continue
-            dash = fields.index("-", 6)
-            kind, point = fields[dash + 1], fields[4].replace("\\040", " ")
-            # Of several, the last: a later mount at the same place hides
-            # the earlier ones.
-            if kind == "cgroup" and "cpu" in fields[dash + 3].split(","):
-                v1 = point
-            elif kind == "cgroup2":
-                v2 = point
-    try:
-        if v1:
-            d = os.path.join(v1, name)
-            os.mkdir(d)
-        elif v2:
-            with open(os.path.join(v2, "cgroup.controllers")) as f:
-                if "cpu" not in f.read().split():
-                    pytest.skip("cgroup v2 without the cpu controller")
-            with open(os.path.join(v2, "cgroup.subtree_control"), "w") as f:
-                f.write("+cpu")
-            d = os.path.join(v2, name)
-            os.mkdir(d)
-        else:
-            pytest.skip("no cgroup hierarchy with the cpu controller is mounted")
-    except OSError as e:
-        pytest.skip("cannot make a cgroup here: %s" % e)
-    # A process must be able to join it (not so where the hierarchy is
-    # delegated elsewhere).
-    if subprocess.run(["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs"', d], stderr=subprocess.DEVNULL).returncode:
-        os.rmdir(d)
-        pytest.skip("cannot move a process into a new cgroup here")
-    return d
-
-
-def _set_quota(d, cpus, period_us=100000):
-    if os.path.exists(os.path.join(d, "cpu.max")):
-        with open(os.path.join(d, "cpu.max"), "w") as f:
-            f.write("%d %d" % (round(cpus * period_us), period_us))
-    else:
-        with open(os.path.join(d, "cpu.cfs_period_us"), "w") as f:
-            f.write(str(period_us))
-        with open(os.path.join(d, "cpu.cfs_quota_us"), "w") as f:
-            f.write(str(round(cpus * period_us)))
-
-
-def _quota_in(d):
-    """The CPU quota set in cgroup directory `d` itself, in CPUs; None."""
-    try:
-        with open(os.path.join(d, "cpu.max")) as f:
-            q, period = f.read().split()
-            return None if q == "max" else int(q) / int(period)
-    except OSError:
-        pass
-    try:
-        with open(os.path.join(d, "cpu.cfs_quota_us")) as f, open(os.path.join(d, "cpu.cfs_period_us")) as g:
-            q, period = int(f.read()), int(g.read())
-            return None if q <= 0 else q / period
-    except OSError:
-        return None
-
-
 def _started_in(b, argv_head):
     """Starts broker `b` with `argv_head` in front of its command."""
     b.argv = list(argv_head) + b.argv
@@ -175,18 +105,18 @@ def test_auto_takes_no_more_loops_than_the_cgroups_cpu_quota(make_broker):
     # may not exceed its parent's in cgroup v1, and the parent (the
     # hierarchy's root, or a container's own cgroup) may have one: the
     # test keeps below it. (A parent's lower limit binding its children is
-    # a unit test, test_cpu_limit.cpp.)
+    # a unit test, test_cgroup_limits.cpp.)
     mask = len(os.sched_getaffinity(0))
-    d = _cpu_cgroup("petrel-test-%d" % os.getpid())
-    parent_quota = _quota_in(os.path.dirname(d))
-    in_d = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', d]
+    d = cgroups.make("petrel-test-%d" % os.getpid(), "cpu")
+    parent_quota = cgroups.cpu_quota_in(os.path.dirname(d))
+    in_d = cgroups.run_in(d)
     b = None
     try:
         for cpus in (1.0, 2.5):
             if parent_quota is not None:
                 cpus = min(cpus, parent_quota)
             try:
-                _set_quota(d, cpus)
+                cgroups.set_cpu_quota(d, cpus)
             except OSError as e:
                 pytest.skip("cannot set a CPU quota here: %s" % e)
             b = make_broker(start=False, workers="auto")
@@ -205,12 +135,7 @@ def test_auto_takes_no_more_loops_than_the_cgroups_cpu_quota(make_broker):
     finally:
         if b:
             b.kill()  # a cgroup with a process in it cannot be removed
-        for _ in range(50):
-            try:
-                os.rmdir(d)
-                break
-            except OSError:
-                time.sleep(0.1)
+        cgroups.remove(d)
 
 
 def test_auto_takes_one_loop_per_cpu_of_the_affinity_mask(make_broker):

@@ -1,7 +1,7 @@
-// `workers: auto` and the cgroup's CPU quota: hierarchies laid out in a
-// scratch directory as the kernel shows them (cgroup v1 and v2), read
-// through the /proc/self/cgroup and /proc/self/mountinfo texts that name
-// them.
+// `workers: auto` and the cgroup's CPU quota, `limits.max_output_memory:
+// auto` and its memory limit: hierarchies laid out in a scratch directory
+// as the kernel shows them (cgroup v1 and v2), read through the
+// /proc/self/cgroup and /proc/self/mountinfo texts that name them.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -12,15 +12,15 @@
 #include <fstream>
 #include <string>
 
-#include "src/util/cpu_limit.h"
+#include "src/util/cgroup_limits.h"
 
 namespace petrel {
 namespace {
 
-class CpuLimit : public ::testing::Test {
+class CgroupLimits : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/petrel-cpu-limit-XXXXXX";
+    char tmpl[] = "/tmp/petrel-cgroup-limits-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     root_ = tmpl;
   }
@@ -50,7 +50,7 @@ class CpuLimit : public ::testing::Test {
   std::string root_;
 };
 
-TEST_F(CpuLimit, CgroupV2QuotaOfTheProcessesCgroup) {
+TEST_F(CgroupLimits, CgroupV2QuotaOfTheProcessesCgroup) {
   put("cg/system.slice/petrel.service/cpu.max", "150000 100000\n");
   put("cg/system.slice/cpu.max", "max 100000\n");
   const auto q = cgroupCpuQuota("0::/system.slice/petrel.service\n", other_mounts_ + v2Mount("/", at("cg")));
@@ -62,7 +62,7 @@ TEST_F(CpuLimit, CgroupV2QuotaOfTheProcessesCgroup) {
   EXPECT_EQ(q->where, at("cg/system.slice/petrel.service"));
 }
 
-TEST_F(CpuLimit, AParentsLowerLimitBinds) {
+TEST_F(CgroupLimits, AParentsLowerLimitBinds) {
   put("cg/kubepods/pod1/cpu.max", "50000 100000\n");  // half a CPU for the pod
   put("cg/kubepods/pod1/petrel/cpu.max", "max 100000\n");
   put("cg/kubepods/cpu.max", "800000 100000\n");
@@ -86,7 +86,7 @@ TEST_F(CpuLimit, AParentsLowerLimitBinds) {
   EXPECT_EQ(r->wholeCpus(), 2u);
 }
 
-TEST_F(CpuLimit, NoLimitAnywhereIsNone) {
+TEST_F(CgroupLimits, NoLimitAnywhereIsNone) {
   put("cg/user.slice/cpu.max", "max 100000\n");
   EXPECT_FALSE(cgroupCpuQuota("0::/user.slice\n", v2Mount("/", at("cg"))).has_value());
   // The root cgroup has no cpu.max at all.
@@ -96,7 +96,7 @@ TEST_F(CpuLimit, NoLimitAnywhereIsNone) {
   EXPECT_FALSE(cgroupCpuQuota("", v2Mount("/", at("cg"))).has_value());
 }
 
-TEST_F(CpuLimit, CgroupV1WithTheCpuControllerInAHierarchyOfItsOwnOrShared) {
+TEST_F(CgroupLimits, CgroupV1WithTheCpuControllerInAHierarchyOfItsOwnOrShared) {
   put("cpu/docker/abc/cpu.cfs_quota_us", "200000\n");
   put("cpu/docker/abc/cpu.cfs_period_us", "100000\n");
   put("cpu/docker/cpu.cfs_quota_us", "-1\n");
@@ -128,7 +128,7 @@ TEST_F(CpuLimit, CgroupV1WithTheCpuControllerInAHierarchyOfItsOwnOrShared) {
   EXPECT_FALSE(cgroupCpuQuota("3:cpuacct:/docker/abc\n", apart).has_value());
 }
 
-TEST_F(CpuLimit, AContainerSeesItsOwnCgroupAsTheMountsRoot) {
+TEST_F(CgroupLimits, AContainerSeesItsOwnCgroupAsTheMountsRoot) {
   // Docker without a cgroup namespace: /proc/self/cgroup names the host's
   // path, and the mount shows that directory at the mount point.
   put("cpu/cpu.cfs_quota_us", "150000\n");
@@ -146,7 +146,7 @@ TEST_F(CpuLimit, AContainerSeesItsOwnCgroupAsTheMountsRoot) {
   EXPECT_EQ(s->where, at("cpu"));
 }
 
-TEST_F(CpuLimit, ALaterMountAtTheSamePlaceHidesTheEarlierOne) {
+TEST_F(CgroupLimits, ALaterMountAtTheSamePlaceHidesTheEarlierOne) {
   // The hierarchy's root mounted at cg, then the process's cgroup /outer
   // bound over it (as a container runtime does): cg now shows /outer.
   put("cg/cpu.max", "150000 100000\n");
@@ -158,7 +158,7 @@ TEST_F(CpuLimit, ALaterMountAtTheSamePlaceHidesTheEarlierOne) {
   EXPECT_DOUBLE_EQ(q->cpus(), 0.5);
 }
 
-TEST_F(CpuLimit, MountPointsWithEscapedCharacters) {
+TEST_F(CgroupLimits, MountPointsWithEscapedCharacters) {
   put("a dir/cg/p/cpu.max", "300000 100000\n");
   std::string point = at("a dir/cg");
   point.replace(point.find(' '), 1, "\\040");
@@ -168,7 +168,7 @@ TEST_F(CpuLimit, MountPointsWithEscapedCharacters) {
   EXPECT_EQ(q->where, at("a dir/cg/p"));
 }
 
-TEST_F(CpuLimit, GarbageIsNoLimit) {
+TEST_F(CgroupLimits, GarbageIsNoLimit) {
   for (const char* text : {"", "\n", "max\n", "abc 100000\n", "100000\n", "100000 0\n", "0 100000\n",
                            "-5 100000\n", "100000 100000 7\n", "99999999999999999999999 1\n"}) {
     put("cg/p/cpu.max", text);
@@ -191,6 +191,74 @@ TEST(AutoLoops, OnePerCpuOfTheMaskNoMoreThanTheQuotaRoundedUp) {
   EXPECT_EQ(autoLoops(16, quota(10000, 100000)), 1u);
   EXPECT_EQ(autoLoops(2, quota(800000, 100000)), 2u);  // the mask is the smaller
   EXPECT_EQ(autoLoops(64, quota(int64_t(1) << 50, 1000)), 64u);
+}
+
+TEST_F(CgroupLimits, MemoryLimitOfCgroupV2AndTheLowestOnTheWayUp) {
+  put("cg/kubepods/pod1/petrel/memory.max", "max\n");
+  put("cg/kubepods/pod1/memory.max", "536870912\n");  // the pod's 512 MiB
+  put("cg/kubepods/memory.max", "8589934592\n");
+  const auto m = cgroupMemoryLimit("0::/kubepods/pod1/petrel\n", other_mounts_ + v2Mount("/", at("cg")));
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->bytes, 512u << 20);
+  EXPECT_EQ(m->where, at("cg/kubepods/pod1"));
+  put("cg/kubepods/pod1/petrel/memory.max", "268435456\n");
+  const auto own = cgroupMemoryLimit("0::/kubepods/pod1/petrel\n", v2Mount("/", at("cg")));
+  ASSERT_TRUE(own.has_value());
+  EXPECT_EQ(own->bytes, 256u << 20);
+  EXPECT_EQ(own->where, at("cg/kubepods/pod1/petrel"));
+  // No limit anywhere; the root cgroup has no memory.max at all.
+  put("cg/user.slice/memory.max", "max\n");
+  EXPECT_FALSE(cgroupMemoryLimit("0::/user.slice\n", v2Mount("/", at("cg"))).has_value());
+  EXPECT_FALSE(cgroupMemoryLimit("0::/\n", v2Mount("/", at("cg"))).has_value());
+  EXPECT_FALSE(cgroupMemoryLimit("0::/user.slice\n", other_mounts_).has_value());
+}
+
+TEST_F(CgroupLimits, MemoryLimitOfCgroupV1InTheMemoryControllersHierarchy) {
+  // A v1 host: memory has a hierarchy of its own, which the quota's walk
+  // through cpu's must not be confused with.
+  put("mem/docker/abc/memory.limit_in_bytes", "335544320\n");
+  put("mem/docker/memory.limit_in_bytes", "9223372036854771712\n");  // v1's "no limit"
+  put("mem/memory.limit_in_bytes", "9223372036854771712\n");
+  put("cpu/docker/abc/memory.limit_in_bytes", "1048576\n");  // not the memory controller's
+  const std::string cgroup =
+      "12:memory:/docker/abc\n"
+      "4:cpu,cpuacct:/docker/abc\n"
+      "0::/docker/abc\n";
+  const std::string mounts = other_mounts_ + v1Mount("/", at("mem"), "memory") +
+                             v1Mount("/", at("cpu"), "cpu,cpuacct") + v2Mount("/", at("unified"));
+  const auto m = cgroupMemoryLimit(cgroup, mounts);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->bytes, 320u << 20);
+  EXPECT_EQ(m->where, at("mem/docker/abc"));
+  put("mem/docker/abc/memory.limit_in_bytes", "9223372036854771712\n");
+  EXPECT_FALSE(cgroupMemoryLimit(cgroup, mounts).has_value());
+  // The memory controller named but not mounted: nothing to read.
+  EXPECT_FALSE(cgroupMemoryLimit(cgroup, other_mounts_ + v2Mount("/", at("unified"))).has_value());
+  // A container that sees its own cgroup as the mount's root.
+  put("own/memory.limit_in_bytes", "134217728\n");
+  const auto c = cgroupMemoryLimit("12:memory:/docker/abc\n", v1Mount("/docker/abc", at("own"), "memory"));
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->bytes, 128u << 20);
+  EXPECT_EQ(c->where, at("own"));
+}
+
+TEST_F(CgroupLimits, MemoryGarbageIsNoLimit) {
+  for (const char* text : {"", "\n", "max\n", "abc\n", "0\n", "-1\n", "12 34\n", "99999999999999999999999\n"}) {
+    put("cg/p/memory.max", text);
+    EXPECT_FALSE(cgroupMemoryLimit("0::/p\n", v2Mount("/", at("cg"))).has_value()) << text;
+  }
+}
+
+TEST(AutoOutputMemory, AQuarterOfWhatTheProcessMayUseAtMostOneGibibyte) {
+  const uint64_t MiB = 1 << 20, GiB = uint64_t(1) << 30;
+  const auto limit = [](uint64_t bytes) { return std::optional<MemoryLimit>(MemoryLimit{bytes, "x"}); };
+  EXPECT_EQ(autoOutputMemory(64 * GiB, std::nullopt), GiB);       // a large host: 1 GiB, as before
+  EXPECT_EQ(autoOutputMemory(2 * GiB, std::nullopt), 512 * MiB);  // a small board
+  EXPECT_EQ(autoOutputMemory(64 * GiB, limit(512 * MiB)), 128 * MiB);  // a container
+  EXPECT_EQ(autoOutputMemory(1 * GiB, limit(8 * GiB)), 256 * MiB);     // a limit above the RAM
+  EXPECT_EQ(autoOutputMemory(64 * GiB, limit(8 * MiB)), 4 * MiB);      // never below 4 MiB
+  EXPECT_EQ(autoOutputMemory(0, std::nullopt), GiB);                   // nothing known
+  EXPECT_EQ(autoOutputMemory(0, limit(400 * MiB)), 100 * MiB);
 }
 
 }  // namespace
