@@ -72,6 +72,13 @@ void OutputBudget::remove(Connection& c) {
 }
 
 bool OutputBudget::qos0Allowed(const Session& s, Connection& c) {
+  // The total is brought up to date with this client first: output handed
+  // to a worker loop's socket without a flush here (a fan-out's shared
+  // encoding, Connection::writeShared) reaches it no other way while the
+  // client reads nothing. Below the high-water mark a client is not asked
+  // about, and not counted until its next flush or write: at most
+  // kOutputHighWater per connection, the least a share ever is anyway.
+  account(c);
   const size_t pending = c.pendingOutput();
   uint64_t budget = cfg_.max_client_output;
   if (total_ > limit_) {

@@ -29,7 +29,9 @@ class OutputBudget {
   // `c` is being freed: its share leaves the total.
   void remove(Connection& c);
   // False when a QoS 0 message for `c` must be dropped because its
-  // buffered output is over its budget (counted and logged).
+  // buffered output is over its budget (counted and logged). Asked only
+  // when `c` has Connection::kOutputHighWater or more waiting; brings the
+  // total up to date with it.
   bool qos0Allowed(const Session& s, Connection& c);
   uint64_t total() const { return total_; }
   // Output for all clients together (limits.max_output_memory, or what

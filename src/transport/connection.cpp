@@ -328,10 +328,10 @@ bool Connection::writeShared(const SharedPacket& p, uint16_t packet_id) {
   if (closing_ || handle_closed_ || !out_.empty() || holding()) return false;
   if (!remote().writeShared(p, packet_id)) return false;
   broker_.countBytes(0, p.bytes.size());
-  // Nothing marks the connection dirty on this path, and a client that
-  // stopped reading sends no word of its socket taking them: counted now,
-  // or the broker-wide output budget would never see these bytes.
-  broker_.accountOutput(*this);
+  // Nothing marks the connection dirty on this path: the broker-wide
+  // output budget counts these bytes when this client's next QoS 0 message
+  // finds it over the high-water mark (OutputBudget::qos0Allowed), or when
+  // its socket takes them.
   return true;
 }
 
