@@ -26,24 +26,7 @@ import tempfile
 import threading
 import time
 
-
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n % 128
-        n //= 128
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def packet(t, body):
-    return bytes([t]) + varint(len(body)) + body
-
-
-def s16(s):
-    b = s.encode()
-    return len(b).to_bytes(2, "big") + b
+from queue_memory import packet, s16  # the packets, written out by hand
 
 
 def connect(port, cid):

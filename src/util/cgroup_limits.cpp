@@ -165,6 +165,23 @@ std::optional<MemoryLimit> memoryIn(const std::string& dir, bool v2) {
   return MemoryLimit{static_cast<uint64_t>(bytes), dir};
 }
 
+// The lowest of the limits that `in` (quotaIn, memoryIn) finds from the
+// process's cgroup up to the root of the hierarchy holding `controller`,
+// by `lower`; none when no directory on the way has one.
+template <class Limit, class Lower>
+std::optional<Limit> lowestOnTheWayUp(std::string_view controller, std::string_view proc_self_cgroup,
+                                      std::string_view mountinfo,
+                                      std::optional<Limit> (*in)(const std::string&, bool), Lower lower) {
+  const std::optional<Hierarchy> h = hierarchyOf(controller, proc_self_cgroup, mountinfo);
+  if (!h) return std::nullopt;
+  std::optional<Limit> best;
+  for (const std::string& dir : upward(*h)) {
+    std::optional<Limit> l = in(dir, h->v2);
+    if (l && (!best || lower(*l, *best))) best = std::move(l);
+  }
+  return best;
+}
+
 // `read` (cgroupCpuQuota, cgroupMemoryLimit) of this process's
 // /proc/self/cgroup and /proc/self/mountinfo; none when they cannot be read.
 template <class Limit>
@@ -183,17 +200,10 @@ unsigned CpuQuota::wholeCpus() const {
 }
 
 std::optional<CpuQuota> cgroupCpuQuota(std::string_view proc_self_cgroup, std::string_view mountinfo) {
-  const std::optional<Hierarchy> h = hierarchyOf("cpu", proc_self_cgroup, mountinfo);
-  if (!h) return std::nullopt;
-  std::optional<CpuQuota> best;
-  for (const std::string& dir : upward(*h)) {
-    std::optional<CpuQuota> q = quotaIn(dir, h->v2);
-    if (!q) continue;
-    const __int128 a = static_cast<__int128>(q->quota_us) * (best ? best->period_us : 1);
-    const __int128 b = static_cast<__int128>(best ? best->quota_us : 0) * q->period_us;
-    if (!best || a < b) best = std::move(q);
-  }
-  return best;
+  // Periods may differ from level to level: compared as quota over period.
+  return lowestOnTheWayUp("cpu", proc_self_cgroup, mountinfo, quotaIn, [](const CpuQuota& a, const CpuQuota& b) {
+    return static_cast<__int128>(a.quota_us) * b.period_us < static_cast<__int128>(b.quota_us) * a.period_us;
+  });
 }
 
 std::optional<CpuQuota> ownCpuQuota() { return ofThisProcess(cgroupCpuQuota); }
@@ -205,14 +215,8 @@ unsigned autoLoops(unsigned affinity, const std::optional<CpuQuota>& quota) {
 }
 
 std::optional<MemoryLimit> cgroupMemoryLimit(std::string_view proc_self_cgroup, std::string_view mountinfo) {
-  const std::optional<Hierarchy> h = hierarchyOf("memory", proc_self_cgroup, mountinfo);
-  if (!h) return std::nullopt;
-  std::optional<MemoryLimit> best;
-  for (const std::string& dir : upward(*h)) {
-    std::optional<MemoryLimit> m = memoryIn(dir, h->v2);
-    if (m && (!best || m->bytes < best->bytes)) best = std::move(m);
-  }
-  return best;
+  return lowestOnTheWayUp("memory", proc_self_cgroup, mountinfo, memoryIn,
+                          [](const MemoryLimit& a, const MemoryLimit& b) { return a.bytes < b.bytes; });
 }
 
 std::optional<MemoryLimit> ownMemoryLimit() { return ofThisProcess(cgroupMemoryLimit); }

@@ -43,6 +43,16 @@ class CgroupLimits : public ::testing::Test {
     return "29 23 0:26 " + root + " " + point + " rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 "
            "rw,nsdelegate,memory_recursiveprot\n";
   }
+  // A v1 host (with v2's hierarchy mounted too, empty): memory and cpu in
+  // hierarchies of their own, cpu shared with cpuacct.
+  const std::string v1Cgroup_ =
+      "12:memory:/docker/abc\n"
+      "4:cpu,cpuacct:/docker/abc\n"
+      "0::/docker/abc\n";
+  std::string v1Mounts() const {
+    return other_mounts_ + v1Mount("/", at("mem"), "memory") + v1Mount("/", at("cpu"), "cpu,cpuacct") +
+           v2Mount("/", at("unified"));
+  }
   const std::string other_mounts_ =
       "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw,errors=remount-ro\n"
       "23 22 0:21 / /sys rw,nosuid,nodev,noexec,relatime shared:2 - sysfs sysfs rw\n";
@@ -101,12 +111,8 @@ TEST_F(CgroupLimits, CgroupV1WithTheCpuControllerInAHierarchyOfItsOwnOrShared) {
   put("cpu/docker/abc/cpu.cfs_period_us", "100000\n");
   put("cpu/docker/cpu.cfs_quota_us", "-1\n");
   put("cpu/docker/cpu.cfs_period_us", "100000\n");
-  const std::string cgroup =
-      "12:memory:/docker/abc\n"
-      "4:cpu,cpuacct:/docker/abc\n"
-      "0::/docker/abc\n";
-  const std::string mounts = other_mounts_ + v1Mount("/", at("mem"), "memory") +
-                             v1Mount("/", at("cpu"), "cpu,cpuacct") + v2Mount("/", at("unified"));
+  const std::string cgroup = v1Cgroup_;
+  const std::string mounts = v1Mounts();
   const auto q = cgroupCpuQuota(cgroup, mounts);
   ASSERT_TRUE(q.has_value());
   EXPECT_DOUBLE_EQ(q->cpus(), 2.0);
@@ -220,12 +226,8 @@ TEST_F(CgroupLimits, MemoryLimitOfCgroupV1InTheMemoryControllersHierarchy) {
   put("mem/docker/memory.limit_in_bytes", "9223372036854771712\n");  // v1's "no limit"
   put("mem/memory.limit_in_bytes", "9223372036854771712\n");
   put("cpu/docker/abc/memory.limit_in_bytes", "1048576\n");  // not the memory controller's
-  const std::string cgroup =
-      "12:memory:/docker/abc\n"
-      "4:cpu,cpuacct:/docker/abc\n"
-      "0::/docker/abc\n";
-  const std::string mounts = other_mounts_ + v1Mount("/", at("mem"), "memory") +
-                             v1Mount("/", at("cpu"), "cpu,cpuacct") + v2Mount("/", at("unified"));
+  const std::string cgroup = v1Cgroup_;
+  const std::string mounts = v1Mounts();
   const auto m = cgroupMemoryLimit(cgroup, mounts);
   ASSERT_TRUE(m.has_value());
   EXPECT_EQ(m->bytes, 320u << 20);
