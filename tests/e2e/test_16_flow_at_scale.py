@@ -701,7 +701,12 @@ def test_qos1_is_not_stranded_by_a_qos0_flood_and_readers_ride_out_the_burst(mak
 
 # --- Output memory under a container's memory limit ---------------------------
 
-MEMORY_LIMIT = 320 << 20
+MEMORY_LIMIT = 384 << 20
+# Memory outside the output budget grows with the event loops (about 50 MB
+# each at this burst's peak, bench/README.md): these tests run two loops,
+# or what CI's passes ask for (1, 4), not one per core of whatever machine
+# runs them.
+MEMORY_TEST_WORKERS = int(os.environ.get("PETREL_TEST_WORKERS") or 2)
 MEMORY_FLOOD_N = 315_000  # 300,000 QoS 0 of 1 KB and 15,000 QoS 1 interleaved
 STUCK_READERS = 3         # each owed 300 MB of QoS 0: 900 MB for the three
 
@@ -763,14 +768,15 @@ def test_stuck_readers_share_the_output_memory_on_every_loop(make_broker):
     # on one event loop or several (a fan-out's copies go to the worker
     # loops' sockets by their own path, which must be counted too).
     limit = 80 << 20
-    b = make_broker(limits={"max_inflight": 100, "max_queued_messages": 0, "max_output_memory": limit})
+    b = make_broker(workers=MEMORY_TEST_WORKERS,
+                    limits={"max_inflight": 100, "max_queued_messages": 0, "max_output_memory": limit})
     rss_kb, text = _flood_past_stuck_readers(b, limit // STUCK_READERS + (1 << 20))
     if not SANITIZED:
-        assert rss_kb < (limit + (192 << 20)) >> 10, text
+        assert rss_kb < (limit + (64 << 20) + MEMORY_TEST_WORKERS * (48 << 20)) >> 10, text
 
 
 def test_auto_output_memory_keeps_stuck_readers_within_a_containers_memory_limit(make_broker):
-    # A broker in a container limited to 320 MiB (docker --memory, a
+    # A broker in a container limited to 384 MiB (docker --memory, a
     # Kubernetes memory limit, systemd's MemoryMax=) with the default
     # output budgets, and the burst above. Budgets sized for the host (1
     # GiB in all, 256 MiB per client) would let the three buffer 768 MB
@@ -791,7 +797,8 @@ def test_auto_output_memory_keeps_stuck_readers_within_a_containers_memory_limit
         budget = _auto_output_memory(ram, MEMORY_LIMIT)
         assert budget * STUCK_READERS < MEMORY_LIMIT  # the sizing the test is about
         http_port = free_port()
-        b = make_broker(start=False, limits={"max_inflight": 100, "max_queued_messages": 0},
+        b = make_broker(start=False, workers=MEMORY_TEST_WORKERS,
+                        limits={"max_inflight": 100, "max_queued_messages": 0},
                         http={"enabled": True, "address": "127.0.0.1", "port": http_port})
         b.http_port = http_port
         b.argv = cgroups.run_in(d) + b.argv
