@@ -28,6 +28,10 @@ import time
 
 from queue_memory import packet, s16  # the packets, written out by hand
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
+import cgroups  # noqa: E402  (the tests' helpers: cgroups, free ports)
+import ports  # noqa: E402
+
 
 def connect(port, cid):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -37,28 +41,6 @@ def connect(port, cid):
     if len(ack) < 4 or ack[0] != 0x20 or ack[3] != 0:
         sys.exit("%s: no CONNACK" % cid)
     return s
-
-
-def memory_cgroup(limit):
-    """A new cgroup limited to `limit` bytes, in v1's memory hierarchy or
-    v2's; its directory."""
-    v1 = v2 = None
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            dash = fields.index("-", 6)
-            if fields[dash + 1] == "cgroup" and "memory" in fields[dash + 3].split(","):
-                v1 = fields[4]
-            elif fields[dash + 1] == "cgroup2":
-                v2 = fields[4]
-    d = os.path.join(v1 or v2, "petrel-output-memory-%d" % os.getpid())
-    if not v1:
-        with open(os.path.join(v2, "cgroup.subtree_control"), "w") as f:
-            f.write("+memory")
-    os.mkdir(d)
-    with open(os.path.join(d, "memory.limit_in_bytes" if v1 else "memory.max"), "w") as f:
-        f.write(str(limit))
-    return d
 
 
 def main():
@@ -73,10 +55,7 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     binary = os.environ.get("PETREL_BIN", os.path.join(here, "..", "build", "petrel"))
     work = tempfile.mkdtemp(prefix="petrel-output-memory-")
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = ports.free_port()
     cfg = os.path.join(work, "petrel.yaml")
     with open(cfg, "w") as f:
         f.write("log_level: info\nworkers: %s\nlisteners:\n  - address: 127.0.0.1\n    port: %d\n"
@@ -85,8 +64,12 @@ def main():
     argv = [binary, "--config", cfg]
     cgroup = None
     if a.memory_limit:
-        cgroup = memory_cgroup(a.memory_limit)
-        argv = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup] + argv
+        try:
+            cgroup = cgroups.make_or_raise("petrel-output-memory-%d" % os.getpid(), "memory")
+        except cgroups.Unavailable as e:
+            sys.exit("--memory-limit: %s" % e)
+        cgroups.set_memory_limit(cgroup, a.memory_limit)
+        argv = cgroups.run_in(cgroup) + argv
     log_path = os.path.join(work, "broker.log")
     log = open(log_path, "wb")
     broker = subprocess.Popen(argv, stdout=log, stderr=log)
@@ -151,12 +134,7 @@ def main():
         broker.kill()
         broker.wait()
         if cgroup:
-            for _ in range(50):
-                try:
-                    os.rmdir(cgroup)
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            cgroups.remove(cgroup)
 
 
 if __name__ == "__main__":

@@ -4,15 +4,27 @@ unit would: under a CPU quota or a memory limit.
 make(name, controller) makes a cgroup in the hierarchy that has the
 controller (cgroup v1's where there is one, as the kernel does, else v2's)
 and skips the test where none can be made (no cgroup file system this
-process may write, as in an unprivileged container)."""
+process may write, as in an unprivileged container). The bench scripts use
+make_or_raise, which raises Unavailable instead."""
 import os
 import subprocess
 import time
 
-import pytest
+
+class Unavailable(Exception):
+    """No cgroup can be made here; the message says why."""
 
 
 def make(name, controller):
+    """make_or_raise, the test skipped where no cgroup can be made."""
+    try:
+        return make_or_raise(name, controller)
+    except Unavailable as e:
+        import pytest
+        pytest.skip(str(e))
+
+
+def make_or_raise(name, controller):
     """A new cgroup, with no limit yet, for `controller` ("cpu",
     "memory"); its directory."""
     v1 = v2 = None
@@ -36,20 +48,20 @@ def make(name, controller):
         elif v2:
             with open(os.path.join(v2, "cgroup.controllers")) as f:
                 if controller not in f.read().split():
-                    pytest.skip("cgroup v2 without the %s controller" % controller)
+                    raise Unavailable("cgroup v2 without the %s controller" % controller)
             with open(os.path.join(v2, "cgroup.subtree_control"), "w") as f:
                 f.write("+" + controller)
             d = os.path.join(v2, name)
             os.mkdir(d)
         else:
-            pytest.skip("no cgroup hierarchy with the %s controller is mounted" % controller)
+            raise Unavailable("no cgroup hierarchy with the %s controller is mounted" % controller)
     except OSError as e:
-        pytest.skip("cannot make a cgroup here: %s" % e)
+        raise Unavailable("cannot make a cgroup here: %s" % e)
     # A process must be able to join it (not so where the hierarchy is
     # delegated elsewhere).
     if subprocess.run(["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs"', d], stderr=subprocess.DEVNULL).returncode:
         os.rmdir(d)
-        pytest.skip("cannot move a process into a new cgroup here")
+        raise Unavailable("cannot move a process into a new cgroup here")
     return d
 
 
