@@ -3,12 +3,14 @@
 // and the hand-over of commands and events between the loops.
 #include "src/transport/io_workers.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 
 #include "src/transport/tcp_stream.h"
@@ -428,7 +430,7 @@ namespace {
 constexpr size_t kWorkerReadBuffer = 64 * 1024;
 }
 
-IoWorker::IoWorker(IoWorkers& all, unsigned index) : all_(all), index_(index) {}
+IoWorker::IoWorker(IoWorkers& all, unsigned index) : all_(all), index_(index), limits_(all.limits()) {}
 
 IoWorker::~IoWorker() {
   join();
@@ -497,7 +499,7 @@ void IoWorker::flush() {
   }
   pending_.clear();
   pending_bytes_.clear();
-  if (pending_bytes_.capacity() > IoWorkers::kSpareMaxBytes) std::string().swap(pending_bytes_);
+  if (pending_bytes_.capacity() > limits_.spare_max) std::string().swap(pending_bytes_);
   waker_.wake();
 }
 
@@ -531,7 +533,7 @@ void IoWorker::onCommands() {
         c.conn->start(*this, c.fd);
         break;
       case IoCommand::Kind::Resume:
-        if (paused_ && unhandled_ <= kUnhandledLow) {
+        if (paused_ && unhandled_ <= limits_.unhandled_low) {
           paused_ = false;
           resumeAll();
         }
@@ -551,7 +553,7 @@ void IoWorker::onCommands() {
   work_.clear();
   work_bytes_.clear();
   // After a burst: do not keep its peak for ever.
-  if (work_bytes_.capacity() > IoWorkers::kSpareMaxBytes) std::string().swap(work_bytes_);
+  if (work_bytes_.capacity() > limits_.spare_max) std::string().swap(work_bytes_);
 }
 
 void IoWorker::onCheck(uv_check_t* h) { static_cast<IoWorker*>(h->data)->endOfTurn(); }
@@ -574,14 +576,14 @@ void IoWorker::post(IoEventBatch& b, bool urgent) {
   const uint64_t unhandled = unhandled_ += b.bytes.size();
   b.from = this;
   all_.post(b, urgent);
-  if (!paused_ && unhandled > kUnhandledHigh) {
+  if (!paused_ && unhandled > limits_.unhandled_high) {
     // The main loop is behind on this loop's input: stop reading until it
     // has caught up (it sends Resume). Flagged first, then checked again:
     // the main loop checks the flag after it counts a batch handled, so
     // one of the two sees the other.
     paused_ = true;
     pauseAll();
-    if (unhandled_ <= kUnhandledLow) {
+    if (unhandled_ <= limits_.unhandled_low) {
       paused_ = false;
       resumeAll();
     } else {
@@ -600,7 +602,7 @@ void IoWorker::resumeAll() {
 
 void IoWorker::handledBatch(size_t n) {
   const uint64_t left = unhandled_ -= n;
-  if (left <= kUnhandledLow && paused_) {
+  if (left <= limits_.unhandled_low && paused_) {
     IoCommand c;
     c.kind = IoCommand::Kind::Resume;
     command(std::move(c));
@@ -609,7 +611,7 @@ void IoWorker::handledBatch(size_t n) {
 
 void IoWorker::tookUp(size_t n) {
   const uint64_t before = backlog_.fetch_sub(n, std::memory_order_relaxed);
-  if (before > kBacklogHigh && before - n <= kBacklogHigh) all_.wake();
+  if (before > limits_.backlog_high && before - n <= limits_.backlog_high) all_.wake();
 }
 
 void IoWorker::added(WorkerConn* c) {
@@ -630,6 +632,22 @@ void IoWorker::connectionGone(WorkerConn* c) {
 
 // ---- IoWorkers (main loop) ----
 
+LoopLimits LoopLimits::forLoops(unsigned loops) {
+  const uint64_t n = std::max(1u, loops);
+  // Totals over all the loops, and the floor of a loop's share.
+  constexpr uint64_t kBacklogTotal = 16ull << 20;
+  constexpr uint64_t kUnhandledTotal = 16ull << 20;
+  constexpr uint64_t kSpareTotal = 8ull << 20;
+  constexpr uint64_t kFloor = 256ull << 10;
+  const auto share = [n, kFloor](uint64_t total, uint64_t most) { return std::clamp(total / n, kFloor, most); };
+  LoopLimits l;
+  l.backlog_high = share(kBacklogTotal, 8ull << 20);
+  l.unhandled_high = share(kUnhandledTotal, 8ull << 20);
+  l.unhandled_low = l.unhandled_high / 4;
+  l.spare_max = static_cast<size_t>(share(kSpareTotal, 4ull << 20));
+  return l;
+}
+
 IoWorkers::IoWorkers(uv_loop_t* main, uint32_t loops) : main_(main) {
   unsigned n = loops;
   if (n == 0) {
@@ -647,6 +665,7 @@ IoWorkers::IoWorkers(uv_loop_t* main, uint32_t loops) : main_(main) {
   }
   // One loop: the main loop carries the connections itself. More: each has
   // a thread of its own, and the main loop carries none.
+  limits_ = LoopLimits::forLoops(n);
   if (n > 1)
     for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<IoWorker>(*this, i + 1));
 }
@@ -669,9 +688,23 @@ bool IoWorkers::start(std::string& err) {
     return false;
   }
   started_ = true;
+  giveBackLargeBuffers();
   for (auto& w : workers_)
     if (!w->start(err)) return false;
   return true;
+}
+
+void IoWorkers::giveBackLargeBuffers() {
+#ifdef __GLIBC__
+  // Each loop's thread allocates from an arena of its own, and glibc raises
+  // its mmap threshold to the size of any large block freed (up to 32 MiB):
+  // after a burst, every arena keeps the megabytes its loop's output and
+  // event buffers grew to, and with many loops that is far more than the
+  // output budget (bench/README.md). A fixed threshold maps each block of
+  // 256 KiB or more on its own and gives it back when freed. An operator's
+  // own MALLOC_MMAP_THRESHOLD_ is left alone.
+  if (!getenv("MALLOC_MMAP_THRESHOLD_")) mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+#endif
 }
 
 IoWorker* IoWorkers::pick() {
@@ -752,7 +785,7 @@ void IoWorkers::handleBatch(IoEventBatch& b, bool urgent) {
   IoWorker* from = b.from;
   from->handledBatch(b.bytes.size());
   // Back to its loop for reuse, unless it grew large.
-  if (b.bytes.capacity() <= kSpareMaxBytes) {
+  if (b.bytes.capacity() <= limits_.spare_max) {
     b.events.clear();
     b.bytes.clear();
     std::lock_guard<std::mutex> lock(mu_);

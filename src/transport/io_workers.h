@@ -230,6 +230,25 @@ class RemoteStream final : public Stream {
 };
 
 // One worker loop on its own thread.
+// What may wait between the main loop and one worker loop, in bytes: each
+// is a share of a total for all the loops, so that on a machine with many
+// cores the buffers between the loops take no more memory than on one with
+// few, however many loops `workers: auto` starts (two loops get 8 MiB
+// each, sixteen 1 MiB; no share goes below 256 KiB).
+struct LoopLimits {
+  // Output handed over and not yet taken up by the worker: above it the
+  // main loop takes no more input until the worker has caught up.
+  uint64_t backlog_high;
+  // Input passed to the main loop and not yet handled there: above high
+  // the worker stops reading its sockets, below low it starts again.
+  uint64_t unhandled_high;
+  uint64_t unhandled_low;
+  // The most a command or event buffer keeps for reuse after a turn.
+  size_t spare_max;
+
+  static LoopLimits forLoops(unsigned loops);
+};
+
 class IoWorker {
  public:
   IoWorker(IoWorkers& all, unsigned index);
@@ -269,10 +288,9 @@ class IoWorker {
   //   kUnhandledLow.
   // So a loop that falls behind slows its peers instead of making them
   // buffer (or, for QoS 0 over a client's budget, drop) without bound.
-  static constexpr uint64_t kBacklogHigh = 8 << 20;
-  static constexpr uint64_t kUnhandledHigh = 8 << 20;
-  static constexpr uint64_t kUnhandledLow = 2 << 20;
-  bool behind() const { return backlog_.load(std::memory_order_relaxed) > kBacklogHigh; }
+  // Both marks are the loops' share of a fixed total (LoopLimits), so the
+  // bytes between the loops do not grow with their number.
+  bool behind() const { return backlog_.load(std::memory_order_relaxed) > limits_.backlog_high; }
   // Times this loop stopped reading for kUnhandledHigh (any thread may ask).
   uint64_t inputPauses() const { return input_pauses_.load(std::memory_order_relaxed); }
   void handed(size_t n) { backlog_.fetch_add(n, std::memory_order_relaxed); }
@@ -310,6 +328,7 @@ class IoWorker {
 
   IoWorkers& all_;
   const unsigned index_;
+  const LoopLimits limits_;
   std::atomic<uint64_t> backlog_{0};    // output handed over, not yet taken up here
   std::atomic<uint64_t> unhandled_{0};  // input passed on, not yet handled
   std::atomic<bool> paused_{false};     // this loop stopped reading (unhandled_)
@@ -371,7 +390,7 @@ class IoWorkers {
   // The flow control between the loops, per worker loop, for operators:
   // how often it stopped reading because the main loop was behind on its
   // input, and how often the main loop stopped taking input because it was
-  // behind on output (IoWorker::kUnhandledHigh, kBacklogHigh).
+  // behind on output (LoopLimits: unhandled_high, backlog_high).
   struct Flow {
     std::string thread;  // petrel-io-N
     uint64_t input_pauses = 0;
@@ -383,10 +402,10 @@ class IoWorkers {
   void stop();
 
   // At most this many handled batches wait for reuse per worker, and none
-  // whose buffers grew past kSpareMaxBytes (which also bounds what the
-  // command buffers keep after a burst).
+  // whose buffers grew past LoopLimits::spare_max (which also bounds what
+  // the command buffers keep after a burst).
   static constexpr size_t kSpares = 4;
-  static constexpr size_t kSpareMaxBytes = 4 << 20;
+  const LoopLimits& limits() const { return limits_; }
 
   // Worker loop: hands a turn's events (of the urgent lane, or the ordinary
   // one) to the main loop; `b` is left empty, ready for the next turn (a
@@ -415,6 +434,7 @@ class IoWorkers {
 
  private:
   static void onWake(void* self);
+  static void giveBackLargeBuffers();
   void handleEvents();
   // Handles the urgent lane's batches; true when there were any.
   bool handleUrgent();
@@ -425,6 +445,7 @@ class IoWorkers {
 
   uv_loop_t* main_;
   std::string sized_by_;
+  LoopLimits limits_ = LoopLimits::forLoops(1);  // set with the number of loops
   std::vector<std::unique_ptr<IoWorker>> workers_;
   unsigned next_ = 0;
   size_t live_ = 0;  // connections on worker loops

@@ -1,12 +1,12 @@
 // tests/unit/src/transport/test_io_workers.cpp — the flow control between
-// the main loop and the worker loops (IoWorker::kUnhandledHigh,
-// kBacklogHigh), with real worker threads and real loopback sockets. The
+// the main loop and the worker loops (LoopLimits: unhandled_high,
+// backlog_high), with real worker threads and real loopback sockets. The
 // test runs the main loop itself, so it can hold the main loop back, or
 // hold a worker's commands back, for as long as it likes: a worker stops
-// reading once the main loop has 8 MiB of its input unhandled, the main
-// loop stops taking input while a worker has 8 MiB of output not yet taken
-// up, both are counted (IoWorkers::flow, the metrics), and every byte
-// still arrives, in order.
+// reading once the main loop has its share of input unhandled (8 MiB with
+// two loops, 1 MiB with sixteen), the main loop stops taking input while a
+// worker has its share of output not yet taken up, both are counted
+// (IoWorkers::flow, the metrics), and every byte still arrives, in order.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -69,11 +70,44 @@ class Handler final : public StreamHandler {
   uint8_t buf_[4096];
 };
 
-class IoWorkersTest : public ::testing::Test {
+TEST(LoopLimitsTest, EachLoopGetsAShareOfAFixedTotal) {
+  // Two loops get what each loop got before the marks were shared.
+  const LoopLimits two = LoopLimits::forLoops(2);
+  EXPECT_EQ(two.backlog_high, 8u << 20);
+  EXPECT_EQ(two.unhandled_high, 8u << 20);
+  EXPECT_EQ(two.unhandled_low, 2u << 20);
+  EXPECT_EQ(two.spare_max, 4u << 20);
+  // No more than that for fewer loops.
+  const LoopLimits one = LoopLimits::forLoops(1);
+  EXPECT_EQ(one.backlog_high, 8u << 20);
+  EXPECT_EQ(one.spare_max, 4u << 20);
+  // Sixteen: an eighth each, so the sum stays where two loops' was.
+  const LoopLimits sixteen = LoopLimits::forLoops(16);
+  EXPECT_EQ(sixteen.backlog_high, 1u << 20);
+  EXPECT_EQ(sixteen.unhandled_high, 1u << 20);
+  EXPECT_EQ(sixteen.unhandled_low, 256u << 10);
+  EXPECT_EQ(sixteen.spare_max, 512u << 10);
+  for (unsigned n : {2u, 3u, 4u, 8u, 16u, 32u}) {
+    const LoopLimits l = LoopLimits::forLoops(n);
+    EXPECT_LE(n * l.backlog_high, 16u << 20) << n;
+    EXPECT_LE(n * l.unhandled_high, 16u << 20) << n;
+    EXPECT_LE(n * l.spare_max, 8u << 20) << n;
+    EXPECT_LT(l.unhandled_low, l.unhandled_high) << n;
+  }
+  // A floor, however many loops: each still moves bytes in batches.
+  const LoopLimits many = LoopLimits::forLoops(256);
+  EXPECT_EQ(many.backlog_high, 256u << 10);
+  EXPECT_EQ(many.unhandled_high, 256u << 10);
+  EXPECT_EQ(many.spare_max, 256u << 10);
+  EXPECT_GT(many.unhandled_low, 0u);
+}
+
+// With two loops and with sixteen (each loop's marks an eighth as high).
+class IoWorkersTest : public ::testing::TestWithParam<unsigned> {
  protected:
   void SetUp() override {
     ASSERT_EQ(uv_loop_init(&loop_), 0);
-    io_ = std::make_unique<IoWorkers>(&loop_, 2);
+    io_ = std::make_unique<IoWorkers>(&loop_, GetParam());
     std::string err;
     ASSERT_TRUE(io_->start(err)) << err;
     // A loopback connection: the client end stays here, the accepted end
@@ -149,10 +183,11 @@ class IoWorkersTest : public ::testing::Test {
   int client_ = -1;
 };
 
-TEST_F(IoWorkersTest, AWorkerStopsReadingWhileTheMainLoopIsBehindOnItsInputAndEveryByteArrives) {
-  // Four times what a worker lets wait for the main loop, sent with no
-  // pause while the main loop does not run.
-  const std::string sent = pattern(4 * IoWorker::kUnhandledHigh, 7);
+TEST_P(IoWorkersTest, AWorkerStopsReadingWhileTheMainLoopIsBehindOnItsInputAndEveryByteArrives) {
+  // Four times what a worker lets wait for the main loop, and more than
+  // the sockets' buffers hold, sent with no pause while the main loop does
+  // not run.
+  const std::string sent = pattern(std::max<size_t>(4 * io_->limits().unhandled_high, 32 << 20), 7);
   std::atomic<size_t> written{0};
   std::thread client([&] {
     size_t off = 0;
@@ -164,8 +199,8 @@ TEST_F(IoWorkersTest, AWorkerStopsReadingWhileTheMainLoopIsBehindOnItsInputAndEv
     }
   });
   Joined joined{client, client_};
-  // The worker reads until 8 MiB wait for the main loop, then stops: TCP
-  // holds the client back with the rest.
+  // The worker reads until its share waits for the main loop, then stops:
+  // TCP holds the client back with the rest.
   ASSERT_TRUE(waitFor([&] { return flow().input_pauses == 1; })) << "the worker did not stop reading";
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ(flow().input_pauses, 1u);
@@ -182,11 +217,11 @@ TEST_F(IoWorkersTest, AWorkerStopsReadingWhileTheMainLoopIsBehindOnItsInputAndEv
   EXPECT_EQ(flow().output_waits, 0u);
 }
 
-TEST_F(IoWorkersTest, TheMainLoopTakesNoInputWhileAWorkerIsBehindOnOutputAndEveryByteArrives) {
+TEST_P(IoWorkersTest, TheMainLoopTakesNoInputWhileAWorkerIsBehindOnOutputAndEveryByteArrives) {
   ASSERT_TRUE(runUntil([&] { return stream_->handshakeDone(); }));
   // Twice what a worker may have waiting, handed over and held in the
   // main loop's batch: the worker has not taken it up.
-  const std::string out = pattern(2 * IoWorker::kBacklogHigh, 3);
+  const std::string out = pattern(2 * io_->limits().backlog_high, 3);
   std::string copy = out;
   stream_->write(copy);
   ASSERT_TRUE(worker_->behind());
@@ -215,6 +250,9 @@ TEST_F(IoWorkersTest, TheMainLoopTakesNoInputWhileAWorkerIsBehindOnOutputAndEver
   EXPECT_EQ(flow().output_waits, 1u);
   EXPECT_EQ(flow().input_pauses, 0u);
 }
+
+INSTANTIATE_TEST_SUITE_P(Loops, IoWorkersTest, ::testing::Values(2u, 16u),
+                         [](const ::testing::TestParamInfo<unsigned>& i) { return std::to_string(i.param); });
 
 }  // namespace
 }  // namespace petrel
