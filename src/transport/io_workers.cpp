@@ -663,9 +663,9 @@ IoWorkers::IoWorkers(uv_loop_t* main, uint32_t loops) : main_(main) {
                affinity == 1 ? "" : "s");
     sized_by_ = why;
   }
+  limits_ = LoopLimits::forLoops(n);
   // One loop: the main loop carries the connections itself. More: each has
   // a thread of its own, and the main loop carries none.
-  limits_ = LoopLimits::forLoops(n);
   if (n > 1)
     for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<IoWorker>(*this, i + 1));
 }

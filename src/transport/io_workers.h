@@ -229,7 +229,6 @@ class RemoteStream final : public Stream {
   std::string deferred_bytes_;
 };
 
-// One worker loop on its own thread.
 // What may wait between the main loop and one worker loop, in bytes: each
 // is a share of a total for all the loops, so that on a machine with many
 // cores the buffers between the loops take no more memory than on one with
@@ -249,6 +248,7 @@ struct LoopLimits {
   static LoopLimits forLoops(unsigned loops);
 };
 
+// One worker loop on its own thread.
 class IoWorker {
  public:
   IoWorker(IoWorkers& all, unsigned index);
@@ -280,18 +280,17 @@ class IoWorker {
   // other:
   // * output the main loop has handed over and this loop has not yet
   //   looked at (its CPU is behind, not a client's socket): above
-  //   kBacklogHigh the main loop stops taking events from any worker --
+  //   backlog_high the main loop stops taking events from any worker --
   //   no new input, so no new output -- until it is below again;
   // * input this loop has passed to the main loop, not yet handled there:
-  //   above kUnhandledHigh this loop stops reading its sockets (TCP then
+  //   above unhandled_high this loop stops reading its sockets (TCP then
   //   holds the clients back) until the main loop has caught up below
-  //   kUnhandledLow.
+  //   unhandled_low.
   // So a loop that falls behind slows its peers instead of making them
   // buffer (or, for QoS 0 over a client's budget, drop) without bound.
-  // Both marks are the loops' share of a fixed total (LoopLimits), so the
-  // bytes between the loops do not grow with their number.
+  // The marks are this loop's share of a fixed total (LoopLimits).
   bool behind() const { return backlog_.load(std::memory_order_relaxed) > limits_.backlog_high; }
-  // Times this loop stopped reading for kUnhandledHigh (any thread may ask).
+  // Times this loop stopped reading for unhandled_high (any thread may ask).
   uint64_t inputPauses() const { return input_pauses_.load(std::memory_order_relaxed); }
   void handed(size_t n) { backlog_.fetch_add(n, std::memory_order_relaxed); }
   // Main loop: a batch of this loop's events has been handled.
