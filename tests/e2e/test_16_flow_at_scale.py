@@ -643,6 +643,11 @@ def _reader(port, i, q, started, done, n=FLOOD_N, topic="flood/t"):
     q.put((s.cid, s.by_qos[0], s.by_qos[1], s.max_gap))
 
 
+def _status_kb(b, field):
+    """A field of the broker's /proc/PID/status in KB: VmRSS now, VmHWM its peak."""
+    return int(re.search(r"%s:\s+(\d+)" % field, open("/proc/%d/status" % b.proc.pid).read()).group(1))
+
+
 def test_qos1_is_not_stranded_by_a_qos0_flood_and_readers_ride_out_the_burst(make_broker):
     # Output budgets below the burst's 210 MB, so that the client that never
     # reads goes over its own.
@@ -667,7 +672,7 @@ def test_qos1_is_not_stranded_by_a_qos0_flood_and_readers_ride_out_the_burst(mak
     started.set()
     pub.publish("flood/t", FLOOD_N, window=100_000, payload_size=1024, qos_of=flood_qos, timeout=90)
     done.set()
-    rss_kb = int(re.search(r"VmRSS:\s+(\d+)", open("/proc/%d/status" % b.proc.pid).read()).group(1))
+    rss_kb = _status_kb(b, "VmRSS")
     results = [q.get(timeout=60) for _ in readers]
     for p in readers:
         p.join(10)
@@ -714,8 +719,6 @@ def _auto_output_memory(ram, limit):
     return max(4 << 20, min(1 << 30, min(ram, limit) // 4))
 
 
-def _peak_rss_kb(b):
-    return int(re.search(r"VmHWM:\s+(\d+)", open("/proc/%d/status" % b.proc.pid).read()).group(1))
 
 
 def _flood_past_stuck_readers(b, budget, topic="memory/t", stuck_readers=STUCK_READERS):
@@ -739,7 +742,7 @@ def _flood_past_stuck_readers(b, budget, topic="memory/t", stuck_readers=STUCK_R
     started.set()
     pub.publish(topic, MEMORY_FLOOD_N, window=100_000, payload_size=1024, qos_of=flood_qos, timeout=120)
     done.set()
-    rss_kb = int(re.search(r"VmRSS:\s+(\d+)", open("/proc/%d/status" % b.proc.pid).read()).group(1))
+    rss_kb = _status_kb(b, "VmRSS")
     _, q0, q1, gap = q.get(timeout=90)
     reader.join(10)
     rt = by.stop()
@@ -792,7 +795,7 @@ def test_memory_outside_the_output_budget_does_not_grow_with_the_loops(make_brok
     b = make_broker(workers=loops,
                     limits={"max_inflight": 100, "max_queued_messages": 0, "max_output_memory": limit})
     _, text = _flood_past_stuck_readers(b, limit // loops + (1 << 20), stuck_readers=loops)
-    peak_kb = _peak_rss_kb(b)
+    peak_kb = _status_kb(b, "VmHWM")
     text += "; peak RSS %d MB" % (peak_kb >> 10)
     assert peak_kb < (limit + (128 << 20)) >> 10, text
 
