@@ -474,7 +474,7 @@ void Cluster::stop() {
   // Share group messages held here go back to the groups' stream for the
   // other nodes at once (a member that had one may see it again: QoS 1).
   if (groups_js_) {
-    for (auto& [token, msg] : held_) groups_js_->nak(msg);
+    for (auto& [token, t] : held_) groups_js_->nak(t);
     counters_.group_returned += held_.size();
     held_.clear();
     groups_js_->stop();
@@ -954,17 +954,17 @@ void Cluster::takeGroups(int64_t now_ms) {
       ++counters_.dropped;
       LOG_WARN("cluster: a message in stream %s is not one a Petrel node sends; dropped",
                (cfg_.name + "_groups").c_str());
-      groups_js_->ack(in.msg);  // it would only come again
+      groups_js_->ack(in.taken);  // it would only come again
       continue;
     }
     if (it == local_groups_.end()) {
       // The group left this node meanwhile: for another node.
       ++counters_.group_returned;
-      groups_js_->nak(in.msg);
+      groups_js_->nak(in.taken);
       continue;
     }
     if (msg->expires_at_ms && msg->expires_at_ms <= now_ms) {
-      groups_js_->ack(in.msg);  // ran out while it waited
+      groups_js_->ack(in.taken);  // ran out while it waited
       continue;
     }
     msg->topic.assign(topic);
@@ -973,7 +973,7 @@ void Cluster::takeGroups(int64_t now_ms) {
     msg->cluster_seq = info.seq;
     msg->id = durable_.newMessageId();
     msg->group_token = ++next_group_token_;
-    held_.emplace(msg->group_token, in.msg);
+    held_.emplace(msg->group_token, std::move(in.taken));
     ++counters_.group_taken;
     router_.groups().enqueueTaken(*it->second, MessagePtr(std::move(msg)), in.delivered > 1);
   }
@@ -1012,7 +1012,7 @@ void Cluster::groupRoom(SharedGroup& g) {
 void Cluster::onGroupProgress(uv_timer_t* t) {
   auto* c = static_cast<Cluster*>(t->data);
   if (!c->groups_js_) return;
-  for (auto& [token, msg] : c->held_) c->groups_js_->inProgress(msg);
+  for (const auto& [token, t] : c->held_) c->groups_js_->inProgress(t);
   // Members' room also changes without a dispatch (a member that went
   // away): the credit is set again.
   for (auto& [gid, g] : c->local_groups_) c->groupRoom(*g);
@@ -1513,6 +1513,7 @@ Cluster::Counters Cluster::counters() const {
   }
   c.groups = local_groups_.size();
   c.group_held = held_.size();
+  if (groups_js_) c.group_returned += groups_js_->returned();
   if (inbox_) {
     std::lock_guard<std::mutex> lock(inbox_->mu);
     c.dropped += inbox_->dropped;

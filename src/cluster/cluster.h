@@ -525,7 +525,7 @@ class Cluster {
   std::unique_ptr<cluster::StoreReplicaStream> replica_;
   bool replica_guard_ = false;
   std::unordered_map<uint64_t, SharedGroup*> local_groups_;  // by group id
-  std::unordered_map<uint64_t, __natsMsg*> held_;           // by Message::group_token
+  std::unordered_map<uint64_t, cluster::GroupStream::Taken> held_;  // by Message::group_token
   uint64_t next_group_token_ = 0;
   // Another node gained a filter since the groups last gave what they
   // hold (at most once a second; the group timer, every third of the

@@ -20,7 +20,6 @@ constexpr int kFetchBatch = 256;
 constexpr int kFetchWaitMs = 500;      // a fetch with nothing to take returns after this
 constexpr int kMaxAckPending = 20000;  // taken by all the nodes together, not yet acknowledged
 constexpr int kLeftoverCheckMs = 1000;  // without credit: how often to look for takeLeftovers()
-constexpr int kLeftoverWaitMs = 100;   // a fetch of those: its wait for JetStream's answer
 
 }  // namespace
 
@@ -124,18 +123,22 @@ void GroupStream::take(std::vector<In>& in) {
   }
 }
 
-void GroupStream::ack(natsMsg* m) {
+void GroupStream::ack(Taken& t) {
   // Buffered by the client (its thread writes it): the loop does not wait.
-  natsMsg_Ack(m, nullptr);
-  natsMsg_Destroy(m);
+  natsMsg_Ack(t.msg, nullptr);
+  natsMsg_Destroy(t.msg);
+  t.msg = nullptr;
+  t.sub.reset();  // the last message of a group gone: its subscription closes
 }
 
-void GroupStream::nak(natsMsg* m) {
-  natsMsg_Nak(m, nullptr);
-  natsMsg_Destroy(m);
+void GroupStream::nak(Taken& t) {
+  natsMsg_Nak(t.msg, nullptr);
+  natsMsg_Destroy(t.msg);
+  t.msg = nullptr;
+  t.sub.reset();
 }
 
-void GroupStream::inProgress(natsMsg* m) { natsMsg_InProgress(m, nullptr); }
+void GroupStream::inProgress(const Taken& t) { natsMsg_InProgress(t.msg, nullptr); }
 
 size_t GroupStream::groups() const { return groups_.size(); }
 
@@ -155,10 +158,7 @@ void GroupStream::stop() {
   std::lock_guard<std::mutex> lock(mu_);
   // Taken and not handed over: JetStream sends them again (to another
   // node) at once.
-  for (In& i : in_) {
-    natsMsg_Nak(i.msg, nullptr);
-    natsMsg_Destroy(i.msg);
-  }
+  for (In& i : in_) nak(i.taken);
   in_.clear();
   if (js_) jsCtx_Destroy(js_);
   js_ = nullptr;
@@ -173,7 +173,7 @@ void GroupStream::pause(int ms, const Group& g) {
 // it is) and a pull subscription bound to it: every node with members of
 // the group reads the same consumer, and JetStream hands each message to
 // one of them.
-bool GroupStream::open(Group& g, natsSubscription*& sub) {
+bool GroupStream::open(Group& g, Sub& sub) {
   if (natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) return false;
   natsStatus s = NATS_OK;
   {
@@ -218,8 +218,9 @@ bool GroupStream::open(Group& g, natsSubscription*& sub) {
     so.Stream = stream_.c_str();
     so.Consumer = g.durable.c_str();
     jerr = static_cast<jsErrCode>(0);
-    s = js_PullSubscribe(&sub, js_, g.subject.c_str(), g.durable.c_str(), nullptr, &so, &jerr);
-    if (s != NATS_OK) sub = nullptr;
+    natsSubscription* raw = nullptr;
+    s = js_PullSubscribe(&raw, js_, g.subject.c_str(), g.durable.c_str(), nullptr, &so, &jerr);
+    if (s == NATS_OK) sub = Sub(raw, natsSubscription_Destroy);
   }
   if (s != NATS_OK) {
     // The stream may not exist yet (Stream opens it); run() warns after
@@ -235,7 +236,7 @@ bool GroupStream::open(Group& g, natsSubscription*& sub) {
 // alternates with one that waits up to kFetchWaitMs for a single message,
 // so that a lone message is taken as soon as it comes.
 void GroupStream::run(Group& g) {
-  natsSubscription* sub = nullptr;
+  Sub sub;
   bool wait = false;
   int failures = 0;
   bool timed_out = false;  // the last fetch gave up waiting before JetStream answered
@@ -248,7 +249,8 @@ void GroupStream::run(Group& g) {
       if (g.stopping) break;
     }
     if (!credit) {
-      if (sub) takeLeftovers(g, sub);
+      // The answer to the last fetch is in once something waited.
+      if (sub && takeLeftovers(g, sub, false)) timed_out = false;
       continue;
     }
     if (!sub && !open(g, sub)) {
@@ -263,11 +265,11 @@ void GroupStream::run(Group& g) {
     natsMsgList list{};
     jsFetchRequest req;
     jsFetchRequest_Init(&req);
-    req.Batch = fetchBatchFor(sub, wait ? 1 : std::max(1, std::min(g.credit.load(), kFetchBatch)));
+    req.Batch = fetchBatchFor(sub.get(), wait ? 1 : std::max(1, std::min(g.credit.load(), kFetchBatch)));
     const int asked = req.Batch;  // the fetch may lower req.Batch
     req.Expires = int64_t(kFetchWaitMs) * 1000 * 1000;  // nanoseconds
     req.NoWait = !wait;
-    const natsStatus s = natsSubscription_FetchRequest(&list, sub, &req);
+    const natsStatus s = natsSubscription_FetchRequest(&list, sub.get(), &req);
     timed_out = s == NATS_TIMEOUT;
     if (s == NATS_OK && list.Count > 0) {
       wait = false;  // more may be there: take it at once
@@ -280,26 +282,36 @@ void GroupStream::run(Group& g) {
       if (!transientNatsError(s)) {
         LOG_WARN("cluster: fetching share group consumer %s: %s; opening it again", g.durable.c_str(),
                  natsErrorText(s).c_str());
-        natsSubscription_Destroy(sub);
-        sub = nullptr;
+        sub.reset();  // closes once the loop holds nothing that came by it
       }
       pause(200, g);
       continue;
     }
-    handOver(g, list, asked);
+    handOver(g, sub, list, asked);
   }
   if (sub) {
-    // What JetStream sent for a fetch that gave up waiting is on its way
-    // (JetStream ends a fetch before the client does): let it come, and
-    // hand it to the loop, which gives it back at once (the group is gone).
-    if (timed_out) std::this_thread::sleep_for(std::chrono::milliseconds(kLeftoverWaitMs));
-    takeLeftovers(g, sub);
-    natsSubscription_Destroy(sub);  // the consumer stays: it is the group's
+    // JetStream's answer to a fetch that gave up waiting is on its way
+    // (JetStream ends a fetch 10 ms before the client does): a message,
+    // or the status that ends the fetch. It is waited for, up to kWaitMs,
+    // while the link is up.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(kWaitMs);
+    int pending = 0;
+    int bytes = 0;
+    while (timed_out && natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED &&
+           natsSubscription_GetPending(sub.get(), &pending, &bytes) == NATS_OK && pending == 0 &&
+           std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    // The group is gone from this node: what came goes back to JetStream
+    // at once, for another node.
+    takeLeftovers(g, sub, true);
   }
+  // The subscription closes once the loop holds nothing that came by it;
+  // the consumer stays: it is the group's.
+  sub.reset();
   g.finished = true;
 }
 
-void GroupStream::handOver(Group& g, natsMsgList& list, int asked) {
+void GroupStream::handOver(Group& g, const Sub& sub, natsMsgList& list, int asked) {
   std::vector<In> got;
   keepFetchToBatch(list.Count, asked, "share group consumer", g.durable);
   got.reserve(static_cast<size_t>(list.Count));
@@ -314,7 +326,8 @@ void GroupStream::handOver(Group& g, natsMsgList& list, int asked) {
       in.delivered = meta->NumDelivered;
       jsMsgMetaData_Destroy(meta);
     }
-    in.msg = m;
+    in.taken.msg = m;
+    in.taken.sub = sub;
     got.push_back(std::move(in));
   }
   natsMsgList_Destroy(&list);
@@ -337,27 +350,29 @@ void GroupStream::handOver(Group& g, natsMsgList& list, int asked) {
 // knows: with no next fetch (no credit for a while, or the group gone from
 // this node) each would wait out the consumer's ack wait
 // (cluster.group_ack_wait, 30 s) before JetStream sent it again, to anyone.
-// They are taken now, one fetch each (fetchBatchFor: one while anything
-// waits); a status message waiting among them makes its fetch ask
-// JetStream for one more without waiting, so a few beyond the credit may
-// come, which the loop queues as it does the rest.
-void GroupStream::takeLeftovers(Group& g, natsSubscription* sub) {
+// They are taken now (takeWaiting(): without asking JetStream for more, so
+// that nothing comes after the last look), to the loop, or given back to
+// JetStream at once when the group's thread ends.
+bool GroupStream::takeLeftovers(Group& g, const Sub& sub, bool give_back) {
   int pending = 0;
   int bytes = 0;
-  if (natsSubscription_GetPending(sub, &pending, &bytes) != NATS_OK) return;
-  for (int i = 0; i < pending; ++i) {
+  if (natsSubscription_GetPending(sub.get(), &pending, &bytes) != NATS_OK) return false;
+  for (int i = 0; i < pending; ++i) {  // each look takes one message or status at least
     natsMsgList list{};
-    jsFetchRequest req;
-    jsFetchRequest_Init(&req);
-    req.Batch = 1;
-    req.NoWait = true;
-    req.Expires = int64_t(kLeftoverWaitMs) * 1000 * 1000;  // nanoseconds: the client's wait for the answer
-    if (natsSubscription_FetchRequest(&list, sub, &req) == NATS_OK && list.Count > 0) {
-      handOver(g, list, 1);
-    } else {
-      natsMsgList_Destroy(&list);
+    if (!takeWaiting(sub.get(), list)) break;
+    if (!give_back) {
+      handOver(g, sub, list, 1);
+      continue;
     }
+    for (int j = 0; j < list.Count; ++j) {
+      Taken t{list.Msgs[j], sub};
+      list.Msgs[j] = nullptr;
+      nak(t);
+      ++returned_;
+    }
+    natsMsgList_Destroy(&list);
   }
+  return pending > 0;
 }
 
 }  // namespace petrel::cluster

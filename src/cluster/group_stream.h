@@ -58,12 +58,20 @@ std::string groupMsgId(uint64_t node, uint64_t seq, uint64_t gid);
 
 class GroupStream {
  public:
+  // A message taken from a group's consumer. It is acknowledged through
+  // the subscription it came by, which stays open while the message is
+  // held: after its group left this node, or its consumer was opened
+  // again, the loop may still hold what came before.
+  struct Taken {
+    __natsMsg* msg = nullptr;
+    std::shared_ptr<__natsSubscription> sub;
+  };
   // A stream message of a group, for this node's members.
   struct In {
     uint64_t gid = 0;
     std::string body;
     uint64_t delivered = 1;  // 2 and more: it was with a member before
-    __natsMsg* msg = nullptr;
+    Taken taken;
   };
 
   // `stream` is "<name>_groups", `cluster_name` "<name>"; `ack_wait_ms`
@@ -85,10 +93,14 @@ class GroupStream {
   void setCredit(uint64_t gid, int credit);
   void take(std::vector<In>& in);
   // Done with: acknowledged to JetStream (the member has it, or it was
-  // dropped for good); back to JetStream for another node; still held.
-  void ack(__natsMsg* m);
-  void nak(__natsMsg* m);
-  void inProgress(__natsMsg* m);
+  // dropped for good); back to JetStream for another node (`t` is empty
+  // after either); still held.
+  void ack(Taken& t);
+  void nak(Taken& t);
+  void inProgress(const Taken& t);
+  // Given back to JetStream by the fetching threads themselves: what came
+  // for a group as it left this node.
+  uint64_t returned() const { return returned_.load(); }
   // Ends every thread; what was taken and not acknowledged comes again
   // (to another node) after the ack wait.
   void stop();
@@ -106,11 +118,14 @@ class GroupStream {
     std::atomic<bool> finished{false};
     std::thread thread;
   };
+  using Sub = std::shared_ptr<__natsSubscription>;
   void run(Group& g);
-  // The messages of a fetch (`asked` for), to the loop.
-  void handOver(Group& g, natsMsgList& list, int asked);
-  void takeLeftovers(Group& g, __natsSubscription* sub);
-  bool open(Group& g, __natsSubscription*& sub);
+  // The messages of a fetch on `sub` (`asked` for), to the loop.
+  void handOver(Group& g, const Sub& sub, natsMsgList& list, int asked);
+  // What waits in the subscription, to the loop; or, as the group's
+  // thread ends, back to JetStream (`give_back`). Whether anything waited.
+  bool takeLeftovers(Group& g, const Sub& sub, bool give_back);
+  bool open(Group& g, Sub& sub);
   void pause(int ms, const Group& g);
   void reap();
 
@@ -127,6 +142,7 @@ class GroupStream {
   std::vector<std::unique_ptr<Group>> retired_;                  // threads ending
   std::vector<In> in_;
   bool stopped_ = false;
+  std::atomic<uint64_t> returned_{0};
 };
 
 }  // namespace petrel::cluster

@@ -98,6 +98,18 @@ int fetchBatchFor(natsSubscription* sub, int batch) {
   return batch;
 }
 
+bool takeWaiting(natsSubscription* sub, natsMsgList& list) {
+  list = natsMsgList{};
+  jsFetchRequest req;
+  jsFetchRequest_Init(&req);
+  req.Batch = 1;
+  req.NoWait = true;
+  req.Expires = 1;  // nanoseconds
+  if (natsSubscription_FetchRequest(&list, sub, &req) == NATS_OK && list.Count > 0) return true;
+  natsMsgList_Destroy(&list);
+  return false;
+}
+
 void keepFetchToBatch(int& count, int batch, const char* kind, const std::string& name) {
   if (count <= batch) return;
   static std::atomic<bool> logged{false};

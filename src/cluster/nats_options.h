@@ -12,6 +12,7 @@ struct __natsOptions;
 struct __natsConnection;
 struct __jsCtx;
 struct __natsSubscription;
+struct natsMsgList;
 
 namespace petrel::cluster {
 
@@ -57,6 +58,16 @@ bool refusedForGood(int status, int js_error);
 // with no request and nothing lowered, or, when only status messages wait,
 // asked of the server as usual (a count of 0 never passes a batch of 1).
 int fetchBatchFor(__natsSubscription* sub, int batch);
+
+// Takes into `list` one message that already waits in the pull
+// subscription `sub`, skipping status messages (the ends of earlier
+// fetches), and never asks JetStream for more: the fetch's deadline (1 ns,
+// 0 ms to libnats) has passed before it would send its request. True when
+// it took one. For what is left after a fetch gave up waiting (an answer
+// that came late): a request sent then would be answered after the caller
+// stopped reading, and what JetStream sent it would wait out the
+// consumer's ack wait.
+bool takeWaiting(__natsSubscription* sub, natsMsgList& list);
 
 // A fetch's list longer than the batch asked for (`batch`, as it was
 // before the call: libnats may lower it) is read only as far as the batch,
